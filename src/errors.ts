@@ -1,0 +1,90 @@
+/**
+ * One errors module for the whole product (bolt-js style): every error an operator can meet has a
+ * string code and a message that says how to fix it. Unknown throwables are wrapped by asCodedError.
+ */
+export const ErrorCode = {
+  ConfigInvalid: 'capi_config_invalid',
+  SiteProfileInvalid: 'capi_site_profile_invalid',
+  RunbookInvalid: 'capi_runbook_invalid',
+  RunbookNotFound: 'capi_runbook_not_found',
+  ParamInvalid: 'capi_param_invalid',
+  ExpressionSyntax: 'capi_expression_syntax',
+  ExpressionEval: 'capi_expression_eval',
+  SshConnect: 'capi_ssh_connect',
+  SshHostKeyMismatch: 'capi_ssh_host_key_mismatch',
+  SshExec: 'capi_ssh_exec',
+  SshOutputTooLarge: 'capi_ssh_output_too_large',
+  OutputParse: 'capi_output_parse',
+  Unknown: 'capi_unknown',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface CodedError extends Error {
+  code: ErrorCode;
+}
+
+export class CapiError extends Error implements CodedError {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A config value (env or site profile) failed validation; `issues` name each field and its fix. */
+export class ConfigError extends CapiError {
+  constructor(
+    code: typeof ErrorCode.ConfigInvalid | typeof ErrorCode.SiteProfileInvalid,
+    readonly source: string,
+    readonly issues: readonly string[],
+  ) {
+    super(code, `${source} is invalid:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
+  }
+}
+
+/** A runbook file is refused at load time: names the file, the path inside it and what is wrong. */
+export class RunbookError extends CapiError {
+  constructor(
+    readonly file: string,
+    readonly issues: readonly string[],
+  ) {
+    super(ErrorCode.RunbookInvalid, `runbook ${file} is invalid:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
+  }
+}
+
+/** A runbook parameter was refused before any connection was opened. */
+export class ParamError extends CapiError {
+  constructor(
+    readonly param: string,
+    message: string,
+  ) {
+    super(ErrorCode.ParamInvalid, message);
+  }
+}
+
+export class SshError extends CapiError {}
+
+export class HostKeyMismatchError extends SshError {
+  constructor(
+    readonly host: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(
+      ErrorCode.SshHostKeyMismatch,
+      `refusing to connect to ${host}: its host key is ${actual} but JUMPHOST_HOST_KEY pins ${expected}. ` +
+        'If the jumphost was rebuilt, verify the new key out of band (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the host) and update the pin.',
+    );
+  }
+}
+
+export function isCodedError(err: unknown): err is CodedError {
+  return err instanceof Error && typeof (err as Partial<CodedError>).code === 'string';
+}
+
+export function asCodedError(err: unknown): CodedError {
+  if (isCodedError(err)) return err;
+  if (err instanceof Error) return new CapiError(ErrorCode.Unknown, err.message, { cause: err });
+  return new CapiError(ErrorCode.Unknown, String(err));
+}

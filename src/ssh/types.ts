@@ -1,0 +1,42 @@
+/** The executor port: what the runbook engine needs from a remote shell. ssh2 implements it. */
+
+export type OutputStream = 'stdout' | 'stderr';
+
+export interface ExecRequest {
+  /** bash script text. Never built from chat text: values arrive through `env`. */
+  readonly script: string;
+  /** Passed to the remote shell as single-quoted assignments, never interpolated into `script`. */
+  readonly env: Readonly<Record<string, string>>;
+  /** The remote process group is killed (TERM, then KILL) when this elapses. */
+  readonly timeoutMs: number;
+  /** Called once per complete line (without the newline), in order, per stream. */
+  readonly onLine?: (stream: OutputStream, line: string) => void;
+  /** Aborting kills the remote process group and resolves with `cancelled: true`. */
+  readonly signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  /** null when the process was killed by a signal or the server sent no exit status. */
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly timedOut: boolean;
+  readonly cancelled: boolean;
+  readonly durationMs: number;
+}
+
+export interface RemoteExecutor {
+  exec(req: ExecRequest): Promise<ExecResult>;
+  /** Idempotent: returns the same promise when called twice. */
+  close(): Promise<void>;
+}
+
+export interface JumphostTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly privateKeyPath: string;
+  /** OpenSSH fingerprint, `SHA256:<base64 without padding>`. */
+  readonly hostKey: string;
+}
