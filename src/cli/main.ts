@@ -1,1 +1,79 @@
-export async function main(_argv: string[]): Promise<number> { return 0; }
+import { parseArgs } from 'node:util';
+import { asCodedError, CapiError } from '../errors.js';
+import { runDemo } from './demo.js';
+import { listRunbooks, runFromTerminal } from './run.js';
+
+const USAGE = `capi-chatops -- CAPI/Magnum recovery runbooks with a human approval before every destructive step
+
+usage:
+  capi-chatops run RUNBOOK [ARGS...] --site FILE [--yes] [--dry-run] [--commands DIR]
+      run a runbook on the site's jumphost; the timeline prints live and every destructive step
+      asks y/N (--yes approves them all; --dry-run prints every command without connecting)
+  capi-chatops list [--commands DIR]      the runbooks and their arguments
+  capi-chatops demo [--yes] [--scenario NAME]
+      start the simulated jumphost (a real sshd on 127.0.0.1 with a simulated cloud) and run
+      recover against it; scenarios live in sim/scenarios (default: outage)
+
+exit codes: 0 succeeded, 1 failed, 2 refused before running (bad arguments or config),
+            3 denied or expired approval, 130 cancelled`;
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run': {
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: {
+            site: { type: 'string' },
+            yes: { type: 'boolean', default: false },
+            'dry-run': { type: 'boolean', default: false },
+            commands: { type: 'string' },
+          },
+        });
+        const [runbook, ...args] = positionals;
+        if (runbook === undefined) return usage('run needs a RUNBOOK name (capi-chatops list shows them)');
+        return await runFromTerminal({
+          runbook,
+          args,
+          ...(values.site !== undefined ? { siteFile: values.site } : {}),
+          ...(values.commands !== undefined ? { commandsDir: values.commands } : {}),
+          yes: values.yes,
+          dryRun: values['dry-run'],
+        });
+      }
+      case 'list': {
+        const { values } = parseArgs({ args: [...rest], options: { commands: { type: 'string' } } });
+        process.stdout.write(await listRunbooks(values.commands));
+        return 0;
+      }
+      case 'demo': {
+        const { values } = parseArgs({
+          args: [...rest],
+          options: { yes: { type: 'boolean', default: false }, scenario: { type: 'string', default: 'outage' } },
+        });
+        return await runDemo({ yes: values.yes, scenario: values.scenario });
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        return 0;
+      default:
+        return usage(`unknown command '${command}'`);
+    }
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) return usage((err as Error).message);
+    const coded = asCodedError(err);
+    process.stderr.write(`error: ${coded.message}\n`);
+    // Validation errors are refusals before anything ran; anything else is a failure.
+    return err instanceof CapiError && err.code !== 'capi_unknown' ? 2 : 1;
+  }
+}
+
+function usage(problem: string): number {
+  process.stderr.write(`error: ${problem}\n\n${USAGE}\n`);
+  return 2;
+}

@@ -1,0 +1,115 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, ErrorCode } from '../errors.js';
+import { describeZodIssues } from '../validation.js';
+
+const projectId = z
+  .string()
+  .regex(/^[0-9a-f]{32}$/, { error: 'must be a 32-character lowercase hex project id (openstack project show <name> -f value -c id)' });
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { error: 'must be a DNS-1123 label: lowercase letters, digits and "-", at most 63 characters' });
+// A path on the jumphost: absolute or ~/relative. Kept free of shell metacharacters because
+// operators copy these values into terminals as well.
+const remotePath = z
+  .string()
+  .regex(/^(~\/|\/)[A-Za-z0-9._\/-]+$/, { error: 'must be an absolute or ~/ path made of letters, digits, ".", "_", "-" and "/"' });
+const ipv4 = z
+  .string()
+  .regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, { error: 'must be an IPv4 address, e.g. 192.0.2.10' });
+const port = z.number().int().min(1).max(65535, { error: 'must be a TCP port 1-65535' });
+const hostKey = z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
+  error: 'must be an OpenSSH SHA256 fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the jumphost)',
+});
+
+export const SiteProfileSchema = z.strictObject({
+  name: dnsLabel,
+  openrc: remotePath,
+  capi_project_id: projectId,
+  mgmt_server: dnsLabel,
+  mgmt_fip: ipv4,
+  mgmt_ssh_port: port.default(22),
+  mgmt_ssh_user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'must be a POSIX user name, e.g. ubuntu' }),
+  mgmt_ssh_key: remotePath,
+  mgmt_kubeconfig: remotePath,
+  workload_cluster: dnsLabel,
+  /** Defaults to the seed's convention, ~/<workload_cluster>-kc/config. */
+  workload_kubeconfig: remotePath.optional(),
+  timing: z
+    .strictObject({
+      scale: z.number().positive({ error: 'must be a positive factor (1 = real waits; 0.01 for demos)' }).max(10).default(1),
+    })
+    .default({ scale: 1 }),
+  // The +1 amphora headroom rule (recovery 5b, D-040): ceiling = physical MB * ratio - reserved.
+  headroom: z
+    .strictObject({
+      ram_allocation_ratio: z.number().positive().default(1.5),
+      reserved_host_memory_mb: z.number().int().nonnegative().default(8192),
+      amphora_ram_mb: z.number().int().positive().default(1024),
+    })
+    .default({ ram_allocation_ratio: 1.5, reserved_host_memory_mb: 8192, amphora_ram_mb: 1024 }),
+  jumphost: z
+    .strictObject({
+      host: z.string().min(1),
+      port: port.default(22),
+      user: z.string().min(1),
+      private_key_path: z.string().min(1),
+      host_key: hostKey,
+    })
+    .partial()
+    .optional(),
+});
+
+export type SiteProfile = z.infer<typeof SiteProfileSchema>;
+
+export function parseSiteProfile(data: unknown, source: string): SiteProfile {
+  const result = SiteProfileSchema.safeParse(data);
+  if (!result.success) {
+    throw new ConfigError(ErrorCode.SiteProfileInvalid, `site profile ${source}`, describeZodIssues(result.error));
+  }
+  return result.data;
+}
+
+export async function loadSiteProfile(file: string): Promise<SiteProfile> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(ErrorCode.SiteProfileInvalid, `site profile ${file}`, [
+      `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}): set SITE_FILE or --site to an existing YAML file`,
+    ]);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(ErrorCode.SiteProfileInvalid, `site profile ${file}`, [
+      `is not valid YAML: ${(err as Error).message}`,
+    ]);
+  }
+  return parseSiteProfile(data, file);
+}
+
+/** The magnum namespace is derived, never typed by hand (stuck-delete FINDING-4). */
+export function magnumNamespace(site: SiteProfile): string {
+  return `magnum-${site.capi_project_id}`;
+}
+
+/** The site values every remote script may read, as environment variables. */
+export function siteEnv(site: SiteProfile): Record<string, string> {
+  return {
+    SITE: site.name,
+    OPENRC: site.openrc,
+    CAPI_PROJECT_ID: site.capi_project_id,
+    MAGNUM_NS: magnumNamespace(site),
+    MGMT_SERVER: site.mgmt_server,
+    MGMT_FIP: site.mgmt_fip,
+    MGMT_SSH_PORT: String(site.mgmt_ssh_port),
+    MGMT_SSH_USER: site.mgmt_ssh_user,
+    MGMT_SSH_KEY: site.mgmt_ssh_key,
+    MGMT_KUBECONFIG: site.mgmt_kubeconfig,
+    WORKLOAD_CLUSTER: site.workload_cluster,
+    WORKLOAD_KUBECONFIG: site.workload_kubeconfig ?? `~/${site.workload_cluster}-kc/config`,
+  };
+}

@@ -1,0 +1,119 @@
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import type { ApprovalDecision, ApprovalPort, ApprovalRequest, EventSink, RunEvent, StepRef } from '../engine/events.js';
+
+/** Prints the run timeline as it happens; one line per event, output indented under its step. */
+export function createTerminalTimeline(out: Writable): EventSink {
+  const write = (line: string) => {
+    out.write(`${line}\n`);
+  };
+  return (e: RunEvent) => {
+    write(formatEvent(e));
+  };
+}
+
+function where(ref: StepRef): string {
+  const it = ref.iteration ? ` (${ref.iteration.n}/${ref.iteration.of} ${ref.iteration.label})` : '';
+  return `[${ref.index}/${ref.total}] ${ref.stepId}${it}`;
+}
+
+export function formatEvent(e: RunEvent): string {
+  switch (e.type) {
+    case 'run.started':
+      return [
+        `=== ${e.runbook} on site ${e.site} -- run id: ${e.runId}, requested by ${e.requestedBy}`,
+        ...e.steps.map((s, i) => `    ${i + 1}. ${s.title}${s.destructive ? '  [needs approval]' : ''}`),
+      ].join('\n');
+    case 'preflight':
+      return `--- jumphost ready (HOME=${e.home}; ${e.tools.join(', ') || 'no CLIs'} found)`;
+    case 'step.started':
+      return `>>> ${where(e)} ${e.title}${e.destructive ? '  [DESTRUCTIVE]' : ''}`;
+    case 'step.output':
+      return `    ${e.stream === 'stderr' ? '!' : '|'} ${e.line}`;
+    case 'poll.attempt':
+      return `    ~ attempt ${e.attempt}/${e.of}: ${e.summary}`;
+    case 'decision':
+      return `    => ${e.message}`;
+    case 'guard.skipped':
+      return `    -- guard: ${e.message}`;
+    case 'approval.requested':
+      return formatApproval(e.request);
+    case 'approval.decided':
+      return e.decision.approved
+        ? `    APPROVED by ${e.decision.by} at ${e.decision.at}`
+        : `    ${e.decision.reason === 'expired' ? 'EXPIRED' : 'DENIED'} by ${e.decision.by} at ${e.decision.at}`;
+    case 'step.finished': {
+      const mark = { ok: 'ok', failed: 'FAILED', skipped: 'skipped', denied: 'DENIED', cancelled: 'CANCELLED' }[e.status];
+      const code = e.exitCode === null ? '' : ` exit ${e.exitCode}`;
+      return `<<< ${where(e)} ${mark}${code} in ${(e.durationMs / 1000).toFixed(1)}s${e.message ? `: ${e.message}` : ''}`;
+    }
+    case 'run.finished':
+      return `=== run ${e.status.toUpperCase()} after ${(e.durationMs / 1000).toFixed(1)}s: ${e.message}`;
+  }
+}
+
+function formatApproval(r: ApprovalRequest): string {
+  return [
+    `!!! APPROVAL NEEDED: ${r.summary}`,
+    '    targets:',
+    ...r.targets.map((t) => `      - ${t}`),
+    '    evidence:',
+    ...r.evidence.map((t) => `      - ${t}`),
+    '    will run:',
+    ...r.commands.flatMap((c) => c.split('\n').map((l) => `      $ ${l}`)),
+  ].join('\n');
+}
+
+/**
+ * Asks y/N on the terminal. Anything but an explicit yes is a denial, and so is end of input:
+ * a run started without a human at the keyboard never approves itself (that is what --yes is for).
+ */
+export function createTerminalApprovals(opts: {
+  readonly input: Readable;
+  readonly output: Writable;
+  readonly operator: string;
+  readonly autoApprove: boolean;
+}): ApprovalPort & { close(): void } {
+  const rl = opts.autoApprove ? undefined : createInterface({ input: opts.input, terminal: false });
+  const lines: string[] = [];
+  const waiters: ((line: string | undefined) => void)[] = [];
+  let ended = false;
+  rl?.on('line', (line) => {
+    const w = waiters.shift();
+    if (w) w(line);
+    else lines.push(line);
+  });
+  rl?.on('close', () => {
+    ended = true;
+    for (const w of waiters.splice(0)) w(undefined);
+  });
+  const nextLine = (signal: AbortSignal) =>
+    new Promise<string | undefined>((resolve) => {
+      const queued = lines.shift();
+      if (queued !== undefined || ended) return resolve(queued);
+      waiters.push(resolve);
+      signal.addEventListener('abort', () => resolve(undefined), { once: true });
+    });
+
+  return {
+    async request(_req: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision> {
+      const at = () => new Date().toISOString();
+      if (opts.autoApprove) {
+        opts.output.write('    approve? --yes given: approving\n');
+        return { approved: true, by: `${opts.operator} (--yes)`, at: at() };
+      }
+      opts.output.write('    approve? [y/N] ');
+      const answer = await nextLine(signal);
+      if (answer === undefined) {
+        opts.output.write('\n');
+        return { approved: false, by: opts.operator, at: at(), reason: 'denied', note: 'no answer (end of input)' };
+      }
+      return /^\s*y(es)?\s*$/i.test(answer)
+        ? { approved: true, by: opts.operator, at: at() }
+        : { approved: false, by: opts.operator, at: at(), reason: 'denied' };
+    },
+    close() {
+      rl?.close();
+    },
+  };
+}

@@ -1,0 +1,357 @@
+/**
+ * Secret redaction for free text (command output, chat messages, log lines).
+ *
+ * Product rule from the source runbooks: no secret is ever printed. `maas list` prints the API key, `vault
+ * operator init` prints unseal keys and the root token, kubeconfigs carry client keys and openrc files hold
+ * OS_PASSWORD, and all of that can reach Slack or the terminal through a step's output.
+ *
+ * Design notes:
+ * - Labels are kept and only values are replaced (`OS_PASSWORD=[REDACTED]`), so the operator still sees what
+ *   was hidden and can tell a redacted value from a missing one.
+ * - Everything is line-oriented: the same state machine serves streamed output (one line at a time) and
+ *   whole texts, so both views of a step's output hide exactly the same things and keep the same line count.
+ * - Every pattern is linear: runs of a character class can only start where the previous character is outside
+ *   that class (a negative lookbehind), so no run is rescanned from every offset, and no pattern nests
+ *   quantifiers over overlapping classes. Values are delimited by hand rather than by regex for the same reason.
+ * - Redacting twice gives the same text as redacting once: markers never match a value pattern, and a value
+ *   that is already a marker is left alone.
+ */
+
+export const REDACTED = '[REDACTED]';
+export const REDACTED_PRIVATE_KEY = '[REDACTED PRIVATE KEY]';
+
+/** Redacts a whole text (any line endings are kept). */
+export function redactText(text: string): string {
+  return createLineRedactor()(text);
+}
+
+/**
+ * Returns a redactor for one stream of lines. It is stateful because a PEM private key, a YAML block scalar or
+ * a JSON array of unseal keys spans several lines: the label is on one line and the secret on the next ones.
+ * Every input line gives exactly one output line. A string holding several lines is also accepted.
+ */
+export function createLineRedactor(): (line: string) => string {
+  const state: RedactorState = { pem: false, block: undefined };
+  return (line: string): string => {
+    if (!line.includes('\n')) return redactLine(state, line);
+    return line
+      .split('\n')
+      .map((part) => redactLine(state, part))
+      .join('\n');
+  };
+}
+
+/**
+ * YAML `literal`: a block scalar (`|`, `>`) where every line is value. Otherwise nested `key: value` lines are
+ * judged on their own, so `secret:` over `secretName: foo` (a pod volume) does not hide the whole spec.
+ */
+type Block =
+  | { readonly kind: 'yaml'; readonly column: number; readonly literal: boolean }
+  | { readonly kind: 'json' };
+
+interface RedactorState {
+  /** Inside a `-----BEGIN ... PRIVATE KEY-----` block whose END line has not been seen yet. */
+  pem: boolean;
+  /** Inside the multi-line value of a secret key (`password: |`, `unseal_keys_b64: [`, `token:` + list). */
+  block: Block | undefined;
+}
+
+// Certificates and public keys are deliberately not matched: they are public and operators need to read them.
+const PEM_BEGIN = /-----BEGIN (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
+const PEM_END = /-----END (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
+
+/** Whole-token secrets whose shape alone identifies them; replaced entirely. */
+const TOKEN_PATTERNS: readonly RegExp[] = [
+  // Slack bot/user/app/config/refresh tokens, including rotated `xoxe.xoxp-` ones, and app-level `xapp-` tokens.
+  /(?<![\w-])(?:xox[abeoprs](?:\.xox[abeoprs])?|xapp)-[A-Za-z0-9-]{8,}/g,
+  // Vault service, batch and recovery tokens.
+  /(?<![\w.-])hv[sbr]\.[A-Za-z0-9_-]{20,}/g,
+  // Legacy Vault tokens. 24+ base62 characters keep `s.t` and `status.ready` untouched.
+  /(?<![\w.-])s\.[A-Za-z0-9]{24,}(?![\w-])/g,
+  // JWTs (kubeconfig and service-account tokens): base64url JSON header `eyJ`, payload, optional signature.
+  /(?<![\w-])eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g,
+  // Keystone Fernet tokens (`openstack token issue` prints one under the harmless-looking key `id`).
+  /(?<![\w-])gAAAAA[A-Za-z0-9_-]{80,}={0,2}/g,
+  // MAAS API keys as `maas list` and `maas apikey` print them: consumer:token:secret.
+  /(?<![A-Za-z0-9])[A-Za-z0-9]{18}:[A-Za-z0-9]{18}:[A-Za-z0-9]{32}(?![A-Za-z0-9])/g,
+  // AWS access key ids (long-term and STS).
+  /(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])/g,
+];
+
+/** Secrets that follow a label worth keeping: `$1` is kept, the rest of the match is replaced. */
+const LABELLED_PATTERNS: readonly RegExp[] = [
+  /(?<![\w-])(bearer[ \t]+)[A-Za-z0-9._~+/-]{16,}=*/gi,
+  // The password in a URL's user info, e.g. redis://:pw@host or postgres://user:pw@host.
+  /(?<![\w+.-])([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s/@]+(?=@)/gi,
+];
+
+/**
+ * Key names whose value is a secret. A key matches when it ENDS with one of these, so `OS_PASSWORD`,
+ * `client_secret` and `x-auth-token` match while `secretName`, `password_expires_at` and `tokens_total` don't.
+ */
+const SECRET_KEYWORDS =
+  'password|passwd|passphrase|secret|token|api[_-]?key|private[_-]?key|secret[_-]?(?:access[_-]?)?key|' +
+  'client[_-]key(?:[_-]data)?|\\.key|authorization|(?:unseal|recovery)[_-]keys?(?:[_-](?:b64|hex))?';
+
+// `$1` opening quote, `$2` key, `$3` closing quote, `$4` separator. A whitespace-only separator is only
+// accepted for command-line flags (`--os-password value`); prose such as "the token expired" is left alone.
+// The lookbehinds keep shell references such as `$OS_PASSWORD` and `${OS_PASSWORD:?}` readable.
+const KEY_VALUE = new RegExp(
+  `(?<![\\w.$-])(?<!\\$\\{)(["']?)((?:unseal|recovery)[ \\t]key[ \\t]\\d+|[\\w.-]*?(?:${SECRET_KEYWORDS}))` +
+    `(["']?)([ \\t]*[:=][ \\t]*|[ \\t]+)`,
+  'gi',
+);
+
+const SECRET_KEY = new RegExp(`^[\\w .-]*?(?:${SECRET_KEYWORDS})$`, 'i');
+
+/** True when a field or key name (`OS_PASSWORD`, `botToken`, `client-key-data`) names a secret value. */
+export function isSecretKey(name: string): boolean {
+  return SECRET_KEY.test(name);
+}
+
+// `openstack ... -f table` rows: `| secret | value |`.
+const TABLE_ROW = /^([ \t]*\|)([^|\r\n]*)\|([^|\r\n]*)\|/;
+
+/** Values that are placeholders, references or structure, not secrets. */
+const NOT_A_SECRET =
+  /^(?:|true|false|null|none|nil|~|\*+|<redacted>|redacted|data\+omitted|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\$\([^)\r\n]*\)|[|>][-+]?\d?)$/i;
+const BLOCK_SCALAR = /^[|>][-+]?\d?$/;
+const AUTH_SCHEME = /(?:basic|bearer|digest|negotiate|token|ntlm)[ \t]+/iy;
+const LINE_START_PREFIX = /^[ \t]*(?:-[ \t]+)?$/;
+const YAML_ITEM_PREFIX = /^[ \t]*(?:-(?:[ \t]+|$))?/;
+const YAML_MAPPING_ENTRY = /^(?:[\w.-]+|"[^"]*"|'[^']*')[ \t]*:(?:[ \t]|$)/;
+
+function redactLine(state: RedactorState, rawLine: string): string {
+  const cr = rawLine.endsWith('\r') ? '\r' : '';
+  const line = cr ? rawLine.slice(0, -1) : rawLine;
+
+  if (state.block?.kind === 'yaml' && !state.pem && !continuesYamlBlock(state.block.column, line)) {
+    state.block = undefined;
+  }
+
+  let out = '';
+  let pos = 0;
+  for (;;) {
+    if (state.pem) {
+      PEM_END.lastIndex = pos;
+      const end = PEM_END.exec(line);
+      if (end === null) return out + maskPemBody(line.slice(pos)) + cr;
+      out += maskPemBody(line.slice(pos, end.index)) + end[0];
+      pos = end.index + end[0].length;
+      state.pem = false;
+      continue;
+    }
+    PEM_BEGIN.lastIndex = pos;
+    const begin = PEM_BEGIN.exec(line);
+    const plain = line.slice(pos, begin === null ? line.length : begin.index);
+    out += state.block
+      ? redactBlockLine(state, plain, pos === 0, begin === null)
+      : redactPlain(state, plain, pos === 0, begin === null);
+    if (begin === null) return out + cr;
+    out += begin[0];
+    pos = begin.index + begin[0].length;
+    state.pem = true;
+  }
+}
+
+function maskPemBody(body: string): string {
+  if (body.trim() === '') return body;
+  const indent = /^[ \t]*/.exec(body)?.[0] ?? '';
+  return indent + REDACTED_PRIVATE_KEY;
+}
+
+function continuesYamlBlock(column: number, line: string): boolean {
+  if (line.trim() === '') return true;
+  const indent = /^[ \t]*/.exec(line)?.[0].length ?? 0;
+  if (indent > column) return true;
+  return indent === column && /^[ \t]*-(?:[ \t]|$)/.test(line);
+}
+
+function isMarker(text: string): boolean {
+  return text === REDACTED || text === REDACTED_PRIVATE_KEY;
+}
+
+/** A line inside a secret's multi-line value: keep indentation and list/array punctuation, hide the rest. */
+function redactBlockLine(
+  state: RedactorState,
+  text: string,
+  atLineStart: boolean,
+  lastSegment: boolean,
+): string {
+  const block = state.block;
+  if (block?.kind === 'json') {
+    const trimmed = text.trim();
+    if (trimmed.startsWith(']')) {
+      state.block = undefined;
+      return text;
+    }
+    let sawString = false;
+    const out = text.replace(/"(?:[^"\\]|\\.)*"/g, (s) => {
+      sawString = true;
+      return s === `"${REDACTED}"` ? s : `"${REDACTED}"`;
+    });
+    if (out.replace(/"(?:[^"\\]|\\.)*"/g, '').includes(']')) state.block = undefined;
+    if (sawString || trimmed === '' || isMarker(trimmed)) return out;
+    const indent = /^[ \t]*/.exec(text)?.[0] ?? '';
+    return indent + REDACTED + (trimmed.endsWith(',') ? ',' : '');
+  }
+  const prefix = YAML_ITEM_PREFIX.exec(text)?.[0] ?? '';
+  const content = text.slice(prefix.length).trimEnd();
+  if (block?.kind === 'yaml' && !block.literal && YAML_MAPPING_ENTRY.test(content)) {
+    return redactPlain(state, text, atLineStart, lastSegment);
+  }
+  if (content === '' || isMarker(content)) return text;
+  return prefix + REDACTED;
+}
+
+function redactPlain(state: RedactorState, text: string, atLineStart: boolean, lastSegment: boolean): string {
+  if (text === '') return text;
+  let out = atLineStart ? redactTableRow(text) : text;
+  const kv = redactKeyValues(out, atLineStart);
+  out = kv.text;
+  for (const pattern of TOKEN_PATTERNS) out = out.replace(pattern, REDACTED);
+  for (const pattern of LABELLED_PATTERNS) out = out.replace(pattern, `$1${REDACTED}`);
+  if (kv.opens !== undefined && lastSegment) state.block = kv.opens;
+  return out;
+}
+
+function redactTableRow(line: string): string {
+  const row = TABLE_ROW.exec(line);
+  if (row === null) return line;
+  const [whole, open = '', keyCell = '', valueCell = ''] = row;
+  if (!isSecretKey(keyCell.trim())) return line;
+  const value = valueCell.trim();
+  if (NOT_A_SECRET.test(value) || isMarker(value)) return line;
+  const lead = /^[ \t]*/.exec(valueCell)?.[0] ?? '';
+  // Pad to the original width so the table's columns stay aligned.
+  const pad = Math.max(valueCell.length - lead.length - REDACTED.length, valueCell.endsWith(' ') ? 1 : 0);
+  return `${open}${keyCell}|${lead}${REDACTED}${' '.repeat(pad)}|${line.slice(whole.length)}`;
+}
+
+interface ValueContext {
+  /** A YAML/env line whose key starts the line: the value runs to the end of the line. */
+  readonly restOfLine: boolean;
+  /** The key was quoted on both sides (JSON, Python dict repr): an unquoted value ends at `,`, `}` or `]`. */
+  readonly json: boolean;
+  /** The key sits inside a quoted string (`-H "X-Auth-Token: ..."`): the value ends at that quote. */
+  readonly enclosingQuote: string | undefined;
+  readonly colon: boolean;
+  readonly keyColumn: number;
+}
+
+interface ValueScan {
+  readonly end: number;
+  /** Undefined when the value is not a secret and stays as it is. */
+  readonly replacement: string | undefined;
+  readonly opens?: Block;
+}
+
+function redactKeyValues(text: string, atLineStart: boolean): { text: string; opens: Block | undefined } {
+  let out = '';
+  let copied = 0;
+  let opens: Block | undefined;
+  KEY_VALUE.lastIndex = 0;
+  for (let m = KEY_VALUE.exec(text); m !== null; m = KEY_VALUE.exec(text)) {
+    const [whole, openQuote = '', key = '', closeQuote = '', separator = ''] = m;
+    const keyEnd = m.index + openQuote.length + key.length;
+    const colon = separator.includes(':');
+    const spaceOnly = !colon && !separator.includes('=');
+    if ((spaceOnly && !key.startsWith('-')) || (/^(?:unseal|recovery)[ \t]/i.test(key) && !colon)) {
+      KEY_VALUE.lastIndex = keyEnd;
+      continue;
+    }
+    const valueStart = m.index + whole.length;
+    let start = valueStart;
+    if (/authorization$/i.test(key)) {
+      // Keep the scheme so the operator can still tell Basic from Bearer.
+      AUTH_SCHEME.lastIndex = valueStart;
+      const scheme = AUTH_SCHEME.exec(text);
+      if (scheme !== null) start = valueStart + scheme[0].length;
+    }
+    const scan = scanValue(text, start, {
+      restOfLine:
+        atLineStart &&
+        openQuote === '' &&
+        !key.startsWith('-') &&
+        LINE_START_PREFIX.test(text.slice(0, m.index)),
+      json: openQuote !== '' && closeQuote !== '',
+      enclosingQuote: openQuote !== '' && closeQuote === '' ? openQuote : undefined,
+      colon,
+      keyColumn: m.index + openQuote.length,
+    });
+    opens = scan.opens;
+    if (scan.replacement !== undefined) {
+      out += text.slice(copied, start) + scan.replacement;
+      copied = scan.end;
+    }
+    KEY_VALUE.lastIndex = Math.max(scan.end, keyEnd);
+  }
+  return { text: copied === 0 ? text : out + text.slice(copied), opens };
+}
+
+function scanValue(text: string, start: number, ctx: ValueContext): ValueScan {
+  if (text.startsWith(REDACTED, start)) return { end: start + REDACTED.length, replacement: undefined };
+  if (text.startsWith(REDACTED_PRIVATE_KEY, start)) {
+    return { end: start + REDACTED_PRIVATE_KEY.length, replacement: undefined };
+  }
+  const first = text[start];
+  if (first === undefined || text.slice(start).trim() === '') {
+    // `password:` with nothing after it: the value is on the following, more indented lines.
+    return {
+      end: text.length,
+      replacement: undefined,
+      ...(ctx.colon ? { opens: { kind: 'yaml', column: ctx.keyColumn, literal: false } as const } : {}),
+    };
+  }
+  if (first === '"' || first === "'") {
+    const close = findClosingQuote(text, start + 1, first);
+    const inner = text.slice(start + 1, close === -1 ? text.length : close);
+    if (NOT_A_SECRET.test(inner.trim()) || isMarker(inner)) {
+      return { end: close === -1 ? text.length : close + 1, replacement: undefined };
+    }
+    // An unclosed quote means the value was cut or spans lines: hide all of what is there.
+    if (close === -1) return { end: text.length, replacement: first + REDACTED };
+    return { end: close + 1, replacement: first + REDACTED + first };
+  }
+  if (first === '[' && ctx.colon) {
+    const close = text.indexOf(']', start);
+    if (close !== -1) return { end: close + 1, replacement: REDACTED };
+    // A JSON array (e.g. `"unseal_keys_b64": [`) whose items follow on the next lines.
+    const rest = text.slice(start + 1).trim();
+    return { end: text.length, replacement: rest === '' ? undefined : REDACTED, opens: { kind: 'json' } };
+  }
+
+  let end: number;
+  if (ctx.restOfLine) {
+    end = text.trimEnd().length;
+  } else {
+    end = start;
+    while (end < text.length) {
+      const c = text[end] as string;
+      if (c === ' ' || c === '\t' || c === '\r' || c === '\n') break;
+      if (ctx.json && (c === ',' || c === '}' || c === ']')) break;
+      if (c === ctx.enclosingQuote) break;
+      end++;
+    }
+  }
+  const value = text.slice(start, end);
+  if (NOT_A_SECRET.test(value)) {
+    const opensBlock = ctx.colon && BLOCK_SCALAR.test(value) && text.slice(end).trim() === '';
+    return {
+      end,
+      replacement: undefined,
+      ...(opensBlock ? { opens: { kind: 'yaml', column: ctx.keyColumn, literal: true } as const } : {}),
+    };
+  }
+  if (value === '{' && text.slice(end).trim() === '') return { end, replacement: undefined };
+  return { end, replacement: REDACTED };
+}
+
+function findClosingQuote(text: string, from: number, quote: string): number {
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\\' && quote === '"') i++;
+    else if (c === quote) return i;
+  }
+  return -1;
+}

@@ -1,0 +1,116 @@
+import type { CompiledExpr, CompiledTemplate } from '../expr/index.js';
+import type { ParamType } from './params.js';
+
+/** A runbook after loading: every expression compiled, every reference checked. */
+
+export type ParseMode = 'text' | 'lines' | 'json' | 'yaml';
+
+export interface Scope {
+  readonly name: string;
+  readonly description: string;
+  readonly preamble: string;
+}
+
+export interface Command {
+  readonly script: string;
+  readonly parse: ParseMode;
+  readonly allowFailure: boolean;
+  readonly timeoutMs: number;
+}
+
+export interface EnvBinding {
+  readonly name: string;
+  readonly value: CompiledExpr;
+  readonly type: ParamType;
+  readonly optional: boolean;
+}
+
+export interface Decision {
+  readonly when: CompiledExpr;
+  readonly say?: CompiledTemplate;
+  readonly outcome?: { readonly kind: 'goto'; readonly target: string } | { readonly kind: 'finish' | 'fail'; readonly message: CompiledTemplate };
+}
+
+export interface GuardCheck {
+  readonly command: Command;
+  readonly skipWhen: CompiledExpr;
+  readonly say: CompiledTemplate;
+}
+
+interface StepBase {
+  readonly id: string;
+  readonly title: CompiledTemplate;
+  readonly note?: string;
+  readonly scope?: Scope;
+  readonly env: readonly EnvBinding[];
+  readonly capture: readonly (readonly [string, CompiledExpr])[];
+  readonly expect?: { readonly that: CompiledExpr; readonly message?: CompiledTemplate };
+  readonly decide: readonly Decision[];
+}
+
+export interface RunStep extends StepBase {
+  readonly kind: 'run';
+  readonly command: Command;
+  readonly destructive: boolean;
+  readonly approval?: {
+    readonly summary: CompiledTemplate;
+    readonly targets: readonly CompiledTemplate[];
+    readonly evidence: readonly CompiledTemplate[];
+  };
+  readonly guard: readonly GuardCheck[];
+}
+
+export interface PollStep extends StepBase {
+  readonly kind: 'poll';
+  readonly command: Command;
+  readonly attempts: number;
+  readonly everyMs: number;
+  readonly firstAfterMs: number;
+  readonly until: CompiledExpr;
+  readonly failWhen?: { readonly that: CompiledExpr; readonly message?: CompiledTemplate };
+  readonly progress?: CompiledTemplate;
+  readonly exhausted: CompiledTemplate;
+}
+
+export type LeafStep = RunStep | PollStep;
+
+export interface ForEachStep {
+  readonly kind: 'for_each';
+  readonly id: string;
+  readonly title: CompiledTemplate;
+  readonly note?: string;
+  readonly items: CompiledExpr;
+  readonly as: string;
+  readonly empty?: CompiledTemplate;
+  readonly env: readonly EnvBinding[];
+  readonly steps: readonly LeafStep[];
+}
+
+/** Runs nothing remotely: states every finding whose condition holds (diagnose's verdict). */
+export interface ReportStep {
+  readonly kind: 'report';
+  readonly id: string;
+  readonly title: CompiledTemplate;
+  readonly note?: string;
+  readonly findings: readonly { readonly when: CompiledExpr; readonly say: CompiledTemplate }[];
+  readonly none?: CompiledTemplate;
+}
+
+export type Step = LeafStep | ForEachStep | ReportStep;
+
+export interface RunbookParam {
+  readonly name: string;
+  readonly type: ParamType;
+  readonly env: string;
+  readonly description: string;
+}
+
+export interface Runbook {
+  readonly name: string;
+  readonly summary: string;
+  readonly source: string;
+  readonly readOnly: boolean;
+  readonly file: string;
+  readonly params: readonly RunbookParam[];
+  readonly steps: readonly Step[];
+}

@@ -1,0 +1,167 @@
+import { z } from 'zod';
+import { PARAM_TYPE_NAMES } from './params.js';
+
+/**
+ * The YAML shape of a runbook in commands/. Messages say what to write instead, because the
+ * person reading them is an operator reviewing a runbook, not a TypeScript developer.
+ */
+
+const id = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, {
+  error: 'must be a lowercase id: letters, digits and "-", starting with a letter',
+});
+const envName = z.string().regex(/^[A-Z][A-Z0-9_]*$/, { error: 'must be an UPPER_CASE environment variable name' });
+const varName = z.string().regex(/^[a-z_][a-z0-9_]*$/, { error: 'must be a lower_snake_case variable name' });
+const duration = z.string().regex(/^\d+(ms|s|m|h)$/, { error: 'must be a duration such as 500ms, 10s, 2m or 1h' });
+const expr = z.string().min(1, { error: 'must be an expression, e.g. stdout == "ACTIVE"' });
+const template = z.string().min(1);
+const script = z.string().min(1, { error: 'must be a shell block' });
+const parse = z.enum(['text', 'lines', 'json', 'yaml'], {
+  error: 'must be one of text, lines, json, yaml',
+});
+
+const outputHandling = {
+  parse: parse.default('text'),
+  /** Non-zero exit codes fail the step unless allowed; `exit_code` is then visible to expressions. */
+  allow_failure: z.boolean().default(false),
+  timeout: duration.optional(),
+};
+
+const decision = z
+  .strictObject({
+    when: expr,
+    say: template.optional(),
+    goto: id.optional(),
+    finish: template.optional(),
+    fail: template.optional(),
+  })
+  .refine((d) => [d.goto, d.finish, d.fail].filter((x) => x !== undefined).length <= 1, {
+    error: 'a decision takes at most one of goto, finish, fail',
+  })
+  .refine((d) => d.say !== undefined || d.goto !== undefined || d.finish !== undefined || d.fail !== undefined, {
+    error: 'a decision needs say, goto, finish or fail',
+  });
+
+const envValue = z.strictObject({
+  value: expr,
+  type: z.enum(PARAM_TYPE_NAMES as [string, ...string[]], {
+    error: `must be one of ${PARAM_TYPE_NAMES.join(', ')}`,
+  }),
+  /** null or an empty list becomes "" instead of refusing the step; the script tests `[ -n "$X" ]`. */
+  optional: z.boolean().default(false),
+});
+
+const guardCheck = z.strictObject({
+  run: script,
+  ...outputHandling,
+  skip_when: expr,
+  say: template,
+});
+
+const common = {
+  id,
+  title: template,
+  note: z.string().optional(),
+  scope: id.optional(),
+  env: z.record(envName, envValue).optional(),
+  capture: z.record(varName, expr).optional(),
+  expect: expr.optional(),
+  expect_message: template.optional(),
+  decide: z.array(decision).optional(),
+};
+
+const approval = z.strictObject({
+  summary: template,
+  targets: z.array(template).min(1, { error: 'name at least one exact target (server UUID, LB id, CR name)' }),
+  evidence: z.array(template).default([]),
+});
+
+export const RunStepSchema = z
+  .strictObject({
+    ...common,
+    run: script,
+    ...outputHandling,
+    destructive: z.boolean().default(false),
+    approval: approval.optional(),
+    guard: z.array(guardCheck).optional(),
+  })
+  .superRefine((s, ctx) => {
+    if (s.destructive && (s.approval === undefined || s.guard === undefined || s.guard.length === 0)) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'a destructive step needs `approval` (summary, targets, evidence) and a `guard` that reads back state before it runs',
+      });
+    }
+    if (!s.destructive && (s.approval !== undefined || s.guard !== undefined)) {
+      ctx.addIssue({ code: 'custom', message: '`approval` and `guard` only belong on a step marked destructive: true' });
+    }
+  });
+
+export const PollStepSchema = z.strictObject({
+  ...common,
+  poll: z.strictObject({
+    run: script,
+    ...outputHandling,
+    attempts: z.number().int().min(1).max(1000),
+    every: duration,
+    first_after: duration.optional(),
+    until: expr,
+    fail_when: expr.optional(),
+    fail_message: template.optional(),
+    progress: template.optional(),
+    exhausted: template,
+  }),
+});
+
+export const ForEachStepSchema = z.strictObject({
+  id,
+  title: template,
+  note: z.string().optional(),
+  for_each: expr,
+  as: varName,
+  empty: template.optional(),
+  env: z.record(envName, envValue).optional(),
+  steps: z.array(z.unknown()).min(1),
+});
+
+export const ReportStepSchema = z.strictObject({
+  id,
+  title: template,
+  note: z.string().optional(),
+  report: z
+    .array(z.strictObject({ when: expr, say: template }))
+    .min(1, { error: 'a report lists at least one finding (when + say)' }),
+  none: template.optional(),
+});
+
+export const ParamSchema = z.strictObject({
+  name: varName,
+  type: z.enum(PARAM_TYPE_NAMES as [string, ...string[]], { error: `must be one of ${PARAM_TYPE_NAMES.join(', ')}` }),
+  env: envName,
+  description: z.string().min(1),
+});
+
+export const RunbookFileSchema = z.strictObject({
+  name: id,
+  summary: z.string().min(1),
+  source: z.string().min(1),
+  read_only: z.boolean().default(false),
+  params: z.array(ParamSchema).default([]),
+  steps: z.array(z.unknown()).min(1, { error: 'a runbook needs at least one step' }),
+});
+
+export const ScopesFileSchema = z.strictObject({
+  scopes: z.record(
+    id,
+    z.strictObject({
+      description: z.string().min(1),
+      preamble: script,
+    }),
+  ),
+});
+
+export type RunStepYaml = z.infer<typeof RunStepSchema>;
+export type PollStepYaml = z.infer<typeof PollStepSchema>;
+export type ForEachStepYaml = z.infer<typeof ForEachStepSchema>;
+export type RunbookFileYaml = z.infer<typeof RunbookFileSchema>;
+export type ScopesFileYaml = z.infer<typeof ScopesFileSchema>;

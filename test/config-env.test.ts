@@ -1,0 +1,219 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_APPROVAL_TIMEOUT_MS,
+  defaultCommandsDir,
+  loadConfig,
+  parseDuration,
+} from '../src/config/env.js';
+import { CapiError, ConfigError, ErrorCode } from '../src/errors.js';
+
+// PEM markers are assembled at run time so secret scanners (gitleaks' private-key rule) do not flag this file.
+const pemMarker = (edge: 'BEGIN' | 'END', type: string) => `-----${edge} ${type}PRIVATE KEY-----`;
+const PEM = {
+  begin: {
+    RSA: pemMarker('BEGIN', 'RSA '),
+    EC: pemMarker('BEGIN', 'EC '),
+    OPENSSH: pemMarker('BEGIN', 'OPENSSH '),
+  },
+  end: { RSA: pemMarker('END', 'RSA '), OPENSSH: pemMarker('END', 'OPENSSH ') },
+};
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const hostKey = `SHA256:${'uN3q7yH0Vb8kQm2xT5rZp9wL4cJ6dF1sA0gE7hK3nM'.padEnd(43, 'x')}`;
+
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('loadConfig accepted the environment');
+}
+
+describe('loadConfig', () => {
+  it('should return the documented defaults when the environment is empty', () => {
+    expect(loadConfig({})).toEqual({
+      commandsDir: path.join(repoRoot, 'commands'),
+      logLevel: 'info',
+      jumphost: {},
+      redis: { url: 'redis://127.0.0.1:6379' },
+      queue: { prefix: 'capi' },
+      approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
+      slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
+    });
+  });
+
+  it('should treat a variable as unset when it is empty or only whitespace', () => {
+    const config = loadConfig({ JUMPHOST_PORT: '', LOG_LEVEL: '   ', SLACK_BOT_TOKEN: '' });
+    expect(config.jumphost).toEqual({});
+    expect(config.logLevel).toBe('info');
+    expect(config.slack.botToken).toBeUndefined();
+  });
+
+  it('should parse every variable when all of them are valid', () => {
+    const env = {
+      SITE_FILE: '/etc/capi/site.yaml',
+      COMMANDS_DIR: '/opt/capi/commands',
+      LOG_LEVEL: 'DEBUG',
+      JUMPHOST_HOST: 'jumphost.example.org',
+      JUMPHOST_PORT: '2222',
+      JUMPHOST_USER: 'ubuntu',
+      JUMPHOST_PRIVATE_KEY_PATH: '/etc/capi/id_ed25519',
+      JUMPHOST_HOST_KEY: hostKey,
+      REDIS_URL: 'rediss://:pw@redis.example.org:6380/1',
+      QUEUE_PREFIX: 'capi-prod',
+      APPROVAL_TIMEOUT: '2h',
+      CAPI_APPROVERS: 'U0123ABCD, W0456EFGH S0789IJKL,U0123ABCD',
+      CAPI_OPERATORS: 'U0999ZZZZ',
+      CAPI_ALLOW_SELF_APPROVAL: 'true',
+      SLACK_BOT_TOKEN: ['xoxb', '1', 'abc'].join('-'),
+      SLACK_SIGNING_SECRET: '0123456789abcdef0123456789abcdef',
+      SLACK_APP_TOKEN: ['xapp', '1', 'A01', 'abc'].join('-'),
+      SLACK_API_URL: 'http://127.0.0.1:4000/api',
+      PORT: '8080',
+    };
+    expect(loadConfig(env)).toEqual({
+      siteFile: '/etc/capi/site.yaml',
+      commandsDir: '/opt/capi/commands',
+      logLevel: 'debug',
+      jumphost: {
+        host: 'jumphost.example.org',
+        port: 2222,
+        user: 'ubuntu',
+        privateKeyPath: '/etc/capi/id_ed25519',
+        hostKey,
+      },
+      redis: { url: 'rediss://:pw@redis.example.org:6380/1' },
+      queue: { prefix: 'capi-prod' },
+      approval: {
+        timeoutMs: 2 * 3_600_000,
+        approvers: ['U0123ABCD', 'W0456EFGH', 'S0789IJKL'],
+        operators: ['U0999ZZZZ'],
+        allowSelfApproval: true,
+      },
+      slack: {
+        botToken: env.SLACK_BOT_TOKEN,
+        signingSecret: env.SLACK_SIGNING_SECRET,
+        appToken: env.SLACK_APP_TOKEN,
+        apiUrl: 'http://127.0.0.1:4000/api/',
+        port: 8080,
+      },
+    });
+  });
+
+  it('should resolve relative paths against the working directory when SITE_FILE and COMMANDS_DIR are relative', () => {
+    const config = loadConfig({ SITE_FILE: 'site.yaml', COMMANDS_DIR: './runbooks' });
+    expect(config.siteFile).toBe(path.resolve('site.yaml'));
+    expect(config.commandsDir).toBe(path.resolve('runbooks'));
+  });
+
+  it.each([
+    ['JUMPHOST_PORT', '0', 'must be a TCP port 1-65535, e.g. 22'],
+    ['JUMPHOST_PORT', '65536', 'must be a TCP port 1-65535'],
+    ['JUMPHOST_PORT', 'ssh', 'must be a TCP port 1-65535'],
+    ['PORT', '-1', 'must be a TCP port 1-65535, e.g. 3000'],
+    ['JUMPHOST_HOST', 'ubuntu@jumphost', 'put the user name in JUMPHOST_USER'],
+    ['JUMPHOST_HOST', 'jumphost:2222', 'put the port in JUMPHOST_PORT'],
+    ['JUMPHOST_HOST', 'ssh://jumphost', 'must be a host name or IP address'],
+    ['JUMPHOST_USER', 'ubuntu admin', 'must be a Unix user name'],
+    ['JUMPHOST_PRIVATE_KEY_PATH', '~/.ssh/id_ed25519', 'use an absolute path'],
+    ['JUMPHOST_HOST_KEY', 'SHA256:tooShort', 'ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub'],
+    ['JUMPHOST_HOST_KEY', `${hostKey}=`, 'without trailing "="'],
+    ['LOG_LEVEL', 'verbose', 'must be one of fatal, error, warn, info, debug, trace, silent'],
+    ['REDIS_URL', 'http://127.0.0.1:6379', 'must be a redis:// or rediss:// URL'],
+    ['REDIS_URL', 'localhost:6379', 'must be a redis:// or rediss:// URL'],
+    ['QUEUE_PREFIX', 'CAPI_prod', 'must be lowercase letters, digits and dashes'],
+    ['APPROVAL_TIMEOUT', '30 minutes', 'must be a duration'],
+    ['APPROVAL_TIMEOUT', '0s', 'must be more than 0'],
+    ['APPROVAL_TIMEOUT', '1000h', 'at most 596h'],
+    ['CAPI_APPROVERS', 'U0123ABCD @alice', '"@alice" is not a Slack user id'],
+    ['CAPI_OPERATORS', 'u0123abcd', '"u0123abcd" is not a Slack user id'],
+    ['CAPI_ALLOW_SELF_APPROVAL', 'yes', 'must be true or false'],
+    ['SLACK_BOT_TOKEN', 'xoxp-123-456', 'starting with xoxb-'],
+    ['SLACK_SIGNING_SECRET', '"0123456789abcdef0123456789abcdef"', 'Signing Secret'],
+    ['SLACK_APP_TOKEN', 'xoxb-123', 'starting with xapp-'],
+    ['SLACK_API_URL', 'slack.com/api', 'must be an http(s) URL'],
+  ])('should name %s and the fix when it is %j', (name, value, fix) => {
+    const error = configError({ [name]: value });
+    expect(error.code).toBe(ErrorCode.ConfigInvalid);
+    expect(error.source).toBe('environment');
+    expect(error.issues).toHaveLength(1);
+    expect(error.issues[0]).toMatch(new RegExp(`^${name}: `));
+    expect(error.issues[0]).toContain(fix);
+  });
+
+  it('should report every bad variable in one error when several are wrong', () => {
+    const error = configError({
+      JUMPHOST_PORT: '99999',
+      JUMPHOST_HOST_KEY: 'MD5:aa:bb',
+      REDIS_URL: 'mysql://db',
+      CAPI_APPROVERS: '@alice @bob',
+      CAPI_ALLOW_SELF_APPROVAL: '1',
+      LOG_LEVEL: 'loud',
+    });
+    const names = error.issues.map((issue) => issue.slice(0, issue.indexOf(':')));
+    expect(names.sort()).toEqual(
+      [
+        'CAPI_ALLOW_SELF_APPROVAL',
+        'CAPI_APPROVERS',
+        'CAPI_APPROVERS',
+        'JUMPHOST_HOST_KEY',
+        'JUMPHOST_PORT',
+        'LOG_LEVEL',
+        'REDIS_URL',
+      ].sort(),
+    );
+    expect(error.message).toContain('environment is invalid:');
+    expect(error.message).toContain('"@bob"');
+  });
+
+  it('should not echo the values when secret variables are malformed', () => {
+    const secrets = {
+      SLACK_BOT_TOKEN: 'xoxp-9999999999-leakedvalue1',
+      SLACK_SIGNING_SECRET: 'short secret with spaces',
+      SLACK_APP_TOKEN: 'leakedvalue2-xapp',
+      REDIS_URL: 'https://:leakedvalue3@redis:6379',
+      JUMPHOST_PRIVATE_KEY_PATH: `${PEM.begin.OPENSSH}\nleakedvalue4\n${PEM.end.OPENSSH}`,
+    };
+    const error = configError(secrets);
+    expect(error.issues).toHaveLength(5);
+    expect(error.message).not.toMatch(/leakedvalue|9999999999|short secret/);
+    expect(error.issues.find((i) => i.startsWith('JUMPHOST_PRIVATE_KEY_PATH'))).toContain('not its contents');
+  });
+
+  it('should keep only the jumphost fields that are set when the site profile may supply the rest', () => {
+    expect(loadConfig({ JUMPHOST_HOST: '10.0.0.5' }).jumphost).toEqual({ host: '10.0.0.5' });
+    expect(loadConfig({ JUMPHOST_HOST: 'fe80::1' }).jumphost).toEqual({ host: 'fe80::1' });
+  });
+});
+
+describe('defaultCommandsDir', () => {
+  it('should find the repository commands directory when run from the TypeScript sources', () => {
+    expect(defaultCommandsDir()).toBe(path.join(repoRoot, 'commands'));
+    expect(existsSync(path.join(repoRoot, 'package.json'))).toBe(true);
+  });
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['500ms', 500],
+    ['90s', 90_000],
+    ['30m', DEFAULT_APPROVAL_TIMEOUT_MS],
+    ['2h', 7_200_000],
+    [' 5m ', 300_000],
+  ])('should return milliseconds when the text is %j', (text, ms) => {
+    expect(parseDuration(text)).toBe(ms);
+  });
+
+  it.each(['30', '1.5h', '2d', 'm', '-5s', '1h30m', ''])(
+    'should throw with the accepted forms when the text is %j',
+    (text) => {
+      expect(() => parseDuration(text)).toThrow(CapiError);
+      expect(() => parseDuration(text)).toThrow(/ms, s, m or h, e\.g\. 500ms, 90s, 30m or 2h/);
+    },
+  );
+});
