@@ -28,7 +28,8 @@ afterAll(async () => {
 });
 
 const marks = () => path.join(jump.home, 'marks');
-const readMarks = async () => (await readFile(marks(), 'utf8').catch(() => '')).split('\n').filter((l) => l !== '');
+const readMarks = async () =>
+  (await readFile(marks(), 'utf8').catch(() => '')).split('\n').filter((l) => l !== '');
 
 beforeEach(async () => {
   await writeFile(marks(), '');
@@ -131,7 +132,9 @@ describe('runbook engine over a real sshd', () => {
     const { outcome, events } = run(TWO_DELETES, { approvals: scriptedApprovals(['deny']) });
     expect(await outcome).toMatchObject({ status: 'denied', failedStep: 'delete/delete-one' });
     expect(await readMarks()).toEqual([]);
-    expect(ofType(events, 'step.finished').find((e) => e.stepId === 'delete/delete-one')?.status).toBe('denied');
+    expect(ofType(events, 'step.finished').find((e) => e.stepId === 'delete/delete-one')?.status).toBe(
+      'denied',
+    );
   });
 
   it('should treat an expired approval as a denial and say so when nobody decides in time', async () => {
@@ -152,7 +155,9 @@ describe('runbook engine over a real sshd', () => {
     const { outcome, events } = run(TWO_DELETES, { approvals });
     expect(await outcome).toMatchObject({ status: 'succeeded' });
     expect(await readMarks()).toEqual([]);
-    expect(ofType(events, 'guard.skipped').map((e) => e.message)).toEqual([`${A} is no longer listed -> not deleting`]);
+    expect(ofType(events, 'guard.skipped').map((e) => e.message)).toEqual([
+      `${A} is no longer listed -> not deleting`,
+    ]);
   });
 
   it('should not ask for approval when the guard already shows nothing to do', async () => {
@@ -216,7 +221,9 @@ describe('runbook engine over a real sshd', () => {
     const { outcome, events } = run(rb);
     expect(await outcome).toMatchObject({ status: 'succeeded', message: 'nothing left to do' });
     expect(ofType(events, 'step.started').map((e) => e.stepId)).toEqual(['look', 'check']);
-    expect(ofType(events, 'decision').map((e) => e.message)).toEqual(['already ACTIVE -> skipping the start']);
+    expect(ofType(events, 'decision').map((e) => e.message)).toEqual([
+      'already ACTIVE -> skipping the start',
+    ]);
     expect(await readMarks()).toEqual([]);
   });
 
@@ -293,7 +300,11 @@ describe('runbook engine over a real sshd', () => {
     expect(result).toMatchObject({ status: 'failed', failedStep: 'hang' });
     expect(result.message).toMatch(/timed out after 0\.5s; the remote process group was killed/);
     const pid = (await readFile(path.join(jump.home, 'hang.pid'), 'utf8')).trim();
-    const alive = await executor.exec({ script: `kill -0 ${pid} 2>/dev/null && echo alive || echo gone`, env: {}, timeoutMs: 5000 });
+    const alive = await executor.exec({
+      script: `kill -0 ${pid} 2>/dev/null && echo alive || echo gone`,
+      env: {},
+      timeoutMs: 5000,
+    });
     expect(alive.stdout.trim()).toBe('gone');
     expect(await readMarks()).toEqual([]);
   });
@@ -386,7 +397,9 @@ steps:
   });
 
   it('should refuse a missing argument with the usage line', () => {
-    expect(() => validateParams(rb, [])).toThrow(/withparam takes 1 argument\(s\), got 0\. Usage: withparam LB/);
+    expect(() => validateParams(rb, [])).toThrow(
+      /withparam takes 1 argument\(s\), got 0\. Usage: withparam LB/,
+    );
   });
 
   it('should hand the validated value to the script as an environment variable', async () => {

@@ -27,7 +27,14 @@ const HEADER = 'summary: test\nsource: test\n';
 describe('runbook files in commands/', () => {
   it('should load every shipped runbook when the files are valid', async () => {
     const { runbooks, scopes } = await loadRunbooks(COMMANDS);
-    expect([...runbooks.keys()].sort()).toEqual(['diagnose', 'failover', 'park', 'recover', 'stuck-delete', 'sweep']);
+    expect([...runbooks.keys()].sort()).toEqual([
+      'diagnose',
+      'failover',
+      'park',
+      'recover',
+      'stuck-delete',
+      'sweep',
+    ]);
     expect([...scopes.keys()].sort()).toEqual(['admin', 'capi-project', 'mgmt-kube']);
   });
 
@@ -36,17 +43,18 @@ describe('runbook files in commands/', () => {
     const destructive = [...runbooks.values()].flatMap((rb) =>
       leafSteps(rb.steps)
         .filter((s) => s.kind === 'run' && s.destructive)
-        .map((s) => `${rb.name}:${s.kind === 'run' ? s.command.script.trim().split('\n').at(-1) : ''}`),
+        .map((s) => `${rb.name}:${s.id}`),
     );
-    expect(destructive.sort()).toMatchInlineSnapshot(`
-      [
-        "failover:openstack loadbalancer failover "$LB_ID"",
-        "park:openstack server stop "$SERVER_ID"",
-        "recover:openstack loadbalancer failover "$LB_ID"",
-        "recover:openstack server delete "$SERVER_ID"",
-        "sweep:openstack server delete "$SERVER_ID"",
-      ]
-    `);
+    // The product's list: delete orphaned amphorae, patch finalizers, neutron clean-up, LB failover, stop the mgmt VM.
+    expect(destructive.sort()).toEqual([
+      'failover:failover-lb',
+      'park:stop-mgmt-vm',
+      'recover:delete-orphan',
+      'recover:failover-lb',
+      'stuck-delete:clear-finalizers',
+      'stuck-delete:neutron-cleanup',
+      'sweep:delete-orphan',
+    ]);
   });
 
   it('should keep diagnose free of destructive steps when it is declared read-only', async () => {
@@ -61,7 +69,8 @@ describe('runbook files in commands/', () => {
     for (const rb of runbooks.values()) {
       for (const s of leafSteps(rb.steps)) {
         expect(s.command.script, `${rb.name}/${s.id} copies a preamble`).not.toMatch(/source .*openrc/);
-        if (/\bopenstack\b/.test(s.command.script)) expect(s.scope, `${rb.name}/${s.id} has no scope`).toBeDefined();
+        if (/\bopenstack\b/.test(s.command.script))
+          expect(s.scope, `${rb.name}/${s.id} has no scope`).toBeDefined();
       }
     }
   });
@@ -77,12 +86,16 @@ describe('invalid runbook files', () => {
   it('should name the file, the line and the path when a step has no run, poll or for_each', async () => {
     const err = refusal(await parse('steps:\n  - id: one\n    title: One\n    scope: admin\n'));
     expect(err.message).toContain('runbook /runbooks/bad.yaml is invalid');
-    expect(err.issues).toEqual([expect.stringMatching(/^line 5, steps\[0\]: a step needs exactly one of run, poll/)]);
+    expect(err.issues).toEqual([
+      expect.stringMatching(/^line 5, steps\[0\]: a step needs exactly one of run, poll/),
+    ]);
   });
 
   it('should refuse a destructive step when it has no guard or approval', async () => {
     const err = refusal(
-      await parse('steps:\n  - id: zap\n    title: Zap\n    destructive: true\n    run: openstack server delete "$X"\n'),
+      await parse(
+        'steps:\n  - id: zap\n    title: Zap\n    destructive: true\n    run: openstack server delete "$X"\n',
+      ),
     );
     expect(err.issues.join('\n')).toMatch(/steps\[0\]: a destructive step needs `approval`.*and a `guard`/);
   });
@@ -101,7 +114,9 @@ describe('invalid runbook files', () => {
         'steps:\n  - id: one\n    title: One\n    run: echo hi\n    expect: len(zombies) == 0\n  - id: two\n    title: Two\n    run: echo\n    capture:\n      zombies: lines(stdout)\n',
       ),
     );
-    expect(err.issues).toEqual([expect.stringMatching(/steps\[0\]\.expect: uses 'zombies', which no earlier step captures/)]);
+    expect(err.issues).toEqual([
+      expect.stringMatching(/steps\[0\]\.expect: uses 'zombies', which no earlier step captures/),
+    ]);
   });
 
   it('should refuse a backward goto when a decision would loop', async () => {
@@ -110,7 +125,9 @@ describe('invalid runbook files', () => {
         'steps:\n  - id: one\n    title: One\n    run: echo\n  - id: two\n    title: Two\n    run: echo\n    decide:\n      - when: "true"\n        goto: one\n',
       ),
     );
-    expect(err.issues).toEqual([expect.stringMatching(/steps\[1\]\.decide\[0\]\.goto: 'one' is not after this step/)]);
+    expect(err.issues).toEqual([
+      expect.stringMatching(/steps\[1\]\.decide\[0\]\.goto: 'one' is not after this step/),
+    ]);
   });
 
   it('should refuse an unknown scope, a bad duration and an unknown key all at once', async () => {
@@ -137,7 +154,13 @@ describe('invalid runbook files', () => {
 
   it('should refuse a file whose name does not match its runbook name', async () => {
     const sc = await scopes();
-    const err = refusal(() => parseRunbook('/runbooks/other.yaml', `name: bad\n${HEADER}steps:\n  - id: a\n    title: A\n    run: echo\n`, sc));
+    const err = refusal(() =>
+      parseRunbook(
+        '/runbooks/other.yaml',
+        `name: bad\n${HEADER}steps:\n  - id: a\n    title: A\n    run: echo\n`,
+        sc,
+      ),
+    );
     expect(err.issues).toEqual([expect.stringMatching(/name: is 'bad' but the file is other\.yaml/)]);
   });
 
@@ -157,9 +180,14 @@ describe('invalid runbook files', () => {
     });
 
     it('should refuse to start when one file in the directory is invalid', async () => {
-      await writeFile(join(dir, 'good.yaml'), `name: good\n${HEADER}steps:\n  - id: a\n    title: A\n    run: echo\n`);
+      await writeFile(
+        join(dir, 'good.yaml'),
+        `name: good\n${HEADER}steps:\n  - id: a\n    title: A\n    run: echo\n`,
+      );
       await writeFile(join(dir, 'broken.yaml'), `name: broken\n${HEADER}steps: []\n`);
-      await expect(loadRunbooks(dir)).rejects.toThrow(/broken\.yaml is invalid:\n.*steps: a runbook needs at least one step/);
+      await expect(loadRunbooks(dir)).rejects.toThrow(
+        /broken\.yaml is invalid:\n.*steps: a runbook needs at least one step/,
+      );
     });
   });
 });

@@ -13,7 +13,9 @@ export function resolveJumphost(site: SiteProfile, env: Partial<JumphostTarget>)
     hostKey: j.host_key ?? env.hostKey,
   };
   const missing = [
-    merged.host === undefined ? 'JUMPHOST_HOST (or jumphost.host in the site profile): the jumphost address' : '',
+    merged.host === undefined
+      ? 'JUMPHOST_HOST (or jumphost.host in the site profile): the jumphost address'
+      : '',
     merged.user === undefined ? 'JUMPHOST_USER (or jumphost.user): the login user' : '',
     merged.privateKeyPath === undefined
       ? 'JUMPHOST_PRIVATE_KEY_PATH (or jumphost.private_key_path): the SSH private key file'

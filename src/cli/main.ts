@@ -51,7 +51,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'demo': {
         const { values } = parseArgs({
           args: [...rest],
-          options: { yes: { type: 'boolean', default: false }, scenario: { type: 'string', default: 'outage' } },
+          options: {
+            yes: { type: 'boolean', default: false },
+            scenario: { type: 'string', default: 'outage' },
+          },
         });
         return await runDemo({ yes: values.yes, scenario: values.scenario });
       }
@@ -65,7 +68,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return usage(`unknown command '${command}'`);
     }
   } catch (err) {
-    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) return usage((err as Error).message);
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true)
+      return usage((err as Error).message);
     const coded = asCodedError(err);
     process.stderr.write(`error: ${coded.message}\n`);
     // Validation errors are refusals before anything ran; anything else is a failure.

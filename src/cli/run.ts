@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { loadConfig } from '../config/env.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
-import { CapiError, ErrorCode } from '../errors.js';
 import { type RunOutcome, runRunbook, validateParams } from '../engine/engine.js';
 import type { RunStatus } from '../engine/events.js';
 import { renderPlan } from '../engine/plan.js';
+import { CapiError, ErrorCode } from '../errors.js';
 import { createTerminalApprovals, createTerminalTimeline } from '../fronts/terminal.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { connectSsh } from '../ssh/executor.js';
@@ -33,7 +33,9 @@ export async function listRunbooks(commandsDir?: string): Promise<string> {
   return `${[...runbooks.values()]
     .map((rb) => {
       const args = rb.params.map((p) => ` ${p.name.toUpperCase()}`).join('');
-      const params = rb.params.map((p) => `\n      ${p.name.toUpperCase()}: ${p.description} (${p.type})`).join('');
+      const params = rb.params
+        .map((p) => `\n      ${p.name.toUpperCase()}: ${p.description} (${p.type})`)
+        .join('');
       return `  ${rb.name}${args}${rb.readOnly ? '  (read-only)' : ''}\n      ${rb.summary}${params}`;
     })
     .join('\n')}\n`;

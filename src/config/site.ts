@@ -4,23 +4,24 @@ import { z } from 'zod';
 import { ConfigError, ErrorCode } from '../errors.js';
 import { describeZodIssues } from '../validation.js';
 
-const projectId = z
-  .string()
-  .regex(/^[0-9a-f]{32}$/, { error: 'must be a 32-character lowercase hex project id (openstack project show <name> -f value -c id)' });
-const dnsLabel = z
-  .string()
-  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { error: 'must be a DNS-1123 label: lowercase letters, digits and "-", at most 63 characters' });
+const projectId = z.string().regex(/^[0-9a-f]{32}$/, {
+  error: 'must be a 32-character lowercase hex project id (openstack project show <name> -f value -c id)',
+});
+const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, {
+  error: 'must be a DNS-1123 label: lowercase letters, digits and "-", at most 63 characters',
+});
 // A path on the jumphost: absolute or ~/relative. Kept free of shell metacharacters because
 // operators copy these values into terminals as well.
-const remotePath = z
-  .string()
-  .regex(/^(~\/|\/)[A-Za-z0-9._\/-]+$/, { error: 'must be an absolute or ~/ path made of letters, digits, ".", "_", "-" and "/"' });
-const ipv4 = z
-  .string()
-  .regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, { error: 'must be an IPv4 address, e.g. 192.0.2.10' });
+const remotePath = z.string().regex(/^(~\/|\/)[A-Za-z0-9._/-]+$/, {
+  error: 'must be an absolute or ~/ path made of letters, digits, ".", "_", "-" and "/"',
+});
+const ipv4 = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, {
+  error: 'must be an IPv4 address, e.g. 192.0.2.10',
+});
 const port = z.number().int().min(1).max(65535, { error: 'must be a TCP port 1-65535' });
 const hostKey = z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
-  error: 'must be an OpenSSH SHA256 fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the jumphost)',
+  error:
+    'must be an OpenSSH SHA256 fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the jumphost)',
 });
 
 export const SiteProfileSchema = z.strictObject({
@@ -30,7 +31,9 @@ export const SiteProfileSchema = z.strictObject({
   mgmt_server: dnsLabel,
   mgmt_fip: ipv4,
   mgmt_ssh_port: port.default(22),
-  mgmt_ssh_user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'must be a POSIX user name, e.g. ubuntu' }),
+  mgmt_ssh_user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'must be a POSIX user name, e.g. ubuntu' }),
   mgmt_ssh_key: remotePath,
   mgmt_kubeconfig: remotePath,
   workload_cluster: dnsLabel,
@@ -38,7 +41,11 @@ export const SiteProfileSchema = z.strictObject({
   workload_kubeconfig: remotePath.optional(),
   timing: z
     .strictObject({
-      scale: z.number().positive({ error: 'must be a positive factor (1 = real waits; 0.01 for demos)' }).max(10).default(1),
+      scale: z
+        .number()
+        .positive({ error: 'must be a positive factor (1 = real waits; 0.01 for demos)' })
+        .max(10)
+        .default(1),
     })
     .default({ scale: 1 }),
   // The +1 amphora headroom rule (recovery 5b, D-040): ceiling = physical MB * ratio - reserved.
@@ -66,7 +73,11 @@ export type SiteProfile = z.infer<typeof SiteProfileSchema>;
 export function parseSiteProfile(data: unknown, source: string): SiteProfile {
   const result = SiteProfileSchema.safeParse(data);
   if (!result.success) {
-    throw new ConfigError(ErrorCode.SiteProfileInvalid, `site profile ${source}`, describeZodIssues(result.error));
+    throw new ConfigError(
+      ErrorCode.SiteProfileInvalid,
+      `site profile ${source}`,
+      describeZodIssues(result.error),
+    );
   }
   return result.data;
 }

@@ -1,8 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { magnumNamespace, type SiteProfile, siteEnv } from '../config/site.js';
 import { asCodedError, ParamError } from '../errors.js';
-import { type CompiledTemplate, evaluateBoolean, evaluateExpr, renderCompiledTemplate } from '../expr/index.js';
+import {
+  type CompiledTemplate,
+  evaluateBoolean,
+  evaluateExpr,
+  renderCompiledTemplate,
+} from '../expr/index.js';
 import { createLineRedactor, redactText } from '../redact.js';
+import { leafSteps } from '../runbook/load.js';
 import type {
   Command,
   EnvBinding,
@@ -14,7 +20,6 @@ import type {
   RunStep,
   Scope,
 } from '../runbook/model.js';
-import { leafSteps } from '../runbook/load.js';
 import { checkParamValue } from '../runbook/params.js';
 import type { ExecResult, RemoteExecutor } from '../ssh/types.js';
 import type { ApprovalPort, ApprovalRequest, EventSink, RunStatus, StepRef, StepStatus } from './events.js';
@@ -144,10 +149,13 @@ function checkCancelled(signal: AbortSignal): void {
 
 /** Learns the jumphost's $HOME (site paths are written ~/...) and checks the CLIs the runbook needs. */
 async function preflight(opts: RunOptions, signal: AbortSignal): Promise<Record<string, string>> {
-  const text = leafSteps(opts.runbook.steps).map((s) => `${s.scope?.preamble ?? ''}\n${s.command.script}`).join('\n');
+  const text = leafSteps(opts.runbook.steps)
+    .map((s) => `${s.scope?.preamble ?? ''}\n${s.command.script}`)
+    .join('\n');
   const tools = ['openstack', 'kubectl', 'ssh'].filter((t) => new RegExp(`\\b${t}\\b`).test(text));
   const result = await opts.executor.exec({
-    script: 'printf "%s\\n" "$HOME"; for t in $CAPI_TOOLS; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done',
+    script:
+      'printf "%s\\n" "$HOME"; for t in $CAPI_TOOLS; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done',
     env: { CAPI_TOOLS: tools.join(' ') },
     timeoutMs: 30_000,
     signal,
@@ -157,10 +165,16 @@ async function preflight(opts: RunOptions, signal: AbortSignal): Promise<Record<
   const home = lines[0] ?? '';
   const missing = lines.slice(1).map((l) => l.replace(/^missing /, ''));
   if (result.code !== 0 || !home.startsWith('/')) {
-    throw new Stop('failed', `preflight on the jumphost failed (exit ${result.code}): ${redactText(result.stderr.trim())}`);
+    throw new Stop(
+      'failed',
+      `preflight on the jumphost failed (exit ${result.code}): ${redactText(result.stderr.trim())}`,
+    );
   }
   if (missing.length > 0) {
-    throw new Stop('failed', `the jumphost lacks ${missing.join(', ')} on its PATH: install it or fix the login PATH`);
+    throw new Stop(
+      'failed',
+      `the jumphost lacks ${missing.join(', ')} on its PATH: install it or fix the login PATH`,
+    );
   }
   await opts.emit({ type: 'preflight', home, tools });
   const env = siteEnv(opts.site);
@@ -178,7 +192,12 @@ function render(t: CompiledTemplate, scope: Vars): string {
  * command: a malformed UUID in `server list` output stops the step instead of reaching `server delete`.
  * A list becomes space-separated validated values.
  */
-function bindEnv(bindings: readonly EnvBinding[], scope: Vars, env: Record<string, string>, where: string): void {
+function bindEnv(
+  bindings: readonly EnvBinding[],
+  scope: Vars,
+  env: Record<string, string>,
+  where: string,
+): void {
   for (const b of bindings) {
     const value = evaluateExpr(b.value, scope);
     const values = Array.isArray(value) ? value : value === null || value === undefined ? [] : [value];
@@ -191,14 +210,23 @@ function bindEnv(bindings: readonly EnvBinding[], scope: Vars, env: Record<strin
         .join(' ');
     } catch (err) {
       if (err instanceof ParamError) {
-        throw new Stop('failed', `${where}: ${b.name} from \`${b.value.source}\` is not safe to use: ${err.message}`, where);
+        throw new Stop(
+          'failed',
+          `${where}: ${b.name} from \`${b.value.source}\` is not safe to use: ${err.message}`,
+          where,
+        );
       }
       throw err;
     }
   }
 }
 
-async function runLoop(opts: RunOptions, frame: Frame, step: ForEachStep, signal: AbortSignal): Promise<undefined> {
+async function runLoop(
+  opts: RunOptions,
+  frame: Frame,
+  step: ForEachStep,
+  signal: AbortSignal,
+): Promise<undefined> {
   const started = Date.now();
   const finished = (status: StepStatus, message?: string) =>
     opts.emit({
@@ -232,7 +260,11 @@ async function runLoop(opts: RunOptions, frame: Frame, step: ForEachStep, signal
       Object.assign(scope, pickEnv(env, step.env));
       const label = step.env.map((b) => env[b.name]).join(' ') || `#${n + 1}`;
       for (const inner of step.steps) {
-        const ref: StepRef = { ...frame.ref, stepId: `${step.id}/${inner.id}`, iteration: { n: n + 1, of: items.length, label } };
+        const ref: StepRef = {
+          ...frame.ref,
+          stepId: `${step.id}/${inner.id}`,
+          iteration: { n: n + 1, of: items.length, label },
+        };
         await runLeaf(opts, { ref, vars: scope, env }, inner, signal);
       }
       // Captures made inside an iteration stay visible to later top-level steps (the last one wins).
@@ -244,7 +276,10 @@ async function runLoop(opts: RunOptions, frame: Frame, step: ForEachStep, signal
     if (err instanceof Stop && err.status === 'finished') {
       await finished('ok');
     } else {
-      await finished(err instanceof Stop ? stepStatusOf(err) : 'failed', err instanceof Error ? redactText(err.message) : undefined);
+      await finished(
+        err instanceof Stop ? stepStatusOf(err) : 'failed',
+        err instanceof Error ? redactText(err.message) : undefined,
+      );
     }
     throw err;
   }
@@ -254,10 +289,17 @@ async function runLoop(opts: RunOptions, frame: Frame, step: ForEachStep, signal
 
 async function runReport(opts: RunOptions, frame: Frame, step: ReportStep): Promise<undefined> {
   const started = Date.now();
-  await opts.emit({ ...frame.ref, type: 'step.started', title: render(step.title, frame.vars), destructive: false });
+  await opts.emit({
+    ...frame.ref,
+    type: 'step.started',
+    title: render(step.title, frame.vars),
+    destructive: false,
+  });
   const found = step.findings.filter((f) => evaluateBoolean(f.when, frame.vars));
-  for (const f of found) await opts.emit({ ...frame.ref, type: 'decision', message: render(f.say, frame.vars) });
-  if (found.length === 0 && step.none) await opts.emit({ ...frame.ref, type: 'decision', message: render(step.none, frame.vars) });
+  for (const f of found)
+    await opts.emit({ ...frame.ref, type: 'decision', message: render(f.say, frame.vars) });
+  if (found.length === 0 && step.none)
+    await opts.emit({ ...frame.ref, type: 'decision', message: render(step.none, frame.vars) });
   await opts.emit({
     ...frame.ref,
     type: 'step.finished',
@@ -271,7 +313,12 @@ async function runReport(opts: RunOptions, frame: Frame, step: ReportStep): Prom
 }
 
 /** Runs a run/poll step; returns the id to jump to when a decision says goto. */
-async function runLeaf(opts: RunOptions, frame: Frame, step: LeafStep, signal: AbortSignal): Promise<string | undefined> {
+async function runLeaf(
+  opts: RunOptions,
+  frame: Frame,
+  step: LeafStep,
+  signal: AbortSignal,
+): Promise<string | undefined> {
   const started = Date.now();
   const ref = frame.ref;
   const scope: Vars = { ...frame.vars };
@@ -329,13 +376,16 @@ async function runLeaf(opts: RunOptions, frame: Frame, step: LeafStep, signal: A
       frame.vars[name] = value;
     }
     if (step.expect && !evaluateBoolean(step.expect.that, outScope)) {
-      const why = step.expect.message ? render(step.expect.message, outScope) : `expected ${step.expect.that.source}`;
+      const why = step.expect.message
+        ? render(step.expect.message, outScope)
+        : `expected ${step.expect.that.source}`;
       throw new Stop('failed', `${ref.stepId}: ${why}`, ref.stepId);
     }
     for (const d of step.decide) {
       if (!evaluateBoolean(d.when, outScope)) continue;
       if (d.say) await opts.emit({ ...ref, type: 'decision', message: render(d.say, outScope) });
-      if (d.outcome?.kind === 'fail') throw new Stop('failed', render(d.outcome.message, outScope), ref.stepId);
+      if (d.outcome?.kind === 'fail')
+        throw new Stop('failed', render(d.outcome.message, outScope), ref.stepId);
       await finished('ok', result);
       if (d.outcome?.kind === 'goto') return d.outcome.target;
       if (d.outcome?.kind === 'finish') throw new Stop('finished', render(d.outcome.message, outScope));
@@ -392,11 +442,17 @@ async function execChecked(
     timeoutMs: command.timeoutMs,
     signal,
     onLine: (stream, line) => {
-      pending.push(Promise.resolve(opts.emit({ ...ref, type: 'step.output', stream, line: redact[stream](line) })));
+      pending.push(
+        Promise.resolve(opts.emit({ ...ref, type: 'step.output', stream, line: redact[stream](line) })),
+      );
     },
   });
   await Promise.all(pending);
-  if (result.cancelled) throw new Stop('cancelled', `cancelled by the operator during ${ref.stepId}; its remote process was killed`);
+  if (result.cancelled)
+    throw new Stop(
+      'cancelled',
+      `cancelled by the operator during ${ref.stepId}; its remote process was killed`,
+    );
   if (result.timedOut) {
     throw new Stop(
       'failed',
@@ -405,7 +461,9 @@ async function execChecked(
     );
   }
   if (result.code !== 0 && !command.allowFailure) {
-    const tail = result.stderr.trim().split('\n').slice(-3).join(' | ') || result.stdout.trim().split('\n').slice(-3).join(' | ');
+    const tail =
+      result.stderr.trim().split('\n').slice(-3).join(' | ') ||
+      result.stdout.trim().split('\n').slice(-3).join(' | ');
     throw new Stop(
       'failed',
       `${ref.stepId}: exited ${result.code ?? `by signal ${result.signal}`}: ${redactText(tail)}`,
@@ -434,7 +492,9 @@ async function poll(
     const summary = step.progress ? render(step.progress, outScope) : lastLine(result);
     await opts.emit({ ...ref, type: 'poll.attempt', attempt, of: step.attempts, summary });
     if (step.failWhen && evaluateBoolean(step.failWhen.that, outScope)) {
-      const why = step.failWhen.message ? render(step.failWhen.message, outScope) : `stopped: ${step.failWhen.that.source}`;
+      const why = step.failWhen.message
+        ? render(step.failWhen.message, outScope)
+        : `stopped: ${step.failWhen.that.source}`;
       throw new Stop('failed', `${ref.stepId}: ${why}`, ref.stepId);
     }
     if (evaluateBoolean(step.until, outScope)) return { result, outScope };
@@ -501,7 +561,10 @@ async function approve(
   await opts.emit({ ...ref, type: 'approval.decided', decision });
   checkCancelled(signal);
   if (!decision.approved) {
-    const why = decision.reason === 'expired' ? 'the approval expired (counts as a denial)' : `denied by ${decision.by}`;
+    const why =
+      decision.reason === 'expired'
+        ? 'the approval expired (counts as a denial)'
+        : `denied by ${decision.by}`;
     throw new Stop('denied', `${ref.stepId}: ${why}; nothing destructive was run`, ref.stepId);
   }
 }
@@ -520,4 +583,3 @@ export function validateParams(runbook: Runbook, args: readonly string[]): Recor
   });
   return out;
 }
-

@@ -48,12 +48,21 @@ export type RunEvent =
       readonly site: string;
       readonly params: Readonly<Record<string, string>>;
       readonly requestedBy: string;
-      readonly steps: readonly { readonly id: string; readonly title: string; readonly destructive: boolean }[];
+      readonly steps: readonly {
+        readonly id: string;
+        readonly title: string;
+        readonly destructive: boolean;
+      }[];
     }
   | { readonly type: 'preflight'; readonly home: string; readonly tools: readonly string[] }
   | (StepRef & { readonly type: 'step.started'; readonly title: string; readonly destructive: boolean })
   | (StepRef & { readonly type: 'step.output'; readonly stream: 'stdout' | 'stderr'; readonly line: string })
-  | (StepRef & { readonly type: 'poll.attempt'; readonly attempt: number; readonly of: number; readonly summary: string })
+  | (StepRef & {
+      readonly type: 'poll.attempt';
+      readonly attempt: number;
+      readonly of: number;
+      readonly summary: string;
+    })
   | (StepRef & { readonly type: 'decision'; readonly message: string })
   | (StepRef & { readonly type: 'guard.skipped'; readonly message: string })
   | (StepRef & { readonly type: 'approval.requested'; readonly request: ApprovalRequest })

@@ -6,14 +6,18 @@ import { withPreamble } from './script.js';
  * The dry-run view: every command that would run, in order, with its scope preamble and the
  * environment it would receive; destructive steps marked. Nothing is connected to.
  */
-export function renderPlan(runbook: Runbook, site: SiteProfile, params: Readonly<Record<string, string>>): string {
+export function renderPlan(
+  runbook: Runbook,
+  site: SiteProfile,
+  params: Readonly<Record<string, string>>,
+): string {
   const env = { ...siteEnv(site) };
   for (const p of runbook.params) env[p.env] = params[p.name] as string;
   const out: string[] = [
     `# ${runbook.name} on site ${site.name} -- ${runbook.summary}`,
     `# source: ${runbook.source}`,
     '# every command below runs on the jumphost with stdin closed and these values as environment',
-    '# variables (single-quoted; ~ is the jumphost login\'s $HOME):',
+    "# variables (single-quoted; ~ is the jumphost login's $HOME):",
     ...Object.entries(env).map(([k, v]) => `#   ${k}=${v}`),
     '',
   ];
@@ -49,19 +53,27 @@ function leafLines(step: LeafStep, n: string): string[] {
   for (const b of step.env) lines.push(`   ${b.name}=<${b.type} from ${b.value.source}>`);
   if (step.kind === 'run') {
     step.guard.forEach((g, i) => {
-      lines.push(`   guard ${i + 1} (before asking, and again right before running; skip when ${g.skipWhen.source}):`);
+      lines.push(
+        `   guard ${i + 1} (before asking, and again right before running; skip when ${g.skipWhen.source}):`,
+      );
       lines.push(...commandLines(step.scope, g.command));
     });
     if (step.approval) lines.push(`   approval: ${step.approval.summary.source}`);
     lines.push(...commandLines(step.scope, step.command));
   } else {
     const first = step.firstAfterMs > 0 ? `, first after ${step.firstAfterMs / 1000}s` : '';
-    lines.push(`   poll up to ${step.attempts} times every ${step.everyMs / 1000}s${first} until ${step.until.source}:`);
+    lines.push(
+      `   poll up to ${step.attempts} times every ${step.everyMs / 1000}s${first} until ${step.until.source}:`,
+    );
     lines.push(...commandLines(step.scope, step.command));
   }
   for (const d of step.decide) {
     const outcome =
-      d.outcome === undefined ? 'continue' : d.outcome.kind === 'goto' ? `goto ${d.outcome.target}` : d.outcome.kind;
+      d.outcome === undefined
+        ? 'continue'
+        : d.outcome.kind === 'goto'
+          ? `goto ${d.outcome.target}`
+          : d.outcome.kind;
     lines.push(`   decide: when ${d.when.source} -> ${outcome}`);
   }
   lines.push('');
@@ -70,5 +82,11 @@ function leafLines(step: LeafStep, n: string): string[] {
 
 function commandLines(scope: Scope | undefined, command: Command): string[] {
   const head = scope ? [`   | # ${scope.name} scope`] : [];
-  return [...head, ...withPreamble(scope, command.script).trimEnd().split('\n').map((l) => `   | ${l}`)];
+  return [
+    ...head,
+    ...withPreamble(scope, command.script)
+      .trimEnd()
+      .split('\n')
+      .map((l) => `   | ${l}`),
+  ];
 }

@@ -1,6 +1,13 @@
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import type { ApprovalDecision, ApprovalPort, ApprovalRequest, EventSink, RunEvent, StepRef } from '../engine/events.js';
+import type {
+  ApprovalDecision,
+  ApprovalPort,
+  ApprovalRequest,
+  EventSink,
+  RunEvent,
+  StepRef,
+} from '../engine/events.js';
 
 /** Prints the run timeline as it happens; one line per event, output indented under its step. */
 export function createTerminalTimeline(out: Writable): EventSink {
@@ -43,7 +50,13 @@ export function formatEvent(e: RunEvent): string {
         ? `    APPROVED by ${e.decision.by} at ${e.decision.at}`
         : `    ${e.decision.reason === 'expired' ? 'EXPIRED' : 'DENIED'} by ${e.decision.by} at ${e.decision.at}`;
     case 'step.finished': {
-      const mark = { ok: 'ok', failed: 'FAILED', skipped: 'skipped', denied: 'DENIED', cancelled: 'CANCELLED' }[e.status];
+      const mark = {
+        ok: 'ok',
+        failed: 'FAILED',
+        skipped: 'skipped',
+        denied: 'DENIED',
+        cancelled: 'CANCELLED',
+      }[e.status];
       const code = e.exitCode === null ? '' : ` exit ${e.exitCode}`;
       return `<<< ${where(e)} ${mark}${code} in ${(e.durationMs / 1000).toFixed(1)}s${e.message ? `: ${e.message}` : ''}`;
     }
@@ -106,7 +119,13 @@ export function createTerminalApprovals(opts: {
       const answer = await nextLine(signal);
       if (answer === undefined) {
         opts.output.write('\n');
-        return { approved: false, by: opts.operator, at: at(), reason: 'denied', note: 'no answer (end of input)' };
+        return {
+          approved: false,
+          by: opts.operator,
+          at: at(),
+          reason: 'denied',
+          note: 'no answer (end of input)',
+        };
       }
       return /^\s*y(es)?\s*$/i.test(answer)
         ? { approved: true, by: opts.operator, at: at() }

@@ -1,7 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { LineCounter, type Document, parseDocument } from 'yaml';
+import { type Document, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { parseDuration } from '../config/env.js';
 import { RunbookError } from '../errors.js';
 import {
   type CompiledExpr,
@@ -12,7 +13,6 @@ import {
   templateFreeVariables,
 } from '../expr/index.js';
 import { formatPath } from '../validation.js';
-import { parseDuration } from '../config/env.js';
 import type {
   Command,
   Decision,
@@ -21,8 +21,8 @@ import type {
   GuardCheck,
   LeafStep,
   PollStep,
-  Runbook,
   ReportStep,
+  Runbook,
   RunStep,
   Scope,
   Step,
@@ -33,8 +33,8 @@ import {
   PollStepSchema,
   ReportStepSchema,
   RunbookFileSchema,
-  type RunStepYaml,
   RunStepSchema,
+  type RunStepYaml,
   ScopesFileSchema,
 } from './schema.js';
 
@@ -133,7 +133,12 @@ function expr(ctx: Ctx, path: Path, source: string, local: readonly string[] = [
   }
 }
 
-function tpl(ctx: Ctx, path: Path, source: string, local: readonly string[] = []): CompiledTemplate | undefined {
+function tpl(
+  ctx: Ctx,
+  path: Path,
+  source: string,
+  local: readonly string[] = [],
+): CompiledTemplate | undefined {
   try {
     const compiled = compileTemplate(source);
     checkNames(ctx, path, templateFreeVariables(compiled), local);
@@ -153,9 +158,12 @@ function checkNames(ctx: Ctx, path: Path, names: readonly string[], local: reado
   }
 }
 
-function command(
-  raw: { run: string; parse: Command['parse']; allow_failure: boolean; timeout?: string | undefined },
-): Command {
+function command(raw: {
+  run: string;
+  parse: Command['parse'];
+  allow_failure: boolean;
+  timeout?: string | undefined;
+}): Command {
   return {
     script: raw.run,
     parse: raw.parse,
@@ -184,7 +192,8 @@ function decisions(ctx: Ctx, path: Path, raw: RunStepYaml['decide']): Decision[]
     const say = d.say === undefined ? undefined : tpl(ctx, [...p, 'say'], d.say, OUTPUT_NAMES);
     let outcome: Decision['outcome'];
     if (d.goto !== undefined) {
-      if (ctx.inLoop) ctx.problems.add([...p, 'goto'], 'goto is not allowed inside for_each: use fail or finish');
+      if (ctx.inLoop)
+        ctx.problems.add([...p, 'goto'], 'goto is not allowed inside for_each: use fail or finish');
       outcome = { kind: 'goto', target: d.goto };
     } else if (d.finish !== undefined || d.fail !== undefined) {
       const kind = d.finish !== undefined ? 'finish' : 'fail';
@@ -199,7 +208,11 @@ function decisions(ctx: Ctx, path: Path, raw: RunStepYaml['decide']): Decision[]
 function scopeOf(ctx: Ctx, path: Path, name: string | undefined): Scope | undefined {
   if (name === undefined) return undefined;
   const scope = ctx.scopes.get(name);
-  if (!scope) ctx.problems.add(path, `unknown scope '${name}' (defined in ${SCOPES_FILE}: ${[...ctx.scopes.keys()].join(', ')})`);
+  if (!scope)
+    ctx.problems.add(
+      path,
+      `unknown scope '${name}' (defined in ${SCOPES_FILE}: ${[...ctx.scopes.keys()].join(', ')})`,
+    );
   return scope;
 }
 
@@ -215,7 +228,10 @@ function stepKind(raw: unknown): string {
 function leafStep(ctx: Ctx, path: Path, raw: unknown): LeafStep | undefined {
   const kind = stepKind(raw);
   if (kind === 'for_each' && ctx.inLoop) {
-    ctx.problems.add(path, 'for_each cannot be nested: failovers and deletions stay strictly sequential and flat');
+    ctx.problems.add(
+      path,
+      'for_each cannot be nested: failovers and deletions stay strictly sequential and flat',
+    );
     return undefined;
   }
   if (kind === 'run') return runStep(ctx, path, raw);
@@ -259,19 +275,24 @@ function common(ctx: Ctx, path: Path, s: RunStepYaml | z.infer<typeof PollStepSc
 
 function finishCommon(ctx: Ctx, path: Path, s: RunStepYaml | z.infer<typeof PollStepSchema>) {
   const capture: [string, CompiledExpr][] = [];
+  // Each capture is visible to the captures after it, this step's expect/decide and every later step.
   for (const [name, source] of Object.entries(s.capture ?? {})) {
     const e = expr(ctx, [...path, 'capture', name], source, OUTPUT_NAMES);
     if (e) capture.push([name, e]);
+    ctx.known.add(name);
   }
-  // Captures are visible to this step's own expect/decide and to every later step.
-  for (const [name] of capture) ctx.known.add(name);
-  const expectThat = s.expect === undefined ? undefined : expr(ctx, [...path, 'expect'], s.expect, OUTPUT_NAMES);
+  const expectThat =
+    s.expect === undefined ? undefined : expr(ctx, [...path, 'expect'], s.expect, OUTPUT_NAMES);
   const expectMessage =
-    s.expect_message === undefined ? undefined : tpl(ctx, [...path, 'expect_message'], s.expect_message, OUTPUT_NAMES);
+    s.expect_message === undefined
+      ? undefined
+      : tpl(ctx, [...path, 'expect_message'], s.expect_message, OUTPUT_NAMES);
   const decide = decisions(ctx, [...path, 'decide'], s.decide);
   return {
     capture,
-    ...(expectThat ? { expect: { that: expectThat, ...(expectMessage ? { message: expectMessage } : {}) } } : {}),
+    ...(expectThat
+      ? { expect: { that: expectThat, ...(expectMessage ? { message: expectMessage } : {}) } }
+      : {}),
     decide,
   };
 }
@@ -331,9 +352,14 @@ function pollStep(ctx: Ctx, path: Path, raw: unknown): PollStep | undefined {
   const { env, title, scope } = common(ctx, path, s);
   const pp = [...path, 'poll'];
   const until = expr(ctx, [...pp, 'until'], p.until, OUTPUT_NAMES);
-  const failWhen = p.fail_when === undefined ? undefined : expr(ctx, [...pp, 'fail_when'], p.fail_when, OUTPUT_NAMES);
-  const failMessage = p.fail_message === undefined ? undefined : tpl(ctx, [...pp, 'fail_message'], p.fail_message, OUTPUT_NAMES);
-  const progress = p.progress === undefined ? undefined : tpl(ctx, [...pp, 'progress'], p.progress, OUTPUT_NAMES);
+  const failWhen =
+    p.fail_when === undefined ? undefined : expr(ctx, [...pp, 'fail_when'], p.fail_when, OUTPUT_NAMES);
+  const failMessage =
+    p.fail_message === undefined
+      ? undefined
+      : tpl(ctx, [...pp, 'fail_message'], p.fail_message, OUTPUT_NAMES);
+  const progress =
+    p.progress === undefined ? undefined : tpl(ctx, [...pp, 'progress'], p.progress, OUTPUT_NAMES);
   const exhausted = tpl(ctx, [...pp, 'exhausted'], p.exhausted, OUTPUT_NAMES);
   const rest = finishCommon(ctx, path, s);
   if (!title || !until || !exhausted) return undefined;
@@ -406,19 +432,24 @@ export function parseRunbook(file: string, text: string, scopes: ReadonlyMap<str
   }
   const rb = parsed.data as z.infer<typeof RunbookFileSchema>;
   const expected = basename(file).replace(/\.ya?ml$/, '');
-  if (rb.name !== expected) problems.add(['name'], `is '${rb.name}' but the file is ${basename(file)}: they must match`);
+  if (rb.name !== expected)
+    problems.add(['name'], `is '${rb.name}' but the file is ${basename(file)}: they must match`);
 
   const ctx: Ctx = {
     problems,
     scopes,
-    known: new Set([...GLOBAL_NAMES, ...rb.params.map((p) => p.name)]),
+    known: new Set(GLOBAL_NAMES),
     inLoop: false,
   };
   const steps: Step[] = rb.steps.flatMap((raw, i) => {
     const path: Path = ['steps', i];
     const kind = stepKind(raw);
     const step =
-      kind === 'for_each' ? forEachStep(ctx, path, raw) : kind === 'report' ? reportStep(ctx, path, raw) : leafStep(ctx, path, raw);
+      kind === 'for_each'
+        ? forEachStep(ctx, path, raw)
+        : kind === 'report'
+          ? reportStep(ctx, path, raw)
+          : leafStep(ctx, path, raw);
     return step ? [step] : [];
   });
 
@@ -436,12 +467,17 @@ export function parseRunbook(file: string, text: string, scopes: ReadonlyMap<str
       const target = d.outcome.target;
       const at = steps.findIndex((s) => s.id === target);
       if (at === -1) problems.add(['steps', i, 'decide', j, 'goto'], `no top-level step has id '${target}'`);
-      else if (at <= i) problems.add(['steps', i, 'decide', j, 'goto'], `'${target}' is not after this step: only forward jumps are allowed`);
+      else if (at <= i)
+        problems.add(
+          ['steps', i, 'decide', j, 'goto'],
+          `'${target}' is not after this step: only forward jumps are allowed`,
+        );
     });
   });
   if (rb.read_only) {
     for (const s of leafSteps(steps)) {
-      if (s.kind === 'run' && s.destructive) problems.add(['read_only'], `is true but step '${s.id}' is destructive`);
+      if (s.kind === 'run' && s.destructive)
+        problems.add(['read_only'], `is true but step '${s.id}' is destructive`);
     }
   }
   problems.throwIfAny();
@@ -451,7 +487,12 @@ export function parseRunbook(file: string, text: string, scopes: ReadonlyMap<str
     source: rb.source,
     readOnly: rb.read_only,
     file,
-    params: rb.params.map((p) => ({ name: p.name, type: p.type as ParamType, env: p.env, description: p.description })),
+    params: rb.params.map((p) => ({
+      name: p.name,
+      type: p.type as ParamType,
+      env: p.env,
+      description: p.description,
+    })),
     steps,
   };
 }
@@ -476,7 +517,10 @@ export async function loadRunbooks(dir: string): Promise<RunbookSet> {
   const [first, ...more] = errors;
   if (first) {
     if (more.length === 0) throw first;
-    throw new RunbookError(dir, errors.flatMap((e) => [`${e.file}:`, ...e.issues.map((i) => `  ${i}`)]));
+    throw new RunbookError(
+      dir,
+      errors.flatMap((e) => [`${e.file}:`, ...e.issues.map((i) => `  ${i}`)]),
+    );
   }
   return { scopes, runbooks };
 }

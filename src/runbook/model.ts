@@ -28,7 +28,9 @@ export interface EnvBinding {
 export interface Decision {
   readonly when: CompiledExpr;
   readonly say?: CompiledTemplate;
-  readonly outcome?: { readonly kind: 'goto'; readonly target: string } | { readonly kind: 'finish' | 'fail'; readonly message: CompiledTemplate };
+  readonly outcome?:
+    | { readonly kind: 'goto'; readonly target: string }
+    | { readonly kind: 'finish' | 'fail'; readonly message: CompiledTemplate };
 }
 
 export interface GuardCheck {

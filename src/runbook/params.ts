@@ -27,7 +27,10 @@ export const PARAM_TYPE_NAMES = Object.keys(PARAM_TYPES) as ParamType[];
 export function checkParamValue(name: string, type: ParamType, value: unknown): string {
   const spec = PARAM_TYPES[type];
   if (typeof value !== 'string' || !spec.pattern.test(value)) {
-    const shown = typeof value === 'string' ? JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value) : String(value);
+    const shown =
+      typeof value === 'string'
+        ? JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)
+        : String(value);
     throw new ParamError(name, `${name} must be ${spec.hint}; got ${shown}. Nothing was run.`);
   }
   return value;

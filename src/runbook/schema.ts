@@ -9,9 +9,13 @@ import { PARAM_TYPE_NAMES } from './params.js';
 const id = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, {
   error: 'must be a lowercase id: letters, digits and "-", starting with a letter',
 });
-const envName = z.string().regex(/^[A-Z][A-Z0-9_]*$/, { error: 'must be an UPPER_CASE environment variable name' });
+const envName = z
+  .string()
+  .regex(/^[A-Z][A-Z0-9_]*$/, { error: 'must be an UPPER_CASE environment variable name' });
 const varName = z.string().regex(/^[a-z_][a-z0-9_]*$/, { error: 'must be a lower_snake_case variable name' });
-const duration = z.string().regex(/^\d+(ms|s|m|h)$/, { error: 'must be a duration such as 500ms, 10s, 2m or 1h' });
+const duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h)$/, { error: 'must be a duration such as 500ms, 10s, 2m or 1h' });
 const expr = z.string().min(1, { error: 'must be an expression, e.g. stdout == "ACTIVE"' });
 const template = z.string().min(1);
 const script = z.string().min(1, { error: 'must be a shell block' });
@@ -37,9 +41,12 @@ const decision = z
   .refine((d) => [d.goto, d.finish, d.fail].filter((x) => x !== undefined).length <= 1, {
     error: 'a decision takes at most one of goto, finish, fail',
   })
-  .refine((d) => d.say !== undefined || d.goto !== undefined || d.finish !== undefined || d.fail !== undefined, {
-    error: 'a decision needs say, goto, finish or fail',
-  });
+  .refine(
+    (d) => d.say !== undefined || d.goto !== undefined || d.finish !== undefined || d.fail !== undefined,
+    {
+      error: 'a decision needs say, goto, finish or fail',
+    },
+  );
 
 const envValue = z.strictObject({
   value: expr,
@@ -71,7 +78,9 @@ const common = {
 
 const approval = z.strictObject({
   summary: template,
-  targets: z.array(template).min(1, { error: 'name at least one exact target (server UUID, LB id, CR name)' }),
+  targets: z
+    .array(template)
+    .min(1, { error: 'name at least one exact target (server UUID, LB id, CR name)' }),
   evidence: z.array(template).default([]),
 });
 
@@ -93,7 +102,10 @@ export const RunStepSchema = z
       });
     }
     if (!s.destructive && (s.approval !== undefined || s.guard !== undefined)) {
-      ctx.addIssue({ code: 'custom', message: '`approval` and `guard` only belong on a step marked destructive: true' });
+      ctx.addIssue({
+        code: 'custom',
+        message: '`approval` and `guard` only belong on a step marked destructive: true',
+      });
     }
   });
 
@@ -136,7 +148,9 @@ export const ReportStepSchema = z.strictObject({
 
 export const ParamSchema = z.strictObject({
   name: varName,
-  type: z.enum(PARAM_TYPE_NAMES as [string, ...string[]], { error: `must be one of ${PARAM_TYPE_NAMES.join(', ')}` }),
+  type: z.enum(PARAM_TYPE_NAMES as [string, ...string[]], {
+    error: `must be one of ${PARAM_TYPE_NAMES.join(', ')}`,
+  }),
   env: envName,
   description: z.string().min(1),
 });

@@ -8,7 +8,11 @@ import type { Runbook } from '../../src/runbook/model.js';
 import { type RunningSshd, startSshd } from '../../src/sim/sshd.js';
 
 /** A real sshd on 127.0.0.1 with an empty HOME: the engine's tests drive plain bash through it. */
-export async function startPlainJumphost(): Promise<{ sshd: RunningSshd; home: string; stop(): Promise<void> }> {
+export async function startPlainJumphost(): Promise<{
+  sshd: RunningSshd;
+  home: string;
+  stop(): Promise<void>;
+}> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'capi-engine-test-'));
   const home = path.join(root, 'home');
   await mkdir(home);
@@ -53,7 +57,11 @@ const SCOPES = parseScopes(
 );
 
 export function testRunbook(yaml: string, name = 'test'): Runbook {
-  return parseRunbook(`/test/${name}.yaml`, `name: ${name}\nsummary: test runbook\nsource: test\n${yaml}`, SCOPES);
+  return parseRunbook(
+    `/test/${name}.yaml`,
+    `name: ${name}\nsummary: test runbook\nsource: test\n${yaml}`,
+    SCOPES,
+  );
 }
 
 export function recorder(): { events: RunEvent[]; emit: (e: RunEvent) => void } {
@@ -75,11 +83,19 @@ export function scriptedApprovals(
       const answer = answers[requests.length - 1] ?? 'deny';
       const at = new Date().toISOString();
       if (answer === 'approve') return { approved: true, by: 'U_APPROVER', at };
-      return { approved: false, by: answer === 'expire' ? 'expiry' : 'U_APPROVER', at, reason: answer === 'expire' ? 'expired' : 'denied' };
+      return {
+        approved: false,
+        by: answer === 'expire' ? 'expiry' : 'U_APPROVER',
+        at,
+        reason: answer === 'expire' ? 'expired' : 'denied',
+      };
     },
   };
 }
 
-export function ofType<T extends RunEvent['type']>(events: readonly RunEvent[], type: T): Extract<RunEvent, { type: T }>[] {
+export function ofType<T extends RunEvent['type']>(
+  events: readonly RunEvent[],
+  type: T,
+): Extract<RunEvent, { type: T }>[] {
   return events.filter((e): e is Extract<RunEvent, { type: T }> => e.type === type);
 }
