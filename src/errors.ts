@@ -15,6 +15,11 @@ export const ErrorCode = {
   SshExec: 'capi_ssh_exec',
   SshOutputTooLarge: 'capi_ssh_output_too_large',
   OutputParse: 'capi_output_parse',
+  RunIdInvalid: 'capi_run_id_invalid',
+  RunExists: 'capi_run_exists',
+  RunNotFound: 'capi_run_not_found',
+  RunFinished: 'capi_run_finished',
+  StoredDataInvalid: 'capi_stored_data_invalid',
   Unknown: 'capi_unknown',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -49,7 +54,10 @@ export class RunbookError extends CapiError {
     readonly file: string,
     readonly issues: readonly string[],
   ) {
-    super(ErrorCode.RunbookInvalid, `runbook ${file} is invalid:\n${issues.map((i) => `  - ${i}`).join('\n')}`);
+    super(
+      ErrorCode.RunbookInvalid,
+      `runbook ${file} is invalid:\n${issues.map((i) => `  - ${i}`).join('\n')}`,
+    );
   }
 }
 

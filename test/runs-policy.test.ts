@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import type { ApprovalRequest } from '../src/engine/events.js';
+import { mayDecide } from '../src/runs/policy.js';
+
+const REQUESTER = 'U0REQUEST1';
+const request: ApprovalRequest = {
+  runId: 'r1test',
+  runbook: 'stuck-delete',
+  step: { stepId: 'delete-lbs', index: 2, total: 3 },
+  title: 'Delete stale load balancers',
+  summary: 'Delete 2 load balancers',
+  commands: ['openstack loadbalancer delete --cascade lb-a'],
+  targets: ['lb-a'],
+  evidence: [],
+  requestedBy: REQUESTER,
+};
+const policy = { approvers: ['U0APPROVE1', 'S0ONCALL01'], allowSelfApproval: false };
+
+describe('mayDecide', () => {
+  it('should allow a user when their user id is in the approvers', () => {
+    expect(mayDecide({ userId: 'U0APPROVE1', groupIds: [] }, request, policy)).toEqual({ allowed: true });
+  });
+
+  it('should allow a user when one of their groups is in the approvers', () => {
+    expect(
+      mayDecide({ userId: 'U0OTHER001', groupIds: ['S0DEVS0001', 'S0ONCALL01'] }, request, policy),
+    ).toEqual({ allowed: true });
+  });
+
+  it('should refuse and name the approvers when the user is not in them', () => {
+    expect(mayDecide({ userId: 'U0OTHER001', groupIds: ['S0DEVS0001'] }, request, policy)).toEqual({
+      allowed: false,
+      reason: 'you are not in CAPI_APPROVERS; ask one of <@U0APPROVE1>, <!subteam^S0ONCALL01>',
+    });
+  });
+
+  it('should name a few approvers and count the rest when the list is long', () => {
+    const many = { ...policy, approvers: Array.from({ length: 8 }, (_, i) => `U0APPROVE${i}`) };
+    const result = mayDecide({ userId: 'U0OTHER001', groupIds: [] }, request, many);
+    expect(result.allowed).toBe(false);
+    expect(!result.allowed && result.reason).toBe(
+      'you are not in CAPI_APPROVERS; ask one of <@U0APPROVE0>, <@U0APPROVE1>, <@U0APPROVE2>, ' +
+        '<@U0APPROVE3>, <@U0APPROVE4> (or 3 more)',
+    );
+  });
+
+  it('should say nobody can approve when CAPI_APPROVERS is empty', () => {
+    const result = mayDecide({ userId: 'U0APPROVE1', groupIds: [] }, request, { ...policy, approvers: [] });
+    expect(result.allowed).toBe(false);
+    expect(!result.allowed && result.reason).toContain('nobody is in CAPI_APPROVERS');
+  });
+
+  it('should refuse the requester when self-approval is off', () => {
+    const approvers = { ...policy, approvers: [...policy.approvers, REQUESTER] };
+    expect(mayDecide({ userId: REQUESTER, groupIds: [] }, request, approvers)).toEqual({
+      allowed: false,
+      reason: 'you asked for this run; another approver must decide (CAPI_ALLOW_SELF_APPROVAL is off)',
+    });
+    // Being an approver through a group does not change that.
+    expect(mayDecide({ userId: REQUESTER, groupIds: ['S0ONCALL01'] }, request, policy).allowed).toBe(false);
+  });
+
+  it('should allow the requester when self-approval is on and they are an approver', () => {
+    const selfOk = { approvers: ['S0ONCALL01'], allowSelfApproval: true };
+    expect(mayDecide({ userId: REQUESTER, groupIds: ['S0ONCALL01'] }, request, selfOk)).toEqual({
+      allowed: true,
+    });
+  });
+
+  it('should still refuse the requester when self-approval is on but they are not an approver', () => {
+    const selfOk = { ...policy, allowSelfApproval: true };
+    expect(mayDecide({ userId: REQUESTER, groupIds: [] }, request, selfOk).allowed).toBe(false);
+  });
+});
