@@ -308,6 +308,7 @@ describe('renderMarkdown', () => {
     entry('10:00:01', {
       ...ref('inspect', 1),
       type: 'step.started',
+      kind: 'run',
       title: 'Inspect the cluster',
       destructive: false,
     }),
@@ -331,10 +332,17 @@ describe('renderMarkdown', () => {
     entry('10:00:04', {
       ...ref('delete-lbs', 2),
       type: 'step.started',
+      kind: 'run',
       title: 'Delete stale load balancers',
       destructive: true,
     }),
-    entry('10:00:04', { ...loop(1, 'lb-a'), type: 'step.started', title: 'Delete lb-a', destructive: true }),
+    entry('10:00:04', {
+      ...loop(1, 'lb-a'),
+      type: 'step.started',
+      kind: 'run',
+      title: 'Delete lb-a',
+      destructive: true,
+    }),
     entry('10:00:05', { ...loop(1, 'lb-a'), type: 'approval.requested', request }),
     entry('10:02:10', {
       ...loop(1, 'lb-a'),
@@ -350,7 +358,13 @@ describe('renderMarkdown', () => {
       signal: null,
       durationMs: 128_000,
     }),
-    entry('10:02:13', { ...loop(2, 'lb-b'), type: 'step.started', title: 'Delete lb-b', destructive: true }),
+    entry('10:02:13', {
+      ...loop(2, 'lb-b'),
+      type: 'step.started',
+      kind: 'run',
+      title: 'Delete lb-b',
+      destructive: true,
+    }),
     entry('10:02:13', { ...loop(2, 'lb-b'), type: 'guard.skipped', message: 'lb-b is already gone' }),
     entry('10:02:13', {
       ...loop(2, 'lb-b'),
@@ -368,7 +382,13 @@ describe('renderMarkdown', () => {
       signal: null,
       durationMs: 130_000,
     }),
-    entry('10:02:15', { ...ref('report', 3), type: 'step.started', title: 'Report', destructive: false }),
+    entry('10:02:15', {
+      ...ref('report', 3),
+      type: 'step.started',
+      kind: 'run',
+      title: 'Report',
+      destructive: false,
+    }),
     entry('10:02:20', {
       ...ref('report', 3),
       type: 'poll.attempt',

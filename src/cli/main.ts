@@ -6,11 +6,12 @@ import { listRunbooks, runFromTerminal } from './run.js';
 const USAGE = `capi-chatops -- CAPI/Magnum recovery runbooks with a human approval before every destructive step
 
 usage:
-  capi-chatops run RUNBOOK [ARGS...] --site FILE [--yes] [--dry-run] [--commands DIR]
+  capi-chatops run RUNBOOK [ARGS...] --site FILE [--yes] [--dry-run] [--verbose] [--commands DIR]
       run a runbook on the site's jumphost; the timeline prints live and every destructive step
-      asks y/N (--yes approves them all; --dry-run prints every command without connecting)
+      asks y/N (--yes approves them all; --dry-run prints every command without connecting;
+      --verbose prints every output line instead of the first 15 of each command)
   capi-chatops list [--commands DIR]      the runbooks and their arguments
-  capi-chatops demo [--yes] [--scenario NAME]
+  capi-chatops demo [--yes] [--verbose] [--scenario NAME]
       start the simulated jumphost (a real sshd on 127.0.0.1 with a simulated cloud) and run
       recover against it; scenarios live in sim/scenarios (default: outage)
 
@@ -29,6 +30,7 @@ export async function main(argv: readonly string[]): Promise<number> {
             site: { type: 'string' },
             yes: { type: 'boolean', default: false },
             'dry-run': { type: 'boolean', default: false },
+            verbose: { type: 'boolean', default: false },
             commands: { type: 'string' },
           },
         });
@@ -41,6 +43,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           ...(values.commands !== undefined ? { commandsDir: values.commands } : {}),
           yes: values.yes,
           dryRun: values['dry-run'],
+          verbose: values.verbose,
         });
       }
       case 'list': {
@@ -53,10 +56,11 @@ export async function main(argv: readonly string[]): Promise<number> {
           args: [...rest],
           options: {
             yes: { type: 'boolean', default: false },
+            verbose: { type: 'boolean', default: false },
             scenario: { type: 'string', default: 'outage' },
           },
         });
-        return await runDemo({ yes: values.yes, scenario: values.scenario });
+        return await runDemo({ yes: values.yes, verbose: values.verbose, scenario: values.scenario });
       }
       case undefined:
       case 'help':

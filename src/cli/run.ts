@@ -19,6 +19,7 @@ export interface TerminalRunOptions {
   readonly commandsDir?: string;
   readonly yes: boolean;
   readonly dryRun: boolean;
+  readonly verbose: boolean;
 }
 
 export const EXIT_CODES: Record<RunStatus, number> = { succeeded: 0, failed: 1, denied: 3, cancelled: 130 };
@@ -89,7 +90,7 @@ export async function runFromTerminal(opts: TerminalRunOptions): Promise<number>
       requestedBy: operator,
       executor,
       approvals,
-      emit: createTerminalTimeline(process.stdout),
+      emit: createTerminalTimeline(process.stdout, { verbose: opts.verbose }),
       signal: abort.signal,
     });
   } finally {

@@ -98,7 +98,7 @@ export async function runRunbook(opts: RunOptions): Promise<RunOutcome> {
     requestedBy: opts.requestedBy,
     steps: runbook.steps.map((s) => ({
       id: s.id,
-      title: s.title.source,
+      title: renderOrSource(s.title, vars),
       destructive: leafSteps([s]).some(isDestructive),
     })),
   });
@@ -183,6 +183,15 @@ async function preflight(opts: RunOptions, signal: AbortSignal): Promise<Record<
   return env;
 }
 
+/** Titles may name values only a later step captures; until then the outline shows the template. */
+function renderOrSource(t: CompiledTemplate, scope: Vars): string {
+  try {
+    return render(t, scope);
+  } catch {
+    return t.source;
+  }
+}
+
 function render(t: CompiledTemplate, scope: Vars): string {
   return redactText(renderCompiledTemplate(t, scope));
 }
@@ -241,6 +250,7 @@ async function runLoop(
   await opts.emit({
     ...frame.ref,
     type: 'step.started',
+    kind: 'for_each',
     title: render(step.title, frame.vars),
     destructive: step.steps.some(isDestructive),
   });
@@ -292,6 +302,7 @@ async function runReport(opts: RunOptions, frame: Frame, step: ReportStep): Prom
   await opts.emit({
     ...frame.ref,
     type: 'step.started',
+    kind: 'report',
     title: render(step.title, frame.vars),
     destructive: false,
   });
@@ -343,7 +354,7 @@ async function runLeaf(
   } catch (err) {
     bindError = err;
   }
-  await opts.emit({ ...ref, type: 'step.started', title, destructive: isDestructive(step) });
+  await opts.emit({ ...ref, type: 'step.started', kind: step.kind, title, destructive: isDestructive(step) });
 
   try {
     if (bindError !== undefined) throw bindError;

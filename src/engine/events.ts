@@ -55,7 +55,12 @@ export type RunEvent =
       }[];
     }
   | { readonly type: 'preflight'; readonly home: string; readonly tools: readonly string[] }
-  | (StepRef & { readonly type: 'step.started'; readonly title: string; readonly destructive: boolean })
+  | (StepRef & {
+      readonly type: 'step.started';
+      readonly kind: 'run' | 'poll' | 'for_each' | 'report';
+      readonly title: string;
+      readonly destructive: boolean;
+    })
   | (StepRef & { readonly type: 'step.output'; readonly stream: 'stdout' | 'stderr'; readonly line: string })
   | (StepRef & {
       readonly type: 'poll.attempt';

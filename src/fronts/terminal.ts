@@ -9,15 +9,41 @@ import type {
   StepRef,
 } from '../engine/events.js';
 
-/** Prints the run timeline as it happens; one line per event, output indented under its step. */
-export function createTerminalTimeline(out: Writable): EventSink {
+/**
+ * Prints the run timeline as it happens; one line per event, output indented under its step.
+ * Unless verbose, a command's output beyond TERMINAL_OUTPUT_LINES is counted, not printed (a
+ * 200-line kubectl JSON dump would push the decisions off the screen), and a poll shows one
+ * progress line per attempt instead of its output. The full output stays in the run's events.
+ */
+export function createTerminalTimeline(out: Writable, opts: { readonly verbose?: boolean } = {}): EventSink {
+  const verbose = opts.verbose === true;
+  let shown = 0;
+  let hidden = 0;
+  let polling = false;
   const write = (line: string) => {
     out.write(`${line}\n`);
   };
   return (e: RunEvent) => {
+    if (e.type === 'step.output') {
+      if (polling) return;
+      if (verbose || shown < TERMINAL_OUTPUT_LINES) {
+        shown += 1;
+        write(formatEvent(e));
+      } else {
+        hidden += 1;
+      }
+      return;
+    }
+    if (e.type === 'step.started') polling = e.kind === 'poll' && !verbose;
+    if (hidden > 0) write(`    | ... ${hidden} more line(s) not shown (--verbose shows all)`);
+    shown = 0;
+    hidden = 0;
     write(formatEvent(e));
   };
 }
+
+/** Lines of one command's output the terminal shows before it only counts the rest. */
+const TERMINAL_OUTPUT_LINES = 15;
 
 function where(ref: StepRef): string {
   const it = ref.iteration ? ` (${ref.iteration.n}/${ref.iteration.of} ${ref.iteration.label})` : '';

@@ -90,7 +90,13 @@ export const runEventSchema = z.discriminatedUnion('type', [
     steps: z.array(z.object({ id: z.string(), title: z.string(), destructive: z.boolean() })),
   }),
   z.object({ type: z.literal('preflight'), home: z.string(), tools: z.array(z.string()) }),
-  z.object({ ...ref, type: z.literal('step.started'), title: z.string(), destructive: z.boolean() }),
+  z.object({
+    ...ref,
+    type: z.literal('step.started'),
+    kind: z.enum(['run', 'poll', 'for_each', 'report']),
+    title: z.string(),
+    destructive: z.boolean(),
+  }),
   z.object({
     ...ref,
     type: z.literal('step.output'),
