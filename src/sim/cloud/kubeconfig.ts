@@ -1,0 +1,45 @@
+/**
+ * The mgmt cluster's admin kubeconfig as `k8s config` prints it. The key material is fake but
+ * shaped like the real thing, and exported so tests can assert the product never prints it.
+ */
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** The secret the product must never echo (DOCFIX-016 class): users[0].user.client-key-data. */
+export const SIM_CLIENT_KEY_DATA = b64(
+  '-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEICAPISIMFAKEKEYcapisimNOTREALdoNotLeakThis0000000000oAoGCCqGSM49\n' +
+    'AwEHoUQDQgAEcapisimfakekeymaterialNOTAREALKEY0000000000000000000000000000000\n-----END EC PRIVATE KEY-----\n',
+);
+
+export const SIM_CLIENT_CERT_DATA = b64(
+  '-----BEGIN CERTIFICATE-----\nMIIBcapisimFAKEclientCERTIFICATEforKubernetesAdmin000000000000000000\n-----END CERTIFICATE-----\n',
+);
+
+export const SIM_CA_DATA = b64(
+  '-----BEGIN CERTIFICATE-----\nMIIBcapisimFAKEclusterCAcertificate0000000000000000000000000000000\n-----END CERTIFICATE-----\n',
+);
+
+export function kubeconfigYaml(server: string): string {
+  return [
+    'apiVersion: v1',
+    'clusters:',
+    '- cluster:',
+    `    certificate-authority-data: ${SIM_CA_DATA}`,
+    `    server: ${server}`,
+    '  name: k8s',
+    'contexts:',
+    '- context:',
+    '    cluster: k8s',
+    '    user: k8s-user',
+    '  name: k8s',
+    'current-context: k8s',
+    'kind: Config',
+    'preferences: {}',
+    'users:',
+    '- name: k8s-user',
+    '  user:',
+    `    client-certificate-data: ${SIM_CLIENT_CERT_DATA}`,
+    `    client-key-data: ${SIM_CLIENT_KEY_DATA}`,
+    '',
+  ].join('\n');
+}
