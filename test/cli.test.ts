@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createTerminalApprovals } from '../src/fronts/terminal.js';
+import { startSimJumphost } from '../src/sim/jumphost.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
 
@@ -54,9 +55,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function cli(
+  args: string[],
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.end(input ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => {
@@ -122,6 +127,27 @@ describe('capi-chatops run', () => {
     const r = await cli(['run', 'diagnose', '--site', siteFile]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`cannot read the SSH private key /nonexistent/key for root@127.0.0.1:${port}`);
+  });
+});
+
+describe('capi-chatops run against the simulated jumphost', () => {
+  it.each([
+    ['--yes approves', ['--yes'], undefined, 0, 1],
+    ['a typed y approves', [], 'y\n', 0, 1],
+    ['end of input denies', [], undefined, 3, 0],
+  ])('should park the mgmt VM from a site file when %s', async (_why, flags, input, exitCode, stops) => {
+    const sim = await startSimJumphost({ scenario: 'healthy', timeScale: 0.002 });
+    try {
+      const file = path.join(dir, `sim-${exitCode}-${stops}.yaml`);
+      await writeFile(file, stringify(sim.site));
+      const r = await cli(['run', 'park', '--site', file, ...flags], input);
+      expect(r.code).toBe(exitCode);
+      expect(r.stdout).toContain('!!! APPROVAL NEEDED: Stop the CAPI management VM capi-mgmt-v2');
+      const stopsRecorded = (await sim.journal()).filter((j) => j.ok && j.action === 'server.stop');
+      expect(stopsRecorded).toHaveLength(stops);
+    } finally {
+      await sim.stop();
+    }
   });
 });
 

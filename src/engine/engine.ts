@@ -575,7 +575,7 @@ async function approve(
     const why =
       decision.reason === 'expired'
         ? 'the approval expired (counts as a denial)'
-        : `denied by ${decision.by}`;
+        : `denied by ${decision.by}${decision.note ? ` (${decision.note})` : ''}`;
     throw new Stop('denied', `${ref.stepId}: ${why}; nothing destructive was run`, ref.stepId);
   }
 }
