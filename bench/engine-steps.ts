@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseSiteProfile } from '../src/config/site.js';
-import { runRunbook } from '../src/engine/engine.js';
+import { runToEnd } from '../src/engine/engine.js';
 import { parseRunbook } from '../src/runbook/load.js';
 import { startSshd } from '../src/sim/sshd.js';
 import { connectSsh } from '../src/ssh/executor.js';
@@ -47,7 +47,7 @@ export async function benchEngineSteps(): Promise<Record<string, number>> {
     let events = 0;
     const heapBefore = process.memoryUsage().heapUsed;
     const start = performance.now();
-    const outcome = await runRunbook({
+    const outcome = await runToEnd({
       runId: 'bench',
       runbook,
       params: {},

@@ -1,7 +1,14 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type RunOptions, runRunbook, validateParams } from '../src/engine/engine.js';
+import {
+  type Checkpoint,
+  type RunOptions,
+  runRunbook,
+  runToEnd,
+  validateParams,
+} from '../src/engine/engine.js';
+import { ApprovalPending } from '../src/engine/events.js';
 import { ParamError } from '../src/errors.js';
 import type { Runbook } from '../src/runbook/model.js';
 import { connectSsh } from '../src/ssh/executor.js';
@@ -38,7 +45,7 @@ beforeEach(async () => {
 function run(runbook: Runbook, more: Partial<RunOptions> = {}) {
   const rec = recorder();
   const approvals = more.approvals ?? scriptedApprovals([]);
-  const outcome = runRunbook({
+  const outcome = runToEnd({
     runId: 'run-test',
     runbook,
     params: {},
@@ -374,6 +381,100 @@ describe('runbook engine over a real sshd', () => {
   });
 });
 
+describe('suspending and resuming a run', () => {
+  const base = (more: Partial<RunOptions>): RunOptions => ({
+    runId: 'resumable',
+    runbook: TWO_DELETES,
+    params: {},
+    site: testSite(),
+    requestedBy: 'U_REQUESTER',
+    executor,
+    approvals: scriptedApprovals([]),
+    emit: () => undefined,
+    ...more,
+  });
+  const pending = {
+    request: async (): Promise<never> => {
+      throw new ApprovalPending('approval~x', '2026-11-22T12:00:00.000Z');
+    },
+  };
+
+  it('should stop at an undecided approval and finish from its checkpoint once approved', async () => {
+    await writeFile(path.join(jump.home, 'items'), `${A}\n${B}\n`);
+    const first = await runRunbook(base({ approvals: pending }));
+    expect(first).toMatchObject({ status: 'suspended', approvalId: 'approval~x' });
+    if (first.status !== 'suspended') throw new Error('not suspended');
+    expect(first.checkpoint).toMatchObject({ top: 1, loop: { n: 0, inner: 0, items: [A, B] } });
+    expect(await readMarks()).toEqual([]);
+
+    const rec = recorder();
+    const second = await runToEnd(
+      base({
+        approvals: scriptedApprovals(['approve', 'approve']),
+        emit: rec.emit,
+        resume: { checkpoint: first.checkpoint, reason: 'approval decided' },
+      }),
+    );
+    expect(second.status).toBe('succeeded');
+    expect(await readMarks()).toEqual([`deleted ${A}`, `deleted ${B}`]);
+    expect(rec.events[0]).toMatchObject({
+      type: 'run.resumed',
+      atStep: 'delete',
+      reason: 'approval decided',
+    });
+    expect(ofType(rec.events, 'run.started')).toHaveLength(0);
+  });
+
+  it('should keep the item list it froze when a resumed loop meets a changed cloud', async () => {
+    await writeFile(path.join(jump.home, 'items'), `${A}\n${B}\n`);
+    const checkpoint: Checkpoint = {
+      top: 1,
+      loop: { items: [A, B], n: 1, inner: 0 },
+      captured: { items: [A, B] },
+    };
+    // A new item appeared after the loop started: it was never looked at, so it is not acted on.
+    const C = '33333333-3333-4333-8333-333333333333';
+    await writeFile(path.join(jump.home, 'items'), `${A}\n${B}\n${C}\n`);
+    const approvals = scriptedApprovals(['approve', 'approve']);
+    const outcome = await runToEnd(base({ approvals, resume: { checkpoint, reason: 'agent restarted' } }));
+    expect(outcome.status).toBe('succeeded');
+    expect(await readMarks()).toEqual([`deleted ${B}`]);
+    expect(approvals.requests.map((r) => r.targets[0])).toEqual([`item ${B}`]);
+  });
+
+  it('should not run a destructive command again when resumed at a step whose action already happened', async () => {
+    await writeFile(path.join(jump.home, 'items'), `${A}\n`);
+    const checkpoints: Checkpoint[] = [];
+    await runToEnd(
+      base({ approvals: scriptedApprovals(['approve']), onCheckpoint: (cp) => void checkpoints.push(cp) }),
+    );
+    expect(await readMarks()).toEqual([`deleted ${A}`]);
+    // The agent died after the delete ran but before it could record that: it resumes at the delete.
+    const atDelete = checkpoints.find((cp) => cp.loop?.n === 0);
+    expect(atDelete).toBeDefined();
+    const rec = recorder();
+    const outcome = await runToEnd(
+      base({
+        approvals: scriptedApprovals(['approve']),
+        emit: rec.emit,
+        resume: { checkpoint: atDelete as Checkpoint, reason: 'agent restarted' },
+      }),
+    );
+    expect(outcome.status).toBe('succeeded');
+    expect(await readMarks()).toEqual([`deleted ${A}`]);
+    expect(ofType(rec.events, 'guard.skipped').map((e) => e.message)).toEqual([
+      `${A} is no longer listed -> not deleting`,
+    ]);
+  });
+
+  it('should say who cancelled when the abort carries a name', async () => {
+    const abort = new AbortController();
+    abort.abort('U0CANCEL via Slack');
+    const outcome = await runToEnd(base({ signal: abort.signal }));
+    expect(outcome).toMatchObject({ status: 'cancelled', message: 'cancelled by U0CANCEL via Slack' });
+  });
+});
+
 describe('parameters', () => {
   const rb = testRunbook(
     `params:
@@ -404,7 +505,7 @@ steps:
 
   it('should hand the validated value to the script as an environment variable', async () => {
     const rec = recorder();
-    const outcome = await runRunbook({
+    const outcome = await runToEnd({
       runId: 'p',
       runbook: rb,
       params: validateParams(rb, [A]),

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseSiteProfile } from '../src/config/site.js';
-import { runRunbook, validateParams } from '../src/engine/engine.js';
+import { runToEnd, validateParams } from '../src/engine/engine.js';
 import type { ApprovalRequest } from '../src/engine/events.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { type SimJumphost, startSimJumphost } from '../src/sim/jumphost.js';
@@ -54,7 +54,7 @@ async function runOn(
   const rec = recorder();
   const approvals = scriptedApprovals(answers, onAsk && ((req) => onAsk(req, sim)));
   try {
-    const outcome = await runRunbook({
+    const outcome = await runToEnd({
       runId: `e2e-${runbookName}`,
       runbook,
       params: validateParams(runbook, args),

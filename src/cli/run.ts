@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { loadConfig } from '../config/env.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
-import { type RunOutcome, runRunbook, validateParams } from '../engine/engine.js';
+import { type FinishedRun, runToEnd, validateParams } from '../engine/engine.js';
 import type { RunStatus } from '../engine/events.js';
 import { renderPlan } from '../engine/plan.js';
 import { CapiError, ErrorCode } from '../errors.js';
@@ -80,9 +80,9 @@ export async function runFromTerminal(opts: TerminalRunOptions): Promise<number>
     abort.abort();
   };
   process.once('SIGINT', onSigint);
-  let outcome: RunOutcome;
+  let outcome: FinishedRun;
   try {
-    outcome = await runRunbook({
+    outcome = await runToEnd({
       runId: newRunId(),
       runbook,
       params,

@@ -22,9 +22,29 @@ import type {
 } from '../runbook/model.js';
 import { checkParamValue } from '../runbook/params.js';
 import type { ExecResult, RemoteExecutor } from '../ssh/types.js';
-import type { ApprovalPort, ApprovalRequest, EventSink, RunStatus, StepRef, StepStatus } from './events.js';
+import {
+  ApprovalPending,
+  type ApprovalPort,
+  type ApprovalRequest,
+  type EventSink,
+  type RunStatus,
+  type StepRef,
+  type StepStatus,
+} from './events.js';
 import { parseOutput } from './output.js';
 import { displayCommand, withPreamble } from './script.js';
+
+/**
+ * Where a run is, in a form that survives the process (JSON only): the step about to run, the
+ * frozen item list of a for_each in progress, and every value captured so far. A run resumed from
+ * a checkpoint re-runs that step from its start; a destructive step's guard then reads back the
+ * cloud, so an action that already happened is skipped, never issued twice.
+ */
+export interface Checkpoint {
+  readonly top: number;
+  readonly loop?: { readonly items: readonly unknown[]; readonly n: number; readonly inner: number };
+  readonly captured: Readonly<Record<string, unknown>>;
+}
 
 export interface RunOptions {
   readonly runId: string;
@@ -36,14 +56,29 @@ export interface RunOptions {
   readonly executor: RemoteExecutor;
   readonly approvals: ApprovalPort;
   readonly emit: EventSink;
+  /** Aborting cancels the run and kills the running remote command; a string reason names who. */
   readonly signal?: AbortSignal;
+  /** Continue a run from where a previous process left it. */
+  readonly resume?: { readonly checkpoint: Checkpoint; readonly reason: string };
+  /** Called before every step starts, with the position to resume from if the process dies. */
+  readonly onCheckpoint?: (checkpoint: Checkpoint) => void | Promise<void>;
 }
 
-export interface RunOutcome {
+export interface FinishedRun {
   readonly status: RunStatus;
   readonly message: string;
   readonly failedStep?: string;
 }
+
+/** The run stopped at an approval nobody has decided yet; resume it from `checkpoint` later. */
+export interface SuspendedRun {
+  readonly status: 'suspended';
+  readonly approvalId: string;
+  readonly expiresAt: string;
+  readonly checkpoint: Checkpoint;
+}
+
+export type RunOutcome = FinishedRun | SuspendedRun;
 
 /** Ends the run early; thrown from deep inside a step and caught once at the top. */
 class Stop extends Error {
@@ -58,79 +93,517 @@ class Stop extends Error {
 
 type Vars = Record<string, unknown>;
 
-interface Frame {
-  readonly ref: StepRef;
-  readonly vars: Vars;
-  readonly env: Record<string, string>;
-}
-
 /**
  * Runs one runbook, top to bottom, on one executor. Every remote command gets its scope preamble,
  * its environment as quoted values, and a closed stdin; every destructive command is preceded by a
  * read-back guard, an approval, and the guard again immediately before it runs.
  */
-export async function runRunbook(opts: RunOptions): Promise<RunOutcome> {
-  const started = Date.now();
-  const { runbook, site } = opts;
-  const signal = opts.signal ?? new AbortController().signal;
-  const total = runbook.steps.length;
-  const vars: Vars = { site: publicSite(site), params: { ...opts.params } };
+export function runRunbook(opts: RunOptions): Promise<RunOutcome> {
+  return new Interpreter(opts).run();
+}
 
-  const finish = async (status: RunStatus, message: string, failedStep?: string): Promise<RunOutcome> => {
+/** For callers whose approval port always answers in-process (terminal, tests): no suspension. */
+export async function runToEnd(opts: RunOptions): Promise<FinishedRun> {
+  const outcome = await runRunbook(opts);
+  if (outcome.status === 'suspended') {
+    throw new Error(`run ${opts.runId} suspended at ${outcome.approvalId}, but this caller cannot resume it`);
+  }
+  return outcome;
+}
+
+class Interpreter {
+  private readonly signal: AbortSignal;
+  private readonly total: number;
+  private readonly captured: Vars;
+  private top: number;
+  private loop: Checkpoint['loop'];
+  private env: Record<string, string> = {};
+  private readonly started = Date.now();
+
+  constructor(private readonly opts: RunOptions) {
+    this.signal = opts.signal ?? new AbortController().signal;
+    this.total = opts.runbook.steps.length;
+    const cp = opts.resume?.checkpoint;
+    this.top = cp?.top ?? 0;
+    this.loop = cp?.loop;
+    this.captured = { ...(cp?.captured ?? {}) };
+  }
+
+  private get emit(): EventSink {
+    return this.opts.emit;
+  }
+
+  /** What every expression sees: the site, the parameters and everything captured so far. */
+  private scope(): Vars {
+    return { site: publicSite(this.opts.site), params: { ...this.opts.params }, ...this.captured };
+  }
+
+  private checkpoint(): Checkpoint {
+    return {
+      top: this.top,
+      ...(this.loop ? { loop: this.loop } : {}),
+      captured: structuredClone(this.captured),
+    };
+  }
+
+  async run(): Promise<RunOutcome> {
+    const { runbook } = this.opts;
+    if (this.opts.resume) {
+      const at = runbook.steps[this.top]?.id ?? 'the end';
+      await this.emit({ type: 'run.resumed', reason: this.opts.resume.reason, atStep: at });
+    } else {
+      await this.emit({
+        type: 'run.started',
+        runId: this.opts.runId,
+        runbook: runbook.name,
+        summary: runbook.summary,
+        site: this.opts.site.name,
+        params: this.opts.params,
+        requestedBy: this.opts.requestedBy,
+        steps: runbook.steps.map((s) => ({
+          id: s.id,
+          title: renderOrSource(s.title, this.scope()),
+          destructive: leafSteps([s]).some(isDestructive),
+        })),
+      });
+    }
+
+    try {
+      this.env = await this.preflight();
+      for (const p of runbook.params) this.env[p.env] = this.opts.params[p.name] as string;
+      while (this.top < runbook.steps.length) {
+        this.checkCancelled();
+        const step = runbook.steps[this.top] as (typeof runbook.steps)[number];
+        const ref: StepRef = { stepId: step.id, index: this.top + 1, total: this.total };
+        let jump: string | undefined;
+        if (step.kind === 'for_each') {
+          jump = await this.runLoop(ref, step);
+        } else {
+          await this.opts.onCheckpoint?.(this.checkpoint());
+          jump =
+            step.kind === 'report'
+              ? await this.runReport(ref, step)
+              : await this.runLeaf(ref, step, {}, this.env);
+        }
+        this.top = jump === undefined ? this.top + 1 : runbook.steps.findIndex((s) => s.id === jump);
+      }
+      return await this.finish('succeeded', `${runbook.name} finished: every step passed`);
+    } catch (err) {
+      if (err instanceof Suspend) {
+        return {
+          status: 'suspended',
+          approvalId: err.approvalId,
+          expiresAt: err.expiresAt,
+          checkpoint: this.checkpoint(),
+        };
+      }
+      if (err instanceof Stop) {
+        if (err.status === 'finished') return await this.finish('succeeded', err.message);
+        return await this.finish(err.status, err.message, err.stepId);
+      }
+      if (this.signal.aborted) return await this.finish('cancelled', cancelMessage(this.signal));
+      const coded = asCodedError(err);
+      return await this.finish('failed', `${coded.message} [${coded.code}]`);
+    }
+  }
+
+  private async finish(status: RunStatus, message: string, failedStep?: string): Promise<FinishedRun> {
     const safe = redactText(message);
-    await opts.emit({
+    await this.emit({
       type: 'run.finished',
       status,
       message: safe,
-      durationMs: Date.now() - started,
+      durationMs: Date.now() - this.started,
       ...(failedStep ? { failedStep } : {}),
     });
     return { status, message: safe, ...(failedStep ? { failedStep } : {}) };
-  };
-
-  await opts.emit({
-    type: 'run.started',
-    runId: opts.runId,
-    runbook: runbook.name,
-    summary: runbook.summary,
-    site: site.name,
-    params: opts.params,
-    requestedBy: opts.requestedBy,
-    steps: runbook.steps.map((s) => ({
-      id: s.id,
-      title: renderOrSource(s.title, vars),
-      destructive: leafSteps([s]).some(isDestructive),
-    })),
-  });
-
-  try {
-    const baseEnv = await preflight(opts, signal);
-    for (const p of runbook.params) baseEnv[p.env] = opts.params[p.name] as string;
-
-    let i = 0;
-    while (i < runbook.steps.length) {
-      checkCancelled(signal);
-      const step = runbook.steps[i] as (typeof runbook.steps)[number];
-      const ref: StepRef = { stepId: step.id, index: i + 1, total };
-      const frame: Frame = { ref, vars, env: baseEnv };
-      const jump =
-        step.kind === 'for_each'
-          ? await runLoop(opts, frame, step, signal)
-          : step.kind === 'report'
-            ? await runReport(opts, frame, step)
-            : await runLeaf(opts, frame, step, signal);
-      i = jump === undefined ? i + 1 : runbook.steps.findIndex((s) => s.id === jump);
-    }
-    return await finish('succeeded', `${runbook.name} finished: every step passed`);
-  } catch (err) {
-    if (err instanceof Stop) {
-      if (err.status === 'finished') return await finish('succeeded', err.message);
-      return await finish(err.status, err.message, err.stepId);
-    }
-    if (signal.aborted) return await finish('cancelled', 'cancelled by the operator');
-    const coded = asCodedError(err);
-    return await finish('failed', `${coded.message} [${coded.code}]`);
   }
+
+  private checkCancelled(): void {
+    if (this.signal.aborted) throw new Stop('cancelled', cancelMessage(this.signal));
+  }
+
+  /** Learns the jumphost's $HOME (site paths are written ~/...) and checks the CLIs the runbook needs. */
+  private async preflight(): Promise<Record<string, string>> {
+    const text = leafSteps(this.opts.runbook.steps)
+      .map((s) => `${s.scope?.preamble ?? ''}\n${s.command.script}`)
+      .join('\n');
+    const tools = ['openstack', 'kubectl', 'ssh'].filter((t) => new RegExp(`\\b${t}\\b`).test(text));
+    const result = await this.opts.executor.exec({
+      script:
+        'printf "%s\\n" "$HOME"; for t in $CAPI_TOOLS; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done',
+      env: { CAPI_TOOLS: tools.join(' ') },
+      timeoutMs: 30_000,
+      signal: this.signal,
+    });
+    if (result.cancelled) throw new Stop('cancelled', cancelMessage(this.signal));
+    const lines = result.stdout.split('\n').filter((l) => l !== '');
+    const home = lines[0] ?? '';
+    const missing = lines.slice(1).map((l) => l.replace(/^missing /, ''));
+    if (result.code !== 0 || !home.startsWith('/')) {
+      throw new Stop(
+        'failed',
+        `preflight on the jumphost failed (exit ${result.code}): ${redactText(result.stderr.trim())}`,
+      );
+    }
+    if (missing.length > 0) {
+      throw new Stop(
+        'failed',
+        `the jumphost lacks ${missing.join(', ')} on its PATH: install it or fix the login PATH`,
+      );
+    }
+    await this.emit({ type: 'preflight', home, tools });
+    const env = siteEnv(this.opts.site);
+    // Site paths are written ~/...; a quoted value would keep the ~ literally, so resolve it here.
+    for (const [k, v] of Object.entries(env)) if (v.startsWith('~/')) env[k] = `${home}/${v.slice(2)}`;
+    return env;
+  }
+
+  private async runLoop(ref: StepRef, step: ForEachStep): Promise<undefined> {
+    const started = Date.now();
+    const finished = (status: StepStatus, message?: string) =>
+      this.emit({
+        ...ref,
+        type: 'step.finished',
+        status,
+        exitCode: null,
+        signal: null,
+        durationMs: Date.now() - started,
+        ...(message !== undefined ? { message } : {}),
+      });
+    // A resumed loop keeps the item list it froze when it started: the cloud may have changed since,
+    // and the items already handled must not be looked at again.
+    const resumed = this.loop;
+    if (!resumed) {
+      await this.emit({
+        ...ref,
+        type: 'step.started',
+        kind: 'for_each',
+        title: render(step.title, this.scope()),
+        destructive: step.steps.some(isDestructive),
+      });
+    }
+    try {
+      const items = resumed?.items ?? evaluateExpr(step.items, this.scope());
+      if (!Array.isArray(items)) {
+        throw new Stop('failed', `${step.id}: for_each \`${step.items.source}\` is not a list`, step.id);
+      }
+      if (items.length === 0 && step.empty) {
+        await this.emit({ ...ref, type: 'decision', message: render(step.empty, this.scope()) });
+      }
+      for (let n = resumed?.n ?? 0; n < items.length; n++) {
+        this.checkCancelled();
+        const item: unknown = items[n];
+        const loopVars: Vars = { [step.as]: item };
+        const env = { ...this.env };
+        bindEnv(step.env, { ...this.scope(), ...loopVars }, env, step.id);
+        Object.assign(loopVars, pickEnv(env, step.env));
+        const label = step.env.map((b) => env[b.name]).join(' ') || `#${n + 1}`;
+        const firstInner = resumed && n === resumed.n ? resumed.inner : 0;
+        for (let inner = firstInner; inner < step.steps.length; inner++) {
+          const leaf = step.steps[inner] as LeafStep;
+          this.loop = { items, n, inner };
+          await this.opts.onCheckpoint?.(this.checkpoint());
+          const innerRef: StepRef = {
+            ...ref,
+            stepId: `${step.id}/${leaf.id}`,
+            iteration: { n: n + 1, of: items.length, label },
+          };
+          await this.runLeaf(innerRef, leaf, loopVars, env);
+        }
+      }
+    } catch (err) {
+      if (err instanceof Suspend) throw err;
+      if (err instanceof Stop && err.status === 'finished') {
+        await finished('ok');
+      } else {
+        await finished(
+          err instanceof Stop ? stepStatusOf(err) : 'failed',
+          err instanceof Error ? redactText(err.message) : undefined,
+        );
+      }
+      throw err;
+    }
+    this.loop = undefined;
+    await finished('ok');
+    return undefined;
+  }
+
+  private async runReport(ref: StepRef, step: ReportStep): Promise<undefined> {
+    const started = Date.now();
+    const scope = this.scope();
+    await this.emit({
+      ...ref,
+      type: 'step.started',
+      kind: 'report',
+      title: render(step.title, scope),
+      destructive: false,
+    });
+    const found = step.findings.filter((f) => evaluateBoolean(f.when, scope));
+    for (const f of found) await this.emit({ ...ref, type: 'decision', message: render(f.say, scope) });
+    if (found.length === 0 && step.none) {
+      await this.emit({ ...ref, type: 'decision', message: render(step.none, scope) });
+    }
+    await this.emit({
+      ...ref,
+      type: 'step.finished',
+      status: 'ok',
+      exitCode: null,
+      signal: null,
+      durationMs: Date.now() - started,
+      message: `${found.length} finding(s)`,
+    });
+    return undefined;
+  }
+
+  /** Runs a run/poll step; returns the id to jump to when a decision says goto. */
+  private async runLeaf(
+    ref: StepRef,
+    step: LeafStep,
+    loopVars: Vars,
+    loopEnv: Record<string, string>,
+  ): Promise<string | undefined> {
+    const started = Date.now();
+    const scope: Vars = { ...this.scope(), ...loopVars };
+    const env = { ...loopEnv };
+    const finished = async (status: StepStatus, result: ExecResult | undefined, message?: string) =>
+      this.emit({
+        ...ref,
+        type: 'step.finished',
+        status,
+        exitCode: result?.code ?? null,
+        signal: result?.signal ?? null,
+        durationMs: Date.now() - started,
+        ...(message !== undefined ? { message: redactText(message) } : {}),
+      });
+
+    let title = step.title.source;
+    let bindError: unknown;
+    try {
+      bindEnv(step.env, scope, env, ref.stepId);
+      Object.assign(scope, pickEnv(env, step.env));
+      title = render(step.title, scope);
+    } catch (err) {
+      bindError = err;
+    }
+    await this.emit({
+      ...ref,
+      type: 'step.started',
+      kind: step.kind,
+      title,
+      destructive: isDestructive(step),
+    });
+
+    try {
+      if (bindError !== undefined) throw bindError;
+      let result: ExecResult;
+      let outScope: Vars;
+      if (step.kind === 'poll') {
+        ({ result, outScope } = await this.poll(ref, step, scope, env));
+      } else {
+        if (step.destructive) {
+          const skip = await this.guard(ref, step, scope, env);
+          if (skip !== undefined) {
+            await finished('skipped', undefined, skip);
+            return undefined;
+          }
+          await this.approve(ref, step, scope, env);
+          // Verify-then-act: state may have moved while a human was deciding.
+          const skipNow = await this.guard(ref, step, scope, env);
+          if (skipNow !== undefined) {
+            await finished('skipped', undefined, skipNow);
+            return undefined;
+          }
+        }
+        result = await this.exec(ref, step.command, step.scope, env);
+        outScope = outputScope(scope, step.command, result);
+      }
+
+      for (const [name, e] of step.capture) {
+        const value = evaluateExpr(e, outScope);
+        outScope[name] = value;
+        this.captured[name] = value;
+      }
+      if (step.expect && !evaluateBoolean(step.expect.that, outScope)) {
+        const why = step.expect.message
+          ? render(step.expect.message, outScope)
+          : `expected ${step.expect.that.source}`;
+        throw new Stop('failed', `${ref.stepId}: ${why}`, ref.stepId);
+      }
+      for (const d of step.decide) {
+        if (!evaluateBoolean(d.when, outScope)) continue;
+        if (d.say) await this.emit({ ...ref, type: 'decision', message: render(d.say, outScope) });
+        if (d.outcome?.kind === 'fail')
+          throw new Stop('failed', render(d.outcome.message, outScope), ref.stepId);
+        await finished('ok', result);
+        if (d.outcome?.kind === 'goto') return d.outcome.target;
+        if (d.outcome?.kind === 'finish') throw new Stop('finished', render(d.outcome.message, outScope));
+        return undefined;
+      }
+      await finished('ok', result);
+      return undefined;
+    } catch (err) {
+      if (err instanceof Suspend) throw err;
+      if (err instanceof Stop) {
+        if (err.status !== 'finished') await finished(stepStatusOf(err), undefined, err.message);
+        throw err;
+      }
+      const message = `${ref.stepId}: ${asCodedError(err).message}`;
+      await finished('failed', undefined, message);
+      throw new Stop('failed', message, ref.stepId);
+    }
+  }
+
+  private async exec(
+    ref: StepRef,
+    command: Command,
+    scope: Scope | undefined,
+    env: Record<string, string>,
+  ): Promise<ExecResult> {
+    const redact = { stdout: createLineRedactor(), stderr: createLineRedactor() };
+    const pending: Promise<void>[] = [];
+    const result = await this.opts.executor.exec({
+      script: withPreamble(scope, command.script),
+      env,
+      timeoutMs: command.timeoutMs,
+      signal: this.signal,
+      onLine: (stream, line) => {
+        pending.push(
+          Promise.resolve(this.emit({ ...ref, type: 'step.output', stream, line: redact[stream](line) })),
+        );
+      },
+    });
+    await Promise.all(pending);
+    if (result.cancelled) {
+      throw new Stop(
+        'cancelled',
+        `${cancelMessage(this.signal)} during ${ref.stepId}; its remote process was killed`,
+      );
+    }
+    if (result.timedOut) {
+      throw new Stop(
+        'failed',
+        `${ref.stepId}: timed out after ${command.timeoutMs / 1000}s; the remote process group was killed`,
+        ref.stepId,
+      );
+    }
+    if (result.code !== 0 && !command.allowFailure) {
+      const tail =
+        result.stderr.trim().split('\n').slice(-3).join(' | ') ||
+        result.stdout.trim().split('\n').slice(-3).join(' | ');
+      throw new Stop(
+        'failed',
+        `${ref.stepId}: exited ${result.code ?? `by signal ${result.signal}`}: ${redactText(tail)}`,
+        ref.stepId,
+      );
+    }
+    return result;
+  }
+
+  private async poll(
+    ref: StepRef,
+    step: PollStep,
+    scope: Vars,
+    env: Record<string, string>,
+  ): Promise<{ result: ExecResult; outScope: Vars }> {
+    const scale = this.opts.site.timing.scale;
+    let last: Vars = scope;
+    for (let attempt = 1; attempt <= step.attempts; attempt++) {
+      const wait = attempt === 1 ? step.firstAfterMs : step.everyMs;
+      if (wait > 0) await this.pause(wait * scale);
+      const result = await this.exec(ref, step.command, step.scope, env);
+      const outScope = outputScope(scope, step.command, result);
+      last = outScope;
+      const summary = step.progress ? render(step.progress, outScope) : lastLine(result);
+      await this.emit({ ...ref, type: 'poll.attempt', attempt, of: step.attempts, summary });
+      if (step.failWhen && evaluateBoolean(step.failWhen.that, outScope)) {
+        const why = step.failWhen.message
+          ? render(step.failWhen.message, outScope)
+          : `stopped: ${step.failWhen.that.source}`;
+        throw new Stop('failed', `${ref.stepId}: ${why}`, ref.stepId);
+      }
+      if (evaluateBoolean(step.until, outScope)) return { result, outScope };
+    }
+    throw new Stop('failed', `${ref.stepId}: ${render(step.exhausted, last)}`, ref.stepId);
+  }
+
+  private async pause(ms: number): Promise<void> {
+    try {
+      await sleep(ms, undefined, { signal: this.signal });
+    } catch {
+      throw new Stop('cancelled', cancelMessage(this.signal));
+    }
+  }
+
+  /** Runs the read-back checks; returns why the step is to be skipped, or undefined to go on. */
+  private async guard(
+    ref: StepRef,
+    step: RunStep,
+    scope: Vars,
+    env: Record<string, string>,
+  ): Promise<string | undefined> {
+    for (const check of step.guard) {
+      const result = await this.exec(ref, check.command, step.scope, env);
+      const outScope = outputScope(scope, check.command, result);
+      if (evaluateBoolean(check.skipWhen, outScope)) {
+        const message = render(check.say, outScope);
+        await this.emit({ ...ref, type: 'guard.skipped', message });
+        return message;
+      }
+    }
+    return undefined;
+  }
+
+  private async approve(
+    ref: StepRef,
+    step: RunStep,
+    scope: Vars,
+    env: Record<string, string>,
+  ): Promise<void> {
+    const a = step.approval as NonNullable<RunStep['approval']>;
+    const request: ApprovalRequest = {
+      runId: this.opts.runId,
+      runbook: this.opts.runbook.name,
+      step: ref,
+      title: render(step.title, scope),
+      summary: render(a.summary, scope),
+      commands: [displayCommand(step.scope, step.command.script, env)],
+      targets: a.targets.map((t) => render(t, scope)),
+      evidence: a.evidence.map((t) => render(t, scope)),
+      requestedBy: this.opts.requestedBy,
+    };
+    await this.emit({ ...ref, type: 'approval.requested', request });
+    let decision: Awaited<ReturnType<ApprovalPort['request']>>;
+    try {
+      decision = await this.opts.approvals.request(request, this.signal);
+    } catch (err) {
+      if (err instanceof ApprovalPending) throw new Suspend(err.approvalId, err.expiresAt);
+      throw err;
+    }
+    await this.emit({ ...ref, type: 'approval.decided', decision });
+    this.checkCancelled();
+    if (!decision.approved) {
+      const why =
+        decision.reason === 'expired'
+          ? 'the approval expired (counts as a denial)'
+          : `denied by ${decision.by}${decision.note ? ` (${decision.note})` : ''}`;
+      throw new Stop('denied', `${ref.stepId}: ${why}; nothing destructive was run`, ref.stepId);
+    }
+  }
+}
+
+/** The run stops at an undecided approval; caught once at the top, never reported as a failure. */
+class Suspend extends Error {
+  constructor(
+    readonly approvalId: string,
+    readonly expiresAt: string,
+  ) {
+    super(`suspended at approval ${approvalId}`);
+  }
+}
+
+function cancelMessage(signal: AbortSignal): string {
+  return typeof signal.reason === 'string' ? `cancelled by ${signal.reason}` : 'cancelled by the operator';
 }
 
 function isDestructive(step: LeafStep): boolean {
@@ -141,46 +614,6 @@ function isDestructive(step: LeafStep): boolean {
 function publicSite(site: SiteProfile): Vars {
   const { jumphost: _omit, ...rest } = site;
   return { ...rest, magnum_ns: magnumNamespace(site) };
-}
-
-function checkCancelled(signal: AbortSignal): void {
-  if (signal.aborted) throw new Stop('cancelled', 'cancelled by the operator');
-}
-
-/** Learns the jumphost's $HOME (site paths are written ~/...) and checks the CLIs the runbook needs. */
-async function preflight(opts: RunOptions, signal: AbortSignal): Promise<Record<string, string>> {
-  const text = leafSteps(opts.runbook.steps)
-    .map((s) => `${s.scope?.preamble ?? ''}\n${s.command.script}`)
-    .join('\n');
-  const tools = ['openstack', 'kubectl', 'ssh'].filter((t) => new RegExp(`\\b${t}\\b`).test(text));
-  const result = await opts.executor.exec({
-    script:
-      'printf "%s\\n" "$HOME"; for t in $CAPI_TOOLS; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done',
-    env: { CAPI_TOOLS: tools.join(' ') },
-    timeoutMs: 30_000,
-    signal,
-  });
-  if (result.cancelled) throw new Stop('cancelled', 'cancelled by the operator');
-  const lines = result.stdout.split('\n').filter((l) => l !== '');
-  const home = lines[0] ?? '';
-  const missing = lines.slice(1).map((l) => l.replace(/^missing /, ''));
-  if (result.code !== 0 || !home.startsWith('/')) {
-    throw new Stop(
-      'failed',
-      `preflight on the jumphost failed (exit ${result.code}): ${redactText(result.stderr.trim())}`,
-    );
-  }
-  if (missing.length > 0) {
-    throw new Stop(
-      'failed',
-      `the jumphost lacks ${missing.join(', ')} on its PATH: install it or fix the login PATH`,
-    );
-  }
-  await opts.emit({ type: 'preflight', home, tools });
-  const env = siteEnv(opts.site);
-  // Site paths are written ~/...; a quoted value would keep the ~ literally, so resolve it here.
-  for (const [k, v] of Object.entries(env)) if (v.startsWith('~/')) env[k] = `${home}/${v.slice(2)}`;
-  return env;
 }
 
 /** Titles may name values only a later step captures; until then the outline shows the template. */
@@ -230,191 +663,6 @@ function bindEnv(
   }
 }
 
-async function runLoop(
-  opts: RunOptions,
-  frame: Frame,
-  step: ForEachStep,
-  signal: AbortSignal,
-): Promise<undefined> {
-  const started = Date.now();
-  const finished = (status: StepStatus, message?: string) =>
-    opts.emit({
-      ...frame.ref,
-      type: 'step.finished',
-      status,
-      exitCode: null,
-      signal: null,
-      durationMs: Date.now() - started,
-      ...(message !== undefined ? { message } : {}),
-    });
-  await opts.emit({
-    ...frame.ref,
-    type: 'step.started',
-    kind: 'for_each',
-    title: render(step.title, frame.vars),
-    destructive: step.steps.some(isDestructive),
-  });
-  try {
-    const items = evaluateExpr(step.items, frame.vars);
-    if (!Array.isArray(items)) {
-      throw new Stop('failed', `${step.id}: for_each \`${step.items.source}\` is not a list`, step.id);
-    }
-    if (items.length === 0 && step.empty) {
-      await opts.emit({ ...frame.ref, type: 'decision', message: render(step.empty, frame.vars) });
-    }
-    for (const [n, item] of items.entries()) {
-      checkCancelled(signal);
-      const scope: Vars = { ...frame.vars, [step.as]: item };
-      const env = { ...frame.env };
-      bindEnv(step.env, scope, env, step.id);
-      Object.assign(scope, pickEnv(env, step.env));
-      const label = step.env.map((b) => env[b.name]).join(' ') || `#${n + 1}`;
-      for (const inner of step.steps) {
-        const ref: StepRef = {
-          ...frame.ref,
-          stepId: `${step.id}/${inner.id}`,
-          iteration: { n: n + 1, of: items.length, label },
-        };
-        await runLeaf(opts, { ref, vars: scope, env }, inner, signal);
-      }
-      // Captures made inside an iteration stay visible to later top-level steps (the last one wins).
-      for (const [k, v] of Object.entries(scope)) {
-        if (k !== step.as && !step.env.some((b) => b.name === k)) frame.vars[k] = v;
-      }
-    }
-  } catch (err) {
-    if (err instanceof Stop && err.status === 'finished') {
-      await finished('ok');
-    } else {
-      await finished(
-        err instanceof Stop ? stepStatusOf(err) : 'failed',
-        err instanceof Error ? redactText(err.message) : undefined,
-      );
-    }
-    throw err;
-  }
-  await finished('ok');
-  return undefined;
-}
-
-async function runReport(opts: RunOptions, frame: Frame, step: ReportStep): Promise<undefined> {
-  const started = Date.now();
-  await opts.emit({
-    ...frame.ref,
-    type: 'step.started',
-    kind: 'report',
-    title: render(step.title, frame.vars),
-    destructive: false,
-  });
-  const found = step.findings.filter((f) => evaluateBoolean(f.when, frame.vars));
-  for (const f of found)
-    await opts.emit({ ...frame.ref, type: 'decision', message: render(f.say, frame.vars) });
-  if (found.length === 0 && step.none)
-    await opts.emit({ ...frame.ref, type: 'decision', message: render(step.none, frame.vars) });
-  await opts.emit({
-    ...frame.ref,
-    type: 'step.finished',
-    status: 'ok',
-    exitCode: null,
-    signal: null,
-    durationMs: Date.now() - started,
-    message: `${found.length} finding(s)`,
-  });
-  return undefined;
-}
-
-/** Runs a run/poll step; returns the id to jump to when a decision says goto. */
-async function runLeaf(
-  opts: RunOptions,
-  frame: Frame,
-  step: LeafStep,
-  signal: AbortSignal,
-): Promise<string | undefined> {
-  const started = Date.now();
-  const ref = frame.ref;
-  const scope: Vars = { ...frame.vars };
-  const env = { ...frame.env };
-  const finished = async (status: StepStatus, result: ExecResult | undefined, message?: string) =>
-    opts.emit({
-      ...ref,
-      type: 'step.finished',
-      status,
-      exitCode: result?.code ?? null,
-      signal: result?.signal ?? null,
-      durationMs: Date.now() - started,
-      ...(message !== undefined ? { message: redactText(message) } : {}),
-    });
-
-  let title = step.title.source;
-  let bindError: unknown;
-  try {
-    bindEnv(step.env, scope, env, ref.stepId);
-    Object.assign(scope, pickEnv(env, step.env));
-    title = render(step.title, scope);
-  } catch (err) {
-    bindError = err;
-  }
-  await opts.emit({ ...ref, type: 'step.started', kind: step.kind, title, destructive: isDestructive(step) });
-
-  try {
-    if (bindError !== undefined) throw bindError;
-    let result: ExecResult;
-    let outScope: Vars;
-    if (step.kind === 'poll') {
-      ({ result, outScope } = await poll(opts, ref, step, scope, env, signal));
-    } else {
-      if (step.destructive) {
-        const skip = await guard(opts, ref, step, scope, env, signal);
-        if (skip !== undefined) {
-          await finished('skipped', undefined, skip);
-          return undefined;
-        }
-        await approve(opts, ref, step, scope, env, signal);
-        // Verify-then-act: state may have moved while a human was deciding.
-        const skipNow = await guard(opts, ref, step, scope, env, signal);
-        if (skipNow !== undefined) {
-          await finished('skipped', undefined, skipNow);
-          return undefined;
-        }
-      }
-      result = await execChecked(opts, ref, step.command, step.scope, env, signal);
-      outScope = outputScope(scope, step.command, result);
-    }
-
-    for (const [name, e] of step.capture) {
-      const value = evaluateExpr(e, outScope);
-      outScope[name] = value;
-      frame.vars[name] = value;
-    }
-    if (step.expect && !evaluateBoolean(step.expect.that, outScope)) {
-      const why = step.expect.message
-        ? render(step.expect.message, outScope)
-        : `expected ${step.expect.that.source}`;
-      throw new Stop('failed', `${ref.stepId}: ${why}`, ref.stepId);
-    }
-    for (const d of step.decide) {
-      if (!evaluateBoolean(d.when, outScope)) continue;
-      if (d.say) await opts.emit({ ...ref, type: 'decision', message: render(d.say, outScope) });
-      if (d.outcome?.kind === 'fail')
-        throw new Stop('failed', render(d.outcome.message, outScope), ref.stepId);
-      await finished('ok', result);
-      if (d.outcome?.kind === 'goto') return d.outcome.target;
-      if (d.outcome?.kind === 'finish') throw new Stop('finished', render(d.outcome.message, outScope));
-      return undefined;
-    }
-    await finished('ok', result);
-    return undefined;
-  } catch (err) {
-    if (err instanceof Stop) {
-      if (err.status !== 'finished') await finished(stepStatusOf(err), undefined, err.message);
-      throw err;
-    }
-    const message = `${ref.stepId}: ${asCodedError(err).message}`;
-    await finished('failed', undefined, message);
-    throw new Stop('failed', message, ref.stepId);
-  }
-}
-
 function stepStatusOf(stop: Stop): StepStatus {
   if (stop.status === 'denied') return 'denied';
   if (stop.status === 'cancelled') return 'cancelled';
@@ -437,147 +685,9 @@ function outputScope(scope: Vars, command: Command, result: ExecResult): Vars {
   };
 }
 
-async function execChecked(
-  opts: RunOptions,
-  ref: StepRef,
-  command: Command,
-  scope: Scope | undefined,
-  env: Record<string, string>,
-  signal: AbortSignal,
-): Promise<ExecResult> {
-  const redact = { stdout: createLineRedactor(), stderr: createLineRedactor() };
-  const pending: Promise<void>[] = [];
-  const result = await opts.executor.exec({
-    script: withPreamble(scope, command.script),
-    env,
-    timeoutMs: command.timeoutMs,
-    signal,
-    onLine: (stream, line) => {
-      pending.push(
-        Promise.resolve(opts.emit({ ...ref, type: 'step.output', stream, line: redact[stream](line) })),
-      );
-    },
-  });
-  await Promise.all(pending);
-  if (result.cancelled)
-    throw new Stop(
-      'cancelled',
-      `cancelled by the operator during ${ref.stepId}; its remote process was killed`,
-    );
-  if (result.timedOut) {
-    throw new Stop(
-      'failed',
-      `${ref.stepId}: timed out after ${command.timeoutMs / 1000}s; the remote process group was killed`,
-      ref.stepId,
-    );
-  }
-  if (result.code !== 0 && !command.allowFailure) {
-    const tail =
-      result.stderr.trim().split('\n').slice(-3).join(' | ') ||
-      result.stdout.trim().split('\n').slice(-3).join(' | ');
-    throw new Stop(
-      'failed',
-      `${ref.stepId}: exited ${result.code ?? `by signal ${result.signal}`}: ${redactText(tail)}`,
-      ref.stepId,
-    );
-  }
-  return result;
-}
-
-async function poll(
-  opts: RunOptions,
-  ref: StepRef,
-  step: PollStep,
-  scope: Vars,
-  env: Record<string, string>,
-  signal: AbortSignal,
-): Promise<{ result: ExecResult; outScope: Vars }> {
-  const scale = opts.site.timing.scale;
-  let last: Vars = scope;
-  for (let attempt = 1; attempt <= step.attempts; attempt++) {
-    const wait = attempt === 1 ? step.firstAfterMs : step.everyMs;
-    if (wait > 0) await pause(wait * scale, signal);
-    const result = await execChecked(opts, ref, step.command, step.scope, env, signal);
-    const outScope = outputScope(scope, step.command, result);
-    last = outScope;
-    const summary = step.progress ? render(step.progress, outScope) : lastLine(result);
-    await opts.emit({ ...ref, type: 'poll.attempt', attempt, of: step.attempts, summary });
-    if (step.failWhen && evaluateBoolean(step.failWhen.that, outScope)) {
-      const why = step.failWhen.message
-        ? render(step.failWhen.message, outScope)
-        : `stopped: ${step.failWhen.that.source}`;
-      throw new Stop('failed', `${ref.stepId}: ${why}`, ref.stepId);
-    }
-    if (evaluateBoolean(step.until, outScope)) return { result, outScope };
-  }
-  throw new Stop('failed', `${ref.stepId}: ${render(step.exhausted, last)}`, ref.stepId);
-}
-
-async function pause(ms: number, signal: AbortSignal): Promise<void> {
-  try {
-    await sleep(ms, undefined, { signal });
-  } catch {
-    throw new Stop('cancelled', 'cancelled by the operator');
-  }
-}
-
 function lastLine(result: ExecResult): string {
   const lines = `${result.stdout}\n${result.stderr}`.split('\n').filter((l) => l.trim() !== '');
   return redactText(lines.at(-1) ?? `exit ${result.code}`);
-}
-
-/** Runs the read-back checks; returns why the step is to be skipped, or undefined to go on. */
-async function guard(
-  opts: RunOptions,
-  ref: StepRef,
-  step: RunStep,
-  scope: Vars,
-  env: Record<string, string>,
-  signal: AbortSignal,
-): Promise<string | undefined> {
-  for (const check of step.guard) {
-    const result = await execChecked(opts, ref, check.command, step.scope, env, signal);
-    const outScope = outputScope(scope, check.command, result);
-    if (evaluateBoolean(check.skipWhen, outScope)) {
-      const message = render(check.say, outScope);
-      await opts.emit({ ...ref, type: 'guard.skipped', message });
-      return message;
-    }
-  }
-  return undefined;
-}
-
-async function approve(
-  opts: RunOptions,
-  ref: StepRef,
-  step: RunStep,
-  scope: Vars,
-  env: Record<string, string>,
-  signal: AbortSignal,
-): Promise<void> {
-  const a = step.approval as NonNullable<RunStep['approval']>;
-  const request: ApprovalRequest = {
-    runId: opts.runId,
-    runbook: opts.runbook.name,
-    step: ref,
-    title: render(step.title, scope),
-    summary: render(a.summary, scope),
-    commands: [displayCommand(step.scope, step.command.script, env)],
-    targets: a.targets.map((t) => render(t, scope)),
-    evidence: a.evidence.map((t) => render(t, scope)),
-    requestedBy: opts.requestedBy,
-  };
-  await opts.emit({ ...ref, type: 'approval.requested', request });
-  const decision = await opts.approvals.request(request, signal);
-  await opts.emit({ ...ref, type: 'approval.decided', decision });
-  checkCancelled(signal);
-  if (!decision.approved) {
-    const why =
-      decision.reason === 'expired'
-        ? 'the approval expired (counts as a denial)'
-        : `denied by ${decision.by}${decision.note ? ` (${decision.note})` : ''}`;
-    throw new Stop('denied', `${ref.stepId}: ${why}; nothing destructive was run`, ref.stepId);
-  }
 }
 
 export function validateParams(runbook: Runbook, args: readonly string[]): Record<string, string> {

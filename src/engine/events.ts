@@ -54,6 +54,12 @@ export type RunEvent =
         readonly destructive: boolean;
       }[];
     }
+  | {
+      readonly type: 'run.resumed';
+      /** Why the run was picked up again: an approval was decided, or an agent restarted it. */
+      readonly reason: string;
+      readonly atStep: string;
+    }
   | { readonly type: 'preflight'; readonly home: string; readonly tools: readonly string[] }
   | (StepRef & {
       readonly type: 'step.started';
@@ -93,4 +99,18 @@ export type EventSink = (event: RunEvent) => void | Promise<void>;
 /** Where the engine asks a human before every destructive step. */
 export interface ApprovalPort {
   request(request: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision>;
+}
+
+/**
+ * Thrown by an ApprovalPort that cannot answer now (the decision will come from another process):
+ * the engine then stops where it is and reports the run as suspended, holding no process open.
+ */
+export class ApprovalPending extends Error {
+  constructor(
+    readonly approvalId: string,
+    readonly expiresAt: string,
+  ) {
+    super(`approval ${approvalId} is pending until ${expiresAt}`);
+    this.name = 'ApprovalPending';
+  }
 }

@@ -57,6 +57,8 @@ export function formatEvent(e: RunEvent): string {
         `=== ${e.runbook} on site ${e.site} -- run id: ${e.runId}, requested by ${e.requestedBy}`,
         ...e.steps.map((s, i) => `    ${i + 1}. ${s.title}${s.destructive ? '  [needs approval]' : ''}`),
       ].join('\n');
+    case 'run.resumed':
+      return `=== resumed at ${e.atStep}: ${e.reason}`;
     case 'preflight':
       return `--- jumphost ready (HOME=${e.home}; ${e.tools.join(', ') || 'no CLIs'} found)`;
     case 'step.started':
