@@ -20,6 +20,8 @@ export const ErrorCode = {
   RunNotFound: 'capi_run_not_found',
   RunFinished: 'capi_run_finished',
   StoredDataInvalid: 'capi_stored_data_invalid',
+  TargetBusy: 'capi_target_busy',
+  NotAllowed: 'capi_not_allowed',
   Unknown: 'capi_unknown',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { createTerminalApprovals } from '../src/fronts/terminal.js';
 import { startSimJumphost } from '../src/sim/jumphost.js';
+import { sampleSiteData } from './support/site.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
 
@@ -18,25 +19,18 @@ let port = 0;
 let dir: string;
 let siteFile: string;
 
-const site = (over: Record<string, unknown> = {}) => ({
-  name: 'clitest',
-  openrc: '~/admin-openrc',
-  capi_project_id: '0123456789abcdef0123456789abcdef',
-  mgmt_server: 'capi-mgmt-v2',
-  mgmt_fip: '127.0.0.1',
-  mgmt_ssh_user: 'ubuntu',
-  mgmt_ssh_key: '~/.ssh/id_ed25519',
-  mgmt_kubeconfig: '~/capi-mgmt.kubeconfig',
-  workload_cluster: 'capi-test-1',
-  jumphost: {
-    host: '127.0.0.1',
-    port,
-    user: 'root',
-    private_key_path: '/nonexistent/key',
-    host_key: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
-  },
-  ...over,
-});
+const site = (over: Record<string, unknown> = {}) =>
+  sampleSiteData({
+    name: 'clitest',
+    jumphost: {
+      host: '127.0.0.1',
+      port,
+      user: 'root',
+      private_key_path: '/nonexistent/key',
+      host_key: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+    },
+    ...over,
+  });
 
 beforeAll(async () => {
   listener = net.createServer((s) => {

@@ -9,17 +9,7 @@ import {
   parseDuration,
 } from '../src/config/env.js';
 import { CapiError, ConfigError, ErrorCode } from '../src/errors.js';
-
-// PEM markers are assembled at run time so secret scanners (gitleaks' private-key rule) do not flag this file.
-const pemMarker = (edge: 'BEGIN' | 'END', type: string) => `-----${edge} ${type}PRIVATE KEY-----`;
-const PEM = {
-  begin: {
-    RSA: pemMarker('BEGIN', 'RSA '),
-    EC: pemMarker('BEGIN', 'EC '),
-    OPENSSH: pemMarker('BEGIN', 'OPENSSH '),
-  },
-  end: { RSA: pemMarker('END', 'RSA '), OPENSSH: pemMarker('END', 'OPENSSH ') },
-};
+import { PEM } from './support/secrets.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const hostKey = `SHA256:${'uN3q7yH0Vb8kQm2xT5rZp9wL4cJ6dF1sA0gE7hK3nM'.padEnd(43, 'x')}`;

@@ -1,30 +1,8 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../src/log.js';
 import { REDACTED, REDACTED_PRIVATE_KEY } from '../src/redact.js';
-
-// PEM markers are assembled at run time so secret scanners (gitleaks' private-key rule) do not flag this file.
-const pemMarker = (edge: 'BEGIN' | 'END', type: string) => `-----${edge} ${type}PRIVATE KEY-----`;
-const PEM = {
-  begin: {
-    RSA: pemMarker('BEGIN', 'RSA '),
-    EC: pemMarker('BEGIN', 'EC '),
-    OPENSSH: pemMarker('BEGIN', 'OPENSSH '),
-  },
-  end: { RSA: pemMarker('END', 'RSA '), OPENSSH: pemMarker('END', 'OPENSSH ') },
-};
-
-// Assembled at run time so secret scanners do not flag this file; the token is fake.
-const slackToken = ['xoxb', '2345678901', '3456789012345', 'AbCdEfGhIjKlMnOpQrStUvWx'].join('-');
-
-function privateKey(): string {
-  return generateKeyPairSync('rsa', {
-    modulusLength: 1024,
-    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-  }).privateKey;
-}
+import { PEM, pem, slackBot } from './support/secrets.js';
 
 function capture(level = 'info') {
   const chunks: string[] = [];
@@ -46,18 +24,18 @@ function capture(level = 'info') {
 
 describe('createLogger', () => {
   it('should print neither secret and keep the rest when the message and fields hold a key, a token and a password', () => {
-    const key = privateKey();
+    const key = pem('rsa');
     const body = key.split('\n').filter((line) => line !== '' && !line.startsWith('-----'));
     const { logger, text, records } = capture();
 
     logger.info(
       { output: 'OS_PASSWORD=hunter2', token: 'abc' },
-      `step output:\n${key}\nposted with ${slackToken}`,
+      `step output:\n${key}\nposted with ${slackBot}`,
     );
 
     const out = text();
     for (const line of body) expect(out).not.toContain(line);
-    expect(out).not.toContain(slackToken);
+    expect(out).not.toContain(slackBot);
     expect(out).not.toContain('hunter2');
     expect(out).not.toContain('"abc"');
     const [record] = records();

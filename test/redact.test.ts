@@ -1,29 +1,11 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createLineRedactor, REDACTED, REDACTED_PRIVATE_KEY, redactText } from '../src/redact.js';
-
-// PEM markers are assembled at run time so secret scanners (gitleaks' private-key rule) do not flag this file.
-const pemMarker = (edge: 'BEGIN' | 'END', type: string) => `-----${edge} ${type}PRIVATE KEY-----`;
-const PEM = {
-  begin: {
-    RSA: pemMarker('BEGIN', 'RSA '),
-    EC: pemMarker('BEGIN', 'EC '),
-    OPENSSH: pemMarker('BEGIN', 'OPENSSH '),
-  },
-  end: { RSA: pemMarker('END', 'RSA '), OPENSSH: pemMarker('END', 'OPENSSH ') },
-};
+import { fake, PEM, pem, slackBot } from './support/secrets.js';
 
 // Token-shaped samples are assembled at run time so that secret scanners (GitHub push protection, gitleaks)
 // do not flag this file. They are fake: deterministic characters, never issued by any service.
-const ALNUM = 'AbCdEfGhIjKlMnOpQrStUvWxYz0123456789aBcDeFgHiJkLmNoPqRsTuVwXyZ';
-function fake(length: number, offset = 0): string {
-  let out = '';
-  for (let i = 0; i < length; i++) out += ALNUM[(i * 7 + offset) % ALNUM.length];
-  return out;
-}
 const base64url = (text: string) => Buffer.from(text).toString('base64url');
 
-const slackBot = ['xoxb', '2345678901', '3456789012345', fake(24, 3)].join('-');
 const slackUser = ['xoxp', '1234567890', '1234567890123', '1234567890123', fake(32, 4)].join('-');
 const slackWorkspace = ['xoxa', '2', '1234567890', fake(24, 5)].join('-');
 const slackRefresh = ['xoxr', '1234567890', fake(30, 6)].join('-');
@@ -39,27 +21,6 @@ const jwt = [
 ].join('.');
 const maasKey = `${fake(18, 13)}:${fake(18, 14)}:${fake(32, 15)}`;
 const fernet = `gAAAAA${fake(176, 16)}`;
-
-function pem(kind: 'rsa' | 'pkcs8' | 'ec' | 'encrypted'): string {
-  if (kind === 'ec') {
-    return generateKeyPairSync('ec', {
-      namedCurve: 'prime256v1',
-      privateKeyEncoding: { type: 'sec1', format: 'pem' },
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-    }).privateKey;
-  }
-  if (kind === 'encrypted') {
-    return generateKeyPairSync('ed25519', {
-      privateKeyEncoding: { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'not-a-secret' },
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-    }).privateKey;
-  }
-  return generateKeyPairSync('rsa', {
-    modulusLength: 1024,
-    privateKeyEncoding: { type: kind === 'rsa' ? 'pkcs1' : 'pkcs8', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-  }).privateKey;
-}
 
 // OpenSSH's own format cannot be produced by node:crypto; this has its shape (header `openssh-key-v1\0`).
 const opensshKey = [

@@ -1,36 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ApprovalRequest } from '../src/engine/events.js';
 import { CapiError, ErrorCode } from '../src/errors.js';
 import { ApprovalStore, approvalId, type DecideResult } from '../src/runs/approvals.js';
+import { REDIS_URL, useTestRedis } from './support/redis.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-let redis: Redis;
-let prefix: string;
-
-beforeAll(() => {
-  redis = new Redis(REDIS_URL);
-});
-afterAll(async () => {
-  await redis.quit();
-});
-beforeEach(() => {
-  prefix = `capi-test-${randomBytes(6).toString('hex')}`;
-});
-afterEach(async () => {
-  await deleteKeys(redis, prefix);
-});
-
-async function deleteKeys(conn: Redis, keyPrefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await conn.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 500);
-    if (keys.length > 0) await conn.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
+const db = useTestRedis();
 
 const RUN = 'r1test';
 const T0 = new Date('2025-03-04T10:00:00.000Z');
@@ -86,7 +61,7 @@ describe('approvalId', () => {
 
 describe('ApprovalStore.create/get', () => {
   it('should store the request with its expiry when created', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     const created = await store.create(id, request(), 30 * MINUTE, T0);
     expect(created).toEqual({
@@ -102,17 +77,17 @@ describe('ApprovalStore.create/get', () => {
   });
 
   it('should keep the first request and its expiry when created twice with the same id', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     const first = await store.create(id, request('delete-lbs', 'first'), 30 * MINUTE, T0);
     const again = await store.create(id, request('delete-lbs', 'second'), 90 * MINUTE, later(10 * MINUTE));
     expect(again).toEqual(first);
     expect((await store.get(id))?.request.summary).toBe('first');
-    expect(await redis.zcard(`${prefix}:run:${RUN}:approvals`)).toBe(1);
+    expect(await db.redis.zcard(`${db.prefix}:run:${RUN}:approvals`)).toBe(1);
   });
 
   it('should use the Redis clock when no time is given', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const before = Date.now();
     const created = await store.create(approvalId(RUN, 'delete-lbs'), request(), MINUTE);
     const requestedAt = Date.parse(created.requestedAt);
@@ -123,10 +98,10 @@ describe('ApprovalStore.create/get', () => {
   });
 
   it('should throw StoredDataInvalid when the stored request is malformed', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), MINUTE, T0);
-    await redis.hset(store.key(id), 'request', JSON.stringify({ runId: RUN }));
+    await db.redis.hset(store.key(id), 'request', JSON.stringify({ runId: RUN }));
     const err = await store.get(id).catch((e: unknown) => e);
     expect((err as CapiError).code).toBe(ErrorCode.StoredDataInvalid);
   });
@@ -134,7 +109,7 @@ describe('ApprovalStore.create/get', () => {
 
 describe('ApprovalStore.decide', () => {
   it('should record the decision with who and when when the request is open', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), 30 * MINUTE, T0);
     const result = await store.decide(id, { approved: true, by: 'U0BBBBBBB', via: 'slack' }, later(MINUTE));
@@ -144,7 +119,7 @@ describe('ApprovalStore.decide', () => {
   });
 
   it('should store a denial with its reason and note when the approver denies', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), 30 * MINUTE, T0);
     const result = await store.decide(id, { approved: false, by: 'U0BBBBBBB', note: 'wrong cluster' }, T0);
@@ -158,7 +133,7 @@ describe('ApprovalStore.decide', () => {
   });
 
   it('should let exactly one decision win when two decide at once', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), 30 * MINUTE, T0);
     const results = await Promise.all([
@@ -175,9 +150,9 @@ describe('ApprovalStore.decide', () => {
   });
 
   it('should let exactly one decision win when two connections decide at once', async () => {
-    const connections = [redis, new Redis(REDIS_URL), new Redis(REDIS_URL)];
+    const connections = [db.redis, new Redis(REDIS_URL), new Redis(REDIS_URL)];
     try {
-      const stores = connections.map((c) => new ApprovalStore(c, prefix));
+      const stores = connections.map((c) => new ApprovalStore(c, db.prefix));
       const id = approvalId(RUN, 'delete-lbs');
       // No times given: creation and every decision use the Redis clock.
       await stores[0]?.create(id, request(), 30 * MINUTE);
@@ -199,7 +174,7 @@ describe('ApprovalStore.decide', () => {
   });
 
   it('should record the expiry instead of the decision when it comes after expiresAt', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), 30 * MINUTE, T0);
     const result = await store.decide(id, { approved: true, by: 'U0BBBBBBB' }, later(30 * MINUTE));
@@ -219,7 +194,7 @@ describe('ApprovalStore.decide', () => {
   });
 
   it('should keep a decision taken in time when someone clicks after expiresAt', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), 30 * MINUTE, T0);
     await store.decide(id, { approved: true, by: 'U0BBBBBBB' }, later(MINUTE));
@@ -229,17 +204,17 @@ describe('ApprovalStore.decide', () => {
   });
 
   it('should answer not_found when the approval does not exist', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     expect(await store.decide('approval~missing', { approved: true, by: 'U0BBBBBBB' })).toEqual({
       outcome: 'not_found',
     });
-    expect(await redis.exists(store.key('approval~missing'))).toBe(0);
+    expect(await db.redis.exists(store.key('approval~missing'))).toBe(0);
   });
 });
 
 describe('ApprovalStore.expireIfDue', () => {
   it('should leave the request pending when it is not due yet', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), 30 * MINUTE, T0);
     const result = await store.expireIfDue(id, later(29 * MINUTE));
@@ -248,7 +223,7 @@ describe('ApprovalStore.expireIfDue', () => {
   });
 
   it('should record the expiry as a denial when it is due and undecided', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), 30 * MINUTE, T0);
     const result = await store.expireIfDue(id, later(30 * MINUTE));
@@ -262,7 +237,7 @@ describe('ApprovalStore.expireIfDue', () => {
   });
 
   it('should keep the human decision when the request was decided before it was due', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const id = approvalId(RUN, 'delete-lbs');
     await store.create(id, request(), 30 * MINUTE, T0);
     await store.decide(id, { approved: false, by: 'U0BBBBBBB' }, later(MINUTE));
@@ -275,7 +250,7 @@ describe('ApprovalStore.expireIfDue', () => {
 
 describe('ApprovalStore.pendingForRun', () => {
   it('should list only the undecided requests of the run when some were decided', async () => {
-    const store = new ApprovalStore(redis, prefix);
+    const store = new ApprovalStore(db.redis, db.prefix);
     const a = approvalId(RUN, 'delete-lbs/delete', 1);
     const b = approvalId(RUN, 'delete-lbs/delete', 2);
     await store.create(a, request('delete-lbs/delete'), 30 * MINUTE, T0);

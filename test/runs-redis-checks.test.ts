@@ -6,8 +6,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkRedisForProduction, versionAtLeast } from '../src/runs/redis-checks.js';
-
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+import { REDIS_URL } from './support/redis.js';
 
 interface OwnRedis {
   readonly port: number;

@@ -1,35 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CapiError, ErrorCode } from '../src/errors.js';
 import { type NewRunRecord, RunRegistry } from '../src/runs/registry.js';
+import { useTestRedis } from './support/redis.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-let redis: Redis;
-let prefix: string;
-
-beforeAll(() => {
-  redis = new Redis(REDIS_URL);
-});
-afterAll(async () => {
-  await redis.quit();
-});
-beforeEach(() => {
-  prefix = `capi-test-${randomBytes(6).toString('hex')}`;
-});
-afterEach(async () => {
-  await deleteKeys(redis, prefix);
-});
-
-async function deleteKeys(conn: Redis, keyPrefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await conn.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 500);
-    if (keys.length > 0) await conn.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
+const db = useTestRedis();
 
 /** A clock that moves one second per reading, so creation order is also time order. */
 function steppingClock(start = Date.parse('2025-03-04T10:00:00.000Z')): () => Date {
@@ -61,7 +35,9 @@ async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
 
 describe('RunRegistry.create/get', () => {
   it('should store a queued record and read it back when the run id is new', async () => {
-    const registry = new RunRegistry(redis, prefix, { now: () => new Date('2025-03-04T10:00:00.000Z') });
+    const registry = new RunRegistry(db.redis, db.prefix, {
+      now: () => new Date('2025-03-04T10:00:00.000Z'),
+    });
     const created = await registry.create(newRun('r1', { channel: 'C0123ABCD' }));
     expect(created).toEqual({
       ...newRun('r1', { channel: 'C0123ABCD' }),
@@ -70,36 +46,36 @@ describe('RunRegistry.create/get', () => {
       updatedAt: '2025-03-04T10:00:00.000Z',
     });
     expect(await registry.get('r1')).toEqual(created);
-    expect(await redis.type(`${prefix}:run:r1`)).toBe('hash');
+    expect(await db.redis.type(`${db.prefix}:run:r1`)).toBe('hash');
   });
 
   it('should refuse a second create and keep the first record when the run id exists', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     await registry.create(newRun('r1'));
     expect(await codeOf(registry.create(newRun('r1', { runbook: 'other' })))).toBe(ErrorCode.RunExists);
     expect((await registry.get('r1'))?.runbook).toBe('stuck-delete');
   });
 
   it('should let exactly one create win when the same run id is created in parallel', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     const results = await Promise.allSettled(Array.from({ length: 10 }, () => registry.create(newRun('r1'))));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
   });
 
   it('should return null when the run does not exist', async () => {
-    expect(await new RunRegistry(redis, prefix).get('r-missing')).toBeNull();
+    expect(await new RunRegistry(db.redis, db.prefix).get('r-missing')).toBeNull();
   });
 
   it('should refuse a run id with a colon when it could collide with another key', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     expect(await codeOf(registry.create(newRun('r1:timeline')))).toBe(ErrorCode.RunIdInvalid);
     expect(await codeOf(registry.get('r1:timeline'))).toBe(ErrorCode.RunIdInvalid);
   });
 
   it('should throw StoredDataInvalid when the stored record is malformed', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     await registry.create(newRun('r1'));
-    await redis.hset(`${prefix}:run:r1`, 'status', 'exploded', 'params', '{oops');
+    await db.redis.hset(`${db.prefix}:run:r1`, 'status', 'exploded', 'params', '{oops');
     const err = await registry.get('r1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CapiError);
     expect((err as CapiError).code).toBe(ErrorCode.StoredDataInvalid);
@@ -110,7 +86,7 @@ describe('RunRegistry.create/get', () => {
 
 describe('RunRegistry.update', () => {
   it('should apply the patch and bump updatedAt when the run is active', async () => {
-    const registry = new RunRegistry(redis, prefix, { now: steppingClock() });
+    const registry = new RunRegistry(db.redis, db.prefix, { now: steppingClock() });
     const created = await registry.create(newRun('r1'));
     const running = await registry.update('r1', { status: 'running', currentStep: 'inspect' });
     expect(running).toMatchObject({
@@ -123,7 +99,7 @@ describe('RunRegistry.update', () => {
   });
 
   it('should set finishedAt when the status becomes final', async () => {
-    const registry = new RunRegistry(redis, prefix, { now: steppingClock() });
+    const registry = new RunRegistry(db.redis, db.prefix, { now: steppingClock() });
     await registry.create(newRun('r1'));
     const done = await registry.update('r1', { status: 'succeeded', message: 'every step passed' });
     expect(done.finishedAt).toBe(done.updatedAt);
@@ -134,7 +110,7 @@ describe('RunRegistry.update', () => {
   });
 
   it('should refuse another status with RunFinished when the run already finished', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     await registry.create(newRun('r1'));
     await registry.update('r1', { status: 'failed', message: 'inspect failed' });
     for (const status of ['running', 'succeeded', 'interrupted', 'cancelled'] as const) {
@@ -145,7 +121,7 @@ describe('RunRegistry.update', () => {
   });
 
   it('should let one final status win when two updates race to finish the run', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     await registry.create(newRun('r1'));
     const results = await Promise.allSettled([
       registry.update('r1', { status: 'succeeded' }),
@@ -157,22 +133,22 @@ describe('RunRegistry.update', () => {
   });
 
   it('should allow a run to resume when it was interrupted', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     await registry.create(newRun('r1'));
     await registry.update('r1', { status: 'interrupted' });
     expect((await registry.update('r1', { status: 'running' })).status).toBe('running');
   });
 
   it('should throw RunNotFound when the run does not exist', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     expect(await codeOf(registry.update('r-missing', { status: 'running' }))).toBe(ErrorCode.RunNotFound);
-    expect(await redis.exists(`${prefix}:run:r-missing`)).toBe(0);
+    expect(await db.redis.exists(`${db.prefix}:run:r-missing`)).toBe(0);
   });
 });
 
 describe('RunRegistry.requestCancel', () => {
   it('should record the first person who asked when cancel is requested twice', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     await registry.create(newRun('r1'));
     await registry.update('r1', { status: 'running' });
     expect((await registry.requestCancel('r1', 'U0BBBBBBB')).cancelRequestedBy).toBe('U0BBBBBBB');
@@ -181,7 +157,7 @@ describe('RunRegistry.requestCancel', () => {
   });
 
   it('should refuse with RunFinished when the run already finished', async () => {
-    const registry = new RunRegistry(redis, prefix);
+    const registry = new RunRegistry(db.redis, db.prefix);
     await registry.create(newRun('r1'));
     await registry.update('r1', { status: 'succeeded' });
     expect(await codeOf(registry.requestCancel('r1', 'U0BBBBBBB'))).toBe(ErrorCode.RunFinished);
@@ -202,7 +178,7 @@ describe('RunRegistry.list', () => {
   }
 
   it('should list active runs first, then finished ones, newest first when no filter is given', async () => {
-    const registry = new RunRegistry(redis, prefix, { now: steppingClock() });
+    const registry = new RunRegistry(db.redis, db.prefix, { now: steppingClock() });
     await seed(registry);
     expect((await registry.list()).map((r) => r.runId)).toEqual(['r6', 'r3', 'r1', 'r5', 'r4', 'r2']);
     expect((await registry.list({ limit: 4 })).map((r) => r.runId)).toEqual(['r6', 'r3', 'r1', 'r5']);
@@ -210,7 +186,7 @@ describe('RunRegistry.list', () => {
   });
 
   it('should list only active or only finished runs when active is set', async () => {
-    const registry = new RunRegistry(redis, prefix, { now: steppingClock() });
+    const registry = new RunRegistry(db.redis, db.prefix, { now: steppingClock() });
     await seed(registry);
     expect((await registry.list({ active: true })).map((r) => r.runId)).toEqual(['r6', 'r3', 'r1']);
     expect((await registry.list({ active: false })).map((r) => r.runId)).toEqual(['r5', 'r4', 'r2']);
@@ -219,14 +195,14 @@ describe('RunRegistry.list', () => {
 
   it('should skip and report a malformed record when listing', async () => {
     const reported: string[] = [];
-    const registry = new RunRegistry(redis, prefix, {
+    const registry = new RunRegistry(db.redis, db.prefix, {
       now: steppingClock(),
       onInvalid: (p) => reported.push(p.key),
     });
     await registry.create(newRun('r1'));
     await registry.create(newRun('r2'));
-    await redis.hdel(`${prefix}:run:r1`, 'site');
+    await db.redis.hdel(`${db.prefix}:run:r1`, 'site');
     expect((await registry.list()).map((r) => r.runId)).toEqual(['r2']);
-    expect(reported).toEqual([`${prefix}:run:r1`]);
+    expect(reported).toEqual([`${db.prefix}:run:r1`]);
   });
 });

@@ -1,42 +1,17 @@
-import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ApprovalRequest, RunEvent, StepRef } from '../src/engine/events.js';
+import { describe, expect, it } from 'vitest';
+import type { ApprovalRequest, RunEvent, StepRef, StepStatus } from '../src/engine/events.js';
 import { REDACTED } from '../src/redact.js';
 import { RunTimeline, renderMarkdown, type TimelineEntry } from '../src/runs/timeline.js';
+import { REDIS_URL, useTestRedis } from './support/redis.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-let redis: Redis;
-let prefix: string;
-
-beforeAll(() => {
-  redis = new Redis(REDIS_URL);
-});
-afterAll(async () => {
-  await redis.quit();
-});
-beforeEach(() => {
-  prefix = `capi-test-${randomBytes(6).toString('hex')}`;
-});
-afterEach(async () => {
-  await deleteKeys(redis, prefix);
-});
-
-async function deleteKeys(conn: Redis, keyPrefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await conn.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 500);
-    if (keys.length > 0) await conn.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
+const db = useTestRedis();
 
 /** Resolves once a connection with this name is blocked in XREAD, i.e. follow() is waiting for new entries. */
 async function blockedFollower(name: string): Promise<void> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const clients = (await redis.client('LIST')) as string;
+    const clients = (await db.redis.client('LIST')) as string;
     if (clients.split('\n').some((l) => l.includes(`name=${name} `) && /\bcmd=xread\b/.test(l))) return;
     if (Date.now() > deadline) throw new Error(`no blocked XREAD from ${name}`);
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -45,7 +20,7 @@ async function blockedFollower(name: string): Promise<void> {
 
 async function followerGone(name: string): Promise<void> {
   const deadline = Date.now() + 5000;
-  while (((await redis.client('LIST')) as string).includes(`name=${name} `)) {
+  while (((await db.redis.client('LIST')) as string).includes(`name=${name} `)) {
     if (Date.now() > deadline) throw new Error(`${name} is still connected`);
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
@@ -77,7 +52,7 @@ const finished: RunEvent = { type: 'run.finished', status: 'succeeded', message:
 
 describe('RunTimeline.append/read', () => {
   it('should read events back in order with server timestamps when they were appended', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     const before = Date.now();
     const ids = [
       await timeline.append(RUN, started),
@@ -92,11 +67,11 @@ describe('RunTimeline.append/read', () => {
       expect(Date.parse(e.at)).toBeLessThanOrEqual(Date.now() + 1000);
       expect(e.at).toBe(new Date(Number(e.id.split('-')[0])).toISOString());
     }
-    expect(await redis.type(timeline.streamKey(RUN))).toBe('stream');
+    expect(await db.redis.type(timeline.streamKey(RUN))).toBe('stream');
   });
 
   it('should return only later entries, up to count, when afterId and count are given', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     const first = await timeline.append(RUN, started);
     for (let i = 0; i < 5; i++) await timeline.append(RUN, output(`line ${i}`));
     const page = await timeline.read(RUN, first ?? undefined, 2);
@@ -110,7 +85,7 @@ describe('RunTimeline.append/read', () => {
   });
 
   it('should redact secrets in every string when an event is stored', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     const request: ApprovalRequest = {
       runId: RUN,
       runbook: 'stuck-delete',
@@ -124,7 +99,7 @@ describe('RunTimeline.append/read', () => {
     };
     await timeline.append(RUN, output('password: hunter2hunter2'));
     await timeline.append(RUN, { ...ref('delete-lbs', 2), type: 'approval.requested', request });
-    const raw = JSON.stringify(await redis.xrange(timeline.streamKey(RUN), '-', '+'));
+    const raw = JSON.stringify(await db.redis.xrange(timeline.streamKey(RUN), '-', '+'));
     expect(raw).not.toContain('hunter2');
     const [out, asked] = await timeline.read(RUN);
     expect(out?.event).toMatchObject({ line: `password: ${REDACTED}` });
@@ -137,7 +112,7 @@ describe('RunTimeline.append/read', () => {
   });
 
   it('should store an event once when the same dedupeKey is appended 20 times in parallel', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     const results = await Promise.all(
       Array.from({ length: 20 }, () => timeline.append(RUN, output('once'), 'inspect:out:1')),
     );
@@ -151,8 +126,8 @@ describe('RunTimeline.append/read', () => {
   it('should store an event once when two connections append the same dedupeKey', async () => {
     const other = new Redis(REDIS_URL);
     try {
-      const a = new RunTimeline(redis, prefix);
-      const b = new RunTimeline(other, prefix);
+      const a = new RunTimeline(db.redis, db.prefix);
+      const b = new RunTimeline(other, db.prefix);
       const results = await Promise.all([
         ...Array.from({ length: 10 }, () => a.append(RUN, started, 'run.started')),
         ...Array.from({ length: 10 }, () => b.append(RUN, started, 'run.started')),
@@ -165,7 +140,7 @@ describe('RunTimeline.append/read', () => {
   });
 
   it('should keep one truncation line and count the rest when output exceeds maxOutputLinesPerRun', async () => {
-    const timeline = new RunTimeline(redis, prefix, { maxOutputLinesPerRun: 3 });
+    const timeline = new RunTimeline(db.redis, db.prefix, { maxOutputLinesPerRun: 3 });
     await timeline.append(RUN, started);
     const ids: (string | null)[] = [];
     for (let i = 1; i <= 10; i++) {
@@ -188,11 +163,11 @@ describe('RunTimeline.append/read', () => {
       'decision',
       'run.finished',
     ]);
-    expect(await redis.xlen(timeline.streamKey(RUN))).toBe(7);
+    expect(await db.redis.xlen(timeline.streamKey(RUN))).toBe(7);
   });
 
   it('should not count a re-emitted output line twice when it carries the same dedupeKey', async () => {
-    const timeline = new RunTimeline(redis, prefix, { maxOutputLinesPerRun: 2 });
+    const timeline = new RunTimeline(db.redis, db.prefix, { maxOutputLinesPerRun: 2 });
     for (let pass = 0; pass < 2; pass++) {
       for (let i = 1; i <= 3; i++) await timeline.append(RUN, output(`line ${i}`), `out:${i}`);
     }
@@ -202,13 +177,13 @@ describe('RunTimeline.append/read', () => {
 
   it('should skip and report malformed entries when the stream holds foreign data', async () => {
     const reported: string[] = [];
-    const timeline = new RunTimeline(redis, prefix, { onInvalid: (p) => reported.push(p.id) });
+    const timeline = new RunTimeline(db.redis, db.prefix, { onInvalid: (p) => reported.push(p.id) });
     const key = timeline.streamKey(RUN);
     await timeline.append(RUN, started);
-    const noEvent = await redis.xadd(key, '*', 'x', 'y');
-    const notJson = await redis.xadd(key, '*', 'e', '{not json');
-    const wrongShape = await redis.xadd(key, '*', 'e', JSON.stringify({ type: 'step.output', line: 3 }));
-    const unknownType = await redis.xadd(key, '*', 'e', JSON.stringify({ type: 'run.exploded' }));
+    const noEvent = await db.redis.xadd(key, '*', 'x', 'y');
+    const notJson = await db.redis.xadd(key, '*', 'e', '{not json');
+    const wrongShape = await db.redis.xadd(key, '*', 'e', JSON.stringify({ type: 'step.output', line: 3 }));
+    const unknownType = await db.redis.xadd(key, '*', 'e', JSON.stringify({ type: 'run.exploded' }));
     await timeline.append(RUN, finished);
 
     const entries = await timeline.read(RUN);
@@ -219,7 +194,7 @@ describe('RunTimeline.append/read', () => {
 
 describe('RunTimeline.follow', () => {
   it('should yield entries appended after it started and end at run.finished', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     const startId = await timeline.append(RUN, started);
     const seen: TimelineEntry[] = [];
     const done = (async () => {
@@ -227,23 +202,23 @@ describe('RunTimeline.follow', () => {
         seen.push(entry);
       }
     })();
-    await blockedFollower(`${prefix}:follow:${RUN}`);
+    await blockedFollower(`${db.prefix}:follow:${RUN}`);
     await timeline.append(RUN, output('one'));
     await timeline.append(RUN, output('two'));
     await timeline.append(RUN, finished);
     await done;
     expect(seen.map((e) => e.event.type)).toEqual(['step.output', 'step.output', 'run.finished']);
     // The follower's own connection is closed once the run is over.
-    await followerGone(`${prefix}:follow:${RUN}`);
+    await followerGone(`${db.prefix}:follow:${RUN}`);
   });
 
   it('should only yield new entries when afterId is $', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     await timeline.append(RUN, started);
     await timeline.append(RUN, output('old'));
     const iterator = timeline.follow(RUN, '$', new AbortController().signal)[Symbol.asyncIterator]();
     const next = iterator.next();
-    await blockedFollower(`${prefix}:follow:${RUN}`);
+    await blockedFollower(`${db.prefix}:follow:${RUN}`);
     await timeline.append(RUN, output('new'));
     const first = await next;
     expect(first.done).toBe(false);
@@ -252,7 +227,7 @@ describe('RunTimeline.follow', () => {
   });
 
   it('should replay the stored entries and end at once when the run already finished', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     await timeline.append(RUN, started);
     await timeline.append(RUN, finished);
     const seen: string[] = [];
@@ -261,19 +236,19 @@ describe('RunTimeline.follow', () => {
   });
 
   it('should end without error when the signal aborts while it waits', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     const controller = new AbortController();
     const seen: TimelineEntry[] = [];
     const done = (async () => {
       for await (const e of timeline.follow(RUN, '0', controller.signal)) seen.push(e);
     })();
-    await blockedFollower(`${prefix}:follow:${RUN}`);
+    await blockedFollower(`${db.prefix}:follow:${RUN}`);
     controller.abort();
     await expect(done).resolves.toBeUndefined();
     expect(seen).toEqual([]);
-    await followerGone(`${prefix}:follow:${RUN}`);
+    await followerGone(`${db.prefix}:follow:${RUN}`);
     // The shared connection was never blocked.
-    expect(await redis.ping()).toBe('PONG');
+    expect(await db.redis.ping()).toBe('PONG');
   });
 });
 
@@ -291,6 +266,19 @@ describe('renderMarkdown', () => {
     total: 3,
     iteration: { n, of: 2, label },
   });
+  const stepStarted = (step: StepRef, title: string, destructive: boolean): RunEvent => ({
+    ...step,
+    type: 'step.started',
+    kind: 'run',
+    title,
+    destructive,
+  });
+  const stepFinished = (
+    step: StepRef,
+    status: StepStatus,
+    exitCode: number | null,
+    durationMs: number,
+  ): RunEvent => ({ ...step, type: 'step.finished', status, exitCode, signal: null, durationMs });
   const request: ApprovalRequest = {
     runId: RUN,
     runbook: 'stuck-delete',
@@ -305,13 +293,7 @@ describe('renderMarkdown', () => {
   const succeededRun: TimelineEntry[] = [
     entry('10:00:00', started),
     entry('10:00:01', { type: 'preflight', home: '/home/ubuntu', tools: ['openstack', 'kubectl'] }),
-    entry('10:00:01', {
-      ...ref('inspect', 1),
-      type: 'step.started',
-      kind: 'run',
-      title: 'Inspect the cluster',
-      destructive: false,
-    }),
+    entry('10:00:01', stepStarted(ref('inspect', 1), 'Inspect the cluster', false)),
     entry('10:00:02', output('NAME       STATUS')),
     entry('10:00:02', output('prod-k8s   DELETE_IN_PROGRESS')),
     entry('10:00:02', {
@@ -321,28 +303,9 @@ describe('renderMarkdown', () => {
       line: 'warning: slow API',
     }),
     entry('10:00:03', { ...ref('inspect', 1), type: 'decision', message: '2 stale load balancers found' }),
-    entry('10:00:03', {
-      ...ref('inspect', 1),
-      type: 'step.finished',
-      status: 'ok',
-      exitCode: 0,
-      signal: null,
-      durationMs: 2100,
-    }),
-    entry('10:00:04', {
-      ...ref('delete-lbs', 2),
-      type: 'step.started',
-      kind: 'run',
-      title: 'Delete stale load balancers',
-      destructive: true,
-    }),
-    entry('10:00:04', {
-      ...loop(1, 'lb-a'),
-      type: 'step.started',
-      kind: 'run',
-      title: 'Delete lb-a',
-      destructive: true,
-    }),
+    entry('10:00:03', stepFinished(ref('inspect', 1), 'ok', 0, 2100)),
+    entry('10:00:04', stepStarted(ref('delete-lbs', 2), 'Delete stale load balancers', true)),
+    entry('10:00:04', stepStarted(loop(1, 'lb-a'), 'Delete lb-a', true)),
     entry('10:00:05', { ...loop(1, 'lb-a'), type: 'approval.requested', request }),
     entry('10:02:10', {
       ...loop(1, 'lb-a'),
@@ -350,45 +313,12 @@ describe('renderMarkdown', () => {
       decision: { approved: true, by: 'U0BBBBBBB', at: at('10:02:10') },
     }),
     entry('10:02:12', { ...loop(1, 'lb-a'), type: 'step.output', stream: 'stdout', line: 'lb-a deleted' }),
-    entry('10:02:12', {
-      ...loop(1, 'lb-a'),
-      type: 'step.finished',
-      status: 'ok',
-      exitCode: 0,
-      signal: null,
-      durationMs: 128_000,
-    }),
-    entry('10:02:13', {
-      ...loop(2, 'lb-b'),
-      type: 'step.started',
-      kind: 'run',
-      title: 'Delete lb-b',
-      destructive: true,
-    }),
+    entry('10:02:12', stepFinished(loop(1, 'lb-a'), 'ok', 0, 128_000)),
+    entry('10:02:13', stepStarted(loop(2, 'lb-b'), 'Delete lb-b', true)),
     entry('10:02:13', { ...loop(2, 'lb-b'), type: 'guard.skipped', message: 'lb-b is already gone' }),
-    entry('10:02:13', {
-      ...loop(2, 'lb-b'),
-      type: 'step.finished',
-      status: 'skipped',
-      exitCode: null,
-      signal: null,
-      durationMs: 300,
-    }),
-    entry('10:02:14', {
-      ...ref('delete-lbs', 2),
-      type: 'step.finished',
-      status: 'ok',
-      exitCode: null,
-      signal: null,
-      durationMs: 130_000,
-    }),
-    entry('10:02:15', {
-      ...ref('report', 3),
-      type: 'step.started',
-      kind: 'run',
-      title: 'Report',
-      destructive: false,
-    }),
+    entry('10:02:13', stepFinished(loop(2, 'lb-b'), 'skipped', null, 300)),
+    entry('10:02:14', stepFinished(ref('delete-lbs', 2), 'ok', null, 130_000)),
+    entry('10:02:15', stepStarted(ref('report', 3), 'Report', false)),
     entry('10:02:20', {
       ...ref('report', 3),
       type: 'poll.attempt',
@@ -396,14 +326,7 @@ describe('renderMarkdown', () => {
       of: 10,
       summary: 'still deleting',
     }),
-    entry('10:02:30', {
-      ...ref('report', 3),
-      type: 'step.finished',
-      status: 'ok',
-      exitCode: 0,
-      signal: null,
-      durationMs: 15_000,
-    }),
+    entry('10:02:30', stepFinished(ref('report', 3), 'ok', 0, 15_000)),
     entry('10:02:31', {
       type: 'run.finished',
       status: 'succeeded',
@@ -518,7 +441,7 @@ describe('renderMarkdown', () => {
   });
 
   it('should render a timeline read back from Redis when events went through append', async () => {
-    const timeline = new RunTimeline(redis, prefix);
+    const timeline = new RunTimeline(db.redis, db.prefix);
     for (const e of succeededRun) await timeline.append(RUN, e.event);
     const md = renderMarkdown(await timeline.read(RUN));
     expect(md).toContain('| Status | **SUCCEEDED** |');

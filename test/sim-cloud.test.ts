@@ -135,6 +135,10 @@ async function eventually<T>(probe: () => Promise<T>, done: (v: T) => boolean, t
   }
 }
 
+/** `openstack coe cluster show capi-test-1 -f value -c health_status_reason` in the capi project scope. */
+const healthStatusReason = (sim: Sim) =>
+  sim.capi('coe', 'cluster', 'show', 'capi-test-1', '-f', 'value', '-c', 'health_status_reason');
+
 function hostUsed(run: Run, host: string): number {
   const rows = YAML.parse(run.stdout) as Record<string, unknown>[];
   return Number(rows.find((r) => r['Hypervisor Hostname'] === host)?.['Memory MB Used']);
@@ -227,16 +231,7 @@ describe.concurrent('openstack output formats', () => {
 
   test('should print a python dict when health_status_reason is shown with -f value', async ({ expect }) => {
     const sim = await makeSim('healthy', 1);
-    const value = await sim.capi(
-      'coe',
-      'cluster',
-      'show',
-      'capi-test-1',
-      '-f',
-      'value',
-      '-c',
-      'health_status_reason',
-    );
+    const value = await healthStatusReason(sim);
     expect(value.stdout).toBe(
       "{'capi-test-1.cluster': 'Ready', 'capi-test-1.controlplane': 'Ready', 'capi-test-1.nodegroup.default-worker': 'Ready', 'capi-test-1.infrastructure': 'Infrastructure resource not found.'}\n",
     );
@@ -334,16 +329,7 @@ describe.concurrent('mgmt VM boot', () => {
       stderr:
         'The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?\n',
     });
-    const parkedReason = await sim.capi(
-      'coe',
-      'cluster',
-      'show',
-      'capi-test-1',
-      '-f',
-      'value',
-      '-c',
-      'health_status_reason',
-    );
+    const parkedReason = await healthStatusReason(sim);
     expect(parkedReason.stdout).toBe('{}\n');
     expect((await sim.capi('server', 'start', 'capi-mgmt-v2')).code).toBe(0);
     const powering = JSON.parse((await sim.capi('server', 'show', 'capi-mgmt-v2', '-f', 'json')).stdout);
@@ -378,16 +364,7 @@ describe.concurrent('mgmt VM boot', () => {
     expect(nodes.stdout).toMatch(
       /\ncapi-mgmt-v2 +Ready +control-plane,worker +\S+ +v1\.32\.3 +127\.0\.5\.10 /,
     );
-    const health = await sim.capi(
-      'coe',
-      'cluster',
-      'show',
-      'capi-test-1',
-      '-f',
-      'value',
-      '-c',
-      'health_status_reason',
-    );
+    const health = await healthStatusReason(sim);
     expect(health.stdout).toContain("'capi-test-1.infrastructure': 'Infrastructure resource not found.'");
 
     expect((await sim.capi('server', 'stop', 'capi-mgmt-v2')).code).toBe(0);

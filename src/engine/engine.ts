@@ -62,6 +62,8 @@ export interface RunOptions {
   readonly resume?: { readonly checkpoint: Checkpoint; readonly reason: string };
   /** Called before every step starts, with the position to resume from if the process dies. */
   readonly onCheckpoint?: (checkpoint: Checkpoint) => void | Promise<void>;
+  /** Asked before every step: true ends the run as interrupted there, to be resumed elsewhere. */
+  readonly pauseRequested?: () => boolean;
 }
 
 export interface FinishedRun {
@@ -78,7 +80,24 @@ export interface SuspendedRun {
   readonly checkpoint: Checkpoint;
 }
 
-export type RunOutcome = FinishedRun | SuspendedRun;
+/** The process running it is going away; another one resumes it from `checkpoint`. */
+export interface InterruptedRun {
+  readonly status: 'interrupted';
+  readonly checkpoint: Checkpoint;
+}
+
+export type RunOutcome = FinishedRun | SuspendedRun | InterruptedRun;
+
+/**
+ * The abort reason an agent uses when it shuts down: unlike a cancel, the run is not over; the step
+ * it was on (its remote command killed) runs again when the run resumes elsewhere.
+ */
+export class RunInterrupted extends Error {
+  constructor(readonly why: string) {
+    super(`interrupted: ${why}; the step runs again when the run resumes`);
+    this.name = 'RunInterrupted';
+  }
+}
 
 /** Ends the run early; thrown from deep inside a step and caught once at the top. */
 class Stop extends Error {
@@ -105,8 +124,8 @@ export function runRunbook(opts: RunOptions): Promise<RunOutcome> {
 /** For callers whose approval port always answers in-process (terminal, tests): no suspension. */
 export async function runToEnd(opts: RunOptions): Promise<FinishedRun> {
   const outcome = await runRunbook(opts);
-  if (outcome.status === 'suspended') {
-    throw new Error(`run ${opts.runId} suspended at ${outcome.approvalId}, but this caller cannot resume it`);
+  if (outcome.status === 'suspended' || outcome.status === 'interrupted') {
+    throw new Error(`run ${opts.runId} stopped (${outcome.status}), but this caller cannot resume it`);
   }
   return outcome;
 }
@@ -136,6 +155,11 @@ class Interpreter {
   /** What every expression sees: the site, the parameters and everything captured so far. */
   private scope(): Vars {
     return { site: publicSite(this.opts.site), params: { ...this.opts.params }, ...this.captured };
+  }
+
+  private async saveCheckpoint(): Promise<void> {
+    await this.opts.onCheckpoint?.(this.checkpoint());
+    if (this.opts.pauseRequested?.() === true) throw new Pause();
   }
 
   private checkpoint(): Checkpoint {
@@ -179,7 +203,7 @@ class Interpreter {
         if (step.kind === 'for_each') {
           jump = await this.runLoop(ref, step);
         } else {
-          await this.opts.onCheckpoint?.(this.checkpoint());
+          await this.saveCheckpoint();
           jump =
             step.kind === 'report'
               ? await this.runReport(ref, step)
@@ -303,7 +327,7 @@ class Interpreter {
         for (let inner = firstInner; inner < step.steps.length; inner++) {
           const leaf = step.steps[inner] as LeafStep;
           this.loop = { items, n, inner };
-          await this.opts.onCheckpoint?.(this.checkpoint());
+          await this.saveCheckpoint();
           const innerRef: StepRef = {
             ...ref,
             stepId: `${step.id}/${leaf.id}`,
@@ -313,12 +337,12 @@ class Interpreter {
         }
       }
     } catch (err) {
-      if (err instanceof Suspend) throw err;
+      if (err instanceof Suspend || err instanceof Pause) throw err;
       if (err instanceof Stop && err.status === 'finished') {
         await finished('ok');
       } else {
         await finished(
-          err instanceof Stop ? stepStatusOf(err) : 'failed',
+          err instanceof Stop ? stepStatusOf(err, this.signal) : 'failed',
           err instanceof Error ? redactText(err.message) : undefined,
         );
       }
@@ -445,7 +469,7 @@ class Interpreter {
     } catch (err) {
       if (err instanceof Suspend) throw err;
       if (err instanceof Stop) {
-        if (err.status !== 'finished') await finished(stepStatusOf(err), undefined, err.message);
+        if (err.status !== 'finished') await finished(stepStatusOf(err, this.signal), undefined, err.message);
         throw err;
       }
       const message = `${ref.stepId}: ${asCodedError(err).message}`;
@@ -592,6 +616,9 @@ class Interpreter {
   }
 }
 
+/** The agent asked the run to stop at this checkpoint; caught once at the top. */
+class Pause extends Error {}
+
 /** The run stops at an undecided approval; caught once at the top, never reported as a failure. */
 class Suspend extends Error {
   constructor(
@@ -603,6 +630,7 @@ class Suspend extends Error {
 }
 
 function cancelMessage(signal: AbortSignal): string {
+  if (signal.reason instanceof RunInterrupted) return signal.reason.message;
   return typeof signal.reason === 'string' ? `cancelled by ${signal.reason}` : 'cancelled by the operator';
 }
 
@@ -663,7 +691,8 @@ function bindEnv(
   }
 }
 
-function stepStatusOf(stop: Stop): StepStatus {
+function stepStatusOf(stop: Stop, signal: AbortSignal): StepStatus {
+  if (signal.reason instanceof RunInterrupted) return 'interrupted';
   if (stop.status === 'denied') return 'denied';
   if (stop.status === 'cancelled') return 'cancelled';
   return 'failed';

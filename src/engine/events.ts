@@ -3,7 +3,7 @@
  * the engine knows nothing of them. Every string here has already been redacted.
  */
 
-export type StepStatus = 'ok' | 'failed' | 'skipped' | 'denied' | 'cancelled';
+export type StepStatus = 'ok' | 'failed' | 'skipped' | 'denied' | 'cancelled' | 'interrupted';
 export type RunStatus = 'succeeded' | 'failed' | 'denied' | 'cancelled';
 
 export interface StepRef {

@@ -84,6 +84,7 @@ export function formatEvent(e: RunEvent): string {
         skipped: 'skipped',
         denied: 'DENIED',
         cancelled: 'CANCELLED',
+        interrupted: 'INTERRUPTED',
       }[e.status];
       const code = e.exitCode === null ? '' : ` exit ${e.exitCode}`;
       return `<<< ${where(e)} ${mark}${code} in ${(e.durationMs / 1000).toFixed(1)}s${e.message ? `: ${e.message}` : ''}`;

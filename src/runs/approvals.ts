@@ -18,6 +18,7 @@ import type { ApprovalDecision, ApprovalRequest } from '../engine/events.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeZodIssues } from '../validation.js';
 import { assertRunId, flatToObject, type InvalidStoredData, reportInvalidByDefault } from './registry.js';
+import { jsonText } from './stored-json.js';
 import { approvalRequestSchema } from './timeline.js';
 
 export interface StoredApproval {
@@ -141,17 +142,7 @@ const storedSchema = z.object({
   approvalId: z.string().min(1),
   runId: z.string().min(1),
   stepId: z.string().min(1),
-  request: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'is not JSON' });
-        return z.NEVER;
-      }
-    })
-    .pipe(approvalRequestSchema),
+  request: jsonText.pipe(approvalRequestSchema),
   requestedAt: epochMs,
   expiresAt: epochMs,
   decisionApproved: z.enum(['0', '1']).exactOptional(),

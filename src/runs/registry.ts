@@ -12,6 +12,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeZodIssues } from '../validation.js';
+import { jsonText } from './stored-json.js';
 
 export type RunRecordStatus =
   | 'queued'
@@ -115,17 +116,7 @@ const isoTime = z.iso.datetime();
 const storedRecordSchema = z.object({
   runId: z.string().regex(RUN_ID),
   runbook: nonEmpty,
-  params: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'is not JSON' });
-        return z.NEVER;
-      }
-    })
-    .pipe(z.record(z.string(), z.string())),
+  params: jsonText.pipe(z.record(z.string(), z.string())),
   site: nonEmpty,
   requestedBy: nonEmpty,
   channel: z.string().exactOptional(),

@@ -75,7 +75,7 @@ export const approvalDecisionSchema = z.discriminatedUnion('approved', [
   }),
 ]) satisfies z.ZodType<ApprovalDecision>;
 
-const stepStatus = z.enum(['ok', 'failed', 'skipped', 'denied', 'cancelled']);
+const stepStatus = z.enum(['ok', 'failed', 'skipped', 'denied', 'cancelled', 'interrupted']);
 const ref = stepRefSchema.shape;
 
 export const runEventSchema = z.discriminatedUnion('type', [
@@ -89,6 +89,7 @@ export const runEventSchema = z.discriminatedUnion('type', [
     requestedBy: z.string(),
     steps: z.array(z.object({ id: z.string(), title: z.string(), destructive: z.boolean() })),
   }),
+  z.object({ type: z.literal('run.resumed'), reason: z.string(), atStep: z.string() }),
   z.object({ type: z.literal('preflight'), home: z.string(), tools: z.array(z.string()) }),
   z.object({
     ...ref,
@@ -503,6 +504,9 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
     switch (e.type) {
       case 'run.started':
         out.push(`- ${t} run started by ${e.requestedBy}: ${e.runbook} on ${e.site}`);
+        break;
+      case 'run.resumed':
+        out.push(`- ${t} run resumed at ${e.atStep}: ${e.reason}`);
         break;
       case 'preflight':
         out.push(`- ${t} jumphost ready (HOME=${e.home}; ${e.tools.join(', ') || 'no CLIs'} found)`);

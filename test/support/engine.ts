@@ -6,6 +6,7 @@ import type { ApprovalDecision, ApprovalPort, ApprovalRequest, RunEvent } from '
 import { parseRunbook, parseScopes } from '../../src/runbook/load.js';
 import type { Runbook } from '../../src/runbook/model.js';
 import { type RunningSshd, startSshd } from '../../src/sim/sshd.js';
+import { sampleSiteData } from './site.js';
 
 /** A real sshd on 127.0.0.1 with an empty HOME: the engine's tests drive plain bash through it. */
 export async function startPlainJumphost(): Promise<{
@@ -28,22 +29,7 @@ export async function startPlainJumphost(): Promise<{
 }
 
 export function testSite(overrides: Record<string, unknown> = {}): SiteProfile {
-  return parseSiteProfile(
-    {
-      name: 'test',
-      openrc: '~/admin-openrc',
-      capi_project_id: '0123456789abcdef0123456789abcdef',
-      mgmt_server: 'capi-mgmt-v2',
-      mgmt_fip: '127.0.0.1',
-      mgmt_ssh_user: 'ubuntu',
-      mgmt_ssh_key: '~/.ssh/id_ed25519',
-      mgmt_kubeconfig: '~/capi-mgmt.kubeconfig',
-      workload_cluster: 'capi-test-1',
-      timing: { scale: 0.001 },
-      ...overrides,
-    },
-    'test site',
-  );
+  return parseSiteProfile(sampleSiteData({ timing: { scale: 0.001 }, ...overrides }), 'test site');
 }
 
 const SCOPES = parseScopes(
