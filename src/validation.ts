@@ -19,3 +19,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   }
   return out;
 }
+
+/** One line for a log or a job failure: every issue, `path: message`, joined. */
+export function validationMessage(error: z.ZodError): string {
+  return describeZodIssues(error).join('; ');
+}

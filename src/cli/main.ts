@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { asCodedError, CapiError } from '../errors.js';
+import { asCodedError, CapiError, ErrorCode } from '../errors.js';
+import { runAgentCommand } from './agent.js';
 import { runDemo } from './demo.js';
 import { listRunbooks, runFromTerminal } from './run.js';
 
@@ -11,6 +12,8 @@ usage:
       asks y/N (--yes approves them all; --dry-run prints every command without connecting;
       --verbose prints every output line instead of the first 15 of each command)
   capi-chatops list [--commands DIR]      the runbooks and their arguments
+  capi-chatops agent [--site FILE]...     serve the sites' run queues (REDIS_URL, QUEUE_PREFIX; SITE_FILE
+      may list several profiles, comma separated); SIGINT/SIGTERM stop it gracefully
   capi-chatops demo [--yes] [--verbose] [--scenario NAME]
       start the simulated jumphost (a real sshd on 127.0.0.1 with a simulated cloud) and run
       recover against it; scenarios live in sim/scenarios (default: outage)
@@ -62,6 +65,23 @@ export async function main(argv: readonly string[]): Promise<number> {
         });
         return await runDemo({ yes: values.yes, verbose: values.verbose, scenario: values.scenario });
       }
+      case 'agent': {
+        const { values } = parseArgs({
+          args: [...rest],
+          options: {
+            site: { type: 'string', multiple: true, default: [] },
+            concurrency: { type: 'string' },
+            'lock-duration-ms': { type: 'string' },
+            'stalled-interval-ms': { type: 'string' },
+          },
+        });
+        return await runAgentCommand({
+          siteFiles: values.site,
+          ...numberFlag('concurrency', values.concurrency),
+          ...numberFlag('lockDurationMs', values['lock-duration-ms']),
+          ...numberFlag('stalledIntervalMs', values['stalled-interval-ms']),
+        });
+      }
       case undefined:
       case 'help':
       case '--help':
@@ -79,6 +99,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     // Validation errors are refusals before anything ran; anything else is a failure.
     return err instanceof CapiError && err.code !== 'capi_unknown' ? 2 : 1;
   }
+}
+
+function numberFlag<K extends string>(key: K, value: string | undefined): Partial<Record<K, number>> {
+  if (value === undefined) return {};
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new CapiError(ErrorCode.ConfigInvalid, `${key} must be a positive whole number, got ${value}`);
+  return { [key]: n } as Partial<Record<K, number>>;
 }
 
 function usage(problem: string): number {

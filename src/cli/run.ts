@@ -1,15 +1,15 @@
-import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { loadConfig } from '../config/env.js';
+import { resolveJumphost } from '../config/jumphost.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
 import { type FinishedRun, runToEnd, validateParams } from '../engine/engine.js';
 import type { RunStatus } from '../engine/events.js';
 import { renderPlan } from '../engine/plan.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { createTerminalApprovals, createTerminalTimeline } from '../fronts/terminal.js';
+import { newRunId } from '../queue/ids.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { connectSsh } from '../ssh/executor.js';
-import { resolveJumphost } from './jumphost.js';
 
 export interface TerminalRunOptions {
   readonly runbook: string;
@@ -23,10 +23,6 @@ export interface TerminalRunOptions {
 }
 
 export const EXIT_CODES: Record<RunStatus, number> = { succeeded: 0, failed: 1, denied: 3, cancelled: 130 };
-
-export function newRunId(): string {
-  return `r${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
-}
 
 export async function listRunbooks(commandsDir?: string): Promise<string> {
   const config = loadConfig();

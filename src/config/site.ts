@@ -56,6 +56,13 @@ export const SiteProfileSchema = z.strictObject({
       amphora_ram_mb: z.number().int().positive().default(1024),
     })
     .default({ ram_allocation_ratio: 1.5, reserved_host_memory_mb: 8192, amphora_ram_mb: 1024 }),
+  /** The BullMQ queue this site's runs go to (default `jobs`); give a site its own agents with its own queue. */
+  queue: z
+    .string()
+    .regex(/^jobs(-[a-z0-9]+)*$/, {
+      error: 'must be "jobs" or start with "jobs-", e.g. jobs-lab1 (other names collide with run keys)',
+    })
+    .default('jobs'),
   jumphost: z
     .strictObject({
       host: z.string().min(1),

@@ -1,6 +1,6 @@
-import type { SiteProfile } from '../config/site.js';
 import { ConfigError, ErrorCode } from '../errors.js';
 import type { JumphostTarget } from '../ssh/types.js';
+import type { SiteProfile } from './site.js';
 
 /** The site profile's jumphost block wins field by field; JUMPHOST_* env fills the rest. */
 export function resolveJumphost(site: SiteProfile, env: Partial<JumphostTarget>): JumphostTarget {

@@ -1,0 +1,84 @@
+import { startAgent } from '../agent/agent.js';
+import { loadConfig } from '../config/env.js';
+import { loadSiteProfile, type SiteProfile } from '../config/site.js';
+import { CapiError, ErrorCode } from '../errors.js';
+import { createLogger } from '../log.js';
+import { connectRedis } from '../queue/redis.js';
+import { loadRunbooks } from '../runbook/load.js';
+import { checkRedisForProduction } from '../runs/redis-checks.js';
+
+export interface AgentCommandOptions {
+  readonly siteFiles: readonly string[];
+  readonly concurrency?: number;
+  readonly lockDurationMs?: number;
+  readonly stalledIntervalMs?: number;
+}
+
+/** Site profiles from --site (repeatable) or SITE_FILE (comma separated); names must be unique. */
+export async function loadSites(files: readonly string[]): Promise<Map<string, SiteProfile>> {
+  if (files.length === 0) {
+    throw new CapiError(
+      ErrorCode.ConfigInvalid,
+      'no site profile: pass --site FILE or set SITE_FILE (comma separated for several)',
+    );
+  }
+  const sites = new Map<string, SiteProfile>();
+  for (const file of files) {
+    const site = await loadSiteProfile(file);
+    if (sites.has(site.name))
+      throw new CapiError(ErrorCode.ConfigInvalid, `two site profiles are named ${site.name}: ${file}`);
+    sites.set(site.name, site);
+  }
+  return sites;
+}
+
+export function siteFilesFrom(flags: readonly string[], env: string | undefined): string[] {
+  if (flags.length > 0) return [...flags];
+  return (env ?? '')
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f !== '');
+}
+
+/** `capi-chatops agent`: serve the sites' queues until SIGINT/SIGTERM, then stop gracefully. */
+export async function runAgentCommand(opts: AgentCommandOptions): Promise<number> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.logLevel, name: 'agent' });
+  const sites = await loadSites(siteFilesFrom(opts.siteFiles, config.siteFile));
+  const runbooks = await loadRunbooks(config.commandsDir);
+
+  const probe = connectRedis(config.redis.url, 'producer', logger);
+  try {
+    await probe.ping();
+    for (const warning of await checkRedisForProduction(probe))
+      logger.warn({ redis: config.redis.url }, warning);
+  } finally {
+    probe.disconnect();
+  }
+
+  const agent = await startAgent({
+    redisUrl: config.redis.url,
+    prefix: config.queue.prefix,
+    sites,
+    jumphostEnv: config.jumphost,
+    runbooks,
+    approvalTimeoutMs: config.approval.timeoutMs,
+    logger,
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+    ...(opts.lockDurationMs !== undefined ? { lockDurationMs: opts.lockDurationMs } : {}),
+    ...(opts.stalledIntervalMs !== undefined ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
+  });
+  logger.info({ queues: agent.queueNames, sites: [...sites.keys()] }, 'agent ready');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down: the running step may finish, then the run is handed over');
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await agent.close();
+  logger.info('agent stopped');
+  return 0;
+}

@@ -1,0 +1,194 @@
+import { Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { SiteProfile } from '../config/site.js';
+import { validateParams } from '../engine/engine.js';
+import { CapiError, ErrorCode } from '../errors.js';
+import type { RunbookSet } from '../runbook/load.js';
+import { ApprovalStore, type DecideResult } from '../runs/approvals.js';
+import { TargetLock, targetKey } from '../runs/lock.js';
+import { type Approver, mayDecide } from '../runs/policy.js';
+import { type RunRecord, RunRegistry } from '../runs/registry.js';
+import { RunTimeline } from '../runs/timeline.js';
+import { newRunId } from './ids.js';
+import { RUN_JOB_NAME, type RunJob, RunJobSchema } from './job.js';
+
+export interface RunRequest {
+  readonly runbook: string;
+  readonly args: readonly string[];
+  readonly site: string;
+  readonly requestedBy: string;
+  readonly channel?: string;
+}
+
+export interface RunServiceOptions {
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly runbooks: RunbookSet;
+  readonly sites: ReadonlyMap<string, SiteProfile>;
+  readonly approvalTimeoutMs: number;
+  readonly approvers: readonly string[];
+  readonly allowSelfApproval: boolean;
+  readonly logger: Logger;
+}
+
+/** The lock outlives any approval wait; the agent shortens it again while it works. */
+export function lockTtlMs(approvalTimeoutMs: number): number {
+  return approvalTimeoutMs + 60 * 60_000;
+}
+
+export type DecisionOutcome = DecideResult | { outcome: 'refused'; reason: string };
+
+/**
+ * What every front (Slack, terminal) does with runs: start one, cancel one, decide an approval, look
+ * at them. Fronts hold no run state of their own; everything lives in Redis, where agents read it.
+ */
+export class RunService {
+  readonly registry: RunRegistry;
+  readonly timeline: RunTimeline;
+  readonly approvals: ApprovalStore;
+  private readonly lock: TargetLock;
+  private readonly queues = new Map<string, Queue>();
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly opts: RunServiceOptions) {
+    this.registry = new RunRegistry(opts.redis, opts.prefix);
+    this.timeline = new RunTimeline(opts.redis, opts.prefix);
+    this.approvals = new ApprovalStore(opts.redis, opts.prefix);
+    this.lock = new TargetLock(opts.redis, opts.prefix);
+  }
+
+  private site(name: string): SiteProfile {
+    const site = this.opts.sites.get(name);
+    if (!site) {
+      throw new CapiError(
+        ErrorCode.ConfigInvalid,
+        `no site profile named '${name}'; known sites: ${[...this.opts.sites.keys()].join(', ') || 'none'}`,
+      );
+    }
+    return site;
+  }
+
+  private queue(siteName: string): Queue {
+    const name = this.site(siteName).queue;
+    let q = this.queues.get(name);
+    if (!q) {
+      q = new Queue(name, { connection: this.opts.redis, prefix: this.opts.prefix });
+      q.on('error', (err) => this.opts.logger.warn({ err: err.message, queue: name }, 'queue error'));
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  /**
+   * Validates everything a human typed before anything is stored, takes the site's lock (one run per
+   * target), records the run and enqueues it. Refused requests leave nothing behind.
+   */
+  async submit(request: RunRequest): Promise<RunRecord> {
+    const runbook = this.opts.runbooks.runbooks.get(request.runbook);
+    if (!runbook) {
+      throw new CapiError(
+        ErrorCode.RunbookNotFound,
+        `no runbook named '${request.runbook}'; available: ${[...this.opts.runbooks.runbooks.keys()].join(', ')}`,
+      );
+    }
+    const params = validateParams(runbook, request.args);
+    this.site(request.site);
+    const job: RunJob = RunJobSchema.parse({
+      runId: newRunId(),
+      runbook: runbook.name,
+      args: [...request.args],
+      site: request.site,
+      requestedBy: request.requestedBy,
+      ...(request.channel !== undefined ? { channel: request.channel } : {}),
+    });
+    const target = targetKey(job.site);
+    const lock = await this.lock.acquire(target, job.runId, lockTtlMs(this.opts.approvalTimeoutMs));
+    if (!lock.acquired) {
+      const running = await this.registry.get(lock.heldBy);
+      throw new CapiError(
+        ErrorCode.TargetBusy,
+        `site ${job.site} already has a run in progress: run id: ${lock.heldBy}` +
+          `${running ? ` (${running.runbook}, ${running.status}, requested by ${running.requestedBy})` : ''}. ` +
+          `Follow it with status ${lock.heldBy}, or cancel it first.`,
+      );
+    }
+    try {
+      const record = await this.registry.create({
+        runId: job.runId,
+        runbook: job.runbook,
+        params,
+        site: job.site,
+        requestedBy: job.requestedBy,
+        ...(job.channel !== undefined ? { channel: job.channel } : {}),
+      });
+      await this.queue(job.site).add(RUN_JOB_NAME, job, {
+        jobId: job.runId,
+        attempts: 1,
+        removeOnComplete: { count: 1000 },
+        removeOnFail: { count: 1000 },
+      });
+      return record;
+    } catch (err) {
+      await this.lock.release(target, job.runId);
+      throw err;
+    }
+  }
+
+  /**
+   * Records who asked. A running agent sees it between steps and kills the running command; a run
+   * parked on an approval is woken so its agent can end it now rather than at the expiry.
+   */
+  async cancel(runId: string, by: string): Promise<RunRecord> {
+    const record = await this.registry.requestCancel(runId, by);
+    await this.wake(record);
+    return record;
+  }
+
+  /** Policy first (who may decide), then the atomic first-decision-wins write, then wake the run. */
+  async decide(
+    approvalId: string,
+    approver: Approver,
+    approved: boolean,
+    via: string,
+  ): Promise<DecisionOutcome> {
+    const stored = await this.approvals.get(approvalId);
+    if (!stored) return { outcome: 'not_found' };
+    const allowed = mayDecide(approver, stored.request, {
+      approvers: this.opts.approvers,
+      allowSelfApproval: this.opts.allowSelfApproval,
+    });
+    if (!allowed.allowed) return { outcome: 'refused', reason: allowed.reason };
+    const result = await this.approvals.decide(approvalId, { approved, by: approver.userId, via });
+    if (result.outcome === 'decided' || result.outcome === 'expired') {
+      const record = await this.registry.get(stored.runId);
+      if (record) await this.wake(record);
+    }
+    return result;
+  }
+
+  /** Moves a run's delayed job (waiting on an approval) back to the queue at once. */
+  private async wake(record: RunRecord): Promise<void> {
+    const job = await Job.fromId(this.queue(record.site), record.runId);
+    if (!job || !(await job.isDelayed())) return;
+    try {
+      await job.promote();
+    } catch (err) {
+      // Two fronts waking the same job: the second finds it no longer delayed, which is fine.
+      this.opts.logger.debug({ runId: record.runId, err: (err as Error).message }, 'job already woken');
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const q of this.queues.values()) {
+        try {
+          await q.close();
+        } catch (err) {
+          this.opts.logger.warn({ err: (err as Error).message }, 'closing a queue failed');
+        }
+      }
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,142 @@
+import pino from 'pino';
+import { type Agent, type AgentOptions, startAgent } from '../../src/agent/agent.js';
+import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
+import type { RunEvent } from '../../src/engine/events.js';
+import { RunService } from '../../src/queue/service.js';
+import type { RunbookSet } from '../../src/runbook/load.js';
+import { approvalId } from '../../src/runs/approvals.js';
+import type { TimelineEntry } from '../../src/runs/timeline.js';
+import { type SimJumphost, startSimJumphost } from '../../src/sim/jumphost.js';
+import { REDIS_URL } from './redis.js';
+
+export const quietLogger = pino({ level: 'silent' });
+
+export interface Harness {
+  readonly sims: readonly SimJumphost[];
+  readonly sites: ReadonlyMap<string, SiteProfile>;
+  readonly service: RunService;
+  startAgent(more?: Partial<AgentOptions>): Promise<Agent>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Simulated sites (site-0, site-1, ...) behind real sshds, a RunService for the fronts' side and
+ * in-process agents, all on one Redis key prefix.
+ */
+export async function startHarness(opts: {
+  readonly redis: import('ioredis').Redis;
+  readonly prefix: string;
+  readonly runbooks: RunbookSet;
+  readonly scenarios: readonly string[];
+  readonly approvalTimeoutMs?: number;
+  readonly redisUrl?: string;
+}): Promise<Harness> {
+  const sims = await Promise.all(
+    opts.scenarios.map((scenario) => startSimJumphost({ scenario, timeScale: 0.002 })),
+  );
+  const sites = new Map(
+    sims.map((sim, i) => {
+      const site = parseSiteProfile({ ...sim.site, name: `site-${i}` }, `simulated site-${i}`);
+      return [site.name, site] as const;
+    }),
+  );
+  const approvalTimeoutMs = opts.approvalTimeoutMs ?? 60_000;
+  const service = new RunService({
+    redis: opts.redis,
+    prefix: opts.prefix,
+    runbooks: opts.runbooks,
+    sites,
+    approvalTimeoutMs,
+    approvers: ['U_APPROVER'],
+    allowSelfApproval: false,
+    logger: quietLogger,
+  });
+  const agents: Agent[] = [];
+  return {
+    sims,
+    sites,
+    service,
+    async startAgent(more = {}) {
+      const agent = await startAgent({
+        redisUrl: opts.redisUrl ?? REDIS_URL,
+        prefix: opts.prefix,
+        sites,
+        jumphostEnv: {},
+        runbooks: opts.runbooks,
+        approvalTimeoutMs,
+        logger: quietLogger,
+        concurrency: 1,
+        lockDurationMs: 2000,
+        stalledIntervalMs: 500,
+        shutdownGraceMs: 1000,
+        ...more,
+      });
+      agents.push(agent);
+      return agent;
+    },
+    async stop() {
+      await Promise.all(agents.map((a) => a.close()));
+      await service.close();
+      await Promise.all(sims.map((s) => s.stop()));
+    },
+  };
+}
+
+/** Follows a run's timeline (XREAD BLOCK, no polling) until an event matches; fails after `timeoutMs`. */
+export async function waitForEvent<T extends RunEvent>(
+  service: RunService,
+  runId: string,
+  match: (e: RunEvent) => e is T,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    for await (const entry of service.timeline.follow(runId, '0', abort.signal)) {
+      if (match(entry.event)) return entry.event;
+    }
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+  throw new Error(`run ${runId}: no matching event within ${timeoutMs} ms`);
+}
+
+export const isType =
+  <K extends RunEvent['type']>(type: K, stepId?: string) =>
+  (e: RunEvent): e is Extract<RunEvent, { type: K }> =>
+    e.type === type && (stepId === undefined || ('stepId' in e && e.stepId === stepId));
+
+export function events(entries: readonly TimelineEntry[]): RunEvent[] {
+  return entries.map((e) => e.event);
+}
+
+/**
+ * Acts as a human on the next undecided approval of a run: follows the timeline to an
+ * approval.requested whose stored request has no decision yet, then decides it through the service.
+ */
+export async function decideNext(
+  service: RunService,
+  runId: string,
+  approved: boolean,
+  by = 'U_APPROVER',
+  timeoutMs = 30_000,
+): Promise<{ approvalId: string; result: Awaited<ReturnType<RunService['decide']>> }> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    for await (const entry of service.timeline.follow(runId, '0', abort.signal)) {
+      const e = entry.event;
+      if (e.type !== 'approval.requested') continue;
+      const id = approvalId(runId, e.stepId, e.iteration?.n);
+      const stored = await service.approvals.get(id);
+      if (!stored || stored.decision) continue;
+      const result = await service.decide(id, { userId: by, groupIds: [] }, approved, 'test');
+      return { approvalId: id, result };
+    }
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+  throw new Error(`run ${runId}: no undecided approval within ${timeoutMs} ms`);
+}
