@@ -47,7 +47,7 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<number
   const sites = await loadSites(siteFilesFrom(opts.siteFiles, config.siteFile));
   const runbooks = await loadRunbooks(config.commandsDir);
 
-  const probe = connectRedis(config.redis.url, 'producer', logger);
+  const probe = connectRedis(config.redis.url, 'store', logger);
   try {
     await probe.ping();
     for (const warning of await checkRedisForProduction(probe))

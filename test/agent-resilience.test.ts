@@ -1,0 +1,246 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import type { RunEvent } from '../src/engine/events.js';
+import { loadRunbooks, parseRunbook, type RunbookSet } from '../src/runbook/load.js';
+import { connectSsh } from '../src/ssh/executor.js';
+import { approveEverything, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { REDIS_URL, useTestRedis } from './support/redis.js';
+
+const COMMANDS = new URL('../commands/', import.meta.url).pathname;
+const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
+const db = useTestRedis();
+let runbooks: RunbookSet;
+let h: Harness | undefined;
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  const shipped = await loadRunbooks(COMMANDS);
+  // A runbook whose only step is a long remote command, to watch a cancel kill it.
+  const sleepy = parseRunbook(
+    '/test/sleepy.yaml',
+    'name: sleepy\nsummary: one long step\nsource: test\nsteps:\n  - id: long\n    title: Long\n    run: echo $$ > ~/sleepy.pid; echo started; sleep 300\n',
+    shipped.scopes,
+  );
+  runbooks = { scopes: shipped.scopes, runbooks: new Map([...shipped.runbooks, ['sleepy', sleepy]]) };
+});
+afterEach(async () => {
+  await h?.stop();
+  h = undefined;
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function destructiveChanges(journal: { ok: boolean; action: string; target: string }[]): string[] {
+  return journal
+    .filter((j) => j.ok && ['server.delete', 'loadbalancer.failover', 'server.start'].includes(j.action))
+    .map((j) => `${j.action} ${j.target}`);
+}
+
+/**
+ * Every step that started also finished (a step open when the run parked at an approval is started
+ * again after run.resumed), and poll attempts count up without gaps.
+ */
+function expectCoherent(events: RunEvent[]): void {
+  expect(events[0]?.type).toBe('run.started');
+  expect(events.at(-1)?.type).toBe('run.finished');
+  const open = new Set<string>();
+  const attempts = new Map<string, number>();
+  for (const e of events) {
+    const key = 'stepId' in e ? `${e.stepId}#${e.iteration?.n ?? 0}` : '';
+    if (e.type === 'step.started') open.add(key);
+    if (e.type === 'step.finished') {
+      expect(open.has(key), `${key} finished without starting`).toBe(true);
+      open.delete(key);
+    }
+    if (e.type === 'poll.attempt') {
+      const last = attempts.get(key) ?? 0;
+      expect(e.attempt === last + 1 || e.attempt === 1, `${key} attempt ${e.attempt} after ${last}`).toBe(
+        true,
+      );
+      attempts.set(key, e.attempt);
+    }
+  }
+  expect([...open]).toEqual([]);
+}
+
+describe('runs that outlive trouble', () => {
+  it('should kill the running remote command and record who cancelled when a running run is cancelled', async () => {
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
+    await h.startAgent();
+    const run = await h.service.submit({
+      runbook: 'sleepy',
+      args: [],
+      site: 'site-0',
+      requestedBy: 'U_REQUESTER',
+    });
+    await waitForEvent(
+      h.service,
+      run.runId,
+      (e): e is RunEvent => e.type === 'step.output' && e.line === 'started',
+    );
+    await h.service.cancel(run.runId, 'U_CANCELLER');
+    const finished = await waitForEvent(h.service, run.runId, isType('run.finished'));
+    expect(finished).toMatchObject({
+      status: 'cancelled',
+      message: expect.stringContaining('cancelled by U_CANCELLER'),
+    });
+    const sim = h.sims[0];
+    if (!sim) throw new Error('no sim');
+    const ex = await connectSsh({ target: sim.target });
+    try {
+      const r = await ex.exec({
+        script: 'kill -0 "$(cat ~/sleepy.pid)" 2>/dev/null && echo alive || echo gone',
+        env: {},
+        timeoutMs: 5000,
+      });
+      expect(r.stdout.trim()).toBe('gone');
+    } finally {
+      await ex.close();
+    }
+  });
+
+  it('should finish on another agent with every destructive command issued once when its agent is SIGKILLed mid-run', async () => {
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['outage'] });
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-kill-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const siteFile = path.join(dir, 'site.yaml');
+    await writeFile(siteFile, stringify({ ...h.sims[0]?.site, name: 'site-0' }));
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [
+        BIN,
+        'agent',
+        '--site',
+        siteFile,
+        '--concurrency',
+        '1',
+        '--lock-duration-ms',
+        '1500',
+        '--stalled-interval-ms',
+        '500',
+      ],
+      {
+        env: { ...process.env, REDIS_URL, QUEUE_PREFIX: db.prefix, LOG_LEVEL: 'info' },
+        stdio: ['ignore', process.env.CAPI_DEBUG_CHILD ? 'inherit' : 'ignore', 'inherit'],
+      },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+      await exited;
+    });
+
+    const run = await h.service.submit({
+      runbook: 'recover',
+      args: [],
+      site: 'site-0',
+      requestedBy: 'U_REQUESTER',
+    });
+    const approver = new AbortController();
+    const approvals = approveEverything(h.service, run.runId, approver.signal);
+    // Killed right after the failover was approved: it may or may not have been issued.
+    await waitForEvent(h.service, run.runId, isType('approval.decided', 'failover/failover-lb'), 60_000);
+    child.kill('SIGKILL');
+    await exited;
+
+    await h.startAgent({ lockDurationMs: 1500, stalledIntervalMs: 500 });
+    const finished = await waitForEvent(h.service, run.runId, isType('run.finished'), 60_000);
+    expect(finished.status).toBe('succeeded');
+    await approvals;
+    const sim = h.sims[0];
+    if (!sim) throw new Error('no sim');
+    expect(destructiveChanges(await sim.journal())).toEqual([
+      'server.start capi-mgmt-v2',
+      'server.delete 5e000000-0000-4000-8000-0000000000e2',
+      'server.delete 5e000000-0000-4000-8000-0000000000e1',
+      'loadbalancer.failover 1b000000-0000-4000-8000-000000000001',
+    ]);
+    expect(await sim.violations()).toEqual([]);
+    const events = (await h.service.timeline.read(run.runId)).map((e) => e.event);
+    expect(
+      events.filter((e) => e.type === 'run.resumed').map((e) => (e as { reason: string }).reason),
+    ).toContainEqual(expect.stringMatching(/an agent took over this run/));
+  });
+
+  it('should lose no run and no timeline event when Redis restarts mid-run', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-redis-aof-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const port = await freePort();
+    const startRedis = async () => {
+      const p = spawn(
+        'redis-server',
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          dir,
+          '--appendonly',
+          'yes',
+          '--appendfsync',
+          'always',
+          '--save',
+          '',
+        ],
+        { stdio: 'ignore' },
+      );
+      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 50 });
+      probe.on('error', () => undefined);
+      await probe.connect().catch(() => undefined);
+      await probe.ping();
+      probe.disconnect();
+      return p;
+    };
+    let server = await startRedis();
+    cleanups.push(async () => {
+      server.kill('SIGKILL');
+    });
+    const url = `redis://127.0.0.1:${port}`;
+    const redis = new Redis(url, { maxRetriesPerRequest: null });
+    redis.on('error', () => undefined);
+    cleanups.push(async () => {
+      redis.disconnect();
+    });
+
+    h = await startHarness({ redis, prefix: 'capi-aof', runbooks, scenarios: ['outage'], redisUrl: url });
+    await h.startAgent();
+    const run = await h.service.submit({
+      runbook: 'recover',
+      args: [],
+      site: 'site-0',
+      requestedBy: 'U_REQUESTER',
+    });
+    const approver = new AbortController();
+    const approvals = approveEverything(h.service, run.runId, approver.signal);
+    await waitForEvent(h.service, run.runId, isType('step.started', 'k8s-ready'), 60_000);
+
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    const admin = new Redis({ port, host: '127.0.0.1' });
+    admin.on('error', () => undefined);
+    await admin.shutdown('SAVE').catch(() => undefined);
+    admin.disconnect();
+    await exited;
+    server = await startRedis();
+
+    const finished = await waitForEvent(h.service, run.runId, isType('run.finished'), 90_000);
+    expect(finished.status).toBe('succeeded');
+    approver.abort();
+    await approvals;
+    expect((await h.service.registry.get(run.runId))?.status).toBe('succeeded');
+    expectCoherent((await h.service.timeline.read(run.runId)).map((e) => e.event));
+  });
+});
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
