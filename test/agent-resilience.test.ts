@@ -27,7 +27,15 @@ beforeAll(async () => {
     'name: sleepy\nsummary: one long step\nsource: test\nsteps:\n  - id: long\n    title: Long\n    run: echo $$ > ~/sleepy.pid; echo started; sleep 300\n',
     shipped.scopes,
   );
-  runbooks = { scopes: shipped.scopes, runbooks: new Map([...shipped.runbooks, ['sleepy', sleepy]]) };
+  const twoSteps = parseRunbook(
+    '/test/two-steps.yaml',
+    'name: two-steps\nsummary: two steps\nsource: test\nsteps:\n  - id: one\n    title: One\n    run: sleep 1; echo one\n  - id: two\n    title: Two\n    run: echo two >> ~/two; cat ~/two | wc -l\n',
+    shipped.scopes,
+  );
+  runbooks = {
+    scopes: shipped.scopes,
+    runbooks: new Map([...shipped.runbooks, ['sleepy', sleepy], ['two-steps', twoSteps]]),
+  };
 });
 afterEach(async () => {
   await h?.stop();
@@ -102,6 +110,36 @@ describe('runs that outlive trouble', () => {
     } finally {
       await ex.close();
     }
+  });
+
+  it('should let the running step finish and hand the run over when its agent shuts down', async () => {
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
+    const first = await h.startAgent({ shutdownGraceMs: 30_000 });
+    const run = await h.service.submit({
+      runbook: 'two-steps',
+      args: [],
+      site: 'site-0',
+      requestedBy: 'U_REQUESTER',
+    });
+    await waitForEvent(h.service, run.runId, isType('step.started', 'one'));
+    const closing = first.close();
+    expect(first.close()).toBe(closing);
+    await closing;
+    const events = (await h.service.timeline.read(run.runId)).map((e) => e.event);
+    expect(events.find((e) => e.type === 'step.finished' && e.stepId === 'one')).toMatchObject({
+      status: 'ok',
+    });
+    expect(events.some((e) => e.type === 'step.started' && e.stepId === 'two')).toBe(false);
+    expect(await h.service.registry.get(run.runId)).toMatchObject({ status: 'interrupted' });
+
+    await h.startAgent();
+    const finished = await waitForEvent(h.service, run.runId, isType('run.finished'));
+    expect(finished.status).toBe('succeeded');
+    const two = (await h.service.timeline.read(run.runId))
+      .map((e) => e.event)
+      .filter((e) => e.type === 'step.output' && e.stepId === 'two');
+    // Step two ran exactly once, on the second agent.
+    expect(two.map((e) => (e as { line: string }).line.trim())).toEqual(['1']);
   });
 
   it('should finish on another agent with every destructive command issued once when its agent is SIGKILLed mid-run', async () => {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type Checkpoint,
   type RunOptions,
+  RunInterrupted,
   runRunbook,
   runToEnd,
   validateParams,
@@ -465,6 +466,36 @@ describe('suspending and resuming a run', () => {
     expect(ofType(rec.events, 'guard.skipped').map((e) => e.message)).toEqual([
       `${A} is no longer listed -> not deleting`,
     ]);
+  });
+
+  it('should report an interrupted run at the step it was on when its process is shutting down', async () => {
+    const rb = testRunbook(`steps:
+  - id: first
+    title: First
+    run: echo first
+  - id: long
+    title: Long
+    run: echo started; sleep 300
+`);
+    const abort = new AbortController();
+    const rec = recorder();
+    const outcome = await runRunbook(
+      base({
+        runbook: rb,
+        signal: abort.signal,
+        emit: (e) => {
+          rec.emit(e);
+          if (e.type === 'step.output' && e.line === 'started')
+            abort.abort(new RunInterrupted('the agent is shutting down'));
+        },
+      }),
+    );
+    expect(outcome).toMatchObject({ status: 'interrupted', checkpoint: { top: 1 } });
+    expect(ofType(rec.events, 'run.finished')).toHaveLength(0);
+    expect(ofType(rec.events, 'step.finished').at(-1)).toMatchObject({
+      stepId: 'long',
+      status: 'interrupted',
+    });
   });
 
   it('should say who cancelled when the abort carries a name', async () => {

@@ -19,6 +19,7 @@ const newRun = (runId: string, extra: Partial<NewRunRecord> = {}): NewRunRecord 
   runbook: 'stuck-delete',
   params: { cluster: 'prod-k8s' },
   site: 'site-a',
+  queue: 'jobs',
   requestedBy: 'U0AAAAAAA',
   ...extra,
 });

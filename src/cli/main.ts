@@ -2,6 +2,14 @@ import { parseArgs } from 'node:util';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import { runAgentCommand } from './agent.js';
 import { runDemo } from './demo.js';
+import {
+  cancelCommand,
+  decideCommand,
+  followCommand,
+  statusCommand,
+  submitCommand,
+  timelineCommand,
+} from './queue-commands.js';
 import { listRunbooks, runFromTerminal } from './run.js';
 
 const USAGE = `capi-chatops -- CAPI/Magnum recovery runbooks with a human approval before every destructive step
@@ -14,6 +22,14 @@ usage:
   capi-chatops list [--commands DIR]      the runbooks and their arguments
   capi-chatops agent [--site FILE]...     serve the sites' run queues (REDIS_URL, QUEUE_PREFIX; SITE_FILE
       may list several profiles, comma separated); SIGINT/SIGTERM stop it gracefully
+
+  through the queue (an agent runs it; approvals come from Slack or from decide):
+  capi-chatops submit RUNBOOK [ARGS...] [--site FILE]... [--on SITE] [--as USER] [--no-follow]
+  capi-chatops follow RUN                 print a run's timeline live until it finishes
+  capi-chatops status [RUN]               active and recent runs, or one run and its pending approvals
+  capi-chatops timeline RUN               one run as Markdown, for the postmortem
+  capi-chatops cancel RUN [--as USER]     stop a run between steps and kill its running command
+  capi-chatops decide APPROVAL approve|deny --as SLACK_USER_ID [--group S...]
   capi-chatops demo [--yes] [--verbose] [--scenario NAME]
       start the simulated jumphost (a real sshd on 127.0.0.1 with a simulated cloud) and run
       recover against it; scenarios live in sim/scenarios (default: outage)
@@ -81,6 +97,59 @@ export async function main(argv: readonly string[]): Promise<number> {
           ...numberFlag('lockDurationMs', values['lock-duration-ms']),
           ...numberFlag('stalledIntervalMs', values['stalled-interval-ms']),
         });
+      }
+      case 'submit': {
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: {
+            site: { type: 'string', multiple: true, default: [] },
+            on: { type: 'string' },
+            as: { type: 'string' },
+            'no-follow': { type: 'boolean', default: false },
+            verbose: { type: 'boolean', default: false },
+          },
+        });
+        const [runbook, ...args] = positionals;
+        if (runbook === undefined) return usage('submit needs a RUNBOOK name (capi-chatops list shows them)');
+        return await submitCommand({
+          runbook,
+          args,
+          siteFiles: values.site,
+          ...(values.on !== undefined ? { on: values.on } : {}),
+          ...(values.as !== undefined ? { as: values.as } : {}),
+          follow: !values['no-follow'],
+          verbose: values.verbose,
+        });
+      }
+      case 'follow':
+      case 'timeline':
+      case 'cancel': {
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: { as: { type: 'string' }, verbose: { type: 'boolean', default: false } },
+        });
+        const [runId] = positionals;
+        if (runId === undefined) return usage(`${command} needs a RUN id (capi-chatops status lists them)`);
+        if (command === 'follow') return await followCommand(runId, values.verbose);
+        if (command === 'timeline') return await timelineCommand(runId);
+        return await cancelCommand(runId, values.as);
+      }
+      case 'status': {
+        const { positionals } = parseArgs({ args: [...rest], allowPositionals: true });
+        return await statusCommand(positionals[0]);
+      }
+      case 'decide': {
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: { as: { type: 'string' }, group: { type: 'string', multiple: true, default: [] } },
+        });
+        const [approvalId, verdict] = positionals;
+        if (approvalId === undefined || verdict === undefined)
+          return usage('decide needs an APPROVAL id and approve|deny');
+        return await decideCommand({ approvalId, verdict, as: values.as, groups: values.group });
       }
       case undefined:
       case 'help':

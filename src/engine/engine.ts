@@ -221,6 +221,9 @@ class Interpreter {
           checkpoint: this.checkpoint(),
         };
       }
+      if (err instanceof Pause || this.signal.reason instanceof RunInterrupted) {
+        return { status: 'interrupted', checkpoint: this.checkpoint() };
+      }
       if (err instanceof Stop) {
         if (err.status === 'finished') return await this.finish('succeeded', err.message);
         return await this.finish(err.status, err.message, err.stepId);

@@ -58,6 +58,10 @@ export class RunService {
     this.lock = new TargetLock(opts.redis, opts.prefix);
   }
 
+  siteNames(): string[] {
+    return [...this.opts.sites.keys()];
+  }
+
   private site(name: string): SiteProfile {
     const site = this.opts.sites.get(name);
     if (!site) {
@@ -69,8 +73,7 @@ export class RunService {
     return site;
   }
 
-  private queue(siteName: string): Queue {
-    const name = this.site(siteName).queue;
+  private queue(name: string): Queue {
     let q = this.queues.get(name);
     if (!q) {
       q = new Queue(name, { connection: this.opts.redis, prefix: this.opts.prefix });
@@ -119,10 +122,11 @@ export class RunService {
         runbook: job.runbook,
         params,
         site: job.site,
+        queue: this.site(job.site).queue,
         requestedBy: job.requestedBy,
         ...(job.channel !== undefined ? { channel: job.channel } : {}),
       });
-      await this.queue(job.site).add(RUN_JOB_NAME, job, {
+      await this.queue(record.queue).add(RUN_JOB_NAME, job, {
         jobId: job.runId,
         attempts: 1,
         removeOnComplete: { count: 1000 },
@@ -169,7 +173,7 @@ export class RunService {
 
   /** Moves a run's delayed job (waiting on an approval) back to the queue at once. */
   private async wake(record: RunRecord): Promise<void> {
-    const job = await Job.fromId(this.queue(record.site), record.runId);
+    const job = await Job.fromId(this.queue(record.queue), record.runId);
     if (!job || !(await job.isDelayed())) return;
     try {
       await job.promote();

@@ -50,6 +50,8 @@ export interface RunRecord {
   readonly params: Readonly<Record<string, string>>;
   readonly site: string;
   readonly requestedBy: string;
+  /** The BullMQ queue its job is on, so a front can wake it without knowing the site profile. */
+  readonly queue: string;
   readonly channel?: string;
   readonly status: RunRecordStatus;
   readonly currentStep?: string;
@@ -119,6 +121,7 @@ const storedRecordSchema = z.object({
   params: jsonText.pipe(z.record(z.string(), z.string())),
   site: nonEmpty,
   requestedBy: nonEmpty,
+  queue: nonEmpty,
   channel: z.string().exactOptional(),
   status: z.enum(RUN_RECORD_STATUSES as [RunRecordStatus, ...RunRecordStatus[]]),
   currentStep: z.string().exactOptional(),
@@ -135,6 +138,7 @@ const newRecordSchema = z.object({
   params: z.record(z.string(), z.string()),
   site: nonEmpty,
   requestedBy: nonEmpty,
+  queue: nonEmpty,
   channel: z.string().exactOptional(),
   currentStep: z.string().exactOptional(),
   finishedAt: isoTime.exactOptional(),

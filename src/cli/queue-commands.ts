@@ -1,0 +1,217 @@
+import { hostname, userInfo } from 'node:os';
+import type { Redis } from 'ioredis';
+import { loadConfig } from '../config/env.js';
+import { CapiError, ErrorCode } from '../errors.js';
+import { createTerminalTimeline } from '../fronts/terminal.js';
+import { createLogger } from '../log.js';
+import { connectRedis } from '../queue/redis.js';
+import { RunService } from '../queue/service.js';
+import { loadRunbooks } from '../runbook/load.js';
+import { approvalId } from '../runs/approvals.js';
+import type { RunRecord } from '../runs/registry.js';
+import { renderMarkdown } from '../runs/timeline.js';
+import { loadSites, siteFilesFrom } from './agent.js';
+import { EXIT_CODES } from './run.js';
+
+/**
+ * The terminal as a front on the queue: the same RunService the Slack front uses, so a run started
+ * here is served by the agents, shows in `/capi status`, and is approved by the same people.
+ */
+interface Session {
+  readonly service: RunService;
+  readonly redis: Redis;
+  close(): Promise<void>;
+}
+
+async function openSession(siteFiles: readonly string[]): Promise<Session> {
+  const config = loadConfig();
+  const logger = createLogger({ level: 'warn', name: 'cli', destination: process.stderr });
+  const files = siteFilesFrom(siteFiles, config.siteFile);
+  const sites = files.length > 0 ? await loadSites(files) : new Map();
+  const redis = connectRedis(config.redis.url, 'store', logger);
+  const service = new RunService({
+    redis,
+    prefix: config.queue.prefix,
+    runbooks: await loadRunbooks(config.commandsDir),
+    sites,
+    approvalTimeoutMs: config.approval.timeoutMs,
+    approvers: config.approval.approvers,
+    allowSelfApproval: config.approval.allowSelfApproval,
+    logger,
+  });
+  return {
+    service,
+    redis,
+    async close() {
+      await service.close();
+      redis.disconnect();
+    },
+  };
+}
+
+async function withSession<T>(siteFiles: readonly string[], fn: (s: Session) => Promise<T>): Promise<T> {
+  const session = await openSession(siteFiles);
+  try {
+    return await fn(session);
+  } finally {
+    await session.close();
+  }
+}
+
+/** Prints a run's timeline from its start and keeps printing until it finishes; returns its exit code. */
+async function followRun(service: RunService, runId: string, verbose: boolean): Promise<number> {
+  const print = createTerminalTimeline(process.stdout, { verbose });
+  const abort = new AbortController();
+  const stop = () => abort.abort();
+  process.once('SIGINT', stop);
+  try {
+    for await (const entry of service.timeline.follow(runId, '0', abort.signal)) {
+      print(entry.event);
+      if (entry.event.type === 'approval.requested') {
+        process.stdout.write(
+          `    waiting for an approver (Slack, or: capi-chatops decide ${approvalId(runId, entry.event.stepId, entry.event.iteration?.n)} approve --as <your Slack user id>)\n`,
+        );
+      }
+      if (entry.event.type === 'run.finished') return EXIT_CODES[entry.event.status];
+    }
+  } finally {
+    process.off('SIGINT', stop);
+  }
+  process.stdout.write(`stopped following ${runId}; the run goes on (capi-chatops follow ${runId})\n`);
+  return 0;
+}
+
+export function operatorName(): string {
+  return `${userInfo().username}@${hostname()}`;
+}
+
+export async function submitCommand(opts: {
+  readonly runbook: string;
+  readonly args: readonly string[];
+  readonly siteFiles: readonly string[];
+  readonly on?: string;
+  readonly as?: string;
+  readonly follow: boolean;
+  readonly verbose: boolean;
+}): Promise<number> {
+  return withSession(opts.siteFiles, async ({ service }) => {
+    const site = opts.on ?? onlySite(service);
+    const record = await service.submit({
+      runbook: opts.runbook,
+      args: opts.args,
+      site,
+      requestedBy: opts.as ?? operatorName(),
+    });
+    process.stdout.write(`run id: ${record.runId} (${record.runbook} on ${record.site}, queued)\n`);
+    return opts.follow ? await followRun(service, record.runId, opts.verbose) : 0;
+  });
+}
+
+function onlySite(service: RunService): string {
+  const names = service.siteNames();
+  if (names.length === 1) return names[0] as string;
+  throw new CapiError(
+    ErrorCode.ConfigInvalid,
+    names.length === 0
+      ? 'no site profile: pass --site FILE or set SITE_FILE'
+      : `several sites are configured (${names.join(', ')}): say which with --on SITE`,
+  );
+}
+
+export function followCommand(runId: string, verbose: boolean): Promise<number> {
+  return withSession([], ({ service }) => followRun(service, runId, verbose));
+}
+
+export function statusCommand(runId?: string): Promise<number> {
+  return withSession([], async ({ service }) => {
+    if (runId !== undefined) {
+      const record = await service.registry.get(runId);
+      if (!record)
+        throw new CapiError(ErrorCode.RunNotFound, `no run ${runId} (capi-chatops status lists them)`);
+      process.stdout.write(`${describeRun(record)}\n`);
+      for (const a of await service.approvals.pendingForRun(runId)) {
+        process.stdout.write(
+          `  waiting for approval ${a.approvalId}: ${a.request.summary} (expires ${a.expiresAt})\n`,
+        );
+      }
+      return 0;
+    }
+    const runs = await service.registry.list({ limit: 20 });
+    if (runs.length === 0) process.stdout.write('no runs yet\n');
+    for (const r of runs) process.stdout.write(`${describeRun(r)}\n`);
+    return 0;
+  });
+}
+
+function describeRun(r: RunRecord): string {
+  const step = r.currentStep ? ` at ${r.currentStep}` : '';
+  const cancel = r.cancelRequestedBy ? ` (cancel asked by ${r.cancelRequestedBy})` : '';
+  const message = r.message ? `: ${r.message}` : '';
+  return `run id: ${r.runId}  ${r.status}${step}  ${r.runbook} on ${r.site}, by ${r.requestedBy}, ${r.createdAt}${cancel}${message}`;
+}
+
+export function timelineCommand(runId: string): Promise<number> {
+  return withSession([], async ({ service }) => {
+    const entries = await service.timeline.read(runId);
+    if (entries.length === 0) throw new CapiError(ErrorCode.RunNotFound, `run ${runId} has no timeline`);
+    process.stdout.write(renderMarkdown(entries));
+    return 0;
+  });
+}
+
+export function cancelCommand(runId: string, as: string | undefined): Promise<number> {
+  return withSession([], async ({ service }) => {
+    const record = await service.cancel(runId, as ?? operatorName());
+    process.stdout.write(
+      `cancel requested for run ${record.runId} (${record.status}); its agent stops it now\n`,
+    );
+    return 0;
+  });
+}
+
+export function decideCommand(opts: {
+  readonly approvalId: string;
+  readonly verdict: string;
+  readonly as: string | undefined;
+  readonly groups: readonly string[];
+}): Promise<number> {
+  if (opts.verdict !== 'approve' && opts.verdict !== 'deny') {
+    throw new CapiError(ErrorCode.ConfigInvalid, `say approve or deny, not '${opts.verdict}'`);
+  }
+  if (opts.as === undefined) {
+    throw new CapiError(
+      ErrorCode.ConfigInvalid,
+      'say who decides: --as <your Slack user id> (it is checked against CAPI_APPROVERS)',
+    );
+  }
+  const userId = opts.as;
+  return withSession([], async ({ service }) => {
+    const result = await service.decide(
+      opts.approvalId,
+      { userId, groupIds: opts.groups },
+      opts.verdict === 'approve',
+      'terminal',
+    );
+    switch (result.outcome) {
+      case 'decided':
+        process.stdout.write(`${opts.verdict === 'approve' ? 'approved' : 'denied'}: the run continues\n`);
+        return 0;
+      case 'already_decided':
+      case 'expired': {
+        const d = result.approval.decision;
+        process.stdout.write(
+          `already decided: ${d?.approved ? 'approved' : d?.reason === 'expired' ? 'expired' : 'denied'} by ${d?.by} at ${d?.at}\n`,
+        );
+        return 1;
+      }
+      case 'refused':
+        process.stderr.write(`refused: ${result.reason}\n`);
+        return 3;
+      case 'not_found':
+        process.stderr.write(
+          `no approval ${opts.approvalId} (capi-chatops status RUN lists a run's pending ones)\n`,
+        );
+        return 2;
+    }
+  });
+}

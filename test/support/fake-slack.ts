@@ -1,0 +1,482 @@
+/**
+ * A strict fake of the Slack Web API: a real HTTP server on 127.0.0.1 that @slack/web-api's WebClient (and
+ * Bolt through `clientOptions.slackApiUrl`) talks to. It is stricter than Slack where Slack would be lenient
+ * in ways that hide bugs (a reply to a reply, an empty text object), and enforces the Block Kit limits with
+ * the same validator the message builders are tested against.
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { blockKitError } from '../../src/slack/limits.js';
+
+export interface RecordedCall {
+  /** The API method (`chat.postMessage`), or `upload` for a POST to an upload URL. */
+  readonly method: string;
+  /** The arguments as parsed: JSON-string fields (`blocks`, `files`) decoded; for `upload`, file_id and bytes. */
+  readonly args: Readonly<Record<string, unknown>>;
+  /** Epoch ms, on the fake's clock. */
+  readonly at: number;
+  readonly status: number;
+  readonly response: unknown;
+}
+
+export interface FakeMessage {
+  readonly ts: string;
+  readonly thread_ts?: string;
+  readonly text: string;
+  readonly blocks: unknown[];
+  /** How many chat.update calls changed it. */
+  readonly updates: number;
+  /** Ids of files shared with this message (files.completeUploadExternal). */
+  readonly files?: readonly string[];
+}
+
+export interface FakeEphemeral {
+  readonly user: string;
+  readonly thread_ts?: string;
+  readonly text: string;
+  readonly blocks: unknown[];
+}
+
+export interface FakeFile {
+  readonly id: string;
+  readonly filename: string;
+  readonly title: string;
+  readonly bytes: Buffer;
+  readonly channel?: string;
+  readonly thread_ts?: string;
+}
+
+export type FakeFailure = { status: 429; retryAfterS: number } | { status: 500 | 503 };
+
+export interface FakeSlack {
+  /** What WebClient's `slackApiUrl` takes, e.g. `http://127.0.0.1:PORT/api/`. */
+  readonly url: string;
+  /** Every call, in order, refused ones included. */
+  readonly calls: readonly RecordedCall[];
+  /** The current state of every message in a channel, oldest first (thread replies included). */
+  messages(channel: string): FakeMessage[];
+  ephemerals(channel: string): FakeEphemeral[];
+  /** Files that completed the upload flow (shared or not). */
+  files(): FakeFile[];
+  /** The next `times` (default 1) calls of `method` fail this way and change nothing. */
+  failNext(method: string, failure: FakeFailure, times?: number): void;
+  close(): Promise<void>;
+}
+
+export interface FakeSlackOptions {
+  readonly token: string;
+  readonly channels: readonly string[];
+  /** Known users and the user groups (subteam ids) they belong to. */
+  readonly users?: Readonly<Record<string, { readonly groups: readonly string[] }>>;
+  /** chat.postMessage per channel per second, after a burst of 3. Default 1. */
+  readonly postRatePerChannelPerS?: number;
+  /** Epoch ms; lets a test move time for the rate limiter instead of sleeping. Default Date.now. */
+  readonly clock?: () => number;
+}
+
+export const FAKE_BOT = { userId: 'UBOT000001', botId: 'BBOT000001', teamId: 'TFAKE00001' } as const;
+
+const POST_BURST = 3;
+/** Form fields Slack expects as JSON strings. */
+const JSON_FIELDS = new Set(['blocks', 'attachments', 'files', 'metadata']);
+
+class ApiError extends Error {
+  constructor(
+    readonly error: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(error);
+  }
+}
+
+interface StoredMessage {
+  ts: string;
+  thread_ts?: string;
+  text: string;
+  blocks: unknown[];
+  updates: number;
+  files?: string[];
+}
+
+interface PendingUpload {
+  readonly id: string;
+  readonly filename: string;
+  readonly length: number;
+  bytes?: Buffer;
+  completed: boolean;
+}
+
+export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack> {
+  const clock = opts.clock ?? Date.now;
+  const rate = opts.postRatePerChannelPerS ?? 1;
+  const users = opts.users ?? {};
+  const calls: RecordedCall[] = [];
+  const channels = new Map<string, StoredMessage[]>(opts.channels.map((c) => [c, []]));
+  const ephemerals = new Map<string, FakeEphemeral[]>();
+  const uploads = new Map<string, PendingUpload>();
+  const files: FakeFile[] = [];
+  const failures = new Map<string, FakeFailure[]>();
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  let tsCounter = 0;
+  let fileCounter = 0;
+  let baseUrl = '';
+
+  const nextTs = () => {
+    tsCounter += 1;
+    const micros = tsCounter * 100;
+    return `${1_700_000_000 + Math.floor(micros / 1_000_000)}.${String(micros % 1_000_000).padStart(6, '0')}`;
+  };
+
+  const takePostToken = (channel: string): boolean => {
+    const now = clock();
+    const bucket = buckets.get(channel) ?? { tokens: POST_BURST, at: now };
+    bucket.tokens = Math.min(POST_BURST, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+    bucket.at = now;
+    buckets.set(channel, bucket);
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  };
+
+  const channelOf = (args: Record<string, unknown>, field = 'channel'): StoredMessage[] => {
+    const channel = args[field];
+    if (typeof channel !== 'string' || channel === '') throw new ApiError('channel_not_found');
+    const messages = channels.get(channel);
+    if (!messages) throw new ApiError('channel_not_found');
+    return messages;
+  };
+
+  const checkThread = (messages: StoredMessage[], threadTs: unknown): string | undefined => {
+    if (threadTs === undefined || threadTs === '') return undefined;
+    // Slack files a reply to a reply under the parent; a bot that does that holds the wrong ts, so refuse it.
+    if (
+      typeof threadTs !== 'string' ||
+      !messages.some((m) => m.ts === threadTs && m.thread_ts === undefined)
+    ) {
+      throw new ApiError('thread_not_found');
+    }
+    return threadTs;
+  };
+
+  /** text and blocks as Slack would store them, or the error Slack would answer. */
+  const content = (args: Record<string, unknown>): { text: string; blocks: unknown[] } => {
+    const text = args.text === undefined ? '' : String(args.text);
+    const blocks = args.blocks;
+    if (blocks !== undefined && !Array.isArray(blocks)) throw new ApiError('invalid_blocks_format');
+    if (text === '' && (blocks === undefined || blocks.length === 0)) throw new ApiError('no_text');
+    const problem = blockKitError({ text, blocks });
+    if (problem) throw new ApiError(problem.error, { errors: problem.errors });
+    return { text, blocks: blocks ?? [] };
+  };
+
+  const methods: Record<string, (args: Record<string, unknown>) => Record<string, unknown>> = {
+    'auth.test': () => ({
+      url: 'https://fake.slack.test/',
+      team: 'Fake',
+      user: 'capi-bot',
+      team_id: FAKE_BOT.teamId,
+      user_id: FAKE_BOT.userId,
+      bot_id: FAKE_BOT.botId,
+    }),
+
+    'chat.postMessage': (args) => {
+      const messages = channelOf(args);
+      const channel = args.channel as string;
+      const threadTs = checkThread(messages, args.thread_ts);
+      const body = content(args);
+      if (!takePostToken(channel)) throw new RateLimited(1);
+      const message: StoredMessage = { ts: nextTs(), ...body, updates: 0 };
+      if (threadTs !== undefined) message.thread_ts = threadTs;
+      messages.push(message);
+      return { channel, ts: message.ts, message: messageJson(message) };
+    },
+
+    'chat.update': (args) => {
+      const messages = channelOf(args);
+      const message = messages.find((m) => m.ts === args.ts);
+      if (!message) throw new ApiError('message_not_found');
+      const body = content(args);
+      if (args.text !== undefined) message.text = body.text;
+      if (args.blocks !== undefined) message.blocks = body.blocks;
+      message.updates += 1;
+      return { channel: args.channel, ts: message.ts, text: message.text, message: messageJson(message) };
+    },
+
+    'chat.postEphemeral': (args) => {
+      const messages = channelOf(args);
+      const channel = args.channel as string;
+      if (typeof args.user !== 'string' || !(args.user in users)) throw new ApiError('user_not_in_channel');
+      const threadTs = checkThread(messages, args.thread_ts);
+      const body = content(args);
+      const list = ephemerals.get(channel) ?? [];
+      list.push({ user: args.user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
+      ephemerals.set(channel, list);
+      return { message_ts: nextTs() };
+    },
+
+    'files.getUploadURLExternal': (args) => {
+      const length = Number(args.length);
+      if (
+        typeof args.filename !== 'string' ||
+        args.filename === '' ||
+        !Number.isSafeInteger(length) ||
+        length <= 0
+      ) {
+        throw new ApiError('invalid_arguments');
+      }
+      fileCounter += 1;
+      const id = `F${String(fileCounter).padStart(9, '0')}`;
+      uploads.set(id, { id, filename: args.filename, length, completed: false });
+      return { upload_url: `${baseUrl}/upload/${id}`, file_id: id };
+    },
+
+    'files.completeUploadExternal': (args) => {
+      const list = args.files;
+      if (!Array.isArray(list) || list.length === 0) throw new ApiError('invalid_arguments');
+      const pending = list.map((f: unknown) => {
+        const id = (f as { id?: unknown } | null)?.id;
+        const upload = typeof id === 'string' ? uploads.get(id) : undefined;
+        if (!upload?.bytes || upload.completed) throw new ApiError('file_not_found');
+        const title = (f as { title?: unknown }).title;
+        return { upload, title: typeof title === 'string' && title !== '' ? title : upload.filename };
+      });
+      let channel: string | undefined;
+      let threadTs: string | undefined;
+      if (args.channel_id !== undefined) {
+        const messages = channelOf(args, 'channel_id');
+        channel = args.channel_id as string;
+        threadTs = checkThread(messages, args.thread_ts);
+        // Sharing a file posts a message holding it, where a person would see it.
+        const message: StoredMessage = {
+          ts: nextTs(),
+          text: args.initial_comment === undefined ? '' : String(args.initial_comment),
+          blocks: [],
+          updates: 0,
+          files: pending.map((p) => p.upload.id),
+        };
+        if (threadTs !== undefined) message.thread_ts = threadTs;
+        messages.push(message);
+      }
+      for (const { upload, title } of pending) {
+        upload.completed = true;
+        files.push({
+          id: upload.id,
+          filename: upload.filename,
+          title,
+          bytes: upload.bytes as Buffer,
+          ...(channel !== undefined ? { channel } : {}),
+          ...(threadTs !== undefined ? { thread_ts: threadTs } : {}),
+        });
+      }
+      return { files: pending.map(({ upload, title }) => ({ id: upload.id, title, name: upload.filename })) };
+    },
+
+    'usergroups.users.list': (args) => {
+      const group = args.usergroup;
+      const members = Object.entries(users)
+        .filter(([, u]) => typeof group === 'string' && u.groups.includes(group))
+        .map(([id]) => id);
+      const known = Object.values(users).some((u) => typeof group === 'string' && u.groups.includes(group));
+      if (!known) throw new ApiError('no_such_subteam');
+      return { users: members };
+    },
+
+    'users.info': (args) => {
+      const id = args.user;
+      if (typeof id !== 'string' || !(id in users)) throw new ApiError('user_not_found');
+      return { user: { id, name: id.toLowerCase(), real_name: `User ${id}`, is_bot: false, deleted: false } };
+    },
+  };
+
+  const record = (method: string, args: Record<string, unknown>, status: number, response: unknown) => {
+    calls.push({ method, args, at: clock(), status, response });
+  };
+
+  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': typeof body === 'string' ? 'text/plain' : 'application/json; charset=utf-8',
+      ...headers,
+    });
+    res.end(text);
+  };
+
+  /** Answers an injected failure if one is queued for this method; true when it did. */
+  const injected = (method: string, args: Record<string, unknown>, res: ServerResponse): boolean => {
+    const failure = failures.get(method)?.shift();
+    if (!failure) return false;
+    if (failure.status === 429) {
+      const body = { ok: false, error: 'ratelimited' };
+      record(method, args, 429, body);
+      send(res, 429, body, { 'retry-after': String(failure.retryAfterS) });
+    } else {
+      const body = 'upstream connect error';
+      record(method, args, failure.status, body);
+      send(res, failure.status, body);
+    }
+    return true;
+  };
+
+  const handleApi = (
+    method: string,
+    args: Record<string, unknown>,
+    token: string | undefined,
+    res: ServerResponse,
+  ) => {
+    if (injected(method, args, res)) return;
+    const answer = (status: number, body: Record<string, unknown>, headers: Record<string, string> = {}) => {
+      record(method, args, status, body);
+      send(res, status, body, headers);
+    };
+    if (token === undefined || token === '') return answer(200, { ok: false, error: 'not_authed' });
+    if (token !== opts.token) return answer(200, { ok: false, error: 'invalid_auth' });
+    const impl = methods[method];
+    if (!impl) return answer(200, { ok: false, error: 'unknown_method' });
+    try {
+      answer(200, { ok: true, ...impl(args) });
+    } catch (err) {
+      if (err instanceof RateLimited) {
+        return answer(429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(err.retryAfterS) });
+      }
+      if (err instanceof ApiError) return answer(200, { ok: false, error: err.error, ...err.extra });
+      throw err;
+    }
+  };
+
+  const handleUpload = async (id: string, req: IncomingMessage, raw: Buffer, res: ServerResponse) => {
+    const bytes = await uploadedBytes(req, raw);
+    const args = { file_id: id, bytes: bytes.length };
+    if (injected('upload', args, res)) return;
+    const upload = uploads.get(id);
+    let status = 200;
+    let body: string;
+    if (!upload || upload.bytes) {
+      status = 404;
+      body = `no upload waiting at ${id}`;
+    } else if (bytes.length !== upload.length) {
+      status = 400;
+      body = `declared length ${upload.length}, received ${bytes.length} bytes`;
+    } else {
+      upload.bytes = bytes;
+      body = `OK - ${bytes.length}`;
+    }
+    record('upload', args, status, body);
+    send(res, status, body);
+  };
+
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+      void (async () => {
+        if (req.method !== 'POST') return send(res, 405, 'POST only');
+        const upload = /^\/upload\/([A-Za-z0-9]+)$/.exec(url.pathname);
+        if (upload) return await handleUpload(upload[1] as string, req, raw, res);
+        const api = /^\/api\/([A-Za-z0-9_.]+)$/.exec(url.pathname);
+        if (!api) return send(res, 404, 'not found');
+        const method = api[1] as string;
+        let args: Record<string, unknown>;
+        try {
+          args = await parseArgs(req, raw);
+        } catch (err) {
+          const body = { ok: false, error: 'invalid_form_data', detail: String(err) };
+          record(method, {}, 200, body);
+          return send(res, 200, body);
+        }
+        const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+        const token = bearer ?? (typeof args.token === 'string' ? args.token : undefined);
+        delete args.token;
+        handleApi(method, args, token, res);
+      })().catch((err: unknown) => {
+        send(res, 500, `fake slack crashed: ${err instanceof Error ? err.stack : String(err)}`);
+      });
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  baseUrl = `http://127.0.0.1:${port}`;
+
+  return {
+    url: `${baseUrl}/api/`,
+    calls,
+    messages: (channel) => (channels.get(channel) ?? []).map(messageJson),
+    ephemerals: (channel) => [...(ephemerals.get(channel) ?? [])],
+    files: () => [...files],
+    failNext(method, failure, times = 1) {
+      const queue = failures.get(method) ?? [];
+      for (let i = 0; i < times; i++) queue.push(failure);
+      failures.set(method, queue);
+    },
+    async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+class RateLimited extends Error {
+  constructor(readonly retryAfterS: number) {
+    super('ratelimited');
+  }
+}
+
+function messageJson(m: StoredMessage): FakeMessage {
+  return {
+    ts: m.ts,
+    ...(m.thread_ts !== undefined ? { thread_ts: m.thread_ts } : {}),
+    text: m.text,
+    blocks: structuredClone(m.blocks),
+    updates: m.updates,
+    ...(m.files !== undefined ? { files: [...m.files] } : {}),
+  };
+}
+
+async function parseArgs(req: IncomingMessage, raw: Buffer): Promise<Record<string, unknown>> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  const args: Record<string, unknown> = {};
+  if (type === 'application/json') {
+    const parsed: unknown = raw.length === 0 ? {} : JSON.parse(raw.toString('utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Error('not a JSON object');
+    return parsed as Record<string, unknown>;
+  }
+  if (type === 'application/x-www-form-urlencoded' || type === '') {
+    for (const [k, v] of new URLSearchParams(raw.toString('utf8'))) args[k] = decodeField(k, v);
+    return args;
+  }
+  if (type === 'multipart/form-data') {
+    const form = await formOf(req, raw);
+    for (const [k, v] of form) args[k] = typeof v === 'string' ? decodeField(k, v) : `<file ${v.size} bytes>`;
+    return args;
+  }
+  throw new Error(`unsupported content-type ${type}`);
+}
+
+function decodeField(key: string, value: string): unknown {
+  if (!JSON_FIELDS.has(key)) return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    // Left as a string so the method answers invalid_blocks_format / invalid_arguments as Slack does.
+    return value;
+  }
+}
+
+function formOf(req: IncomingMessage, raw: Buffer): Promise<FormData> {
+  return new Response(raw, { headers: { 'content-type': req.headers['content-type'] ?? '' } }).formData();
+}
+
+/** WebClient posts the bytes as multipart form data; curl and Slack's docs post them raw. Both are accepted. */
+async function uploadedBytes(req: IncomingMessage, raw: Buffer): Promise<Buffer> {
+  if (!(req.headers['content-type'] ?? '').toLowerCase().startsWith('multipart/form-data')) return raw;
+  const form = await formOf(req, raw);
+  for (const [, v] of form) {
+    if (typeof v !== 'string') return Buffer.from(await v.arrayBuffer());
+  }
+  throw new Error('multipart upload without a file part');
+}
