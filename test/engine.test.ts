@@ -3,8 +3,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type Checkpoint,
-  type RunOptions,
   RunInterrupted,
+  type RunOptions,
   runRunbook,
   runToEnd,
   validateParams,
