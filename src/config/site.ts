@@ -56,6 +56,10 @@ export const SiteProfileSchema = z.strictObject({
       amphora_ram_mb: z.number().int().positive().default(1024),
     })
     .default({ ram_allocation_ratio: 1.5, reserved_host_memory_mb: 8192, amphora_ram_mb: 1024 }),
+  /** Slack channels whose /capi commands act on this site (an incident channel per site). */
+  slack_channels: z
+    .array(z.string().regex(/^[CG][A-Z0-9]{2,}$/, { error: 'must be a Slack channel id such as C0123ABCD' }))
+    .default([]),
   /** The BullMQ queue this site's runs go to (default `jobs`); give a site its own agents with its own queue. */
   queue: z
     .string()

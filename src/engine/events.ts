@@ -78,6 +78,13 @@ export type RunEvent =
   | (StepRef & { readonly type: 'guard.skipped'; readonly message: string })
   | (StepRef & { readonly type: 'approval.requested'; readonly request: ApprovalRequest })
   | (StepRef & { readonly type: 'approval.decided'; readonly decision: ApprovalDecision })
+  /** A front refused someone's decision (not an approver, or the requester); nothing changed. */
+  | {
+      readonly type: 'approval.refused';
+      readonly approvalId: string;
+      readonly by: string;
+      readonly reason: string;
+    }
   | (StepRef & {
       readonly type: 'step.finished';
       readonly status: StepStatus;

@@ -57,6 +57,8 @@ export function formatEvent(e: RunEvent): string {
         `=== ${e.runbook} on site ${e.site} -- run id: ${e.runId}, requested by ${e.requestedBy}`,
         ...e.steps.map((s, i) => `    ${i + 1}. ${s.title}${s.destructive ? '  [needs approval]' : ''}`),
       ].join('\n');
+    case 'approval.refused':
+      return `    -- a decision by ${e.by} was refused: ${e.reason}`;
     case 'run.resumed':
       return `=== resumed at ${e.atStep}: ${e.reason}`;
     case 'preflight':

@@ -90,6 +90,12 @@ export const runEventSchema = z.discriminatedUnion('type', [
     steps: z.array(z.object({ id: z.string(), title: z.string(), destructive: z.boolean() })),
   }),
   z.object({ type: z.literal('run.resumed'), reason: z.string(), atStep: z.string() }),
+  z.object({
+    type: z.literal('approval.refused'),
+    approvalId: z.string(),
+    by: z.string(),
+    reason: z.string(),
+  }),
   z.object({ type: z.literal('preflight'), home: z.string(), tools: z.array(z.string()) }),
   z.object({
     ...ref,
@@ -507,6 +513,9 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         break;
       case 'run.resumed':
         out.push(`- ${t} run resumed at ${e.atStep}: ${e.reason}`);
+        break;
+      case 'approval.refused':
+        out.push(`- ${t} a decision by ${e.by} was refused: ${e.reason}`);
         break;
       case 'preflight':
         out.push(`- ${t} jumphost ready (HOME=${e.home}; ${e.tools.join(', ') || 'no CLIs'} found)`);

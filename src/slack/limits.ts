@@ -71,7 +71,8 @@ export function findBlockKitViolations(message: {
   readonly blocks?: unknown;
 }): BlockKitViolation[] {
   const out: BlockKitViolation[] = [];
-  const invalid = (path: string, what: string) => out.push({ error: 'invalid_blocks', detail: `${path}: ${what}` });
+  const invalid = (path: string, what: string) =>
+    out.push({ error: 'invalid_blocks', detail: `${path}: ${what}` });
 
   if (typeof message.text === 'string' && message.text.length > BLOCK_KIT_LIMITS.messageText) {
     out.push({
@@ -117,7 +118,8 @@ function checkBlock(block: unknown, path: string, invalid: Report): void {
     invalid(`${path}/type`, `unknown block type ${JSON.stringify(type)}`);
     return;
   }
-  if (block.block_id !== undefined) checkId(block.block_id, `${path}/block_id`, BLOCK_KIT_LIMITS.blockId, invalid);
+  if (block.block_id !== undefined)
+    checkId(block.block_id, `${path}/block_id`, BLOCK_KIT_LIMITS.blockId, invalid);
 
   switch (type) {
     case 'section': {
@@ -228,7 +230,10 @@ function checkElement(element: unknown, path: string, invalid: Report): void {
   if (element.url !== undefined) {
     if (typeof element.url !== 'string') invalid(`${path}/url`, 'must be a string');
     else if (element.url.length > BLOCK_KIT_LIMITS.buttonUrl) {
-      invalid(`${path}/url`, `must be at most ${BLOCK_KIT_LIMITS.buttonUrl} characters (got ${element.url.length})`);
+      invalid(
+        `${path}/url`,
+        `must be at most ${BLOCK_KIT_LIMITS.buttonUrl} characters (got ${element.url.length})`,
+      );
     }
   }
   if (element.style !== undefined && element.style !== 'primary' && element.style !== 'danger') {
@@ -238,7 +243,8 @@ function checkElement(element: unknown, path: string, invalid: Report): void {
 
 function checkId(id: unknown, path: string, max: number, invalid: Report): void {
   if (typeof id !== 'string') invalid(path, 'must be a string');
-  else if (id.length === 0 || id.length > max) invalid(path, `must be 1-${max} characters (got ${id.length})`);
+  else if (id.length === 0 || id.length > max)
+    invalid(path, `must be 1-${max} characters (got ${id.length})`);
 }
 
 function checkText(

@@ -77,7 +77,12 @@ export function foldRunView(entries: readonly TimelineEntry[]): RunView | undefi
         params: { ...e.params },
         startedAt: entry.at,
         status: 'running',
-        steps: e.steps.map((s) => ({ id: s.id, title: s.title, destructive: s.destructive, status: 'pending' })),
+        steps: e.steps.map((s) => ({
+          id: s.id,
+          title: s.title,
+          destructive: s.destructive,
+          status: 'pending',
+        })),
         pendingApprovals: 0,
       };
       view.lastEventId = entry.id;

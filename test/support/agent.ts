@@ -30,6 +30,7 @@ export async function startHarness(opts: {
   readonly scenarios: readonly string[];
   readonly approvalTimeoutMs?: number;
   readonly redisUrl?: string;
+  readonly approvers?: readonly string[];
 }): Promise<Harness> {
   const sims = await Promise.all(
     opts.scenarios.map((scenario) => startSimJumphost({ scenario, timeScale: 0.002 })),
@@ -47,7 +48,7 @@ export async function startHarness(opts: {
     runbooks: opts.runbooks,
     sites,
     approvalTimeoutMs,
-    approvers: ['U_APPROVER'],
+    approvers: opts.approvers ?? ['U_APPROVER'],
     allowSelfApproval: false,
     logger: quietLogger,
   });

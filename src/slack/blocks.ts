@@ -1,0 +1,640 @@
+/**
+ * Block Kit messages for a run: the root message (a live checklist, edited in place), one thread post per
+ * event worth a notification, and the approval request with its buttons. Pure functions of state: they make
+ * no Slack calls, so a restarted front rebuilds the same messages from the timeline.
+ *
+ * Every string that came from a command, a runbook or a person is redacted (again: redaction is idempotent,
+ * and a builder must not trust that its caller did it), Slack-escaped so it cannot mention @channel, link or
+ * forge a `<!date>`, and clipped so that every message stays within the Block Kit limits for any input.
+ */
+
+import type { StepRef } from '../engine/events.js';
+import { createLineRedactor, redactText } from '../redact.js';
+import type { StoredApproval } from '../runs/approvals.js';
+import { formatDuration, type TimelineEntry } from '../runs/timeline.js';
+import { BLOCK_KIT_LIMITS, textLength } from './limits.js';
+import type { RunView, RunViewStatus, StepView, StepViewStatus } from './run-view.js';
+
+export interface SlackMessage {
+  /** The notification and fallback text. */
+  text: string;
+  blocks: unknown[];
+}
+
+export const APPROVE_ACTION_ID = 'capi_approve';
+export const DENY_ACTION_ID = 'capi_deny';
+
+/** What a step.finished post shows besides the event itself; stepContext() gathers it from the timeline. */
+export interface ThreadContext {
+  /** The step's title as its step.started said (step.finished carries none). */
+  readonly title?: string;
+  /** The step's output lines, oldest first; only the last few are shown. */
+  readonly output?: readonly string[];
+}
+
+// Budgets, in characters of final (escaped) text. Slack's own limits are in BLOCK_KIT_LIMITS; these keep
+// every message below them with room to spare, and keep posts readable on a phone.
+const SECTION_MAX = BLOCK_KIT_LIMITS.sectionText - 50;
+/** The sum of every text in a message's blocks (Slack refuses past 12000). */
+const MESSAGE_TEXT_BUDGET = 11_000;
+const FALLBACK_MAX = 300;
+const OUTPUT_TAIL_LINES = 25;
+const OUTPUT_LINE_MAX = 300;
+const OUTPUT_BLOCK_MAX = 2500;
+const COMMANDS_BUDGET = 5000;
+const LIST_ITEMS = 20;
+const LIST_BUDGET = 1500;
+const ELLIPSIS = '…';
+
+// ---------------------------------------------------------------------------------------------------------
+// Text helpers
+
+/** Slack's control characters; once escaped, text cannot mention, link or form a `<!date>`. */
+export function escapeSlack(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function escapedLength(ch: string): number {
+  return ch === '&' ? 5 : ch === '<' || ch === '>' ? 4 : ch.length;
+}
+
+/**
+ * Escapes `raw` and cuts it to at most `max` characters, marking a cut with an ellipsis. Cuts fall between
+ * code points and never inside an entity, so the result is always valid Slack text.
+ */
+function clipEscaped(raw: string, max: number): string {
+  let out = '';
+  let used = 0;
+  let i = 0;
+  for (const ch of raw) {
+    const len = escapedLength(ch);
+    if (used + len > max - ELLIPSIS.length) {
+      // Does the rest still fit without an ellipsis?
+      const rest = raw.slice(i);
+      if (used + escapedTotal(rest, max - used + 1) <= max) return out + escapeSlack(rest);
+      return out + ELLIPSIS;
+    }
+    out += escapeSlack(ch);
+    used += len;
+    i += ch.length;
+  }
+  return out;
+}
+
+/** The escaped length of `raw`, counting no further than `stopAt`. */
+function escapedTotal(raw: string, stopAt: number): number {
+  let n = 0;
+  for (const ch of raw) {
+    n += escapedLength(ch);
+    if (n > stopAt) return n;
+  }
+  return n;
+}
+
+/** For one-line places (titles, labels): line breaks and runs of blanks become one space. */
+function oneLine(raw: string): string {
+  return raw.replace(/\s+/g, ' ').trim();
+}
+
+/** Redacted, on one line, escaped and clipped: the form every runbook or command string takes inline. */
+function inline(raw: string, max: number): string {
+  return clipEscaped(oneLine(redactText(raw)), max);
+}
+
+/** A run of backticks would close the code block early: a zero-width space between them keeps them apart. */
+function neutraliseFences(text: string): string {
+  return text.replace(/`(?=`)/g, '`\u200b');
+}
+
+/** Slack user ids become mentions; anything else (a terminal operator, `expiry`) is shown as text. */
+function mention(who: string, max = 80): string {
+  return /^[UW][A-Z0-9]{2,20}$/.test(who) ? `<@${who}>` : inline(who, max);
+}
+
+/** `<!date^…>` renders in the reader's time zone; the fallback after `|` is what clients without it show. */
+function slackDate(iso: string): string {
+  const ms = Date.parse(iso);
+  if (Number.isNaN(ms)) return inline(iso, 40);
+  return `<!date^${Math.floor(ms / 1000)}^{date_short_pretty} {time}|${utcText(ms)}>`;
+}
+
+function utcText(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+}
+
+function mrkdwn(text: string): { type: 'mrkdwn'; text: string } {
+  return { type: 'mrkdwn', text: text === '' ? ' ' : text };
+}
+
+function plain(text: string): { type: 'plain_text'; text: string; emoji: true } {
+  return { type: 'plain_text', text: text === '' ? ' ' : text, emoji: true };
+}
+
+function section(text: string): Record<string, unknown> {
+  return { type: 'section', text: mrkdwn(text) };
+}
+
+function context(text: string): Record<string, unknown> {
+  return { type: 'context', elements: [mrkdwn(text)] };
+}
+
+function header(raw: string): Record<string, unknown> {
+  return { type: 'header', text: plain(clipEscaped(oneLine(redactText(raw)), BLOCK_KIT_LIMITS.headerText)) };
+}
+
+/** Greedily packs lines into sections of at most SECTION_MAX characters; every line must fit one section. */
+function packSections(lines: readonly string[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  let current = '';
+  for (const line of lines) {
+    if (current !== '' && current.length + 1 + line.length > SECTION_MAX) {
+      out.push(section(current));
+      current = '';
+    }
+    current = current === '' ? line : `${current}\n${line}`;
+  }
+  if (current !== '') out.push(section(current));
+  return out;
+}
+
+/**
+ * Lines of output or of a command as they may sit inside a code block: redacted as one stream (a private key
+ * spans lines), fences neutralised, escaped, each clipped to `lineMax`. `clipped` counts the characters the
+ * clipping hid.
+ */
+function codeLines(raw: readonly string[], lineMax: number): { lines: string[]; clipped: number } {
+  const redact = createLineRedactor();
+  let clipped = 0;
+  const lines = raw.map((r) => {
+    const full = neutraliseFences(redact(r));
+    const line = clipEscaped(full, lineMax);
+    const total = escapedTotal(full, Number.POSITIVE_INFINITY);
+    if (total > lineMax) clipped += total - (line.length - ELLIPSIS.length);
+    return line;
+  });
+  return { lines, clipped };
+}
+
+function fenced(lines: readonly string[]): string {
+  return `\`\`\`\n${lines.join('\n')}\n\`\`\``;
+}
+
+/** Room for the lines of one code block inside a section, with its fences and a label line. */
+const CODE_ROOM = SECTION_MAX - 150;
+
+const STEP_EMOJI: Readonly<Record<StepViewStatus, string>> = {
+  pending: ':white_circle:',
+  running: ':arrows_counterclockwise:',
+  waiting_approval: ':raised_hand:',
+  ok: ':white_check_mark:',
+  failed: ':x:',
+  skipped: ':fast_forward:',
+  denied: ':no_entry:',
+  cancelled: ':no_entry_sign:',
+  interrupted: ':double_vertical_bar:',
+};
+
+const RUN_EMOJI: Readonly<Record<RunViewStatus, string>> = {
+  running: ':arrows_counterclockwise:',
+  waiting_approval: ':raised_hand:',
+  succeeded: ':white_check_mark:',
+  failed: ':x:',
+  denied: ':no_entry:',
+  cancelled: ':no_entry_sign:',
+};
+
+const RUN_WORD: Readonly<Record<RunViewStatus, string>> = {
+  running: 'running',
+  waiting_approval: 'waiting for approval',
+  succeeded: 'succeeded',
+  failed: 'FAILED',
+  denied: 'DENIED',
+  cancelled: 'CANCELLED',
+};
+
+const DESTRUCTIVE_MARK = ':warning:';
+
+function elapsedSince(iso: string | undefined, now: Date): number | undefined {
+  if (iso === undefined) return undefined;
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms) ? undefined : Math.max(0, now.getTime() - ms);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Root message
+
+/** The run's root message: what runs where for whom, then a checklist of every step. */
+export function rootMessage(view: RunView, now: Date): SlackMessage {
+  const runId = inline(view.runId, 120);
+  const active = view.status === 'running' || view.status === 'waiting_approval';
+  const total =
+    view.durationMs ??
+    (active ? elapsedSince(view.startedAt, now) : undefined) ??
+    (view.finishedAt !== undefined && view.startedAt !== undefined
+      ? Date.parse(view.finishedAt) - Date.parse(view.startedAt)
+      : undefined);
+
+  const params = Object.entries(view.params);
+  const paramText =
+    params.length === 0
+      ? 'none'
+      : // Redacted as `key=value` pairs, so a parameter named like a secret hides its value.
+        clipEscaped(params.map(([k, v]) => oneLine(redactText(`${k}=${v}`))).join(', '), 600);
+  const status =
+    `${RUN_EMOJI[view.status]} *${RUN_WORD[view.status]}*` +
+    (total !== undefined ? ` ${active ? 'for' : 'after'} ${formatDuration(total)}` : '') +
+    (view.pendingApprovals > 0 && active ? ` · ${view.pendingApprovals} approval(s) pending` : '');
+  const info = [
+    `run id: ${runId}`,
+    `*Requested by* ${mention(view.requestedBy)}`,
+    `*Parameters* ${paramText}`,
+    `*Status* ${status}`,
+  ];
+  if (view.message !== undefined) info.push(`> ${inline(view.message, 600)}`);
+  if (view.failedStep !== undefined) info.push(`*Failed step* ${inline(view.failedStep, 100)}`);
+  if (view.summary !== '') info.push(`_${inline(view.summary, 300)}_`);
+
+  const head = [header(`${view.runbook} on ${view.site}`), section(info.join('\n'))];
+  const foot = context(
+    active
+      ? `To stop it: /capi cancel ${runId}`
+      : `Finished ${slackDate(view.finishedAt ?? now.toISOString())}`,
+  );
+  const fixed = head.reduce((n, b) => n + textLength(b), 0) + textLength(foot);
+  const checklist = checklistLines(view, now, MESSAGE_TEXT_BUDGET - fixed);
+
+  const counts = countBy(view.steps.map((s) => s.status));
+  const done = (counts.ok ?? 0) + (counts.skipped ?? 0);
+  return {
+    text: fallbackText(
+      `${view.runbook} on ${view.site}: ${RUN_WORD[view.status]} (${done}/${view.steps.length} steps done, run ${view.runId})`,
+    ),
+    blocks: [...head, { type: 'divider' }, ...packSections(checklist), foot],
+  };
+}
+
+function countBy(values: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
+}
+
+/** Clip sizes per level of detail: long runbooks get shorter lines before any line is left out. */
+const DETAIL_LEVELS = [
+  { title: 100, detail: 120 },
+  { title: 60, detail: 60 },
+  { title: 36, detail: 30 },
+  { title: 20, detail: 0 },
+] as const;
+
+function checklistLines(view: RunView, now: Date, budget: number): string[] {
+  const m = view.steps.length;
+  if (m === 0) return ['_This runbook has no steps._'];
+  const size = (lines: readonly string[]) => lines.reduce((n, l) => n + l.length + 1, 0);
+  let lines: string[] = [];
+  for (const level of DETAIL_LEVELS) {
+    lines = view.steps.map((s, i) => stepLine(s, i + 1, m, now, level));
+    if (size(lines) <= budget) return lines;
+  }
+  // Still too long (hundreds of steps): show a window around where the run is, and count the rest.
+  const focus = focusIndex(view);
+  const summaryRoom = 2 * 160;
+  let lo = focus;
+  let hi = focus;
+  let used = (lines[focus]?.length ?? 0) + 1;
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const next of [hi + 1, lo - 1]) {
+      const line = lines[next];
+      if (line === undefined || used + line.length + 1 + summaryRoom > budget) continue;
+      used += line.length + 1;
+      if (next > hi) hi = next;
+      else lo = next;
+      grew = true;
+    }
+  }
+  const hidden = (from: number, to: number) => {
+    const counts = countBy(view.steps.slice(from, to + 1).map((s) => s.status));
+    const parts = Object.entries(counts).map(([status, n]) => `${n} ${status.replace('_', ' ')}`);
+    return `${ELLIPSIS} steps ${from + 1}-${to + 1} not shown: ${parts.join(', ')}`;
+  };
+  return [
+    ...(lo > 0 ? [hidden(0, lo - 1)] : []),
+    ...lines.slice(lo, hi + 1),
+    ...(hi < m - 1 ? [hidden(hi + 1, m - 1)] : []),
+  ];
+}
+
+function focusIndex(view: RunView): number {
+  const current = view.steps.findIndex((s) => s.id === view.currentStep);
+  if (current !== -1) return current;
+  const active = view.steps.findIndex((s) => s.status === 'running' || s.status === 'waiting_approval');
+  if (active !== -1) return active;
+  for (let i = view.steps.length - 1; i >= 0; i--) if (view.steps[i]?.status !== 'pending') return i;
+  return 0;
+}
+
+function stepLine(
+  s: StepView,
+  n: number,
+  m: number,
+  now: Date,
+  level: (typeof DETAIL_LEVELS)[number],
+): string {
+  const title = inline(s.title, level.title) || inline(s.id, level.title);
+  const parts = [
+    `${STEP_EMOJI[s.status]} ${title}${s.destructive ? ` ${DESTRUCTIVE_MARK}` : ''}`,
+    `step ${n} of ${m}`,
+  ];
+  const open = s.status === 'running' || s.status === 'waiting_approval';
+  const time = s.durationMs ?? (open ? elapsedSince(s.startedAt, now) : undefined);
+  if (time !== undefined) parts.push(formatDuration(time));
+  if (open && s.iteration) {
+    const label = level.detail > 0 ? `: ${inline(s.iteration.label, Math.min(level.detail, 60))}` : '';
+    parts.push(`item ${s.iteration.n} of ${s.iteration.of}${label}`);
+  }
+  if (open && s.poll) {
+    const summary = level.detail > 0 ? `: ${inline(s.poll.summary, level.detail)}` : '';
+    parts.push(`attempt ${s.poll.attempt} of ${s.poll.of}${summary}`);
+  }
+  if (open && s.activity !== undefined && level.detail > 0) parts.push(inline(s.activity, level.detail));
+  if (s.status === 'waiting_approval') parts.push('*waiting for approval*');
+  if (!open && s.status !== 'ok' && s.status !== 'pending') {
+    parts.push(`_${s.status}_`);
+    if (s.message !== undefined && level.detail > 0) parts.push(inline(s.message, level.detail));
+  }
+  return parts.join(' · ');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Thread posts
+
+/** The title and output of the step `ref` names, as the timeline holds them up to its latest step.started. */
+export function stepContext(entries: readonly TimelineEntry[], ref: StepRef): ThreadContext {
+  let title: string | undefined;
+  let output: string[] = [];
+  const same = (r: StepRef) => r.stepId === ref.stepId && r.iteration?.n === ref.iteration?.n;
+  for (const { event: e } of entries) {
+    if (e.type === 'step.started' && same(e)) {
+      title = e.title;
+      output = [];
+    } else if (e.type === 'step.output' && same(e)) {
+      output.push(e.line);
+    }
+  }
+  return { ...(title !== undefined ? { title } : {}), output };
+}
+
+function where(ref: StepRef): string {
+  const it = ref.iteration
+    ? ` · item ${ref.iteration.n} of ${ref.iteration.of}: ${inline(ref.iteration.label, 80)}`
+    : '';
+  return `*Step ${ref.index} of ${ref.total}*${it}`;
+}
+
+/** The notification text: a whole line composed from event strings, redacted and escaped like any other. */
+function fallbackText(raw: string): string {
+  return inline(raw, FALLBACK_MAX) || 'capi run update';
+}
+
+function post(fallback: string, blocks: Record<string, unknown>[]): SlackMessage {
+  return { text: fallbackText(fallback), blocks };
+}
+
+/** One thread post for an event worth a notification; undefined for events the root checklist shows instead. */
+export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): SlackMessage | undefined {
+  const e = entry.event;
+  switch (e.type) {
+    case 'run.started':
+    case 'preflight':
+    case 'step.output':
+    case 'poll.attempt':
+    case 'approval.requested':
+      return undefined;
+    case 'step.started': {
+      const kind =
+        e.kind === 'poll' ? ' (polls until ready)' : e.kind === 'for_each' ? ' (one pass per item)' : '';
+      const text =
+        `:arrow_forward: ${where(e)} started: ${inline(e.title, 300)}${kind}` +
+        (e.destructive ? ` ${DESTRUCTIVE_MARK} destructive` : '');
+      return post(`Step ${e.index} of ${e.total} started: ${e.title}`, [section(text)]);
+    }
+    case 'step.finished': {
+      const name = ctx.title !== undefined ? inline(ctx.title, 300) : inline(e.stepId, 200);
+      const code =
+        e.exitCode !== null
+          ? ` · exit ${e.exitCode}`
+          : e.signal !== null
+            ? ` · signal ${inline(e.signal, 20)}`
+            : '';
+      const lines = [
+        `${STEP_EMOJI[e.status]} ${where(e)} ${e.status}: ${name}${code} · ${formatDuration(e.durationMs)}`,
+      ];
+      if (e.message !== undefined) lines.push(`> ${inline(e.message, 1500)}`);
+      const blocks = [section(lines.join('\n'))];
+      const output = ctx.output ?? [];
+      if (output.length > 0) {
+        const { lines } = codeLines(output.slice(-OUTPUT_TAIL_LINES), OUTPUT_LINE_MAX);
+        // The last lines are the ones that say why a command failed: keep those, drop from the front.
+        const kept: string[] = [];
+        let used = 0;
+        for (let i = lines.length - 1; i >= 0; i--) {
+          const line = lines[i] as string;
+          if (used + line.length + 1 > OUTPUT_BLOCK_MAX) break;
+          kept.unshift(line);
+          used += line.length + 1;
+        }
+        const note =
+          kept.length < output.length
+            ? `_Last ${kept.length} of ${output.length} output lines:_`
+            : '_Output:_';
+        blocks.push(section(`${note}\n${fenced(kept)}`));
+      }
+      return post(`Step ${e.index} of ${e.total} ${e.status}: ${ctx.title ?? e.stepId}`, blocks);
+    }
+    case 'decision':
+      return post(`Step ${e.index} of ${e.total}: ${e.message}`, [
+        section(`:speech_balloon: ${where(e)}: ${inline(e.message, 2000)}`),
+      ]);
+    case 'guard.skipped':
+      return post(`Step ${e.index} of ${e.total} skipped: ${e.message}`, [
+        section(`:fast_forward: ${where(e)} skipped, nothing to do: ${inline(e.message, 2000)}`),
+      ]);
+    case 'approval.decided': {
+      const d = e.decision;
+      const text = d.approved
+        ? `:white_check_mark: ${where(e)} approved by ${mention(d.by)} at ${slackDate(d.at)}`
+        : d.reason === 'expired'
+          ? `:hourglass: ${where(e)}: the approval expired unanswered at ${slackDate(d.at)} (counts as a denial)`
+          : `:no_entry: ${where(e)} denied by ${mention(d.by)} at ${slackDate(d.at)}` +
+            (d.note !== undefined ? `: ${inline(d.note, 500)}` : '');
+      const word = d.approved ? 'approved' : d.reason === 'expired' ? 'approval expired' : 'denied';
+      return post(`Step ${e.index} of ${e.total} ${word}`, [section(text)]);
+    }
+    case 'run.resumed':
+      return post(`Run resumed at ${e.atStep}`, [
+        section(`:arrow_forward: Run resumed at step ${inline(e.atStep, 100)}: ${inline(e.reason, 1000)}`),
+      ]);
+    case 'run.finished': {
+      const lines = [
+        `${RUN_EMOJI[e.status]} *Run ${RUN_WORD[e.status]}* after ${formatDuration(e.durationMs)}`,
+      ];
+      lines.push(`> ${inline(e.message, 2000)}`);
+      if (e.failedStep !== undefined) lines.push(`*Failed step* ${inline(e.failedStep, 100)}`);
+      return post(`Run ${e.status} after ${formatDuration(e.durationMs)}: ${e.message}`, [
+        section(lines.join('\n')),
+      ]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Approval
+
+/** The approval request: what will run, on what, why; buttons until decided, then who decided. */
+export function approvalMessage(approval: StoredApproval, now: Date): SlackMessage {
+  const r = approval.request;
+  const blocks: Record<string, unknown>[] = [header(`Approval needed: ${r.title}`)];
+
+  const about = [
+    inline(r.summary, 1200),
+    `*Runbook* ${inline(r.runbook, 100)} · run id: ${inline(r.runId, 120)} · ${where(r.step)} (${inline(r.step.stepId, 140)})`,
+  ];
+  blocks.push(section(about.join('\n')));
+
+  blocks.push(...commandBlocks(r.commands));
+  blocks.push(...listBlock('Targets', r.targets));
+  blocks.push(...listBlock('Evidence', r.evidence));
+
+  const expires = Date.parse(approval.expiresAt);
+  const left = Number.isNaN(expires) ? undefined : expires - now.getTime();
+  const expiry =
+    left === undefined
+      ? ''
+      : left > 0
+        ? ` · expires ${slackDate(approval.expiresAt)} (in ${formatDuration(left)})`
+        : ` · expired ${slackDate(approval.expiresAt)}`;
+  blocks.push(
+    context(`Requested by ${mention(r.requestedBy)} at ${slackDate(approval.requestedAt)}${expiry}`),
+  );
+
+  const d = approval.decision;
+  if (d !== undefined) {
+    const via = approval.decidedVia !== undefined ? ` via ${inline(approval.decidedVia, 40)}` : '';
+    blocks.push(
+      context(
+        d.approved
+          ? `:white_check_mark: *Approved* by ${mention(d.by)} at ${slackDate(d.at)}${via}`
+          : d.reason === 'expired'
+            ? `:hourglass: *Expired* unanswered at ${slackDate(d.at)}: nothing destructive was run`
+            : `:no_entry: *Denied* by ${mention(d.by)} at ${slackDate(d.at)}${via}` +
+              (d.note !== undefined ? `: ${inline(d.note, 500)}` : ''),
+      ),
+    );
+  } else if (left !== undefined && left <= 0) {
+    blocks.push(
+      context(':hourglass: *Expired* unanswered: it counts as a denial, nothing destructive will run'),
+    );
+  } else if (approval.approvalId.length > BLOCK_KIT_LIMITS.buttonValue) {
+    // Cannot happen with ids from approvalId(); buttons carrying a cut id would decide nothing.
+    blocks.push(
+      context(':warning: This approval id is too long for Slack buttons: decide it from the terminal'),
+    );
+  } else {
+    blocks.push({
+      type: 'actions',
+      block_id: 'capi_approval',
+      elements: [
+        {
+          type: 'button',
+          action_id: APPROVE_ACTION_ID,
+          text: plain('Approve'),
+          style: 'primary',
+          value: approval.approvalId,
+        },
+        {
+          type: 'button',
+          action_id: DENY_ACTION_ID,
+          text: plain('Deny'),
+          style: 'danger',
+          value: approval.approvalId,
+        },
+      ],
+    });
+  }
+
+  const state =
+    d === undefined
+      ? 'Approval needed'
+      : d.approved
+        ? 'Approved'
+        : d.reason === 'expired'
+          ? 'Expired'
+          : 'Denied';
+  return {
+    text: fallbackText(`${state}: ${r.title} (run ${r.runId})`),
+    blocks,
+  };
+}
+
+/**
+ * The commands exactly as they will run, in code blocks, in order. Past COMMANDS_BUDGET the rest is left out
+ * (never a line from the middle) and a warning says how much, so nobody approves text they could not see.
+ */
+function commandBlocks(commands: readonly string[]): Record<string, unknown>[] {
+  const pieces: string[] = [];
+  let budget = COMMANDS_BUDGET;
+  let hidden = 0;
+  commands.forEach((command, i) => {
+    const { lines, clipped } = codeLines(command.split('\n'), 1000);
+    hidden += clipped;
+    let label: string | undefined =
+      commands.length > 1 ? `*Will run (${i + 1} of ${commands.length}):*` : '*Will run:*';
+    let chunk: string[] = [];
+    let chunkLen = 0;
+    const flush = () => {
+      if (chunk.length === 0) return;
+      const code = fenced(chunk);
+      pieces.push(label === undefined ? code : `${label}\n${code}`);
+      budget -= code.length + (label?.length ?? 0) + 2;
+      label = undefined;
+      chunk = [];
+      chunkLen = 0;
+    };
+    for (const [j, line] of lines.entries()) {
+      const cost = line.length + 1;
+      if (cost + chunkLen + (label?.length ?? 0) + 10 > budget) {
+        hidden += lines.slice(j).reduce((n, l) => n + l.length + 1, 0);
+        break;
+      }
+      if (chunkLen + cost > CODE_ROOM) flush();
+      chunk.push(line);
+      chunkLen += cost;
+    }
+    flush();
+  });
+  const out = packSections(pieces);
+  if (hidden > 0) {
+    out.push(
+      context(
+        `:warning: ${hidden} characters of the command(s) are not shown here: read them in the run's timeline before approving`,
+      ),
+    );
+  }
+  return out;
+}
+
+function listBlock(label: string, items: readonly string[]): Record<string, unknown>[] {
+  if (items.length === 0) return [];
+  const lines: string[] = [];
+  let used = 0;
+  for (const item of items.slice(0, LIST_ITEMS)) {
+    const line = `• ${inline(item, 300)}`;
+    if (used + line.length + 1 > LIST_BUDGET) break;
+    lines.push(line);
+    used += line.length + 1;
+  }
+  if (lines.length < items.length) lines.push(`${ELLIPSIS} and ${items.length - lines.length} more`);
+  return [section(`*${label} (${items.length})*\n${lines.join('\n')}`)];
+}

@@ -1,0 +1,40 @@
+import type { WebClient } from '@slack/web-api';
+import type { Logger } from 'pino';
+import type { SiteProfile } from '../config/site.js';
+import type { RunService } from '../queue/service.js';
+
+/** What every /capi handler gets: who asked, where, and the services behind the front. */
+export interface CapiContext {
+  readonly userId: string;
+  readonly channelId: string;
+  readonly service: RunService;
+  readonly client: WebClient;
+  readonly logger: Logger;
+  /** Tells only the person who typed the command (chat.postEphemeral). */
+  reply(text: string): Promise<void>;
+  /** The site this channel acts on, or why there is none. */
+  siteFor(channelId: string): { site: SiteProfile } | { problem: string };
+  /** Called after a run is submitted from Slack so its thread starts at once. */
+  watch(runId: string): void;
+}
+
+/** Channel -> site: a site names its incident channels; a lone site without any serves every channel. */
+export function siteResolver(
+  sites: ReadonlyMap<string, SiteProfile>,
+): (channelId: string) => { site: SiteProfile } | { problem: string } {
+  return (channelId) => {
+    const all = [...sites.values()];
+    const linked = all.filter((s) => s.slack_channels.includes(channelId));
+    if (linked.length === 1) return { site: linked[0] as SiteProfile };
+    if (linked.length > 1) {
+      return {
+        problem: `this channel is linked to several sites (${linked.map((s) => s.name).join(', ')}); fix slack_channels in the site profiles`,
+      };
+    }
+    const unlinked = all.filter((s) => s.slack_channels.length === 0);
+    if (all.length === 1 && unlinked.length === 1) return { site: unlinked[0] as SiteProfile };
+    return {
+      problem: `this channel is not linked to a site: add its id (${channelId}) to slack_channels in one site profile (known sites: ${all.map((s) => s.name).join(', ') || 'none'})`,
+    };
+  };
+}

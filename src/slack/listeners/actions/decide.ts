@@ -1,0 +1,70 @@
+import type { WebClient } from '@slack/web-api';
+import type { Logger } from 'pino';
+import type { RunService } from '../../../queue/service.js';
+import type { GroupMembership } from '../../membership.js';
+
+export interface DecideDeps {
+  readonly service: RunService;
+  readonly client: WebClient;
+  readonly membership: GroupMembership;
+  readonly approvers: readonly string[];
+  readonly logger: Logger;
+  /** Refreshes the approval message in place (the thread poster owns it). */
+  readonly onDecided: (approvalId: string) => void;
+}
+
+export interface Click {
+  readonly userId: string;
+  readonly channelId: string;
+  readonly approvalId: string;
+  readonly approved: boolean;
+}
+
+/**
+ * An Approve or Deny click. The first valid decision wins (atomically, in Redis); everyone else is
+ * told, privately, who decided or why they may not. A refused click leaves a timeline entry.
+ */
+export async function decideAction(deps: DecideDeps, click: Click): Promise<void> {
+  const tell = (text: string) =>
+    deps.client.chat
+      .postEphemeral({ channel: click.channelId, user: click.userId, text })
+      .then(() => undefined);
+  const groupIds = await deps.membership.groupsOf(click.userId, deps.approvers);
+  const result = await deps.service.decide(
+    click.approvalId,
+    { userId: click.userId, groupIds },
+    click.approved,
+    'slack',
+  );
+  switch (result.outcome) {
+    case 'decided':
+      deps.onDecided(click.approvalId);
+      return;
+    case 'refused': {
+      await tell(`Your click changed nothing: ${result.reason}.`);
+      const stored = await deps.service.approvals.get(click.approvalId);
+      if (stored) {
+        await deps.service.timeline.append(stored.runId, {
+          type: 'approval.refused',
+          approvalId: click.approvalId,
+          by: click.userId,
+          reason: result.reason,
+        });
+      }
+      return;
+    }
+    case 'already_decided':
+    case 'expired': {
+      const d = result.approval.decision;
+      const what = d?.approved ? 'approved' : d?.reason === 'expired' ? 'expired' : 'denied';
+      await tell(
+        `Already decided: ${what}${d && d.by !== 'expiry' ? ` by <@${d.by}>` : ''} at ${d?.at ?? '?'}.`,
+      );
+      deps.onDecided(click.approvalId);
+      return;
+    }
+    case 'not_found':
+      await tell('This approval is not known any more (the run may have been cleaned up).');
+      return;
+  }
+}

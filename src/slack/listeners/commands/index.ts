@@ -1,0 +1,44 @@
+import { type CapiCommand, isReadOnly, USAGE } from '../../command.js';
+import type { CapiContext } from '../../context.js';
+import { cancelCommand } from './cancel.js';
+import { runCommand } from './run.js';
+import { statusCommand } from './status.js';
+import { timelineCommand } from './timeline.js';
+
+/**
+ * Routes a parsed /capi command to its handler after the operator check. The Bolt listener has
+ * already acked: everything here reports through ctx.reply or the run's thread.
+ */
+export async function dispatchCapi(
+  ctx: CapiContext,
+  command: CapiCommand,
+  isOperator: () => Promise<boolean>,
+): Promise<void> {
+  if (command.kind === 'invalid') {
+    await ctx.reply(`${command.problem}\n\n${USAGE}`);
+    return;
+  }
+  if (!isReadOnly(command) && !(await isOperator())) {
+    await ctx.reply(
+      'Only CAPI_OPERATORS may start or cancel runs; `/capi diagnose`, `status`, `timeline` and `help` are open to everyone.',
+    );
+    return;
+  }
+  switch (command.kind) {
+    case 'help':
+      await ctx.reply(USAGE);
+      return;
+    case 'run':
+      await runCommand(ctx, command.runbook, command.args);
+      return;
+    case 'status':
+      await statusCommand(ctx, command.runId);
+      return;
+    case 'cancel':
+      await cancelCommand(ctx, command.runId);
+      return;
+    case 'timeline':
+      await timelineCommand(ctx, command.runId);
+      return;
+  }
+}

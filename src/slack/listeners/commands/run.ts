@@ -1,0 +1,23 @@
+import { asCodedError } from '../../../errors.js';
+import type { CapiContext } from '../../context.js';
+
+/** `/capi recover|park|stuck-delete|failover|sweep|diagnose`: validated and queued; the thread follows. */
+export async function runCommand(ctx: CapiContext, runbook: string, args: readonly string[]): Promise<void> {
+  const where = ctx.siteFor(ctx.channelId);
+  if ('problem' in where) {
+    await ctx.reply(`Nothing was started: ${where.problem}`);
+    return;
+  }
+  try {
+    const record = await ctx.service.submit({
+      runbook,
+      args,
+      site: where.site.name,
+      requestedBy: ctx.userId,
+      channel: ctx.channelId,
+    });
+    ctx.watch(record.runId);
+  } catch (err) {
+    await ctx.reply(`Nothing was started: ${asCodedError(err).message}`);
+  }
+}

@@ -1,0 +1,17 @@
+import { renderMarkdown } from '../../../runs/timeline.js';
+import type { CapiContext } from '../../context.js';
+
+/** `/capi timeline RUN`: the run as Markdown, uploaded to the channel for the postmortem. */
+export async function timelineCommand(ctx: CapiContext, runId: string): Promise<void> {
+  const entries = await ctx.service.timeline.read(runId);
+  if (entries.length === 0) {
+    await ctx.reply(`No timeline for run \`${runId}\`: \`/capi status\` lists the runs.`);
+    return;
+  }
+  await ctx.client.files.uploadV2({
+    channel_id: ctx.channelId,
+    file: Buffer.from(renderMarkdown(entries), 'utf8'),
+    filename: `${runId}-timeline.md`,
+    title: `Timeline of run ${runId}`,
+  });
+}

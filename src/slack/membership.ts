@@ -1,0 +1,32 @@
+import type { WebClient } from '@slack/web-api';
+
+/**
+ * Which of the configured user groups (S…) a user is in, via usergroups.users.list. Cached briefly:
+ * a click storm on an approval must not turn into a storm of API calls, and group changes are rare.
+ */
+export class GroupMembership {
+  private readonly cache = new Map<string, { users: Set<string>; at: number }>();
+
+  constructor(
+    private readonly client: WebClient,
+    private readonly ttlMs = 60_000,
+  ) {}
+
+  async groupsOf(userId: string, candidates: readonly string[]): Promise<string[]> {
+    const groups = candidates.filter((id) => id.startsWith('S'));
+    const found: string[] = [];
+    for (const group of groups) {
+      if ((await this.members(group)).has(userId)) found.push(group);
+    }
+    return found;
+  }
+
+  private async members(group: string): Promise<Set<string>> {
+    const hit = this.cache.get(group);
+    if (hit && Date.now() - hit.at < this.ttlMs) return hit.users;
+    const res = await this.client.usergroups.users.list({ usergroup: group });
+    const users = new Set(res.users ?? []);
+    this.cache.set(group, { users, at: Date.now() });
+    return users;
+  }
+}

@@ -1,0 +1,839 @@
+/**
+ * One run's timeline, mirrored into a Slack thread: a root message (the live checklist, edited in place) in
+ * the run's channel, and under it one post per event worth a notification, the approval requests with their
+ * buttons (edited in place once decided) and the long outputs as log files.
+ *
+ * Exactly once, in order, across restarts: each run has one serial worker that reads its timeline in stream
+ * order and posts one message at a time; a post's place in the timeline (the cursor) is written to Redis only
+ * AFTER Slack confirmed it, so a restarted poster (any instance, same Redis) continues the same thread at the
+ * next event. The one unavoidable edge of at-least-once: a crash between Slack's `ok` and the cursor write
+ * posts that one message again after the restart. Nothing is ever skipped by a crash.
+ *
+ * Keys (`p` = prefix):
+ * - `p:slack:<runId>`         hash, the run's cursor:
+ *                             `channel`, `rootTs`          where the root message is (its ts is the thread)
+ *                             `lastId`                     stream id of the last event handled (posted, or
+ *                                                          nothing to post)
+ *                             `rootId`, `rootUpdatedAt`    the event the root last showed, and when (epoch ms)
+ *                             `approval:<approvalId>`      ts of the approval message
+ *                             `decided:<approvalId>`       '1' once that message shows the decision
+ *                             `file`                       stream id of a step.finished whose log file is still
+ *                                                          to upload (its message is posted)
+ *                             `done`                       '1' once run.finished is posted and the root final
+ * - `p:slack:runs:open`       set of the run ids being mirrored and not done: resumeAll() finishes them (a
+ *                             run id never holds `:`, so this key cannot be a run's cursor)
+ *
+ * Rate limits and failures are handled here, not in the WebClient: the caller creates the client with
+ * `rejectRateLimitedCalls: true` and `retryConfig: { retries: 0 }`. With the client's own defaults a 429 pauses
+ * the client's whole queue (every run at once) and a 5xx is retried for about 30 minutes, both out of order
+ * with this poster's serial queues. Here:
+ * - 429: wait Retry-After, then send the SAME message again (the run's queue waits: order is kept; the
+ *   channel's other runs wait too: pacing is per channel);
+ * - 5xx or network error: retried with backoff, 5 tries over about 30 s, then logged and skipped: a run must
+ *   not be blocked by Slack, and the timeline in Redis (`/capi timeline`) still holds the event;
+ * - `ok: false` (e.g. invalid_blocks): logged with the method and error, and the message is replaced by a
+ *   plain-text post so the thread still shows the event.
+ *
+ * No secrets: every message comes from blocks.ts, which redacts; log files come from the timeline (redacted
+ * when stored) and are redacted again here.
+ */
+import { setTimeout as sleepFor } from 'node:timers/promises';
+import { ErrorCode as SlackErrorCode, type WebClient } from '@slack/web-api';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { RunEvent, StepRef } from '../engine/events.js';
+import type { RunService } from '../queue/service.js';
+import { redactText } from '../redact.js';
+import { approvalId, type StoredApproval } from '../runs/approvals.js';
+import type { TimelineEntry } from '../runs/timeline.js';
+import { approvalMessage, rootMessage, type SlackMessage, stepContext, threadMessage } from './blocks.js';
+import { foldRunView } from './run-view.js';
+
+export interface ThreadPosterOptions {
+  /**
+   * Created by the caller with `rejectRateLimitedCalls: true` and `retryConfig: { retries: 0 }`: this poster
+   * does its own waiting and retrying (see the file comment).
+   */
+  readonly client: WebClient;
+  /** For the poster's own cursors. */
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly service: RunService;
+  readonly logger: Logger;
+  /** Per channel pacing of chat.postMessage (and file shares); default 1100 (Slack: ~1 message/s/channel). */
+  readonly minPostIntervalMs?: number;
+  /** Coalescing of chat.update on the root message: at most one per interval; default 2000. */
+  readonly rootUpdateIntervalMs?: number;
+  /** The clock messages are rendered with (elapsed times, expiry); pacing always uses the real clock. */
+  readonly now?: () => Date;
+}
+
+/** A step's output goes into a log file past this many lines (the thread post shows the last 25 at most). */
+const FILE_MIN_LINES = 20;
+/** ... or past this many characters (the thread post shows about 2500). */
+const FILE_MIN_CHARS = 2000;
+/** Waits between tries of a call that failed with a 5xx or a network error: 5 tries over about 30 s. */
+const BACKOFF_MS = [1000, 3000, 8000, 18_000] as const;
+/** How often undecided approval messages are checked against the store (a decision taken elsewhere). */
+const APPROVAL_CHECK_MS = 5000;
+/** After an unexpected failure (Redis down), a run's worker starts again from its cursor after this long. */
+const RESTART_DELAY_MS = 5000;
+const FOLLOW_RETRY_MS = 1000;
+
+/** Thrown out of every wait once close() was called; ends a worker quietly. */
+class Closed extends Error {
+  constructor() {
+    super('thread poster closed');
+  }
+}
+
+interface Deferred {
+  readonly promise: Promise<void>;
+  resolve(): void;
+  reject(err: Error): void;
+  state: 'pending' | 'resolved' | 'rejected';
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Nobody may be waiting: a rejection must not become an unhandled one.
+  promise.catch(() => {});
+  const d: Deferred = {
+    promise,
+    state: 'pending',
+    resolve() {
+      if (d.state !== 'pending') return;
+      d.state = 'resolved';
+      resolve();
+    },
+    reject(err) {
+      if (d.state !== 'pending') return;
+      d.state = 'rejected';
+      reject(err);
+    },
+  };
+  return d;
+}
+
+interface Cursor {
+  channel?: string;
+  rootTs?: string;
+  lastId?: string;
+  rootId?: string;
+  rootUpdatedAt: number;
+  readonly approvals: Map<string, string>;
+  readonly decided: Set<string>;
+  file?: string;
+  done: boolean;
+}
+
+/** One watched run: its timeline as read so far, and where the worker is in it. */
+interface RunState {
+  readonly runId: string;
+  readonly log: Logger;
+  entries: TimelineEntry[];
+  /** Index in `entries` of the first event not handled yet. */
+  next: number;
+  /** Set when run.finished was read: nothing more will come, stop following. */
+  sawFinished: boolean;
+  /** Set when run.finished was handled (posted or skipped). */
+  finishedHandled: boolean;
+  cursor: Cursor;
+  channel: string;
+  /** The cursor's lastId was advanced past events with nothing to post and not written yet. */
+  cursorDirty: boolean;
+  rootDirty: boolean;
+  /** Approval ids whose message should be checked for a decision now. */
+  readonly refresh: Set<string>;
+  /** Resolves `approvalDecided()` callers once their approval was refreshed. */
+  readonly refreshWaiters: Map<string, Deferred[]>;
+  lastApprovalCheck: number;
+  waker: (() => void) | undefined;
+  follower: AbortController | undefined;
+}
+
+type CallOutcome<T> =
+  | { readonly ok: true; readonly value: T }
+  /** Slack answered `ok: false`: retrying the same call cannot help. */
+  | { readonly ok: false; readonly platformError: string }
+  /** Gave up (5xx or network errors past the last try, or an unexpected error): already logged. */
+  | { readonly ok: false; readonly platformError?: undefined };
+
+/** `ms-seq` stream ids, compared as numbers. */
+function compareIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am !== bm ? am - bm : as - bs;
+}
+
+function errorCode(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function approvalIdOf(runId: string, ref: StepRef): string {
+  return approvalId(runId, ref.stepId, ref.iteration?.n);
+}
+
+/** A file name Slack shows as is: the step id of a loop's inner step holds a `/`. */
+function logFileName(runId: string, ref: StepRef): string {
+  const step = ref.stepId.replace(/[^A-Za-z0-9_.-]/g, '_');
+  return `${runId}-${step}${ref.iteration ? `-${ref.iteration.n}` : ''}.log`;
+}
+
+export class ThreadPoster {
+  private readonly client: WebClient;
+  private readonly redis: Redis;
+  private readonly prefix: string;
+  private readonly service: RunService;
+  private readonly logger: Logger;
+  private readonly minPostIntervalMs: number;
+  private readonly rootUpdateIntervalMs: number;
+  private readonly now: () => Date;
+
+  private readonly runs = new Map<string, RunState>();
+  private readonly workers = new Map<string, Promise<void>>();
+  private readonly settledBy = new Map<string, Deferred>();
+  /** Per channel: the earliest time (epoch ms) the next post may leave. */
+  private readonly nextPostAt = new Map<string, number>();
+  private readonly stop = new AbortController();
+  private closing: Promise<void> | undefined;
+
+  constructor(opts: ThreadPosterOptions) {
+    this.client = opts.client;
+    this.redis = opts.redis;
+    this.prefix = opts.prefix;
+    this.service = opts.service;
+    this.logger = opts.logger;
+    this.minPostIntervalMs = opts.minPostIntervalMs ?? 1100;
+    this.rootUpdateIntervalMs = opts.rootUpdateIntervalMs ?? 2000;
+    this.now = opts.now ?? (() => new Date());
+    for (const [name, value] of [
+      ['minPostIntervalMs', this.minPostIntervalMs],
+      ['rootUpdateIntervalMs', this.rootUpdateIntervalMs],
+    ] as const) {
+      if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a number >= 0`);
+    }
+  }
+
+  cursorKey(runId: string): string {
+    return `${this.prefix}:slack:${runId}`;
+  }
+
+  private get openKey(): string {
+    return `${this.prefix}:slack:runs:open`;
+  }
+
+  private get closed(): boolean {
+    return this.stop.signal.aborted;
+  }
+
+  /** Starts mirroring a run that has a channel (RunRecord.channel); idempotent per run. */
+  watch(runId: string): void {
+    if (this.closed) {
+      this.logger.warn({ runId }, 'thread poster is closed: run not watched');
+      return;
+    }
+    if (this.workers.has(runId)) return;
+    const worker = this.supervise(runId).finally(() => {
+      this.workers.delete(runId);
+      this.runs.delete(runId);
+    });
+    this.workers.set(runId, worker);
+  }
+
+  /**
+   * After a restart: watch every active run that has a channel, and finish the last posts (run.finished, the
+   * final root update) of the runs this poster was mirroring when it stopped, even those that ended since.
+   */
+  async resumeAll(): Promise<void> {
+    const open = await this.redis.smembers(this.openKey);
+    const active = await this.service.registry.list({ active: true, limit: 10_000 });
+    for (const record of active) if (record.channel !== undefined) this.watch(record.runId);
+    for (const runId of open) this.watch(runId);
+  }
+
+  /**
+   * Resolves when the run's run.finished has been posted and the root updated (for tests and shutdown).
+   * Rejects when the run has nothing to mirror (no record or no channel) or the poster closes first.
+   */
+  settled(runId: string): Promise<void> {
+    return this.settledFor(runId).promise;
+  }
+
+  /**
+   * For the Slack action handler: an approval was just decided, update its message now (buttons gone)
+   * instead of waiting for the agent's approval.decided event. Resolves once that was tried.
+   */
+  async approvalDecided(approvalId: string): Promise<void> {
+    const stored = await this.service.approvals.get(approvalId).catch(() => null);
+    const run = stored ? this.runs.get(stored.runId) : undefined;
+    if (!run || this.closed) return;
+    const waiter = deferred();
+    const list = run.refreshWaiters.get(approvalId) ?? [];
+    list.push(waiter);
+    run.refreshWaiters.set(approvalId, list);
+    run.refresh.add(approvalId);
+    run.waker?.();
+    await waiter.promise.catch(() => {});
+  }
+
+  /** Repeat-safe: stops following, flushes nothing new, returns the same promise twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stop.abort();
+      for (const run of this.runs.values()) {
+        run.follower?.abort();
+        run.waker?.();
+      }
+      await Promise.allSettled([...this.workers.values()]);
+      for (const d of this.settledBy.values()) d.reject(new Closed());
+    })();
+    return this.closing;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Worker
+
+  private settledFor(runId: string): Deferred {
+    let d = this.settledBy.get(runId);
+    if (!d) {
+      d = deferred();
+      if (this.closed) d.reject(new Closed());
+      this.settledBy.set(runId, d);
+    }
+    return d;
+  }
+
+  /** Runs a run's worker; after an unexpected failure (Redis, a bug) starts it again from the stored cursor. */
+  private async supervise(runId: string): Promise<void> {
+    const log = this.logger.child({ runId });
+    while (!this.closed) {
+      try {
+        await this.mirror(runId, log);
+        return;
+      } catch (err) {
+        if (err instanceof Closed || this.closed) return;
+        log.error({ err: describe(err) }, 'slack thread worker failed; starting again from its cursor');
+        const run = this.runs.get(runId);
+        run?.follower?.abort();
+        this.runs.delete(runId);
+        try {
+          await this.sleep(RESTART_DELAY_MS);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  private async mirror(runId: string, log: Logger): Promise<void> {
+    const record = await this.service.registry.get(runId);
+    if (!record || record.channel === undefined) {
+      const why = record ? 'it has no channel' : 'there is no such run';
+      log.warn(`run not mirrored to Slack: ${why}`);
+      await this.redis.srem(this.openKey, runId);
+      this.settledFor(runId).reject(new Error(`run ${runId} is not mirrored to Slack: ${why}`));
+      return;
+    }
+    const cursor = await this.loadCursor(runId);
+    if (cursor.done) {
+      await this.redis.srem(this.openKey, runId);
+      this.settledFor(runId).resolve();
+      return;
+    }
+    await this.redis.sadd(this.openKey, runId);
+    const entries = await this.service.timeline.read(runId);
+    const last = cursor.lastId;
+    const next = last === undefined ? 0 : entries.findIndex((e) => compareIds(e.id, last) > 0);
+    const run: RunState = {
+      runId,
+      log,
+      entries,
+      next: next === -1 ? entries.length : next,
+      sawFinished: entries.some((e) => e.event.type === 'run.finished'),
+      finishedHandled: false,
+      cursor,
+      channel: cursor.channel ?? record.channel,
+      cursorDirty: false,
+      // Events were handled after the root last changed (or the final update was lost in a restart).
+      rootDirty: cursor.rootTs !== undefined && cursor.lastId !== undefined && cursor.rootId !== cursor.lastId,
+      refresh: new Set(),
+      refreshWaiters: new Map(),
+      lastApprovalCheck: 0,
+      waker: undefined,
+      follower: undefined,
+    };
+    run.finishedHandled = entries
+      .slice(0, run.next)
+      .some((e) => e.event.type === 'run.finished' && cursor.lastId !== undefined);
+    // Approvals posted but not shown decided yet: a decision may have been taken while we were away.
+    for (const id of cursor.approvals.keys()) if (!cursor.decided.has(id)) run.refresh.add(id);
+    this.runs.set(runId, run);
+    if (!run.sawFinished) void this.follow(run);
+
+    if (cursor.file !== undefined) await this.uploadPendingFile(run);
+    for (;;) {
+      if (this.closed) throw new Closed();
+      if (run.refresh.size > 0) {
+        await this.refreshApprovals(run);
+        continue;
+      }
+      if (run.rootDirty && this.rootDue(run) <= 0) {
+        await this.updateRoot(run);
+        continue;
+      }
+      const entry = run.entries[run.next];
+      if (entry !== undefined) {
+        await this.handle(run, entry, run.next);
+        run.next += 1;
+        continue;
+      }
+      // Caught up with the timeline.
+      if (run.cursorDirty) {
+        await this.saveCursor(run, {});
+        continue;
+      }
+      if (run.rootDirty) {
+        await this.idle(run, this.rootDue(run));
+        continue;
+      }
+      if (run.finishedHandled) break;
+      const undecided = [...run.cursor.approvals.keys()].filter((id) => !run.cursor.decided.has(id));
+      if (undecided.length > 0) {
+        const wait = run.lastApprovalCheck + APPROVAL_CHECK_MS - Date.now();
+        if (wait <= 0) {
+          run.lastApprovalCheck = Date.now();
+          for (const id of undecided) run.refresh.add(id);
+          continue;
+        }
+        await this.idle(run, wait);
+      } else {
+        await this.idle(run, undefined);
+      }
+    }
+
+    await this.redis.hset(this.cursorKey(runId), 'done', '1');
+    await this.redis.srem(this.openKey, runId);
+    run.cursor.done = true;
+    run.follower?.abort();
+    log.debug('slack thread settled');
+    this.settledFor(runId).resolve();
+  }
+
+  /** Feeds new timeline entries to the worker until run.finished; follows again after a Redis error. */
+  private async follow(run: RunState): Promise<void> {
+    const abort = new AbortController();
+    run.follower = abort;
+    const onStop = () => abort.abort();
+    this.stop.signal.addEventListener('abort', onStop, { once: true });
+    try {
+      while (!abort.signal.aborted && !run.sawFinished) {
+        const after = run.entries.at(-1)?.id ?? '0-0';
+        try {
+          for await (const entry of this.service.timeline.follow(run.runId, after, abort.signal)) {
+            run.entries.push(entry);
+            if (entry.event.type === 'run.finished') run.sawFinished = true;
+            run.waker?.();
+          }
+        } catch (err) {
+          if (abort.signal.aborted) return;
+          run.log.warn({ err: describe(err) }, 'following the timeline failed; following again');
+          await sleepFor(FOLLOW_RETRY_MS, undefined, { signal: abort.signal }).catch(() => {});
+        }
+      }
+    } finally {
+      this.stop.signal.removeEventListener('abort', onStop);
+    }
+  }
+
+  /** Waits for new entries, an approval refresh, close(), or `ms` (forever when undefined). */
+  private idle(run: RunState, ms: number | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        run.waker = undefined;
+        resolve();
+      };
+      if (ms !== undefined) timer = setTimeout(done, Math.max(0, ms));
+      run.waker = done;
+      if (this.closed) done();
+    });
+  }
+
+  private async sleep(ms: number): Promise<void> {
+    if (ms <= 0) {
+      if (this.closed) throw new Closed();
+      return;
+    }
+    try {
+      await sleepFor(ms, undefined, { signal: this.stop.signal });
+    } catch {
+      throw new Closed();
+    }
+  }
+
+  private rootDue(run: RunState): number {
+    return run.cursor.rootUpdatedAt + this.rootUpdateIntervalMs - Date.now();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // One event
+
+  private async handle(run: RunState, entry: TimelineEntry, index: number): Promise<void> {
+    const e = entry.event;
+    if (run.cursor.rootTs === undefined) {
+      const view = foldRunView(run.entries.slice(0, index + 1));
+      // Before run.started there is no step list to show, and without a root there is no thread to post in.
+      if (view === undefined || !(await this.postRoot(run, rootMessage(view, this.now()), entry.id))) {
+        if (view !== undefined) run.log.error({ event: entry.id }, 'no root message: event not posted');
+        this.advance(run, entry);
+        return;
+      }
+      if (e.type === 'run.started') return;
+    }
+    if (e.type !== 'step.output') run.rootDirty = true;
+
+    switch (e.type) {
+      case 'approval.requested':
+        await this.postApproval(run, entry, e);
+        return;
+      case 'approval.decided': {
+        const id = approvalIdOf(run.runId, e);
+        await this.refreshApproval(run, id, e.decision);
+        break;
+      }
+      default:
+        break;
+    }
+
+    const ctx = e.type === 'step.finished' ? stepContext(run.entries.slice(0, index + 1), e) : {};
+    const message = threadMessage(entry, ctx);
+    if (message === undefined) {
+      this.advance(run, entry);
+      return;
+    }
+    const output = ctx.output ?? [];
+    const wantsFile =
+      e.type === 'step.finished' &&
+      (output.length > FILE_MIN_LINES || output.reduce((n, l) => n + l.length + 1, 0) > FILE_MIN_CHARS);
+    const ts = await this.postInThread(run, message, entry);
+    this.advance(run, entry);
+    // Written even when the post was given up on: the thread goes on with the next event.
+    await this.saveCursor(run, wantsFile ? { file: entry.id } : {});
+    if (ts !== undefined && wantsFile) await this.uploadPendingFile(run);
+    else if (wantsFile) await this.clearPendingFile(run);
+  }
+
+  private advance(run: RunState, entry: TimelineEntry): void {
+    run.cursor.lastId = entry.id;
+    run.cursorDirty = true;
+    if (entry.event.type === 'run.finished') {
+      run.finishedHandled = true;
+      run.rootDirty = run.cursor.rootTs !== undefined;
+    }
+  }
+
+  private async saveCursor(run: RunState, extra: Record<string, string>): Promise<void> {
+    const fields: Record<string, string> = { ...extra };
+    if (run.cursor.lastId !== undefined) fields.lastId = run.cursor.lastId;
+    if (Object.keys(fields).length === 0) return;
+    await this.redis.hset(this.cursorKey(run.runId), fields);
+    if (extra.file !== undefined) run.cursor.file = extra.file;
+    run.cursorDirty = false;
+  }
+
+  private async postRoot(run: RunState, message: SlackMessage, eventId: string): Promise<boolean> {
+    const ts = await this.post(run, message, undefined, 'root message');
+    if (ts === undefined) return false;
+    run.cursor.rootTs = ts;
+    run.cursor.channel = run.channel;
+    run.cursor.rootUpdatedAt = Date.now();
+    run.cursor.rootId = eventId;
+    run.cursor.lastId = eventId;
+    await this.redis.hset(this.cursorKey(run.runId), {
+      channel: run.channel,
+      rootTs: ts,
+      rootId: eventId,
+      rootUpdatedAt: String(run.cursor.rootUpdatedAt),
+      lastId: eventId,
+    });
+    run.cursorDirty = false;
+    return true;
+  }
+
+  private async postInThread(run: RunState, message: SlackMessage, entry: TimelineEntry) {
+    return this.post(run, message, run.cursor.rootTs, `${entry.event.type} ${entry.id}`);
+  }
+
+  private async postApproval(
+    run: RunState,
+    entry: TimelineEntry,
+    e: Extract<RunEvent, { type: 'approval.requested' }>,
+  ): Promise<void> {
+    const id = approvalIdOf(run.runId, e);
+    if (run.cursor.approvals.has(id)) {
+      // Already posted (a resumed run asks again for the same approval): the one message stays.
+      run.refresh.add(id);
+      this.advance(run, entry);
+      return;
+    }
+    const approval = (await this.storedApproval(run, id)) ?? {
+      approvalId: id,
+      runId: run.runId,
+      stepId: e.stepId,
+      request: e.request,
+      requestedAt: entry.at,
+      // Unknown: the message then shows no expiry rather than a made-up one.
+      expiresAt: '',
+    };
+    const ts = await this.post(run, approvalMessage(approval, this.now()), run.cursor.rootTs, `approval ${id}`);
+    this.advance(run, entry);
+    const extra: Record<string, string> = {};
+    if (ts !== undefined) {
+      run.cursor.approvals.set(id, ts);
+      extra[`approval:${id}`] = ts;
+      if (approval.decision !== undefined) {
+        run.cursor.decided.add(id);
+        extra[`decided:${id}`] = '1';
+      }
+    }
+    await this.saveCursor(run, extra);
+  }
+
+  private async storedApproval(run: RunState, id: string): Promise<StoredApproval | null> {
+    try {
+      return await this.service.approvals.get(id);
+    } catch (err) {
+      run.log.warn({ approvalId: id, err: describe(err) }, 'stored approval unreadable');
+      return null;
+    }
+  }
+
+  private async refreshApprovals(run: RunState): Promise<void> {
+    const ids = [...run.refresh];
+    run.refresh.clear();
+    for (const id of ids) {
+      try {
+        await this.refreshApproval(run, id);
+      } finally {
+        for (const w of run.refreshWaiters.get(id) ?? []) w.resolve();
+        run.refreshWaiters.delete(id);
+      }
+    }
+  }
+
+  /** Edits the approval message to its decided variant (buttons gone) once the approval has a decision. */
+  private async refreshApproval(
+    run: RunState,
+    id: string,
+    fromEvent?: StoredApproval['decision'],
+  ): Promise<void> {
+    const ts = run.cursor.approvals.get(id);
+    if (ts === undefined || run.cursor.decided.has(id)) return;
+    const stored = await this.storedApproval(run, id);
+    const decision = stored?.decision ?? fromEvent;
+    if (stored === null || decision === undefined) return;
+    const ok = await this.update(run, ts, approvalMessage({ ...stored, decision }, this.now()), `approval ${id}`);
+    if (!ok) return;
+    run.cursor.decided.add(id);
+    await this.redis.hset(this.cursorKey(run.runId), `decided:${id}`, '1');
+  }
+
+  private async updateRoot(run: RunState): Promise<void> {
+    const ts = run.cursor.rootTs;
+    const handled = run.entries.slice(0, run.next);
+    const view = foldRunView(handled);
+    const lastId = handled.at(-1)?.id;
+    run.rootDirty = false;
+    if (ts === undefined || view === undefined || lastId === undefined) return;
+    await this.update(run, ts, rootMessage(view, this.now()), 'root message');
+    // Counted even when the update failed: the next change tries again, one interval later.
+    run.cursor.rootUpdatedAt = Date.now();
+    run.cursor.rootId = lastId;
+    await this.redis.hset(this.cursorKey(run.runId), {
+      rootId: lastId,
+      rootUpdatedAt: String(run.cursor.rootUpdatedAt),
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Log files
+
+  private async uploadPendingFile(run: RunState): Promise<void> {
+    const fileId = run.cursor.file;
+    if (fileId === undefined) return;
+    const index = run.entries.findIndex((x) => x.id === fileId);
+    const entry = run.entries[index];
+    if (entry !== undefined && entry.event.type === 'step.finished' && run.cursor.rootTs !== undefined) {
+      const e = entry.event;
+      const ctx = stepContext(run.entries.slice(0, index + 1), e);
+      const content = redactText(`${(ctx.output ?? []).join('\n')}\n`);
+      const title = redactText(
+        `Output of step ${e.index} of ${e.total}${e.iteration ? ` (item ${e.iteration.n} of ${e.iteration.of})` : ''}: ${ctx.title ?? e.stepId}`,
+      )
+        .replace(/\s+/g, ' ')
+        .slice(0, 250);
+      const threadTs = run.cursor.rootTs;
+      const file = Buffer.from(content, 'utf8');
+      const filename = logFileName(run.runId, e);
+      await this.call(run, 'files.uploadV2', true, () =>
+        this.client.files.uploadV2({ channel_id: run.channel, thread_ts: threadTs, file, filename, title }),
+      );
+    }
+    await this.clearPendingFile(run);
+  }
+
+  private async clearPendingFile(run: RunState): Promise<void> {
+    await this.redis.hdel(this.cursorKey(run.runId), 'file');
+    delete run.cursor.file;
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Slack calls
+
+  /** Posts a message (in the thread when threadTs is set); its ts, or undefined when Slack would not take it. */
+  private async post(
+    run: RunState,
+    message: SlackMessage,
+    threadTs: string | undefined,
+    what: string,
+  ): Promise<string | undefined> {
+    const base = {
+      channel: run.channel,
+      unfurl_links: false,
+      unfurl_media: false,
+      ...(threadTs !== undefined ? { thread_ts: threadTs } : {}),
+    };
+    const first = await this.call(run, 'chat.postMessage', true, () =>
+      this.client.chat.postMessage({ ...base, text: message.text, blocks: message.blocks as never }),
+    );
+    if (first.ok) return typeof first.value.ts === 'string' ? first.value.ts : undefined;
+    if (first.platformError === undefined) return undefined;
+    // The formatted message was refused: a plain-text post keeps the event in the thread.
+    run.log.warn({ what, error: first.platformError }, 'posting a plain-text fallback');
+    const fallback = await this.call(run, 'chat.postMessage', true, () =>
+      this.client.chat.postMessage({ ...base, text: fallbackText(message, first.platformError) }),
+    );
+    return fallback.ok && typeof fallback.value.ts === 'string' ? fallback.value.ts : undefined;
+  }
+
+  /** Edits a message in place; false when Slack would not take the edit, not even as plain text. */
+  private async update(run: RunState, ts: string, message: SlackMessage, what: string): Promise<boolean> {
+    const first = await this.call(run, 'chat.update', false, () =>
+      this.client.chat.update({
+        channel: run.channel,
+        ts,
+        text: message.text,
+        blocks: message.blocks as never,
+      }),
+    );
+    if (first.ok) return true;
+    if (first.platformError === undefined) return false;
+    run.log.warn({ what, error: first.platformError }, 'updating with a plain-text fallback');
+    // An empty block list drops the old blocks (an approval's buttons must not outlive its decision).
+    const fallback = await this.call(run, 'chat.update', false, () =>
+      this.client.chat.update({ channel: run.channel, ts, text: fallbackText(message, first.platformError), blocks: [] }),
+    );
+    return fallback.ok;
+  }
+
+  /**
+   * One Slack call with this poster's rate limit and failure rules (see the file comment). `paced` calls
+   * post in the channel and wait their turn in its pacing.
+   */
+  private async call<T>(
+    run: RunState,
+    method: string,
+    paced: boolean,
+    fn: () => Promise<T>,
+  ): Promise<CallOutcome<T>> {
+    let failures = 0;
+    for (;;) {
+      if (this.closed) throw new Closed();
+      if (paced) await this.sleep(this.reservePost(run.channel));
+      try {
+        return { ok: true, value: await fn() };
+      } catch (err) {
+        const code = errorCode(err);
+        if (code === SlackErrorCode.RateLimitedError) {
+          const retryAfter = Number((err as { retryAfter?: unknown }).retryAfter);
+          const waitMs = Math.max(1, Number.isFinite(retryAfter) ? retryAfter : 1) * 1000;
+          run.log.warn({ method, retryAfterS: waitMs / 1000 }, 'slack rate limited; sending the same call again');
+          // The whole channel waits: another run posting there now would be refused too.
+          if (paced) this.holdPosts(run.channel, waitMs);
+          await this.sleep(waitMs);
+          continue;
+        }
+        if (code === SlackErrorCode.PlatformError) {
+          const data = (err as { data?: { error?: unknown; errors?: unknown } }).data;
+          const error = typeof data?.error === 'string' ? data.error : 'unknown_error';
+          run.log.error({ method, error, errors: data?.errors }, 'slack refused the call');
+          return { ok: false, platformError: error };
+        }
+        const status = Number((err as { statusCode?: unknown }).statusCode);
+        const retryable =
+          code === SlackErrorCode.RequestError || (code === SlackErrorCode.HTTPError && status >= 500);
+        const delay = BACKOFF_MS[failures];
+        if (!retryable || delay === undefined) {
+          // Give up on this call and go on: a run must not be blocked by Slack.
+          run.log.error(
+            { method, err: describe(err), tries: failures + 1 },
+            retryable ? 'slack call failed on every try; skipped' : 'slack call failed; skipped',
+          );
+          return { ok: false };
+        }
+        failures += 1;
+        run.log.warn({ method, err: describe(err), retryInMs: delay }, 'slack call failed; trying again');
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  /** How long to wait before the next post in `channel` may leave; books that slot. */
+  private reservePost(channel: string): number {
+    const now = Date.now();
+    const at = Math.max(now, this.nextPostAt.get(channel) ?? 0);
+    this.nextPostAt.set(channel, at + this.minPostIntervalMs);
+    return at - now;
+  }
+
+  private holdPosts(channel: string, ms: number): void {
+    const until = Date.now() + ms;
+    if ((this.nextPostAt.get(channel) ?? 0) < until) this.nextPostAt.set(channel, until);
+  }
+
+  private async loadCursor(runId: string): Promise<Cursor> {
+    const hash = await this.redis.hgetall(this.cursorKey(runId));
+    const cursor: Cursor = {
+      rootUpdatedAt: Number(hash.rootUpdatedAt ?? 0) || 0,
+      approvals: new Map(),
+      decided: new Set(),
+      done: hash.done === '1',
+    };
+    if (hash.channel) cursor.channel = hash.channel;
+    if (hash.rootTs) cursor.rootTs = hash.rootTs;
+    if (hash.lastId) cursor.lastId = hash.lastId;
+    if (hash.rootId) cursor.rootId = hash.rootId;
+    if (hash.file) cursor.file = hash.file;
+    for (const [field, value] of Object.entries(hash)) {
+      if (field.startsWith('approval:')) cursor.approvals.set(field.slice('approval:'.length), value);
+      else if (field.startsWith('decided:')) cursor.decided.add(field.slice('decided:'.length));
+    }
+    return cursor;
+  }
+}
+
+/** The message's own notification text (redacted, escaped, short) and why the formatting is missing. */
+function fallbackText(message: SlackMessage, error: string): string {
+  return `${message.text}\n_(shown as plain text: Slack refused the formatted message with ${error})_`;
+}

@@ -1,0 +1,214 @@
+import { createHmac } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { App } from '@slack/bolt';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { createSlackApp } from '../src/slack/app.js';
+import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { type FakeSlack, startFakeSlack } from './support/fake-slack.js';
+import { useTestRedis } from './support/redis.js';
+
+const COMMANDS = new URL('../commands/', import.meta.url).pathname;
+const TOKEN = ['xoxb', '1111111111', '2222222222222', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
+const SECRET = 'f0e1d2c3b4a5968778695a4b3c2d1e0f';
+const CHANNEL = 'C0INCIDENT';
+const OPERATOR = 'U0OPERATOR';
+const APPROVER = 'U0APPROVER';
+const STRANGER = 'U0STRANGER';
+
+const db = useTestRedis();
+let runbooks: RunbookSet;
+let h: Harness | undefined;
+let fake: FakeSlack | undefined;
+let app: App | undefined;
+let base = '';
+
+beforeAll(async () => {
+  runbooks = await loadRunbooks(COMMANDS);
+});
+afterEach(async () => {
+  await app?.stop();
+  app = undefined;
+  await h?.stop();
+  h = undefined;
+  await fake?.close();
+  fake = undefined;
+});
+
+async function start(): Promise<{ harness: Harness; slack: FakeSlack }> {
+  fake = await startFakeSlack({
+    token: TOKEN,
+    channels: [CHANNEL],
+    users: {
+      [OPERATOR]: { groups: [] },
+      [APPROVER]: { groups: ['S0APPROVERS'] },
+      [STRANGER]: { groups: [] },
+    },
+  });
+  h = await startHarness({
+    redis: db.redis,
+    prefix: db.prefix,
+    runbooks,
+    scenarios: ['healthy'],
+    approvers: ['S0APPROVERS'],
+  });
+  await h.startAgent();
+  app = createSlackApp({
+    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: fake.url, port: 0 },
+    approvers: ['S0APPROVERS'],
+    operators: [OPERATOR],
+    service: h.service,
+    sites: h.sites,
+    logger: quietLogger,
+    webApiRetries: 0,
+  });
+  const server = (await app.start(0)) as Server;
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { harness: h, slack: fake };
+}
+
+function signed(body: string, ts = Math.floor(Date.now() / 1000), secret = SECRET): Record<string, string> {
+  const sig = `v0=${createHmac('sha256', secret).update(`v0:${ts}:${body}`).digest('hex')}`;
+  return {
+    'content-type': 'application/x-www-form-urlencoded',
+    'x-slack-request-timestamp': String(ts),
+    'x-slack-signature': sig,
+  };
+}
+
+function commandBody(user: string, text: string): string {
+  return new URLSearchParams({
+    token: 'legacy',
+    team_id: 'T0TEAM',
+    team_domain: 'ops',
+    channel_id: CHANNEL,
+    channel_name: 'incident',
+    user_id: user,
+    user_name: user.toLowerCase(),
+    command: '/capi',
+    text,
+    api_app_id: 'A0CAPI',
+    response_url: `${base}/unused`,
+    trigger_id: '1.2.3',
+  }).toString();
+}
+
+function clickBody(user: string, actionId: 'capi_approve' | 'capi_deny', approvalId: string): string {
+  const payload = {
+    type: 'block_actions',
+    user: { id: user, username: user.toLowerCase() },
+    team: { id: 'T0TEAM' },
+    api_app_id: 'A0CAPI',
+    token: 'legacy',
+    channel: { id: CHANNEL, name: 'incident' },
+    container: { type: 'message', message_ts: '1700000000.000100', channel_id: CHANNEL },
+    message: { type: 'message', ts: '1700000000.000100', text: '' },
+    actions: [
+      {
+        type: 'button',
+        block_id: 'approval',
+        action_id: actionId,
+        value: approvalId,
+        text: { type: 'plain_text', text: 'x' },
+        action_ts: '1',
+      },
+    ],
+    response_url: `${base}/unused`,
+    trigger_id: '1.2.3',
+  };
+  return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
+}
+
+async function post(body: string, headers = signed(body)): Promise<Response> {
+  return fetch(`${base}/slack/events`, { method: 'POST', headers, body });
+}
+
+/** Waits until the fake recorded a call that matches (event-driven through the fake's call list). */
+async function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
+  for (;;) {
+    const hit = slack.calls
+      .slice(from)
+      .find((c) => c.method === 'chat.postEphemeral' && c.args.user === user && c.status === 200);
+    if (hit) return String(hit.args.text);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('the Slack front over HTTP', () => {
+  it('should reject requests whose signature is forged or stale', async () => {
+    await start();
+    const body = commandBody(OPERATOR, 'recover');
+    expect((await post(body, signed(body, undefined, 'not-the-secret'))).status).toBe(401);
+    expect((await post(body, signed(body, Math.floor(Date.now() / 1000) - 6 * 60))).status).toBe(401);
+    expect(await db.redis.keys(`${db.prefix}:run:*`)).toEqual([]);
+  });
+
+  it('should ack at once and queue the run when an operator types /capi in the site channel', async () => {
+    const { harness } = await start();
+    const t0 = Date.now();
+    const res = await post(commandBody(OPERATOR, 'diagnose'));
+    expect(res.status).toBe(200);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    const runs = async () => harness.service.registry.list({});
+    let list = await runs();
+    while (list.length === 0) list = await runs();
+    expect(list[0]).toMatchObject({
+      runbook: 'diagnose',
+      site: 'site-0',
+      requestedBy: OPERATOR,
+      channel: CHANNEL,
+    });
+    const runId = list[0]?.runId as string;
+    expect((await waitForEvent(harness.service, runId, isType('run.finished'))).status).toBe('succeeded');
+  });
+
+  it('should tell only the user what was wrong when the subcommand is not valid', async () => {
+    const { slack } = await start();
+    await post(commandBody(OPERATOR, 'stuck-delete'));
+    expect(await ephemeralTo(slack, OPERATOR)).toMatch(
+      /`stuck-delete` takes CLUSTER: `\/capi stuck-delete CLUSTER`/,
+    );
+    const mark = slack.calls.length;
+    await post(commandBody(OPERATOR, 'failover not-a-uuid'));
+    expect(await ephemeralTo(slack, OPERATOR, mark)).toMatch(
+      /Nothing was started: lb must be a lowercase UUID/,
+    );
+  });
+
+  it('should keep destructive runbooks for operators and open diagnose to anyone', async () => {
+    const { slack, harness } = await start();
+    await post(commandBody(STRANGER, 'recover'));
+    expect(await ephemeralTo(slack, STRANGER)).toMatch(/Only CAPI_OPERATORS may start or cancel runs/);
+    expect(await harness.service.registry.list({})).toEqual([]);
+    await post(commandBody(STRANGER, 'diagnose'));
+    let list = await harness.service.registry.list({});
+    while (list.length === 0) list = await harness.service.registry.list({});
+    expect(list[0]?.runbook).toBe('diagnose');
+  });
+
+  it('should refuse a click from someone who may not approve and let the first approver decide', async () => {
+    const { slack, harness } = await start();
+    await post(commandBody(OPERATOR, 'park'));
+    let list = await harness.service.registry.list({});
+    while (list.length === 0) list = await harness.service.registry.list({});
+    const runId = list[0]?.runId as string;
+    await waitForEvent(harness.service, runId, isType('approval.requested'));
+    const [pending] = await harness.service.approvals.pendingForRun(runId);
+    const approvalId = pending?.approvalId as string;
+
+    await post(clickBody(STRANGER, 'capi_approve', approvalId));
+    expect(await ephemeralTo(slack, STRANGER)).toMatch(
+      /Your click changed nothing: you are not in CAPI_APPROVERS/,
+    );
+    const refused = await waitForEvent(harness.service, runId, isType('approval.refused'));
+    expect(refused).toMatchObject({ by: STRANGER, approvalId });
+    expect((await harness.service.approvals.get(approvalId))?.decision).toBeUndefined();
+
+    await post(clickBody(APPROVER, 'capi_approve', approvalId));
+    expect((await waitForEvent(harness.service, runId, isType('run.finished'))).status).toBe('succeeded');
+    const mark = slack.calls.length;
+    await post(clickBody(APPROVER, 'capi_deny', approvalId));
+    expect(await ephemeralTo(slack, APPROVER, mark)).toMatch(/Already decided: approved by <@U0APPROVER>/);
+  });
+});

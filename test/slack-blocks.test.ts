@@ -1,0 +1,733 @@
+import { describe, expect, it } from 'vitest';
+import type { ApprovalRequest, RunEvent, StepRef } from '../src/engine/events.js';
+import { REDACTED } from '../src/redact.js';
+import type { StoredApproval } from '../src/runs/approvals.js';
+import type { TimelineEntry } from '../src/runs/timeline.js';
+import {
+  APPROVE_ACTION_ID,
+  approvalMessage,
+  DENY_ACTION_ID,
+  escapeSlack,
+  rootMessage,
+  type SlackMessage,
+  stepContext,
+  threadMessage,
+} from '../src/slack/blocks.js';
+import { BLOCK_KIT_LIMITS, checkBlockKit } from '../src/slack/limits.js';
+import { foldRunView, type RunView } from '../src/slack/run-view.js';
+import { slackBot } from './support/secrets.js';
+
+const T0 = Date.parse('2024-05-01T10:00:00.000Z');
+const at = (s: number) => new Date(T0 + s * 1000).toISOString();
+const epoch = (s: number) => Math.floor(T0 / 1000) + s;
+
+function entries(events: readonly RunEvent[]): TimelineEntry[] {
+  return events.map((event, i) => ({ id: `${T0 + i * 1000}-0`, at: at(i), event }));
+}
+
+function entry(event: RunEvent, s = 0): TimelineEntry {
+  return { id: `${T0 + s * 1000}-0`, at: at(s), event };
+}
+
+type Block = { type: string; text?: { type: string; text: string }; elements?: Record<string, unknown>[] };
+const blocksOf = (m: SlackMessage) => m.blocks as Block[];
+/** Every mrkdwn/plain text of the message, in order, as one string. */
+const allText = (m: SlackMessage) =>
+  blocksOf(m)
+    .flatMap((b) => [
+      b.text?.text ?? '',
+      ...(b.elements ?? []).map((e) => (e as { text?: string }).text ?? ''),
+    ])
+    .join('\n');
+const sectionTexts = (m: SlackMessage) =>
+  blocksOf(m).flatMap((b) => (b.type === 'section' && b.text ? [b.text.text] : []));
+/** The checklist lines of a root message: every section after the divider. */
+const checklist = (m: SlackMessage) => {
+  const blocks = blocksOf(m);
+  const divider = blocks.findIndex((b) => b.type === 'divider');
+  return blocks
+    .slice(divider + 1)
+    .filter((b) => b.type === 'section')
+    .flatMap((b) => b.text?.text.split('\n') ?? []);
+};
+
+function expectWithinLimits(m: SlackMessage): void {
+  expect(checkBlockKit(m)).toEqual([]);
+  expect(m.text.length).toBeGreaterThan(0);
+  expect(m.text.length).toBeLessThanOrEqual(BLOCK_KIT_LIMITS.messageText);
+}
+
+const ref = (stepId: string, index: number, total = 4, iteration?: StepRef['iteration']): StepRef => ({
+  stepId,
+  index,
+  total,
+  ...(iteration ? { iteration } : {}),
+});
+
+const started: Extract<RunEvent, { type: 'run.started' }> = {
+  type: 'run.started',
+  runId: 'r-recover-1',
+  runbook: 'recover',
+  summary: 'Bring a cluster back from CREATE_FAILED',
+  site: 'site-a',
+  params: { cluster: 'prod-k8s' },
+  requestedBy: 'U0ALICE01',
+  steps: [
+    { id: 'inspect', title: 'Inspect the cluster', destructive: false },
+    { id: 'wait-ready', title: 'Wait for the control plane', destructive: false },
+    { id: 'delete-lbs', title: 'Delete stale load balancers', destructive: true },
+    { id: 'report', title: 'Report', destructive: false },
+  ],
+};
+const inspect = ref('inspect', 1);
+const wait = ref('wait-ready', 2);
+const loop = ref('delete-lbs', 3);
+const inner1 = ref('delete-lbs/delete-lb', 3, 4, { n: 1, of: 2, label: 'lb-1' });
+
+const polling: RunEvent[] = [
+  started,
+  { ...inspect, type: 'step.started', kind: 'run', title: 'Inspect prod-k8s', destructive: false },
+  { ...inspect, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 2300 },
+  { ...wait, type: 'step.started', kind: 'poll', title: 'Wait for the control plane', destructive: false },
+  { ...wait, type: 'poll.attempt', attempt: 3, of: 30, summary: '2/3 control plane nodes ready' },
+];
+
+function view(events: readonly RunEvent[]): RunView {
+  const v = foldRunView(entries(events));
+  if (!v) throw new Error('no run.started');
+  return v;
+}
+
+const request = (over: Partial<ApprovalRequest> = {}): ApprovalRequest => ({
+  runId: 'r-recover-1',
+  runbook: 'recover',
+  step: inner1,
+  title: 'Delete load balancer lb-1',
+  summary: 'Delete the stale load balancer that blocks the cluster delete',
+  commands: ['openstack loadbalancer delete --cascade 6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10'],
+  targets: ['lb-1 (6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10)'],
+  evidence: ['provisioning_status=ERROR for 3 days', 'no listeners'],
+  requestedBy: 'U0ALICE01',
+  ...over,
+});
+
+const approval = (over: Partial<StoredApproval> = {}): StoredApproval => ({
+  approvalId: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
+  runId: 'r-recover-1',
+  stepId: 'delete-lbs/delete-lb',
+  request: request(),
+  requestedAt: at(0),
+  expiresAt: at(900),
+  ...over,
+});
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('rootMessage', () => {
+  it('should show the title, the exact run id line, requester, parameters and status when a poll is running', () => {
+    const m = rootMessage(view(polling), new Date(T0 + 8000));
+    expectWithinLimits(m);
+    const [headerBlock, info] = blocksOf(m);
+    expect(headerBlock).toEqual({
+      type: 'header',
+      text: { type: 'plain_text', text: 'recover on site-a', emoji: true },
+    });
+    expect(info?.text?.text.split('\n')).toEqual([
+      'run id: r-recover-1',
+      '*Requested by* <@U0ALICE01>',
+      '*Parameters* cluster=prod-k8s',
+      '*Status* :arrows_counterclockwise: *running* for 8.0s',
+      '_Bring a cluster back from CREATE_FAILED_',
+    ]);
+    expect(m.text).toBe('recover on site-a: running (1/4 steps done, run r-recover-1)');
+  });
+
+  it('should list one checklist line per step with status, step n of m, time and poll attempt when running', () => {
+    const m = rootMessage(view(polling), new Date(T0 + 8000));
+    expect(checklist(m)).toEqual([
+      ':white_check_mark: Inspect prod-k8s · step 1 of 4 · 2.3s',
+      ':arrows_counterclockwise: Wait for the control plane · step 2 of 4 · 5.0s · attempt 3 of 30: 2/3 control plane nodes ready',
+      ':white_circle: Delete stale load balancers :warning: · step 3 of 4',
+      ':white_circle: Report · step 4 of 4',
+    ]);
+    expect(blocksOf(m).at(-1)).toEqual({
+      type: 'context',
+      elements: [{ type: 'mrkdwn', text: 'To stop it: /capi cancel r-recover-1' }],
+    });
+  });
+
+  it('should show the loop item, the inner step and the wait when a for_each item waits for approval', () => {
+    const events: RunEvent[] = [
+      ...polling,
+      { ...wait, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 95_000 },
+      {
+        ...loop,
+        type: 'step.started',
+        kind: 'for_each',
+        title: 'Delete stale load balancers',
+        destructive: true,
+      },
+      { ...inner1, type: 'step.started', kind: 'run', title: 'Delete lb-1', destructive: true },
+      { ...inner1, type: 'approval.requested', request: request() },
+    ];
+    const m = rootMessage(view(events), new Date(T0 + 60_000));
+    expectWithinLimits(m);
+    expect(checklist(m)[2]).toBe(
+      ':raised_hand: Delete stale load balancers :warning: · step 3 of 4 · 54.0s · item 1 of 2: lb-1 · Delete lb-1 · *waiting for approval*',
+    );
+    expect(sectionTexts(m)[0]).toContain(
+      '*Status* :raised_hand: *waiting for approval* for 1m 0s · 1 approval(s) pending',
+    );
+  });
+
+  it('should show the outcome, total time and when it finished when the run has failed', () => {
+    const why = 'inspect: exited 2: cluster prod-k8s not found';
+    const events: RunEvent[] = [
+      started,
+      { ...inspect, type: 'step.started', kind: 'run', title: 'Inspect prod-k8s', destructive: false },
+      {
+        ...inspect,
+        type: 'step.finished',
+        status: 'failed',
+        exitCode: 2,
+        signal: null,
+        durationMs: 800,
+        message: why,
+      },
+      { type: 'run.finished', status: 'failed', message: why, durationMs: 900, failedStep: 'inspect' },
+    ];
+    const m = rootMessage(view(events), new Date(T0 + 3_600_000));
+    expectWithinLimits(m);
+    expect(sectionTexts(m)[0]?.split('\n').slice(3)).toEqual([
+      '*Status* :x: *FAILED* after 900ms',
+      `> ${why}`,
+      '*Failed step* inspect',
+      '_Bring a cluster back from CREATE_FAILED_',
+    ]);
+    expect(checklist(m)[0]).toBe(`:x: Inspect prod-k8s · step 1 of 4 · 800ms · _failed_ · ${why}`);
+    expect(blocksOf(m).at(-1)?.elements?.[0]?.text).toBe(
+      `Finished <!date^${epoch(3)}^{date_short_pretty} {time}|2024-05-01 10:00 UTC>`,
+    );
+  });
+
+  it('should escape and redact runbook strings when titles and parameters hold markup and secrets', () => {
+    const v = view([
+      {
+        ...started,
+        runbook: 'recover <!channel>',
+        summary: 'ping <!here> & <https://evil.example|click>',
+        params: { cluster: 'a&b', note: `token=${slackBot}`, os_password: 'hunter2hunter2' },
+        steps: [{ id: 'inspect', title: `<@U0EVIL01> uses ${slackBot}`, destructive: false }],
+      },
+    ]);
+    const m = rootMessage(v, new Date(T0));
+    expectWithinLimits(m);
+    const text = `${m.text}\n${allText(m)}`;
+    expect(text).not.toContain(slackBot);
+    expect(text).not.toMatch(/<!channel>|<!here>|<@U0EVIL01>|<https:/);
+    expect(text).toContain('recover &lt;!channel&gt; on site-a');
+    expect(text).toContain('_ping &lt;!here&gt; &amp; &lt;https://evil.example|click&gt;_');
+    expect(text).toContain(`*Parameters* cluster=a&amp;b, note=token=${REDACTED}, os_password=${REDACTED}`);
+    expect(text).not.toContain('hunter2');
+    expect(checklist(m)[0]).toBe(`:white_circle: &lt;@U0EVIL01&gt; uses ${REDACTED} · step 1 of 1`);
+  });
+
+  it('should cut titles with an ellipsis and still list every step when 40 steps have 10 KB titles', () => {
+    const steps = Array.from({ length: 40 }, (_, i) => ({
+      id: `step-${i + 1}`,
+      title: `Step ${i + 1} ${'x'.repeat(10_000)}`,
+      destructive: i % 2 === 0,
+    }));
+    const m = rootMessage(view([{ ...started, steps }]), new Date(T0));
+    expectWithinLimits(m);
+    const lines = checklist(m);
+    expect(lines).toHaveLength(40);
+    expect(lines[0]).toMatch(/^:white_circle: Step 1 x+… :warning: · step 1 of 40$/);
+    expect(lines[39]).toMatch(/^:white_circle: Step 40 x+… · step 40 of 40$/);
+  });
+
+  it('should show a window around the current step and count the rest when 200 steps cannot all fit', () => {
+    const steps = Array.from({ length: 200 }, (_, i) => ({
+      id: `step-${i + 1}`,
+      title: `Step ${i + 1} ${'<&>'.repeat(3000)}`,
+      destructive: true,
+    }));
+    const events: RunEvent[] = [{ ...started, steps }];
+    for (let i = 0; i < 120; i++) {
+      const r = ref(`step-${i + 1}`, i + 1, 200);
+      events.push({
+        ...r,
+        type: 'step.started',
+        kind: 'run',
+        title: steps[i]?.title ?? '',
+        destructive: true,
+      });
+      if (i < 119)
+        events.push({ ...r, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 10 });
+    }
+    const m = rootMessage(view(events), new Date(T0 + 300_000));
+    expectWithinLimits(m);
+    expect(blocksOf(m).length).toBeLessThanOrEqual(BLOCK_KIT_LIMITS.blocks);
+    expect(sectionTexts(m)[0]).toContain('run id: r-recover-1');
+    const lines = checklist(m);
+    const current = lines.find((l) => l.includes('step 120 of 200'));
+    expect(current).toMatch(
+      /^:arrows_counterclockwise: Step 120 (&lt;|&amp;|&gt;)+… :warning: · step 120 of 200 · /,
+    );
+    expect(lines[0]).toMatch(/^… steps 1-\d+ not shown: \d+ ok$/);
+    expect(lines.at(-1)).toMatch(/^… steps \d+-200 not shown: \d+ pending$/);
+    // Every step is either shown or counted, exactly once.
+    const counted = [lines[0], lines.at(-1)].map((l) => /steps (\d+)-(\d+)/.exec(l ?? ''));
+    const hidden = counted.reduce((n, c) => n + Number(c?.[2]) - Number(c?.[1]) + 1, 0);
+    expect(hidden + lines.length - 2).toBe(200);
+  });
+
+  it('should say so when a runbook has no steps', () => {
+    const m = rootMessage(view([{ ...started, steps: [] }]), new Date(T0));
+    expectWithinLimits(m);
+    expect(checklist(m)).toEqual(['_This runbook has no steps._']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('threadMessage', () => {
+  it('should post nothing when the event is one the root message shows instead', () => {
+    const quiet: RunEvent[] = [
+      started,
+      { type: 'preflight', home: '/root', tools: [] },
+      { ...inspect, type: 'step.output', stream: 'stdout', line: 'x' },
+      { ...wait, type: 'poll.attempt', attempt: 1, of: 3, summary: 'not yet' },
+      { ...inner1, type: 'approval.requested', request: request() },
+    ];
+    expect(quiet.map((e) => threadMessage(entry(e)))).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+  });
+
+  it('should announce a step with its position, item and destructive mark when it starts', () => {
+    const m = threadMessage(
+      entry({ ...inner1, type: 'step.started', kind: 'run', title: 'Delete lb-1', destructive: true }),
+    );
+    expect(m).toEqual({
+      text: 'Step 3 of 4 started: Delete lb-1',
+      blocks: [
+        {
+          type: 'section',
+          text: {
+            type: 'mrkdwn',
+            text: ':arrow_forward: *Step 3 of 4* · item 1 of 2: lb-1 started: Delete lb-1 :warning: destructive',
+          },
+        },
+      ],
+    });
+  });
+
+  it('should show status, exit code, duration and the output in a code block when a step finishes', () => {
+    const m = threadMessage(
+      entry({ ...inspect, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 2300 }),
+      { title: 'Inspect prod-k8s', output: ['NAME     STATUS', 'prod-k8s CREATE_FAILED'] },
+    );
+    expect(m?.text).toBe('Step 1 of 4 ok: Inspect prod-k8s');
+    expect(sectionTexts(m as SlackMessage)).toEqual([
+      ':white_check_mark: *Step 1 of 4* ok: Inspect prod-k8s · exit 0 · 2.3s',
+      '_Output:_\n```\nNAME     STATUS\nprod-k8s CREATE_FAILED\n```',
+    ]);
+  });
+
+  it('should show only the last lines and say how many when the output is long', () => {
+    const output = Array.from({ length: 100 }, (_, i) => `line ${i + 1}`);
+    const m = threadMessage(
+      entry({
+        ...inspect,
+        type: 'step.finished',
+        status: 'failed',
+        exitCode: 1,
+        signal: null,
+        durationMs: 61_000,
+        message: 'inspect: exited 1: line 100',
+      }),
+      { output },
+    ) as SlackMessage;
+    expectWithinLimits(m);
+    const [summary, code] = sectionTexts(m);
+    expect(summary).toBe(':x: *Step 1 of 4* failed: inspect · exit 1 · 1m 1s\n> inspect: exited 1: line 100');
+    expect(code?.split('\n')).toEqual(['_Last 25 of 100 output lines:_', '```', ...output.slice(75), '```']);
+  });
+
+  it('should neutralise code fences and escape mentions when the output tries to break out of the code block', () => {
+    const m = threadMessage(
+      entry({ ...inspect, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 5 }),
+      {
+        output: ['```', '<!channel> look', '``` *bold* <https://evil.example|x>', `export TOKEN=${slackBot}`],
+      },
+    ) as SlackMessage;
+    const code = sectionTexts(m)[1] ?? '';
+    expect(code.match(/```/g)).toHaveLength(2);
+    expect(code).not.toMatch(/<!channel>|<https:/);
+    expect(code).not.toContain(slackBot);
+    expect(code.split('\n').slice(2, 6)).toEqual([
+      '`\u200b`\u200b`',
+      '&lt;!channel&gt; look',
+      '`\u200b`\u200b` *bold* &lt;https://evil.example|x&gt;',
+      `export TOKEN=${REDACTED}`,
+    ]);
+  });
+
+  it('should stay within the limits when the output has 5000 lines of 10 KB each', () => {
+    const output = Array.from({ length: 5000 }, (_, i) => `${i} ${'<&>`'.repeat(2500)}`);
+    const m = threadMessage(
+      entry({
+        ...inspect,
+        type: 'step.finished',
+        status: 'failed',
+        exitCode: 1,
+        signal: null,
+        durationMs: 1,
+        message: 'm'.repeat(10_000),
+      }),
+      { title: 't'.repeat(10_000), output },
+    ) as SlackMessage;
+    expectWithinLimits(m);
+    expect(sectionTexts(m)[1]).toMatch(/^_Last \d+ of 5000 output lines:_\n```\n4\d{3} /);
+    expect(sectionTexts(m)[1]).toMatch(/\n4999 (&lt;&amp;&gt;`)+…\n```$/);
+  });
+
+  it('should name the decider and the note when an approval is approved, denied or expires', () => {
+    const decided = (decision: Extract<RunEvent, { type: 'approval.decided' }>['decision']) =>
+      sectionTexts(
+        threadMessage(entry({ ...inner1, type: 'approval.decided', decision })) as SlackMessage,
+      )[0];
+    const date = `<!date^${epoch(30)}^{date_short_pretty} {time}|2024-05-01 10:00 UTC>`;
+    expect(decided({ approved: true, by: 'U0BOB0001', at: at(30) })).toBe(
+      `:white_check_mark: *Step 3 of 4* · item 1 of 2: lb-1 approved by <@U0BOB0001> at ${date}`,
+    );
+    expect(
+      decided({ approved: false, by: 'U0BOB0001', at: at(30), reason: 'denied', note: 'freeze <!here>' }),
+    ).toBe(
+      `:no_entry: *Step 3 of 4* · item 1 of 2: lb-1 denied by <@U0BOB0001> at ${date}: freeze &lt;!here&gt;`,
+    );
+    expect(decided({ approved: false, by: 'expiry', at: at(30), reason: 'expired' })).toBe(
+      `:hourglass: *Step 3 of 4* · item 1 of 2: lb-1: the approval expired unanswered at ${date} (counts as a denial)`,
+    );
+  });
+
+  it('should post the message and the total time when a decision, guard skip, resume or run end arrives', () => {
+    const texts = [
+      threadMessage(
+        entry({ ...wait, type: 'decision', message: 'control plane is up: skipping the rebuild' }),
+      ),
+      threadMessage(entry({ ...inner1, type: 'guard.skipped', message: 'lb-1 is already gone' })),
+      threadMessage(entry({ type: 'run.resumed', reason: 'approval decided', atStep: 'delete-lbs' })),
+      threadMessage(
+        entry({
+          type: 'run.finished',
+          status: 'succeeded',
+          message: 'recover finished: every step passed',
+          durationMs: 130_000,
+        }),
+      ),
+      threadMessage(
+        entry({
+          type: 'run.finished',
+          status: 'cancelled',
+          message: 'cancelled by U0ALICE01',
+          durationMs: 5000,
+          failedStep: 'wait-ready',
+        }),
+      ),
+    ].map((m) => sectionTexts(m as SlackMessage).join('\n'));
+    expect(texts).toEqual([
+      ':speech_balloon: *Step 2 of 4*: control plane is up: skipping the rebuild',
+      ':fast_forward: *Step 3 of 4* · item 1 of 2: lb-1 skipped, nothing to do: lb-1 is already gone',
+      ':arrow_forward: Run resumed at step delete-lbs: approval decided',
+      ':white_check_mark: *Run succeeded* after 2m 10s\n> recover finished: every step passed',
+      ':no_entry_sign: *Run CANCELLED* after 5.0s\n> cancelled by U0ALICE01\n*Failed step* wait-ready',
+    ]);
+  });
+
+  it('should gather the title and the output of the latest attempt when stepContext reads the timeline', () => {
+    const inner2 = ref('delete-lbs/delete-lb', 3, 4, { n: 2, of: 2, label: 'lb-2' });
+    const tl = entries([
+      started,
+      { ...inner1, type: 'step.started', kind: 'run', title: 'Delete lb-1', destructive: true },
+      { ...inner1, type: 'step.output', stream: 'stdout', line: 'deleting lb-1' },
+      { ...inner2, type: 'step.started', kind: 'run', title: 'Delete lb-2', destructive: true },
+      { ...inner2, type: 'step.output', stream: 'stderr', line: 'lb-2: 409 conflict' },
+      { ...inner2, type: 'step.started', kind: 'run', title: 'Delete lb-2 (again)', destructive: true },
+      { ...inner2, type: 'step.output', stream: 'stdout', line: 'deleted lb-2' },
+    ]);
+    expect(stepContext(tl, inner2)).toEqual({ title: 'Delete lb-2 (again)', output: ['deleted lb-2'] });
+    expect(stepContext(tl, inner1)).toEqual({ title: 'Delete lb-1', output: ['deleting lb-1'] });
+    expect(stepContext(tl, ref('report', 4))).toEqual({ output: [] });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('approvalMessage', () => {
+  const now = new Date(T0);
+
+  it('should show summary, exact command, targets, evidence, requester, expiry and two buttons when undecided', () => {
+    const m = approvalMessage(approval(), now);
+    expectWithinLimits(m);
+    expect(m.text).toBe('Approval needed: Delete load balancer lb-1 (run r-recover-1)');
+    const blocks = blocksOf(m);
+    expect(blocks[0]).toEqual({
+      type: 'header',
+      text: { type: 'plain_text', text: 'Approval needed: Delete load balancer lb-1', emoji: true },
+    });
+    expect(sectionTexts(m)).toEqual([
+      'Delete the stale load balancer that blocks the cluster delete\n' +
+        '*Runbook* recover · run id: r-recover-1 · *Step 3 of 4* · item 1 of 2: lb-1 (delete-lbs/delete-lb)',
+      '*Will run:*\n```\nopenstack loadbalancer delete --cascade 6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10\n```',
+      '*Targets (1)*\n• lb-1 (6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10)',
+      '*Evidence (2)*\n• provisioning_status=ERROR for 3 days\n• no listeners',
+    ]);
+    expect(blocks.at(-2)?.elements?.[0]?.text).toBe(
+      `Requested by <@U0ALICE01> at <!date^${epoch(0)}^{date_short_pretty} {time}|2024-05-01 10:00 UTC>` +
+        ` · expires <!date^${epoch(900)}^{date_short_pretty} {time}|2024-05-01 10:15 UTC> (in 15m 0s)`,
+    );
+    expect(blocks.at(-1)).toEqual({
+      type: 'actions',
+      block_id: 'capi_approval',
+      elements: [
+        {
+          type: 'button',
+          action_id: APPROVE_ACTION_ID,
+          text: { type: 'plain_text', text: 'Approve', emoji: true },
+          style: 'primary',
+          value: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
+        },
+        {
+          type: 'button',
+          action_id: DENY_ACTION_ID,
+          text: { type: 'plain_text', text: 'Deny', emoji: true },
+          style: 'danger',
+          value: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
+        },
+      ],
+    });
+    expect([APPROVE_ACTION_ID, DENY_ACTION_ID]).toEqual(['capi_approve', 'capi_deny']);
+  });
+
+  it('should replace the buttons with who decided and when, keeping the rest, when the approval is decided', () => {
+    const undecided = blocksOf(approvalMessage(approval(), now));
+    const cases = [
+      {
+        decision: { approved: true as const, by: 'U0BOB0001', at: at(60) },
+        via: 'slack',
+        line: `:white_check_mark: *Approved* by <@U0BOB0001> at <!date^${epoch(60)}^{date_short_pretty} {time}|2024-05-01 10:01 UTC> via slack`,
+        text: 'Approved: Delete load balancer lb-1 (run r-recover-1)',
+      },
+      {
+        decision: {
+          approved: false as const,
+          by: 'U0BOB0001',
+          at: at(60),
+          reason: 'denied' as const,
+          note: 'not now',
+        },
+        via: undefined,
+        line: `:no_entry: *Denied* by <@U0BOB0001> at <!date^${epoch(60)}^{date_short_pretty} {time}|2024-05-01 10:01 UTC>: not now`,
+        text: 'Denied: Delete load balancer lb-1 (run r-recover-1)',
+      },
+      {
+        decision: { approved: false as const, by: 'expiry', at: at(900), reason: 'expired' as const },
+        via: undefined,
+        line: `:hourglass: *Expired* unanswered at <!date^${epoch(900)}^{date_short_pretty} {time}|2024-05-01 10:15 UTC>: nothing destructive was run`,
+        text: 'Expired: Delete load balancer lb-1 (run r-recover-1)',
+      },
+    ];
+    for (const c of cases) {
+      const m = approvalMessage(
+        approval({ decision: c.decision, ...(c.via ? { decidedVia: c.via } : {}) }),
+        now,
+      );
+      expectWithinLimits(m);
+      const blocks = blocksOf(m);
+      expect(m.text).toBe(c.text);
+      expect(blocks.some((b) => b.type === 'actions')).toBe(false);
+      expect(blocks.slice(0, -1)).toEqual(undecided.slice(0, -1));
+      expect(blocks.at(-1)).toEqual({ type: 'context', elements: [{ type: 'mrkdwn', text: c.line }] });
+    }
+  });
+
+  it('should offer no buttons when the approval is past its expiry but not yet recorded as expired', () => {
+    const m = approvalMessage(approval(), new Date(T0 + 901_000));
+    expect(blocksOf(m).some((b) => b.type === 'actions')).toBe(false);
+    expect(blocksOf(m).at(-1)?.elements?.[0]?.text).toBe(
+      ':hourglass: *Expired* unanswered: it counts as a denial, nothing destructive will run',
+    );
+  });
+
+  it('should redact and escape the commands, targets and evidence when they hold secrets and markup', () => {
+    const m = approvalMessage(
+      approval({
+        request: request({
+          commands: [`openstack --os-password hunter2hunter2 server delete x && echo '<!channel>'`],
+          targets: ['<@U0EVIL01>'],
+          evidence: [`token: ${slackBot}`],
+        }),
+      }),
+      now,
+    );
+    const text = allText(m);
+    expect(text).not.toMatch(/hunter2|<!channel>|<@U0EVIL01>/);
+    expect(text).not.toContain(slackBot);
+    expect(sectionTexts(m).slice(1)).toEqual([
+      `*Will run:*\n\`\`\`\nopenstack --os-password ${REDACTED} server delete x &amp;&amp; echo '&lt;!channel&gt;'\n\`\`\``,
+      '*Targets (1)*\n• &lt;@U0EVIL01&gt;',
+      `*Evidence (1)*\n• token: ${REDACTED}`,
+    ]);
+  });
+
+  it('should stay within the limits and say what is not shown when every field is huge', () => {
+    const m = approvalMessage(
+      approval({
+        request: request({
+          title: 'T'.repeat(10_000),
+          summary: '<!channel>'.repeat(2000),
+          commands: Array.from({ length: 30 }, (_, i) =>
+            Array.from({ length: 200 }, (_, j) => `cmd${i} line${j} ${'```<&>'.repeat(50)}`).join('\n'),
+          ),
+          targets: Array.from({ length: 100 }, (_, i) => `target-${i} ${'x'.repeat(1000)}`),
+          evidence: Array.from({ length: 100 }, (_, i) => `evidence ${i}`),
+        }),
+      }),
+      now,
+    );
+    expectWithinLimits(m);
+    const text = allText(m);
+    expect(text).toMatch(/:warning: \d+ characters of the command\(s\) are not shown here/);
+    expect(text).toContain('*Targets (100)*');
+    expect(text).toMatch(/… and \d+ more/);
+    expect(text).toContain('*Will run (1 of 30):*');
+    expect(blocksOf(m).at(-1)?.type).toBe('actions');
+  });
+
+  it('should show a command line cut with an ellipsis and count it when one line is longer than a section', () => {
+    const m = approvalMessage(
+      approval({ request: request({ commands: [`echo ${'a'.repeat(5000)}`] }) }),
+      now,
+    );
+    expectWithinLimits(m);
+    expect(allText(m)).toMatch(/```\necho a+…\n```/);
+    expect(allText(m)).toMatch(/:warning: \d+ characters of the command\(s\) are not shown here/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+
+describe('Block Kit limits for any input', () => {
+  /** Deterministic generator: a failing seed reproduces. */
+  function rng(seed: number): () => number {
+    let s = seed >>> 0;
+    return () => {
+      s = (s * 1_664_525 + 1_013_904_223) >>> 0;
+      return s / 2 ** 32;
+    };
+  }
+  const ALPHABET = ['a', 'Z', ' ', '\n', '<', '>', '&', '`', '*', '_', '|', '@', 'é', '😀', '\t', '!'];
+
+  function junk(r: () => number, max: number): string {
+    const n = Math.floor(r() ** 3 * max);
+    let out = '';
+    for (let i = 0; i < n; i++) out += ALPHABET[Math.floor(r() * ALPHABET.length)];
+    return out;
+  }
+
+  it('should keep every builder within the limits when fed 30 seeds of random adversarial input', () => {
+    const statuses = ['ok', 'failed', 'skipped', 'denied', 'cancelled', 'interrupted'] as const;
+    for (let seed = 1; seed <= 30; seed++) {
+      const r = rng(seed);
+      const steps = Array.from({ length: 1 + Math.floor(r() * 200) }, (_, i) => ({
+        id: `s${i}`,
+        title: junk(r, 5000),
+        destructive: r() < 0.3,
+      }));
+      const events: RunEvent[] = [
+        {
+          ...started,
+          runbook: junk(r, 500),
+          summary: junk(r, 5000),
+          site: junk(r, 500),
+          requestedBy: junk(r, 300),
+          params: Object.fromEntries(
+            Array.from({ length: Math.floor(r() * 50) }, (_, i) => [`p${i}`, junk(r, 2000)]),
+          ),
+          steps,
+        },
+      ];
+      const output: string[] = [];
+      for (const [i, s] of steps.entries()) {
+        if (r() < 0.3) break;
+        const sr = ref(s.id, i + 1, steps.length);
+        events.push({
+          ...sr,
+          type: 'step.started',
+          kind: 'poll',
+          title: junk(r, 5000),
+          destructive: s.destructive,
+        });
+        events.push({ ...sr, type: 'poll.attempt', attempt: 1, of: 30, summary: junk(r, 5000) });
+        output.push(junk(r, 20_000));
+        events.push({
+          ...sr,
+          type: 'step.finished',
+          status: statuses[Math.floor(r() * statuses.length)] ?? 'ok',
+          exitCode: 1,
+          signal: null,
+          durationMs: 5,
+          message: junk(r, 5000),
+        });
+      }
+      events.push({
+        type: 'run.finished',
+        status: 'failed',
+        message: junk(r, 10_000),
+        durationMs: 5,
+        failedStep: junk(r, 300),
+      });
+      const v = view(events);
+      expectWithinLimits(rootMessage(v, new Date(T0 + 1000)));
+      for (const e of entries(events)) {
+        const m = threadMessage(e, { title: junk(r, 5000), output });
+        if (m) expectWithinLimits(m);
+      }
+      const m = approvalMessage(
+        approval({
+          request: request({
+            title: junk(r, 10_000),
+            summary: junk(r, 10_000),
+            commands: Array.from({ length: Math.floor(r() * 10) }, () => junk(r, 20_000)),
+            targets: Array.from({ length: Math.floor(r() * 100) }, () => junk(r, 3000)),
+            evidence: Array.from({ length: Math.floor(r() * 100) }, () => junk(r, 3000)),
+            requestedBy: junk(r, 300),
+          }),
+          ...(r() < 0.5
+            ? {
+                decision: {
+                  approved: false,
+                  by: junk(r, 300),
+                  at: at(1),
+                  reason: 'denied',
+                  note: junk(r, 5000),
+                },
+              }
+            : {}),
+        }),
+        new Date(T0),
+      );
+      expectWithinLimits(m);
+    }
+  });
+
+  it('should escape exactly the three characters Slack reserves when escapeSlack is applied', () => {
+    expect(escapeSlack('a & b < c > d "e" \'f\'')).toBe('a &amp; b &lt; c &gt; d "e" \'f\'');
+  });
+});
