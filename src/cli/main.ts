@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import { runAgentCommand } from './agent.js';
 import { runDemo } from './demo.js';
+import { serveCommand } from './serve.js';
 import {
   cancelCommand,
   decideCommand,
@@ -20,6 +21,9 @@ usage:
       asks y/N (--yes approves them all; --dry-run prints every command without connecting;
       --verbose prints every output line instead of the first 15 of each command)
   capi-chatops list [--commands DIR]      the runbooks and their arguments
+  capi-chatops serve [--site FILE]...     the Slack front (/capi, approval buttons, run threads) and an
+      agent in one process (npm start); SLACK_BOT_TOKEN plus SLACK_SIGNING_SECRET (HTTP on PORT)
+      or SLACK_APP_TOKEN (Socket Mode)
   capi-chatops agent [--site FILE]...     serve the sites' run queues (REDIS_URL, QUEUE_PREFIX; SITE_FILE
       may list several profiles, comma separated); SIGINT/SIGTERM stop it gracefully
 
@@ -97,6 +101,13 @@ export async function main(argv: readonly string[]): Promise<number> {
           ...numberFlag('lockDurationMs', values['lock-duration-ms']),
           ...numberFlag('stalledIntervalMs', values['stalled-interval-ms']),
         });
+      }
+      case 'serve': {
+        const { values } = parseArgs({
+          args: [...rest],
+          options: { site: { type: 'string', multiple: true, default: [] } },
+        });
+        return await serveCommand(values.site);
       }
       case 'submit': {
         const { values, positionals } = parseArgs({

@@ -493,7 +493,15 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
 // Approval
 
 /** The approval request: what will run, on what, why; buttons until decided, then who decided. */
-export function approvalMessage(approval: StoredApproval, now: Date): SlackMessage {
+/**
+ * `runEnded`: the run stopped (cancelled, failed) while this approval was still open; the buttons
+ * go, because a click could only be refused.
+ */
+export function approvalMessage(
+  approval: StoredApproval,
+  now: Date,
+  opts: { readonly runEnded?: boolean } = {},
+): SlackMessage {
   const r = approval.request;
   const blocks: Record<string, unknown>[] = [header(`Approval needed: ${r.title}`)];
 
@@ -532,6 +540,8 @@ export function approvalMessage(approval: StoredApproval, now: Date): SlackMessa
               (d.note !== undefined ? `: ${inline(d.note, 500)}` : ''),
       ),
     );
+  } else if (opts.runEnded === true) {
+    blocks.push(context(':no_entry_sign: *Closed*: the run ended before a decision; nothing was run'));
   } else if (left !== undefined && left <= 0) {
     blocks.push(
       context(':hourglass: *Expired* unanswered: it counts as a denial, nothing destructive will run'),
@@ -566,7 +576,9 @@ export function approvalMessage(approval: StoredApproval, now: Date): SlackMessa
 
   const state =
     d === undefined
-      ? 'Approval needed'
+      ? opts.runEnded === true
+        ? 'Closed without a decision'
+        : 'Approval needed'
       : d.approved
         ? 'Approved'
         : d.reason === 'expired'

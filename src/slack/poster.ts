@@ -16,7 +16,8 @@
  *                                                          nothing to post)
  *                             `rootId`, `rootUpdatedAt`    the event the root last showed, and when (epoch ms)
  *                             `approval:<approvalId>`      ts of the approval message
- *                             `decided:<approvalId>`       '1' once that message shows the decision
+ *                             `decided:<approvalId>`       '1' once that message shows its final state (the
+ *                                                          decision, or closed when the run ended without one)
  *                             `file`                       stream id of a step.finished whose log file is still
  *                                                          to upload (its message is posted)
  *                             `done`                       '1' once run.finished is posted and the root final
@@ -29,8 +30,9 @@
  * with this poster's serial queues. Here:
  * - 429: wait Retry-After, then send the SAME message again (the run's queue waits: order is kept; the
  *   channel's other runs wait too: pacing is per channel);
- * - 5xx or network error: retried with backoff, 5 tries over about 30 s, then logged and skipped: a run must
- *   not be blocked by Slack, and the timeline in Redis (`/capi timeline`) still holds the event;
+ * - 5xx or network error: retried with backoff (retryDelaysMs: 5 tries over about 30 s), then logged and
+ *   skipped: a run must not be blocked by Slack, and the timeline in Redis (`/capi timeline`) still holds the
+ *   event. (A post that reached Slack but whose answer was lost is posted again: at-least-once again.)
  * - `ok: false` (e.g. invalid_blocks): logged with the method and error, and the message is replaced by a
  *   plain-text post so the thread still shows the event.
  *
@@ -38,7 +40,7 @@
  * when stored) and are redacted again here.
  */
 import { setTimeout as sleepFor } from 'node:timers/promises';
-import { ErrorCode as SlackErrorCode, type WebClient } from '@slack/web-api';
+import { type ChatPostMessageArguments, ErrorCode as SlackErrorCode, type WebClient } from '@slack/web-api';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RunEvent, StepRef } from '../engine/events.js';
@@ -64,16 +66,24 @@ export interface ThreadPosterOptions {
   readonly minPostIntervalMs?: number;
   /** Coalescing of chat.update on the root message: at most one per interval; default 2000. */
   readonly rootUpdateIntervalMs?: number;
+  /**
+   * Waits between the tries of a call that failed with a 5xx or a network error; after the last one the
+   * message is skipped. Default [1000, 3000, 8000, 18000]: 5 tries over about 30 s.
+   */
+  readonly retryDelaysMs?: readonly number[];
   /** The clock messages are rendered with (elapsed times, expiry); pacing always uses the real clock. */
   readonly now?: () => Date;
 }
+
+/** blocks.ts builds plain objects checked against the Block Kit limits; the WebClient wants its own types. */
+type SlackBlocks = Extract<ChatPostMessageArguments, { blocks: unknown }>['blocks'];
 
 /** A step's output goes into a log file past this many lines (the thread post shows the last 25 at most). */
 const FILE_MIN_LINES = 20;
 /** ... or past this many characters (the thread post shows about 2500). */
 const FILE_MIN_CHARS = 2000;
 /** Waits between tries of a call that failed with a 5xx or a network error: 5 tries over about 30 s. */
-const BACKOFF_MS = [1000, 3000, 8000, 18_000] as const;
+const RETRY_DELAYS_MS: readonly number[] = [1000, 3000, 8000, 18_000];
 /** How often undecided approval messages are checked against the store (a decision taken elsewhere). */
 const APPROVAL_CHECK_MS = 5000;
 /** After an unexpected failure (Redis down), a run's worker starts again from its cursor after this long. */
@@ -197,6 +207,7 @@ export class ThreadPoster {
   private readonly logger: Logger;
   private readonly minPostIntervalMs: number;
   private readonly rootUpdateIntervalMs: number;
+  private readonly retryDelaysMs: readonly number[];
   private readonly now: () => Date;
 
   private readonly runs = new Map<string, RunState>();
@@ -215,12 +226,16 @@ export class ThreadPoster {
     this.logger = opts.logger;
     this.minPostIntervalMs = opts.minPostIntervalMs ?? 1100;
     this.rootUpdateIntervalMs = opts.rootUpdateIntervalMs ?? 2000;
+    this.retryDelaysMs = opts.retryDelaysMs ?? RETRY_DELAYS_MS;
     this.now = opts.now ?? (() => new Date());
     for (const [name, value] of [
       ['minPostIntervalMs', this.minPostIntervalMs],
       ['rootUpdateIntervalMs', this.rootUpdateIntervalMs],
     ] as const) {
       if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a number >= 0`);
+    }
+    if (!this.retryDelaysMs.every((ms) => Number.isFinite(ms) && ms >= 0)) {
+      throw new RangeError('retryDelaysMs must hold numbers >= 0');
     }
   }
 
@@ -325,6 +340,7 @@ export class ThreadPoster {
         log.error({ err: describe(err) }, 'slack thread worker failed; starting again from its cursor');
         const run = this.runs.get(runId);
         run?.follower?.abort();
+        for (const waiters of run?.refreshWaiters.values() ?? []) for (const w of waiters) w.resolve();
         this.runs.delete(runId);
         try {
           await this.sleep(RESTART_DELAY_MS);
@@ -365,16 +381,15 @@ export class ThreadPoster {
       channel: cursor.channel ?? record.channel,
       cursorDirty: false,
       // Events were handled after the root last changed (or the final update was lost in a restart).
-      rootDirty: cursor.rootTs !== undefined && cursor.lastId !== undefined && cursor.rootId !== cursor.lastId,
+      rootDirty:
+        cursor.rootTs !== undefined && cursor.lastId !== undefined && cursor.rootId !== cursor.lastId,
       refresh: new Set(),
       refreshWaiters: new Map(),
       lastApprovalCheck: 0,
       waker: undefined,
       follower: undefined,
     };
-    run.finishedHandled = entries
-      .slice(0, run.next)
-      .some((e) => e.event.type === 'run.finished' && cursor.lastId !== undefined);
+    run.finishedHandled = entries.slice(0, run.next).some((e) => e.event.type === 'run.finished');
     // Approvals posted but not shown decided yet: a decision may have been taken while we were away.
     for (const id of cursor.approvals.keys()) if (!cursor.decided.has(id)) run.refresh.add(id);
     this.runs.set(runId, run);
@@ -406,7 +421,10 @@ export class ThreadPoster {
         await this.idle(run, this.rootDue(run));
         continue;
       }
-      if (run.finishedHandled) break;
+      if (run.finishedHandled) {
+        await this.closeOpenApprovals(run);
+        break;
+      }
       const undecided = [...run.cursor.approvals.keys()].filter((id) => !run.cursor.decided.has(id));
       if (undecided.length > 0) {
         const wait = run.lastApprovalCheck + APPROVAL_CHECK_MS - Date.now();
@@ -494,7 +512,7 @@ export class ThreadPoster {
     if (run.cursor.rootTs === undefined) {
       const view = foldRunView(run.entries.slice(0, index + 1));
       // Before run.started there is no step list to show, and without a root there is no thread to post in.
-      if (view === undefined || !(await this.postRoot(run, rootMessage(view, this.now()), entry.id))) {
+      if (view === undefined || !(await this.postRoot(run, rootMessage(view, this.now()), entry))) {
         if (view !== undefined) run.log.error({ event: entry.id }, 'no root message: event not posted');
         this.advance(run, entry);
         return;
@@ -527,11 +545,13 @@ export class ThreadPoster {
       e.type === 'step.finished' &&
       (output.length > FILE_MIN_LINES || output.reduce((n, l) => n + l.length + 1, 0) > FILE_MIN_CHARS);
     const ts = await this.postInThread(run, message, entry);
+    // Slack confirmed (or the post was given up on: the thread goes on with the next event); only now does
+    // the cursor move. A crash right here posts this message again after a restart: at-least-once's one
+    // possible duplicate, never a loss.
     this.advance(run, entry);
-    // Written even when the post was given up on: the thread goes on with the next event.
-    await this.saveCursor(run, wantsFile ? { file: entry.id } : {});
-    if (ts !== undefined && wantsFile) await this.uploadPendingFile(run);
-    else if (wantsFile) await this.clearPendingFile(run);
+    const withFile = ts !== undefined && wantsFile;
+    await this.saveCursor(run, withFile ? { file: entry.id } : {});
+    if (withFile) await this.uploadPendingFile(run);
   }
 
   private advance(run: RunState, entry: TimelineEntry): void {
@@ -552,22 +572,29 @@ export class ThreadPoster {
     run.cursorDirty = false;
   }
 
-  private async postRoot(run: RunState, message: SlackMessage, eventId: string): Promise<boolean> {
+  /**
+   * Posts the root, showing the run up to `entry`. The root is all run.started shows, so that event is
+   * handled with it; any other event (the root failed before) still has its own post to make.
+   */
+  private async postRoot(run: RunState, message: SlackMessage, entry: TimelineEntry): Promise<boolean> {
     const ts = await this.post(run, message, undefined, 'root message');
     if (ts === undefined) return false;
     run.cursor.rootTs = ts;
     run.cursor.channel = run.channel;
     run.cursor.rootUpdatedAt = Date.now();
-    run.cursor.rootId = eventId;
-    run.cursor.lastId = eventId;
-    await this.redis.hset(this.cursorKey(run.runId), {
+    run.cursor.rootId = entry.id;
+    const fields: Record<string, string> = {
       channel: run.channel,
       rootTs: ts,
-      rootId: eventId,
+      rootId: entry.id,
       rootUpdatedAt: String(run.cursor.rootUpdatedAt),
-      lastId: eventId,
-    });
-    run.cursorDirty = false;
+    };
+    if (entry.event.type === 'run.started') {
+      run.cursor.lastId = entry.id;
+      run.cursorDirty = false;
+    }
+    if (run.cursor.lastId !== undefined) fields.lastId = run.cursor.lastId;
+    await this.redis.hset(this.cursorKey(run.runId), fields);
     return true;
   }
 
@@ -596,7 +623,12 @@ export class ThreadPoster {
       // Unknown: the message then shows no expiry rather than a made-up one.
       expiresAt: '',
     };
-    const ts = await this.post(run, approvalMessage(approval, this.now()), run.cursor.rootTs, `approval ${id}`);
+    const ts = await this.post(
+      run,
+      approvalMessage(approval, this.now()),
+      run.cursor.rootTs,
+      `approval ${id}`,
+    );
     this.advance(run, entry);
     const extra: Record<string, string> = {};
     if (ts !== undefined) {
@@ -643,10 +675,38 @@ export class ThreadPoster {
     const stored = await this.storedApproval(run, id);
     const decision = stored?.decision ?? fromEvent;
     if (stored === null || decision === undefined) return;
-    const ok = await this.update(run, ts, approvalMessage({ ...stored, decision }, this.now()), `approval ${id}`);
+    const ok = await this.update(
+      run,
+      ts,
+      approvalMessage({ ...stored, decision }, this.now()),
+      `approval ${id}`,
+    );
     if (!ok) return;
     run.cursor.decided.add(id);
     await this.redis.hset(this.cursorKey(run.runId), `decided:${id}`, '1');
+  }
+
+  /**
+   * A run that ended with an approval still open (cancelled while parked on it) must not leave live buttons
+   * behind: the message loses them and says why. The decision, if one was taken after all, wins.
+   */
+  private async closeOpenApprovals(run: RunState): Promise<void> {
+    for (const [id, ts] of run.cursor.approvals) {
+      if (run.cursor.decided.has(id)) continue;
+      await this.refreshApproval(run, id);
+      if (run.cursor.decided.has(id)) continue;
+      const stored = await this.storedApproval(run, id);
+      if (stored === null) continue;
+      const ok = await this.update(
+        run,
+        ts,
+        approvalMessage(stored, this.now(), { runEnded: true }),
+        `approval ${id}`,
+      );
+      if (!ok) continue;
+      run.cursor.decided.add(id);
+      await this.redis.hset(this.cursorKey(run.runId), `decided:${id}`, '1');
+    }
   }
 
   private async updateRoot(run: RunState): Promise<void> {
@@ -715,14 +775,15 @@ export class ThreadPoster {
       ...(threadTs !== undefined ? { thread_ts: threadTs } : {}),
     };
     const first = await this.call(run, 'chat.postMessage', true, () =>
-      this.client.chat.postMessage({ ...base, text: message.text, blocks: message.blocks as never }),
+      this.client.chat.postMessage({ ...base, text: message.text, blocks: message.blocks as SlackBlocks }),
     );
     if (first.ok) return typeof first.value.ts === 'string' ? first.value.ts : undefined;
-    if (first.platformError === undefined) return undefined;
+    const error = first.platformError;
+    if (error === undefined) return undefined;
     // The formatted message was refused: a plain-text post keeps the event in the thread.
-    run.log.warn({ what, error: first.platformError }, 'posting a plain-text fallback');
+    run.log.warn({ what, error }, 'posting a plain-text fallback');
     const fallback = await this.call(run, 'chat.postMessage', true, () =>
-      this.client.chat.postMessage({ ...base, text: fallbackText(message, first.platformError) }),
+      this.client.chat.postMessage({ ...base, text: fallbackText(message, error) }),
     );
     return fallback.ok && typeof fallback.value.ts === 'string' ? fallback.value.ts : undefined;
   }
@@ -734,15 +795,16 @@ export class ThreadPoster {
         channel: run.channel,
         ts,
         text: message.text,
-        blocks: message.blocks as never,
+        blocks: message.blocks as SlackBlocks,
       }),
     );
     if (first.ok) return true;
-    if (first.platformError === undefined) return false;
-    run.log.warn({ what, error: first.platformError }, 'updating with a plain-text fallback');
+    const error = first.platformError;
+    if (error === undefined) return false;
+    run.log.warn({ what, error }, 'updating with a plain-text fallback');
     // An empty block list drops the old blocks (an approval's buttons must not outlive its decision).
     const fallback = await this.call(run, 'chat.update', false, () =>
-      this.client.chat.update({ channel: run.channel, ts, text: fallbackText(message, first.platformError), blocks: [] }),
+      this.client.chat.update({ channel: run.channel, ts, text: fallbackText(message, error), blocks: [] }),
     );
     return fallback.ok;
   }
@@ -768,7 +830,10 @@ export class ThreadPoster {
         if (code === SlackErrorCode.RateLimitedError) {
           const retryAfter = Number((err as { retryAfter?: unknown }).retryAfter);
           const waitMs = Math.max(1, Number.isFinite(retryAfter) ? retryAfter : 1) * 1000;
-          run.log.warn({ method, retryAfterS: waitMs / 1000 }, 'slack rate limited; sending the same call again');
+          run.log.warn(
+            { method, retryAfterS: waitMs / 1000 },
+            'slack rate limited; sending the same call again',
+          );
           // The whole channel waits: another run posting there now would be refused too.
           if (paced) this.holdPosts(run.channel, waitMs);
           await this.sleep(waitMs);
@@ -783,7 +848,7 @@ export class ThreadPoster {
         const status = Number((err as { statusCode?: unknown }).statusCode);
         const retryable =
           code === SlackErrorCode.RequestError || (code === SlackErrorCode.HTTPError && status >= 500);
-        const delay = BACKOFF_MS[failures];
+        const delay = this.retryDelaysMs[failures];
         if (!retryable || delay === undefined) {
           // Give up on this call and go on: a run must not be blocked by Slack.
           run.log.error(
