@@ -1,0 +1,120 @@
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { type SimJumphost, startSimJumphost } from '../src/sim/jumphost.js';
+import { type FakeSlack, startFakeSlack } from './support/fake-slack.js';
+import { REDIS_URL, useTestRedis } from './support/redis.js';
+
+const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
+const TOKEN = ['xoxb', '3333333333', '4444444444444', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
+const SECRET = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
+const CHANNEL = 'C0INCIDENT';
+const db = useTestRedis();
+const cleanups: (() => Promise<unknown>)[] = [];
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('npm start', () => {
+  it('should answer /capi from Slack, mirror the run into a thread and stop cleanly on SIGTERM', async () => {
+    const fake: FakeSlack = await startFakeSlack({
+      token: TOKEN,
+      channels: [CHANNEL],
+      users: { U0OPERATOR: { groups: [] } },
+    });
+    cleanups.push(() => fake.close());
+    const sim: SimJumphost = await startSimJumphost({ scenario: 'healthy', timeScale: 0.002 });
+    cleanups.push(() => sim.stop());
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-serve-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const siteFile = path.join(dir, 'site.yaml');
+    await writeFile(siteFile, stringify({ ...sim.site, name: 'lab1', slack_channels: [CHANNEL] }));
+    const port = await freePort();
+
+    const child = spawn(process.execPath, [BIN, 'serve'], {
+      env: {
+        ...process.env,
+        SITE_FILE: siteFile,
+        REDIS_URL,
+        QUEUE_PREFIX: db.prefix,
+        SLACK_BOT_TOKEN: TOKEN,
+        SLACK_SIGNING_SECRET: SECRET,
+        SLACK_API_URL: fake.url,
+        PORT: String(port),
+        CAPI_OPERATORS: 'U0OPERATOR',
+        CAPI_APPROVERS: 'U0APPROVER',
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+      await exited;
+    });
+    let log = '';
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d) => {
+        log += d;
+        if (log.includes('capi-chatops ready')) resolve();
+      });
+    });
+
+    const body = new URLSearchParams({
+      command: '/capi',
+      text: 'diagnose',
+      user_id: 'U0OPERATOR',
+      user_name: 'operator',
+      channel_id: CHANNEL,
+      channel_name: 'incident',
+      team_id: 'T0TEAM',
+      team_domain: 'ops',
+      api_app_id: 'A0CAPI',
+      token: 'legacy',
+      response_url: 'http://127.0.0.1:9/unused',
+      trigger_id: '1.2.3',
+    }).toString();
+    const ts = Math.floor(Date.now() / 1000);
+    const res = await fetch(`http://127.0.0.1:${port}/slack/events`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        'x-slack-request-timestamp': String(ts),
+        'x-slack-signature': `v0=${createHmac('sha256', SECRET).update(`v0:${ts}:${body}`).digest('hex')}`,
+      },
+      body,
+    });
+    expect(res.status).toBe(200);
+
+    // The run's root message ends in its final state; the thread under it holds the run.
+    for (;;) {
+      const root = fake.messages(CHANNEL).find((m) => m.thread_ts === undefined);
+      if (root && /succeeded/i.test(root.text)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const messages = fake.messages(CHANNEL);
+    const root = messages.find((m) => m.thread_ts === undefined);
+    expect(root?.text).toMatch(/diagnose/);
+    expect(JSON.stringify(root?.blocks)).toMatch(/run id: /);
+    const thread = messages.filter((m) => m.thread_ts === root?.ts);
+    expect(thread.length).toBeGreaterThan(3);
+    expect(thread.map((m) => m.text).join('\n')).toMatch(/D-042/);
+
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});
