@@ -2,7 +2,6 @@ import { parseArgs } from 'node:util';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import { runAgentCommand } from './agent.js';
 import { runDemo } from './demo.js';
-import { serveCommand } from './serve.js';
 import {
   cancelCommand,
   decideCommand,
@@ -12,6 +11,7 @@ import {
   timelineCommand,
 } from './queue-commands.js';
 import { listRunbooks, runFromTerminal } from './run.js';
+import { serveCommand } from './serve.js';
 
 const USAGE = `capi-chatops -- CAPI/Magnum recovery runbooks with a human approval before every destructive step
 

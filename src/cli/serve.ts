@@ -23,7 +23,8 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const sites = await loadSites(siteFilesFrom(siteFiles, config.siteFile));
   const runbooks = await loadRunbooks(config.commandsDir);
   const redis = connectRedis(config.redis.url, 'store', logger);
-  for (const warning of await checkRedisForProduction(redis)) logger.warn({ redis: config.redis.url }, warning);
+  for (const warning of await checkRedisForProduction(redis))
+    logger.warn({ redis: config.redis.url }, warning);
 
   const service = new RunService({
     redis,
@@ -41,7 +42,13 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     rejectRateLimitedCalls: true,
     retryConfig: { retries: 0 },
   });
-  const poster = new ThreadPoster({ client: posterClient, redis, prefix: config.queue.prefix, service, logger });
+  const poster = new ThreadPoster({
+    client: posterClient,
+    redis,
+    prefix: config.queue.prefix,
+    service,
+    logger,
+  });
   const app = createSlackApp({
     slack: config.slack,
     approvers: config.approval.approvers,
@@ -64,7 +71,9 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const started = await app.start(config.slack.port);
   await poster.resumeAll();
   const where =
-    config.slack.appToken !== undefined ? 'socket mode' : `http on :${((started as Server).address() as { port: number }).port}/slack/events`;
+    config.slack.appToken !== undefined
+      ? 'socket mode'
+      : `http on :${((started as Server).address() as { port: number }).port}/slack/events`;
   logger.info({ sites: [...sites.keys()], queues: agent.queueNames, slack: where }, 'capi-chatops ready');
 
   await new Promise<void>((resolve) => {
