@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { App } from '@slack/bolt';
@@ -8,6 +7,7 @@ import { createSlackApp } from '../src/slack/app.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { type FakeSlack, startFakeSlack } from './support/fake-slack.js';
 import { useTestRedis } from './support/redis.js';
+import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
 const TOKEN = ['xoxb', '1111111111', '2222222222222', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
@@ -68,61 +68,11 @@ async function start(): Promise<{ harness: Harness; slack: FakeSlack }> {
   return { harness: h, slack: fake };
 }
 
-function signed(body: string, ts = Math.floor(Date.now() / 1000), secret = SECRET): Record<string, string> {
-  const sig = `v0=${createHmac('sha256', secret).update(`v0:${ts}:${body}`).digest('hex')}`;
-  return {
-    'content-type': 'application/x-www-form-urlencoded',
-    'x-slack-request-timestamp': String(ts),
-    'x-slack-signature': sig,
-  };
-}
-
-function commandBody(user: string, text: string): string {
-  return new URLSearchParams({
-    token: 'legacy',
-    team_id: 'T0TEAM',
-    team_domain: 'ops',
-    channel_id: CHANNEL,
-    channel_name: 'incident',
-    user_id: user,
-    user_name: user.toLowerCase(),
-    command: '/capi',
-    text,
-    api_app_id: 'A0CAPI',
-    response_url: `${base}/unused`,
-    trigger_id: '1.2.3',
-  }).toString();
-}
-
-function clickBody(user: string, actionId: 'capi_approve' | 'capi_deny', approvalId: string): string {
-  const payload = {
-    type: 'block_actions',
-    user: { id: user, username: user.toLowerCase() },
-    team: { id: 'T0TEAM' },
-    api_app_id: 'A0CAPI',
-    token: 'legacy',
-    channel: { id: CHANNEL, name: 'incident' },
-    container: { type: 'message', message_ts: '1700000000.000100', channel_id: CHANNEL },
-    message: { type: 'message', ts: '1700000000.000100', text: '' },
-    actions: [
-      {
-        type: 'button',
-        block_id: 'approval',
-        action_id: actionId,
-        value: approvalId,
-        text: { type: 'plain_text', text: 'x' },
-        action_ts: '1',
-      },
-    ],
-    response_url: `${base}/unused`,
-    trigger_id: '1.2.3',
-  };
-  return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
-}
-
-async function post(body: string, headers = signed(body)): Promise<Response> {
-  return fetch(`${base}/slack/events`, { method: 'POST', headers, body });
-}
+const signed = (body: string, ts?: number, secret = SECRET) => signedHeaders(body, secret, ts);
+const commandBody = (user: string, text: string) => slashCommandBody({ user, channel: CHANNEL, text });
+const clickBody = (user: string, actionId: 'capi_approve' | 'capi_deny', value: string) =>
+  buttonClickBody({ user, channel: CHANNEL, actionId, value });
+const post = (body: string, headers = signed(body)) => postToBolt(base, body, headers);
 
 /** Waits until the fake recorded a call that matches (event-driven through the fake's call list). */
 async function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {

@@ -1,0 +1,200 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { App } from '@slack/bolt';
+import { WebClient } from '@slack/web-api';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { createSlackApp } from '../src/slack/app.js';
+import { ThreadPoster } from '../src/slack/poster.js';
+import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { type FakeMessage, type FakeSlack, startFakeSlack } from './support/fake-slack.js';
+import { useTestRedis } from './support/redis.js';
+import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+
+/**
+ * The whole Slack path: signed /capi -> Bolt -> RunService -> agent -> engine -> simulated cloud,
+ * and back: timeline -> thread poster -> the (fake) channel, with humans clicking the buttons the
+ * bot posted.
+ */
+
+const COMMANDS = new URL('../commands/', import.meta.url).pathname;
+const TOKEN = ['xoxb', '5555555555', '6666666666666', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
+const SECRET = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+const CHANNEL = 'C0INCIDENT';
+const LEAD = 'U0LEAD0001';
+const APPROVER = 'U0APPROVER';
+
+const db = useTestRedis();
+let runbooks: RunbookSet;
+const stops: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  runbooks = await loadRunbooks(COMMANDS);
+});
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+});
+
+interface World {
+  readonly h: Harness;
+  readonly fake: FakeSlack;
+  readonly poster: ThreadPoster;
+  readonly base: string;
+}
+
+async function world(scenario: string): Promise<World> {
+  const fake = await startFakeSlack({
+    token: TOKEN,
+    channels: [CHANNEL],
+    users: { [LEAD]: { groups: [] }, [APPROVER]: { groups: [] } },
+  });
+  stops.push(() => fake.close());
+  const h = await startHarness({
+    redis: db.redis,
+    prefix: db.prefix,
+    runbooks,
+    scenarios: [scenario],
+    approvers: [LEAD, APPROVER],
+  });
+  stops.push(() => h.stop());
+  await h.startAgent();
+  const poster = new ThreadPoster({
+    client: new WebClient(TOKEN, {
+      slackApiUrl: fake.url,
+      rejectRateLimitedCalls: true,
+      retryConfig: { retries: 0 },
+    }),
+    redis: db.redis,
+    prefix: db.prefix,
+    service: h.service,
+    logger: quietLogger,
+  });
+  stops.push(() => poster.close());
+  const app: App = createSlackApp({
+    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: fake.url, port: 0 },
+    approvers: [LEAD, APPROVER],
+    operators: [LEAD],
+    service: h.service,
+    sites: h.sites,
+    logger: quietLogger,
+    threads: poster,
+    webApiRetries: 0,
+  });
+  const server = (await app.start(0)) as Server;
+  stops.push(() => app.stop());
+  return { h, fake, poster, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+async function slash(w: World, user: string, text: string): Promise<void> {
+  const body = slashCommandBody({ user, channel: CHANNEL, text });
+  expect((await postToBolt(w.base, body, signedHeaders(body, SECRET))).status).toBe(200);
+}
+
+async function click(w: World, user: string, actionId: string, value: string): Promise<void> {
+  const body = buttonClickBody({ user, channel: CHANNEL, actionId, value });
+  expect((await postToBolt(w.base, body, signedHeaders(body, SECRET))).status).toBe(200);
+}
+
+/** Reads the fake channel until `pick` finds something (the fake is in-process state, not a network peer). */
+async function until<T>(
+  w: World,
+  pick: (messages: FakeMessage[]) => T | undefined,
+  timeoutMs = 90_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const found = pick(w.fake.messages(CHANNEL));
+    if (found !== undefined) return found;
+    if (Date.now() > end) throw new Error('the channel never showed what the test waited for');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function buttons(m: FakeMessage): string[] {
+  return (
+    JSON.stringify(m.blocks)
+      .match(/"value":"(approval~[^"]+)"/g)
+      ?.map((v) => v.slice(9, -1)) ?? []
+  );
+}
+
+const openApproval = (messages: FakeMessage[], seen: Set<string>) =>
+  messages.flatMap(buttons).find((id) => !seen.has(id));
+
+async function runIdOf(w: World): Promise<string> {
+  const root = await until(w, (ms) => ms.find((m) => m.thread_ts === undefined));
+  const id = /run id: `?([A-Za-z0-9_-]+)/.exec(JSON.stringify(root.blocks))?.[1];
+  if (!id) throw new Error('the root message shows no run id');
+  return id;
+}
+
+describe('the Slack front end to end', () => {
+  it('should recover the outage from /capi recover with approvals clicked in Slack and a complete thread', async () => {
+    const w = await world('outage');
+    await slash(w, LEAD, 'recover');
+    const runId = await runIdOf(w);
+
+    const seen = new Set<string>();
+    for (let n = 0; n < 3; n++) {
+      const approvalId = await until(w, (ms) => openApproval(ms, seen));
+      seen.add(approvalId);
+      if (n === 0) {
+        // The lead asked for the run: their own click is refused, privately, and changes nothing.
+        await click(w, LEAD, 'capi_approve', approvalId);
+        await waitForEvent(w.h.service, runId, isType('approval.refused'));
+        expect(w.fake.ephemerals(CHANNEL).at(-1)?.text).toMatch(
+          /you asked for this run; another approver must decide/,
+        );
+      }
+      await click(w, APPROVER, 'capi_approve', approvalId);
+    }
+    const finished = await waitForEvent(w.h.service, runId, isType('run.finished'), 120_000);
+    expect(finished.status).toBe('succeeded');
+    await w.poster.settled(runId);
+
+    const sim = w.h.sims[0];
+    expect(await sim?.violations()).toEqual([]);
+    expect((await sim?.state())?.loadbalancers.every((lb) => lb.provisioningStatus === 'ACTIVE')).toBe(true);
+
+    const messages = w.fake.messages(CHANNEL);
+    const root = messages.find((m) => m.thread_ts === undefined);
+    expect(root?.text).toMatch(/succeeded/i);
+    expect(root?.updates).toBeGreaterThan(0);
+    const thread = messages.filter((m) => m.thread_ts === root?.ts);
+    // Every approval message lost its buttons when it was decided, and says who approved.
+    const approvals = thread.filter((m) => m.text.startsWith('Approved: '));
+    expect(approvals).toHaveLength(3);
+    expect(thread.flatMap(buttons)).toEqual([]);
+    expect(approvals.every((m) => JSON.stringify(m.blocks).includes(`<@${APPROVER}>`))).toBe(true);
+    // The thread ends with the run's summary.
+    expect(thread.at(-1)?.text).toMatch(/succeeded|recovered/i);
+    // Slack's ~1 message per second per channel sets the pace of a ~50-post thread.
+  }, 180_000);
+
+  it('should run nothing destructive and show the denial when an approver clicks Deny', async () => {
+    const w = await world('healthy');
+    await slash(w, LEAD, 'park');
+    const runId = await runIdOf(w);
+    const approvalId = await until(w, (ms) => openApproval(ms, new Set()));
+    await click(w, APPROVER, 'capi_deny', approvalId);
+    expect((await waitForEvent(w.h.service, runId, isType('run.finished'))).status).toBe('denied');
+    await w.poster.settled(runId);
+    expect((await w.h.sims[0]?.journal())?.filter((j) => j.action === 'server.stop')).toEqual([]);
+    const root = w.fake.messages(CHANNEL).find((m) => m.thread_ts === undefined);
+    expect(root?.text).toMatch(/denied/i);
+    expect(w.fake.messages(CHANNEL).flatMap(buttons)).toEqual([]);
+  });
+
+  it('should stop the run and close its open approval when an operator types /capi cancel', async () => {
+    const w = await world('healthy');
+    await slash(w, LEAD, 'park');
+    const runId = await runIdOf(w);
+    await until(w, (ms) => openApproval(ms, new Set()));
+    await slash(w, LEAD, `cancel ${runId}`);
+    const finished = await waitForEvent(w.h.service, runId, isType('run.finished'));
+    expect(finished).toMatchObject({ status: 'cancelled', message: expect.stringContaining(LEAD) });
+    await w.poster.settled(runId);
+    expect(w.fake.messages(CHANNEL).flatMap(buttons)).toEqual([]);
+    expect((await w.h.sims[0]?.journal())?.filter((j) => j.action === 'server.stop')).toEqual([]);
+  });
+});
