@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -10,6 +9,7 @@ import type { RunEvent } from '../src/engine/events.js';
 import { loadRunbooks, parseRunbook, type RunbookSet } from '../src/runbook/load.js';
 import { connectSsh } from '../src/ssh/executor.js';
 import { approveEverything, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { freePort } from './support/net.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -274,11 +274,3 @@ describe('runs that outlive trouble', () => {
     expectCoherent((await h.service.timeline.read(run.runId)).map((e) => e.event));
   });
 });
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}

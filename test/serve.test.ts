@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { type SimJumphost, startSimJumphost } from '../src/sim/jumphost.js';
 import { type FakeSlack, startFakeSlack } from './support/fake-slack.js';
+import { freePort } from './support/net.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
@@ -20,14 +20,6 @@ const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 describe('npm start', () => {
   it('should answer /capi from Slack, mirror the run into a thread and stop cleanly on SIGTERM', async () => {

@@ -1,10 +1,11 @@
-import { startAgent } from '../agent/agent.js';
-import { loadConfig } from '../config/env.js';
+import type { Logger } from 'pino';
+import { type AgentOptions, startAgent } from '../agent/agent.js';
+import { type AppConfig, loadConfig } from '../config/env.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { createLogger } from '../log.js';
 import { connectRedis } from '../queue/redis.js';
-import { loadRunbooks } from '../runbook/load.js';
+import { loadRunbooks, type RunbookSet } from '../runbook/load.js';
 import { checkRedisForProduction } from '../runs/redis-checks.js';
 
 export interface AgentCommandOptions {
@@ -40,6 +41,24 @@ export function siteFilesFrom(flags: readonly string[], env: string | undefined)
     .filter((f) => f !== '');
 }
 
+/** What every agent of this process takes from the environment. */
+export function agentOptions(
+  config: AppConfig,
+  sites: ReadonlyMap<string, SiteProfile>,
+  runbooks: RunbookSet,
+  logger: Logger,
+): AgentOptions {
+  return {
+    redisUrl: config.redis.url,
+    prefix: config.queue.prefix,
+    sites,
+    jumphostEnv: config.jumphost,
+    runbooks,
+    approvalTimeoutMs: config.approval.timeoutMs,
+    logger,
+  };
+}
+
 /** `capi-chatops agent`: serve the sites' queues until SIGINT/SIGTERM, then stop gracefully. */
 export async function runAgentCommand(opts: AgentCommandOptions): Promise<number> {
   const config = loadConfig();
@@ -57,13 +76,7 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<number
   }
 
   const agent = await startAgent({
-    redisUrl: config.redis.url,
-    prefix: config.queue.prefix,
-    sites,
-    jumphostEnv: config.jumphost,
-    runbooks,
-    approvalTimeoutMs: config.approval.timeoutMs,
-    logger,
+    ...agentOptions(config, sites, runbooks, logger),
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     ...(opts.lockDurationMs !== undefined ? { lockDurationMs: opts.lockDurationMs } : {}),
     ...(opts.stalledIntervalMs !== undefined ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),

@@ -10,7 +10,7 @@ import { loadRunbooks } from '../runbook/load.js';
 import { checkRedisForProduction } from '../runs/redis-checks.js';
 import { createSlackApp } from '../slack/app.js';
 import { ThreadPoster } from '../slack/poster.js';
-import { loadSites, siteFilesFrom } from './agent.js';
+import { agentOptions, loadSites, siteFilesFrom } from './agent.js';
 
 /**
  * `npm start`: the Slack front (commands, approval buttons, run threads) and an agent in one process.
@@ -59,15 +59,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     threads: poster,
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
-  const agent = await startAgent({
-    redisUrl: config.redis.url,
-    prefix: config.queue.prefix,
-    sites,
-    jumphostEnv: config.jumphost,
-    runbooks,
-    approvalTimeoutMs: config.approval.timeoutMs,
-    logger,
-  });
+  const agent = await startAgent(agentOptions(config, sites, runbooks, logger));
   const started = await app.start(config.slack.port);
   await poster.resumeAll();
   const where =
