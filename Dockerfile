@@ -19,4 +19,5 @@ COPY commands ./commands
 USER capi
 ENV NODE_ENV=production
 ENTRYPOINT ["node", "bin/capi-chatops.js"]
-CMD ["help"]
+# npm start: the Slack front and an agent. `agent` runs an agent alone.
+CMD ["serve"]
