@@ -8,6 +8,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseSiteProfile } from '../src/config/site.js';
 import { runToEnd } from '../src/engine/engine.js';
+import { inProcessApprovals, MemoryAttempts } from '../src/engine/in-process.js';
 import { parseRunbook } from '../src/runbook/load.js';
 import { startSshd } from '../src/sim/sshd.js';
 import { connectSsh } from '../src/ssh/executor.js';
@@ -54,7 +55,8 @@ export async function benchEngineSteps(): Promise<Record<string, number>> {
       site,
       requestedBy: 'bench',
       executor,
-      approvals: { request: async () => ({ approved: false, by: 'bench', at: '', reason: 'denied' }) },
+      approvals: inProcessApprovals(async () => ({ approved: false, by: 'bench', at: '', reason: 'denied' })),
+      attempts: new MemoryAttempts(),
       emit: () => {
         events += 1;
       },

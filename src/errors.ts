@@ -22,6 +22,8 @@ export const ErrorCode = {
   StoredDataInvalid: 'capi_stored_data_invalid',
   TargetBusy: 'capi_target_busy',
   NotAllowed: 'capi_not_allowed',
+  RunFenced: 'capi_run_fenced',
+  AttemptRecorded: 'capi_attempt_recorded',
   Unknown: 'capi_unknown',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -85,6 +87,22 @@ export class HostKeyMismatchError extends SshError {
       ErrorCode.SshHostKeyMismatch,
       `refusing to connect to ${host}: its host key is ${actual} but JUMPHOST_HOST_KEY pins ${expected}. ` +
         'If the jumphost was rebuilt, verify the new key out of band (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the host) and update the pin.',
+    );
+  }
+}
+
+/**
+ * This agent no longer owns the run: another agent took it over (its fencing token is newer) or this
+ * agent lost BullMQ's job lock. Nothing more may be written or sent for the run from here.
+ */
+export class RunFencedError extends CapiError {
+  constructor(
+    readonly runId: string,
+    why: string,
+  ) {
+    super(
+      ErrorCode.RunFenced,
+      `run ${runId}: this agent no longer owns the run (${why}); it stops without writing or sending anything more`,
     );
   }
 }

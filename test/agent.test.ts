@@ -162,7 +162,7 @@ describe('the agent', () => {
       requestedBy: 'U_REQUESTER',
     });
     const refused = await hh.service
-      .submit({ runbook: 'diagnose', args: [], site: 'site-0', requestedBy: 'U_OTHER' })
+      .submit({ runbook: 'sweep', args: [], site: 'site-0', requestedBy: 'U_OTHER' })
       .then(
         () => undefined,
         (err: unknown) => err,

@@ -156,7 +156,7 @@ describe('capi-chatops list', () => {
 });
 
 describe('terminal approvals', () => {
-  const request = {} as Parameters<ReturnType<typeof createTerminalApprovals>['request']>[0];
+  const request = {} as Parameters<ReturnType<typeof createTerminalApprovals>['ask']>[0];
 
   it.each([
     ['y', true],
@@ -169,7 +169,7 @@ describe('terminal approvals', () => {
     const output = new PassThrough();
     const port = createTerminalApprovals({ input, output, operator: 'ops@host', autoApprove: false });
     input.write(`${answer}\n`);
-    const decision = await port.request(request, new AbortController().signal);
+    const decision = await port.ask(request, new AbortController().signal);
     port.close();
     expect(decision.approved).toBe(approved);
     expect(decision.by).toBe('ops@host');
@@ -184,7 +184,7 @@ describe('terminal approvals', () => {
       autoApprove: false,
     });
     input.end();
-    const decision = await port.request(request, new AbortController().signal);
+    const decision = await port.ask(request, new AbortController().signal);
     expect(decision).toMatchObject({ approved: false, reason: 'denied', note: 'no answer (end of input)' });
   });
 
@@ -196,7 +196,7 @@ describe('terminal approvals', () => {
       operator: 'ops',
       autoApprove: true,
     });
-    const decision = await port.request(request, new AbortController().signal);
+    const decision = await port.ask(request, new AbortController().signal);
     expect(decision).toMatchObject({ approved: true, by: 'ops (--yes)' });
     expect(String(output.read())).toContain('--yes given');
   });

@@ -9,7 +9,8 @@ import {
   runToEnd,
   validateParams,
 } from '../src/engine/engine.js';
-import { ApprovalPending } from '../src/engine/events.js';
+import { ApprovalPending, type ApprovalPort } from '../src/engine/events.js';
+import { MemoryAttempts } from '../src/engine/in-process.js';
 import { ParamError } from '../src/errors.js';
 import type { Runbook } from '../src/runbook/model.js';
 import { connectSsh } from '../src/ssh/executor.js';
@@ -54,6 +55,7 @@ function run(runbook: Runbook, more: Partial<RunOptions> = {}) {
     requestedBy: 'U_REQUESTER',
     executor,
     approvals,
+    attempts: new MemoryAttempts(),
     emit: rec.emit,
     ...more,
   });
@@ -87,6 +89,12 @@ const TWO_DELETES = testRunbook(`steps:
           summary: Delete {ITEM}
           targets: ["item {ITEM}"]
           evidence: ["listed in ~/items"]
+        verify:
+          run: cat ~/items
+          parse: lines
+          took_effect: not (ITEM in out)
+          say: "{ITEM} is no longer listed"
+          check_by_hand: "cat ~/items"
         run: |
           echo "deleted $ITEM" >> ~/marks
           grep -v "$ITEM" ~/items > ~/items.new; mv ~/items.new ~/items
@@ -183,6 +191,7 @@ describe('runbook engine over a real sshd', () => {
     approval:
       summary: Delete {ITEM}
       targets: ["{ITEM}"]
+    verify: { run: "true", took_effect: "true", say: done, check_by_hand: "~/marks" }
     run: echo ran >> ~/marks
 `);
     const approvals = scriptedApprovals(['approve']);
@@ -391,11 +400,13 @@ describe('suspending and resuming a run', () => {
     requestedBy: 'U_REQUESTER',
     executor,
     approvals: scriptedApprovals([]),
+    attempts: new MemoryAttempts(),
     emit: () => undefined,
     ...more,
   });
-  const pending = {
-    request: async (): Promise<never> => {
+  const pending: ApprovalPort = {
+    open: async () => ({ approvalId: 'approval~x' }),
+    decision: async (): Promise<never> => {
       throw new ApprovalPending('approval~x', '2026-11-22T12:00:00.000Z');
     },
   };
@@ -544,6 +555,7 @@ steps:
       requestedBy: 'U',
       executor,
       approvals: scriptedApprovals([]),
+      attempts: new MemoryAttempts(),
       emit: rec.emit,
     });
     expect(outcome.status).toBe('succeeded');

@@ -121,7 +121,7 @@ describe('the terminal front on the queue', () => {
     const file = await siteFile(h);
     const first = await cli(['submit', 'park', '--site', file, '--as', 'U0REQUEST1', '--no-follow']).done;
     const runId = /^run id: (\S+)/m.exec(first.stdout)?.[1] as string;
-    const second = await cli(['submit', 'diagnose', '--site', file, '--as', 'U0OTHER01', '--no-follow']).done;
+    const second = await cli(['submit', 'sweep', '--site', file, '--as', 'U0OTHER01', '--no-follow']).done;
     expect(second.code).toBe(2);
     expect(second.stderr).toContain(`site site-0 already has a run in progress: run id: ${runId}`);
     const cancel = await cli(['cancel', runId, '--as', 'U0OTHER01']).done;

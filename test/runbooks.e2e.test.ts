@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseSiteProfile } from '../src/config/site.js';
 import { runToEnd, validateParams } from '../src/engine/engine.js';
 import type { ApprovalRequest } from '../src/engine/events.js';
+import { MemoryAttempts } from '../src/engine/in-process.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { type SimJumphost, startSimJumphost } from '../src/sim/jumphost.js';
 import { connectSsh } from '../src/ssh/executor.js';
@@ -62,6 +63,7 @@ async function runOn(
       requestedBy: 'U_REQUESTER',
       executor,
       approvals,
+      attempts: new MemoryAttempts(),
       emit: rec.emit,
     });
     const journal = await sim.journal();

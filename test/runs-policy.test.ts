@@ -13,6 +13,7 @@ const request: ApprovalRequest = {
   targets: ['lb-a'],
   evidence: [],
   requestedBy: REQUESTER,
+  digest: 'd1gest',
 };
 const policy = { approvers: ['U0APPROVE1', 'S0ONCALL01'], allowSelfApproval: false };
 

@@ -96,9 +96,15 @@ describe('RunTimeline.append/read', () => {
       targets: ['lb-a'],
       evidence: ['OS_PASSWORD=hunter2hunter2 was in the env'],
       requestedBy: 'U0AAAAAAA',
+      digest: 'd1gest',
     };
     await timeline.append(RUN, output('password: hunter2hunter2'));
-    await timeline.append(RUN, { ...ref('delete-lbs', 2), type: 'approval.requested', request });
+    await timeline.append(RUN, {
+      ...ref('delete-lbs', 2),
+      type: 'approval.requested',
+      approvalId: 'approval~x',
+      request,
+    });
     const raw = JSON.stringify(await db.redis.xrange(timeline.streamKey(RUN), '-', '+'));
     expect(raw).not.toContain('hunter2');
     const [out, asked] = await timeline.read(RUN);
@@ -289,6 +295,7 @@ describe('renderMarkdown', () => {
     targets: ['lb-a'],
     evidence: ['provisioning_status=ERROR', 'members=0'],
     requestedBy: 'U0AAAAAAA',
+    digest: 'd1gest',
   };
   const succeededRun: TimelineEntry[] = [
     entry('10:00:00', started),
@@ -306,10 +313,11 @@ describe('renderMarkdown', () => {
     entry('10:00:03', stepFinished(ref('inspect', 1), 'ok', 0, 2100)),
     entry('10:00:04', stepStarted(ref('delete-lbs', 2), 'Delete stale load balancers', true)),
     entry('10:00:04', stepStarted(loop(1, 'lb-a'), 'Delete lb-a', true)),
-    entry('10:00:05', { ...loop(1, 'lb-a'), type: 'approval.requested', request }),
+    entry('10:00:05', { ...loop(1, 'lb-a'), type: 'approval.requested', approvalId: 'approval~x', request }),
     entry('10:02:10', {
       ...loop(1, 'lb-a'),
       type: 'approval.decided',
+      approvalId: 'approval~x',
       decision: { approved: true, by: 'U0BBBBBBB', at: at('10:02:10') },
     }),
     entry('10:02:12', { ...loop(1, 'lb-a'), type: 'step.output', stream: 'stdout', line: 'lb-a deleted' }),
@@ -408,6 +416,7 @@ describe('renderMarkdown', () => {
       entry('10:30:05', {
         ...loop(1, 'lb-a'),
         type: 'approval.decided',
+        approvalId: 'approval~x',
         decision: { approved: false, by: 'expiry', at: at('10:30:05'), reason: 'expired' },
       }),
       entry('10:30:05', {

@@ -108,6 +108,7 @@ const request = (over: Partial<ApprovalRequest> = {}): ApprovalRequest => ({
   targets: ['lb-1 (6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10)'],
   evidence: ['provisioning_status=ERROR for 3 days', 'no listeners'],
   requestedBy: 'U0ALICE01',
+  digest: 'd1gest',
   ...over,
 });
 
@@ -168,7 +169,7 @@ describe('rootMessage', () => {
         destructive: true,
       },
       { ...inner1, type: 'step.started', kind: 'run', title: 'Delete lb-1', destructive: true },
-      { ...inner1, type: 'approval.requested', request: request() },
+      { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request() },
     ];
     const m = rootMessage(view(events), new Date(T0 + 60_000));
     expectWithinLimits(m);
@@ -298,7 +299,7 @@ describe('threadMessage', () => {
       { type: 'preflight', home: '/root', tools: [] },
       { ...inspect, type: 'step.output', stream: 'stdout', line: 'x' },
       { ...wait, type: 'poll.attempt', attempt: 1, of: 3, summary: 'not yet' },
-      { ...inner1, type: 'approval.requested', request: request() },
+      { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request() },
     ];
     expect(quiet.map((e) => threadMessage(entry(e)))).toEqual([
       undefined,
@@ -400,7 +401,9 @@ describe('threadMessage', () => {
   it('should name the decider and the note when an approval is approved, denied or expires', () => {
     const decided = (decision: Extract<RunEvent, { type: 'approval.decided' }>['decision']) =>
       sectionTexts(
-        threadMessage(entry({ ...inner1, type: 'approval.decided', decision })) as SlackMessage,
+        threadMessage(
+          entry({ ...inner1, type: 'approval.decided', approvalId: 'approval~x', decision }),
+        ) as SlackMessage,
       )[0];
     const date = `<!date^${epoch(30)}^{date_short_pretty} {time}|2024-05-01 10:00 UTC>`;
     expect(decided({ approved: true, by: 'U0BOB0001', at: at(30) })).toBe(

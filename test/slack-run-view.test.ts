@@ -73,6 +73,7 @@ const request = (r: StepRef): ApprovalRequest => ({
   targets: ['lb-1'],
   evidence: ['provisioning_status=ERROR'],
   requestedBy: 'U0ALICE01',
+  digest: 'd1gest',
 });
 
 const inspect = ref('inspect', 1);
@@ -98,6 +99,7 @@ const untilPolling: RunEvent[] = [
 const approved = (r: StepRef): RunEvent => ({
   ...r,
   type: 'approval.decided',
+  approvalId: 'approval~x',
   decision: { approved: true, by: 'U0BOB0001', at: atSecond(30) },
 });
 
@@ -107,7 +109,7 @@ const fullRun: RunEvent[] = [
   stepFinished(wait, 'ok', 95_000),
   stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
   stepStarted(inner1, 'Delete lb-1', 'run', true),
-  { ...inner1, type: 'approval.requested', request: request(inner1) },
+  { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request(inner1) },
   approved(inner1),
   stepFinished(inner1, 'ok', 4000),
   stepStarted(inner2, 'Delete lb-2', 'run', true),
@@ -241,6 +243,7 @@ describe('foldRunView', () => {
         {
           ...inner1,
           type: 'approval.decided',
+          approvalId: 'approval~x',
           decision: {
             approved: false,
             by: 'U0BOB0001',
@@ -273,13 +276,13 @@ describe('foldRunView', () => {
       stepFinished(wait, 'ok', 95_000),
       stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
       stepStarted(inner1, 'Delete lb-1', 'run', true),
-      { ...inner1, type: 'approval.requested', request: request(inner1) },
+      { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request(inner1) },
     ];
     const resumed: RunEvent[] = [
       ...parked,
       { type: 'run.resumed', reason: 'approval decided', atStep: 'delete-lbs' },
       stepStarted(inner1, 'Delete lb-1', 'run', true),
-      { ...inner1, type: 'approval.requested', request: request(inner1) },
+      { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request(inner1) },
     ];
     expect(foldRunView(entries(parked))?.status).toBe('waiting_approval');
     const view = foldRunView(entries(resumed));
@@ -298,7 +301,7 @@ describe('foldRunView', () => {
         stepFinished(wait, 'ok', 1000),
         stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
         stepStarted(inner1, 'Delete lb-1', 'run', true),
-        { ...inner1, type: 'approval.requested', request: request(inner1) },
+        { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request(inner1) },
         { type: 'run.finished', status: 'cancelled', message: 'cancelled by U0ALICE01', durationMs: 50_000 },
       ]),
     );

@@ -3,11 +3,14 @@ import type { Logger } from 'pino';
 import { resolveJumphost } from '../config/jumphost.js';
 import type { SiteProfile } from '../config/site.js';
 import { RunInterrupted, type RunOutcome, runRunbook, validateParams } from '../engine/engine.js';
-import { asCodedError } from '../errors.js';
+import { asCodedError, RunFencedError } from '../errors.js';
 import { type RunJob, RunJobSchema } from '../queue/job.js';
+import { readOnlyQueue } from '../queue/queues.js';
 import { connectRedis } from '../queue/redis.js';
 import type { RunbookSet } from '../runbook/load.js';
 import { ApprovalStore } from '../runs/approvals.js';
+import { AttemptJournal } from '../runs/attempts.js';
+import { type Fence, RunFences } from '../runs/fence.js';
 import { TargetLock, targetKey } from '../runs/lock.js';
 import { isFinalStatus, type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline } from '../runs/timeline.js';
@@ -15,7 +18,9 @@ import { connectSsh } from '../ssh/executor.js';
 import type { JumphostTarget } from '../ssh/types.js';
 import { validationMessage } from '../validation.js';
 import { RedisApprovalPort } from './approval-port.js';
+import { RedisAttemptPort } from './attempt-port.js';
 import { CheckpointStore } from './checkpoints.js';
+import { leasedExecutor, RunLease } from './run-lease.js';
 import { timelineSink } from './timeline-sink.js';
 
 export interface AgentOptions {
@@ -36,6 +41,13 @@ export interface AgentOptions {
   readonly stalledIntervalMs?: number;
   /** On shutdown, how long the running step may take to finish before it is interrupted. */
   readonly shutdownGraceMs?: number;
+  /**
+   * The site lock's TTL; it is renewed every third of it while the run lives (running, parked at an
+   * approval, queued or handed over), so it lapses only when no agent is left. Default 60 s.
+   */
+  readonly siteLockTtlMs?: number;
+  /** Read-only runs (diagnose) handled at once, on their own worker: they never delay a recovery. Default 2. */
+  readonly readOnlyConcurrency?: number;
 }
 
 export interface Agent {
@@ -46,8 +58,7 @@ export interface Agent {
 
 /** How often a running job looks for a cancel request in its run record. */
 const CANCEL_POLL_MS = 250;
-/** While it works, an agent keeps its site lock this long past its last step. */
-const RUNNING_LOCK_TTL_MS = 10 * 60_000;
+const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
 
 /**
  * A BullMQ worker that runs runbooks on one site's jumphost. Runs survive this process: each step's
@@ -56,31 +67,43 @@ const RUNNING_LOCK_TTL_MS = 10 * 60_000;
  */
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const { logger } = opts;
-  const queueNames = [...new Set([...opts.sites.values()].map((s) => s.queue))];
+  const siteQueues = [...new Set([...opts.sites.values()].map((s) => s.queue))];
+  const lockTtlMs = opts.siteLockTtlMs ?? DEFAULT_SITE_LOCK_TTL_MS;
   const store = connectRedis(opts.redisUrl, 'store', logger);
   const workerConnection = connectRedis(opts.redisUrl, 'worker', logger);
   const registry = new RunRegistry(store, opts.prefix);
   const timeline = new RunTimeline(store, opts.prefix);
   const approvals = new ApprovalStore(store, opts.prefix);
+  const attempts = new AttemptJournal(store, opts.prefix);
+  const fences = new RunFences(store, opts.prefix);
   const lock = new TargetLock(store, opts.prefix);
   const checkpoints = new CheckpointStore(store, opts.prefix);
-  const running = new Set<AbortController>();
+  /** The runs this process is running, by job id: aborted on shutdown or when BullMQ loses their lock. */
+  const running = new Map<string, AbortController>();
   let stopping = false;
 
+  const exclusive = (job: RunJob) => opts.runbooks.runbooks.get(job.runbook)?.exclusive ?? true;
+
   /** The bookkeeping of a finished run, done before its run.finished event becomes visible. */
-  const finishRecord = async (job: RunJob, status: RunRecord['status'], message: string) => {
-    await registry.update(job.runId, { status, message });
-    await lock.release(targetKey(job.site), job.runId);
-    await checkpoints.delete(job.runId);
+  const finishRecord = async (job: RunJob, fence: Fence, status: RunRecord['status'], message: string) => {
+    await registry.update(job.runId, { status, message }, fence);
+    if (exclusive(job)) await lock.release(targetKey(job.site), job.runId, fence);
+    await checkpoints.delete(job.runId, fence);
   };
 
   /** Ends a run that never reached the engine (refused, cancelled while parked, jumphost unreachable). */
-  const endWithoutEngine = async (job: RunJob, status: 'failed' | 'cancelled', message: string) => {
-    await finishRecord(job, status, message);
+  const endWithoutEngine = async (
+    job: RunJob,
+    fence: Fence,
+    status: 'failed' | 'cancelled',
+    message: string,
+  ) => {
+    await finishRecord(job, fence, status, message);
     await timeline.append(
       job.runId,
       { type: 'run.finished', status, message, durationMs: 0 },
       'run.finished',
+      fence,
     );
   };
 
@@ -90,6 +113,25 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       throw new UnrecoverableError(`job ${job.id} is not a run: ${validationMessage(parsed.error)}`);
     }
     const data = parsed.data;
+    const log = logger.child({ runId: data.runId, runbook: data.runbook });
+    // Whoever runs the job now is the run's owner: every earlier owner's token is stale from here on.
+    const fence = await fences.take(data.runId);
+    try {
+      return await runJob(job, data, fence, token, log);
+    } catch (err) {
+      if (!(err instanceof RunFencedError)) throw err;
+      log.warn({ fence: fence.token, why: err.message }, 'run taken over by another agent; stopped here');
+      return undefined;
+    }
+  };
+
+  const runJob = async (
+    job: Job,
+    data: RunJob,
+    fence: Fence,
+    token: string | undefined,
+    log: Logger,
+  ): Promise<RunOutcome | undefined> => {
     const record = await registry.get(data.runId);
     if (!record) throw new UnrecoverableError(`run ${data.runId} has no record: nothing to run`);
     if (isFinalStatus(record.status)) {
@@ -101,14 +143,15 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         data.runId,
         { type: 'run.finished', status, message, durationMs: 0 },
         'run.finished',
+        fence,
       );
       return undefined;
     }
-    const log = logger.child({ runId: data.runId, runbook: data.runbook });
 
     if (record.cancelRequestedBy !== undefined && record.status !== 'running') {
       await endWithoutEngine(
         data,
+        fence,
         'cancelled',
         `cancelled by ${record.cancelRequestedBy} before it ran again`,
       );
@@ -116,18 +159,21 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     }
     const site = opts.sites.get(data.site);
     if (!site) {
-      await endWithoutEngine(data, 'failed', `this agent has no site profile named ${data.site}`);
+      await endWithoutEngine(data, fence, 'failed', `this agent has no site profile named ${data.site}`);
       return undefined;
     }
     const runbook = opts.runbooks.runbooks.get(data.runbook);
     if (!runbook) {
-      await endWithoutEngine(data, 'failed', `this agent has no runbook named ${data.runbook}`);
+      await endWithoutEngine(data, fence, 'failed', `this agent has no runbook named ${data.runbook}`);
       return undefined;
     }
-    const held = await lock.acquire(targetKey(data.site), data.runId, RUNNING_LOCK_TTL_MS);
-    if (!held.acquired) {
-      await endWithoutEngine(data, 'failed', `site ${data.site} is locked by run ${held.heldBy}`);
-      return undefined;
+    const target = targetKey(data.site);
+    if (runbook.exclusive) {
+      const held = await lock.acquire(target, data.runId, lockTtlMs, fence);
+      if (!held.acquired) {
+        await endWithoutEngine(data, fence, 'failed', `site ${data.site} is locked by run ${held.heldBy}`);
+        return undefined;
+      }
     }
 
     const checkpoint = await checkpoints.load(data.runId);
@@ -136,19 +182,35 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       reason:
         record.status === 'waiting_approval'
           ? 'an approval was decided (or expired)'
-          : 'an agent took over this run after its previous agent stopped; the step it was on runs again, and a destructive step reads back the cloud before acting',
+          : 'an agent took over this run after its previous agent stopped; the step it was on runs again, and a destructive step already attempted is verified, never sent again',
     };
-    await registry.update(data.runId, { status: 'running' });
+    await registry.update(data.runId, { status: 'running' }, fence);
 
-    let executor: Awaited<ReturnType<typeof connectSsh>>;
+    let ssh: Awaited<ReturnType<typeof connectSsh>>;
     try {
-      executor = await connectSsh({ target: resolveJumphost(site, opts.jumphostEnv) });
+      ssh = await connectSsh({ target: resolveJumphost(site, opts.jumphostEnv) });
     } catch (err) {
-      await endWithoutEngine(data, 'failed', `cannot reach the jumphost: ${asCodedError(err).message}`);
+      await endWithoutEngine(
+        data,
+        fence,
+        'failed',
+        `cannot reach the jumphost: ${asCodedError(err).message}`,
+      );
       return undefined;
     }
     const abort = new AbortController();
-    running.add(abort);
+    running.set(data.runId, abort);
+    const lease = new RunLease({
+      fence,
+      fences,
+      ...(runbook.exclusive ? { siteLock: { lock, target } } : {}),
+      ttlMs: lockTtlMs,
+      onLost: (err) => {
+        log.warn({ why: err.message }, 'lease lost: stopping the run before its next command');
+        abort.abort(err);
+      },
+    });
+    lease.start();
     const watcher = setInterval(() => {
       registry.get(data.runId).then(
         (r) => {
@@ -166,39 +228,31 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         params: validateParams(runbook, data.args),
         site,
         requestedBy: record.requestedBy,
-        executor,
-        approvals: new RedisApprovalPort(approvals, opts.approvalTimeoutMs),
-        emit: timelineSink(data.runId, {
+        executor: leasedExecutor(ssh, fence, lease),
+        approvals: new RedisApprovalPort(approvals, opts.approvalTimeoutMs, fence),
+        attempts: new RedisAttemptPort(attempts, fence, opts.approvalTimeoutMs),
+        emit: timelineSink(fence, {
           timeline,
           registry,
-          approvals,
-          approvalTimeoutMs: opts.approvalTimeoutMs,
-          onFinished: (e) => finishRecord(data, e.status, e.message),
+          onFinished: (e) => finishRecord(data, fence, e.status, e.message),
         }),
         signal: abort.signal,
         ...(resume ? { resume } : {}),
-        onCheckpoint: async (cp) => {
-          await checkpoints.save(data.runId, cp);
-          await lock.refresh(targetKey(data.site), data.runId, RUNNING_LOCK_TTL_MS);
-        },
+        onCheckpoint: (cp) => checkpoints.save(data.runId, cp, fence),
         pauseRequested: () => stopping,
       });
     } finally {
       clearInterval(watcher);
-      running.delete(abort);
-      await executor.close();
+      lease.stop();
+      running.delete(data.runId);
+      await ssh.close();
     }
 
+    if (outcome.status === 'fenced') throw new RunFencedError(data.runId, outcome.why);
     if (outcome.status === 'suspended' || outcome.status === 'interrupted') {
-      await checkpoints.save(data.runId, outcome.checkpoint);
+      await checkpoints.save(data.runId, outcome.checkpoint, fence);
       if (outcome.status === 'suspended') {
-        await registry.update(data.runId, { status: 'waiting_approval' });
-        // Nobody must start another run on this site while this one waits for a human.
-        await lock.refresh(
-          targetKey(data.site),
-          data.runId,
-          Date.parse(outcome.expiresAt) - Date.now() + RUNNING_LOCK_TTL_MS,
-        );
+        await registry.update(data.runId, { status: 'waiting_approval' }, fence);
         await job.moveToDelayed(Date.parse(outcome.expiresAt), token);
         // A decision (or cancel) that landed while the job was still active found nothing to wake.
         const now = await approvals.get(outcome.approvalId);
@@ -209,7 +263,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           'run waiting for approval',
         );
       } else {
-        await registry.update(data.runId, { status: 'interrupted' });
+        await registry.update(data.runId, { status: 'interrupted' }, fence);
         await job.moveToDelayed(Date.now(), token);
         log.info('run interrupted by shutdown; another agent resumes it');
       }
@@ -219,28 +273,60 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     return outcome;
   };
 
-  const workers = queueNames.map((name) => {
-    const worker = new Worker(name, processor, {
-      connection: workerConnection,
-      prefix: opts.prefix,
-      concurrency: opts.concurrency ?? 2,
-      lockDuration: opts.lockDurationMs ?? 30_000,
-      stalledInterval: opts.stalledIntervalMs ?? 30_000,
-      // A run is resumable from its checkpoint, so a stall is not a reason to give it up.
-      maxStalledCount: 10,
-    });
-    worker.on('error', (err) => logger.error({ queue: name, err: err.message }, 'worker error'));
-    worker.on('failed', (job, err) => logger.error({ runId: job?.id, err: err.message }, 'run job failed'));
-    return worker;
-  });
+  /**
+   * Keeps the site locks of runs that no agent is running right now (queued, parked at an approval,
+   * handed over at shutdown) for as long as some agent of their site is alive.
+   */
+  const keepIdleLocks = async () => {
+    try {
+      for (const r of await registry.list({ active: true, limit: 1000 })) {
+        if (!opts.sites.has(r.site) || !opts.runbooks.runbooks.get(r.runbook)?.exclusive) continue;
+        if (r.status === 'running') continue;
+        await lock.refreshIdle(targetKey(r.site), r.runId, registry.recordKey(r.runId), lockTtlMs);
+      }
+    } catch (err) {
+      logger.warn({ err: asCodedError(err).message }, 'cannot renew the locks of idle runs');
+    }
+  };
+  const idleKeeper = setInterval(() => void keepIdleLocks(), Math.max(50, Math.floor(lockTtlMs / 3)));
+
+  const workers = siteQueues.flatMap((name) =>
+    [
+      { queue: name, concurrency: opts.concurrency ?? 2 },
+      { queue: readOnlyQueue(name), concurrency: opts.readOnlyConcurrency ?? 2 },
+    ].map(({ queue, concurrency }) => {
+      const worker = new Worker(queue, processor, {
+        connection: workerConnection,
+        prefix: opts.prefix,
+        concurrency,
+        lockDuration: opts.lockDurationMs ?? 30_000,
+        stalledInterval: opts.stalledIntervalMs ?? 30_000,
+        // A run is resumable from its checkpoint, so a stall is not a reason to give it up.
+        maxStalledCount: 10,
+      });
+      worker.on('error', (err) => logger.error({ queue, err: err.message }, 'worker error'));
+      worker.on('failed', (job, err) => logger.error({ runId: job?.id, err: err.message }, 'run job failed'));
+      // Another agent may already hold the job: stop acting on it here at once.
+      worker.on('lockRenewalFailed', (jobIds) => {
+        for (const id of jobIds) {
+          const abort = running.get(id);
+          if (abort && !abort.signal.aborted) {
+            abort.abort(new RunFencedError(id, "BullMQ could not renew this agent's job lock"));
+          }
+        }
+      });
+      return worker;
+    }),
+  );
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       stopping = true;
+      clearInterval(idleKeeper);
       const grace = setTimeout(() => {
-        for (const a of running) a.abort(new RunInterrupted('the agent is shutting down'));
+        for (const a of running.values()) a.abort(new RunInterrupted('the agent is shutting down'));
       }, opts.shutdownGraceMs ?? 10_000);
       for (const worker of workers) {
         try {
@@ -260,5 +346,5 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     })();
     return closing;
   };
-  return { queueNames, close };
+  return { queueNames: workers.map((w) => w.name), close };
 }

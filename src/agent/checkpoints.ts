@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Checkpoint } from '../engine/engine.js';
+import { evalFenced, type Fence } from '../runs/fence.js';
 
 const CheckpointSchema = z.object({
   top: z.number().int().nonnegative(),
@@ -25,8 +26,15 @@ export class CheckpointStore {
     return `${this.prefix}:run:${runId}:checkpoint`;
   }
 
-  async save(runId: string, checkpoint: Checkpoint): Promise<void> {
-    await this.redis.set(this.key(runId), JSON.stringify(checkpoint));
+  /** Only the run's newest owner can save: a stale agent cannot overwrite its successor's position. */
+  async save(runId: string, checkpoint: Checkpoint, fence: Fence): Promise<void> {
+    await evalFenced(
+      this.redis,
+      "redis.call('SET', KEYS[1], ARGV[1]) return 1",
+      [this.key(runId)],
+      [JSON.stringify(checkpoint)],
+      fence,
+    );
   }
 
   /** A checkpoint that does not parse is refused loudly: resuming from a guess could skip a guard. */
@@ -41,7 +49,7 @@ export class CheckpointStore {
     };
   }
 
-  async delete(runId: string): Promise<void> {
-    await this.redis.del(this.key(runId));
+  async delete(runId: string, fence: Fence): Promise<void> {
+    await evalFenced(this.redis, "redis.call('DEL', KEYS[1]) return 1", [this.key(runId)], [], fence);
   }
 }

@@ -7,7 +7,6 @@ import { createLogger } from '../log.js';
 import { connectRedis } from '../queue/redis.js';
 import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
-import { approvalId } from '../runs/approvals.js';
 import type { RunRecord } from '../runs/registry.js';
 import { renderMarkdown } from '../runs/timeline.js';
 import { loadSites, siteFilesFrom } from './agent.js';
@@ -69,7 +68,7 @@ async function followRun(service: RunService, runId: string, verbose: boolean): 
       print(entry.event);
       if (entry.event.type === 'approval.requested') {
         process.stdout.write(
-          `    waiting for an approver (Slack, or: capi-chatops decide ${approvalId(runId, entry.event.stepId, entry.event.iteration?.n)} approve --as <your Slack user id>)\n`,
+          `    waiting for an approver (Slack, or: capi-chatops decide ${entry.event.approvalId} approve --as <your Slack user id>)\n`,
         );
       }
       if (entry.event.type === 'run.finished') return EXIT_CODES[entry.event.status];
@@ -204,6 +203,11 @@ export function decideCommand(opts: {
         );
         return 1;
       }
+      case 'superseded':
+        process.stderr.write(
+          `superseded: this request was replaced (${result.approval.superseded?.why === 'stale' ? 'it was approved too long ago' : 'the action changed'}); decide the newer request (capi-chatops status RUN lists it)\n`,
+        );
+        return 1;
       case 'refused':
         process.stderr.write(`refused: ${result.reason}\n`);
         return 3;

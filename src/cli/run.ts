@@ -4,6 +4,7 @@ import { resolveJumphost } from '../config/jumphost.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
 import { type FinishedRun, runToEnd, validateParams } from '../engine/engine.js';
 import type { RunStatus } from '../engine/events.js';
+import { MemoryAttempts } from '../engine/in-process.js';
 import { renderPlan } from '../engine/plan.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { createTerminalApprovals, createTerminalTimeline } from '../fronts/terminal.js';
@@ -86,6 +87,7 @@ export async function runFromTerminal(opts: TerminalRunOptions): Promise<number>
       requestedBy: operator,
       executor,
       approvals,
+      attempts: new MemoryAttempts(),
       emit: createTerminalTimeline(process.stdout, { verbose: opts.verbose }),
       signal: abort.signal,
     });

@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { magnumNamespace, type SiteProfile, siteEnv } from '../config/site.js';
-import { asCodedError, ParamError } from '../errors.js';
+import { asCodedError, ParamError, RunFencedError } from '../errors.js';
 import {
   type CompiledTemplate,
   evaluateBoolean,
@@ -26,6 +27,8 @@ import {
   ApprovalPending,
   type ApprovalPort,
   type ApprovalRequest,
+  type AttemptPort,
+  type AttemptRecord,
   type EventSink,
   type RunStatus,
   type StepRef,
@@ -37,8 +40,8 @@ import { displayCommand, withPreamble } from './script.js';
 /**
  * Where a run is, in a form that survives the process (JSON only): the step about to run, the
  * frozen item list of a for_each in progress, and every value captured so far. A run resumed from
- * a checkpoint re-runs that step from its start; a destructive step's guard then reads back the
- * cloud, so an action that already happened is skipped, never issued twice.
+ * a checkpoint re-runs that step from its start; a destructive step first looks in the attempt
+ * journal, and an attempt on record is verified, never sent again.
  */
 export interface Checkpoint {
   readonly top: number;
@@ -55,6 +58,8 @@ export interface RunOptions {
   readonly requestedBy: string;
   readonly executor: RemoteExecutor;
   readonly approvals: ApprovalPort;
+  /** The journal every destructive send is recorded in first. */
+  readonly attempts: AttemptPort;
   readonly emit: EventSink;
   /** Aborting cancels the run and kills the running remote command; a string reason names who. */
   readonly signal?: AbortSignal;
@@ -86,7 +91,16 @@ export interface InterruptedRun {
   readonly checkpoint: Checkpoint;
 }
 
-export type RunOutcome = FinishedRun | SuspendedRun | InterruptedRun;
+/**
+ * This process no longer owns the run (another agent took it over, or the job lock was lost): it stopped
+ * at once and wrote nothing more. The new owner finishes the run.
+ */
+export interface FencedRun {
+  readonly status: 'fenced';
+  readonly why: string;
+}
+
+export type RunOutcome = FinishedRun | SuspendedRun | InterruptedRun | FencedRun;
 
 /**
  * The abort reason an agent uses when it shuts down: unlike a cancel, the run is not over; the step
@@ -124,7 +138,7 @@ export function runRunbook(opts: RunOptions): Promise<RunOutcome> {
 /** For callers whose approval port always answers in-process (terminal, tests): no suspension. */
 export async function runToEnd(opts: RunOptions): Promise<FinishedRun> {
   const outcome = await runRunbook(opts);
-  if (outcome.status === 'suspended' || outcome.status === 'interrupted') {
+  if (outcome.status === 'suspended' || outcome.status === 'interrupted' || outcome.status === 'fenced') {
     throw new Error(`run ${opts.runId} stopped (${outcome.status}), but this caller cannot resume it`);
   }
   return outcome;
@@ -171,6 +185,17 @@ class Interpreter {
   }
 
   async run(): Promise<RunOutcome> {
+    try {
+      return await this.runSteps();
+    } catch (err) {
+      // A fenced write can fail anywhere, the final run.finished included: stop, write nothing more.
+      const fenced = fencedBy(err, this.signal);
+      if (fenced) return { status: 'fenced', why: fenced.message };
+      throw err;
+    }
+  }
+
+  private async runSteps(): Promise<RunOutcome> {
     const { runbook } = this.opts;
     if (this.opts.resume) {
       const at = runbook.steps[this.top]?.id ?? 'the end';
@@ -213,6 +238,7 @@ class Interpreter {
       }
       return await this.finish('succeeded', `${runbook.name} finished: every step passed`);
     } catch (err) {
+      if (fencedBy(err, this.signal)) throw err;
       if (err instanceof Suspend) {
         return {
           status: 'suspended',
@@ -340,7 +366,7 @@ class Interpreter {
         }
       }
     } catch (err) {
-      if (err instanceof Suspend || err instanceof Pause) throw err;
+      if (err instanceof Suspend || err instanceof Pause || fencedBy(err, this.signal)) throw err;
       if (err instanceof Stop && err.status === 'finished') {
         await finished('ok');
       } else {
@@ -429,20 +455,19 @@ class Interpreter {
         ({ result, outScope } = await this.poll(ref, step, scope, env));
       } else {
         if (step.destructive) {
-          const skip = await this.guard(ref, step, scope, env);
-          if (skip !== undefined) {
-            await finished('skipped', undefined, skip);
+          const done = await this.destructive(ref, step, scope, env);
+          if (done.kind === 'skipped') {
+            await finished('skipped', undefined, done.message);
             return undefined;
           }
-          await this.approve(ref, step, scope, env);
-          // Verify-then-act: state may have moved while a human was deciding.
-          const skipNow = await this.guard(ref, step, scope, env);
-          if (skipNow !== undefined) {
-            await finished('skipped', undefined, skipNow);
+          if (done.kind === 'verified') {
+            await finished('ok', undefined, done.message);
             return undefined;
           }
+          result = done.result;
+        } else {
+          result = await this.exec(ref, step.command, step.scope, env);
         }
-        result = await this.exec(ref, step.command, step.scope, env);
         outScope = outputScope(scope, step.command, result);
       }
 
@@ -470,7 +495,7 @@ class Interpreter {
       await finished('ok', result);
       return undefined;
     } catch (err) {
-      if (err instanceof Suspend) throw err;
+      if (err instanceof Suspend || fencedBy(err, this.signal)) throw err;
       if (err instanceof Stop) {
         if (err.status !== 'finished') await finished(stepStatusOf(err, this.signal), undefined, err.message);
         throw err;
@@ -481,7 +506,8 @@ class Interpreter {
     }
   }
 
-  private async exec(
+  /** Runs one remote command; only a cancel ends the step here, every other outcome is the caller's. */
+  private async execRaw(
     ref: StepRef,
     command: Command,
     scope: Scope | undefined,
@@ -507,23 +533,19 @@ class Interpreter {
         `${cancelMessage(this.signal)} during ${ref.stepId}; its remote process was killed`,
       );
     }
-    if (result.timedOut) {
-      throw new Stop(
-        'failed',
-        `${ref.stepId}: timed out after ${command.timeoutMs / 1000}s; the remote process group was killed`,
-        ref.stepId,
-      );
-    }
-    if (result.code !== 0 && !command.allowFailure) {
-      const tail =
-        result.stderr.trim().split('\n').slice(-3).join(' | ') ||
-        result.stdout.trim().split('\n').slice(-3).join(' | ');
-      throw new Stop(
-        'failed',
-        `${ref.stepId}: exited ${result.code ?? `by signal ${result.signal}`}: ${redactText(tail)}`,
-        ref.stepId,
-      );
-    }
+    return result;
+  }
+
+  /** Runs one remote command; a timeout or an exit code the step does not allow fails the step. */
+  private async exec(
+    ref: StepRef,
+    command: Command,
+    scope: Scope | undefined,
+    env: Record<string, string>,
+  ): Promise<ExecResult> {
+    const result = await this.execRaw(ref, command, scope, env);
+    const failure = commandFailure(command, result);
+    if (failure !== undefined) throw new Stop('failed', `${ref.stepId}: ${failure}`, ref.stepId);
     return result;
   }
 
@@ -538,9 +560,16 @@ class Interpreter {
     for (let attempt = 1; attempt <= step.attempts; attempt++) {
       const wait = attempt === 1 ? step.firstAfterMs : step.everyMs;
       if (wait > 0) await this.pause(wait * scale);
-      const result = await this.exec(ref, step.command, step.scope, env);
+      // A hung or failing check is one attempt that did not meet `until` (the seed's cold-start window is
+      // full of them), never the end of the poll: only fail_when, exhaustion or a cancel end it.
+      const result = await this.execRaw(ref, step.command, step.scope, env);
+      const failure = commandFailure(step.command, result);
       const outScope = outputScope(scope, step.command, result);
       last = outScope;
+      if (failure !== undefined) {
+        await this.emit({ ...ref, type: 'poll.attempt', attempt, of: step.attempts, summary: failure });
+        continue;
+      }
       const summary = step.progress ? render(step.progress, outScope) : lastLine(result);
       await this.emit({ ...ref, type: 'poll.attempt', attempt, of: step.attempts, summary });
       if (step.failWhen && evaluateBoolean(step.failWhen.that, outScope)) {
@@ -581,33 +610,159 @@ class Interpreter {
     return undefined;
   }
 
+  /**
+   * A destructive step, exactly once or not at all: an attempt already on record is verified, never sent
+   * again; otherwise guard -> approval -> guard -> record the attempt (consuming the approval) -> send.
+   */
+  private async destructive(
+    ref: StepRef,
+    step: RunStep,
+    scope: Vars,
+    env: Record<string, string>,
+  ): Promise<
+    | { kind: 'skipped'; message: string }
+    | { kind: 'verified'; message: string }
+    | { kind: 'sent'; result: ExecResult }
+  > {
+    const previous = await this.opts.attempts.find(ref);
+    if (previous) return { kind: 'verified', message: await this.verify(ref, step, scope, env, previous) };
+    const skip = await this.guard(ref, step, scope, env);
+    if (skip !== undefined) return { kind: 'skipped', message: skip };
+    const command = displayCommand(step.scope, step.command.script, env);
+    // An approval that went stale or was superseded before the attempt could use it is asked again once;
+    // a second refusal is not a race but a fault, and stops the step.
+    for (let round = 1; ; round++) {
+      const approved = await this.approve(ref, step, scope, env);
+      // Verify-then-act: state may have moved while a human was deciding.
+      const skipNow = await this.guard(ref, step, scope, env);
+      if (skipNow !== undefined) return { kind: 'skipped', message: skipNow };
+      const begun = await this.opts.attempts.begin(ref, approved, command);
+      if (begun.outcome === 'exists') {
+        return { kind: 'verified', message: await this.verify(ref, step, scope, env, begun.attempt) };
+      }
+      if (begun.outcome === 'refused') {
+        if (round === 1 && (begun.why === 'stale' || begun.why === 'superseded')) continue;
+        throw new Stop(
+          'failed',
+          `${ref.stepId}: approval ${approved.approvalId} does not authorize this attempt (${begun.why}); nothing destructive was run`,
+          ref.stepId,
+        );
+      }
+      await this.emit({
+        ...ref,
+        type: 'attempt.started',
+        attemptId: begun.attempt.attemptId,
+        approvalId: approved.approvalId,
+        command,
+        at: begun.attempt.startedAt,
+      });
+      const result = await this.execRaw(ref, step.command, step.scope, env);
+      await this.opts.attempts.finish(ref, {
+        exitCode: result.code,
+        signal: result.signal,
+        timedOut: result.timedOut,
+      });
+      const failure = commandFailure(step.command, result);
+      if (failure !== undefined) {
+        throw new Stop('failed', `${ref.stepId}: ${failure}; it is not retried`, ref.stepId);
+      }
+      return { kind: 'sent', result };
+    }
+  }
+
+  /**
+   * An attempt is on record: its command was sent (or was about to be) by an earlier owner of this run.
+   * A recorded exit status decides like it would have; an unknown one is read back with the step's
+   * verify check. Returns the step's message when the action took effect; stops the run otherwise.
+   */
+  private async verify(
+    ref: StepRef,
+    step: RunStep,
+    scope: Vars,
+    env: Record<string, string>,
+    attempt: AttemptRecord,
+  ): Promise<string> {
+    const sent = `\`${attempt.command.split('\n').at(-1) ?? attempt.command}\` was sent at ${attempt.startedAt} (attempt ${attempt.attemptId})`;
+    if (attempt.outcome) {
+      const { exitCode, signal, timedOut } = attempt.outcome;
+      const ok = exitCode === 0 || (step.command.allowFailure && !timedOut && exitCode !== null);
+      const message = ok
+        ? `${sent} and exited ${exitCode} before this run was resumed; not sent again`
+        : `${sent} and ${timedOut ? 'timed out' : `exited ${exitCode ?? `by signal ${signal}`}`}; it is not retried`;
+      await this.emit({
+        ...ref,
+        type: 'attempt.verified',
+        attemptId: attempt.attemptId,
+        tookEffect: ok,
+        message,
+      });
+      if (!ok) throw new Stop('failed', `${ref.stepId}: ${message}`, ref.stepId);
+      return message;
+    }
+    const check = step.verify as NonNullable<RunStep['verify']>;
+    const attemptVars = {
+      attempt: { started_at: attempt.startedAt, command: attempt.command, id: attempt.attemptId },
+    };
+    const result = await this.execRaw(ref, check.command, step.scope, env);
+    const failure = commandFailure(check.command, result);
+    const outScope = { ...outputScope(scope, check.command, result), ...attemptVars };
+    const tookEffect = failure === undefined && evaluateBoolean(check.tookEffect, outScope);
+    const message = tookEffect
+      ? `${sent}; its outcome was not recorded, and reading back shows it took effect: ${render(check.say, outScope)}. Not sent again.`
+      : `OUTCOME UNKNOWN: ${sent} by an agent that stopped before it returned, and reading back cannot show it took effect${failure ? ` (the check ${failure})` : ''}. It is NOT sent again. Check by hand: ${render(check.checkByHand, outScope)}`;
+    await this.emit({ ...ref, type: 'attempt.verified', attemptId: attempt.attemptId, tookEffect, message });
+    if (!tookEffect) throw new Stop('failed', `${ref.stepId}: ${message}`, ref.stepId);
+    return message;
+  }
+
+  /** Asks (or finds the answer already given) for this exact action; returns what was approved. */
   private async approve(
     ref: StepRef,
     step: RunStep,
     scope: Vars,
     env: Record<string, string>,
-  ): Promise<void> {
+  ): Promise<{ approvalId: string; digest: string }> {
     const a = step.approval as NonNullable<RunStep['approval']>;
+    const command = displayCommand(step.scope, step.command.script, env);
+    const targets = a.targets.map((t) => render(t, scope));
     const request: ApprovalRequest = {
       runId: this.opts.runId,
       runbook: this.opts.runbook.name,
       step: ref,
       title: render(step.title, scope),
       summary: render(a.summary, scope),
-      commands: [displayCommand(step.scope, step.command.script, env)],
-      targets: a.targets.map((t) => render(t, scope)),
+      commands: [command],
+      targets,
       evidence: a.evidence.map((t) => render(t, scope)),
       requestedBy: this.opts.requestedBy,
+      digest: actionDigest({
+        runbook: this.opts.runbook.digest,
+        stepId: ref.stepId,
+        iteration: ref.iteration?.n ?? null,
+        script: withPreamble(step.scope, step.command.script),
+        env,
+        targets,
+      }),
     };
-    await this.emit({ ...ref, type: 'approval.requested', request });
-    let decision: Awaited<ReturnType<ApprovalPort['request']>>;
+    const opened = await this.opts.approvals.open(request);
+    if (opened.superseded) {
+      await this.emit({
+        ...ref,
+        type: 'approval.superseded',
+        approvalId: opened.superseded.approvalId,
+        supersededBy: opened.approvalId,
+        why: opened.superseded.why,
+      });
+    }
+    await this.emit({ ...ref, type: 'approval.requested', approvalId: opened.approvalId, request });
+    let decision: Awaited<ReturnType<ApprovalPort['decision']>>;
     try {
-      decision = await this.opts.approvals.request(request, this.signal);
+      decision = await this.opts.approvals.decision(opened.approvalId, request, this.signal);
     } catch (err) {
       if (err instanceof ApprovalPending) throw new Suspend(err.approvalId, err.expiresAt);
       throw err;
     }
-    await this.emit({ ...ref, type: 'approval.decided', decision });
+    await this.emit({ ...ref, type: 'approval.decided', approvalId: opened.approvalId, decision });
     this.checkCancelled();
     if (!decision.approved) {
       const why =
@@ -616,7 +771,50 @@ class Interpreter {
           : `denied by ${decision.by}${decision.note ? ` (${decision.note})` : ''}`;
       throw new Stop('denied', `${ref.stepId}: ${why}; nothing destructive was run`, ref.stepId);
     }
+    return { approvalId: opened.approvalId, digest: request.digest };
   }
+}
+
+/**
+ * What an approval authorizes, as one hash: the runbook's content, the step and iteration, the exact script
+ * (scope preamble included), every value bound into its environment and the targets the approver saw.
+ */
+export function actionDigest(action: {
+  readonly runbook: string;
+  readonly stepId: string;
+  readonly iteration: number | null;
+  readonly script: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly targets: readonly string[];
+}): string {
+  const env = Object.fromEntries(Object.entries(action.env).sort(([a], [b]) => a.localeCompare(b)));
+  return createHash('sha256')
+    .update(JSON.stringify({ ...action, env }))
+    .digest('hex');
+}
+
+/** Why a command's result fails its step (a timeout, an exit code it does not allow), or undefined. */
+function commandFailure(command: Command, result: ExecResult): string | undefined {
+  if (result.timedOut) {
+    return `timed out after ${command.timeoutMs / 1000}s; the remote process group was killed${tailOf(result) ? `: ${tailOf(result)}` : ''}`;
+  }
+  if (result.code !== 0 && !command.allowFailure) {
+    return `exited ${result.code ?? `by signal ${result.signal}`}: ${tailOf(result)}`;
+  }
+  return undefined;
+}
+
+function tailOf(result: ExecResult): string {
+  const tail =
+    result.stderr.trim().split('\n').slice(-3).join(' | ') ||
+    result.stdout.trim().split('\n').slice(-3).join(' | ');
+  return redactText(tail);
+}
+
+/** The fencing error that stopped this run, from a failed write or from the abort the agent sent. */
+function fencedBy(err: unknown, signal: AbortSignal): RunFencedError | undefined {
+  if (err instanceof RunFencedError) return err;
+  return signal.reason instanceof RunFencedError ? signal.reason : undefined;
 }
 
 /** The agent asked the run to stop at this checkpoint; caught once at the top. */

@@ -27,6 +27,11 @@ export interface ApprovalRequest {
   readonly targets: readonly string[];
   readonly evidence: readonly string[];
   readonly requestedBy: string;
+  /**
+   * sha256 over the runbook's content, the step, the iteration, the exact command after binding, the bound
+   * values and the targets: what an approval of this request authorizes, and nothing else.
+   */
+  readonly digest: string;
 }
 
 export type ApprovalDecision =
@@ -76,8 +81,41 @@ export type RunEvent =
     })
   | (StepRef & { readonly type: 'decision'; readonly message: string })
   | (StepRef & { readonly type: 'guard.skipped'; readonly message: string })
-  | (StepRef & { readonly type: 'approval.requested'; readonly request: ApprovalRequest })
-  | (StepRef & { readonly type: 'approval.decided'; readonly decision: ApprovalDecision })
+  | (StepRef & {
+      readonly type: 'approval.requested';
+      readonly approvalId: string;
+      readonly request: ApprovalRequest;
+    })
+  | (StepRef & {
+      readonly type: 'approval.decided';
+      readonly approvalId: string;
+      readonly decision: ApprovalDecision;
+    })
+  /** A request nobody may decide any more: the action changed, or its approval went stale before use. */
+  | (StepRef & {
+      readonly type: 'approval.superseded';
+      readonly approvalId: string;
+      readonly supersededBy: string;
+      readonly why: 'changed' | 'stale';
+    })
+  /** Recorded durably right before a destructive command is sent; it is never sent again. */
+  | (StepRef & {
+      readonly type: 'attempt.started';
+      readonly attemptId: string;
+      readonly approvalId: string;
+      readonly command: string;
+      readonly at: string;
+    })
+  /**
+   * A resumed run found an attempt on record whose outcome it does not know, and read back the cloud:
+   * `tookEffect` false stops the run as "outcome unknown", with what was sent, when, and what to check.
+   */
+  | (StepRef & {
+      readonly type: 'attempt.verified';
+      readonly attemptId: string;
+      readonly tookEffect: boolean;
+      readonly message: string;
+    })
   /** A front refused someone's decision (not an approver, or the requester); nothing changed. */
   | {
       readonly type: 'approval.refused';
@@ -103,9 +141,55 @@ export type RunEvent =
 
 export type EventSink = (event: RunEvent) => void | Promise<void>;
 
-/** Where the engine asks a human before every destructive step. */
+export interface OpenedApproval {
+  readonly approvalId: string;
+  /** The request this one replaced (its action changed, or its approval went stale), and why. */
+  readonly superseded?: { readonly approvalId: string; readonly why: 'changed' | 'stale' };
+}
+
+/**
+ * Where the engine asks a human before every destructive step. `open` records the request, or finds the
+ * one already recorded for this exact action (a resumed run); `decision` answers for it, or throws
+ * ApprovalPending when the answer will come from another process.
+ */
 export interface ApprovalPort {
-  request(request: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision>;
+  open(request: ApprovalRequest): Promise<OpenedApproval>;
+  decision(approvalId: string, request: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision>;
+}
+
+/** What the engine records about a destructive attempt. */
+export interface AttemptRecord {
+  readonly attemptId: string;
+  readonly approvalId: string;
+  readonly command: string;
+  /** ISO time the attempt was recorded, right before the command was sent. */
+  readonly startedAt: string;
+  /** Absent while the command is in flight, and for ever if its agent died before it returned. */
+  readonly outcome?: {
+    readonly exitCode: number | null;
+    readonly signal: string | null;
+    readonly timedOut: boolean;
+  };
+}
+
+export type BeginAttempt =
+  | { readonly outcome: 'recorded'; readonly attempt: AttemptRecord }
+  | { readonly outcome: 'exists'; readonly attempt: AttemptRecord }
+  /** The approval does not authorize this attempt; `stale` and `superseded` mean: ask again. */
+  | { readonly outcome: 'refused'; readonly why: string };
+
+/**
+ * The attempt journal: a destructive command is sent only after `begin` recorded it (and consumed its
+ * approval), and a step with an attempt on record is never sent again.
+ */
+export interface AttemptPort {
+  find(step: StepRef): Promise<AttemptRecord | undefined>;
+  begin(
+    step: StepRef,
+    approval: { readonly approvalId: string; readonly digest: string },
+    command: string,
+  ): Promise<BeginAttempt>;
+  finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void>;
 }
 
 /**

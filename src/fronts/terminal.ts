@@ -8,6 +8,7 @@ import type {
   RunEvent,
   StepRef,
 } from '../engine/events.js';
+import { inProcessApprovals } from '../engine/in-process.js';
 
 /**
  * Prints the run timeline as it happens; one line per event, output indented under its step.
@@ -75,6 +76,12 @@ export function formatEvent(e: RunEvent): string {
       return `    -- guard: ${e.message}`;
     case 'approval.requested':
       return formatApproval(e.request);
+    case 'approval.superseded':
+      return `    -- approval ${e.approvalId} is superseded by ${e.supersededBy}: ${e.why === 'stale' ? 'it was given too long ago to still stand' : 'the action it approved has changed'}; asking again`;
+    case 'attempt.started':
+      return `    >> sending (attempt ${e.attemptId}, recorded at ${e.at}; never sent twice)`;
+    case 'attempt.verified':
+      return `    ${e.tookEffect ? '-- verified' : '!! OUTCOME UNKNOWN'}: ${e.message}`;
     case 'approval.decided':
       return e.decision.approved
         ? `    APPROVED by ${e.decision.by} at ${e.decision.at}`
@@ -117,7 +124,10 @@ export function createTerminalApprovals(opts: {
   readonly output: Writable;
   readonly operator: string;
   readonly autoApprove: boolean;
-}): ApprovalPort & { close(): void } {
+}): ApprovalPort & {
+  ask(req: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision>;
+  close(): void;
+} {
   const rl = opts.autoApprove ? undefined : createInterface({ input: opts.input, terminal: false });
   const lines: string[] = [];
   const waiters: ((line: string | undefined) => void)[] = [];
@@ -139,32 +149,34 @@ export function createTerminalApprovals(opts: {
       signal.addEventListener('abort', () => resolve(undefined), { once: true });
     });
 
+  const ask = async (_req: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision> => {
+    const at = () => new Date().toISOString();
+    if (opts.autoApprove) {
+      opts.output.write('    approve? --yes given: approving\n');
+      return { approved: true, by: `${opts.operator} (--yes)`, at: at() };
+    }
+    opts.output.write('    approve? [y/N] ');
+    const answer = await nextLine(signal);
+    // A piped answer is not echoed by a terminal: echo it so the transcript reads like a session.
+    if (answer !== undefined && (opts.input as { isTTY?: boolean }).isTTY !== true)
+      opts.output.write(`${answer}\n`);
+    if (answer === undefined) {
+      opts.output.write('\n');
+      return {
+        approved: false,
+        by: opts.operator,
+        at: at(),
+        reason: 'denied',
+        note: 'no answer (end of input)',
+      };
+    }
+    return /^\s*y(es)?\s*$/i.test(answer)
+      ? { approved: true, by: opts.operator, at: at() }
+      : { approved: false, by: opts.operator, at: at(), reason: 'denied' };
+  };
   return {
-    async request(_req: ApprovalRequest, signal: AbortSignal): Promise<ApprovalDecision> {
-      const at = () => new Date().toISOString();
-      if (opts.autoApprove) {
-        opts.output.write('    approve? --yes given: approving\n');
-        return { approved: true, by: `${opts.operator} (--yes)`, at: at() };
-      }
-      opts.output.write('    approve? [y/N] ');
-      const answer = await nextLine(signal);
-      // A piped answer is not echoed by a terminal: echo it so the transcript reads like a session.
-      if (answer !== undefined && (opts.input as { isTTY?: boolean }).isTTY !== true)
-        opts.output.write(`${answer}\n`);
-      if (answer === undefined) {
-        opts.output.write('\n');
-        return {
-          approved: false,
-          by: opts.operator,
-          at: at(),
-          reason: 'denied',
-          note: 'no answer (end of input)',
-        };
-      }
-      return /^\s*y(es)?\s*$/i.test(answer)
-        ? { approved: true, by: opts.operator, at: at() }
-        : { approved: false, by: opts.operator, at: at(), reason: 'denied' };
-    },
+    ...inProcessApprovals(ask),
+    ask,
     close() {
       rl?.close();
     },

@@ -12,6 +12,7 @@ import { type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline } from '../runs/timeline.js';
 import { newRunId } from './ids.js';
 import { RUN_JOB_NAME, type RunJob, RunJobSchema } from './job.js';
+import { readOnlyQueue } from './queues.js';
 
 export interface RunRequest {
   readonly runbook: string;
@@ -106,7 +107,11 @@ export class RunService {
       ...(request.channel !== undefined ? { channel: request.channel } : {}),
     });
     const target = targetKey(job.site);
-    const lock = await this.lock.acquire(target, job.runId, lockTtlMs(this.opts.approvalTimeoutMs));
+    // A run that can change the cloud takes the site's exclusive lock; a read-only one (diagnose) takes
+    // none and runs on its own queue, so a loop of them can neither refuse nor delay a recovery.
+    const lock = runbook.exclusive
+      ? await this.lock.acquire(target, job.runId, lockTtlMs(this.opts.approvalTimeoutMs))
+      : ({ acquired: true } as const);
     if (!lock.acquired) {
       const running = await this.registry.get(lock.heldBy);
       throw new CapiError(
@@ -122,7 +127,7 @@ export class RunService {
         runbook: job.runbook,
         params,
         site: job.site,
-        queue: this.site(job.site).queue,
+        queue: runbook.exclusive ? this.site(job.site).queue : readOnlyQueue(this.site(job.site).queue),
         requestedBy: job.requestedBy,
         ...(job.channel !== undefined ? { channel: job.channel } : {}),
       });
@@ -134,7 +139,7 @@ export class RunService {
       });
       return record;
     } catch (err) {
-      await this.lock.release(target, job.runId);
+      if (runbook.exclusive) await this.lock.release(target, job.runId);
       throw err;
     }
   }

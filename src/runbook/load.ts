@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type Document, LineCounter, parseDocument } from 'yaml';
@@ -45,6 +46,8 @@ const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 const GLOBAL_NAMES = ['site', 'params'];
 /** Names a step's own output adds for its capture/expect/decide expressions. */
 const OUTPUT_NAMES = ['stdout', 'stderr', 'exit_code', 'out'];
+/** A verify check also sees the attempt it verifies: attempt.started_at, attempt.command. */
+const VERIFY_NAMES = [...OUTPUT_NAMES, 'attempt'];
 
 export interface RunbookSet {
   readonly scopes: ReadonlyMap<string, Scope>;
@@ -316,6 +319,12 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
     targets: s.approval.targets.map((t, i) => tpl(ctx, [...path, 'approval', 'targets', i], t)),
     evidence: s.approval.evidence.map((t, i) => tpl(ctx, [...path, 'approval', 'evidence', i], t)),
   };
+  const verify = s.verify && {
+    command: command(s.verify),
+    tookEffect: expr(ctx, [...path, 'verify', 'took_effect'], s.verify.took_effect, VERIFY_NAMES),
+    say: tpl(ctx, [...path, 'verify', 'say'], s.verify.say, VERIFY_NAMES),
+    checkByHand: tpl(ctx, [...path, 'verify', 'check_by_hand'], s.verify.check_by_hand, VERIFY_NAMES),
+  };
   const rest = finishCommon(ctx, path, s);
   if (!title) return undefined;
   return {
@@ -337,6 +346,16 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
         }
       : {}),
     guard,
+    ...(verify?.tookEffect && verify.say && verify.checkByHand
+      ? {
+          verify: {
+            command: verify.command,
+            tookEffect: verify.tookEffect,
+            say: verify.say,
+            checkByHand: verify.checkByHand,
+          },
+        }
+      : {}),
     ...rest,
   };
 }
@@ -481,12 +500,19 @@ export function parseRunbook(file: string, text: string, scopes: ReadonlyMap<str
     }
   }
   problems.throwIfAny();
+  const leaves = leafSteps(steps);
+  const digest = createHash('sha256').update(text);
+  for (const name of [...new Set(leaves.flatMap((s) => (s.scope ? [s.scope.name] : [])))].sort()) {
+    digest.update(`\0scope ${name}\0${scopes.get(name)?.preamble ?? ''}`);
+  }
   return {
     name: rb.name,
     summary: rb.summary,
     source: rb.source,
     readOnly: rb.read_only,
+    exclusive: leaves.some((s) => s.kind === 'run' && s.destructive),
     file,
+    digest: digest.digest('hex'),
     params: rb.params.map((p) => ({
       name: p.name,
       type: p.type as ParamType,

@@ -33,6 +33,14 @@ export interface Decision {
     | { readonly kind: 'finish' | 'fail'; readonly message: CompiledTemplate };
 }
 
+/** Reads back a destructive action whose attempt is on record but whose outcome is not. */
+export interface VerifyCheck {
+  readonly command: Command;
+  readonly tookEffect: CompiledExpr;
+  readonly say: CompiledTemplate;
+  readonly checkByHand: CompiledTemplate;
+}
+
 export interface GuardCheck {
   readonly command: Command;
   readonly skipWhen: CompiledExpr;
@@ -60,6 +68,7 @@ export interface RunStep extends StepBase {
     readonly evidence: readonly CompiledTemplate[];
   };
   readonly guard: readonly GuardCheck[];
+  readonly verify?: VerifyCheck;
 }
 
 export interface PollStep extends StepBase {
@@ -112,7 +121,11 @@ export interface Runbook {
   readonly summary: string;
   readonly source: string;
   readonly readOnly: boolean;
+  /** True when a step is destructive: such a run takes the site's exclusive lock. */
+  readonly exclusive: boolean;
   readonly file: string;
+  /** sha256 of the runbook file and the scope preambles it uses: an approval is bound to it. */
+  readonly digest: string;
   readonly params: readonly RunbookParam[];
   readonly steps: readonly Step[];
 }

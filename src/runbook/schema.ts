@@ -64,6 +64,19 @@ const guardCheck = z.strictObject({
   say: template,
 });
 
+/**
+ * How to read back whether a destructive action took effect, for a run that finds the action's attempt on
+ * record but not its outcome (its agent died or stalled while the command was in flight). The command is
+ * never sent again; the run continues when `took_effect` holds and otherwise stops as "outcome unknown".
+ */
+const verify = z.strictObject({
+  run: script,
+  ...outputHandling,
+  took_effect: expr,
+  say: template,
+  check_by_hand: template,
+});
+
 const common = {
   id,
   title: template,
@@ -92,6 +105,7 @@ export const RunStepSchema = z
     destructive: z.boolean().default(false),
     approval: approval.optional(),
     guard: z.array(guardCheck).optional(),
+    verify: verify.optional(),
   })
   .superRefine((s, ctx) => {
     if (s.destructive && (s.approval === undefined || s.guard === undefined || s.guard.length === 0)) {
@@ -101,10 +115,17 @@ export const RunStepSchema = z
           'a destructive step needs `approval` (summary, targets, evidence) and a `guard` that reads back state before it runs',
       });
     }
-    if (!s.destructive && (s.approval !== undefined || s.guard !== undefined)) {
+    if (s.destructive && s.verify === undefined) {
       ctx.addIssue({
         code: 'custom',
-        message: '`approval` and `guard` only belong on a step marked destructive: true',
+        message:
+          'a destructive step needs `verify` (run, took_effect, say, check_by_hand): how to read back whether the action took effect when a crash hid its outcome',
+      });
+    }
+    if (!s.destructive && (s.approval !== undefined || s.guard !== undefined || s.verify !== undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: '`approval`, `guard` and `verify` only belong on a step marked destructive: true',
       });
     }
   });

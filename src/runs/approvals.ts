@@ -6,17 +6,27 @@
  * Times default to the Redis server clock (TIME inside the scripts), so a Slack front and an agent on hosts
  * with skewed clocks agree on whether a request has expired. Callers may pass `now` (tests, replays).
  *
+ * One approval, one attempt, one exact action: a request carries the digest of what it authorizes (the
+ * runbook's content, the step, the iteration, the exact command, the bound values and the targets). A
+ * step's "slot" (step + iteration) points at its current request; a request whose action changed, or whose
+ * approval went stale before it was used, is superseded by a new round in the same slot, and a decision on
+ * a superseded request is refused. The attempt that uses an approval consumes it (see attempts.ts).
+ *
  * Keys (`p` = prefix):
- * - `p:approval:<approvalId>`     hash: approvalId, runId, stepId, request (JSON), requestedAt and expiresAt
- *                                 (epoch ms), and once decided: decisionApproved ('1'/'0'), decisionBy,
- *                                 decisionAt (epoch ms), decisionReason, decisionNote, decidedVia
- * - `p:run:<runId>:approvals`     sorted set of the run's approval ids, scored by requestedAt
+ * - `p:approval:<approvalId>`        hash: approvalId, runId, stepId, digest, request (JSON), requestedAt and
+ *                                    expiresAt (epoch ms), and once decided: decisionApproved ('1'/'0'),
+ *                                    decisionBy, decisionAt (epoch ms), decisionReason, decisionNote,
+ *                                    decidedVia; supersededAt + supersededWhy once replaced; consumedBy +
+ *                                    consumedAt once an attempt used it
+ * - `p:run:<runId>:approvals`        sorted set of the run's approval ids, scored by requestedAt
+ * - `p:run:<runId>:approval-slots`   hash: slot (`<stepId>#<iteration>`) -> the slot's current approval id
  */
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { ApprovalDecision, ApprovalRequest } from '../engine/events.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeZodIssues } from '../validation.js';
+import { evalFenced, type Fence } from './fence.js';
 import { assertRunId, flatToObject, type InvalidStoredData, reportInvalidByDefault } from './registry.js';
 import { jsonText } from './stored-json.js';
 import { approvalRequestSchema } from './timeline.js';
@@ -32,6 +42,30 @@ export interface StoredApproval {
   readonly decision?: ApprovalDecision;
   /** Which front recorded the decision (e.g. `slack`, `terminal`), when it said. */
   readonly decidedVia?: string;
+  /** Replaced by a newer request for the same step: nobody may decide it any more. */
+  readonly superseded?: { readonly at: string; readonly why: SupersededWhy };
+  /** The attempt that used this approval; an approval authorizes one attempt only. */
+  readonly consumedBy?: string;
+}
+
+/** `changed`: the rebuilt action differs from what was approved; `stale`: approved too long before use. */
+export type SupersededWhy = 'changed' | 'stale';
+
+export interface OpenResult {
+  readonly approval: StoredApproval;
+  /** False when the slot's current request is for this exact action and was returned as it is. */
+  readonly created: boolean;
+  /** The request this one replaced, and why. */
+  readonly superseded?: { readonly approvalId: string; readonly why: SupersededWhy };
+}
+
+export interface OpenOptions {
+  readonly timeoutMs: number;
+  /** An approval decided longer ago than this is asked again (default: timeoutMs). */
+  readonly maxDecisionAgeMs?: number;
+  /** The owning agent's fence: a stale agent cannot create or supersede requests. */
+  readonly fence?: Fence;
+  readonly now?: Date;
 }
 
 export type DecideResult =
@@ -39,6 +73,8 @@ export type DecideResult =
   | { outcome: 'decided'; approval: StoredApproval }
   /** Someone decided first: approval.decision says who and when. */
   | { outcome: 'already_decided'; approval: StoredApproval }
+  /** A newer request replaced this one (approval.superseded says why): decide that one instead. */
+  | { outcome: 'superseded'; approval: StoredApproval }
   /** Past expiresAt: the stored decision is the expiry (a denial), recorded now if nothing was recorded yet. */
   | { outcome: 'expired'; approval: StoredApproval }
   | { outcome: 'not_found' };
@@ -64,16 +100,24 @@ export interface ApprovalStoreOptions {
 /**
  * Deterministic, so a resumed run finds its request again, and usable as a BullMQ job id: no `:` and never
  * all digits. Parts are percent-encoded around a `~` separator, so distinct inputs give distinct ids
- * (`loop/step` becomes `loop%2Fstep`).
+ * (`loop/step` becomes `loop%2Fstep`). Round 1 has no suffix; a request that supersedes another in the same
+ * slot is round 2, 3, ... (`~r2`, never a bare number, so it cannot be read as an iteration).
  */
-export function approvalId(runId: string, stepId: string, iteration?: number): string {
+export function approvalId(runId: string, stepId: string, iteration?: number, round = 1): string {
   assertRunId(runId);
   if (iteration !== undefined && (!Number.isSafeInteger(iteration) || iteration < 0)) {
     throw new RangeError('iteration must be a whole number >= 0');
   }
+  if (!Number.isSafeInteger(round) || round < 1) throw new RangeError('round must be a whole number >= 1');
   const parts = ['approval', encodePart(runId), encodePart(stepId)];
   if (iteration !== undefined) parts.push(String(iteration));
+  if (round > 1) parts.push(`r${round}`);
   return parts.join('~');
+}
+
+/** The slot of a step: one current request per step and loop iteration. */
+export function approvalSlot(stepId: string, iteration?: number): string {
+  return `${stepId}#${iteration ?? 0}`;
 }
 
 function encodePart(text: string): string {
@@ -92,25 +136,49 @@ local function now_ms(given)
 end
 `;
 
-// KEYS: approval, run index. ARGV: approvalId, runId, stepId, request JSON, now ms or '', timeout ms.
-// Returns {created (1/0), flat hash}. An existing request is returned unchanged, expiry included: a resumed
-// run must not get a fresh timeout by asking again.
-const CREATE = `${NOW}
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, redis.call('HGETALL', KEYS[1])} end
-local now = now_ms(ARGV[5])
-local expires = string.format('%.0f', tonumber(now) + tonumber(ARGV[6]))
-redis.call('HSET', KEYS[1], 'approvalId', ARGV[1], 'runId', ARGV[2], 'stepId', ARGV[3], 'request', ARGV[4],
-  'requestedAt', now, 'expiresAt', expires)
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-return {1, redis.call('HGETALL', KEYS[1])}
+// KEYS: slots hash, run index, current approval (or the new key again when the slot is empty), new approval.
+// ARGV: slot, expected current id or '', new id, runId, stepId, digest, request JSON, now ms or '', timeout ms,
+// max decision age ms.
+// Returns {'retry'} when the slot moved since the caller read it; {'existing', hash} for the slot's current
+// request when it is for this exact action and still usable (its expiry kept: a resumed run must not get a
+// fresh timeout by asking again); else {'created', hash, superseded id or '', why or ''}.
+const OPEN = `${NOW}
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if (cur or '') ~= ARGV[2] then return {'retry'} end
+local now = now_ms(ARGV[8])
+local replaced, why = '', ''
+if cur then
+  local h = KEYS[3]
+  if redis.call('HEXISTS', h, 'supersededAt') == 0 then
+    local same = redis.call('HGET', h, 'digest') == ARGV[6]
+    local approved = redis.call('HGET', h, 'decisionApproved') == '1'
+    local consumed = redis.call('HEXISTS', h, 'consumedBy') == 1
+    local decidedAt = tonumber(redis.call('HGET', h, 'decisionAt') or '0')
+    local stale = approved and not consumed and tonumber(now) - decidedAt > tonumber(ARGV[10])
+    if same and not stale then return {'existing', redis.call('HGETALL', h)} end
+    why = 'changed'
+    if same then why = 'stale' end
+    redis.call('HSET', h, 'supersededAt', now, 'supersededWhy', why)
+  else
+    why = redis.call('HGET', h, 'supersededWhy')
+  end
+  replaced = cur
+end
+local expires = string.format('%.0f', tonumber(now) + tonumber(ARGV[9]))
+redis.call('HSET', KEYS[4], 'approvalId', ARGV[3], 'runId', ARGV[4], 'stepId', ARGV[5], 'digest', ARGV[6],
+  'request', ARGV[7], 'requestedAt', now, 'expiresAt', expires)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], now, ARGV[3])
+return {'created', redis.call('HGETALL', KEYS[4]), replaced, why}
 `;
 
 // KEYS: approval. ARGV: mode ('decide' | 'expire'), now ms or '', approved ('1'/'0'), by, note, via.
-// Returns {outcome} or {outcome, flat hash}. Order matters: an existing decision stands even past expiry
-// (it was taken in time); only an undecided request can expire, and it expires at expiresAt, not at the
-// moment somebody noticed.
+// Returns {outcome} or {outcome, flat hash}. Order matters: a superseded request takes no decision at all;
+// an existing decision stands even past expiry (it was taken in time); only an undecided request can
+// expire, and it expires at expiresAt, not at the moment somebody noticed.
 const DECIDE = `${NOW}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
+if redis.call('HEXISTS', KEYS[1], 'supersededAt') == 1 then return {'superseded', redis.call('HGETALL', KEYS[1])} end
 if redis.call('HEXISTS', KEYS[1], 'decisionAt') == 1 then
   local outcome = 'already_decided'
   if redis.call('HGET', KEYS[1], 'decisionReason') == 'expired' then outcome = 'expired' end
@@ -142,6 +210,7 @@ const storedSchema = z.object({
   approvalId: z.string().min(1),
   runId: z.string().min(1),
   stepId: z.string().min(1),
+  digest: z.string().min(1),
   request: jsonText.pipe(approvalRequestSchema),
   requestedAt: epochMs,
   expiresAt: epochMs,
@@ -151,6 +220,10 @@ const storedSchema = z.object({
   decisionReason: z.enum(['denied', 'expired']).exactOptional(),
   decisionNote: z.string().exactOptional(),
   decidedVia: z.string().exactOptional(),
+  supersededAt: epochMs.exactOptional(),
+  supersededWhy: z.enum(['changed', 'stale']).exactOptional(),
+  consumedBy: z.string().exactOptional(),
+  consumedAt: epochMs.exactOptional(),
 });
 
 type ScriptReply = [string, unknown[]?];
@@ -174,30 +247,68 @@ export class ApprovalStore {
     return `${this.prefix}:run:${runId}:approvals`;
   }
 
-  /** Idempotent per approvalId: the first request (and its expiry) is kept and returned. */
-  async create(
-    approvalId: string,
-    request: ApprovalRequest,
-    timeoutMs: number,
-    now?: Date,
-  ): Promise<StoredApproval> {
+  private slotsKey(runId: string): string {
+    return `${this.prefix}:run:${runId}:approval-slots`;
+  }
+
+  /**
+   * The request for this exact action: the slot's current one when its digest matches and it is still
+   * usable (so a resumed run finds its request, expiry and decision again), else a new round that
+   * supersedes it. `request.digest` is what binds the approval to the action.
+   */
+  async open(request: ApprovalRequest, opts: OpenOptions): Promise<OpenResult> {
     assertRunId(request.runId);
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
-      throw new RangeError('timeoutMs must be a whole number > 0');
+    const { timeoutMs } = opts;
+    const maxAge = opts.maxDecisionAgeMs ?? timeoutMs;
+    for (const [name, v] of [
+      ['timeoutMs', timeoutMs],
+      ['maxDecisionAgeMs', maxAge],
+    ] as const) {
+      if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a whole number > 0`);
     }
-    const [, flat] = (await this.redis.eval(
-      CREATE,
-      2,
-      this.key(approvalId),
-      this.runIndexKey(request.runId),
-      approvalId,
-      request.runId,
-      request.step.stepId,
-      JSON.stringify(request),
-      now === undefined ? '' : String(now.getTime()),
-      String(timeoutMs),
-    )) as [number, unknown[]];
-    return this.mustParse(approvalId, flatToObject(flat));
+    const { stepId, iteration } = request.step;
+    const slot = approvalSlot(stepId, iteration?.n);
+    const slots = this.slotsKey(request.runId);
+    // Optimistic: read the slot, then let the script confirm it did not move (another agent, a retry).
+    for (let tries = 0; tries < 5; tries++) {
+      const current = await this.redis.hget(slots, slot);
+      const round = current === null ? 1 : roundOf(current) + 1;
+      const id = approvalId(request.runId, stepId, iteration?.n, round);
+      const reply = (await evalFenced(
+        this.redis,
+        OPEN,
+        [slots, this.runIndexKey(request.runId), this.key(current ?? id), this.key(id)],
+        [
+          slot,
+          current ?? '',
+          id,
+          request.runId,
+          stepId,
+          request.digest,
+          JSON.stringify(request),
+          opts.now === undefined ? '' : String(opts.now.getTime()),
+          String(timeoutMs),
+          String(maxAge),
+        ],
+        opts.fence,
+      )) as [string, unknown[]?, string?, string?];
+      const [outcome, flat, replaced, why] = reply;
+      if (outcome === 'retry' || flat === undefined) continue;
+      const hash = flatToObject(flat);
+      const approval = this.mustParse(hash.approvalId ?? id, hash);
+      if (outcome === 'existing') return { approval, created: false };
+      return {
+        approval,
+        created: true,
+        ...(replaced
+          ? { superseded: { approvalId: replaced, why: why === 'stale' ? 'stale' : 'changed' } }
+          : {}),
+      };
+    }
+    throw new CapiError(
+      ErrorCode.Unknown,
+      `the approval slot ${slot} of run ${request.runId} kept changing while it was being opened; try again`,
+    );
   }
 
   /** Throws StoredDataInvalid for a stored approval that is malformed: nobody may decide on it. */
@@ -234,7 +345,9 @@ export class ApprovalStore {
       const key = this.key(ids[i] as string);
       const parsed = parseStored(key, fields);
       if ('issues' in parsed) this.onInvalid({ key, issues: parsed.issues });
-      else if (parsed.approval.decision === undefined) out.push(parsed.approval);
+      else if (parsed.approval.decision === undefined && parsed.approval.superseded === undefined) {
+        out.push(parsed.approval);
+      }
     });
     return out;
   }
@@ -261,6 +374,7 @@ export class ApprovalStore {
     switch (outcome) {
       case 'decided':
       case 'already_decided':
+      case 'superseded':
       case 'expired':
       case 'pending':
         return { outcome, approval };
@@ -317,6 +431,21 @@ function parseStored(
       expiresAt: new Date(h.expiresAt).toISOString(),
       ...(decision !== undefined ? { decision } : {}),
       ...(h.decidedVia !== undefined ? { decidedVia: h.decidedVia } : {}),
+      ...(h.supersededAt !== undefined
+        ? {
+            superseded: {
+              at: new Date(h.supersededAt).toISOString(),
+              why: h.supersededWhy ?? 'changed',
+            },
+          }
+        : {}),
+      ...(h.consumedBy !== undefined ? { consumedBy: h.consumedBy } : {}),
     },
   };
+}
+
+/** The round an approval id names (1 without a suffix). */
+function roundOf(id: string): number {
+  const m = /~r(\d+)$/.exec(id);
+  return m ? Number(m[1]) : 1;
 }

@@ -6,6 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import { ParamError } from '../errors.js';
+import { evalFenced, type Fence } from './fence.js';
 
 /**
  * The lock target for a run. THE RULE: every run takes `targetKey(site)`, whatever its runbook and cluster,
@@ -38,6 +39,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 `;
 
+// KEYS: lock, run record. ARGV: runId, ttl ms. For a run nobody is running right now (queued, parked at an
+// approval, handed over at shutdown): any agent keeps its lock alive, but only while the run still holds it
+// and is still in such a state; a running run's owner renews its own lock.
+const REFRESH_IDLE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status == 'queued' or status == 'waiting_approval' or status == 'interrupted' then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`;
+
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -55,24 +68,37 @@ export class TargetLock {
     return `${this.prefix}:lock:${target}`;
   }
 
-  async acquire(target: string, runId: string, ttlMs: number): Promise<AcquireResult> {
+  /** With a fence, only the run's newest owner can take (or re-take) the lock. */
+  async acquire(target: string, runId: string, ttlMs: number, fence?: Fence): Promise<AcquireResult> {
     checkTtl(ttlMs);
-    const [ok, holder] = (await this.redis.eval(ACQUIRE, 1, this.key(target), runId, String(ttlMs))) as [
-      number,
-      string?,
-    ];
+    const [ok, holder] = (await evalFenced(
+      this.redis,
+      ACQUIRE,
+      [this.key(target)],
+      [runId, String(ttlMs)],
+      fence,
+    )) as [number, string?];
     return ok === 1 ? { acquired: true } : { acquired: false, heldBy: holder ?? 'unknown' };
   }
 
   /** False when this run no longer holds the lock (it lapsed, or another run took it): stop touching the target. */
-  async refresh(target: string, runId: string, ttlMs: number): Promise<boolean> {
+  async refresh(target: string, runId: string, ttlMs: number, fence?: Fence): Promise<boolean> {
     checkTtl(ttlMs);
-    return (await this.redis.eval(REFRESH, 1, this.key(target), runId, String(ttlMs))) === 1;
+    return (await evalFenced(this.redis, REFRESH, [this.key(target)], [runId, String(ttlMs)], fence)) === 1;
   }
 
-  /** False when this run was not the holder; the other run's lock is left alone. */
-  async release(target: string, runId: string): Promise<boolean> {
-    return (await this.redis.eval(RELEASE, 1, this.key(target), runId)) === 1;
+  /** Keeps the lock of a run that no agent is running right now (see REFRESH_IDLE). */
+  async refreshIdle(target: string, runId: string, recordKey: string, ttlMs: number): Promise<boolean> {
+    checkTtl(ttlMs);
+    return (await this.redis.eval(REFRESH_IDLE, 2, this.key(target), recordKey, runId, String(ttlMs))) === 1;
+  }
+
+  /**
+   * False when this run was not the holder; the other run's lock is left alone. With a fence, a stale
+   * owner of the same run cannot release the lock its successor relies on.
+   */
+  async release(target: string, runId: string, fence?: Fence): Promise<boolean> {
+    return (await evalFenced(this.redis, RELEASE, [this.key(target)], [runId], fence)) === 1;
   }
 
   async holder(target: string): Promise<string | null> {

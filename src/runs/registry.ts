@@ -12,6 +12,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeZodIssues } from '../validation.js';
+import { evalFenced, type Fence } from './fence.js';
 import { jsonText } from './stored-json.js';
 
 export type RunRecordStatus =
@@ -273,9 +274,10 @@ export class RunRegistry {
 
   /**
    * A final status (succeeded, failed, denied, cancelled) cannot change: an update to another status throws
-   * RunFinished. Patches that keep the status (a corrected message) are still accepted.
+   * RunFinished. Patches that keep the status (a corrected message) are still accepted. With a fence, the
+   * write happens only while that fence is the run's newest (else RunFencedError, nothing written).
    */
-  async update(runId: string, patch: RunRecordPatch): Promise<RunRecord> {
+  async update(runId: string, patch: RunRecordPatch, fence?: Fence): Promise<RunRecord> {
     assertRunId(runId);
     const parsed = patchSchema.safeParse(patch);
     if (!parsed.success) {
@@ -286,15 +288,12 @@ export class RunRegistry {
           .join('\n')}`,
       );
     }
-    const reply = (await this.redis.eval(
+    const reply = (await evalFenced(
+      this.redis,
       UPDATE,
-      2,
-      this.recordKey(runId),
-      this.activeKey,
-      runId,
-      this.now().toISOString(),
-      parsed.data.status ?? '',
-      ...toFields(parsed.data),
+      [this.recordKey(runId), this.activeKey],
+      [runId, this.now().toISOString(), parsed.data.status ?? '', ...toFields(parsed.data)],
+      fence,
     )) as ScriptReply;
     return this.recordFromReply(runId, reply, `cannot set run ${runId} to ${patch.status}`);
   }

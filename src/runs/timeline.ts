@@ -19,6 +19,7 @@ import { z } from 'zod';
 import type { ApprovalDecision, ApprovalRequest, RunEvent, StepRef } from '../engine/events.js';
 import { redactText } from '../redact.js';
 import { describeZodIssues } from '../validation.js';
+import { evalFenced, type Fence } from './fence.js';
 import { assertRunId, type InvalidStoredData, reportInvalidByDefault } from './registry.js';
 
 export interface TimelineEntry {
@@ -62,6 +63,7 @@ export const approvalRequestSchema = z.object({
   targets: z.array(z.string()),
   evidence: z.array(z.string()),
   requestedBy: z.string(),
+  digest: z.string(),
 }) satisfies z.ZodType<ApprovalRequest>;
 
 export const approvalDecisionSchema = z.discriminatedUnion('approved', [
@@ -113,8 +115,40 @@ export const runEventSchema = z.discriminatedUnion('type', [
   z.object({ ...ref, type: z.literal('poll.attempt'), attempt: int, of: int, summary: z.string() }),
   z.object({ ...ref, type: z.literal('decision'), message: z.string() }),
   z.object({ ...ref, type: z.literal('guard.skipped'), message: z.string() }),
-  z.object({ ...ref, type: z.literal('approval.requested'), request: approvalRequestSchema }),
-  z.object({ ...ref, type: z.literal('approval.decided'), decision: approvalDecisionSchema }),
+  z.object({
+    ...ref,
+    type: z.literal('approval.requested'),
+    approvalId: z.string(),
+    request: approvalRequestSchema,
+  }),
+  z.object({
+    ...ref,
+    type: z.literal('approval.decided'),
+    approvalId: z.string(),
+    decision: approvalDecisionSchema,
+  }),
+  z.object({
+    ...ref,
+    type: z.literal('approval.superseded'),
+    approvalId: z.string(),
+    supersededBy: z.string(),
+    why: z.enum(['changed', 'stale']),
+  }),
+  z.object({
+    ...ref,
+    type: z.literal('attempt.started'),
+    attemptId: z.string(),
+    approvalId: z.string(),
+    command: z.string(),
+    at: z.string(),
+  }),
+  z.object({
+    ...ref,
+    type: z.literal('attempt.verified'),
+    attemptId: z.string(),
+    tookEffect: z.boolean(),
+    message: z.string(),
+  }),
   z.object({
     ...ref,
     type: z.literal('step.finished'),
@@ -200,24 +234,27 @@ export class RunTimeline {
   /**
    * Stores one event (every string redacted again) and returns its stream id. With a dedupeKey the event
    * is stored at most once per run and key; null means nothing new was stored: a duplicate, or an output
-   * line past maxOutputLinesPerRun (counted, not stored).
+   * line past maxOutputLinesPerRun (counted, not stored). With a fence, only the run's newest owner can
+   * append (RunFencedError otherwise).
    */
-  async append(runId: string, event: RunEvent, dedupeKey?: string): Promise<string | null> {
+  async append(runId: string, event: RunEvent, dedupeKey?: string, fence?: Fence): Promise<string | null> {
     assertRunId(runId);
     const safe = redactDeep(event);
     const isOutput = safe.type === 'step.output';
     const marker = isOutput ? JSON.stringify({ ...safe, line: TRUNCATION_PLACEHOLDER }) : '';
-    const id = await this.redis.eval(
+    const id = await evalFenced(
+      this.redis,
       APPEND,
-      2,
-      this.streamKey(runId),
-      this.metaKey(runId),
-      JSON.stringify(safe),
-      dedupeKey === undefined ? '0' : '1',
-      dedupeKey ?? '',
-      isOutput ? '1' : '0',
-      String(this.maxOutput),
-      marker,
+      [this.streamKey(runId), this.metaKey(runId)],
+      [
+        JSON.stringify(safe),
+        dedupeKey === undefined ? '0' : '1',
+        dedupeKey ?? '',
+        isOutput ? '1' : '0',
+        String(this.maxOutput),
+        marker,
+      ],
+      fence,
     );
     return typeof id === 'string' ? id : null;
   }

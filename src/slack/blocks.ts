@@ -472,6 +472,33 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
       const word = d.approved ? 'approved' : d.reason === 'expired' ? 'approval expired' : 'denied';
       return post(`Step ${e.index} of ${e.total} ${word}`, [section(text)]);
     }
+    case 'approval.superseded':
+      return post(`Step ${e.index} of ${e.total}: approval asked again`, [
+        section(
+          `:arrows_counterclockwise: ${where(e)}: the earlier approval request no longer stands (${
+            e.why === 'stale'
+              ? 'it was approved too long ago to still hold'
+              : 'the action it approved has changed'
+          }); a new request follows. Nothing was run on the old one.`,
+        ),
+      ]);
+    case 'attempt.started':
+      return post(`Step ${e.index} of ${e.total}: sending the approved command`, [
+        section(
+          `:rocket: ${where(e)}: sending the approved command (attempt recorded at ${slackDate(e.at)}; it is never sent twice)`,
+        ),
+      ]);
+    case 'attempt.verified':
+      return post(
+        e.tookEffect
+          ? `Step ${e.index} of ${e.total}: verified`
+          : `Step ${e.index} of ${e.total}: OUTCOME UNKNOWN`,
+        [
+          section(
+            `${e.tookEffect ? ':mag: Verified after a take-over' : ':rotating_light: *Outcome unknown*'} ${where(e)}: ${inline(e.message, 2500)}`,
+          ),
+        ],
+      );
     case 'run.resumed':
       return post(`Run resumed at ${e.atStep}`, [
         section(`:arrow_forward: Run resumed at step ${inline(e.atStep, 100)}: ${inline(e.reason, 1000)}`),
@@ -540,6 +567,16 @@ export function approvalMessage(
               (d.note !== undefined ? `: ${inline(d.note, 500)}` : ''),
       ),
     );
+  } else if (approval.superseded !== undefined) {
+    blocks.push(
+      context(
+        `:arrows_counterclockwise: *Superseded* at ${slackDate(approval.superseded.at)}: ${
+          approval.superseded.why === 'stale'
+            ? 'it was approved too long ago to still hold'
+            : 'the action changed since it was asked'
+        }; decide the new request in this thread. Nothing was run on this one.`,
+      ),
+    );
   } else if (opts.runEnded === true) {
     blocks.push(context(':no_entry_sign: *Closed*: the run ended before a decision; nothing was run'));
   } else if (left !== undefined && left <= 0) {
@@ -576,9 +613,11 @@ export function approvalMessage(
 
   const state =
     d === undefined
-      ? opts.runEnded === true
-        ? 'Closed without a decision'
-        : 'Approval needed'
+      ? approval.superseded !== undefined
+        ? 'Superseded'
+        : opts.runEnded === true
+          ? 'Closed without a decision'
+          : 'Approval needed'
       : d.approved
         ? 'Approved'
         : d.reason === 'expired'

@@ -46,7 +46,7 @@ import type { Logger } from 'pino';
 import type { RunEvent, StepRef } from '../engine/events.js';
 import type { RunService } from '../queue/service.js';
 import { redactText } from '../redact.js';
-import { approvalId, type StoredApproval } from '../runs/approvals.js';
+import type { StoredApproval } from '../runs/approvals.js';
 import type { TimelineEntry } from '../runs/timeline.js';
 import { approvalMessage, rootMessage, type SlackMessage, stepContext, threadMessage } from './blocks.js';
 import { foldRunView } from './run-view.js';
@@ -187,10 +187,6 @@ function errorCode(err: unknown): unknown {
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function approvalIdOf(runId: string, ref: StepRef): string {
-  return approvalId(runId, ref.stepId, ref.iteration?.n);
 }
 
 /** A file name Slack shows as is: the step id of a loop's inner step holds a `/`. */
@@ -525,11 +521,12 @@ export class ThreadPoster {
       case 'approval.requested':
         await this.postApproval(run, entry, e);
         return;
-      case 'approval.decided': {
-        const id = approvalIdOf(run.runId, e);
-        await this.refreshApproval(run, id, e.decision);
+      case 'approval.decided':
+        await this.refreshApproval(run, e.approvalId, e.decision);
         break;
-      }
+      case 'approval.superseded':
+        await this.refreshApproval(run, e.approvalId);
+        break;
       default:
         break;
     }
@@ -607,7 +604,7 @@ export class ThreadPoster {
     entry: TimelineEntry,
     e: Extract<RunEvent, { type: 'approval.requested' }>,
   ): Promise<void> {
-    const id = approvalIdOf(run.runId, e);
+    const id = e.approvalId;
     if (run.cursor.approvals.has(id)) {
       // Already posted (a resumed run asks again for the same approval): the one message stays.
       run.refresh.add(id);
@@ -674,11 +671,12 @@ export class ThreadPoster {
     if (ts === undefined || run.cursor.decided.has(id)) return;
     const stored = await this.storedApproval(run, id);
     const decision = stored?.decision ?? fromEvent;
-    if (stored === null || decision === undefined) return;
+    // Final once decided, or superseded by a newer request (which gets its own message).
+    if (stored === null || (decision === undefined && stored.superseded === undefined)) return;
     const ok = await this.update(
       run,
       ts,
-      approvalMessage({ ...stored, decision }, this.now()),
+      approvalMessage(decision === undefined ? stored : { ...stored, decision }, this.now()),
       `approval ${id}`,
     );
     if (!ok) return;

@@ -10,6 +10,7 @@ import ssh2, { type ClientChannel, type Client as SshClient } from 'ssh2';
 import { CapiError, ErrorCode, HostKeyMismatchError, SshError } from '../errors.js';
 import { FINGERPRINT_HOW_TO, fingerprintOf, isFingerprint } from './hostkey.js';
 import { shellQuote } from './quote.js';
+import { throwIfFenced, withRemoteFence } from './remote-fence.js';
 import type { ExecRequest, ExecResult, JumphostTarget, OutputStream, RemoteExecutor } from './types.js';
 
 // ssh2 is CommonJS: Node's ESM loader cannot see `utils` as a named export (vitest can, so tests would not notice).
@@ -379,7 +380,10 @@ class SshExecutor implements RemoteExecutor {
         `timeoutMs must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${req.timeoutMs}`,
       );
     }
-    const command = buildRemoteCommand(req.script, req.env);
+    const command = buildRemoteCommand(
+      req.fence ? withRemoteFence(req.script, req.fence) : req.script,
+      req.env,
+    );
     if (req.signal?.aborted) {
       return {
         stdout: '',
@@ -391,7 +395,11 @@ class SshExecutor implements RemoteExecutor {
         durationMs: 0,
       };
     }
-    return new Promise<ExecResult>((resolve, reject) => this.run(command, req, resolve, reject));
+    const result = await new Promise<ExecResult>((resolve, reject) =>
+      this.run(command, req, resolve, reject),
+    );
+    if (req.fence) throwIfFenced(req.fence, result.code, result.stderr);
+    return result;
   }
 
   private run(

@@ -1,4 +1,7 @@
 /** The executor port: what the runbook engine needs from a remote shell. ssh2 implements it. */
+import type { RemoteFence } from './remote-fence.js';
+
+export type { RemoteFence } from './remote-fence.js';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -13,6 +16,11 @@ export interface ExecRequest {
   readonly onLine?: (stream: OutputStream, line: string) => void;
   /** Aborting kills the remote process group and resolves with `cancelled: true`. */
   readonly signal?: AbortSignal;
+  /**
+   * The run's fencing token, checked and raised on the jumphost before the script runs; a command from an
+   * owner older than the newest one seen there is refused (RunFencedError) and nothing of it runs.
+   */
+  readonly fence?: RemoteFence;
 }
 
 export interface ExecResult {

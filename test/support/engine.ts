@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
 import type { ApprovalDecision, ApprovalPort, ApprovalRequest, RunEvent } from '../../src/engine/events.js';
+import { inProcessApprovals } from '../../src/engine/in-process.js';
 import { parseRunbook, parseScopes } from '../../src/runbook/load.js';
 import type { Runbook } from '../../src/runbook/model.js';
 import { type RunningSshd, startSshd } from '../../src/sim/sshd.js';
@@ -63,7 +64,7 @@ export function scriptedApprovals(
   const requests: ApprovalRequest[] = [];
   return {
     requests,
-    async request(req): Promise<ApprovalDecision> {
+    ...inProcessApprovals(async (req): Promise<ApprovalDecision> => {
       requests.push(req);
       await onAsk?.(req);
       const answer = answers[requests.length - 1] ?? 'deny';
@@ -75,7 +76,7 @@ export function scriptedApprovals(
         at,
         reason: answer === 'expire' ? 'expired' : 'denied',
       };
-    },
+    }),
   };
 }
 

@@ -63,6 +63,12 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
       deps.onDecided(click.approvalId);
       return;
     }
+    case 'superseded':
+      await tell(
+        `This request was replaced (${result.approval.superseded?.why === 'stale' ? 'it was approved too long ago to still hold' : 'the action changed since it was asked'}); nothing changed. Decide the new request in the thread.`,
+      );
+      deps.onDecided(click.approvalId);
+      return;
     case 'not_found':
       await tell('This approval is not known any more (the run may have been cleaned up).');
       return;
