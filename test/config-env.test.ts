@@ -32,6 +32,7 @@ describe('loadConfig', () => {
       jumphost: {},
       redis: { url: 'redis://127.0.0.1:6379' },
       queue: { prefix: 'capi' },
+      siteLockTtlMs: 60_000,
       approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
     });
@@ -57,6 +58,7 @@ describe('loadConfig', () => {
       REDIS_URL: 'rediss://:pw@redis.example.org:6380/1',
       QUEUE_PREFIX: 'capi-prod',
       APPROVAL_TIMEOUT: '2h',
+      SITE_LOCK_TTL: '90s',
       CAPI_APPROVERS: 'U0123ABCD, W0456EFGH S0789IJKL,U0123ABCD',
       CAPI_OPERATORS: 'U0999ZZZZ',
       CAPI_ALLOW_SELF_APPROVAL: 'true',
@@ -79,6 +81,7 @@ describe('loadConfig', () => {
       },
       redis: { url: 'rediss://:pw@redis.example.org:6380/1' },
       queue: { prefix: 'capi-prod' },
+      siteLockTtlMs: 90_000,
       approval: {
         timeoutMs: 2 * 3_600_000,
         approvers: ['U0123ABCD', 'W0456EFGH', 'S0789IJKL'],

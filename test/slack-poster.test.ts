@@ -2,7 +2,6 @@ import { LogLevel, WebClient } from '@slack/web-api';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunbookSet } from '../src/runbook/load.js';
 import { loadRunbooks } from '../src/runbook/load.js';
-import { approvalId } from '../src/runs/approvals.js';
 import { approvalMessage, stepContext, threadMessage } from '../src/slack/blocks.js';
 import { ThreadPoster, type ThreadPosterOptions } from '../src/slack/poster.js';
 import {
@@ -107,7 +106,7 @@ async function expectedThread(hh: Harness, runId: string): Promise<Expected[]> {
     const e = entry.event;
     if (e.type === 'run.started') continue;
     if (e.type === 'approval.requested') {
-      const stored = await hh.service.approvals.get(approvalId(runId, e.stepId, e.iteration?.n));
+      const stored = await hh.service.approvals.get(e.approvalId);
       if (!stored) throw new Error('approval not stored');
       out.push({ type: e.type, index: i, text: approvalMessage(stored, new Date()).text });
       continue;

@@ -55,6 +55,7 @@ export function agentOptions(
     jumphostEnv: config.jumphost,
     runbooks,
     approvalTimeoutMs: config.approval.timeoutMs,
+    siteLockTtlMs: config.siteLockTtlMs,
     logger,
   };
 }

@@ -25,6 +25,7 @@ export const DEFAULT_JUMPHOST_PORT = 22;
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 export const DEFAULT_QUEUE_PREFIX = 'capi';
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 30 * 60_000;
+export const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
 export const DEFAULT_PORT = 3000;
 
@@ -41,6 +42,8 @@ export interface AppConfig {
   readonly jumphost: Partial<JumphostTarget>;
   readonly redis: { readonly url: string };
   readonly queue: { readonly prefix: string };
+  /** A site's run lock lapses this long after the last agent that could renew it is gone. */
+  readonly siteLockTtlMs: number;
   readonly approval: {
     readonly timeoutMs: number;
     /** Slack user ids (U…, W…) and user-group ids (S…). */
@@ -57,6 +60,24 @@ export interface AppConfig {
     /** HTTP port of the Events API receiver (PORT). */
     readonly port: number;
   };
+}
+
+/** A duration a Node timer can wait for: more than 0, at most MAX_TIMER_MS. */
+function timerDuration(example: string) {
+  return z.string().transform((v, ctx) => {
+    const ms = tryParseDuration(v);
+    if (ms === undefined || ms <= 0 || ms > MAX_TIMER_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          ms === undefined
+            ? `must be a duration: ${DURATION_FORMS}`
+            : `must be more than 0 and at most 596h (Node timers cannot wait longer), e.g. ${example}`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
 }
 
 const DURATION = /^(\d+)(ms|s|m|h)$/;
@@ -206,23 +227,8 @@ const envSchema = z.object({
       error: `must be lowercase letters, digits and dashes, e.g. ${DEFAULT_QUEUE_PREFIX}`,
     })
     .optional(),
-  APPROVAL_TIMEOUT: z
-    .string()
-    .transform((v, ctx) => {
-      const ms = tryParseDuration(v);
-      if (ms === undefined || ms <= 0 || ms > MAX_TIMER_MS) {
-        ctx.addIssue({
-          code: 'custom',
-          message:
-            ms === undefined
-              ? `must be a duration: ${DURATION_FORMS}`
-              : 'must be more than 0 and at most 596h (Node timers cannot wait longer), e.g. 30m',
-        });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .optional(),
+  APPROVAL_TIMEOUT: timerDuration('30m').optional(),
+  SITE_LOCK_TTL: timerDuration('60s').optional(),
   CAPI_APPROVERS: slackIdListSchema.optional(),
   CAPI_OPERATORS: slackIdListSchema.optional(),
   CAPI_ALLOW_SELF_APPROVAL: booleanSchema.optional(),
@@ -291,6 +297,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     jumphost,
     redis: { url: e.REDIS_URL ?? DEFAULT_REDIS_URL },
     queue: { prefix: e.QUEUE_PREFIX ?? DEFAULT_QUEUE_PREFIX },
+    siteLockTtlMs: e.SITE_LOCK_TTL ?? DEFAULT_SITE_LOCK_TTL_MS,
     approval: {
       timeoutMs: e.APPROVAL_TIMEOUT ?? DEFAULT_APPROVAL_TIMEOUT_MS,
       approvers: e.CAPI_APPROVERS ?? [],

@@ -517,7 +517,9 @@ class Interpreter {
     const pending: Promise<void>[] = [];
     const result = await this.opts.executor.exec({
       script: withPreamble(scope, command.script),
-      env,
+      // The run and step travel with every command, so the jumphost's own audit (ps, auditd, sudo logs)
+      // can say which run and step issued it.
+      env: { ...env, CAPI_RUN_ID: this.opts.runId, CAPI_STEP: ref.stepId },
       timeoutMs: command.timeoutMs,
       signal: this.signal,
       onLine: (stream, line) => {

@@ -36,7 +36,11 @@ export class MemoryAttempts implements AttemptPort {
     return this.records.get(slot(step));
   }
 
-  async begin(step: StepRef, approval: { approvalId: string }, command: string) {
+  async begin(
+    step: StepRef,
+    approval: { readonly approvalId: string; readonly digest: string },
+    command: string,
+  ) {
     const existing = this.records.get(slot(step));
     if (existing) return { outcome: 'exists' as const, attempt: existing };
     const attempt: AttemptRecord = {

@@ -594,7 +594,20 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         break;
       }
       case 'approval.decided':
-        out.push(`- ${t} ${describeDecision(e.decision)}`);
+        out.push(`- ${t} ${describeDecision(e.decision)} (${e.approvalId})`);
+        break;
+      case 'approval.superseded':
+        out.push(
+          `- ${t} approval ${e.approvalId} superseded by ${e.supersededBy}: ${
+            e.why === 'stale' ? 'approved too long ago to still hold' : 'the action it approved changed'
+          }; nothing was run on it`,
+        );
+        break;
+      case 'attempt.started':
+        out.push(`- ${t} **sent** the approved command (attempt ${e.attemptId}, approval ${e.approvalId})`);
+        break;
+      case 'attempt.verified':
+        out.push(`- ${t} ${e.tookEffect ? 'verified after a take-over' : '**OUTCOME UNKNOWN**'}: ${e.message}`);
         break;
       case 'step.finished': {
         const code = e.exitCode === null ? '' : `, exit code ${e.exitCode}`;

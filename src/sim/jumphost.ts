@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JumphostTarget } from '../ssh/types.js';
+import { addHold, type Hold, holdReached, releaseAll, releaseHold } from './cloud/holds.js';
 import { kubeconfigYaml, SIM_CLIENT_KEY_DATA } from './cloud/kubeconfig.js';
 import { settle } from './cloud/model.js';
 import { instantiateScenario, loadScenario } from './cloud/scenario.js';
@@ -20,6 +21,7 @@ import { type CloudState, type JournalEntry, type Violation, validateState } fro
 import { readJournal, readState, readViolations, writeStateAtomic } from './cloud/store.js';
 import { startSshd } from './sshd.js';
 
+export type { Hold } from './cloud/holds.js';
 export type { CloudState, JournalEntry, Violation, ViolationRule } from './cloud/schema.js';
 export { SIM_CLIENT_KEY_DATA };
 
@@ -67,8 +69,18 @@ export interface SimJumphost {
   violations(): Promise<Violation[]>;
   /** The visible state at this instant (time-driven transitions applied, nothing written). */
   state(): Promise<CloudState>;
-  /** Idempotent: stops the FIP listener and sshd, removes `dir` unless CAPI_SIM_KEEP=1. */
+  /**
+   * Holds the matching stand-in call (see cloud/holds.ts) until released; `reached` waits for it to be
+   * held and fails after `timeoutMs` saying which hold never came.
+   */
+  hold(spec: Hold): SimHold;
+  /** Idempotent: releases every hold, stops the FIP listener and sshd, removes `dir` unless CAPI_SIM_KEEP=1. */
   stop(): Promise<void>;
+}
+
+export interface SimHold {
+  reached(timeoutMs?: number): Promise<void>;
+  release(mode?: 'run' | 'drop'): void;
 }
 
 const BINS = ['openstack', 'kubectl', 'ssh'] as const;
@@ -256,8 +268,26 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
         settle(s, Date.now());
         return s;
       },
+      hold(spec) {
+        addHold(dir, spec);
+        return {
+          async reached(timeoutMs = 30_000) {
+            const deadline = Date.now() + timeoutMs;
+            while (!holdReached(dir, spec.id)) {
+              if (Date.now() > deadline) {
+                throw new Error(
+                  `capi-sim: hold ${JSON.stringify(spec)} was not reached within ${timeoutMs} ms`,
+                );
+              }
+              await new Promise((r) => setTimeout(r, 10));
+            }
+          },
+          release: (mode = 'run') => releaseHold(dir, spec.id, mode),
+        };
+      },
       stop() {
         stopping ??= (async () => {
+          releaseAll(dir);
           await fipStop();
           await sshd.stop();
           await cleanup();

@@ -4,7 +4,6 @@ import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
 import type { RunEvent } from '../../src/engine/events.js';
 import { RunService } from '../../src/queue/service.js';
 import type { RunbookSet } from '../../src/runbook/load.js';
-import { approvalId } from '../../src/runs/approvals.js';
 import type { TimelineEntry } from '../../src/runs/timeline.js';
 import { type SimJumphost, startSimJumphost } from '../../src/sim/jumphost.js';
 import { REDIS_URL } from './redis.js';
@@ -129,9 +128,9 @@ export async function decideNext(
     for await (const entry of service.timeline.follow(runId, '0', abort.signal)) {
       const e = entry.event;
       if (e.type !== 'approval.requested') continue;
-      const id = approvalId(runId, e.stepId, e.iteration?.n);
+      const id = e.approvalId;
       const stored = await service.approvals.get(id);
-      if (!stored || stored.decision) continue;
+      if (!stored || stored.decision || stored.superseded) continue;
       const result = await service.decide(id, { userId: by, groupIds: [] }, approved, 'test');
       return { approvalId: id, result };
     }
@@ -152,11 +151,119 @@ export async function approveEverything(
   for await (const entry of service.timeline.follow(runId, '0', signal)) {
     const e = entry.event;
     if (e.type !== 'approval.requested') continue;
-    const id = approvalId(runId, e.stepId, e.iteration?.n);
+    const id = e.approvalId;
     const stored = await service.approvals.get(id);
-    if (!stored || stored.decision) continue;
+    if (!stored || stored.decision || stored.superseded) continue;
     const result = await service.decide(id, { userId: 'U_APPROVER', groupIds: [] }, true, 'test');
     if (result.outcome === 'decided') approved += 1;
   }
   return approved;
+}
+
+export interface AgentProcess {
+  readonly child: import('node:child_process').ChildProcess;
+  readonly pid: number;
+  readonly exited: Promise<unknown>;
+  /** Everything the agent logged (pino JSON lines), for asserting what it said about itself. */
+  readonly logs: () => string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real agent process (`capi-chatops agent`) on one site profile file, with short lock timings so a
+ * take-over happens in about two seconds. Kill it, stop it and continue it like any process.
+ */
+export async function spawnAgent(opts: {
+  readonly siteFile: string;
+  readonly prefix: string;
+  readonly redisUrl?: string;
+  readonly lockDurationMs?: number;
+  readonly stalledIntervalMs?: number;
+  readonly env?: Readonly<Record<string, string>>;
+}): Promise<AgentProcess> {
+  const { spawn } = await import('node:child_process');
+  const bin = new URL('../../bin/capi-chatops.js', import.meta.url).pathname;
+  const child = spawn(
+    process.execPath,
+    [
+      bin,
+      'agent',
+      '--site',
+      opts.siteFile,
+      '--concurrency',
+      '1',
+      '--lock-duration-ms',
+      String(opts.lockDurationMs ?? 1500),
+      '--stalled-interval-ms',
+      String(opts.stalledIntervalMs ?? 500),
+    ],
+    {
+      env: {
+        ...process.env,
+        REDIS_URL: opts.redisUrl ?? REDIS_URL,
+        QUEUE_PREFIX: opts.prefix,
+        LOG_LEVEL: 'info',
+        ...opts.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+    if (process.env.CAPI_DEBUG_CHILD) process.stderr.write(d);
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  if (child.pid === undefined) throw new Error('the agent process did not start');
+  const pid = child.pid;
+  let stopping: Promise<void> | undefined;
+  return {
+    child,
+    pid,
+    exited,
+    logs: () => out,
+    stop() {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGCONT');
+          child.kill('SIGKILL');
+        }
+        await exited;
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Waits until `check` returns a value other than undefined; fails after `timeoutMs` naming `what`. */
+export async function eventually<T>(
+  what: string,
+  check: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Every key matching the patterns with its exact content: "this process changed nothing" made checkable. */
+export async function dumpKeys(
+  redis: import('ioredis').Redis,
+  ...patterns: readonly string[]
+): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const keys = new Set<string>();
+  for (const p of patterns) for (const k of await redis.keys(p)) keys.add(k);
+  for (const k of [...keys].sort()) {
+    const d = await redis.dumpBuffer(k);
+    out[k] = d === null ? 'none' : d.toString('base64');
+  }
+  return out;
 }

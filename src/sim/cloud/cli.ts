@@ -1,5 +1,6 @@
 /** Plumbing shared by the fake CLIs: results, early exits, argparse-style option parsing. */
 import { randomUUID } from 'node:crypto';
+import { holdPoint } from './holds.js';
 import type { JournalEntry, ViolationRule } from './schema.js';
 import { appendJournal, appendViolation } from './store.js';
 
@@ -169,6 +170,8 @@ export class Recorder {
  * calling process.exit, so piped output is flushed before the process ends.
  */
 export function runBin(tool: string, main: () => CliResult | Promise<CliResult>): void {
+  const dir = process.env.CAPI_SIM_DIR ?? '';
+  const argv = process.argv.slice(2);
   // A reader that stops early (`| head`) must not turn into a stack trace: real CLIs die of SIGPIPE.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
@@ -176,8 +179,21 @@ export function runBin(tool: string, main: () => CliResult | Promise<CliResult>)
       throw err;
     });
   }
+  // Holds (holds.ts) wrap the call: before it acts, and after its effect but before it answers.
+  const held = async (): Promise<CliResult> => {
+    if (dir !== '' && (await holdPoint(dir, tool, argv, 'before')) === 'drop') {
+      return {
+        code: 1,
+        stdout: '',
+        stderr: 'capi-sim: connection to the cloud dropped (held and dropped)\n',
+      };
+    }
+    const result = await main();
+    if (dir !== '') await holdPoint(dir, tool, argv, 'after');
+    return result;
+  };
   Promise.resolve()
-    .then(main)
+    .then(held)
     .then(
       (r) => {
         if (r.stdout !== '') process.stdout.write(r.stdout);

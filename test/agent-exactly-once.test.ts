@@ -1,0 +1,251 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import type { RunEvent } from '../src/engine/events.js';
+import { type CapiError, ErrorCode } from '../src/errors.js';
+import { loadRunbooks, parseRunbook, type RunbookSet } from '../src/runbook/load.js';
+import { TargetLock, targetKey } from '../src/runs/lock.js';
+import { isFinalStatus } from '../src/runs/registry.js';
+import {
+  approveEverything,
+  decideNext,
+  dumpKeys,
+  eventually,
+  type Harness,
+  isType,
+  spawnAgent,
+  startHarness,
+  waitForEvent,
+} from './support/agent.js';
+import { useTestRedis } from './support/redis.js';
+
+const COMMANDS = new URL('../commands/', import.meta.url).pathname;
+const db = useTestRedis();
+let shipped: RunbookSet;
+let h: Harness | undefined;
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  shipped = await loadRunbooks(COMMANDS);
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await h?.stop();
+  h = undefined;
+});
+
+/** A test runbook next to the shipped ones (same scopes). */
+function withRunbook(yaml: string, name: string): RunbookSet {
+  const rb = parseRunbook(
+    `/test/${name}.yaml`,
+    `name: ${name}\nsummary: test\nsource: test\n${yaml}`,
+    shipped.scopes,
+  );
+  return { scopes: shipped.scopes, runbooks: new Map([...shipped.runbooks, [name, rb]]) };
+}
+
+/** One destructive step that appends its version to ~/zaps, so a changed runbook changes the action. */
+const zap = (version: string) =>
+  withRunbook(
+    `steps:
+  - id: zap
+    title: Zap
+    destructive: true
+    guard:
+      - run: "true"
+        skip_when: "false"
+        say: never
+    approval:
+      summary: Zap it
+      targets: ["the thing"]
+    verify: { run: cat ~/zaps, took_effect: "true", say: zapped, check_by_hand: cat ~/zaps }
+    run: echo ${version} >> ~/zaps
+`,
+    'zap',
+  );
+
+async function siteFile(hh: Harness): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-once-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'site.yaml');
+  await writeFile(file, stringify({ ...hh.sims[0]?.site, name: 'site-0' }));
+  return file;
+}
+
+describe('read-only runs beside a recovery', () => {
+  it('should neither refuse nor delay /capi recover while /capi diagnose runs in a loop', async () => {
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks: shipped, scenarios: ['healthy'] });
+    await h.startAgent({ concurrency: 1, readOnlyConcurrency: 1 });
+    const service = h.service;
+    const diagnoses = [];
+    for (let i = 0; i < 6; i++) {
+      diagnoses.push(
+        await service.submit({ runbook: 'diagnose', args: [], site: 'site-0', requestedBy: `U_${i}` }),
+      );
+    }
+    const recover = await service.submit({
+      runbook: 'recover',
+      args: [],
+      site: 'site-0',
+      requestedBy: 'U_OPS',
+    });
+    await waitForEvent(service, recover.runId, isType('run.started'));
+    const done = await Promise.all(diagnoses.map((d) => service.registry.get(d.runId)));
+    // The recovery started while most of the diagnoses were still queued behind each other.
+    expect(done.filter((r) => r && isFinalStatus(r.status)).length).toBeLessThan(diagnoses.length);
+    expect((await waitForEvent(service, recover.runId, isType('run.finished'), 60_000)).status).toBe(
+      'succeeded',
+    );
+    for (const d of diagnoses) {
+      expect((await waitForEvent(service, d.runId, isType('run.finished'), 60_000)).status).toBe('succeeded');
+    }
+  });
+});
+
+describe('the site lock during a long step', () => {
+  it('should keep the site locked for a step longer than the lock TTL and refuse a second run throughout', async () => {
+    const runbooks = withRunbook(
+      `steps:
+  - id: long
+    title: A step longer than the lock TTL
+    run: sleep 2.5; echo done
+  - id: zap
+    title: Zap
+    destructive: true
+    guard:
+      - run: "true"
+        skip_when: "true"
+        say: nothing to do
+    approval:
+      summary: Zap it
+      targets: ["the thing"]
+    verify: { run: "true", took_effect: "true", say: ok, check_by_hand: none }
+    run: echo zap
+`,
+      'long',
+    );
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
+    await h.startAgent({ siteLockTtlMs: 600 });
+    const service = h.service;
+    const run = await service.submit({ runbook: 'long', args: [], site: 'site-0', requestedBy: 'U_OPS' });
+    await waitForEvent(service, run.runId, isType('step.started', 'long'));
+    const lock = new TargetLock(db.redis, db.prefix);
+    let refusals = 0;
+    for (;;) {
+      const events = (await service.timeline.read(run.runId)).map((e) => e.event);
+      if (events.some((e) => e.type === 'step.finished' && e.stepId === 'long')) break;
+      expect(await lock.holder(targetKey('site-0'))).toBe(run.runId);
+      const second = await service
+        .submit({ runbook: 'park', args: [], site: 'site-0', requestedBy: 'U_OTHER' })
+        .catch((e: unknown) => e);
+      expect((second as CapiError).code).toBe(ErrorCode.TargetBusy);
+      refusals += 1;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    // The step outlived the 600 ms TTL several times over, and the site stayed locked throughout.
+    expect(refusals).toBeGreaterThanOrEqual(8);
+    expect((await waitForEvent(service, run.runId, isType('run.finished'))).status).toBe('succeeded');
+    expect(await lock.holder(targetKey('site-0'))).toBeNull();
+  });
+});
+
+describe('an approval bound to its action', () => {
+  it('should ask again and run nothing on the old approval when the resumed run rebuilds a different action', async () => {
+    h = await startHarness({
+      redis: db.redis,
+      prefix: db.prefix,
+      runbooks: zap('v1'),
+      scenarios: ['healthy'],
+    });
+    const service = h.service;
+    const first = await h.startAgent({ runbooks: zap('v1') });
+    const run = await service.submit({ runbook: 'zap', args: [], site: 'site-0', requestedBy: 'U_OPS' });
+    const asked = await waitForEvent(service, run.runId, isType('approval.requested'));
+    await eventually('the run to park at its approval', async () =>
+      (await service.registry.get(run.runId))?.status === 'waiting_approval' ? true : undefined,
+    );
+    // A rolling upgrade: the old agent goes, the approval is given, an agent with a changed runbook resumes.
+    await first.close();
+    expect(
+      (await service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'test')).outcome,
+    ).toBe('decided');
+    await h.startAgent({ runbooks: zap('v2') });
+    const superseded = await waitForEvent(service, run.runId, isType('approval.superseded'));
+    expect(superseded).toMatchObject({ approvalId: asked.approvalId, why: 'changed' });
+    const again = await waitForEvent(
+      service,
+      run.runId,
+      (e): e is Extract<RunEvent, { type: 'approval.requested' }> =>
+        e.type === 'approval.requested' && e.approvalId !== asked.approvalId,
+    );
+    expect(again.request.commands[0]).toContain('echo v2');
+    await eventually('the run to park at the new approval', async () =>
+      (await service.registry.get(run.runId))?.status === 'waiting_approval' ? true : undefined,
+    );
+    const zaps = path.join(h.sims[0]?.dir ?? '', 'home', 'zaps');
+    expect(await readFile(zaps, 'utf8').catch(() => 'nothing')).toBe('nothing');
+    // A click on the old message changes nothing.
+    expect(
+      (await service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'test')).outcome,
+    ).toBe('superseded');
+    const next = await decideNext(service, run.runId, true);
+    expect(next.approvalId).toBe(again.approvalId);
+    expect((await waitForEvent(service, run.runId, isType('run.finished'))).status).toBe('succeeded');
+    expect(await readFile(zaps, 'utf8')).toBe('v2\n');
+  });
+});
+
+describe('a paused agent that wakes up after another agent took its run', () => {
+  it('should send nothing and change no state after SIGCONT', async () => {
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks: shipped, scenarios: ['outage'] });
+    const sim = h.sims[0];
+    if (!sim) throw new Error('no sim');
+    const service = h.service;
+    // A is held right after its post-approval guard of the first deletion (the second `server show`).
+    const hold = sim.hold({
+      id: 'post-approval-guard',
+      step: 'sweep/delete-orphan',
+      argv: 'server show',
+      nth: 2,
+      when: 'after',
+    });
+    const a = await spawnAgent({ siteFile: await siteFile(h), prefix: db.prefix });
+    cleanups.push(() => a.stop());
+    const run = await service.submit({ runbook: 'sweep', args: [], site: 'site-0', requestedBy: 'U_OPS' });
+    const approver = new AbortController();
+    cleanups.push(async () => approver.abort());
+    const approving = approveEverything(service, run.runId, approver.signal);
+    await hold.reached(60_000);
+    a.child.kill('SIGSTOP');
+    hold.release();
+
+    // B takes the run over once A's job lock (1.5 s) lapses, and finishes it.
+    await h.startAgent({ lockDurationMs: 1500, stalledIntervalMs: 500 });
+    expect((await waitForEvent(service, run.runId, isType('run.finished'), 60_000)).status).toBe('succeeded');
+    approver.abort();
+    await approving;
+    const runKeys = [
+      `${db.prefix}:run:${run.runId}*`,
+      `${db.prefix}:approval:*`,
+      `${db.prefix}:lock:*`,
+      `${db.prefix}:runs*`,
+    ];
+    const before = await dumpKeys(db.redis, ...runKeys);
+    const journalBefore = await sim.journal();
+
+    a.child.kill('SIGCONT');
+    await eventually('agent A to notice it no longer owns the run', () =>
+      /no longer owns the run/.test(a.logs()) ? true : undefined,
+    );
+    expect(await dumpKeys(db.redis, ...runKeys)).toEqual(before);
+    expect(await sim.journal()).toEqual(journalBefore);
+    const deletes = journalBefore.filter((j) => j.ok && j.action === 'server.delete').map((j) => j.target);
+    expect(deletes.sort()).toEqual([
+      '5e000000-0000-4000-8000-0000000000e1',
+      '5e000000-0000-4000-8000-0000000000e2',
+    ]);
+    expect(await sim.violations()).toEqual([]);
+  });
+});

@@ -1,0 +1,176 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type RunOptions, runToEnd } from '../src/engine/engine.js';
+import { MemoryAttempts } from '../src/engine/in-process.js';
+import { connectSsh } from '../src/ssh/executor.js';
+import type { RemoteExecutor } from '../src/ssh/types.js';
+import {
+  ofType,
+  recorder,
+  scriptedApprovals,
+  startPlainJumphost,
+  testRunbook,
+  testSite,
+} from './support/engine.js';
+
+let jump: Awaited<ReturnType<typeof startPlainJumphost>>;
+let executor: RemoteExecutor;
+
+beforeAll(async () => {
+  jump = await startPlainJumphost();
+  executor = await connectSsh({ target: jump.sshd.target });
+});
+afterAll(async () => {
+  await executor?.close();
+  await jump?.stop();
+});
+beforeEach(async () => {
+  await writeFile(path.join(jump.home, 'marks'), '');
+  await writeFile(path.join(jump.home, 'server'), 'present\n');
+});
+const readMarks = async () =>
+  (await readFile(path.join(jump.home, 'marks'), 'utf8')).split('\n').filter((l) => l !== '');
+
+/** "Deletes" ~/server; verify reads it back. */
+const DELETE = testRunbook(`steps:
+  - id: delete-server
+    title: Delete the server
+    destructive: true
+    guard:
+      - run: cat ~/server
+        skip_when: stdout == "gone"
+        say: already gone
+    approval:
+      summary: Delete the server
+      targets: ["the server"]
+    verify:
+      run: cat ~/server
+      took_effect: stdout == "gone"
+      say: "the server is gone"
+      check_by_hand: "cat ~/server (sent at {attempt.started_at})"
+    run: |
+      echo sent >> ~/marks
+      echo gone > ~/server
+  - id: after
+    title: After
+    run: echo after >> ~/marks
+`);
+
+function run(more: Partial<RunOptions>) {
+  const rec = recorder();
+  const approvals = scriptedApprovals(['approve', 'approve']);
+  const outcome = runToEnd({
+    runId: 'once',
+    runbook: DELETE,
+    params: {},
+    site: testSite(),
+    requestedBy: 'U_REQUESTER',
+    executor,
+    approvals,
+    attempts: new MemoryAttempts(),
+    emit: rec.emit,
+    ...more,
+  });
+  return { outcome, events: rec.events, approvals };
+}
+
+/** An attempt journal where an earlier owner recorded the delete and died before it returned. */
+async function inFlight(): Promise<MemoryAttempts> {
+  const attempts = new MemoryAttempts();
+  await attempts.begin(
+    { stepId: 'delete-server', index: 1, total: 2 },
+    { approvalId: 'a1', digest: 'd' },
+    'rm',
+  );
+  return attempts;
+}
+
+describe('a destructive step whose attempt is already on record', () => {
+  it('should not send again and go on when reading back shows the action took effect', async () => {
+    await writeFile(path.join(jump.home, 'server'), 'gone\n');
+    const r = run({ attempts: await inFlight() });
+    expect(await r.outcome).toMatchObject({ status: 'succeeded' });
+    expect(await readMarks()).toEqual(['after']);
+    expect(r.approvals.requests).toHaveLength(0);
+    expect(ofType(r.events, 'attempt.verified')).toEqual([
+      expect.objectContaining({ tookEffect: true, message: expect.stringContaining('the server is gone') }),
+    ]);
+  });
+
+  it('should stop with "outcome unknown", what was sent, when and what to check, when it cannot show the effect', async () => {
+    const r = run({ attempts: await inFlight() });
+    const outcome = await r.outcome;
+    expect(outcome.status).toBe('failed');
+    expect(outcome.message).toMatch(
+      /OUTCOME UNKNOWN: `rm` was sent at \d{4}-\d\d-\d\dT.* It is NOT sent again\. Check by hand: cat ~\/server \(sent at /,
+    );
+    // Nothing was sent again and nothing after it ran.
+    expect(await readMarks()).toEqual([]);
+    expect(ofType(r.events, 'attempt.verified')[0]?.tookEffect).toBe(false);
+  });
+
+  it('should stop without sending when the recorded attempt exited non-zero', async () => {
+    const attempts = await inFlight();
+    await attempts.finish(
+      { stepId: 'delete-server', index: 1, total: 2 },
+      { exitCode: 1, signal: null, timedOut: false },
+    );
+    const r = run({ attempts });
+    const outcome = await r.outcome;
+    expect(outcome).toMatchObject({
+      status: 'failed',
+      message: expect.stringContaining('exited 1; it is not retried'),
+    });
+    expect(await readMarks()).toEqual([]);
+  });
+
+  it('should record the attempt before sending and send exactly once on a fresh run', async () => {
+    const attempts = new MemoryAttempts();
+    const r = run({ attempts });
+    expect(await r.outcome).toMatchObject({ status: 'succeeded' });
+    expect(await readMarks()).toEqual(['sent', 'after']);
+    const started = ofType(r.events, 'attempt.started');
+    expect(started).toHaveLength(1);
+    const order = r.events.map((e) => e.type);
+    expect(order.indexOf('approval.decided')).toBeLessThan(order.indexOf('attempt.started'));
+    expect(order.indexOf('attempt.started')).toBeLessThan(order.indexOf('step.finished'));
+    expect((await attempts.find({ stepId: 'delete-server', index: 1, total: 2 }))?.outcome).toEqual({
+      exitCode: 0,
+      signal: null,
+      timedOut: false,
+    });
+  });
+});
+
+describe('patience that holds', () => {
+  it('should count a hung poll command as an unmet attempt and keep polling until exhausted', async () => {
+    const rb = testRunbook(`steps:
+  - id: ready
+    title: Wait for ready
+    poll:
+      run: sleep 30
+      timeout: 300ms
+      attempts: 3
+      every: 10ms
+      until: stdout == "ready"
+      exhausted: "not ready after 3 attempts"
+`);
+    const rec = recorder();
+    const outcome = await runToEnd({
+      runId: 'patience',
+      runbook: rb,
+      params: {},
+      site: testSite(),
+      requestedBy: 'U',
+      executor,
+      approvals: scriptedApprovals([]),
+      attempts: new MemoryAttempts(),
+      emit: rec.emit,
+    });
+    expect(outcome).toMatchObject({ status: 'failed', message: 'ready: not ready after 3 attempts' });
+    const attempts = ofType(rec.events, 'poll.attempt');
+    expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
+    for (const a of attempts) expect(a.summary).toMatch(/^timed out after 0.3s/);
+  });
+});

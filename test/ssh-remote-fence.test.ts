@@ -1,0 +1,53 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RunFencedError } from '../src/errors.js';
+import { connectSsh } from '../src/ssh/executor.js';
+import type { RemoteExecutor } from '../src/ssh/types.js';
+import { startPlainJumphost } from './support/engine.js';
+
+let jump: Awaited<ReturnType<typeof startPlainJumphost>>;
+let executor: RemoteExecutor;
+
+beforeAll(async () => {
+  jump = await startPlainJumphost();
+  executor = await connectSsh({ target: jump.sshd.target });
+});
+afterAll(async () => {
+  await executor?.close();
+  await jump?.stop();
+});
+
+const run = (token: number, mark: string) =>
+  executor.exec({
+    script: `echo ${mark} >> ~/sent`,
+    env: {},
+    timeoutMs: 10_000,
+    fence: { scope: 'r1fence', token },
+  });
+
+const sent = async () =>
+  (await readFile(path.join(jump.home, 'sent'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+
+describe('the fence on the jumphost', () => {
+  it('should run commands of the newest owner and refuse an older owner once a newer one was seen', async () => {
+    expect((await run(1, 'first-owner')).code).toBe(0);
+    // A second agent took the run over: its first command raises the fence on the jumphost.
+    expect((await run(2, 'new-owner')).code).toBe(0);
+    // The first agent wakes up from a pause and sends: refused before anything of the step runs.
+    const refused = await run(1, 'stale-send').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(RunFencedError);
+    expect((refused as Error).message).toMatch(/token 1 < 2/);
+    expect((await run(2, 'new-owner-again')).code).toBe(0);
+    expect(await sent()).toEqual(['first-owner', 'new-owner', 'new-owner-again']);
+    // Fences of other runs are independent.
+    const other = await executor.exec({
+      script: 'echo other >> ~/sent',
+      env: {},
+      timeoutMs: 10_000,
+      fence: { scope: 'r2fence', token: 1 },
+    });
+    expect(other.code).toBe(0);
+    expect((await readFile(path.join(jump.home, '.capi-chatops/fence/r1fence'), 'utf8')).trim()).toBe('2');
+  });
+});
