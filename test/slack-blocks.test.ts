@@ -472,6 +472,36 @@ describe('threadMessage', () => {
 
 // ---------------------------------------------------------------------------------------------------------
 
+describe('exactly-once events in the thread', () => {
+  it('should say what was sent, when and what to check when the outcome of an attempt is unknown', () => {
+    const message =
+      'OUTCOME UNKNOWN: `openstack loadbalancer failover lb-1` was sent at 2024-05-01T10:00:05.000Z. Check by hand: openstack loadbalancer show lb-1';
+    const m = threadMessage(
+      entry({ ...inner1, type: 'attempt.verified', attemptId: 'a1', tookEffect: false, message }),
+    ) as SlackMessage;
+    expectWithinLimits(m);
+    expect(m.text).toBe('Step 3 of 4: OUTCOME UNKNOWN');
+    expect(allText(m)).toContain('*Outcome unknown*');
+    expect(allText(m)).toContain('was sent at 2024-05-01T10:00:05.000Z');
+    expect(allText(m)).toContain('Check by hand: openstack loadbalancer show lb-1');
+  });
+
+  it('should tell the thread that an approval no longer stands and a new one follows when it is superseded', () => {
+    const m = threadMessage(
+      entry({
+        ...inner1,
+        type: 'approval.superseded',
+        approvalId: 'a~1',
+        supersededBy: 'a~1~r2',
+        why: 'stale',
+      }),
+    ) as SlackMessage;
+    expectWithinLimits(m);
+    expect(allText(m)).toContain('approved too long ago');
+    expect(allText(m)).toContain('Nothing was run on the old one');
+  });
+});
+
 describe('approvalMessage', () => {
   const now = new Date(T0);
 
@@ -558,6 +588,15 @@ describe('approvalMessage', () => {
       expect(blocks.slice(0, -1)).toEqual(undecided.slice(0, -1));
       expect(blocks.at(-1)).toEqual({ type: 'context', elements: [{ type: 'mrkdwn', text: c.line }] });
     }
+  });
+
+  it('should drop the buttons and point to the new request when the approval was superseded', () => {
+    const m = approvalMessage(approval({ superseded: { at: at(120), why: 'changed' } }), now);
+    expectWithinLimits(m);
+    expect(m.text).toBe('Superseded: Delete load balancer lb-1 (run r-recover-1)');
+    expect(blocksOf(m).some((b) => b.type === 'actions')).toBe(false);
+    expect(allText(m)).toContain('*Superseded*');
+    expect(allText(m)).toContain('the action changed since it was asked');
   });
 
   it('should offer no buttons when the approval is past its expiry but not yet recorded as expired', () => {
