@@ -882,6 +882,7 @@ describe('scenario files', () => {
       'boot-slow',
       'failover-error',
       'healthy',
+      'lb-error',
       'no-headroom',
       'outage',
       'parked',
@@ -898,6 +899,7 @@ describe('scenario files', () => {
     expect(headroom).toMatchObject({
       healthy: true,
       'failover-error': true,
+      'lb-error': true,
       outage: false,
       'no-headroom': false,
     });

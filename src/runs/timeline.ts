@@ -594,7 +594,7 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         break;
       }
       case 'approval.decided':
-        out.push(`- ${t} ${describeDecision(e.decision)} (${e.approvalId})`);
+        out.push(`- ${t} ${describeDecision(e.decision)}`);
         break;
       case 'approval.superseded':
         out.push(
