@@ -2,9 +2,9 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The product only: tsconfig.build.json compiles src/ (no simulator, no fake Slack, no benchmarks, no test key).
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY bench ./bench
 # npm ci refuses this lockfile (bullmq's optional platform packages); install resolves the same tree.
 RUN npm install --no-audit --no-fund && npm prune --omit=dev
 

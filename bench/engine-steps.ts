@@ -6,11 +6,11 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { startSshd } from '../dev/sim/sshd.js';
 import { parseSiteProfile } from '../src/config/site.js';
 import { runToEnd } from '../src/engine/engine.js';
 import { inProcessApprovals, MemoryAttempts } from '../src/engine/in-process.js';
 import { parseRunbook } from '../src/runbook/load.js';
-import { startSshd } from '../src/sim/sshd.js';
 import { connectSsh } from '../src/ssh/executor.js';
 
 const STEPS = 100;

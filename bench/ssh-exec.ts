@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { startSshd } from '../src/sim/sshd.js';
+import { startSshd } from '../dev/sim/sshd.js';
 import { connectSsh } from '../src/ssh/executor.js';
 
 const EXECS = 50;

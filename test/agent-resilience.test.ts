@@ -5,11 +5,11 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { freePort } from '../dev/net.js';
 import type { RunEvent } from '../src/engine/events.js';
 import { loadRunbooks, parseRunbook, type RunbookSet } from '../src/runbook/load.js';
 import { connectSsh } from '../src/ssh/executor.js';
 import { approveEverything, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
-import { freePort } from './support/net.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { startSimJumphost } from '../dev/sim/jumphost.js';
 import { createTerminalApprovals } from '../src/fronts/terminal.js';
-import { startSimJumphost } from '../src/sim/jumphost.js';
 import { sampleSiteData } from './support/site.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;

@@ -7,7 +7,7 @@ import {
   type WebClientOptions,
 } from '@slack/web-api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FAKE_BOT, type FakeSlack, startFakeSlack } from './support/fake-slack.js';
+import { FAKE_BOT, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 
 const TOKEN = 'test-bot-token';
 const OPS = 'C0OPS0001';

@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import type { Hold, JournalEntry, SimJumphost } from '../dev/sim/jumphost.js';
 import type { RunEvent } from '../src/engine/events.js';
 import { leafSteps, loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import type { Hold, JournalEntry, SimJumphost } from '../src/sim/jumphost.js';
 import { approveEverything, isType, spawnAgent, startHarness, waitForEvent } from './support/agent.js';
 import { useTestRedis } from './support/redis.js';
 

@@ -2,12 +2,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
 import { parseSiteProfile } from '../src/config/site.js';
 import { runToEnd, validateParams } from '../src/engine/engine.js';
 import type { ApprovalRequest } from '../src/engine/events.js';
 import { MemoryAttempts } from '../src/engine/in-process.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { type SimJumphost, startSimJumphost } from '../src/sim/jumphost.js';
 import { connectSsh } from '../src/ssh/executor.js';
 import { ofType, recorder, scriptedApprovals } from './support/engine.js';
 

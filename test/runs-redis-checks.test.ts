@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../dev/net.js';
 import { checkRedisForProduction, versionAtLeast } from '../src/runs/redis-checks.js';
-import { freePort } from './support/net.js';
 import { REDIS_URL } from './support/redis.js';
 
 interface OwnRedis {

@@ -5,9 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { type SimJumphost, startSimJumphost } from '../src/sim/jumphost.js';
-import { type FakeSlack, startFakeSlack } from './support/fake-slack.js';
-import { freePort } from './support/net.js';
+import { freePort } from '../dev/net.js';
+import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
+import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;

@@ -1,25 +1,24 @@
 /**
  * The simulated cloud's stand-ins, called as child processes exactly as a jumphost session would
- * (`node dist/src/sim/bin/X.js` with CAPI_SIM_DIR), without sshd. Run `npm run build` first.
+ * (`node dist/dev/sim/bin/X.js` with CAPI_SIM_DIR), without sshd. vitest builds dist/ first (test/support/build.ts).
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, test } from 'vitest';
+import { afterAll, describe, test } from 'vitest';
 import YAML from 'yaml';
-import { kubeconfigYaml, SIM_CLIENT_KEY_DATA } from '../src/sim/cloud/kubeconfig.js';
-import { pickAmphoraHost } from '../src/sim/cloud/model.js';
-import { instantiateScenario, loadScenario } from '../src/sim/cloud/scenario.js';
-import type { CloudState, JournalEntry, Violation } from '../src/sim/cloud/schema.js';
-import { readJournal, readViolations, withState, writeStateAtomic } from '../src/sim/cloud/store.js';
+import { kubeconfigYaml, SIM_CLIENT_KEY_DATA } from '../dev/sim/cloud/kubeconfig.js';
+import { pickAmphoraHost } from '../dev/sim/cloud/model.js';
+import { instantiateScenario, loadScenario } from '../dev/sim/cloud/scenario.js';
+import type { CloudState, JournalEntry, Violation } from '../dev/sim/cloud/schema.js';
+import { readJournal, readViolations, withState, writeStateAtomic } from '../dev/sim/cloud/store.js';
+import { simBinPath as bin } from '../dev/sim/jumphost.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const SCENARIOS = path.join(ROOT, 'sim', 'scenarios');
-const bin = (name: string) => path.join(ROOT, 'dist', 'src', 'sim', 'bin', `${name}.js`);
+const SCENARIOS = path.join(ROOT, 'dev', 'sim', 'scenarios');
 
 const CAPI_PID = 'c0ffee00c0ffee00c0ffee00c0ffee00';
 const NS = `magnum-${CAPI_PID}`;
@@ -143,12 +142,6 @@ function hostUsed(run: Run, host: string): number {
   const rows = YAML.parse(run.stdout) as Record<string, unknown>[];
   return Number(rows.find((r) => r['Hypervisor Hostname'] === host)?.['Memory MB Used']);
 }
-
-beforeAll(() => {
-  for (const name of ['openstack', 'kubectl', 'ssh', 'k8s', 'sudo']) {
-    if (!existsSync(bin(name))) throw new Error(`${bin(name)} is missing: run \`npm run build\` first`);
-  }
-});
 
 afterAll(async () => {
   if (process.env.CAPI_SIM_KEEP === '1') return;
@@ -908,13 +901,13 @@ describe('scenario files', () => {
   test('should keep site addresses out of the simulator when its files are scanned', async ({ expect }) => {
     const files = [
       ...(await readdir(SCENARIOS)).map((f) => path.join(SCENARIOS, f)),
-      ...(await readdir(path.join(ROOT, 'src', 'sim', 'cloud'))).map((f) =>
-        path.join(ROOT, 'src', 'sim', 'cloud', f),
+      ...(await readdir(path.join(ROOT, 'dev', 'sim', 'cloud'))).map((f) =>
+        path.join(ROOT, 'dev', 'sim', 'cloud', f),
       ),
-      ...(await readdir(path.join(ROOT, 'src', 'sim', 'bin'))).map((f) =>
-        path.join(ROOT, 'src', 'sim', 'bin', f),
+      ...(await readdir(path.join(ROOT, 'dev', 'sim', 'bin'))).map((f) =>
+        path.join(ROOT, 'dev', 'sim', 'bin', f),
       ),
-      path.join(ROOT, 'src', 'sim', 'jumphost.ts'),
+      path.join(ROOT, 'dev', 'sim', 'jumphost.ts'),
     ];
     for (const f of files) {
       const text = await readFile(f, 'utf8');

@@ -1,13 +1,13 @@
 /**
  * The simulated jumphost end to end: a real OpenSSH sshd on 127.0.0.1 driven with the system ssh
- * client, the stand-ins on the session PATH, and the mgmt VM's FIP listener. Run `npm run build` first.
+ * client, the stand-ins on the session PATH, and the mgmt VM's FIP listener (vitest builds dist/ first).
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
 import { parseSiteProfile } from '../src/config/site.js';
-import { type SimJumphost, startSimJumphost } from '../src/sim/jumphost.js';
 import type { JumphostTarget } from '../src/ssh/types.js';
 
 interface Run {

@@ -2,10 +2,10 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { App } from '@slack/bolt';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
-import { type FakeSlack, startFakeSlack } from './support/fake-slack.js';
 import { useTestRedis } from './support/redis.js';
 import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
 

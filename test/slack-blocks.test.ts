@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { checkBlockKit } from '../dev/slack/block-kit.js';
 import type { ApprovalRequest, RunEvent, StepRef } from '../src/engine/events.js';
 import { REDACTED } from '../src/redact.js';
 import type { StoredApproval } from '../src/runs/approvals.js';
@@ -13,7 +14,7 @@ import {
   stepContext,
   threadMessage,
 } from '../src/slack/blocks.js';
-import { BLOCK_KIT_LIMITS, checkBlockKit } from '../src/slack/limits.js';
+import { BLOCK_KIT_LIMITS } from '../src/slack/limits.js';
 import { foldRunView, type RunView } from '../src/slack/run-view.js';
 import { slackBot } from './support/secrets.js';
 

@@ -3,11 +3,11 @@ import type { AddressInfo } from 'node:net';
 import type { App } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeMessage, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { ThreadPoster } from '../src/slack/poster.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
-import { type FakeMessage, type FakeSlack, startFakeSlack } from './support/fake-slack.js';
 import { useTestRedis } from './support/redis.js';
 import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
 

@@ -1,5 +1,6 @@
 import { LogLevel, WebClient } from '@slack/web-api';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeMessage, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import type { RunbookSet } from '../src/runbook/load.js';
 import { loadRunbooks } from '../src/runbook/load.js';
 import { approvalMessage, stepContext, threadMessage } from '../src/slack/blocks.js';
@@ -13,7 +14,6 @@ import {
   startHarness,
   waitForEvent,
 } from './support/agent.js';
-import { type FakeMessage, type FakeSlack, startFakeSlack } from './support/fake-slack.js';
 import { useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;

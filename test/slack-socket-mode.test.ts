@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { quietLogger } from './support/agent.js';
-import { type FakeSlack, startFakeSlack } from './support/fake-slack.js';
 
 const BOT = ['xoxb', '7777777777', '8888888888888', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
 const APP_TOKEN = [

@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type RunningSshd, startSshd } from '../dev/sim/sshd.js';
 import { ErrorCode, HostKeyMismatchError, SshError } from '../src/errors.js';
-import { type RunningSshd, startSshd } from '../src/sim/sshd.js';
 import { buildRemoteCommand, connectSsh, fingerprintOf, shellQuote } from '../src/ssh/executor.js';
 import type { ExecRequest, OutputStream, RemoteExecutor } from '../src/ssh/types.js';
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRunning, type RunningSshd, startSshd } from '../src/sim/sshd.js';
+import { isRunning, type RunningSshd, startSshd } from '../dev/sim/sshd.js';
 import { connectSsh } from '../src/ssh/executor.js';
 import type { RemoteExecutor } from '../src/ssh/types.js';
 

@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import { runAgentCommand } from './agent.js';
-import { runDemo } from './demo.js';
 import {
   cancelCommand,
   decideCommand,
@@ -34,9 +33,6 @@ usage:
   capi-chatops timeline RUN               one run as Markdown, for the postmortem
   capi-chatops cancel RUN [--as USER]     stop a run between steps and kill its running command
   capi-chatops decide APPROVAL approve|deny --as SLACK_USER_ID [--group S...]
-  capi-chatops demo [--yes] [--verbose] [--scenario NAME]
-      start the simulated jumphost (a real sshd on 127.0.0.1 with a simulated cloud) and run
-      recover against it; scenarios live in sim/scenarios (default: outage)
 
 exit codes: 0 succeeded, 1 failed, 2 refused before running (bad arguments or config),
             3 denied or expired approval, 130 cancelled`;
@@ -74,17 +70,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         process.stdout.write(await listRunbooks(values.commands));
         return 0;
       }
-      case 'demo': {
-        const { values } = parseArgs({
-          args: [...rest],
-          options: {
-            yes: { type: 'boolean', default: false },
-            verbose: { type: 'boolean', default: false },
-            scenario: { type: 'string', default: 'outage' },
-          },
-        });
-        return await runDemo({ yes: values.yes, verbose: values.verbose, scenario: values.scenario });
-      }
+      case 'demo':
+        // The simulator is development code, not part of the product build or image.
+        return usage('the demo runs from a checkout of the repository: npm install && npm run demo');
       case 'agent': {
         const { values } = parseArgs({
           args: [...rest],

@@ -607,7 +607,9 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         out.push(`- ${t} **sent** the approved command (attempt ${e.attemptId}, approval ${e.approvalId})`);
         break;
       case 'attempt.verified':
-        out.push(`- ${t} ${e.tookEffect ? 'verified after a take-over' : '**OUTCOME UNKNOWN**'}: ${e.message}`);
+        out.push(
+          `- ${t} ${e.tookEffect ? 'verified after a take-over' : '**OUTCOME UNKNOWN**'}: ${e.message}`,
+        );
         break;
       case 'step.finished': {
         const code = e.exitCode === null ? '' : `, exit code ${e.exitCode}`;

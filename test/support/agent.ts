@@ -1,11 +1,11 @@
 import pino from 'pino';
+import { type SimJumphost, startSimJumphost } from '../../dev/sim/jumphost.js';
 import { type Agent, type AgentOptions, startAgent } from '../../src/agent/agent.js';
 import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
 import type { RunEvent } from '../../src/engine/events.js';
 import { RunService } from '../../src/queue/service.js';
 import type { RunbookSet } from '../../src/runbook/load.js';
 import type { TimelineEntry } from '../../src/runs/timeline.js';
-import { type SimJumphost, startSimJumphost } from '../../src/sim/jumphost.js';
 import { REDIS_URL } from './redis.js';
 
 export const quietLogger = pino({ level: 'silent' });

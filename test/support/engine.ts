@@ -1,12 +1,12 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { type RunningSshd, startSshd } from '../../dev/sim/sshd.js';
 import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
 import type { ApprovalDecision, ApprovalPort, ApprovalRequest, RunEvent } from '../../src/engine/events.js';
 import { inProcessApprovals } from '../../src/engine/in-process.js';
 import { parseRunbook, parseScopes } from '../../src/runbook/load.js';
 import type { Runbook } from '../../src/runbook/model.js';
-import { type RunningSshd, startSshd } from '../../src/sim/sshd.js';
 import { sampleSiteData } from './site.js';
 
 /** A real sshd on 127.0.0.1 with an empty HOME: the engine's tests drive plain bash through it. */

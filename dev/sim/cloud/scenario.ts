@@ -1,5 +1,5 @@
 /**
- * Scenario files (sim/scenarios/*.yaml): a compact, human-written description of a cloud at one
+ * Scenario files (dev/sim/scenarios/*.yaml): a compact, human-written description of a cloud at one
  * instant, expanded into CloudState. `extends: <name>` deep-merges onto another scenario (maps
  * merge key by key, `null` removes a key, lists and scalars replace), so each scenario only states
  * how it differs from `healthy`.
@@ -340,7 +340,7 @@ function loadRaw(file: string, scenarioDir: string, seen: readonly string[]): Pl
   const parent = doc.extends;
   if (parent === undefined) return doc;
   if (typeof parent !== 'string') throw new ScenarioError(`${file}: extends must be a scenario name`);
-  // A scenario outside sim/scenarios (a test fixture) may still extend a built-in one by name.
+  // A scenario outside dev/sim/scenarios (a test fixture) may still extend a built-in one by name.
   let parentFile = resolveScenarioPath(parent, path.dirname(file));
   if (!fs.existsSync(parentFile) && !parent.includes('/'))
     parentFile = resolveScenarioPath(parent, scenarioDir);

@@ -9,8 +9,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { fingerprintOfPublicKeyLine } from '../ssh/hostkey.js';
-import type { JumphostTarget } from '../ssh/types.js';
+import { fingerprintOfPublicKeyLine } from '../../src/ssh/hostkey.js';
+import type { JumphostTarget } from '../../src/ssh/types.js';
+import { freePort } from '../net.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -217,20 +218,6 @@ function errorText(err: unknown): string {
     if (typeof e.message === 'string') return e.message;
   }
   return String(err);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const addr = server.address();
-      server.close(() => {
-        if (addr && typeof addr === 'object') resolve(addr.port);
-        else reject(new Error('could not read the port of a loopback listener'));
-      });
-    });
-  });
 }
 
 /**

@@ -8,11 +8,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { JumphostTarget } from '../ssh/types.js';
+import type { JumphostTarget } from '../../src/ssh/types.js';
+import { freePort } from '../net.js';
 import { addHold, type Hold, holdReached, releaseAll, releaseHold } from './cloud/holds.js';
 import { kubeconfigYaml, SIM_CLIENT_KEY_DATA } from './cloud/kubeconfig.js';
 import { settle } from './cloud/model.js';
@@ -26,7 +26,7 @@ export type { CloudState, JournalEntry, Violation, ViolationRule } from './cloud
 export { SIM_CLIENT_KEY_DATA };
 
 export interface SimJumphostOptions {
-  /** A name in sim/scenarios (e.g. `outage`) or a path to a scenario YAML file. */
+  /** A name in dev/sim/scenarios (e.g. `outage`) or a path to a scenario YAML file. */
   readonly scenario: string;
   /** Real seconds per site second: 0.01 => a 210 s boot takes 2.1 s. */
   readonly timeScale: number;
@@ -87,21 +87,24 @@ const BINS = ['openstack', 'kubectl', 'ssh'] as const;
 const HELPERS = ['fip-listener'] as const;
 const VM_BINS = ['sudo', 'k8s'] as const;
 
-/** The repo root, whether this module runs from src/ (vitest) or dist/src/ (built). */
+/** Where the built-in scenarios live, relative to the repository root. */
+const SCENARIOS = path.join('dev', 'sim', 'scenarios');
+
+/** The repo root, whether this module runs from dev/ (vitest) or dist/dev/ (built). */
 export function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    if (existsSync(path.join(dir, 'package.json')) && existsSync(path.join(dir, 'sim', 'scenarios')))
-      return dir;
+    if (existsSync(path.join(dir, 'package.json')) && existsSync(path.join(dir, SCENARIOS))) return dir;
     const up = path.dirname(dir);
     if (up === dir)
-      throw new Error('capi-sim: cannot find the package root (package.json next to sim/scenarios)');
+      throw new Error(`capi-sim: cannot find the repository root (package.json next to ${SCENARIOS})`);
     dir = up;
   }
 }
 
+/** The stand-in CLIs run as their own processes, so from the build (`npm run build:dev`; vitest builds it first). */
 export function simBinPath(name: string): string {
-  return path.join(packageRoot(), 'dist', 'src', 'sim', 'bin', `${name}.js`);
+  return path.join(packageRoot(), 'dist', 'dev', 'sim', 'bin', `${name}.js`);
 }
 
 function shQuote(s: string): string {
@@ -111,19 +114,6 @@ function shQuote(s: string): string {
 function wrapper(dir: string, name: string): string {
   const js = simBinPath(name);
   return `#!/bin/sh\nexport CAPI_SIM_DIR=${shQuote(dir)}\nexec ${shQuote(process.execPath)} ${shQuote(js)} "$@"\n`;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() =>
-        addr !== null && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 const FAKE_HOP_KEY = [
@@ -189,9 +179,9 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
   const root = packageRoot();
   for (const name of [...BINS, ...VM_BINS, ...HELPERS]) {
     const js = simBinPath(name);
-    if (!existsSync(js)) throw new Error(`capi-sim: ${js} is missing: run \`npm run build\` first`);
+    if (!existsSync(js)) throw new Error(`capi-sim: ${js} is missing: run \`npm run build:dev\` first`);
   }
-  const scenario = loadScenario(opts.scenario, path.join(root, 'sim', 'scenarios'));
+  const scenario = loadScenario(opts.scenario, path.join(root, SCENARIOS));
   const dir =
     opts.dir === undefined ? await mkdtemp(path.join(os.tmpdir(), 'capi-sim-')) : path.resolve(opts.dir);
   const keep = process.env.CAPI_SIM_KEEP === '1';

@@ -7,7 +7,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { blockKitError } from '../../src/slack/limits.js';
+import { blockKitError } from './block-kit.js';
 
 export interface RecordedCall {
   /** The API method (`chat.postMessage`), or `upload` for a POST to an upload URL. */

@@ -1,15 +1,18 @@
-import { parseSiteProfile } from '../config/site.js';
+/**
+ * `npm run demo [-- --yes] [--verbose] [--scenario NAME]`: the simulated jumphost (a real sshd on 127.0.0.1
+ * in front of a simulated cloud) and `recover` against it through the same terminal front an operator uses
+ * on a real site. Development only: the product build and image hold no simulator.
+ */
+import { parseArgs } from 'node:util';
+import { runFromTerminal } from '../../src/cli/run.js';
+import { parseSiteProfile } from '../../src/config/site.js';
+import { asCodedError, CapiError } from '../../src/errors.js';
 import { type CloudState, startSimJumphost } from '../sim/jumphost.js';
-import { runFromTerminal } from './run.js';
 
 /** Real seconds per site second: the ~10-minute outage recovery plays in about ten seconds. */
 const DEMO_TIME_SCALE = 0.01;
 
-/**
- * `npm run demo`: the simulated jumphost (a real sshd on 127.0.0.1 in front of a simulated cloud)
- * and `recover` against it through the same terminal front an operator uses on a real site.
- */
-export async function runDemo(opts: {
+async function runDemo(opts: {
   readonly yes: boolean;
   readonly verbose: boolean;
   readonly scenario: string;
@@ -67,3 +70,32 @@ function unrecovered(state: CloudState): string[] {
   }
   return out;
 }
+
+const USAGE =
+  'usage: npm run demo [-- [--yes] [--verbose] [--scenario NAME]]  (scenarios: dev/sim/scenarios)';
+
+async function main(argv: readonly string[]): Promise<number> {
+  let values: { yes: boolean; verbose: boolean; scenario: string };
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        yes: { type: 'boolean', default: false },
+        verbose: { type: 'boolean', default: false },
+        scenario: { type: 'string', default: 'outage' },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    return await runDemo(values);
+  } catch (err) {
+    process.stderr.write(`error: ${asCodedError(err).message}\n`);
+    // As the product CLI: a refusal before anything ran is 2, anything else a failure.
+    return err instanceof CapiError && err.code !== 'capi_unknown' ? 2 : 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
