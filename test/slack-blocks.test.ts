@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkBlockKit } from '../dev/slack/block-kit.js';
-import type { ApprovalRequest, RunEvent, StepRef } from '../src/engine/events.js';
+import type { ApprovalRequest, RunEvent } from '../src/engine/events.js';
 import { REDACTED } from '../src/redact.js';
 import type { StoredApproval } from '../src/runs/approvals.js';
-import type { TimelineEntry } from '../src/runs/timeline.js';
 import {
   APPROVE_ACTION_ID,
   approvalMessage,
@@ -16,19 +15,12 @@ import {
 } from '../src/slack/blocks.js';
 import { BLOCK_KIT_LIMITS } from '../src/slack/limits.js';
 import { foldRunView, type RunView } from '../src/slack/run-view.js';
+import { approvalRequest, atSecond, entries, entryAt, recoverStarted, ref, T0 } from './support/events.js';
 import { slackBot } from './support/secrets.js';
 
-const T0 = Date.parse('2024-05-01T10:00:00.000Z');
-const at = (s: number) => new Date(T0 + s * 1000).toISOString();
+const at = atSecond;
 const epoch = (s: number) => Math.floor(T0 / 1000) + s;
-
-function entries(events: readonly RunEvent[]): TimelineEntry[] {
-  return events.map((event, i) => ({ id: `${T0 + i * 1000}-0`, at: at(i), event }));
-}
-
-function entry(event: RunEvent, s = 0): TimelineEntry {
-  return { id: `${T0 + s * 1000}-0`, at: at(s), event };
-}
+const entry = (event: RunEvent, s = 0) => entryAt(event, s);
 
 type Block = { type: string; text?: { type: string; text: string }; elements?: Record<string, unknown>[] };
 const blocksOf = (m: SlackMessage) => m.blocks as Block[];
@@ -58,28 +50,7 @@ function expectWithinLimits(m: SlackMessage): void {
   expect(m.text.length).toBeLessThanOrEqual(BLOCK_KIT_LIMITS.messageText);
 }
 
-const ref = (stepId: string, index: number, total = 4, iteration?: StepRef['iteration']): StepRef => ({
-  stepId,
-  index,
-  total,
-  ...(iteration ? { iteration } : {}),
-});
-
-const started: Extract<RunEvent, { type: 'run.started' }> = {
-  type: 'run.started',
-  runId: 'r-recover-1',
-  runbook: 'recover',
-  summary: 'Bring a cluster back from CREATE_FAILED',
-  site: 'site-a',
-  params: { cluster: 'prod-k8s' },
-  requestedBy: 'U0ALICE01',
-  steps: [
-    { id: 'inspect', title: 'Inspect the cluster', destructive: false },
-    { id: 'wait-ready', title: 'Wait for the control plane', destructive: false },
-    { id: 'delete-lbs', title: 'Delete stale load balancers', destructive: true },
-    { id: 'report', title: 'Report', destructive: false },
-  ],
-};
+const started = recoverStarted;
 const inspect = ref('inspect', 1);
 const wait = ref('wait-ready', 2);
 const loop = ref('delete-lbs', 3);
@@ -99,19 +70,14 @@ function view(events: readonly RunEvent[]): RunView {
   return v;
 }
 
-const request = (over: Partial<ApprovalRequest> = {}): ApprovalRequest => ({
-  runId: 'r-recover-1',
-  runbook: 'recover',
-  step: inner1,
-  title: 'Delete load balancer lb-1',
-  summary: 'Delete the stale load balancer that blocks the cluster delete',
-  commands: ['openstack loadbalancer delete --cascade 6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10'],
-  targets: ['lb-1 (6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10)'],
-  evidence: ['provisioning_status=ERROR for 3 days', 'no listeners'],
-  requestedBy: 'U0ALICE01',
-  digest: 'd1gest',
-  ...over,
-});
+const request = (over: Partial<ApprovalRequest> = {}): ApprovalRequest =>
+  approvalRequest(inner1, {
+    summary: 'Delete the stale load balancer that blocks the cluster delete',
+    commands: ['openstack loadbalancer delete --cascade 6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10'],
+    targets: ['lb-1 (6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10)'],
+    evidence: ['provisioning_status=ERROR for 3 days', 'no listeners'],
+    ...over,
+  });
 
 const approval = (over: Partial<StoredApproval> = {}): StoredApproval => ({
   approvalId: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',

@@ -1,91 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import type { ApprovalRequest, RunEvent, StepRef } from '../src/engine/events.js';
-import type { TimelineEntry } from '../src/runs/timeline.js';
+import type { RunEvent, StepRef } from '../src/engine/events.js';
 import { foldRunView } from '../src/slack/run-view.js';
-
-const T0 = Date.parse('2024-05-01T10:00:00.000Z');
-
-/** One entry per second from T0, with stream ids the way Redis makes them. */
-function entries(events: readonly RunEvent[]): TimelineEntry[] {
-  return events.map((event, i) => ({
-    id: `${T0 + i * 1000}-0`,
-    at: new Date(T0 + i * 1000).toISOString(),
-    event,
-  }));
-}
-
-const atSecond = (i: number) => new Date(T0 + i * 1000).toISOString();
-
-const TOTAL = 4;
-const ref = (stepId: string, index: number, iteration?: StepRef['iteration']): StepRef => ({
-  stepId,
-  index,
-  total: TOTAL,
-  ...(iteration ? { iteration } : {}),
-});
-
-const started: RunEvent = {
-  type: 'run.started',
-  runId: 'r-recover-1',
-  runbook: 'recover',
-  summary: 'Bring a cluster back from CREATE_FAILED',
-  site: 'site-a',
-  params: { cluster: 'prod-k8s' },
-  requestedBy: 'U0ALICE01',
-  steps: [
-    { id: 'inspect', title: 'Inspect the cluster', destructive: false },
-    { id: 'wait-ready', title: 'Wait for the control plane', destructive: false },
-    { id: 'delete-lbs', title: 'Delete stale load balancers', destructive: true },
-    { id: 'report', title: 'Report', destructive: false },
-  ],
-};
-
-const stepStarted = (
-  r: StepRef,
-  title: string,
-  kind: 'run' | 'poll' | 'for_each' | 'report' = 'run',
-  destructive = false,
-): RunEvent => ({ ...r, type: 'step.started', kind, title, destructive });
-
-const stepFinished = (
-  r: StepRef,
-  status: 'ok' | 'failed' | 'skipped' | 'denied' | 'cancelled' | 'interrupted',
-  durationMs: number,
-  exitCode: number | null = status === 'ok' ? 0 : null,
-  message?: string,
-): RunEvent => ({
-  ...r,
-  type: 'step.finished',
-  status,
-  exitCode,
-  signal: null,
-  durationMs,
-  ...(message !== undefined ? { message } : {}),
-});
-
-const request = (r: StepRef): ApprovalRequest => ({
-  runId: 'r-recover-1',
-  runbook: 'recover',
-  step: r,
-  title: 'Delete load balancer',
-  summary: 'Delete the stale load balancer',
-  commands: ['openstack loadbalancer delete --cascade lb-1'],
-  targets: ['lb-1'],
-  evidence: ['provisioning_status=ERROR'],
-  requestedBy: 'U0ALICE01',
-  digest: 'd1gest',
-});
+import {
+  approvalRequest,
+  atSecond,
+  entries,
+  recoverStarted,
+  ref,
+  stepFinished,
+  stepStarted,
+  T0,
+} from './support/events.js';
 
 const inspect = ref('inspect', 1);
 const wait = ref('wait-ready', 2);
 const loop = ref('delete-lbs', 3);
-const inner1 = ref('delete-lbs/delete-lb', 3, { n: 1, of: 2, label: 'lb-1' });
-const inner2 = ref('delete-lbs/delete-lb', 3, { n: 2, of: 2, label: 'lb-2' });
+const inner1 = ref('delete-lbs/delete-lb', 3, 4, { n: 1, of: 2, label: 'lb-1' });
+const inner2 = ref('delete-lbs/delete-lb', 3, 4, { n: 2, of: 2, label: 'lb-2' });
 const report = ref('report', 4);
 
 /** The recover-like run up to the loop: inspect passes, then the poll is on its third attempt. */
 const untilPolling: RunEvent[] = [
-  started,
+  recoverStarted,
   { type: 'preflight', home: '/home/ops', tools: ['openstack', 'kubectl'] },
   stepStarted(inspect, 'Inspect prod-k8s'),
   { ...inspect, type: 'step.output', stream: 'stdout', line: 'status: CREATE_FAILED' },
@@ -109,7 +45,7 @@ const fullRun: RunEvent[] = [
   stepFinished(wait, 'ok', 95_000),
   stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
   stepStarted(inner1, 'Delete lb-1', 'run', true),
-  { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request(inner1) },
+  { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: approvalRequest(inner1) },
   approved(inner1),
   stepFinished(inner1, 'ok', 4000),
   stepStarted(inner2, 'Delete lb-2', 'run', true),
@@ -134,7 +70,7 @@ describe('foldRunView', () => {
   });
 
   it('should list every step as pending when only run.started has arrived', () => {
-    const view = foldRunView(entries([started]));
+    const view = foldRunView(entries([recoverStarted]));
     expect(view).toEqual({
       runId: 'r-recover-1',
       runbook: 'recover',
@@ -276,13 +212,13 @@ describe('foldRunView', () => {
       stepFinished(wait, 'ok', 95_000),
       stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
       stepStarted(inner1, 'Delete lb-1', 'run', true),
-      { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request(inner1) },
+      { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: approvalRequest(inner1) },
     ];
     const resumed: RunEvent[] = [
       ...parked,
       { type: 'run.resumed', reason: 'approval decided', atStep: 'delete-lbs' },
       stepStarted(inner1, 'Delete lb-1', 'run', true),
-      { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request(inner1) },
+      { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: approvalRequest(inner1) },
     ];
     expect(foldRunView(entries(parked))?.status).toBe('waiting_approval');
     const view = foldRunView(entries(resumed));
@@ -301,7 +237,7 @@ describe('foldRunView', () => {
         stepFinished(wait, 'ok', 1000),
         stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
         stepStarted(inner1, 'Delete lb-1', 'run', true),
-        { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: request(inner1) },
+        { ...inner1, type: 'approval.requested', approvalId: 'approval~x', request: approvalRequest(inner1) },
         { type: 'run.finished', status: 'cancelled', message: 'cancelled by U0ALICE01', durationMs: 50_000 },
       ]),
     );
@@ -313,7 +249,7 @@ describe('foldRunView', () => {
   it('should restart a step from scratch when a decision jumps back to it', () => {
     const view = foldRunView(
       entries([
-        started,
+        recoverStarted,
         stepStarted(inspect, 'Inspect prod-k8s'),
         stepFinished(inspect, 'ok', 1000),
         stepStarted(wait, 'Wait for the control plane', 'poll'),
@@ -336,7 +272,7 @@ describe('foldRunView', () => {
     const why = 'inspect: exited 2: cluster prod-k8s not found';
     const view = foldRunView(
       entries([
-        started,
+        recoverStarted,
         stepStarted(inspect, 'Inspect prod-k8s'),
         stepFinished(inspect, 'failed', 800, 2, why),
         { type: 'run.finished', status: 'failed', message: why, durationMs: 900, failedStep: 'inspect' },

@@ -2,13 +2,13 @@ import { hostname, userInfo } from 'node:os';
 import type { Redis } from 'ioredis';
 import { loadConfig } from '../config/env.js';
 import { CapiError, ErrorCode } from '../errors.js';
+import { renderMarkdown } from '../fronts/postmortem.js';
 import { createTerminalTimeline } from '../fronts/terminal.js';
 import { createLogger } from '../log.js';
 import { connectRedis } from '../queue/redis.js';
 import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
 import type { RunRecord } from '../runs/registry.js';
-import { renderMarkdown } from '../runs/timeline.js';
 import { loadSites, siteFilesFrom } from './agent.js';
 import { EXIT_CODES } from './run.js';
 

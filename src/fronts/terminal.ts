@@ -9,6 +9,7 @@ import type {
   StepRef,
 } from '../engine/events.js';
 import { inProcessApprovals } from '../engine/in-process.js';
+import { formatDuration } from './duration.js';
 
 /**
  * Prints the run timeline as it happens; one line per event, output indented under its step.
@@ -96,10 +97,10 @@ export function formatEvent(e: RunEvent): string {
         interrupted: 'INTERRUPTED',
       }[e.status];
       const code = e.exitCode === null ? '' : ` exit ${e.exitCode}`;
-      return `<<< ${where(e)} ${mark}${code} in ${(e.durationMs / 1000).toFixed(1)}s${e.message ? `: ${e.message}` : ''}`;
+      return `<<< ${where(e)} ${mark}${code} in ${formatDuration(e.durationMs)}${e.message ? `: ${e.message}` : ''}`;
     }
     case 'run.finished':
-      return `=== run ${e.status.toUpperCase()} after ${(e.durationMs / 1000).toFixed(1)}s: ${e.message}`;
+      return `=== run ${e.status.toUpperCase()} after ${formatDuration(e.durationMs)}: ${e.message}`;
   }
 }
 

@@ -26,10 +26,10 @@ import { z } from 'zod';
 import type { ApprovalDecision, ApprovalRequest } from '../engine/events.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeZodIssues } from '../validation.js';
+import { approvalRequestSchema } from './event-schema.js';
 import { evalFenced, type Fence } from './fence.js';
 import { assertRunId, flatToObject, type InvalidStoredData, reportInvalidByDefault } from './registry.js';
 import { jsonText } from './stored-json.js';
-import { approvalRequestSchema } from './timeline.js';
 
 export interface StoredApproval {
   readonly approvalId: string;

@@ -9,9 +9,10 @@
  */
 
 import type { StepRef } from '../engine/events.js';
+import { formatDuration } from '../fronts/duration.js';
 import { createLineRedactor, redactText } from '../redact.js';
 import type { StoredApproval } from '../runs/approvals.js';
-import { formatDuration, type TimelineEntry } from '../runs/timeline.js';
+import type { TimelineEntry } from '../runs/timeline.js';
 import { BLOCK_KIT_LIMITS, textLength } from './limits.js';
 import type { RunView, RunViewStatus, StepView, StepViewStatus } from './run-view.js';
 

@@ -1,4 +1,4 @@
-import { renderMarkdown } from '../../../runs/timeline.js';
+import { renderMarkdown } from '../../../fronts/postmortem.js';
 import type { CapiContext } from '../../context.js';
 
 /** `/capi timeline RUN`: the run as Markdown, uploaded to the channel for the postmortem. */
