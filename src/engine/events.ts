@@ -3,8 +3,12 @@
  * the engine knows nothing of them. Every string here has already been redacted.
  */
 
-export type StepStatus = 'ok' | 'failed' | 'skipped' | 'denied' | 'cancelled' | 'interrupted';
-export type RunStatus = 'succeeded' | 'failed' | 'denied' | 'cancelled';
+/** How a step ended: the one list, which the stored schema, the run record and the fronts derive from. */
+export const STEP_STATUSES = ['ok', 'failed', 'skipped', 'denied', 'cancelled', 'interrupted'] as const;
+export type StepStatus = (typeof STEP_STATUSES)[number];
+/** How a run ended: the one list; these are also the run record's final statuses. */
+export const RUN_STATUSES = ['succeeded', 'failed', 'denied', 'cancelled'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export interface StepRef {
   /** Top-level step id, or `loop-id/step-id` inside a for_each. */

@@ -4,15 +4,7 @@
  */
 import type { ApprovalDecision, RunEvent, StepRef } from '../engine/events.js';
 import type { TimelineEntry } from '../runs/timeline.js';
-import { formatDuration } from './duration.js';
-
-const STEP_MARK: Readonly<Record<string, string>> = {
-  ok: 'ok',
-  failed: 'FAILED',
-  skipped: 'skipped',
-  denied: 'DENIED',
-  cancelled: 'CANCELLED',
-};
+import { formatDuration, STEP_LABEL } from './format.js';
 
 /** `HH:MM:SS` in UTC: the document says so in its header, and a postmortem mixes people in several zones. */
 function clock(iso: string): string {
@@ -111,7 +103,7 @@ function stepTable(
       const title = open.get(refKey(e))?.title ?? '';
       open.delete(refKey(e));
       rows.push(
-        `| ${e.index}/${e.total} | ${cell(stepLabel(e))} | ${cell(title)} | ${STEP_MARK[e.status] ?? e.status} | ` +
+        `| ${e.index}/${e.total} | ${cell(stepLabel(e))} | ${cell(title)} | ${STEP_LABEL[e.status]} | ` +
           `${e.exitCode ?? '-'} | ${formatDuration(e.durationMs)} |`,
       );
     }
@@ -229,7 +221,7 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         const code = e.exitCode === null ? '' : `, exit code ${e.exitCode}`;
         const sig = e.signal === null ? '' : `, signal ${e.signal}`;
         out.push(
-          `- ${t} ${stepLabel(e)} ${STEP_MARK[e.status] ?? e.status} after ${formatDuration(e.durationMs)}${code}${sig}` +
+          `- ${t} ${stepLabel(e)} ${STEP_LABEL[e.status]} after ${formatDuration(e.durationMs)}${code}${sig}` +
             `${e.message ? `: ${e.message}` : ''}`,
         );
         break;

@@ -9,7 +9,7 @@ import type {
   StepRef,
 } from '../engine/events.js';
 import { inProcessApprovals } from '../engine/in-process.js';
-import { formatDuration } from './duration.js';
+import { formatDuration, STEP_LABEL } from './format.js';
 
 /**
  * Prints the run timeline as it happens; one line per event, output indented under its step.
@@ -88,14 +88,7 @@ export function formatEvent(e: RunEvent): string {
         ? `    APPROVED by ${e.decision.by} at ${e.decision.at}`
         : `    ${e.decision.reason === 'expired' ? 'EXPIRED' : 'DENIED'} by ${e.decision.by} at ${e.decision.at}`;
     case 'step.finished': {
-      const mark = {
-        ok: 'ok',
-        failed: 'FAILED',
-        skipped: 'skipped',
-        denied: 'DENIED',
-        cancelled: 'CANCELLED',
-        interrupted: 'INTERRUPTED',
-      }[e.status];
+      const mark = STEP_LABEL[e.status];
       const code = e.exitCode === null ? '' : ` exit ${e.exitCode}`;
       return `<<< ${where(e)} ${mark}${code} in ${formatDuration(e.durationMs)}${e.message ? `: ${e.message}` : ''}`;
     }

@@ -3,7 +3,14 @@
  * back from Redis is untrusted (another process, another version, a hand edit).
  */
 import { z } from 'zod';
-import type { ApprovalDecision, ApprovalRequest, RunEvent, StepRef } from '../engine/events.js';
+import {
+  type ApprovalDecision,
+  type ApprovalRequest,
+  RUN_STATUSES,
+  type RunEvent,
+  STEP_STATUSES,
+  type StepRef,
+} from '../engine/events.js';
 
 const int = z.number().int();
 
@@ -38,11 +45,17 @@ export const approvalDecisionSchema = z.discriminatedUnion('approved', [
   }),
 ]) satisfies z.ZodType<ApprovalDecision>;
 
-const stepStatus = z.enum(['ok', 'failed', 'skipped', 'denied', 'cancelled', 'interrupted']);
 const ref = stepRefSchema.shape;
 
-export const runEventSchema = z.discriminatedUnion('type', [
-  z.object({
+type EventOf<K extends RunEvent['type']> = Extract<RunEvent, { type: K }>;
+
+/**
+ * One schema per event type, keyed by the type: a RunEvent type without its schema here (or a schema that
+ * reads back something the type does not hold) does not compile, so no event can be written by the engine
+ * and then dropped as malformed on read.
+ */
+const eventSchemas = {
+  'run.started': z.object({
     type: z.literal('run.started'),
     runId: z.string(),
     runbook: z.string(),
@@ -52,50 +65,56 @@ export const runEventSchema = z.discriminatedUnion('type', [
     requestedBy: z.string(),
     steps: z.array(z.object({ id: z.string(), title: z.string(), destructive: z.boolean() })),
   }),
-  z.object({ type: z.literal('run.resumed'), reason: z.string(), atStep: z.string() }),
-  z.object({
+  'run.resumed': z.object({ type: z.literal('run.resumed'), reason: z.string(), atStep: z.string() }),
+  'approval.refused': z.object({
     type: z.literal('approval.refused'),
     approvalId: z.string(),
     by: z.string(),
     reason: z.string(),
   }),
-  z.object({ type: z.literal('preflight'), home: z.string(), tools: z.array(z.string()) }),
-  z.object({
+  preflight: z.object({ type: z.literal('preflight'), home: z.string(), tools: z.array(z.string()) }),
+  'step.started': z.object({
     ...ref,
     type: z.literal('step.started'),
     kind: z.enum(['run', 'poll', 'for_each', 'report']),
     title: z.string(),
     destructive: z.boolean(),
   }),
-  z.object({
+  'step.output': z.object({
     ...ref,
     type: z.literal('step.output'),
     stream: z.enum(['stdout', 'stderr']),
     line: z.string(),
   }),
-  z.object({ ...ref, type: z.literal('poll.attempt'), attempt: int, of: int, summary: z.string() }),
-  z.object({ ...ref, type: z.literal('decision'), message: z.string() }),
-  z.object({ ...ref, type: z.literal('guard.skipped'), message: z.string() }),
-  z.object({
+  'poll.attempt': z.object({
+    ...ref,
+    type: z.literal('poll.attempt'),
+    attempt: int,
+    of: int,
+    summary: z.string(),
+  }),
+  decision: z.object({ ...ref, type: z.literal('decision'), message: z.string() }),
+  'guard.skipped': z.object({ ...ref, type: z.literal('guard.skipped'), message: z.string() }),
+  'approval.requested': z.object({
     ...ref,
     type: z.literal('approval.requested'),
     approvalId: z.string(),
     request: approvalRequestSchema,
   }),
-  z.object({
+  'approval.decided': z.object({
     ...ref,
     type: z.literal('approval.decided'),
     approvalId: z.string(),
     decision: approvalDecisionSchema,
   }),
-  z.object({
+  'approval.superseded': z.object({
     ...ref,
     type: z.literal('approval.superseded'),
     approvalId: z.string(),
     supersededBy: z.string(),
     why: z.enum(['changed', 'stale']),
   }),
-  z.object({
+  'attempt.started': z.object({
     ...ref,
     type: z.literal('attempt.started'),
     attemptId: z.string(),
@@ -103,27 +122,34 @@ export const runEventSchema = z.discriminatedUnion('type', [
     command: z.string(),
     at: z.string(),
   }),
-  z.object({
+  'attempt.verified': z.object({
     ...ref,
     type: z.literal('attempt.verified'),
     attemptId: z.string(),
     tookEffect: z.boolean(),
     message: z.string(),
   }),
-  z.object({
+  'step.finished': z.object({
     ...ref,
     type: z.literal('step.finished'),
-    status: stepStatus,
+    status: z.enum(STEP_STATUSES),
     exitCode: int.nullable(),
     signal: z.string().nullable(),
     durationMs: z.number(),
     message: z.string().exactOptional(),
   }),
-  z.object({
+  'run.finished': z.object({
     type: z.literal('run.finished'),
-    status: z.enum(['succeeded', 'failed', 'denied', 'cancelled']),
+    status: z.enum(RUN_STATUSES),
     message: z.string(),
     durationMs: z.number(),
     failedStep: z.string().exactOptional(),
   }),
-]) satisfies z.ZodType<RunEvent>;
+} satisfies { readonly [K in RunEvent['type']]: z.ZodType<EventOf<K>> };
+
+type EventSchema = (typeof eventSchemas)[keyof typeof eventSchemas];
+
+export const runEventSchema = z.discriminatedUnion(
+  'type',
+  Object.values(eventSchemas) as [EventSchema, ...EventSchema[]],
+) satisfies z.ZodType<RunEvent>;

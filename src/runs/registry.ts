@@ -10,36 +10,26 @@
  */
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { RUN_STATUSES } from '../engine/events.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeZodIssues } from '../validation.js';
 import { evalFenced, type Fence } from './fence.js';
 import { jsonText } from './stored-json.js';
 
-export type RunRecordStatus =
-  | 'queued'
-  | 'running'
-  | 'waiting_approval'
-  | 'succeeded'
-  | 'failed'
-  | 'denied'
-  | 'cancelled'
-  | 'interrupted';
-
-export const RUN_RECORD_STATUSES: readonly RunRecordStatus[] = [
+/** A run's statuses on its way: the engine's final ones (RUN_STATUSES) and those before them. */
+export const RUN_RECORD_STATUSES = [
   'queued',
   'running',
   'waiting_approval',
-  'succeeded',
-  'failed',
-  'denied',
-  'cancelled',
   'interrupted',
-];
+  ...RUN_STATUSES,
+] as const;
+export type RunRecordStatus = (typeof RUN_RECORD_STATUSES)[number];
 
 /**
  * `interrupted` is deliberately not final: it marks a run whose agent died, and the run resumes from it.
  */
-export const FINAL_STATUSES: readonly RunRecordStatus[] = ['succeeded', 'failed', 'denied', 'cancelled'];
+export const FINAL_STATUSES: readonly RunRecordStatus[] = RUN_STATUSES;
 
 export function isFinalStatus(status: RunRecordStatus): boolean {
   return FINAL_STATUSES.includes(status);
@@ -124,7 +114,7 @@ const storedRecordSchema = z.object({
   requestedBy: nonEmpty,
   queue: nonEmpty,
   channel: z.string().exactOptional(),
-  status: z.enum(RUN_RECORD_STATUSES as [RunRecordStatus, ...RunRecordStatus[]]),
+  status: z.enum(RUN_RECORD_STATUSES),
   currentStep: z.string().exactOptional(),
   createdAt: isoTime,
   updatedAt: isoTime,
@@ -148,7 +138,7 @@ const newRecordSchema = z.object({
 });
 
 const patchSchema = z.object({
-  status: z.enum(RUN_RECORD_STATUSES as [RunRecordStatus, ...RunRecordStatus[]]).exactOptional(),
+  status: z.enum(RUN_RECORD_STATUSES).exactOptional(),
   currentStep: z.string().exactOptional(),
   message: z.string().exactOptional(),
   channel: z.string().exactOptional(),

@@ -9,7 +9,7 @@
  */
 
 import type { StepRef } from '../engine/events.js';
-import { formatDuration } from '../fronts/duration.js';
+import { formatDuration } from '../fronts/format.js';
 import { createLineRedactor, redactText } from '../redact.js';
 import type { StoredApproval } from '../runs/approvals.js';
 import type { TimelineEntry } from '../runs/timeline.js';

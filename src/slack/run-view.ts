@@ -2,19 +2,11 @@
  * The state of one run as a Slack root message shows it, folded from the run's timeline. Pure: the same
  * entries always give the same view, so a front that restarts rebuilds the message from Redis alone.
  */
-import type { StepRef } from '../engine/events.js';
+import { RUN_STATUSES, type RunStatus, type StepRef, type StepStatus } from '../engine/events.js';
 import type { TimelineEntry } from '../runs/timeline.js';
 
-export type StepViewStatus =
-  | 'pending'
-  | 'running'
-  | 'ok'
-  | 'failed'
-  | 'skipped'
-  | 'denied'
-  | 'cancelled'
-  | 'interrupted'
-  | 'waiting_approval';
+/** A step not reported finished yet, or how it finished. */
+export type StepViewStatus = 'pending' | 'running' | 'waiting_approval' | StepStatus;
 
 export interface StepView {
   readonly id: string;
@@ -34,7 +26,7 @@ export interface StepView {
   message?: string;
 }
 
-export type RunViewStatus = 'running' | 'waiting_approval' | 'succeeded' | 'failed' | 'denied' | 'cancelled';
+export type RunViewStatus = 'running' | 'waiting_approval' | RunStatus;
 
 export interface RunView {
   readonly runId: string;
@@ -186,8 +178,8 @@ export function foldRunView(entries: readonly TimelineEntry[]): RunView | undefi
   return view;
 }
 
-function isFinal(status: RunViewStatus): boolean {
-  return status !== 'running' && status !== 'waiting_approval';
+function isFinal(status: RunViewStatus): status is RunStatus {
+  return (RUN_STATUSES as readonly string[]).includes(status);
 }
 
 /** `loop/inner` ids come from a for_each; a top-level id never holds `/` (runbook ids are `[a-z0-9-]`). */
