@@ -92,7 +92,7 @@ describe('read-only runs beside a recovery', () => {
       requestedBy: 'U_OPS',
     });
     await waitForEvent(service, recover.runId, isType('run.started'));
-    const done = await Promise.all(diagnoses.map((d) => service.registry.get(d.runId)));
+    const done = await Promise.all(diagnoses.map((d) => service.getRun(d.runId)));
     // The recovery started while most of the diagnoses were still queued behind each other.
     expect(done.filter((r) => r && isFinalStatus(r.status)).length).toBeLessThan(diagnoses.length);
     expect((await waitForEvent(service, recover.runId, isType('run.finished'), 60_000)).status).toBe(
@@ -134,7 +134,7 @@ describe('the site lock during a long step', () => {
     const lock = new TargetLock(db.redis, db.prefix);
     let refusals = 0;
     for (;;) {
-      const events = (await service.timeline.read(run.runId)).map((e) => e.event);
+      const events = (await service.readTimeline(run.runId)).map((e) => e.event);
       if (events.some((e) => e.type === 'step.finished' && e.stepId === 'long')) break;
       expect(await lock.holder(targetKey('site-0'))).toBe(run.runId);
       const second = await service
@@ -164,7 +164,7 @@ describe('an approval bound to its action', () => {
     const run = await service.submit({ runbook: 'zap', args: [], site: 'site-0', requestedBy: 'U_OPS' });
     const asked = await waitForEvent(service, run.runId, isType('approval.requested'));
     await eventually('the run to park at its approval', async () =>
-      (await service.registry.get(run.runId))?.status === 'waiting_approval' ? true : undefined,
+      (await service.getRun(run.runId))?.status === 'waiting_approval' ? true : undefined,
     );
     // A rolling upgrade: the old agent goes, the approval is given, an agent with a changed runbook resumes.
     await first.close();
@@ -182,7 +182,7 @@ describe('an approval bound to its action', () => {
     );
     expect(again.request.commands[0]).toContain('echo v2');
     await eventually('the run to park at the new approval', async () =>
-      (await service.registry.get(run.runId))?.status === 'waiting_approval' ? true : undefined,
+      (await service.getRun(run.runId))?.status === 'waiting_approval' ? true : undefined,
     );
     const zaps = path.join(h.sims[0]?.dir ?? '', 'home', 'zaps');
     expect(await readFile(zaps, 'utf8').catch(() => 'nothing')).toBe('nothing');

@@ -125,17 +125,17 @@ describe('runs that outlive trouble', () => {
     const closing = first.close();
     expect(first.close()).toBe(closing);
     await closing;
-    const events = (await h.service.timeline.read(run.runId)).map((e) => e.event);
+    const events = (await h.service.readTimeline(run.runId)).map((e) => e.event);
     expect(events.find((e) => e.type === 'step.finished' && e.stepId === 'one')).toMatchObject({
       status: 'ok',
     });
     expect(events.some((e) => e.type === 'step.started' && e.stepId === 'two')).toBe(false);
-    expect(await h.service.registry.get(run.runId)).toMatchObject({ status: 'interrupted' });
+    expect(await h.service.getRun(run.runId)).toMatchObject({ status: 'interrupted' });
 
     await h.startAgent();
     const finished = await waitForEvent(h.service, run.runId, isType('run.finished'));
     expect(finished.status).toBe('succeeded');
-    const two = (await h.service.timeline.read(run.runId))
+    const two = (await h.service.readTimeline(run.runId))
       .map((e) => e.event)
       .filter((e) => e.type === 'step.output' && e.stepId === 'two');
     // Step two ran exactly once, on the second agent.
@@ -199,7 +199,7 @@ describe('runs that outlive trouble', () => {
       'loadbalancer.failover 1b000000-0000-4000-8000-000000000001',
     ]);
     expect(await sim.violations()).toEqual([]);
-    const events = (await h.service.timeline.read(run.runId)).map((e) => e.event);
+    const events = (await h.service.readTimeline(run.runId)).map((e) => e.event);
     expect(
       events.filter((e) => e.type === 'run.resumed').map((e) => (e as { reason: string }).reason),
     ).toContainEqual(expect.stringMatching(/an agent took over this run/));
@@ -270,7 +270,7 @@ describe('runs that outlive trouble', () => {
     expect(finished.status).toBe('succeeded');
     approver.abort();
     await approvals;
-    expect((await h.service.registry.get(run.runId))?.status).toBe('succeeded');
-    expectCoherent((await h.service.timeline.read(run.runId)).map((e) => e.event));
+    expect((await h.service.getRun(run.runId))?.status).toBe('succeeded');
+    expectCoherent((await h.service.readTimeline(run.runId)).map((e) => e.event));
   });
 });

@@ -146,7 +146,7 @@ async function runCase(
         await h.startAgent();
       }
       const finished = await waitForEvent(h.service, run.runId, isType('run.finished'), 90_000);
-      const events = (await h.service.timeline.read(run.runId)).map((e) => e.event);
+      const events = (await h.service.readTimeline(run.runId)).map((e) => e.event);
       const hits = new Map<string, number>();
       const { readdir } = await import('node:fs/promises');
       for (const f of await readdir(path.join(sim.dir, 'holds')).catch(() => [] as string[])) {

@@ -75,6 +75,8 @@ function exec(
     });
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout, stderr }));
+    // A stand-in may exit before reading its stdin (EPIPE): what it printed and its exit code still count.
+    child.stdin.on('error', () => {});
     if (input !== null) child.stdin.end(input);
   });
 }

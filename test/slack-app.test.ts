@@ -100,7 +100,7 @@ describe('the Slack front over HTTP', () => {
     const res = await post(commandBody(OPERATOR, 'diagnose'));
     expect(res.status).toBe(200);
     expect(Date.now() - t0).toBeLessThan(3000);
-    const runs = async () => harness.service.registry.list({});
+    const runs = async () => harness.service.listRuns({});
     let list = await runs();
     while (list.length === 0) list = await runs();
     expect(list[0]).toMatchObject({
@@ -130,21 +130,21 @@ describe('the Slack front over HTTP', () => {
     const { slack, harness } = await start();
     await post(commandBody(STRANGER, 'recover'));
     expect(await ephemeralTo(slack, STRANGER)).toMatch(/Only CAPI_OPERATORS may start or cancel runs/);
-    expect(await harness.service.registry.list({})).toEqual([]);
+    expect(await harness.service.listRuns({})).toEqual([]);
     await post(commandBody(STRANGER, 'diagnose'));
-    let list = await harness.service.registry.list({});
-    while (list.length === 0) list = await harness.service.registry.list({});
+    let list = await harness.service.listRuns({});
+    while (list.length === 0) list = await harness.service.listRuns({});
     expect(list[0]?.runbook).toBe('diagnose');
   });
 
   it('should refuse a click from someone who may not approve and let the first approver decide', async () => {
     const { slack, harness } = await start();
     await post(commandBody(OPERATOR, 'park'));
-    let list = await harness.service.registry.list({});
-    while (list.length === 0) list = await harness.service.registry.list({});
+    let list = await harness.service.listRuns({});
+    while (list.length === 0) list = await harness.service.listRuns({});
     const runId = list[0]?.runId as string;
     await waitForEvent(harness.service, runId, isType('approval.requested'));
-    const [pending] = await harness.service.approvals.pendingForRun(runId);
+    const [pending] = await harness.service.pendingApprovals(runId);
     const approvalId = pending?.approvalId as string;
 
     await post(clickBody(STRANGER, 'capi_approve', approvalId));
@@ -153,7 +153,7 @@ describe('the Slack front over HTTP', () => {
     );
     const refused = await waitForEvent(harness.service, runId, isType('approval.refused'));
     expect(refused).toMatchObject({ by: STRANGER, approvalId });
-    expect((await harness.service.approvals.get(approvalId))?.decision).toBeUndefined();
+    expect((await harness.service.getApproval(approvalId))?.decision).toBeUndefined();
 
     await post(clickBody(APPROVER, 'capi_approve', approvalId));
     expect((await waitForEvent(harness.service, runId, isType('run.finished'))).status).toBe('succeeded');

@@ -1,61 +1,15 @@
-import { hostname, userInfo } from 'node:os';
-import type { Redis } from 'ioredis';
-import { loadConfig } from '../config/env.js';
-import { CapiError, ErrorCode } from '../errors.js';
-import { renderMarkdown } from '../fronts/postmortem.js';
-import { createTerminalTimeline } from '../fronts/terminal.js';
-import { createLogger } from '../log.js';
-import { connectRedis } from '../queue/redis.js';
-import { RunService } from '../queue/service.js';
-import { loadRunbooks } from '../runbook/load.js';
-import type { RunRecord } from '../runs/registry.js';
-import { loadSites, siteFilesFrom } from './agent.js';
-import { EXIT_CODES } from './run.js';
-
 /**
  * The terminal as a front on the queue: the same RunService the Slack front uses, so a run started
  * here is served by the agents, shows in `/capi status`, and is approved by the same people.
  */
-interface Session {
-  readonly service: RunService;
-  readonly redis: Redis;
-  close(): Promise<void>;
-}
-
-async function openSession(siteFiles: readonly string[]): Promise<Session> {
-  const config = loadConfig();
-  const logger = createLogger({ level: 'warn', name: 'cli', destination: process.stderr });
-  const files = siteFilesFrom(siteFiles, config.siteFile);
-  const sites = files.length > 0 ? await loadSites(files) : new Map();
-  const redis = connectRedis(config.redis.url, 'store', logger);
-  const service = new RunService({
-    redis,
-    prefix: config.queue.prefix,
-    runbooks: await loadRunbooks(config.commandsDir),
-    sites,
-    approvalTimeoutMs: config.approval.timeoutMs,
-    approvers: config.approval.approvers,
-    allowSelfApproval: config.approval.allowSelfApproval,
-    logger,
-  });
-  return {
-    service,
-    redis,
-    async close() {
-      await service.close();
-      redis.disconnect();
-    },
-  };
-}
-
-async function withSession<T>(siteFiles: readonly string[], fn: (s: Session) => Promise<T>): Promise<T> {
-  const session = await openSession(siteFiles);
-  try {
-    return await fn(session);
-  } finally {
-    await session.close();
-  }
-}
+import { hostname, userInfo } from 'node:os';
+import { CapiError, ErrorCode } from '../errors.js';
+import { describeRefusal } from '../fronts/format.js';
+import { renderMarkdown } from '../fronts/postmortem.js';
+import { createTerminalTimeline } from '../fronts/terminal.js';
+import type { RunRecord, RunService } from '../queue/service.js';
+import { EXIT_CODES } from './run.js';
+import { withRunService } from './session.js';
 
 /** Prints a run's timeline from its start and keeps printing until it finishes; returns its exit code. */
 async function followRun(service: RunService, runId: string, verbose: boolean): Promise<number> {
@@ -64,7 +18,7 @@ async function followRun(service: RunService, runId: string, verbose: boolean): 
   const stop = () => abort.abort();
   process.once('SIGINT', stop);
   try {
-    for await (const entry of service.timeline.follow(runId, '0', abort.signal)) {
+    for await (const entry of service.followTimeline(runId, '0', abort.signal)) {
       print(entry.event);
       if (entry.event.type === 'approval.requested') {
         process.stdout.write(
@@ -93,7 +47,7 @@ export async function submitCommand(opts: {
   readonly follow: boolean;
   readonly verbose: boolean;
 }): Promise<number> {
-  return withSession(opts.siteFiles, async ({ service }) => {
+  return withRunService(opts.siteFiles, async (service) => {
     const site = opts.on ?? onlySite(service);
     const record = await service.submit({
       runbook: opts.runbook,
@@ -118,24 +72,24 @@ function onlySite(service: RunService): string {
 }
 
 export function followCommand(runId: string, verbose: boolean): Promise<number> {
-  return withSession([], ({ service }) => followRun(service, runId, verbose));
+  return withRunService([], (service) => followRun(service, runId, verbose));
 }
 
 export function statusCommand(runId?: string): Promise<number> {
-  return withSession([], async ({ service }) => {
+  return withRunService([], async (service) => {
     if (runId !== undefined) {
-      const record = await service.registry.get(runId);
+      const record = await service.getRun(runId);
       if (!record)
         throw new CapiError(ErrorCode.RunNotFound, `no run ${runId} (capi-chatops status lists them)`);
       process.stdout.write(`${describeRun(record)}\n`);
-      for (const a of await service.approvals.pendingForRun(runId)) {
+      for (const a of await service.pendingApprovals(runId)) {
         process.stdout.write(
           `  waiting for approval ${a.approvalId}: ${a.request.summary} (expires ${a.expiresAt})\n`,
         );
       }
       return 0;
     }
-    const runs = await service.registry.list({ limit: 20 });
+    const runs = await service.listRuns({ limit: 20 });
     if (runs.length === 0) process.stdout.write('no runs yet\n');
     for (const r of runs) process.stdout.write(`${describeRun(r)}\n`);
     return 0;
@@ -150,8 +104,8 @@ function describeRun(r: RunRecord): string {
 }
 
 export function timelineCommand(runId: string): Promise<number> {
-  return withSession([], async ({ service }) => {
-    const entries = await service.timeline.read(runId);
+  return withRunService([], async (service) => {
+    const entries = await service.readTimeline(runId);
     if (entries.length === 0) throw new CapiError(ErrorCode.RunNotFound, `run ${runId} has no timeline`);
     process.stdout.write(renderMarkdown(entries));
     return 0;
@@ -159,7 +113,7 @@ export function timelineCommand(runId: string): Promise<number> {
 }
 
 export function cancelCommand(runId: string, as: string | undefined): Promise<number> {
-  return withSession([], async ({ service }) => {
+  return withRunService([], async (service) => {
     const record = await service.cancel(runId, as ?? operatorName());
     process.stdout.write(
       `cancel requested for run ${record.runId} (${record.status}); its agent stops it now\n`,
@@ -184,7 +138,7 @@ export function decideCommand(opts: {
     );
   }
   const userId = opts.as;
-  return withSession([], async ({ service }) => {
+  return withRunService([], async (service) => {
     const result = await service.decide(
       opts.approvalId,
       { userId, groupIds: opts.groups },
@@ -209,7 +163,7 @@ export function decideCommand(opts: {
         );
         return 1;
       case 'refused':
-        process.stderr.write(`refused: ${result.reason}\n`);
+        process.stderr.write(`refused: ${describeRefusal(result.refusal)}\n`);
         return 3;
       case 'not_found':
         process.stderr.write(

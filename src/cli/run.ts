@@ -8,7 +8,7 @@ import { MemoryAttempts } from '../engine/in-process.js';
 import { renderPlan } from '../engine/plan.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { createTerminalApprovals, createTerminalTimeline } from '../fronts/terminal.js';
-import { newRunId } from '../queue/ids.js';
+import { newRunId } from '../run-id.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { connectSsh } from '../ssh/executor.js';
 

@@ -1,5 +1,6 @@
 /** How every front writes durations and step outcomes for people (terminal, Slack, the postmortem). */
 import type { StepStatus } from '../engine/events.js';
+import type { Refusal } from '../queue/service.js';
 
 /** `850ms`, `4.2s`, `3m 5s`, `1h 2m 3s`. */
 export function formatDuration(ms: number): string {
@@ -21,3 +22,24 @@ export const STEP_LABEL: Readonly<Record<StepStatus, string>> = {
   cancelled: 'CANCELLED',
   interrupted: 'INTERRUPTED',
 };
+
+/** Beyond this many, a refusal lists a few approvers and counts the rest: it must stay readable. */
+const MAX_NAMED = 5;
+
+/**
+ * Why a decision was refused, addressed to the person who tried. `name` writes an approver's id for the
+ * reader (a Slack mention in Slack; the id itself in the terminal and the timeline).
+ */
+export function describeRefusal(refusal: Refusal, name: (id: string) => string = (id) => id): string {
+  switch (refusal.kind) {
+    case 'no_approvers':
+      return 'nobody is in CAPI_APPROVERS, so nobody can approve this step; ask the bot admin to set CAPI_APPROVERS';
+    case 'not_an_approver': {
+      const named = refusal.approvers.slice(0, MAX_NAMED).map(name).join(', ');
+      const more = refusal.approvers.length - MAX_NAMED;
+      return `you are not in CAPI_APPROVERS; ask one of ${named}${more > 0 ? ` (or ${more} more)` : ''}`;
+    }
+    case 'own_run':
+      return 'you asked for this run; another approver must decide (CAPI_ALLOW_SELF_APPROVAL is off)';
+  }
+}

@@ -3,7 +3,7 @@
  * terminal (`capi-chatops timeline`) prints it and Slack (`/capi timeline`) uploads it.
  */
 import type { ApprovalDecision, RunEvent, StepRef } from '../engine/events.js';
-import type { TimelineEntry } from '../runs/timeline.js';
+import type { TimelineEntry } from '../queue/service.js';
 import { formatDuration, STEP_LABEL } from './format.js';
 
 /** `HH:MM:SS` in UTC: the document says so in its header, and a postmortem mixes people in several zones. */

@@ -4,15 +4,18 @@ import type { Logger } from 'pino';
 import type { SiteProfile } from '../config/site.js';
 import { validateParams } from '../engine/engine.js';
 import { CapiError, ErrorCode } from '../errors.js';
+import { newRunId } from '../run-id.js';
 import type { RunbookSet } from '../runbook/load.js';
-import { ApprovalStore, type DecideResult } from '../runs/approvals.js';
+import { ApprovalStore, type DecideResult, type StoredApproval } from '../runs/approvals.js';
 import { TargetLock, targetKey } from '../runs/lock.js';
-import { type Approver, mayDecide } from '../runs/policy.js';
+import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
-import { RunTimeline } from '../runs/timeline.js';
-import { newRunId } from './ids.js';
+import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
 import { RUN_JOB_NAME, type RunJob, RunJobSchema } from './job.js';
 import { readOnlyQueue } from './queues.js';
+
+// What the fronts see of runs: the door's own vocabulary, so no front imports src/runs or src/queue internals.
+export type { Approver, Refusal, RunRecord, StoredApproval, TimelineEntry };
 
 export interface RunRequest {
   readonly runbook: string;
@@ -38,16 +41,17 @@ export function lockTtlMs(approvalTimeoutMs: number): number {
   return approvalTimeoutMs + 60 * 60_000;
 }
 
-export type DecisionOutcome = DecideResult | { outcome: 'refused'; reason: string };
+export type DecisionOutcome = DecideResult | { outcome: 'refused'; refusal: Refusal };
 
 /**
  * What every front (Slack, terminal) does with runs: start one, cancel one, decide an approval, look
  * at them. Fronts hold no run state of their own; everything lives in Redis, where agents read it.
+ * The stores stay behind these verbs: a front never reads or writes a run's Redis keys itself.
  */
 export class RunService {
-  readonly registry: RunRegistry;
-  readonly timeline: RunTimeline;
-  readonly approvals: ApprovalStore;
+  private readonly registry: RunRegistry;
+  private readonly timeline: RunTimeline;
+  private readonly approvals: ApprovalStore;
   private readonly lock: TargetLock;
   private readonly queues = new Map<string, Queue>();
   private closing: Promise<void> | undefined;
@@ -61,6 +65,36 @@ export class RunService {
 
   siteNames(): string[] {
     return [...this.opts.sites.keys()];
+  }
+
+  /** The run's record; null when there is no such run. */
+  getRun(runId: string): Promise<RunRecord | null> {
+    return this.registry.get(runId);
+  }
+
+  /** Active runs first, then finished ones, each newest first (see RunRegistry.list). */
+  listRuns(opts: { readonly active?: boolean; readonly limit?: number } = {}): Promise<RunRecord[]> {
+    return this.registry.list(opts);
+  }
+
+  /** The run's undecided approval requests, oldest first. */
+  pendingApprovals(runId: string): Promise<StoredApproval[]> {
+    return this.approvals.pendingForRun(runId);
+  }
+
+  /** One approval request with its decision, if any; null when there is no such approval. */
+  getApproval(approvalId: string): Promise<StoredApproval | null> {
+    return this.approvals.get(approvalId);
+  }
+
+  /** The run's timeline after `afterId` (from the start when omitted), oldest first, at most `count`. */
+  readTimeline(runId: string, afterId?: string, count?: number): Promise<TimelineEntry[]> {
+    return this.timeline.read(runId, afterId, count);
+  }
+
+  /** The run's timeline after `afterId` (`0` from the start, `$` only new) as it grows, until run.finished. */
+  followTimeline(runId: string, afterId: string, signal: AbortSignal): AsyncIterable<TimelineEntry> {
+    return this.timeline.follow(runId, afterId, signal);
   }
 
   private site(name: string): SiteProfile {
@@ -167,13 +201,23 @@ export class RunService {
       approvers: this.opts.approvers,
       allowSelfApproval: this.opts.allowSelfApproval,
     });
-    if (!allowed.allowed) return { outcome: 'refused', reason: allowed.reason };
+    if (!allowed.allowed) return { outcome: 'refused', refusal: allowed.refusal };
     const result = await this.approvals.decide(approvalId, { approved, by: approver.userId, via });
     if (result.outcome === 'decided' || result.outcome === 'expired') {
       const record = await this.registry.get(stored.runId);
       if (record) await this.wake(record);
     }
     return result;
+  }
+
+  /**
+   * Puts a refused decision on its run's timeline (who, and why in words), so the thread and the
+   * postmortem show it; nothing else changes. Quietly nothing when the approval is unknown.
+   */
+  async recordRefusal(approvalId: string, by: string, reason: string): Promise<void> {
+    const stored = await this.approvals.get(approvalId);
+    if (stored)
+      await this.timeline.append(stored.runId, { type: 'approval.refused', approvalId, by, reason });
   }
 
   /** Moves a run's delayed job (waiting on an approval) back to the queue at once. */

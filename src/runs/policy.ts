@@ -1,6 +1,6 @@
 /**
  * Who may decide an approval. Pure: the Slack front resolves the clicking user's groups, this only judges.
- * Reasons are addressed to the person who clicked, in Slack mrkdwn (mentions render as names).
+ * A refusal is data (which rule, which approvers); each front words it for its readers.
  */
 import type { ApprovalRequest } from '../engine/events.js';
 
@@ -16,39 +16,27 @@ export interface ApprovalPolicy {
   readonly allowSelfApproval: boolean;
 }
 
-export type MayDecide = { allowed: true } | { allowed: false; reason: string };
+export type Refusal =
+  /** CAPI_APPROVERS is empty: nobody can approve. */
+  | { readonly kind: 'no_approvers' }
+  /** The user is not in CAPI_APPROVERS, directly or through a group; `approvers` is who is. */
+  | { readonly kind: 'not_an_approver'; readonly approvers: readonly string[] }
+  /** The user asked for the run and self-approval is off. */
+  | { readonly kind: 'own_run' };
 
-/** Beyond this many, the reason lists a few and counts the rest: it must stay readable in an ephemeral message. */
-const MAX_NAMED = 5;
-
-export function mention(id: string): string {
-  return id.startsWith('S') ? `<!subteam^${id}>` : `<@${id}>`;
-}
+export type MayDecide = { allowed: true } | { allowed: false; refusal: Refusal };
 
 export function mayDecide(approver: Approver, request: ApprovalRequest, policy: ApprovalPolicy): MayDecide {
   const listed =
     policy.approvers.includes(approver.userId) || approver.groupIds.some((g) => policy.approvers.includes(g));
   if (!listed) {
-    if (policy.approvers.length === 0) {
-      return {
-        allowed: false,
-        reason:
-          'nobody is in CAPI_APPROVERS, so nobody can approve this step; ask the bot admin to set CAPI_APPROVERS',
-      };
-    }
-    const named = policy.approvers.slice(0, MAX_NAMED).map(mention).join(', ');
-    const more = policy.approvers.length - MAX_NAMED;
-    return {
-      allowed: false,
-      reason: `you are not in CAPI_APPROVERS; ask one of ${named}${more > 0 ? ` (or ${more} more)` : ''}`,
-    };
+    return policy.approvers.length === 0
+      ? { allowed: false, refusal: { kind: 'no_approvers' } }
+      : { allowed: false, refusal: { kind: 'not_an_approver', approvers: policy.approvers } };
   }
   // Four eyes: the person who wants the destructive step is the one least likely to question it.
   if (approver.userId === request.requestedBy && !policy.allowSelfApproval) {
-    return {
-      allowed: false,
-      reason: 'you asked for this run; another approver must decide (CAPI_ALLOW_SELF_APPROVAL is off)',
-    };
+    return { allowed: false, refusal: { kind: 'own_run' } };
   }
   return { allowed: true };
 }

@@ -10,9 +10,8 @@
 
 import type { StepRef } from '../engine/events.js';
 import { formatDuration } from '../fronts/format.js';
+import type { StoredApproval, TimelineEntry } from '../queue/service.js';
 import { createLineRedactor, redactText } from '../redact.js';
-import type { StoredApproval } from '../runs/approvals.js';
-import type { TimelineEntry } from '../runs/timeline.js';
 import { BLOCK_KIT_LIMITS, textLength } from './limits.js';
 import type { RunView, RunViewStatus, StepView, StepViewStatus } from './run-view.js';
 
@@ -107,9 +106,13 @@ function neutraliseFences(text: string): string {
   return text.replace(/`(?=`)/g, '`\u200b');
 }
 
-/** Slack user ids become mentions; anything else (a terminal operator, `expiry`) is shown as text. */
-function mention(who: string, max = 80): string {
-  return /^[UW][A-Z0-9]{2,20}$/.test(who) ? `<@${who}>` : inline(who, max);
+/**
+ * Slack user ids become mentions and user-group ids group mentions; anything else (a terminal operator,
+ * `expiry`) is shown as text.
+ */
+export function mention(who: string, max = 80): string {
+  if (/^[UW][A-Z0-9]{2,20}$/.test(who)) return `<@${who}>`;
+  return /^S[A-Z0-9]{2,20}$/.test(who) ? `<!subteam^${who}>` : inline(who, max);
 }
 
 /** `<!date^…>` renders in the reader's time zone; the fallback after `|` is what clients without it show. */

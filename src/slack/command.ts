@@ -1,3 +1,5 @@
+import { RUN_ID_PATTERN } from '../run-id.js';
+
 /**
  * `/capi` text -> what the operator asked for. Pure: the handlers decide what to do with it.
  * Runbook arguments are only split here; their strict per-type validation happens in the
@@ -39,8 +41,6 @@ export const USAGE = [
   '`/capi help` -- this list',
 ].join('\n');
 
-const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
-
 export function parseCapiCommand(text: string): CapiCommand {
   const words = text
     .trim()
@@ -64,7 +64,7 @@ export function parseCapiCommand(text: string): CapiCommand {
       return { kind: 'invalid', problem: '`status` takes at most one run id: `/capi status [RUN]`' };
     const [runId] = rest;
     if (runId === undefined) return { kind: 'status' };
-    return RUN_ID.test(runId) ? { kind: 'status', runId } : badRunId(runId);
+    return RUN_ID_PATTERN.test(runId) ? { kind: 'status', runId } : badRunId(runId);
   }
   if (sub === 'cancel' || sub === 'timeline') {
     const [runId] = rest;
@@ -74,7 +74,7 @@ export function parseCapiCommand(text: string): CapiCommand {
         problem: `\`${sub}\` takes one run id: \`/capi ${sub} RUN\` (\`/capi status\` lists them)`,
       };
     }
-    return RUN_ID.test(runId) ? { kind: sub, runId } : badRunId(runId);
+    return RUN_ID_PATTERN.test(runId) ? { kind: sub, runId } : badRunId(runId);
   }
   return { kind: 'invalid', problem: `\`${sub.slice(0, 40)}\` is not a /capi subcommand` };
 }

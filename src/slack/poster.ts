@@ -44,10 +44,8 @@ import { type ChatPostMessageArguments, ErrorCode as SlackErrorCode, type WebCli
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RunEvent, StepRef } from '../engine/events.js';
-import type { RunService } from '../queue/service.js';
+import type { RunService, StoredApproval, TimelineEntry } from '../queue/service.js';
 import { redactText } from '../redact.js';
-import type { StoredApproval } from '../runs/approvals.js';
-import type { TimelineEntry } from '../runs/timeline.js';
 import { approvalMessage, rootMessage, type SlackMessage, stepContext, threadMessage } from './blocks.js';
 import { foldRunView } from './run-view.js';
 
@@ -267,7 +265,7 @@ export class ThreadPoster {
    */
   async resumeAll(): Promise<void> {
     const open = await this.redis.smembers(this.openKey);
-    const active = await this.service.registry.list({ active: true, limit: 10_000 });
+    const active = await this.service.listRuns({ active: true, limit: 10_000 });
     for (const record of active) if (record.channel !== undefined) this.watch(record.runId);
     for (const runId of open) this.watch(runId);
   }
@@ -285,7 +283,7 @@ export class ThreadPoster {
    * instead of waiting for the agent's approval.decided event. Resolves once that was tried.
    */
   async approvalDecided(approvalId: string): Promise<void> {
-    const stored = await this.service.approvals.get(approvalId).catch(() => null);
+    const stored = await this.service.getApproval(approvalId).catch(() => null);
     const run = stored ? this.runs.get(stored.runId) : undefined;
     if (!run || this.closed) return;
     const waiter = deferred();
@@ -348,7 +346,7 @@ export class ThreadPoster {
   }
 
   private async mirror(runId: string, log: Logger): Promise<void> {
-    const record = await this.service.registry.get(runId);
+    const record = await this.service.getRun(runId);
     if (!record || record.channel === undefined) {
       const why = record ? 'it has no channel' : 'there is no such run';
       log.warn(`run not mirrored to Slack: ${why}`);
@@ -363,7 +361,7 @@ export class ThreadPoster {
       return;
     }
     await this.redis.sadd(this.openKey, runId);
-    const entries = await this.service.timeline.read(runId);
+    const entries = await this.service.readTimeline(runId);
     const last = cursor.lastId;
     const next = last === undefined ? 0 : entries.findIndex((e) => compareIds(e.id, last) > 0);
     const run: RunState = {
@@ -453,7 +451,7 @@ export class ThreadPoster {
       while (!abort.signal.aborted && !run.sawFinished) {
         const after = run.entries.at(-1)?.id ?? '0-0';
         try {
-          for await (const entry of this.service.timeline.follow(run.runId, after, abort.signal)) {
+          for await (const entry of this.service.followTimeline(run.runId, after, abort.signal)) {
             run.entries.push(entry);
             if (entry.event.type === 'run.finished') run.sawFinished = true;
             run.waker?.();
@@ -641,7 +639,7 @@ export class ThreadPoster {
 
   private async storedApproval(run: RunState, id: string): Promise<StoredApproval | null> {
     try {
-      return await this.service.approvals.get(id);
+      return await this.service.getApproval(id);
     } catch (err) {
       run.log.warn({ approvalId: id, err: describe(err) }, 'stored approval unreadable');
       return null;

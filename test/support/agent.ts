@@ -92,7 +92,7 @@ export async function waitForEvent<T extends RunEvent>(
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), timeoutMs);
   try {
-    for await (const entry of service.timeline.follow(runId, '0', abort.signal)) {
+    for await (const entry of service.followTimeline(runId, '0', abort.signal)) {
       if (match(entry.event)) return entry.event;
     }
   } finally {
@@ -125,11 +125,11 @@ export async function decideNext(
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), timeoutMs);
   try {
-    for await (const entry of service.timeline.follow(runId, '0', abort.signal)) {
+    for await (const entry of service.followTimeline(runId, '0', abort.signal)) {
       const e = entry.event;
       if (e.type !== 'approval.requested') continue;
       const id = e.approvalId;
-      const stored = await service.approvals.get(id);
+      const stored = await service.getApproval(id);
       if (!stored || stored.decision || stored.superseded) continue;
       const result = await service.decide(id, { userId: by, groupIds: [] }, approved, 'test');
       return { approvalId: id, result };
@@ -148,11 +148,11 @@ export async function approveEverything(
   signal: AbortSignal,
 ): Promise<number> {
   let approved = 0;
-  for await (const entry of service.timeline.follow(runId, '0', signal)) {
+  for await (const entry of service.followTimeline(runId, '0', signal)) {
     const e = entry.event;
     if (e.type !== 'approval.requested') continue;
     const id = e.approvalId;
-    const stored = await service.approvals.get(id);
+    const stored = await service.getApproval(id);
     if (!stored || stored.decision || stored.superseded) continue;
     const result = await service.decide(id, { userId: 'U_APPROVER', groupIds: [] }, true, 'test');
     if (result.outcome === 'decided') approved += 1;

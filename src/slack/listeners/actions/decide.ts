@@ -1,6 +1,8 @@
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
+import { describeRefusal } from '../../../fronts/format.js';
 import type { RunService } from '../../../queue/service.js';
+import { mention } from '../../blocks.js';
 import type { GroupMembership } from '../../membership.js';
 
 export interface DecideDeps {
@@ -40,25 +42,17 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
     case 'decided':
       deps.onDecided(click.approvalId);
       return;
-    case 'refused': {
-      await tell(`Your click changed nothing: ${result.reason}.`);
-      const stored = await deps.service.approvals.get(click.approvalId);
-      if (stored) {
-        await deps.service.timeline.append(stored.runId, {
-          type: 'approval.refused',
-          approvalId: click.approvalId,
-          by: click.userId,
-          reason: result.reason,
-        });
-      }
+    case 'refused':
+      await tell(`Your click changed nothing: ${describeRefusal(result.refusal, mention)}.`);
+      // The thread and the postmortem say so too, with ids rather than mentions (no one gets notified).
+      await deps.service.recordRefusal(click.approvalId, click.userId, describeRefusal(result.refusal));
       return;
-    }
     case 'already_decided':
     case 'expired': {
       const d = result.approval.decision;
       const what = d?.approved ? 'approved' : d?.reason === 'expired' ? 'expired' : 'denied';
       await tell(
-        `Already decided: ${what}${d && d.by !== 'expiry' ? ` by <@${d.by}>` : ''} at ${d?.at ?? '?'}.`,
+        `Already decided: ${what}${d && d.by !== 'expiry' ? ` by ${mention(d.by)}` : ''} at ${d?.at ?? '?'}.`,
       );
       deps.onDecided(click.approvalId);
       return;

@@ -1,21 +1,21 @@
-import type { RunRecord } from '../../../runs/registry.js';
-import { escapeSlack } from '../../blocks.js';
+import type { RunRecord } from '../../../queue/service.js';
+import { escapeSlack, mention } from '../../blocks.js';
 import type { CapiContext } from '../../context.js';
 
 function line(r: RunRecord): string {
   const step = r.currentStep ? ` at \`${escapeSlack(r.currentStep)}\`` : '';
-  return `• run id: \`${r.runId}\` *${r.status}*${step} -- ${escapeSlack(r.runbook)} on ${escapeSlack(r.site)}, by <@${r.requestedBy}>`;
+  return `• run id: \`${r.runId}\` *${r.status}*${step} -- ${escapeSlack(r.runbook)} on ${escapeSlack(r.site)}, by ${mention(r.requestedBy)}`;
 }
 
 /** `/capi status [RUN]`: the active and recent runs, or one run with its pending approvals. */
 export async function statusCommand(ctx: CapiContext, runId?: string): Promise<void> {
   if (runId !== undefined) {
-    const record = await ctx.service.registry.get(runId);
+    const record = await ctx.service.getRun(runId);
     if (!record) {
       await ctx.reply(`No run \`${runId}\`: \`/capi status\` lists the runs.`);
       return;
     }
-    const pending = await ctx.service.approvals.pendingForRun(runId);
+    const pending = await ctx.service.pendingApprovals(runId);
     const waits = pending.map(
       (a) => `  waiting for approval: ${escapeSlack(a.request.summary)} (expires ${a.expiresAt})`,
     );
@@ -24,6 +24,6 @@ export async function statusCommand(ctx: CapiContext, runId?: string): Promise<v
     );
     return;
   }
-  const runs = await ctx.service.registry.list({ limit: 15 });
+  const runs = await ctx.service.listRuns({ limit: 15 });
   await ctx.reply(runs.length === 0 ? 'No runs yet.' : runs.map(line).join('\n'));
 }

@@ -3,7 +3,7 @@ import type { CapiContext } from '../../context.js';
 
 /** `/capi timeline RUN`: the run as Markdown, uploaded to the channel for the postmortem. */
 export async function timelineCommand(ctx: CapiContext, runId: string): Promise<void> {
-  const entries = await ctx.service.timeline.read(runId);
+  const entries = await ctx.service.readTimeline(runId);
   if (entries.length === 0) {
     await ctx.reply(`No timeline for run \`${runId}\`: \`/capi status\` lists the runs.`);
     return;
