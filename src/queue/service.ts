@@ -6,6 +6,7 @@ import { validateParams } from '../engine/engine.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { newRunId } from '../run-id.js';
 import type { RunbookSet } from '../runbook/load.js';
+import type { Runbook } from '../runbook/model.js';
 import { ApprovalStore, type DecideResult, type StoredApproval } from '../runs/approvals.js';
 import { TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
@@ -65,6 +66,11 @@ export class RunService {
 
   siteNames(): string[] {
     return [...this.opts.sites.keys()];
+  }
+
+  /** The runbooks runs can be started with, in load order: what a front offers. */
+  runbooks(): Runbook[] {
+    return [...this.opts.runbooks.runbooks.values()];
   }
 
   /** The run's record; null when there is no such run. */

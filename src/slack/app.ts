@@ -7,7 +7,7 @@ import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import type { RunService } from '../queue/service.js';
 import { validationMessage } from '../validation.js';
 import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
-import { parseCapiCommand } from './command.js';
+import { capiCommands } from './command.js';
 import { type CapiContext, siteResolver } from './context.js';
 import { decideAction } from './listeners/actions/decide.js';
 import { dispatchCapi } from './listeners/commands/index.js';
@@ -73,6 +73,8 @@ export function createSlackApp(opts: SlackFrontOptions): App {
   }
   const membership = new GroupMembership(app.client);
   const siteFor = siteResolver(opts.sites);
+  // Every runbook the service can start is a subcommand; a runbook named like a built-in stops start-up here.
+  const commands = capiCommands(opts.service.runbooks());
 
   app.command('/capi', async ({ ack, body, client }) => {
     await ack();
@@ -97,7 +99,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     const isOperator = async () =>
       opts.operators.includes(userId) || (await membership.groupsOf(userId, opts.operators)).length > 0;
     try {
-      await dispatchCapi(ctx, parseCapiCommand(text), isOperator);
+      await dispatchCapi(ctx, commands, text, isOperator);
     } catch (err) {
       logger.error({ err: asCodedError(err).message }, '/capi failed');
       await ctx.reply(`Something went wrong: ${asCodedError(err).message}`).catch(() => undefined);

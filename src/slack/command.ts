@@ -1,10 +1,13 @@
-import { RUN_ID_PATTERN } from '../run-id.js';
-
 /**
  * `/capi` text -> what the operator asked for. Pure: the handlers decide what to do with it.
- * Runbook arguments are only split here; their strict per-type validation happens in the
+ * Every loaded runbook is a subcommand (a new runbook file is a new subcommand), beside the built-in ones.
+ * Runbook arguments are only counted here; their strict per-type validation happens in the
  * RunService, the one place every front goes through.
  */
+import { CapiError, ErrorCode } from '../errors.js';
+import { RUN_ID_PATTERN } from '../run-id.js';
+import type { Runbook } from '../runbook/model.js';
+
 export type CapiCommand =
   | {
       readonly kind: 'run';
@@ -18,65 +21,80 @@ export type CapiCommand =
   | { readonly kind: 'help' }
   | { readonly kind: 'invalid'; readonly problem: string };
 
-/** The runbooks a /capi subcommand may start, with how many arguments each takes. */
-const RUNBOOKS: Readonly<Record<string, { readonly args: readonly string[]; readonly readOnly: boolean }>> = {
-  recover: { args: [], readOnly: false },
-  park: { args: [], readOnly: false },
-  'stuck-delete': { args: ['CLUSTER'], readOnly: false },
-  failover: { args: ['LB'], readOnly: false },
-  sweep: { args: [], readOnly: false },
-  diagnose: { args: [], readOnly: true },
-};
+/** What /capi needs of a runbook. */
+export type CapiRunbook = Pick<Runbook, 'name' | 'summary' | 'readOnly' | 'params'>;
 
-export const USAGE = [
-  '`/capi recover` -- bottom-up recovery of the CAPI/Magnum stack',
-  '`/capi park` -- stop the mgmt VM for maintenance',
-  '`/capi stuck-delete CLUSTER` -- clear a wedged cluster delete (exact listed name only)',
-  '`/capi failover LB` -- fail over one load balancer in provisioning ERROR',
-  '`/capi sweep` -- delete orphaned amphora servers (verify-then-delete)',
-  '`/capi diagnose` -- read-only check against the known issues',
-  '`/capi status [RUN]` -- active and recent runs, or one run',
-  '`/capi cancel RUN` -- stop a run between steps, killing its running command',
-  '`/capi timeline RUN` -- one run as Markdown for the postmortem',
-  '`/capi help` -- this list',
-].join('\n');
+const BUILT_IN: readonly (readonly [name: string, usage: string])[] = [
+  ['status', '`/capi status [RUN]` -- active and recent runs, or one run'],
+  ['cancel', '`/capi cancel RUN` -- stop a run between steps, killing its running command'],
+  ['timeline', '`/capi timeline RUN` -- one run as Markdown for the postmortem'],
+  ['help', '`/capi help` -- this list'],
+];
 
-export function parseCapiCommand(text: string): CapiCommand {
-  const words = text
-    .trim()
-    .split(/\s+/)
-    .filter((w) => w !== '');
-  const [sub, ...rest] = words;
-  if (sub === undefined || sub === 'help') return { kind: 'help' };
-  const runbook = RUNBOOKS[sub];
-  if (runbook) {
-    if (rest.length !== runbook.args.length) {
-      const usage = ['/capi', sub, ...runbook.args].join(' ');
-      return {
-        kind: 'invalid',
-        problem: `\`${sub}\` takes ${runbook.args.length === 0 ? 'no arguments' : runbook.args.join(' ')}: \`${usage}\``,
-      };
+export interface CapiCommands {
+  /** One line per subcommand: the runbooks in their load order, then the built-ins. */
+  readonly usage: string;
+  parse(text: string): CapiCommand;
+}
+
+/**
+ * The /capi subcommands of these runbooks. A Map, not an object: `/capi constructor` or `/capi __proto__`
+ * is an unknown subcommand like any other. A runbook named like a built-in is refused at start-up.
+ */
+export function capiCommands(runbooks: Iterable<CapiRunbook>): CapiCommands {
+  const table = new Map<string, { readonly args: readonly string[]; readonly readOnly: boolean }>();
+  const lines: string[] = [];
+  for (const rb of runbooks) {
+    if (BUILT_IN.some(([name]) => name === rb.name)) {
+      throw new CapiError(
+        ErrorCode.ConfigInvalid,
+        `runbook '${rb.name}' has the name of a built-in /capi subcommand; rename it (name: in its file)`,
+      );
     }
-    return { kind: 'run', runbook: sub, args: rest, readOnly: runbook.readOnly };
+    const args = rb.params.map((p) => p.name.toUpperCase());
+    table.set(rb.name, { args, readOnly: rb.readOnly });
+    lines.push(`\`${['/capi', rb.name, ...args].join(' ')}\` -- ${rb.summary}`);
   }
-  if (sub === 'status') {
-    if (rest.length > 1)
-      return { kind: 'invalid', problem: '`status` takes at most one run id: `/capi status [RUN]`' };
-    const [runId] = rest;
-    if (runId === undefined) return { kind: 'status' };
-    return RUN_ID_PATTERN.test(runId) ? { kind: 'status', runId } : badRunId(runId);
-  }
-  if (sub === 'cancel' || sub === 'timeline') {
-    const [runId] = rest;
-    if (runId === undefined || rest.length !== 1) {
-      return {
-        kind: 'invalid',
-        problem: `\`${sub}\` takes one run id: \`/capi ${sub} RUN\` (\`/capi status\` lists them)`,
-      };
+  const usage = [...lines, ...BUILT_IN.map(([, line]) => line)].join('\n');
+
+  const parse = (text: string): CapiCommand => {
+    const words = text
+      .trim()
+      .split(/\s+/)
+      .filter((w) => w !== '');
+    const [sub, ...rest] = words;
+    if (sub === undefined || sub === 'help') return { kind: 'help' };
+    const runbook = table.get(sub);
+    if (runbook) {
+      if (rest.length !== runbook.args.length) {
+        const usageLine = ['/capi', sub, ...runbook.args].join(' ');
+        return {
+          kind: 'invalid',
+          problem: `\`${sub}\` takes ${runbook.args.length === 0 ? 'no arguments' : runbook.args.join(' ')}: \`${usageLine}\``,
+        };
+      }
+      return { kind: 'run', runbook: sub, args: rest, readOnly: runbook.readOnly };
     }
-    return RUN_ID_PATTERN.test(runId) ? { kind: sub, runId } : badRunId(runId);
-  }
-  return { kind: 'invalid', problem: `\`${sub.slice(0, 40)}\` is not a /capi subcommand` };
+    if (sub === 'status') {
+      if (rest.length > 1)
+        return { kind: 'invalid', problem: '`status` takes at most one run id: `/capi status [RUN]`' };
+      const [runId] = rest;
+      if (runId === undefined) return { kind: 'status' };
+      return RUN_ID_PATTERN.test(runId) ? { kind: 'status', runId } : badRunId(runId);
+    }
+    if (sub === 'cancel' || sub === 'timeline') {
+      const [runId] = rest;
+      if (runId === undefined || rest.length !== 1) {
+        return {
+          kind: 'invalid',
+          problem: `\`${sub}\` takes one run id: \`/capi ${sub} RUN\` (\`/capi status\` lists them)`,
+        };
+      }
+      return RUN_ID_PATTERN.test(runId) ? { kind: sub, runId } : badRunId(runId);
+    }
+    return { kind: 'invalid', problem: `\`${sub.slice(0, 40)}\` is not a /capi subcommand` };
+  };
+  return { usage, parse };
 }
 
 function badRunId(text: string): CapiCommand {

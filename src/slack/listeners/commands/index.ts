@@ -1,4 +1,4 @@
-import { type CapiCommand, isReadOnly, USAGE } from '../../command.js';
+import { type CapiCommands, isReadOnly } from '../../command.js';
 import type { CapiContext } from '../../context.js';
 import { cancelCommand } from './cancel.js';
 import { runCommand } from './run.js';
@@ -11,11 +11,13 @@ import { timelineCommand } from './timeline.js';
  */
 export async function dispatchCapi(
   ctx: CapiContext,
-  command: CapiCommand,
+  commands: CapiCommands,
+  text: string,
   isOperator: () => Promise<boolean>,
 ): Promise<void> {
+  const command = commands.parse(text);
   if (command.kind === 'invalid') {
-    await ctx.reply(`${command.problem}\n\n${USAGE}`);
+    await ctx.reply(`${command.problem}\n\n${commands.usage}`);
     return;
   }
   if (!isReadOnly(command) && !(await isOperator())) {
@@ -26,7 +28,7 @@ export async function dispatchCapi(
   }
   switch (command.kind) {
     case 'help':
-      await ctx.reply(USAGE);
+      await ctx.reply(commands.usage);
       return;
     case 'run':
       await runCommand(ctx, command.runbook, command.args);
