@@ -9,45 +9,23 @@
  * next event. The one unavoidable edge of at-least-once: a crash between Slack's `ok` and the cursor write
  * posts that one message again after the restart. Nothing is ever skipped by a crash.
  *
- * Keys (`p` = prefix):
- * - `p:slack:<runId>`         hash, the run's cursor:
- *                             `channel`, `rootTs`          where the root message is (its ts is the thread)
- *                             `lastId`                     stream id of the last event handled (posted, or
- *                                                          nothing to post)
- *                             `rootId`, `rootUpdatedAt`    the event the root last showed, and when (epoch ms)
- *                             `approval:<approvalId>`      ts of the approval message
- *                             `decided:<approvalId>`       '1' once that message shows its final state (the
- *                                                          decision, or closed when the run ended without one)
- *                             `file`                       stream id of a step.finished whose log file is still
- *                                                          to upload (its message is posted)
- *                             `done`                       '1' once run.finished is posted and the root final
- * - `p:slack:runs:open`       set of the run ids being mirrored and not done: resumeAll() finishes them (a
- *                             run id never holds `:`, so this key cannot be a run's cursor)
- *
- * Rate limits and failures are handled here, not in the WebClient: the caller creates the client with
- * `rejectRateLimitedCalls: true` and `retryConfig: { retries: 0 }`. With the client's own defaults a 429 pauses
- * the client's whole queue (every run at once) and a 5xx is retried for about 30 minutes, both out of order
- * with this poster's serial queues. Here:
- * - 429: wait Retry-After, then send the SAME message again (the run's queue waits: order is kept; the
- *   channel's other runs wait too: pacing is per channel);
- * - 5xx or network error: retried with backoff (retryDelaysMs: 5 tries over about 30 s), then logged and
- *   skipped: a run must not be blocked by Slack, and the timeline in Redis (`/capi timeline`) still holds the
- *   event. (A post that reached Slack but whose answer was lost is posted again: at-least-once again.)
- * - `ok: false` (e.g. invalid_blocks): logged with the method and error, and the message is replaced by a
- *   plain-text post so the thread still shows the event.
+ * The parts: thread-cursors.ts (the cursors in Redis), paced-slack.ts (the calls to Slack, with their
+ * pacing, 429 and retry rules), log-file.ts (long outputs as files); this file runs one worker per run.
  *
  * No secrets: every message comes from blocks.ts, which redacts; log files come from the timeline (redacted
  * when stored) and are redacted again here.
  */
 import { setTimeout as sleepFor } from 'node:timers/promises';
-import { type ChatPostMessageArguments, ErrorCode as SlackErrorCode, type WebClient } from '@slack/web-api';
+import type { WebClient } from '@slack/web-api';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { RunEvent, StepRef } from '../engine/events.js';
+import type { RunEvent } from '../engine/events.js';
 import type { RunService, StoredApproval, TimelineEntry } from '../queue/service.js';
-import { redactText } from '../redact.js';
 import { approvalMessage, rootMessage, type SlackMessage, stepContext, threadMessage } from './blocks.js';
+import { stepLogFile, wantsLogFile } from './log-file.js';
+import { Closed, describe, PacedSlack, RETRY_DELAYS_MS, sleepUnlessClosed } from './paced-slack.js';
 import { foldRunView } from './run-view.js';
+import { type ThreadCursor, ThreadCursors } from './thread-cursors.js';
 
 export interface ThreadPosterOptions {
   /**
@@ -73,27 +51,11 @@ export interface ThreadPosterOptions {
   readonly now?: () => Date;
 }
 
-/** blocks.ts builds plain objects checked against the Block Kit limits; the WebClient wants its own types. */
-type SlackBlocks = Extract<ChatPostMessageArguments, { blocks: unknown }>['blocks'];
-
-/** A step's output goes into a log file past this many lines (the thread post shows the last 25 at most). */
-const FILE_MIN_LINES = 20;
-/** ... or past this many characters (the thread post shows about 2500). */
-const FILE_MIN_CHARS = 2000;
-/** Waits between tries of a call that failed with a 5xx or a network error: 5 tries over about 30 s. */
-const RETRY_DELAYS_MS: readonly number[] = [1000, 3000, 8000, 18_000];
 /** How often undecided approval messages are checked against the store (a decision taken elsewhere). */
 const APPROVAL_CHECK_MS = 5000;
 /** After an unexpected failure (Redis down), a run's worker starts again from its cursor after this long. */
 const RESTART_DELAY_MS = 5000;
 const FOLLOW_RETRY_MS = 1000;
-
-/** Thrown out of every wait once close() was called; ends a worker quietly. */
-class Closed extends Error {
-  constructor() {
-    super('thread poster closed');
-  }
-}
 
 interface Deferred {
   readonly promise: Promise<void>;
@@ -128,18 +90,6 @@ function deferred(): Deferred {
   return d;
 }
 
-interface Cursor {
-  channel?: string;
-  rootTs?: string;
-  lastId?: string;
-  rootId?: string;
-  rootUpdatedAt: number;
-  readonly approvals: Map<string, string>;
-  readonly decided: Set<string>;
-  file?: string;
-  done: boolean;
-}
-
 /** One watched run: its timeline as read so far, and where the worker is in it. */
 interface RunState {
   readonly runId: string;
@@ -151,7 +101,7 @@ interface RunState {
   sawFinished: boolean;
   /** Set when run.finished was handled (posted or skipped). */
   finishedHandled: boolean;
-  cursor: Cursor;
+  cursor: ThreadCursor;
   channel: string;
   /** The cursor's lastId was advanced past events with nothing to post and not written yet. */
   cursorDirty: boolean;
@@ -165,13 +115,6 @@ interface RunState {
   follower: AbortController | undefined;
 }
 
-type CallOutcome<T> =
-  | { readonly ok: true; readonly value: T }
-  /** Slack answered `ok: false`: retrying the same call cannot help. */
-  | { readonly ok: false; readonly platformError: string }
-  /** Gave up (5xx or network errors past the last try, or an unexpected error): already logged. */
-  | { readonly ok: false; readonly platformError?: undefined };
-
 /** `ms-seq` stream ids, compared as numbers. */
 function compareIds(a: string, b: string): number {
   const [am = 0, as = 0] = a.split('-').map(Number);
@@ -179,66 +122,43 @@ function compareIds(a: string, b: string): number {
   return am !== bm ? am - bm : as - bs;
 }
 
-function errorCode(err: unknown): unknown {
-  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** A file name Slack shows as is: the step id of a loop's inner step holds a `/`. */
-function logFileName(runId: string, ref: StepRef): string {
-  const step = ref.stepId.replace(/[^A-Za-z0-9_.-]/g, '_');
-  return `${runId}-${step}${ref.iteration ? `-${ref.iteration.n}` : ''}.log`;
-}
-
 export class ThreadPoster {
-  private readonly client: WebClient;
-  private readonly redis: Redis;
-  private readonly prefix: string;
   private readonly service: RunService;
   private readonly logger: Logger;
-  private readonly minPostIntervalMs: number;
   private readonly rootUpdateIntervalMs: number;
-  private readonly retryDelaysMs: readonly number[];
   private readonly now: () => Date;
+  private readonly slack: PacedSlack;
+  private readonly cursors: ThreadCursors;
 
   private readonly runs = new Map<string, RunState>();
   private readonly workers = new Map<string, Promise<void>>();
   private readonly settledBy = new Map<string, Deferred>();
-  /** Per channel: the earliest time (epoch ms) the next post may leave. */
-  private readonly nextPostAt = new Map<string, number>();
   private readonly stop = new AbortController();
   private closing: Promise<void> | undefined;
 
   constructor(opts: ThreadPosterOptions) {
-    this.client = opts.client;
-    this.redis = opts.redis;
-    this.prefix = opts.prefix;
     this.service = opts.service;
     this.logger = opts.logger;
-    this.minPostIntervalMs = opts.minPostIntervalMs ?? 1100;
+    const minPostIntervalMs = opts.minPostIntervalMs ?? 1100;
     this.rootUpdateIntervalMs = opts.rootUpdateIntervalMs ?? 2000;
-    this.retryDelaysMs = opts.retryDelaysMs ?? RETRY_DELAYS_MS;
+    const retryDelaysMs = opts.retryDelaysMs ?? RETRY_DELAYS_MS;
     this.now = opts.now ?? (() => new Date());
     for (const [name, value] of [
-      ['minPostIntervalMs', this.minPostIntervalMs],
+      ['minPostIntervalMs', minPostIntervalMs],
       ['rootUpdateIntervalMs', this.rootUpdateIntervalMs],
     ] as const) {
       if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a number >= 0`);
     }
-    if (!this.retryDelaysMs.every((ms) => Number.isFinite(ms) && ms >= 0)) {
+    if (!retryDelaysMs.every((ms) => Number.isFinite(ms) && ms >= 0)) {
       throw new RangeError('retryDelaysMs must hold numbers >= 0');
     }
-  }
-
-  cursorKey(runId: string): string {
-    return `${this.prefix}:slack:${runId}`;
-  }
-
-  private get openKey(): string {
-    return `${this.prefix}:slack:runs:open`;
+    this.slack = new PacedSlack({
+      client: opts.client,
+      minPostIntervalMs,
+      retryDelaysMs,
+      signal: this.stop.signal,
+    });
+    this.cursors = new ThreadCursors(opts.redis, opts.prefix);
   }
 
   private get closed(): boolean {
@@ -264,7 +184,7 @@ export class ThreadPoster {
    * final root update) of the runs this poster was mirroring when it stopped, even those that ended since.
    */
   async resumeAll(): Promise<void> {
-    const open = await this.redis.smembers(this.openKey);
+    const open = await this.cursors.openRuns();
     const active = await this.service.listRuns({ active: true, limit: 10_000 });
     for (const record of active) if (record.channel !== undefined) this.watch(record.runId);
     for (const runId of open) this.watch(runId);
@@ -337,7 +257,7 @@ export class ThreadPoster {
         for (const waiters of run?.refreshWaiters.values() ?? []) for (const w of waiters) w.resolve();
         this.runs.delete(runId);
         try {
-          await this.sleep(RESTART_DELAY_MS);
+          await sleepUnlessClosed(RESTART_DELAY_MS, this.stop.signal);
         } catch {
           return;
         }
@@ -350,17 +270,17 @@ export class ThreadPoster {
     if (!record || record.channel === undefined) {
       const why = record ? 'it has no channel' : 'there is no such run';
       log.warn(`run not mirrored to Slack: ${why}`);
-      await this.redis.srem(this.openKey, runId);
+      await this.cursors.markClosed(runId);
       this.settledFor(runId).reject(new Error(`run ${runId} is not mirrored to Slack: ${why}`));
       return;
     }
-    const cursor = await this.loadCursor(runId);
+    const cursor = await this.cursors.load(runId);
     if (cursor.done) {
-      await this.redis.srem(this.openKey, runId);
+      await this.cursors.markClosed(runId);
       this.settledFor(runId).resolve();
       return;
     }
-    await this.redis.sadd(this.openKey, runId);
+    await this.cursors.markOpen(runId);
     const entries = await this.service.readTimeline(runId);
     const last = cursor.lastId;
     const next = last === undefined ? 0 : entries.findIndex((e) => compareIds(e.id, last) > 0);
@@ -433,8 +353,7 @@ export class ThreadPoster {
       }
     }
 
-    await this.redis.hset(this.cursorKey(runId), 'done', '1');
-    await this.redis.srem(this.openKey, runId);
+    await this.cursors.markDone(runId);
     run.cursor.done = true;
     run.follower?.abort();
     log.debug('slack thread settled');
@@ -482,18 +401,6 @@ export class ThreadPoster {
     });
   }
 
-  private async sleep(ms: number): Promise<void> {
-    if (ms <= 0) {
-      if (this.closed) throw new Closed();
-      return;
-    }
-    try {
-      await sleepFor(ms, undefined, { signal: this.stop.signal });
-    } catch {
-      throw new Closed();
-    }
-  }
-
   private rootDue(run: RunState): number {
     return run.cursor.rootUpdatedAt + this.rootUpdateIntervalMs - Date.now();
   }
@@ -535,10 +442,7 @@ export class ThreadPoster {
       this.advance(run, entry);
       return;
     }
-    const output = ctx.output ?? [];
-    const wantsFile =
-      e.type === 'step.finished' &&
-      (output.length > FILE_MIN_LINES || output.reduce((n, l) => n + l.length + 1, 0) > FILE_MIN_CHARS);
+    const wantsFile = e.type === 'step.finished' && wantsLogFile(ctx.output ?? []);
     const ts = await this.postInThread(run, message, entry);
     // Slack confirmed (or the post was given up on: the thread goes on with the next event); only now does
     // the cursor move. A crash right here posts this message again after a restart: at-least-once's one
@@ -562,7 +466,7 @@ export class ThreadPoster {
     const fields: Record<string, string> = { ...extra };
     if (run.cursor.lastId !== undefined) fields.lastId = run.cursor.lastId;
     if (Object.keys(fields).length === 0) return;
-    await this.redis.hset(this.cursorKey(run.runId), fields);
+    await this.cursors.save(run.runId, fields);
     if (extra.file !== undefined) run.cursor.file = extra.file;
     run.cursorDirty = false;
   }
@@ -572,7 +476,7 @@ export class ThreadPoster {
    * handled with it; any other event (the root failed before) still has its own post to make.
    */
   private async postRoot(run: RunState, message: SlackMessage, entry: TimelineEntry): Promise<boolean> {
-    const ts = await this.post(run, message, undefined, 'root message');
+    const ts = await this.slack.post(run.log, run.channel, message, undefined, 'root message');
     if (ts === undefined) return false;
     run.cursor.rootTs = ts;
     run.cursor.channel = run.channel;
@@ -589,12 +493,18 @@ export class ThreadPoster {
       run.cursorDirty = false;
     }
     if (run.cursor.lastId !== undefined) fields.lastId = run.cursor.lastId;
-    await this.redis.hset(this.cursorKey(run.runId), fields);
+    await this.cursors.save(run.runId, fields);
     return true;
   }
 
   private async postInThread(run: RunState, message: SlackMessage, entry: TimelineEntry) {
-    return this.post(run, message, run.cursor.rootTs, `${entry.event.type} ${entry.id}`);
+    return this.slack.post(
+      run.log,
+      run.channel,
+      message,
+      run.cursor.rootTs,
+      `${entry.event.type} ${entry.id}`,
+    );
   }
 
   private async postApproval(
@@ -618,8 +528,9 @@ export class ThreadPoster {
       // Unknown: the message then shows no expiry rather than a made-up one.
       expiresAt: '',
     };
-    const ts = await this.post(
-      run,
+    const ts = await this.slack.post(
+      run.log,
+      run.channel,
       approvalMessage(approval, this.now()),
       run.cursor.rootTs,
       `approval ${id}`,
@@ -671,15 +582,16 @@ export class ThreadPoster {
     const decision = stored?.decision ?? fromEvent;
     // Final once decided, or superseded by a newer request (which gets its own message).
     if (stored === null || (decision === undefined && stored.superseded === undefined)) return;
-    const ok = await this.update(
-      run,
+    const ok = await this.slack.update(
+      run.log,
+      run.channel,
       ts,
       approvalMessage(decision === undefined ? stored : { ...stored, decision }, this.now()),
       `approval ${id}`,
     );
     if (!ok) return;
     run.cursor.decided.add(id);
-    await this.redis.hset(this.cursorKey(run.runId), `decided:${id}`, '1');
+    await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });
   }
 
   /**
@@ -693,15 +605,16 @@ export class ThreadPoster {
       if (run.cursor.decided.has(id)) continue;
       const stored = await this.storedApproval(run, id);
       if (stored === null) continue;
-      const ok = await this.update(
-        run,
+      const ok = await this.slack.update(
+        run.log,
+        run.channel,
         ts,
         approvalMessage(stored, this.now(), { runEnded: true }),
         `approval ${id}`,
       );
       if (!ok) continue;
       run.cursor.decided.add(id);
-      await this.redis.hset(this.cursorKey(run.runId), `decided:${id}`, '1');
+      await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });
     }
   }
 
@@ -712,14 +625,11 @@ export class ThreadPoster {
     const lastId = handled.at(-1)?.id;
     run.rootDirty = false;
     if (ts === undefined || view === undefined || lastId === undefined) return;
-    await this.update(run, ts, rootMessage(view, this.now()), 'root message');
+    await this.slack.update(run.log, run.channel, ts, rootMessage(view, this.now()), 'root message');
     // Counted even when the update failed: the next change tries again, one interval later.
     run.cursor.rootUpdatedAt = Date.now();
     run.cursor.rootId = lastId;
-    await this.redis.hset(this.cursorKey(run.runId), {
-      rootId: lastId,
-      rootUpdatedAt: String(run.cursor.rootUpdatedAt),
-    });
+    await this.cursors.save(run.runId, { rootId: lastId, rootUpdatedAt: String(run.cursor.rootUpdatedAt) });
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -728,173 +638,15 @@ export class ThreadPoster {
   private async uploadPendingFile(run: RunState): Promise<void> {
     const fileId = run.cursor.file;
     if (fileId === undefined) return;
-    const index = run.entries.findIndex((x) => x.id === fileId);
-    const entry = run.entries[index];
-    if (entry !== undefined && entry.event.type === 'step.finished' && run.cursor.rootTs !== undefined) {
-      const e = entry.event;
-      const ctx = stepContext(run.entries.slice(0, index + 1), e);
-      const content = redactText(`${(ctx.output ?? []).join('\n')}\n`);
-      const title = redactText(
-        `Output of step ${e.index} of ${e.total}${e.iteration ? ` (item ${e.iteration.n} of ${e.iteration.of})` : ''}: ${ctx.title ?? e.stepId}`,
-      )
-        .replace(/\s+/g, ' ')
-        .slice(0, 250);
-      const threadTs = run.cursor.rootTs;
-      const file = Buffer.from(content, 'utf8');
-      const filename = logFileName(run.runId, e);
-      await this.call(run, 'files.uploadV2', true, () =>
-        this.client.files.uploadV2({ channel_id: run.channel, thread_ts: threadTs, file, filename, title }),
-      );
+    const file = stepLogFile(
+      run.runId,
+      run.entries,
+      run.entries.findIndex((x) => x.id === fileId),
+    );
+    if (file !== undefined && run.cursor.rootTs !== undefined) {
+      await this.slack.upload(run.log, run.channel, run.cursor.rootTs, file);
     }
-    await this.clearPendingFile(run);
-  }
-
-  private async clearPendingFile(run: RunState): Promise<void> {
-    await this.redis.hdel(this.cursorKey(run.runId), 'file');
+    await this.cursors.clearFile(run.runId);
     delete run.cursor.file;
   }
-
-  // -------------------------------------------------------------------------------------------------------
-  // Slack calls
-
-  /** Posts a message (in the thread when threadTs is set); its ts, or undefined when Slack would not take it. */
-  private async post(
-    run: RunState,
-    message: SlackMessage,
-    threadTs: string | undefined,
-    what: string,
-  ): Promise<string | undefined> {
-    const base = {
-      channel: run.channel,
-      unfurl_links: false,
-      unfurl_media: false,
-      ...(threadTs !== undefined ? { thread_ts: threadTs } : {}),
-    };
-    const first = await this.call(run, 'chat.postMessage', true, () =>
-      this.client.chat.postMessage({ ...base, text: message.text, blocks: message.blocks as SlackBlocks }),
-    );
-    if (first.ok) return typeof first.value.ts === 'string' ? first.value.ts : undefined;
-    const error = first.platformError;
-    if (error === undefined) return undefined;
-    // The formatted message was refused: a plain-text post keeps the event in the thread.
-    run.log.warn({ what, error }, 'posting a plain-text fallback');
-    const fallback = await this.call(run, 'chat.postMessage', true, () =>
-      this.client.chat.postMessage({ ...base, text: fallbackText(message, error) }),
-    );
-    return fallback.ok && typeof fallback.value.ts === 'string' ? fallback.value.ts : undefined;
-  }
-
-  /** Edits a message in place; false when Slack would not take the edit, not even as plain text. */
-  private async update(run: RunState, ts: string, message: SlackMessage, what: string): Promise<boolean> {
-    const first = await this.call(run, 'chat.update', false, () =>
-      this.client.chat.update({
-        channel: run.channel,
-        ts,
-        text: message.text,
-        blocks: message.blocks as SlackBlocks,
-      }),
-    );
-    if (first.ok) return true;
-    const error = first.platformError;
-    if (error === undefined) return false;
-    run.log.warn({ what, error }, 'updating with a plain-text fallback');
-    // An empty block list drops the old blocks (an approval's buttons must not outlive its decision).
-    const fallback = await this.call(run, 'chat.update', false, () =>
-      this.client.chat.update({ channel: run.channel, ts, text: fallbackText(message, error), blocks: [] }),
-    );
-    return fallback.ok;
-  }
-
-  /**
-   * One Slack call with this poster's rate limit and failure rules (see the file comment). `paced` calls
-   * post in the channel and wait their turn in its pacing.
-   */
-  private async call<T>(
-    run: RunState,
-    method: string,
-    paced: boolean,
-    fn: () => Promise<T>,
-  ): Promise<CallOutcome<T>> {
-    let failures = 0;
-    for (;;) {
-      if (this.closed) throw new Closed();
-      if (paced) await this.sleep(this.reservePost(run.channel));
-      try {
-        return { ok: true, value: await fn() };
-      } catch (err) {
-        const code = errorCode(err);
-        if (code === SlackErrorCode.RateLimitedError) {
-          const retryAfter = Number((err as { retryAfter?: unknown }).retryAfter);
-          const waitMs = Math.max(1, Number.isFinite(retryAfter) ? retryAfter : 1) * 1000;
-          run.log.warn(
-            { method, retryAfterS: waitMs / 1000 },
-            'slack rate limited; sending the same call again',
-          );
-          // The whole channel waits: another run posting there now would be refused too.
-          if (paced) this.holdPosts(run.channel, waitMs);
-          await this.sleep(waitMs);
-          continue;
-        }
-        if (code === SlackErrorCode.PlatformError) {
-          const data = (err as { data?: { error?: unknown; errors?: unknown } }).data;
-          const error = typeof data?.error === 'string' ? data.error : 'unknown_error';
-          run.log.error({ method, error, errors: data?.errors }, 'slack refused the call');
-          return { ok: false, platformError: error };
-        }
-        const status = Number((err as { statusCode?: unknown }).statusCode);
-        const retryable =
-          code === SlackErrorCode.RequestError || (code === SlackErrorCode.HTTPError && status >= 500);
-        const delay = this.retryDelaysMs[failures];
-        if (!retryable || delay === undefined) {
-          // Give up on this call and go on: a run must not be blocked by Slack.
-          run.log.error(
-            { method, err: describe(err), tries: failures + 1 },
-            retryable ? 'slack call failed on every try; skipped' : 'slack call failed; skipped',
-          );
-          return { ok: false };
-        }
-        failures += 1;
-        run.log.warn({ method, err: describe(err), retryInMs: delay }, 'slack call failed; trying again');
-        await this.sleep(delay);
-      }
-    }
-  }
-
-  /** How long to wait before the next post in `channel` may leave; books that slot. */
-  private reservePost(channel: string): number {
-    const now = Date.now();
-    const at = Math.max(now, this.nextPostAt.get(channel) ?? 0);
-    this.nextPostAt.set(channel, at + this.minPostIntervalMs);
-    return at - now;
-  }
-
-  private holdPosts(channel: string, ms: number): void {
-    const until = Date.now() + ms;
-    if ((this.nextPostAt.get(channel) ?? 0) < until) this.nextPostAt.set(channel, until);
-  }
-
-  private async loadCursor(runId: string): Promise<Cursor> {
-    const hash = await this.redis.hgetall(this.cursorKey(runId));
-    const cursor: Cursor = {
-      rootUpdatedAt: Number(hash.rootUpdatedAt ?? 0) || 0,
-      approvals: new Map(),
-      decided: new Set(),
-      done: hash.done === '1',
-    };
-    if (hash.channel) cursor.channel = hash.channel;
-    if (hash.rootTs) cursor.rootTs = hash.rootTs;
-    if (hash.lastId) cursor.lastId = hash.lastId;
-    if (hash.rootId) cursor.rootId = hash.rootId;
-    if (hash.file) cursor.file = hash.file;
-    for (const [field, value] of Object.entries(hash)) {
-      if (field.startsWith('approval:')) cursor.approvals.set(field.slice('approval:'.length), value);
-      else if (field.startsWith('decided:')) cursor.decided.add(field.slice('decided:'.length));
-    }
-    return cursor;
-  }
-}
-
-/** The message's own notification text (redacted, escaped, short) and why the formatting is missing. */
-function fallbackText(message: SlackMessage, error: string): string {
-  return `${message.text}\n_(shown as plain text: Slack refused the formatted message with ${error})_`;
 }

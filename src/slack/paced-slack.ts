@@ -1,0 +1,215 @@
+/**
+ * The thread poster's way to Slack: posts, edits and file uploads with its own rate limit and failure rules,
+ * not the WebClient's. The caller creates the client with `rejectRateLimitedCalls: true` and
+ * `retryConfig: { retries: 0 }`: with the client's own defaults a 429 pauses the client's whole queue (every
+ * run at once) and a 5xx is retried for about 30 minutes, both out of order with the poster's serial queues.
+ * Here:
+ * - 429: wait Retry-After, then send the SAME message again (the run's queue waits: order is kept; the
+ *   channel's other runs wait too: pacing is per channel);
+ * - 5xx or network error: retried with backoff (retryDelaysMs: 5 tries over about 30 s), then logged and
+ *   skipped: a run must not be blocked by Slack, and the timeline in Redis (`/capi timeline`) still holds the
+ *   event. (A post that reached Slack but whose answer was lost is posted again: at-least-once again.)
+ * - `ok: false` (e.g. invalid_blocks): logged with the method and error, and the message is replaced by a
+ *   plain-text post so the thread still shows the event.
+ */
+import { setTimeout as sleepFor } from 'node:timers/promises';
+import { type ChatPostMessageArguments, ErrorCode as SlackErrorCode, type WebClient } from '@slack/web-api';
+import type { Logger } from 'pino';
+import type { SlackMessage } from './blocks.js';
+
+/** Waits between tries of a call that failed with a 5xx or a network error: 5 tries over about 30 s. */
+export const RETRY_DELAYS_MS: readonly number[] = [1000, 3000, 8000, 18_000];
+
+/** Thrown out of every wait once the signal aborted (the poster closes); ends a worker quietly. */
+export class Closed extends Error {
+  constructor() {
+    super('thread poster closed');
+  }
+}
+
+/** Sleeps `ms`, or throws Closed at once when `signal` aborts first (or already did). */
+export async function sleepUnlessClosed(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) throw new Closed();
+  if (ms <= 0) return;
+  try {
+    await sleepFor(ms, undefined, { signal });
+  } catch {
+    throw new Closed();
+  }
+}
+
+export interface PacedSlackOptions {
+  readonly client: WebClient;
+  /** Per channel pacing of chat.postMessage and file shares (Slack: ~1 message/s/channel). */
+  readonly minPostIntervalMs: number;
+  readonly retryDelaysMs: readonly number[];
+  /** Aborted when the poster closes: every wait ends with Closed. */
+  readonly signal: AbortSignal;
+}
+
+/** A log file for a thread. */
+export interface ThreadFile {
+  readonly content: string;
+  readonly filename: string;
+  readonly title: string;
+}
+
+/** blocks.ts builds plain objects checked against the Block Kit limits; the WebClient wants its own types. */
+type SlackBlocks = Extract<ChatPostMessageArguments, { blocks: unknown }>['blocks'];
+
+type CallOutcome<T> =
+  | { readonly ok: true; readonly value: T }
+  /** Slack answered `ok: false`: retrying the same call cannot help. */
+  | { readonly ok: false; readonly platformError: string }
+  /** Gave up (5xx or network errors past the last try, or an unexpected error): already logged. */
+  | { readonly ok: false; readonly platformError?: undefined };
+
+export class PacedSlack {
+  /** Per channel: the earliest time (epoch ms) the next post may leave. */
+  private readonly nextPostAt = new Map<string, number>();
+
+  constructor(private readonly opts: PacedSlackOptions) {}
+
+  /** Posts a message (in the thread when threadTs is set); its ts, or undefined when Slack would not take it. */
+  async post(
+    log: Logger,
+    channel: string,
+    message: SlackMessage,
+    threadTs: string | undefined,
+    what: string,
+  ): Promise<string | undefined> {
+    const base = {
+      channel,
+      unfurl_links: false,
+      unfurl_media: false,
+      ...(threadTs !== undefined ? { thread_ts: threadTs } : {}),
+    };
+    const client = this.opts.client;
+    const first = await this.call(log, channel, 'chat.postMessage', true, () =>
+      client.chat.postMessage({ ...base, text: message.text, blocks: message.blocks as SlackBlocks }),
+    );
+    if (first.ok) return typeof first.value.ts === 'string' ? first.value.ts : undefined;
+    const error = first.platformError;
+    if (error === undefined) return undefined;
+    // The formatted message was refused: a plain-text post keeps the event in the thread.
+    log.warn({ what, error }, 'posting a plain-text fallback');
+    const fallback = await this.call(log, channel, 'chat.postMessage', true, () =>
+      client.chat.postMessage({ ...base, text: fallbackText(message, error) }),
+    );
+    return fallback.ok && typeof fallback.value.ts === 'string' ? fallback.value.ts : undefined;
+  }
+
+  /** Edits a message in place; false when Slack would not take the edit, not even as plain text. */
+  async update(
+    log: Logger,
+    channel: string,
+    ts: string,
+    message: SlackMessage,
+    what: string,
+  ): Promise<boolean> {
+    const client = this.opts.client;
+    const first = await this.call(log, channel, 'chat.update', false, () =>
+      client.chat.update({ channel, ts, text: message.text, blocks: message.blocks as SlackBlocks }),
+    );
+    if (first.ok) return true;
+    const error = first.platformError;
+    if (error === undefined) return false;
+    log.warn({ what, error }, 'updating with a plain-text fallback');
+    // An empty block list drops the old blocks (an approval's buttons must not outlive its decision).
+    const fallback = await this.call(log, channel, 'chat.update', false, () =>
+      client.chat.update({ channel, ts, text: fallbackText(message, error), blocks: [] }),
+    );
+    return fallback.ok;
+  }
+
+  /** Uploads a file into a thread, paced like a post; a failure is logged and skipped. */
+  async upload(log: Logger, channel: string, threadTs: string, file: ThreadFile): Promise<void> {
+    const { content, filename, title } = file;
+    await this.call(log, channel, 'files.uploadV2', true, () =>
+      this.opts.client.files.uploadV2({
+        channel_id: channel,
+        thread_ts: threadTs,
+        file: Buffer.from(content, 'utf8'),
+        filename,
+        title,
+      }),
+    );
+  }
+
+  /** One Slack call with the rules above. `paced` calls post in the channel and wait their turn in its pacing. */
+  private async call<T>(
+    log: Logger,
+    channel: string,
+    method: string,
+    paced: boolean,
+    fn: () => Promise<T>,
+  ): Promise<CallOutcome<T>> {
+    const { signal, retryDelaysMs } = this.opts;
+    let failures = 0;
+    for (;;) {
+      if (signal.aborted) throw new Closed();
+      if (paced) await sleepUnlessClosed(this.reservePost(channel), signal);
+      try {
+        return { ok: true, value: await fn() };
+      } catch (err) {
+        const code = errorCode(err);
+        if (code === SlackErrorCode.RateLimitedError) {
+          const retryAfter = Number((err as { retryAfter?: unknown }).retryAfter);
+          const waitMs = Math.max(1, Number.isFinite(retryAfter) ? retryAfter : 1) * 1000;
+          log.warn({ method, retryAfterS: waitMs / 1000 }, 'slack rate limited; sending the same call again');
+          // The whole channel waits: another run posting there now would be refused too.
+          if (paced) this.holdPosts(channel, waitMs);
+          await sleepUnlessClosed(waitMs, signal);
+          continue;
+        }
+        if (code === SlackErrorCode.PlatformError) {
+          const data = (err as { data?: { error?: unknown; errors?: unknown } }).data;
+          const error = typeof data?.error === 'string' ? data.error : 'unknown_error';
+          log.error({ method, error, errors: data?.errors }, 'slack refused the call');
+          return { ok: false, platformError: error };
+        }
+        const status = Number((err as { statusCode?: unknown }).statusCode);
+        const retryable =
+          code === SlackErrorCode.RequestError || (code === SlackErrorCode.HTTPError && status >= 500);
+        const delay = retryDelaysMs[failures];
+        if (!retryable || delay === undefined) {
+          // Give up on this call and go on: a run must not be blocked by Slack.
+          log.error(
+            { method, err: describe(err), tries: failures + 1 },
+            retryable ? 'slack call failed on every try; skipped' : 'slack call failed; skipped',
+          );
+          return { ok: false };
+        }
+        failures += 1;
+        log.warn({ method, err: describe(err), retryInMs: delay }, 'slack call failed; trying again');
+        await sleepUnlessClosed(delay, signal);
+      }
+    }
+  }
+
+  /** How long to wait before the next post in `channel` may leave; books that slot. */
+  private reservePost(channel: string): number {
+    const now = Date.now();
+    const at = Math.max(now, this.nextPostAt.get(channel) ?? 0);
+    this.nextPostAt.set(channel, at + this.opts.minPostIntervalMs);
+    return at - now;
+  }
+
+  private holdPosts(channel: string, ms: number): void {
+    const until = Date.now() + ms;
+    if ((this.nextPostAt.get(channel) ?? 0) < until) this.nextPostAt.set(channel, until);
+  }
+}
+
+function errorCode(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+}
+
+export function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The message's own notification text (redacted, escaped, short) and why the formatting is missing. */
+function fallbackText(message: SlackMessage, error: string): string {
+  return `${message.text}\n_(shown as plain text: Slack refused the formatted message with ${error})_`;
+}
