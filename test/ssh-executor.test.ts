@@ -8,7 +8,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type RunningSshd, startSshd } from '../dev/sim/sshd.js';
 import { ErrorCode, HostKeyMismatchError, SshError } from '../src/errors.js';
-import { buildRemoteCommand, connectSsh, fingerprintOf, shellQuote } from '../src/ssh/executor.js';
+import { connectSsh } from '../src/ssh/executor.js';
+import { fingerprintOf } from '../src/ssh/hostkey.js';
+import { shellQuote } from '../src/ssh/quote.js';
+import { buildRemoteCommand } from '../src/ssh/remote-command.js';
 import type { ExecRequest, OutputStream, RemoteExecutor } from '../src/ssh/types.js';
 
 const execFileAsync = promisify(execFile);

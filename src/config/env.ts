@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { CapiError, ConfigError, ErrorCode } from '../errors.js';
+import { FINGERPRINT_PATTERN } from '../ssh/hostkey.js';
 import type { JumphostTarget } from '../ssh/types.js';
 import { describeZodIssues } from '../validation.js';
 
@@ -208,7 +209,7 @@ const envSchema = z.object({
   JUMPHOST_PRIVATE_KEY_PATH: pathSchema('the SSH private key file').optional(),
   JUMPHOST_HOST_KEY: z
     .string()
-    .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
+    .regex(FINGERPRINT_PATTERN, {
       error:
         'must be the SHA256 fingerprint of the jumphost host key, "SHA256:" and 43 base64 characters without ' +
         'trailing "="; print it on the jumphost with ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub',

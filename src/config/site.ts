@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, ErrorCode } from '../errors.js';
+import { FINGERPRINT_PATTERN } from '../ssh/hostkey.js';
 import { describeZodIssues } from '../validation.js';
 
 const projectId = z.string().regex(/^[0-9a-f]{32}$/, {
@@ -19,7 +20,7 @@ const ipv4 = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1
   error: 'must be an IPv4 address, e.g. 192.0.2.10',
 });
 const port = z.number().int().min(1).max(65535, { error: 'must be a TCP port 1-65535' });
-const hostKey = z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
+const hostKey = z.string().regex(FINGERPRINT_PATTERN, {
   error:
     'must be an OpenSSH SHA256 fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the jumphost)',
 });

@@ -5,19 +5,16 @@
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { StringDecoder } from 'node:string_decoder';
 import ssh2, { type ClientChannel, type Client as SshClient } from 'ssh2';
 import { CapiError, ErrorCode, HostKeyMismatchError, SshError } from '../errors.js';
 import { FINGERPRINT_HOW_TO, fingerprintOf, isFingerprint } from './hostkey.js';
-import { shellQuote } from './quote.js';
+import { LineSplitter } from './line-splitter.js';
+import { buildRemoteCommand, killCommand, MARKER_LINE } from './remote-command.js';
 import { throwIfFenced, withRemoteFence } from './remote-fence.js';
 import type { ExecRequest, ExecResult, JumphostTarget, OutputStream, RemoteExecutor } from './types.js';
 
 // ssh2 is CommonJS: Node's ESM loader cannot see `utils` as a named export (vitest can, so tests would not notice).
 const { Client, utils: ssh2utils } = ssh2;
-
-export { fingerprintOf } from './hostkey.js';
-export { shellQuote } from './quote.js';
 
 export interface SshExecutorOptions {
   readonly target: JumphostTarget;
@@ -33,51 +30,9 @@ export interface SshExecutorOptions {
   readonly onDisconnect?: (err: Error | undefined) => void;
 }
 
-const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
-/**
- * Names that change how the remote shell itself behaves (BASH_ENV is sourced by every `bash -c`, PATH
- * picks which `openstack` runs): a value reaching them would be code, not data.
- */
-const RESERVED_ENV = new Set([
-  'PATH',
-  'HOME',
-  'BASH_ENV',
-  'ENV',
-  'SHELLOPTS',
-  'BASHOPTS',
-  'IFS',
-  'PS4',
-  'GLOBIGNORE',
-]);
-/** Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN), and sshd passes the command as one. */
-const MAX_COMMAND_BYTES = 120 * 1024;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** After the kill finished, how long a channel may stay open (orphans outside the group holding its pipes). */
 const CHANNEL_DRAIN_MS = 2000;
-
-/**
- * How the executor learns the remote process group without the caller seeing it: the wrapper below is the
- * first thing that runs in the session, and it prints `<MARKER><pid>` as its first stdout line before
- * exec-ing the step. The executor strips every stdout line up to and including the marker (anything before
- * it came from the login shell's dotfiles, not from the step).
- *
- * Why the pid is the process group: sshd setsid()s every session child, so the login shell is a session
- * and group leader, and `exec env ... bash` / `exec bash` keep that pid. Where that does not hold (a
- * non-OpenSSH server), the wrapper re-execs itself under setsid, which without forking makes the same
- * pid a new group leader. Every process the step starts stays in that group unless it calls setsid itself,
- * so `kill -- -PGID` reaches the whole step. Printing from the wrapper rather than from a parent that
- * forks the step means the marker is always written before any step output.
- */
-const MARKER = '@@capi-chatops-pgid=';
-const MARKER_LINE = /@@capi-chatops-pgid=(\d+)$/;
-const BASH = 'bash --norc --noprofile';
-const WRAPPER = [
-  'read -r _ _ _ _ g _ 2>/dev/null </proc/$$/stat',
-  `if [ -n "$g" ] && [ "$g" != "$$" ] && command -v setsid >/dev/null; then exec setsid ${BASH} -c "$BASH_EXECUTION_STRING" "$0" "$1"; fi`,
-  `printf '%s%s\\n' '${MARKER}' "$$"`,
-  `exec ${BASH} -c "$1" "$0"`,
-].join('\n');
-const STEP_NAME = 'capi-step';
 
 /** Defaults live here so tests and the bench read them from one place. */
 export const SSH_EXECUTOR_DEFAULTS = {
@@ -86,76 +41,6 @@ export const SSH_EXECUTOR_DEFAULTS = {
   killGraceMs: 5_000,
   maxOutputBytes: 16 * 1024 * 1024,
 } as const;
-
-/**
- * The full remote command for one step. The login shell of the jumphost user parses only this line:
- * every env value and the script itself are single-quoted words, so nothing in them is expanded there.
- */
-export function buildRemoteCommand(script: string, env: Readonly<Record<string, string>>): string {
-  if (script.includes('\0')) throw new SshError(ErrorCode.SshExec, 'the step script contains a NUL byte');
-  const assignments: string[] = [];
-  for (const [name, value] of Object.entries(env)) {
-    if (!ENV_NAME.test(name)) {
-      throw new SshError(
-        ErrorCode.SshExec,
-        `env name ${JSON.stringify(name)} is not allowed: names must match ^[A-Z_][A-Z0-9_]*$`,
-      );
-    }
-    if (RESERVED_ENV.has(name) || name.startsWith('LD_')) {
-      throw new SshError(
-        ErrorCode.SshExec,
-        `env name ${name} is reserved: it changes how the remote shell runs; pick another name in the runbook`,
-      );
-    }
-    if (value.includes('\0')) {
-      throw new SshError(
-        ErrorCode.SshExec,
-        `env ${name} contains a NUL byte, which cannot be passed to a process`,
-      );
-    }
-    assignments.push(`${name}=${shellQuote(value)}`);
-  }
-  // `env` rather than `NAME=v exec ...`: whether assignments before `exec` are exported differs between
-  // login shells (bash, dash, zsh); env(1) behaves the same under all of them and keeps the pid.
-  const command = `exec env ${assignments.join(' ')}${assignments.length ? ' ' : ''}${BASH} -c ${shellQuote(WRAPPER)} ${STEP_NAME} ${shellQuote(script)}`;
-  if (Buffer.byteLength(command) > MAX_COMMAND_BYTES) {
-    throw new SshError(
-      ErrorCode.SshExec,
-      `the step script and its env are ${Buffer.byteLength(command)} bytes; the limit is ${MAX_COMMAND_BYTES}. Put large data in a file on the jumphost instead.`,
-    );
-  }
-  return command;
-}
-
-/**
- * TERM the group, poll until it is gone, KILL it once the grace is over. Runs on its own channel.
- * `kill -0` alone is not enough to tell "gone": a member orphaned when its parent died is a zombie until
- * init reaps it, and some container inits (this machine's, for one) never do. So members are counted from
- * /proc, zombies excluded; without /proc, kill -0 is the fallback.
- */
-function killCommand(pgid: number, graceMs: number): string {
-  const polls = Math.max(1, Math.ceil(graceMs / 50));
-  const script = [
-    'alive() {',
-    `  kill -0 -- -${pgid} 2>/dev/null || return 1`,
-    '  [ -r /proc/self/stat ] || return 0',
-    '  for f in /proc/[0-9]*/stat; do',
-    '    read -r l 2>/dev/null <"$f" || continue',
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a JS template
-    '    set -- ${l##*) }',
-    `    [ "$3" = ${pgid} ] && [ "$1" != Z ] && return 0`,
-    '  done',
-    '  return 1',
-    '}',
-    `kill -TERM -- -${pgid} 2>/dev/null || exit 0`,
-    'i=0',
-    'while alive; do',
-    `  if [ "$i" -ge ${polls} ]; then kill -KILL -- -${pgid} 2>/dev/null; exit 0; fi`,
-    '  sleep 0.05; i=$((i+1))',
-    'done',
-  ].join('\n');
-  return `exec ${BASH} -c ${shellQuote(script)}`;
-}
 
 export async function connectSsh(opts: SshExecutorOptions): Promise<RemoteExecutor> {
   const { target } = opts;
@@ -626,38 +511,5 @@ class SshExecutor implements RemoteExecutor {
         resolve();
       }
     });
-  }
-}
-
-/** UTF-8 decoding that survives characters split across chunks, cut into lines. */
-class LineSplitter {
-  private readonly decoder = new StringDecoder('utf8');
-  private partial = '';
-
-  constructor(private readonly emit: (line: string, complete: boolean) => void) {}
-
-  push(chunk: Buffer): void {
-    const decoded = this.decoder.write(chunk);
-    let start = 0;
-    let nl = decoded.indexOf('\n');
-    if (nl === -1) {
-      this.partial += decoded;
-      return;
-    }
-    let head = this.partial;
-    this.partial = '';
-    while (nl !== -1) {
-      this.emit(head + decoded.slice(start, nl), true);
-      head = '';
-      start = nl + 1;
-      nl = decoded.indexOf('\n', start);
-    }
-    this.partial = decoded.slice(start);
-  }
-
-  end(): void {
-    const rest = this.partial + this.decoder.end();
-    this.partial = '';
-    if (rest !== '') this.emit(rest, false);
   }
 }
