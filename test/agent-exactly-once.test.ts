@@ -12,13 +12,13 @@ import {
   approveEverything,
   decideNext,
   dumpKeys,
-  eventually,
   type Harness,
   isType,
   spawnAgent,
   startHarness,
   waitForEvent,
 } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -133,17 +133,22 @@ describe('the site lock during a long step', () => {
     await waitForEvent(service, run.runId, isType('step.started', 'long'));
     const lock = new TargetLock(db.redis, db.prefix);
     let refusals = 0;
-    for (;;) {
-      const events = (await service.readTimeline(run.runId)).map((e) => e.event);
-      if (events.some((e) => e.type === 'step.finished' && e.stepId === 'long')) break;
-      expect(await lock.holder(targetKey('site-0'))).toBe(run.runId);
-      const second = await service
-        .submit({ runbook: 'park', args: [], site: 'site-0', requestedBy: 'U_OTHER' })
-        .catch((e: unknown) => e);
-      expect((second as CapiError).code).toBe(ErrorCode.TargetBusy);
-      refusals += 1;
-      await new Promise((r) => setTimeout(r, 150));
-    }
+    // Until the long step is done, every look finds the site locked and a second run refused.
+    await eventually(
+      'the long step to finish',
+      async () => {
+        const events = (await service.readTimeline(run.runId)).map((e) => e.event);
+        if (events.some((e) => e.type === 'step.finished' && e.stepId === 'long')) return true;
+        expect(await lock.holder(targetKey('site-0'))).toBe(run.runId);
+        const second = await service
+          .submit({ runbook: 'park', args: [], site: 'site-0', requestedBy: 'U_OTHER' })
+          .catch((e: unknown) => e);
+        expect((second as CapiError).code).toBe(ErrorCode.TargetBusy);
+        refusals += 1;
+        return undefined;
+      },
+      { intervalMs: 150 },
+    );
     // The step outlived the 600 ms TTL several times over, and the site stayed locked throughout.
     expect(refusals).toBeGreaterThanOrEqual(8);
     expect((await waitForEvent(service, run.runId, isType('run.finished'))).status).toBe('succeeded');

@@ -18,14 +18,11 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function harness(scenarios: string[], approvalTimeoutMs?: number): Promise<Harness> {
-  h = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios,
-    ...(approvalTimeoutMs !== undefined ? { approvalTimeoutMs } : {}),
-  });
+async function harness(
+  scenarios: string[],
+  more: { approvalTimeoutMs?: number; approvers?: readonly string[] } = {},
+): Promise<Harness> {
+  h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios, ...more });
   return h;
 }
 
@@ -85,7 +82,7 @@ describe('the agent', () => {
   });
 
   it('should deny and run nothing destructive when nobody decides before the approval expires', async () => {
-    const hh = await harness(['healthy'], 1500);
+    const hh = await harness(['healthy'], { approvalTimeoutMs: 1500 });
     await hh.startAgent();
     const run = await hh.service.submit({
       runbook: 'park',
@@ -102,7 +99,7 @@ describe('the agent', () => {
   });
 
   it('should tell a second decision who decided first', async () => {
-    const hh = await harness(['healthy']);
+    const hh = await harness(['healthy'], { approvers: ['U_APPROVER', 'U_SECOND'] });
     await hh.startAgent();
     const run = await hh.service.submit({
       runbook: 'park',
@@ -110,16 +107,19 @@ describe('the agent', () => {
       site: 'site-0',
       requestedBy: 'U_REQUESTER',
     });
-    const first = await decideNext(hh.service, run.runId, false);
+    // U_APPROVER denies; U_SECOND, also an approver, approves a moment later and is told who was first.
+    const first = await decideNext(hh.service, run.runId, false, 'U_APPROVER');
+    expect(first.result.outcome).toBe('decided');
     const second = await hh.service.decide(
       first.approvalId,
-      { userId: 'U_APPROVER', groupIds: [] },
+      { userId: 'U_SECOND', groupIds: [] },
       true,
       'test',
     );
     expect(second.outcome).toBe('already_decided');
     if (second.outcome !== 'already_decided') throw new Error('unreachable');
-    expect(second.approval.decision).toMatchObject({ approved: false, by: 'U_APPROVER' });
+    expect(second.approval.decision).toMatchObject({ approved: false, by: 'U_APPROVER', reason: 'denied' });
+    expect((await hh.service.getApproval(first.approvalId))?.decision).toMatchObject({ by: 'U_APPROVER' });
     expect((await waitForEvent(hh.service, run.runId, isType('run.finished'))).status).toBe('denied');
     expect(await stops(hh)).toBe(0);
   });

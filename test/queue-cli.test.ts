@@ -6,6 +6,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
@@ -89,15 +90,10 @@ describe('the terminal front on the queue', () => {
     const file = await siteFile(h);
     const submit = cli(['submit', 'park', '--site', file, '--as', 'U0APPROVE1']);
     const hh = h;
-    const approvalLine = await new Promise<string>((resolve) => {
-      const check = setInterval(() => {
-        const m = /capi-chatops decide (\S+) approve/.exec(submit.stdout());
-        if (m?.[1]) {
-          clearInterval(check);
-          resolve(m[1]);
-        }
-      }, 20);
-    });
+    const approvalLine = await eventually(
+      'submit to print the decide command',
+      () => /capi-chatops decide (\S+) approve/.exec(submit.stdout())?.[1],
+    );
     const self = await cli(['decide', approvalLine, 'approve', '--as', 'U0APPROVE1']).done;
     expect(self.code).toBe(3);
     expect(self.stderr).toMatch(/refused: you asked for this run; another approver must decide/);

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { ParamError } from '../src/errors.js';
 import { TargetLock, targetKey } from '../src/runs/lock.js';
+import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const db = useTestRedis();
@@ -48,11 +49,11 @@ describe('TargetLock', () => {
     expect(pttl).toBeGreaterThan(0);
     expect(pttl).toBeLessThanOrEqual(50);
     // Redis expires the key on its own clock; wait for that, not for a guessed delay.
-    const deadline = Date.now() + 5000;
-    while ((await lock.holder(SITE)) !== null) {
-      if (Date.now() > deadline) throw new Error('the lock never expired');
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
+    await eventually(
+      'the lock to expire',
+      async () => ((await lock.holder(SITE)) === null ? true : undefined),
+      { timeoutMs: 5000, intervalMs: 5 },
+    );
     expect(await lock.acquire(SITE, 'r2', MINUTE)).toEqual({ acquired: true });
   });
 

@@ -4,27 +4,31 @@ import type { RunEvent } from '../src/engine/events.js';
 import { REDACTED } from '../src/redact.js';
 import { RunTimeline, type TimelineEntry } from '../src/runs/timeline.js';
 import { approvalRequest, recoverStarted, ref, stepOutput } from './support/events.js';
+import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const db = useTestRedis();
 
+const clients = async () => (await db.redis.client('LIST')) as string;
+
 /** Resolves once a connection with this name is blocked in XREAD, i.e. follow() is waiting for new entries. */
 async function blockedFollower(name: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const clients = (await db.redis.client('LIST')) as string;
-    if (clients.split('\n').some((l) => l.includes(`name=${name} `) && /\bcmd=xread\b/.test(l))) return;
-    if (Date.now() > deadline) throw new Error(`no blocked XREAD from ${name}`);
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
+  await eventually(
+    `a blocked XREAD from ${name}`,
+    async () =>
+      (await clients()).split('\n').some((l) => l.includes(`name=${name} `) && /\bcmd=xread\b/.test(l))
+        ? true
+        : undefined,
+    { timeoutMs: 5000, intervalMs: 2 },
+  );
 }
 
 async function followerGone(name: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (((await db.redis.client('LIST')) as string).includes(`name=${name} `)) {
-    if (Date.now() > deadline) throw new Error(`${name} is still connected`);
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
+  await eventually(
+    `${name} to disconnect`,
+    async () => ((await clients()).includes(`name=${name} `) ? undefined : true),
+    { timeoutMs: 5000, intervalMs: 2 },
+  );
 }
 
 const started = recoverStarted;

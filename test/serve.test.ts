@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import { freePort } from '../dev/net.js';
 import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
 import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
@@ -93,11 +94,10 @@ describe('npm start', () => {
     expect(res.status).toBe(200);
 
     // The run's root message ends in its final state; the thread under it holds the run.
-    for (;;) {
+    await eventually('the root message to show the run succeeded', () => {
       const root = fake.messages(CHANNEL).find((m) => m.thread_ts === undefined);
-      if (root && /succeeded/i.test(root.text)) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+      return root && /succeeded/i.test(root.text) ? root : undefined;
+    });
     const messages = fake.messages(CHANNEL);
     const root = messages.find((m) => m.thread_ts === undefined);
     expect(root?.text).toMatch(/diagnose/);

@@ -16,6 +16,7 @@ import { instantiateScenario, loadScenario } from '../dev/sim/cloud/scenario.js'
 import type { CloudState, JournalEntry, Violation } from '../dev/sim/cloud/schema.js';
 import { readJournal, readViolations, withState, writeStateAtomic } from '../dev/sim/cloud/store.js';
 import { simBinPath as bin } from '../dev/sim/jumphost.js';
+import { eventually } from './support/eventually.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SCENARIOS = path.join(ROOT, 'dev', 'sim', 'scenarios');
@@ -125,15 +126,6 @@ async function makeSim(scenario: string, timeScale: number): Promise<Sim> {
     journal: () => readJournal(dir),
     violations: () => readViolations(dir),
   };
-}
-
-async function eventually<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 8000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 40));
-  }
 }
 
 /** `openstack coe cluster show capi-test-1 -f value -c health_status_reason` in the capi project scope. */
@@ -374,14 +366,15 @@ describe.concurrent('mgmt VM boot', () => {
     const sim = await makeSim('parked', 0.002);
     expect((await sim.capi('server', 'start', 'capi-mgmt-v2')).code).toBe(0);
     const status = await eventually(
+      'capi-mgmt-v2 to be ACTIVE',
       () => sim.capi('server', 'show', 'capi-mgmt-v2', '-f', 'value', '-c', 'status'),
-      (r) => r.stdout === 'ACTIVE\n',
+      { until: (r) => r.stdout === 'ACTIVE\n', timeoutMs: 8000 },
     );
     expect(status.stdout).toBe('ACTIVE\n');
-    const nodes = await eventually(
-      () => sim.kubectl('get', 'nodes'),
-      (r) => r.code === 0,
-    );
+    const nodes = await eventually('the mgmt cluster to answer kubectl', () => sim.kubectl('get', 'nodes'), {
+      until: (r) => r.code === 0,
+      timeoutMs: 8000,
+    });
     expect(nodes.stdout).toContain('capi-mgmt-v2');
     expect(sim.journal()).toEqual([
       expect.objectContaining({
@@ -409,8 +402,9 @@ describe.concurrent('octavia failover', () => {
     const sim = await makeSim('outage', 0.001);
     expect((await sim.admin('loadbalancer', 'failover', KUBE_LB)).code).toBe(0);
     const prov = await eventually(
+      'the kube LB provisioning_status to be ERROR',
       () => sim.admin('loadbalancer', 'show', KUBE_LB, '-f', 'value', '-c', 'provisioning_status'),
-      (r) => r.stdout === 'ERROR\n',
+      { until: (r) => r.stdout === 'ERROR\n', timeoutMs: 8000 },
     );
     expect(prov.stdout).toBe('ERROR\n');
     const servers = JSON.parse(
@@ -454,8 +448,9 @@ describe.concurrent('octavia failover', () => {
       /^Invalid state PENDING_UPDATE of loadbalancer resource 1b0+-0000-4000-8000-0+1 \(HTTP 409\)/,
     );
     const done = await eventually(
+      'the kube LB provisioning_status to be ACTIVE',
       () => sim.admin('loadbalancer', 'show', KUBE_LB, '-f', 'value', '-c', 'provisioning_status'),
-      (r) => r.stdout === 'ACTIVE\n',
+      { until: (r) => r.stdout === 'ACTIVE\n', timeoutMs: 8000 },
     );
     expect(done.stdout).toBe('ACTIVE\n');
     const amps = YAML.parse((await sim.admin('loadbalancer', 'amphora', 'list', '-f', 'yaml')).stdout);
@@ -489,8 +484,9 @@ describe.concurrent('octavia failover', () => {
     );
     expect((await sim.admin('loadbalancer', 'failover', KUBE_LB)).code).toBe(0);
     await eventually(
+      'the kube LB provisioning_status to be ERROR',
       () => sim.admin('loadbalancer', 'show', KUBE_LB, '-f', 'value', '-c', 'provisioning_status'),
-      (r) => r.stdout === 'ERROR\n',
+      { until: (r) => r.stdout === 'ERROR\n', timeoutMs: 8000 },
     );
     const after = hostUsed(
       await sim.admin('hypervisor', 'list', '--long', '-f', 'yaml'),
@@ -598,8 +594,9 @@ describe.concurrent('stuck delete', () => {
     });
     expect((await sim.kubectl('-n', NS, 'get', 'openstackcluster', 'capi-test-2-x7k2p')).code).toBe(1);
     const gone = await eventually(
+      'the Cluster capi-test-2 to be gone',
       () => sim.kubectl('-n', NS, 'get', 'cluster', 'capi-test-2'),
-      (r) => r.code === 1,
+      { until: (r) => r.code === 1, timeoutMs: 8000 },
     );
     expect(gone.stderr).toBe(
       'Error from server (NotFound): clusters.cluster.x-k8s.io "capi-test-2" not found\n',
@@ -850,11 +847,10 @@ describe.concurrent('hop ssh and the VM side', () => {
         out += d.toString();
       });
       const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
-      const seen = await eventually(
-        async () => sim.violations(),
-        (v) => v.length > 0,
-        5000,
-      );
+      const seen = await eventually('a violation to be recorded', async () => sim.violations(), {
+        until: (v) => v.length > 0,
+        timeoutMs: 5000,
+      });
       expect(seen.map((v) => v.rule)).toEqual(['stdin-not-closed']);
       expect(out).toBe('');
       child.stdin.end();

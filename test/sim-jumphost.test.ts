@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
 import { parseSiteProfile } from '../src/config/site.js';
 import type { JumphostTarget } from '../src/ssh/types.js';
+import { eventually } from './support/eventually.js';
 
 interface Run {
   code: number | null;
@@ -62,15 +63,6 @@ function tcpOpen(port: number): Promise<boolean> {
     });
     sock.once('error', () => resolve(false));
   });
-}
-
-async function waitFor<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 30));
-  }
 }
 
 const capiScope = (pid: string) =>
@@ -162,10 +154,10 @@ describe('simulated jumphost booting a parked mgmt VM', () => {
     expect(start).toMatchObject({ code: 0, stdout: '', stderr: '' });
     expect(await tcpOpen(sim.site.mgmt_ssh_port)).toBe(false);
     expect(
-      await waitFor(
-        () => tcpOpen(sim.site.mgmt_ssh_port),
-        (up) => up,
-      ),
+      await eventually('the mgmt VM FIP port to open', () => tcpOpen(sim.site.mgmt_ssh_port), {
+        until: (up) => up,
+        timeoutMs: 10_000,
+      }),
     ).toBe(true);
     const probe = await session(
       sim.target,
@@ -180,9 +172,10 @@ describe('simulated jumphost booting a parked mgmt VM', () => {
     expect(first.stdout).toMatch(
       /^(cluster status: +(not ready|ready)|Error: failed to get cluster status: .*control\.socket.*)\n$/,
     );
-    const ready = await waitFor(
+    const ready = await eventually(
+      'k8s to report ready through the hop',
       () => session(sim.target, hop('sudo k8s status 2>&1 </dev/null | head -1')),
-      (r) => r.stdout === 'cluster status:           ready\n',
+      { until: (r) => r.stdout === 'cluster status:           ready\n', timeoutMs: 10_000 },
     );
     expect(ready.stdout).toBe('cluster status:           ready\n');
     const state = await sim.state();
@@ -198,10 +191,10 @@ describe('simulated jumphost lifecycle', () => {
     const fip = sim.site.mgmt_ssh_port;
     const sshdPort = sim.target.port;
     expect(
-      await waitFor(
-        () => tcpOpen(fip),
-        (up) => up,
-      ),
+      await eventually('the mgmt VM FIP port to open', () => tcpOpen(fip), {
+        until: (up) => up,
+        timeoutMs: 10_000,
+      }),
     ).toBe(true);
     const a = sim.stop();
     const b = sim.stop();

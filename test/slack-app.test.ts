@@ -6,6 +6,7 @@ import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
 
@@ -74,16 +75,22 @@ const clickBody = (user: string, actionId: 'capi_approve' | 'capi_deny', value: 
   buttonClickBody({ user, channel: CHANNEL, actionId, value });
 const post = (body: string, headers = signed(body)) => postToBolt(base, body, headers);
 
-/** Waits until the fake recorded a call that matches (event-driven through the fake's call list). */
-async function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
-  for (;;) {
+/** The text of the next ephemeral the fake delivered to `user` (after call number `from`). */
+function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
+  return eventually(`an ephemeral to ${user}`, () => {
     const hit = slack.calls
       .slice(from)
       .find((c) => c.method === 'chat.postEphemeral' && c.args.user === user && c.status === 200);
-    if (hit) return String(hit.args.text);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+    return hit ? String(hit.args.text) : undefined;
+  });
 }
+
+/** The runs queued so far, once there is one. */
+const queuedRuns = (harness: Harness) =>
+  eventually('a queued run', async () => {
+    const list = await harness.service.listRuns({});
+    return list.length > 0 ? list : undefined;
+  });
 
 describe('the Slack front over HTTP', () => {
   it('should reject requests whose signature is forged or stale', async () => {
@@ -100,9 +107,7 @@ describe('the Slack front over HTTP', () => {
     const res = await post(commandBody(OPERATOR, 'diagnose'));
     expect(res.status).toBe(200);
     expect(Date.now() - t0).toBeLessThan(3000);
-    const runs = async () => harness.service.listRuns({});
-    let list = await runs();
-    while (list.length === 0) list = await runs();
+    const list = await queuedRuns(harness);
     expect(list[0]).toMatchObject({
       runbook: 'diagnose',
       site: 'site-0',
@@ -132,17 +137,13 @@ describe('the Slack front over HTTP', () => {
     expect(await ephemeralTo(slack, STRANGER)).toMatch(/Only CAPI_OPERATORS may start or cancel runs/);
     expect(await harness.service.listRuns({})).toEqual([]);
     await post(commandBody(STRANGER, 'diagnose'));
-    let list = await harness.service.listRuns({});
-    while (list.length === 0) list = await harness.service.listRuns({});
-    expect(list[0]?.runbook).toBe('diagnose');
+    expect((await queuedRuns(harness))[0]?.runbook).toBe('diagnose');
   });
 
   it('should refuse a click from someone who may not approve and let the first approver decide', async () => {
     const { slack, harness } = await start();
     await post(commandBody(OPERATOR, 'park'));
-    let list = await harness.service.listRuns({});
-    while (list.length === 0) list = await harness.service.listRuns({});
-    const runId = list[0]?.runId as string;
+    const runId = (await queuedRuns(harness))[0]?.runId as string;
     await waitForEvent(harness.service, runId, isType('approval.requested'));
     const [pending] = await harness.service.pendingApprovals(runId);
     const approvalId = pending?.approvalId as string;

@@ -8,6 +8,7 @@ import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { ThreadPoster } from '../src/slack/poster.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
 
@@ -95,19 +96,9 @@ async function click(w: World, user: string, actionId: string, value: string): P
   expect((await postToBolt(w.base, body, signedHeaders(body, SECRET))).status).toBe(200);
 }
 
-/** Reads the fake channel until `pick` finds something (the fake is in-process state, not a network peer). */
-async function until<T>(
-  w: World,
-  pick: (messages: FakeMessage[]) => T | undefined,
-  timeoutMs = 90_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const found = pick(w.fake.messages(CHANNEL));
-    if (found !== undefined) return found;
-    if (Date.now() > end) throw new Error('the channel never showed what the test waited for');
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/** Reads the fake channel until `pick` finds `what` (the fake is in-process state, not a network peer). */
+function until<T>(w: World, what: string, pick: (messages: FakeMessage[]) => T | undefined): Promise<T> {
+  return eventually(`${what} in the channel`, () => pick(w.fake.messages(CHANNEL)), { timeoutMs: 90_000 });
 }
 
 function buttons(m: FakeMessage): string[] {
@@ -122,7 +113,7 @@ const openApproval = (messages: FakeMessage[], seen: Set<string>) =>
   messages.flatMap(buttons).find((id) => !seen.has(id));
 
 async function runIdOf(w: World): Promise<string> {
-  const root = await until(w, (ms) => ms.find((m) => m.thread_ts === undefined));
+  const root = await until(w, 'the root message', (ms) => ms.find((m) => m.thread_ts === undefined));
   const id = /run id: `?([A-Za-z0-9_-]+)/.exec(JSON.stringify(root.blocks))?.[1];
   if (!id) throw new Error('the root message shows no run id');
   return id;
@@ -136,7 +127,7 @@ describe('the Slack front end to end', () => {
 
     const seen = new Set<string>();
     for (let n = 0; n < 3; n++) {
-      const approvalId = await until(w, (ms) => openApproval(ms, seen));
+      const approvalId = await until(w, 'an approval with buttons', (ms) => openApproval(ms, seen));
       seen.add(approvalId);
       if (n === 0) {
         // The lead asked for the run: their own click is refused, privately, and changes nothing.
@@ -175,7 +166,7 @@ describe('the Slack front end to end', () => {
     const w = await world('healthy');
     await slash(w, LEAD, 'park');
     const runId = await runIdOf(w);
-    const approvalId = await until(w, (ms) => openApproval(ms, new Set()));
+    const approvalId = await until(w, 'an approval with buttons', (ms) => openApproval(ms, new Set()));
     await click(w, APPROVER, 'capi_deny', approvalId);
     expect((await waitForEvent(w.h.service, runId, isType('run.finished'))).status).toBe('denied');
     await w.poster.settled(runId);
@@ -189,7 +180,7 @@ describe('the Slack front end to end', () => {
     const w = await world('healthy');
     await slash(w, LEAD, 'park');
     const runId = await runIdOf(w);
-    await until(w, (ms) => openApproval(ms, new Set()));
+    await until(w, 'an approval with buttons', (ms) => openApproval(ms, new Set()));
     await slash(w, LEAD, `cancel ${runId}`);
     const finished = await waitForEvent(w.h.service, runId, isType('run.finished'));
     expect(finished).toMatchObject({ status: 'cancelled', message: expect.stringContaining(LEAD) });

@@ -238,21 +238,6 @@ export async function spawnAgent(opts: {
   };
 }
 
-/** Waits until `check` returns a value other than undefined; fails after `timeoutMs` naming `what`. */
-export async function eventually<T>(
-  what: string,
-  check: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** Every key matching the patterns with its exact content: "this process changed nothing" made checkable. */
 export async function dumpKeys(
   redis: import('ioredis').Redis,
