@@ -80,12 +80,7 @@ describe('runs that outlive trouble', () => {
   it('should kill the running remote command and record who cancelled when a running run is cancelled', async () => {
     h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
     await h.startAgent();
-    const run = await h.service.submit({
-      runbook: 'sleepy',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const run = await h.submit('sleepy');
     await waitForEvent(
       h.service,
       run.runId,
@@ -115,12 +110,7 @@ describe('runs that outlive trouble', () => {
   it('should let the running step finish and hand the run over when its agent shuts down', async () => {
     h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
     const first = await h.startAgent({ shutdownGraceMs: 30_000 });
-    const run = await h.service.submit({
-      runbook: 'two-steps',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const run = await h.submit('two-steps');
     await waitForEvent(h.service, run.runId, isType('step.started', 'one'));
     const closing = first.close();
     expect(first.close()).toBe(closing);
@@ -173,12 +163,7 @@ describe('runs that outlive trouble', () => {
       await exited;
     });
 
-    const run = await h.service.submit({
-      runbook: 'recover',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const run = await h.submit('recover');
     const approver = new AbortController();
     const approvals = approveEverything(h.service, run.runId, approver.signal);
     // Killed right after the failover was approved: it may or may not have been issued.
@@ -248,12 +233,7 @@ describe('runs that outlive trouble', () => {
 
     h = await startHarness({ redis, prefix: 'capi-aof', runbooks, scenarios: ['outage'], redisUrl: url });
     await h.startAgent();
-    const run = await h.service.submit({
-      runbook: 'recover',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const run = await h.submit('recover');
     const approver = new AbortController();
     const approvals = approveEverything(h.service, run.runId, approver.signal);
     await waitForEvent(h.service, run.runId, isType('step.started', 'k8s-ready'), 60_000);

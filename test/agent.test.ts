@@ -33,12 +33,7 @@ describe('the agent', () => {
   it('should run a submitted runbook to the end and keep its whole timeline in Redis', async () => {
     const hh = await harness(['healthy']);
     await hh.startAgent();
-    const run = await hh.service.submit({
-      runbook: 'park',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const run = await hh.submit('park');
     expect(run.status).toBe('queued');
     const { result } = await decideNext(hh.service, run.runId, true);
     expect(result.outcome).toBe('decided');
@@ -60,19 +55,9 @@ describe('the agent', () => {
   it('should keep serving other runs while one waits for an approval when it runs one job at a time', async () => {
     const hh = await harness(['healthy', 'healthy']);
     await hh.startAgent({ concurrency: 1 });
-    const waiting = await hh.service.submit({
-      runbook: 'park',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const waiting = await hh.submit('park');
     await waitForEvent(hh.service, waiting.runId, isType('approval.requested'));
-    const other = await hh.service.submit({
-      runbook: 'diagnose',
-      args: [],
-      site: 'site-1',
-      requestedBy: 'U_REQUESTER',
-    });
+    const other = await hh.submit('diagnose', { site: 'site-1' });
     const otherDone = await waitForEvent(hh.service, other.runId, isType('run.finished'));
     expect(otherDone.status).toBe('succeeded');
     expect((await hh.service.getRun(waiting.runId))?.status).toBe('waiting_approval');
@@ -84,12 +69,7 @@ describe('the agent', () => {
   it('should deny and run nothing destructive when nobody decides before the approval expires', async () => {
     const hh = await harness(['healthy'], { approvalTimeoutMs: 1500 });
     await hh.startAgent();
-    const run = await hh.service.submit({
-      runbook: 'park',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const run = await hh.submit('park');
     const finished = await waitForEvent(hh.service, run.runId, isType('run.finished'));
     expect(finished.status).toBe('denied');
     expect(finished.message).toMatch(
@@ -101,12 +81,7 @@ describe('the agent', () => {
   it('should tell a second decision who decided first', async () => {
     const hh = await harness(['healthy'], { approvers: ['U_APPROVER', 'U_SECOND'] });
     await hh.startAgent();
-    const run = await hh.service.submit({
-      runbook: 'park',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const run = await hh.submit('park');
     // U_APPROVER denies; U_SECOND, also an approver, approves a moment later and is told who was first.
     const first = await decideNext(hh.service, run.runId, false, 'U_APPROVER');
     expect(first.result.outcome).toBe('decided');
@@ -127,12 +102,7 @@ describe('the agent', () => {
   it('should refuse a decision from the requester or from someone not in CAPI_APPROVERS', async () => {
     const hh = await harness(['healthy']);
     await hh.startAgent();
-    const run = await hh.service.submit({
-      runbook: 'park',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_APPROVER',
-    });
+    const run = await hh.submit('park', { requestedBy: 'U_APPROVER' });
     const self = await decideNext(hh.service, run.runId, true, 'U_APPROVER');
     expect(self.result).toEqual({ outcome: 'refused', refusal: { kind: 'own_run' } });
     const stranger = await hh.service.decide(
@@ -152,18 +122,11 @@ describe('the agent', () => {
   it('should refuse a second run on the same site with a pointer to the running one', async () => {
     const hh = await harness(['healthy']);
     await hh.startAgent();
-    const first = await hh.service.submit({
-      runbook: 'park',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
-    const refused = await hh.service
-      .submit({ runbook: 'sweep', args: [], site: 'site-0', requestedBy: 'U_OTHER' })
-      .then(
-        () => undefined,
-        (err: unknown) => err,
-      );
+    const first = await hh.submit('park');
+    const refused = await hh.submit('sweep', { requestedBy: 'U_OTHER' }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect(refused).toBeInstanceOf(CapiError);
     expect((refused as CapiError).code).toBe(ErrorCode.TargetBusy);
     expect((refused as CapiError).message).toContain(`run id: ${first.runId}`);
@@ -186,7 +149,7 @@ describe('the agent', () => {
             site: 'site-0',
             requestedBy: 'U_REQUESTER',
           })
-        : await hh.service.submit({ runbook: 'park', args: [], site: 'site-0', requestedBy: 'U_REQUESTER' });
+        : await hh.submit('park');
     if (how === 'deny') await decideNext(hh.service, first.runId, false);
     if (how === 'cancel') {
       await waitForEvent(hh.service, first.runId, isType('approval.requested'));
@@ -195,12 +158,7 @@ describe('the agent', () => {
     const finished = await waitForEvent(hh.service, first.runId, isType('run.finished'));
     expect(finished.status).toBe({ deny: 'denied', cancel: 'cancelled', fail: 'failed' }[how]);
     if (how === 'cancel') expect(finished.message).toContain('U_CANCELLER');
-    const next = await hh.service.submit({
-      runbook: 'diagnose',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_REQUESTER',
-    });
+    const next = await hh.submit('diagnose');
     expect((await waitForEvent(hh.service, next.runId, isType('run.finished'))).status).toBe('succeeded');
   });
 });

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -8,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startSimJumphost } from '../dev/sim/jumphost.js';
 import { createTerminalApprovals } from '../src/fronts/terminal.js';
+import { type Finished, spawnCollecting } from './support/process.js';
 import { sampleSiteData } from './support/site.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
@@ -49,23 +49,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function cli(
-  args: string[],
-  input?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    child.stdin.end(input ?? '');
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[], input?: string): Promise<Finished> {
+  return spawnCollecting(process.execPath, [BIN, ...args], input === undefined ? {} : { input }).done;
 }
 
 describe('capi-chatops run', () => {

@@ -1,36 +1,14 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type RunOptions, runToEnd } from '../src/engine/engine.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { RunOptions } from '../src/engine/engine.js';
 import { MemoryAttempts } from '../src/engine/in-process.js';
-import { connectSsh } from '../src/ssh/executor.js';
-import type { RemoteExecutor } from '../src/ssh/types.js';
-import {
-  ofType,
-  recorder,
-  scriptedApprovals,
-  startPlainJumphost,
-  testRunbook,
-  testSite,
-} from './support/engine.js';
+import { ofType, recordedRun, scriptedApprovals, testRunbook, usePlainJumphost } from './support/engine.js';
 
-let jump: Awaited<ReturnType<typeof startPlainJumphost>>;
-let executor: RemoteExecutor;
-
-beforeAll(async () => {
-  jump = await startPlainJumphost();
-  executor = await connectSsh({ target: jump.sshd.target });
-});
-afterAll(async () => {
-  await executor?.close();
-  await jump?.stop();
-});
+const jump = usePlainJumphost();
 beforeEach(async () => {
-  await writeFile(path.join(jump.home, 'marks'), '');
-  await writeFile(path.join(jump.home, 'server'), 'present\n');
+  await jump.write('marks', '');
+  await jump.write('server', 'present\n');
 });
-const readMarks = async () =>
-  (await readFile(path.join(jump.home, 'marks'), 'utf8')).split('\n').filter((l) => l !== '');
+const readMarks = () => jump.lines('marks');
 
 /** "Deletes" ~/server; verify reads it back. */
 const DELETE = testRunbook(`steps:
@@ -58,21 +36,8 @@ const DELETE = testRunbook(`steps:
 `);
 
 function run(more: Partial<RunOptions>) {
-  const rec = recorder();
   const approvals = scriptedApprovals(['approve', 'approve']);
-  const outcome = runToEnd({
-    runId: 'once',
-    runbook: DELETE,
-    params: {},
-    site: testSite(),
-    requestedBy: 'U_REQUESTER',
-    executor,
-    approvals,
-    attempts: new MemoryAttempts(),
-    emit: rec.emit,
-    ...more,
-  });
-  return { outcome, events: rec.events, approvals };
+  return { ...recordedRun(DELETE, jump.executor, { runId: 'once', approvals, ...more }), approvals };
 }
 
 /** An attempt journal where an earlier owner recorded the delete and died before it returned. */
@@ -88,7 +53,7 @@ async function inFlight(): Promise<MemoryAttempts> {
 
 describe('a destructive step whose attempt is already on record', () => {
   it('should not send again and go on when reading back shows the action took effect', async () => {
-    await writeFile(path.join(jump.home, 'server'), 'gone\n');
+    await jump.write('server', 'gone\n');
     const r = run({ attempts: await inFlight() });
     expect(await r.outcome).toMatchObject({ status: 'succeeded' });
     expect(await readMarks()).toEqual(['after']);
@@ -156,20 +121,9 @@ describe('patience that holds', () => {
       until: stdout == "ready"
       exhausted: "not ready after 3 attempts"
 `);
-    const rec = recorder();
-    const outcome = await runToEnd({
-      runId: 'patience',
-      runbook: rb,
-      params: {},
-      site: testSite(),
-      requestedBy: 'U',
-      executor,
-      approvals: scriptedApprovals([]),
-      attempts: new MemoryAttempts(),
-      emit: rec.emit,
-    });
-    expect(outcome).toMatchObject({ status: 'failed', message: 'ready: not ready after 3 attempts' });
-    const attempts = ofType(rec.events, 'poll.attempt');
+    const { outcome, events } = recordedRun(rb, jump.executor, { runId: 'patience' });
+    expect(await outcome).toMatchObject({ status: 'failed', message: 'ready: not ready after 3 attempts' });
+    const attempts = ofType(events, 'poll.attempt');
     expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
     for (const a of attempts) expect(a.summary).toMatch(/^timed out after 0.3s/);
   });

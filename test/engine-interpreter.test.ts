@@ -4,11 +4,16 @@
  * what needs a real remote shell (streaming, kills, timeouts, the login environment) is in engine.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { type Checkpoint, type RunOptions, runRunbook, runToEnd } from '../src/engine/engine.js';
+import { type Checkpoint, runRunbook, runToEnd } from '../src/engine/engine.js';
 import { ApprovalPending, type ApprovalPort } from '../src/engine/events.js';
-import { MemoryAttempts } from '../src/engine/in-process.js';
-import type { Runbook } from '../src/runbook/model.js';
-import { ofType, recorder, scriptedApprovals, testRunbook, testSite } from './support/engine.js';
+import {
+  ofType,
+  recordedRun,
+  recorder,
+  runOptions,
+  scriptedApprovals,
+  testRunbook,
+} from './support/engine.js';
 import { ScriptedExecutor } from './support/scripted-executor.js';
 
 const A = '11111111-1111-4111-8111-111111111111';
@@ -68,32 +73,11 @@ function itemsHost(initial: readonly string[]) {
   return { state, executor };
 }
 
-function options(runbook: Runbook, executor: ScriptedExecutor, more: Partial<RunOptions> = {}): RunOptions {
-  return {
-    runId: 'run-test',
-    runbook,
-    params: {},
-    site: testSite(),
-    requestedBy: 'U_REQUESTER',
-    executor,
-    approvals: scriptedApprovals([]),
-    attempts: new MemoryAttempts(),
-    emit: () => undefined,
-    ...more,
-  };
-}
-
-function run(runbook: Runbook, executor: ScriptedExecutor, more: Partial<RunOptions> = {}) {
-  const rec = recorder();
-  const outcome = runToEnd(options(runbook, executor, { emit: rec.emit, ...more }));
-  return { outcome, events: rec.events };
-}
-
 describe('destructive steps: guard, approval, guard, send', () => {
   it('should send each destructive command exactly once per approval when every item is approved', async () => {
     const { state, executor } = itemsHost([A, B]);
     const approvals = scriptedApprovals(['approve', 'approve']);
-    const { outcome } = run(TWO_DELETES, executor, { approvals });
+    const { outcome } = recordedRun(TWO_DELETES, executor, { approvals });
     expect(await outcome).toMatchObject({ status: 'succeeded' });
     expect(state.deleted).toEqual([A, B]);
     expect(executor.sent('delete-item')).toHaveLength(2);
@@ -104,7 +88,9 @@ describe('destructive steps: guard, approval, guard, send', () => {
 
   it('should stop the run and send nothing destructive when the approver denies', async () => {
     const { state, executor } = itemsHost([A, B]);
-    const { outcome, events } = run(TWO_DELETES, executor, { approvals: scriptedApprovals(['deny']) });
+    const { outcome, events } = recordedRun(TWO_DELETES, executor, {
+      approvals: scriptedApprovals(['deny']),
+    });
     expect(await outcome).toMatchObject({ status: 'denied', failedStep: 'delete/delete-one' });
     expect(state.deleted).toEqual([]);
     expect(executor.sent('delete-item')).toEqual([]);
@@ -115,7 +101,7 @@ describe('destructive steps: guard, approval, guard, send', () => {
 
   it('should treat an expired approval as a denial and say so when nobody decides in time', async () => {
     const { state, executor } = itemsHost([A]);
-    const { outcome } = run(TWO_DELETES, executor, { approvals: scriptedApprovals(['expire']) });
+    const { outcome } = recordedRun(TWO_DELETES, executor, { approvals: scriptedApprovals(['expire']) });
     const result = await outcome;
     expect(result.status).toBe('denied');
     expect(result.message).toMatch(/expired \(counts as a denial\)/);
@@ -128,7 +114,7 @@ describe('destructive steps: guard, approval, guard, send', () => {
     const approvals = scriptedApprovals(['approve'], async () => {
       state.items = [];
     });
-    const { outcome, events } = run(TWO_DELETES, executor, { approvals });
+    const { outcome, events } = recordedRun(TWO_DELETES, executor, { approvals });
     expect(await outcome).toMatchObject({ status: 'succeeded' });
     expect(executor.sent('delete-item')).toEqual([]);
     expect(ofType(events, 'guard.skipped').map((e) => e.message)).toEqual([
@@ -155,7 +141,7 @@ describe('destructive steps: guard, approval, guard, send', () => {
     run: delete-item "$ITEM"
 `);
     const approvals = scriptedApprovals(['approve']);
-    const { outcome, events } = run(rb, executor, { approvals });
+    const { outcome, events } = recordedRun(rb, executor, { approvals });
     expect(await outcome).toMatchObject({ status: 'succeeded' });
     expect(approvals.requests).toHaveLength(0);
     expect(executor.sent('delete-item')).toEqual([]);
@@ -165,7 +151,7 @@ describe('destructive steps: guard, approval, guard, send', () => {
   it('should refuse a value taken from command output when it is not the declared type', async () => {
     const { state, executor } = itemsHost([A, '$(touch ~/pwned); rm -rf ~']);
     const approvals = scriptedApprovals(['approve', 'approve']);
-    const { outcome } = run(TWO_DELETES, executor, { approvals });
+    const { outcome } = recordedRun(TWO_DELETES, executor, { approvals });
     const result = await outcome;
     expect(result.status).toBe('failed');
     expect(result.message).toMatch(/ITEM from `item` is not safe to use: ITEM must be a lowercase UUID/);
@@ -206,7 +192,7 @@ describe('branching and decisions', () => {
       ['look-at-vm', { stdout: 'ACTIVE\n' }],
       ['check-vm', { stdout: 'done\n' }],
     ]);
-    const { outcome, events } = run(GOTO_FINISH, executor);
+    const { outcome, events } = recordedRun(GOTO_FINISH, executor);
     expect(await outcome).toMatchObject({ status: 'succeeded', message: 'nothing left to do' });
     expect(ofType(events, 'step.started').map((e) => e.stepId)).toEqual(['look', 'check']);
     expect(ofType(events, 'decision').map((e) => e.message)).toEqual([
@@ -222,11 +208,11 @@ describe('branching and decisions', () => {
       ['start-vm', {}],
       ['check-vm', { stdout: 'done\n' }],
     ]);
-    expect(await run(GOTO_FINISH, shutoff).outcome).toMatchObject({ status: 'succeeded' });
+    expect(await recordedRun(GOTO_FINISH, shutoff).outcome).toMatchObject({ status: 'succeeded' });
     expect(shutoff.sent('start-vm')).toHaveLength(1);
 
     const error = new ScriptedExecutor([['look-at-vm', { stdout: 'ERROR\n' }]]);
-    expect(await run(GOTO_FINISH, error).outcome).toMatchObject({
+    expect(await recordedRun(GOTO_FINISH, error).outcome).toMatchObject({
       status: 'failed',
       message: 'the VM is in ERROR: investigate nova first',
     });
@@ -250,7 +236,7 @@ describe('polls', () => {
       until: stdout == "READY"
       exhausted: never ready
 `);
-    const { outcome, events } = run(rb, executor);
+    const { outcome, events } = recordedRun(rb, executor);
     expect(await outcome).toMatchObject({ status: 'succeeded' });
     expect(ofType(events, 'poll.attempt').map((e) => `${e.attempt}/${e.of} ${e.summary}`)).toEqual([
       '1/5 not yet (1)',
@@ -273,7 +259,7 @@ describe('polls', () => {
       fail_message: "failover FAILED -- read octavia-worker.log; do NOT retry blind"
       exhausted: never
 `);
-    const { outcome, events } = run(rb, executor);
+    const { outcome, events } = recordedRun(rb, executor);
     expect(await outcome).toMatchObject({
       status: 'failed',
       message: 'wait: failover FAILED -- read octavia-worker.log; do NOT retry blind',
@@ -294,7 +280,7 @@ describe('polls', () => {
       until: stdout == "ACTIVE"
       exhausted: "still {stdout} after 2 attempts"
 `);
-    const { outcome } = run(rb, executor);
+    const { outcome } = recordedRun(rb, executor);
     expect(await outcome).toMatchObject({ status: 'failed', message: 'wait: still BUILD after 2 attempts' });
     expect(executor.sent('lb-status')).toHaveLength(2);
   });
@@ -310,7 +296,7 @@ describe('suspending and resuming a run', () => {
 
   it('should stop at an undecided approval and finish from its checkpoint once approved', async () => {
     const { state, executor } = itemsHost([A, B]);
-    const first = await runRunbook(options(TWO_DELETES, executor, { approvals: pending }));
+    const first = await runRunbook(runOptions(TWO_DELETES, executor, { approvals: pending }));
     expect(first).toMatchObject({ status: 'suspended', approvalId: 'approval~x' });
     if (first.status !== 'suspended') throw new Error('not suspended');
     expect(first.checkpoint).toMatchObject({ top: 1, loop: { n: 0, inner: 0, items: [A, B] } });
@@ -318,7 +304,7 @@ describe('suspending and resuming a run', () => {
 
     const rec = recorder();
     const second = await runToEnd(
-      options(TWO_DELETES, executor, {
+      runOptions(TWO_DELETES, executor, {
         approvals: scriptedApprovals(['approve', 'approve']),
         emit: rec.emit,
         resume: { checkpoint: first.checkpoint, reason: 'approval decided' },
@@ -345,7 +331,7 @@ describe('suspending and resuming a run', () => {
     };
     const approvals = scriptedApprovals(['approve', 'approve']);
     const outcome = await runToEnd(
-      options(TWO_DELETES, executor, { approvals, resume: { checkpoint, reason: 'agent restarted' } }),
+      runOptions(TWO_DELETES, executor, { approvals, resume: { checkpoint, reason: 'agent restarted' } }),
     );
     expect(outcome.status).toBe('succeeded');
     expect(state.deleted).toEqual([B]);
@@ -356,7 +342,7 @@ describe('suspending and resuming a run', () => {
     const { state, executor } = itemsHost([A]);
     const checkpoints: Checkpoint[] = [];
     await runToEnd(
-      options(TWO_DELETES, executor, {
+      runOptions(TWO_DELETES, executor, {
         approvals: scriptedApprovals(['approve']),
         onCheckpoint: (cp) => void checkpoints.push(cp),
       }),
@@ -367,7 +353,7 @@ describe('suspending and resuming a run', () => {
     expect(atDelete).toBeDefined();
     const rec = recorder();
     const outcome = await runToEnd(
-      options(TWO_DELETES, executor, {
+      runOptions(TWO_DELETES, executor, {
         approvals: scriptedApprovals(['approve']),
         emit: rec.emit,
         resume: { checkpoint: atDelete as Checkpoint, reason: 'agent restarted' },
@@ -384,7 +370,7 @@ describe('suspending and resuming a run', () => {
     const { executor } = itemsHost([A]);
     const abort = new AbortController();
     abort.abort('U0CANCEL via Slack');
-    const outcome = await runToEnd(options(TWO_DELETES, executor, { signal: abort.signal }));
+    const outcome = await runToEnd(runOptions(TWO_DELETES, executor, { signal: abort.signal }));
     expect(outcome).toMatchObject({ status: 'cancelled', message: 'cancelled by U0CANCEL via Slack' });
     expect(executor.calls).toEqual([]);
   });

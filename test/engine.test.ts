@@ -2,67 +2,30 @@
  * The engine over a real sshd: what needs a real remote shell (streamed output, timeouts and kills, the
  * login PATH, exit codes, env handover). The interpreter's logic is tested fast in engine-interpreter.test.ts.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  RunInterrupted,
-  type RunOptions,
-  runRunbook,
-  runToEnd,
-  validateParams,
-} from '../src/engine/engine.js';
-import { MemoryAttempts } from '../src/engine/in-process.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { RunInterrupted, type RunOptions, runRunbook, validateParams } from '../src/engine/engine.js';
 import { ParamError } from '../src/errors.js';
 import type { Runbook } from '../src/runbook/model.js';
-import { connectSsh } from '../src/ssh/executor.js';
-import type { RemoteExecutor } from '../src/ssh/types.js';
 import {
   ofType,
+  recordedRun,
   recorder,
-  scriptedApprovals,
-  startPlainJumphost,
+  runOptions,
   testRunbook,
-  testSite,
+  usePlainJumphost,
 } from './support/engine.js';
 
-let jump: Awaited<ReturnType<typeof startPlainJumphost>>;
-let executor: RemoteExecutor;
+const jump = usePlainJumphost();
 
-beforeAll(async () => {
-  jump = await startPlainJumphost();
-  executor = await connectSsh({ target: jump.sshd.target });
-});
-afterAll(async () => {
-  await executor?.close();
-  await jump?.stop();
-});
-
-const marks = () => path.join(jump.home, 'marks');
-const readMarks = async () =>
-  (await readFile(marks(), 'utf8').catch(() => '')).split('\n').filter((l) => l !== '');
+const readMarks = () => jump.lines('marks');
 
 beforeEach(async () => {
-  await writeFile(marks(), '');
+  await jump.write('marks', '');
 });
 
-function run(runbook: Runbook, more: Partial<RunOptions> = {}) {
-  const rec = recorder();
-  const approvals = more.approvals ?? scriptedApprovals([]);
-  const outcome = runToEnd({
-    runId: 'run-test',
-    runbook,
-    params: {},
-    site: testSite(),
-    requestedBy: 'U_REQUESTER',
-    executor,
-    approvals,
-    attempts: new MemoryAttempts(),
-    emit: rec.emit,
-    ...more,
-  });
-  return { outcome, events: rec.events };
-}
+const run = (runbook: Runbook, more: Partial<RunOptions> = {}) => recordedRun(runbook, jump.executor, more);
 
 const A = '11111111-1111-4111-8111-111111111111';
 
@@ -111,7 +74,7 @@ describe('runbook engine over a real sshd', () => {
     expect(result).toMatchObject({ status: 'failed', failedStep: 'hang' });
     expect(result.message).toMatch(/timed out after 0\.5s; the remote process group was killed/);
     const pid = (await readFile(path.join(jump.home, 'hang.pid'), 'utf8')).trim();
-    const alive = await executor.exec({
+    const alive = await jump.executor.exec({
       script: `kill -0 ${pid} 2>/dev/null && echo alive || echo gone`,
       env: {},
       timeoutMs: 5000,
@@ -186,18 +149,6 @@ describe('runbook engine over a real sshd', () => {
 });
 
 describe('interrupting a run', () => {
-  const base = (more: Partial<RunOptions> & Pick<RunOptions, 'runbook'>): RunOptions => ({
-    runId: 'resumable',
-    params: {},
-    site: testSite(),
-    requestedBy: 'U_REQUESTER',
-    executor,
-    approvals: scriptedApprovals([]),
-    attempts: new MemoryAttempts(),
-    emit: () => undefined,
-    ...more,
-  });
-
   it('should report an interrupted run at the step it was on when its process is shutting down', async () => {
     const rb = testRunbook(`steps:
   - id: first
@@ -210,8 +161,7 @@ describe('interrupting a run', () => {
     const abort = new AbortController();
     const rec = recorder();
     const outcome = await runRunbook(
-      base({
-        runbook: rb,
+      runOptions(rb, jump.executor, {
         signal: abort.signal,
         emit: (e) => {
           rec.emit(e);
@@ -258,19 +208,8 @@ steps:
   });
 
   it('should hand the validated value to the script as an environment variable', async () => {
-    const rec = recorder();
-    const outcome = await runToEnd({
-      runId: 'p',
-      runbook: rb,
-      params: validateParams(rb, [A]),
-      site: testSite(),
-      requestedBy: 'U',
-      executor,
-      approvals: scriptedApprovals([]),
-      attempts: new MemoryAttempts(),
-      emit: rec.emit,
-    });
-    expect(outcome.status).toBe('succeeded');
-    expect(ofType(rec.events, 'step.output').map((e) => e.line)).toEqual([A]);
+    const { outcome, events } = run(rb, { params: validateParams(rb, [A]) });
+    expect((await outcome).status).toBe('succeeded');
+    expect(ofType(events, 'step.output').map((e) => e.line)).toEqual([A]);
   });
 });

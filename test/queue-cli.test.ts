@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +6,7 @@ import { stringify } from 'yaml';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
+import { type Running, spawnCollecting } from './support/process.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
@@ -26,13 +26,8 @@ afterEach(async () => {
   dir = undefined;
 });
 
-interface Cli {
-  readonly done: Promise<{ code: number | null; stdout: string; stderr: string }>;
-  readonly stdout: () => string;
-}
-
-function cli(args: string[], extraEnv: Record<string, string> = {}): Cli {
-  const child = spawn(process.execPath, [BIN, ...args], {
+function cli(args: string[], extraEnv: Record<string, string> = {}): Running {
+  return spawnCollecting(process.execPath, [BIN, ...args], {
     env: {
       ...process.env,
       REDIS_URL,
@@ -40,20 +35,7 @@ function cli(args: string[], extraEnv: Record<string, string> = {}): Cli {
       CAPI_APPROVERS: 'U0APPROVE1,U0APPROVE2',
       ...extraEnv,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  return {
-    done: new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr }))),
-    stdout: () => stdout,
-  };
 }
 
 async function siteFile(hh: Harness): Promise<string> {

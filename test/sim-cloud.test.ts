@@ -17,6 +17,7 @@ import type { CloudState, JournalEntry, Violation } from '../dev/sim/cloud/schem
 import { readJournal, readViolations, withState, writeStateAtomic } from '../dev/sim/cloud/store.js';
 import { simBinPath as bin } from '../dev/sim/jumphost.js';
 import { eventually } from './support/eventually.js';
+import { spawnCollecting } from './support/process.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SCENARIOS = path.join(ROOT, 'dev', 'sim', 'scenarios');
@@ -64,22 +65,7 @@ function exec(
   env: Record<string, string>,
   input: string | null = '',
 ): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-    // A stand-in may exit before reading its stdin (EPIPE): what it printed and its exit code still count.
-    child.stdin.on('error', () => {});
-    if (input !== null) child.stdin.end(input);
-  });
+  return spawnCollecting(process.execPath, [file, ...args], { env, input }).done;
 }
 
 async function makeSim(scenario: string, timeScale: number): Promise<Sim> {

@@ -1,23 +1,18 @@
-/**
- * The simulated jumphost end to end: a real OpenSSH sshd on 127.0.0.1 driven with the system ssh
- * client, the stand-ins on the session PATH, and the mgmt VM's FIP listener (vitest builds dist/ first).
- */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
 import { parseSiteProfile } from '../src/config/site.js';
+import { shellQuote } from '../src/ssh/quote.js';
 import type { JumphostTarget } from '../src/ssh/types.js';
 import { eventually } from './support/eventually.js';
+import { spawnCollecting } from './support/process.js';
 
 interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
 }
-
-const shQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Runs `bash -c '<script>'` in a jumphost session, the way the runbook engine does. */
 function session(target: JumphostTarget, script: string): Promise<Run> {
@@ -35,23 +30,10 @@ function session(target: JumphostTarget, script: string): Promise<Run> {
     '-p',
     String(target.port),
     `${target.user}@${target.host}`,
-    `bash -c ${shQuote(script)}`,
+    `bash -c ${shellQuote(script)}`,
   ];
-  return new Promise((resolve, reject) => {
-    const child = spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-    // The product closes stdin (DOCFIX-021); so do we.
-    child.stdin.end();
-  });
+  // The product closes stdin (DOCFIX-021); so do we.
+  return spawnCollecting('ssh', args).done;
 }
 
 function tcpOpen(port: number): Promise<boolean> {
@@ -134,7 +116,7 @@ describe('simulated jumphost booting a parked mgmt VM', () => {
 
   const hop = (cmd: string) => {
     const s = sim.site;
-    return `ssh -i ${s.mgmt_ssh_key} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -p ${s.mgmt_ssh_port} ${s.mgmt_ssh_user}@${s.mgmt_fip} ${shQuote(cmd)}`;
+    return `ssh -i ${s.mgmt_ssh_key} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -p ${s.mgmt_ssh_port} ${s.mgmt_ssh_user}@${s.mgmt_fip} ${shellQuote(cmd)}`;
   };
 
   test('should refuse the hop when the VM is still off', async () => {

@@ -15,7 +15,16 @@ import {
 } from '../src/slack/blocks.js';
 import { BLOCK_KIT_LIMITS } from '../src/slack/limits.js';
 import { foldRunView, type RunView } from '../src/slack/run-view.js';
-import { approvalRequest, atSecond, entries, entryAt, recoverStarted, ref, T0 } from './support/events.js';
+import {
+  approvalRequest,
+  atSecond,
+  entries,
+  entryAt,
+  recoverStarted,
+  ref,
+  stepFinished,
+  T0,
+} from './support/events.js';
 import { slackBot } from './support/secrets.js';
 
 const at = atSecond;
@@ -153,15 +162,7 @@ describe('rootMessage', () => {
     const events: RunEvent[] = [
       started,
       { ...inspect, type: 'step.started', kind: 'run', title: 'Inspect prod-k8s', destructive: false },
-      {
-        ...inspect,
-        type: 'step.finished',
-        status: 'failed',
-        exitCode: 2,
-        signal: null,
-        durationMs: 800,
-        message: why,
-      },
+      stepFinished(inspect, 'failed', 800, 2, why),
       { type: 'run.finished', status: 'failed', message: why, durationMs: 900, failedStep: 'inspect' },
     ];
     const m = rootMessage(view(events), new Date(T0 + 3_600_000));
@@ -310,15 +311,7 @@ describe('threadMessage', () => {
   it('should show only the last lines and say how many when the output is long', () => {
     const output = Array.from({ length: 100 }, (_, i) => `line ${i + 1}`);
     const m = threadMessage(
-      entry({
-        ...inspect,
-        type: 'step.finished',
-        status: 'failed',
-        exitCode: 1,
-        signal: null,
-        durationMs: 61_000,
-        message: 'inspect: exited 1: line 100',
-      }),
+      entry(stepFinished(inspect, 'failed', 61_000, 1, 'inspect: exited 1: line 100')),
       { output },
     ) as SlackMessage;
     expectWithinLimits(m);
@@ -348,18 +341,10 @@ describe('threadMessage', () => {
 
   it('should stay within the limits when the output has 5000 lines of 10 KB each', () => {
     const output = Array.from({ length: 5000 }, (_, i) => `${i} ${'<&>`'.repeat(2500)}`);
-    const m = threadMessage(
-      entry({
-        ...inspect,
-        type: 'step.finished',
-        status: 'failed',
-        exitCode: 1,
-        signal: null,
-        durationMs: 1,
-        message: 'm'.repeat(10_000),
-      }),
-      { title: 't'.repeat(10_000), output },
-    ) as SlackMessage;
+    const m = threadMessage(entry(stepFinished(inspect, 'failed', 1, 1, 'm'.repeat(10_000))), {
+      title: 't'.repeat(10_000),
+      output,
+    }) as SlackMessage;
     expectWithinLimits(m);
     expect(sectionTexts(m)[1]).toMatch(/^_Last \d+ of 5000 output lines:_\n```\n4\d{3} /);
     expect(sectionTexts(m)[1]).toMatch(/\n4999 (&lt;&amp;&gt;`)+…\n```$/);

@@ -85,9 +85,8 @@ function newPoster(hh: Harness, client: WebClient, more: Partial<ThreadPosterOpt
   return poster;
 }
 
-async function submit(hh: Harness, runbook: string, site = 'site-0', channel = INCIDENT) {
-  return hh.service.submit({ runbook, args: [], site, requestedBy: 'U_REQUESTER', channel });
-}
+const submit = (hh: Harness, runbook: string, site = 'site-0', channel = INCIDENT) =>
+  hh.submit(runbook, { site, channel });
 
 interface Expected {
   readonly type: string;
@@ -439,12 +438,7 @@ describe('ThreadPoster', () => {
   it('should reject settled() for a run without a channel and make close() repeat-safe', async () => {
     const { hh, slack } = await setup(['healthy']);
     const poster = newPoster(hh, slackClient(slack));
-    const run = await hh.service.submit({
-      runbook: 'diagnose',
-      args: [],
-      site: 'site-0',
-      requestedBy: 'U_R',
-    });
+    const run = await hh.submit('diagnose', { requestedBy: 'U_R' });
     poster.watch(run.runId);
     await expect(poster.settled(run.runId)).rejects.toThrow(/has no channel/);
     const closing = poster.close();

@@ -1,25 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RunFencedError } from '../src/errors.js';
-import { connectSsh } from '../src/ssh/executor.js';
-import type { RemoteExecutor } from '../src/ssh/types.js';
-import { startPlainJumphost } from './support/engine.js';
+import { usePlainJumphost } from './support/engine.js';
 
-let jump: Awaited<ReturnType<typeof startPlainJumphost>>;
-let executor: RemoteExecutor;
-
-beforeAll(async () => {
-  jump = await startPlainJumphost();
-  executor = await connectSsh({ target: jump.sshd.target });
-});
-afterAll(async () => {
-  await executor?.close();
-  await jump?.stop();
-});
+const jump = usePlainJumphost();
 
 const run = (token: number, mark: string) =>
-  executor.exec({
+  jump.executor.exec({
     script: `echo ${mark} >> ~/sent`,
     env: {},
     timeoutMs: 10_000,
@@ -41,7 +29,7 @@ describe('the fence on the jumphost', () => {
     expect((await run(2, 'new-owner-again')).code).toBe(0);
     expect(await sent()).toEqual(['first-owner', 'new-owner', 'new-owner-again']);
     // Fences of other runs are independent.
-    const other = await executor.exec({
+    const other = await jump.executor.exec({
       script: 'echo other >> ~/sent',
       env: {},
       timeoutMs: 10_000,

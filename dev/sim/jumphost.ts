@@ -11,6 +11,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shellQuote } from '../../src/ssh/quote.js';
 import type { JumphostTarget } from '../../src/ssh/types.js';
 import { freePort } from '../net.js';
 import { addHold, type Hold, holdReached, releaseAll, releaseHold } from './cloud/holds.js';
@@ -107,13 +108,9 @@ export function simBinPath(name: string): string {
   return path.join(packageRoot(), 'dist', 'dev', 'sim', 'bin', `${name}.js`);
 }
 
-function shQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 function wrapper(dir: string, name: string): string {
   const js = simBinPath(name);
-  return `#!/bin/sh\nexport CAPI_SIM_DIR=${shQuote(dir)}\nexec ${shQuote(process.execPath)} ${shQuote(js)} "$@"\n`;
+  return `#!/bin/sh\nexport CAPI_SIM_DIR=${shellQuote(dir)}\nexec ${shellQuote(process.execPath)} ${shellQuote(js)} "$@"\n`;
 }
 
 const FAKE_HOP_KEY = [

@@ -48,44 +48,46 @@ export function formatLocated(reason: string, source: string, index: number): st
   return `${reason} at ${describePosition(source, at)}:\n  ${shown}\n  ${' '.repeat(caret)}^`;
 }
 
-/** The expression (or template) cannot be compiled; raised at runbook load time, before anything runs. */
-export class ExprSyntaxError extends CapiError {
+/** An expression error that points at its place in the source: the line and column an operator fixes. */
+abstract class LocatedExprError extends CapiError {
   readonly line: number;
   readonly column: number;
   constructor(
+    code: ErrorCode,
+    message: string,
     /** The problem without the location, so templates can re-anchor it in the enclosing text. */
     readonly reason: string,
     readonly source: string,
     /** 0-based offset into `source` */
     readonly index: number,
+    options?: { cause?: unknown },
   ) {
-    super(ErrorCode.ExpressionSyntax, formatLocated(reason, source, index));
+    super(code, message, options);
     const pos = positionOf(source, index);
     this.line = pos.line;
     this.column = pos.column;
   }
 }
 
+/** The expression (or template) cannot be compiled; raised at runbook load time, before anything runs. */
+export class ExprSyntaxError extends LocatedExprError {
+  constructor(reason: string, source: string, index: number) {
+    super(ErrorCode.ExpressionSyntax, formatLocated(reason, source, index), reason, source, index);
+  }
+}
+
 /** The expression compiled but failed against this step's data (missing variable, wrong type, bad regex). */
-export class ExprEvalError extends CapiError {
-  readonly line: number;
-  readonly column: number;
+export class ExprEvalError extends LocatedExprError {
   constructor(
-    readonly reason: string,
-    readonly source: string,
-    readonly index: number,
+    reason: string,
+    source: string,
+    index: number,
     /** Where inside lambdas the failure happened, innermost first: "in any() at element [3]". */
     readonly notes: readonly string[] = [],
     options?: { cause?: unknown },
   ) {
-    super(
-      ErrorCode.ExpressionEval,
-      formatLocated(reason, source, index) + notes.map((n) => `\n  (${n})`).join(''),
-      options,
-    );
-    const pos = positionOf(source, index);
-    this.line = pos.line;
-    this.column = pos.column;
+    const message = formatLocated(reason, source, index) + notes.map((n) => `\n  (${n})`).join('');
+    super(ErrorCode.ExpressionEval, message, reason, source, index, options);
   }
 
   withNote(note: string): ExprEvalError {

@@ -3,7 +3,7 @@ import { type SimJumphost, startSimJumphost } from '../../dev/sim/jumphost.js';
 import { type Agent, type AgentOptions, startAgent } from '../../src/agent/agent.js';
 import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
 import type { RunEvent } from '../../src/engine/events.js';
-import { RunService } from '../../src/queue/service.js';
+import { type RunRecord, type RunRequest, RunService } from '../../src/queue/service.js';
 import type { RunbookSet } from '../../src/runbook/load.js';
 import type { TimelineEntry } from '../../src/runs/timeline.js';
 import { REDIS_URL } from './redis.js';
@@ -14,6 +14,8 @@ export interface Harness {
   readonly sims: readonly SimJumphost[];
   readonly sites: ReadonlyMap<string, SiteProfile>;
   readonly service: RunService;
+  /** Asks for a run of `runbook` on site-0 by U_REQUESTER, no arguments, unless `more` says otherwise. */
+  submit(runbook: string, more?: Partial<RunRequest>): Promise<RunRecord>;
   startAgent(more?: Partial<AgentOptions>): Promise<Agent>;
   stop(): Promise<void>;
 }
@@ -56,6 +58,8 @@ export async function startHarness(opts: {
     sims,
     sites,
     service,
+    submit: (runbook, more = {}) =>
+      service.submit({ runbook, args: [], site: 'site-0', requestedBy: 'U_REQUESTER', ...more }),
     async startAgent(more = {}) {
       const agent = await startAgent({
         redisUrl: opts.redisUrl ?? REDIS_URL,

@@ -1,16 +1,20 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { type RunningSshd, startSshd } from '../../dev/sim/sshd.js';
 import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
+import { type FinishedRun, type RunOptions, runToEnd } from '../../src/engine/engine.js';
 import type { ApprovalDecision, ApprovalPort, ApprovalRequest, RunEvent } from '../../src/engine/events.js';
-import { inProcessApprovals } from '../../src/engine/in-process.js';
+import { inProcessApprovals, MemoryAttempts } from '../../src/engine/in-process.js';
 import { parseRunbook, parseScopes } from '../../src/runbook/load.js';
 import type { Runbook } from '../../src/runbook/model.js';
+import { connectSsh } from '../../src/ssh/executor.js';
+import type { RemoteExecutor } from '../../src/ssh/types.js';
 import { sampleSiteData } from './site.js';
 
 /** A real sshd on 127.0.0.1 with an empty HOME: the engine's tests drive plain bash through it. */
-export async function startPlainJumphost(): Promise<{
+async function startPlainJumphost(): Promise<{
   sshd: RunningSshd;
   home: string;
   stop(): Promise<void>;
@@ -26,6 +30,50 @@ export async function startPlainJumphost(): Promise<{
       await sshd.stop();
       await rm(root, { recursive: true, force: true });
     },
+  };
+}
+
+/** A plain jumphost and an executor connected to it, for the whole test file (see usePlainJumphost). */
+export interface PlainJumphostFixture {
+  readonly home: string;
+  readonly executor: RemoteExecutor;
+  /** ~/`name` on the jumphost, one entry per non-empty line; [] when the file is not there. */
+  lines(name: string): Promise<string[]>;
+  /** Writes ~/`name` on the jumphost. */
+  write(name: string, content: string): Promise<void>;
+}
+
+/**
+ * Starts a plain jumphost and connects an executor before the file's tests and stops both after them. The
+ * fixture's fields are valid inside tests and hooks.
+ */
+export function usePlainJumphost(): PlainJumphostFixture {
+  let jump: Awaited<ReturnType<typeof startPlainJumphost>> | undefined;
+  let executor: RemoteExecutor | undefined;
+  beforeAll(async () => {
+    jump = await startPlainJumphost();
+    executor = await connectSsh({ target: jump.sshd.target });
+  });
+  afterAll(async () => {
+    await executor?.close();
+    await jump?.stop();
+  });
+  const started = () => {
+    if (!jump || !executor) throw new Error('the plain jumphost is used outside the tests of its file');
+    return { jump, executor };
+  };
+  return {
+    get home() {
+      return started().jump.home;
+    },
+    get executor() {
+      return started().executor;
+    },
+    async lines(name) {
+      const text = await readFile(path.join(started().jump.home, name), 'utf8').catch(() => '');
+      return text.split('\n').filter((l) => l !== '');
+    },
+    write: (name, content) => writeFile(path.join(started().jump.home, name), content),
   };
 }
 
@@ -85,4 +133,35 @@ export function ofType<T extends RunEvent['type']>(
   type: T,
 ): Extract<RunEvent, { type: T }>[] {
   return events.filter((e): e is Extract<RunEvent, { type: T }> => e.type === type);
+}
+
+/** A run of `runbook` on the test site, asked for by U_REQUESTER, approving nothing unless `more` says so. */
+export function runOptions(
+  runbook: Runbook,
+  executor: RemoteExecutor,
+  more: Partial<RunOptions> = {},
+): RunOptions {
+  return {
+    runId: 'run-test',
+    runbook,
+    params: {},
+    site: testSite(),
+    requestedBy: 'U_REQUESTER',
+    executor,
+    approvals: scriptedApprovals([]),
+    attempts: new MemoryAttempts(),
+    emit: () => undefined,
+    ...more,
+  };
+}
+
+/** Runs `runbook` to its end (see runOptions) and records every event it emits. */
+export function recordedRun(
+  runbook: Runbook,
+  executor: RemoteExecutor,
+  more: Partial<RunOptions> = {},
+): { outcome: Promise<FinishedRun>; events: RunEvent[] } {
+  const rec = recorder();
+  const outcome = runToEnd(runOptions(runbook, executor, { emit: rec.emit, ...more }));
+  return { outcome, events: rec.events };
 }
