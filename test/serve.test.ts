@@ -93,11 +93,16 @@ describe('npm start', () => {
     });
     expect(res.status).toBe(200);
 
-    // The run's root message ends in its final state; the thread under it holds the run.
-    await eventually('the root message to show the run succeeded', () => {
-      const root = fake.messages(CHANNEL).find((m) => m.thread_ts === undefined);
-      return root && /succeeded/i.test(root.text) ? root : undefined;
-    });
+    // The run's root message ends in its final state; the thread under it holds the run. Posts go at
+    // Slack's real pace here (about one a second), so the whole thread takes most of the test's minute.
+    await eventually(
+      'the root message to show the run succeeded',
+      () => {
+        const root = fake.messages(CHANNEL).find((m) => m.thread_ts === undefined);
+        return root && /succeeded/i.test(root.text) ? root : undefined;
+      },
+      { timeoutMs: 50_000 },
+    );
     const messages = fake.messages(CHANNEL);
     const root = messages.find((m) => m.thread_ts === undefined);
     expect(root?.text).toMatch(/diagnose/);
