@@ -15,6 +15,8 @@ export const ErrorCode = {
   SshExec: 'capi_ssh_exec',
   SshOutputTooLarge: 'capi_ssh_output_too_large',
   OutputParse: 'capi_output_parse',
+  RemoteKnownError: 'capi_remote_known_error',
+  VerifyFailed: 'capi_verify_failed',
   RunIdInvalid: 'capi_run_id_invalid',
   RunExists: 'capi_run_exists',
   RunNotFound: 'capi_run_not_found',

@@ -43,7 +43,7 @@ function withRunbook(yaml: string, name: string): RunbookSet {
     `name: ${name}\nsummary: test\nsource: test\n${yaml}`,
     shipped.scopes,
   );
-  return { scopes: shipped.scopes, runbooks: new Map([...shipped.runbooks, [name, rb]]) };
+  return { ...shipped, runbooks: new Map([...shipped.runbooks, [name, rb]]) };
 }
 
 /** One destructive step that appends its version to ~/zaps, so a changed runbook changes the action. */

@@ -34,6 +34,7 @@ beforeAll(async () => {
   );
   runbooks = {
     scopes: shipped.scopes,
+    knownErrors: shipped.knownErrors,
     runbooks: new Map([...shipped.runbooks, ['sleepy', sleepy], ['two-steps', twoSteps]]),
   };
 });

@@ -98,7 +98,7 @@ describe('capi-chatops run', () => {
     const r = await cli(['run', 'reboot-everything', '--site', siteFile]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
-      /no runbook named 'reboot-everything'; available: diagnose, failover, park, recover/,
+      /no runbook named 'reboot-everything'; available: appcred-check, conductor, diagnose, failover, haproxy, image-check, park, recover/,
     );
   });
 

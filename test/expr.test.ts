@@ -510,6 +510,15 @@ describe('value functions', () => {
     expect(run('unique([2, 1, 2, "2", [1], [1]])')).toEqual([2, 1, '2', [1]]);
   });
 
+  it('should join one level of nested lists when flatten() is used', () => {
+    const apps = { keystone: { units: { 'keystone/0': {}, 'keystone/1': {} } }, hacluster: {} };
+    expect(run('flatten(map(filter(keys(a), a[it].units != null), keys(a[it].units)))', { a: apps })).toEqual(
+      ['keystone/0', 'keystone/1'],
+    );
+    expect(run('flatten([[1, [2]], 3, []])')).toEqual([1, [2], 3]);
+    expect(evalError('flatten("x")').reason).toContain('flatten() needs a list');
+  });
+
   it('should list object keys in order when keys() is used', () => {
     expect(run('keys(h)', { h: { b: 1, a: 2 } })).toEqual(['b', 'a']);
     expect(evalError('keys([1])').reason).toContain('keys() needs an object, got a list of 1');
@@ -548,6 +557,7 @@ describe('value functions', () => {
         'filter',
         'find',
         'first',
+        'flatten',
         'join',
         'keys',
         'last',

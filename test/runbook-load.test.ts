@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RunbookError } from '../src/errors.js';
-import { leafSteps, loadRunbooks, parseRunbook, parseScopes } from '../src/runbook/load.js';
+import { leafSteps, loadRunbooks, parseKnownErrors, parseRunbook, parseScopes } from '../src/runbook/load.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
 
@@ -28,8 +28,12 @@ describe('runbook files in commands/', () => {
   it('should load every shipped runbook when the files are valid', async () => {
     const { runbooks, scopes } = await loadRunbooks(COMMANDS);
     expect([...runbooks.keys()].sort()).toEqual([
+      'appcred-check',
+      'conductor',
       'diagnose',
       'failover',
+      'haproxy',
+      'image-check',
       'park',
       'recover',
       'stuck-delete',
@@ -45,9 +49,11 @@ describe('runbook files in commands/', () => {
         .filter((s) => s.kind === 'run' && s.destructive)
         .map((s) => `${rb.name}:${s.id}`),
     );
-    // The product's list: delete orphaned amphorae, patch finalizers, neutron clean-up, LB failover, stop the mgmt VM.
+    // The product's list: delete orphaned amphorae, patch finalizers, neutron clean-up, LB failover, stop the mgmt VM,
+    // reload haproxy on one unit (D-045).
     expect(destructive.sort()).toEqual([
       'failover:failover-lb',
+      'haproxy:reload',
       'park:stop-mgmt-vm',
       'recover:delete-orphan',
       'recover:failover-lb',
@@ -57,11 +63,42 @@ describe('runbook files in commands/', () => {
     ]);
   });
 
-  it('should keep diagnose free of destructive steps when it is declared read-only', async () => {
+  it('should keep the check runbooks free of destructive steps when they are declared read-only', async () => {
     const { runbooks } = await loadRunbooks(COMMANDS);
-    const diagnose = runbooks.get('diagnose');
-    expect(diagnose?.readOnly).toBe(true);
-    expect(leafSteps(diagnose?.steps ?? []).some((s) => s.kind === 'run' && s.destructive)).toBe(false);
+    const readOnly = [...runbooks.values()].filter((rb) => rb.readOnly).map((rb) => rb.name);
+    expect(readOnly.sort()).toEqual(['appcred-check', 'conductor', 'diagnose', 'image-check']);
+    for (const name of readOnly) {
+      const rb = runbooks.get(name);
+      expect(leafSteps(rb?.steps ?? []).some((s) => s.kind === 'run' && s.destructive)).toBe(false);
+    }
+  });
+
+  it('should close stdin on every juju ssh in the shipped runbooks (DOCFIX-021)', async () => {
+    const { runbooks } = await loadRunbooks(COMMANDS);
+    const scripts = [...runbooks.values()].flatMap((rb) =>
+      leafSteps(rb.steps).flatMap((s) => [
+        s.command.script,
+        ...(s.kind === 'run'
+          ? [...s.guard, ...(s.verify ? [s.verify] : [])].map((g) => g.command.script)
+          : []),
+      ]),
+    );
+    const calls = scripts.flatMap((text) =>
+      text.split(/(?=juju ssh )/).filter((c) => c.startsWith('juju ssh ')),
+    );
+    expect(calls.length).toBeGreaterThan(5);
+    for (const call of calls) expect(call, call).toMatch(/^juju ssh [^\n]*?'[^']*' <\/dev\/null/s);
+  });
+
+  it('should carry the stale-macaroon signature among the known errors when scopes.yaml is loaded', async () => {
+    const file = join(COMMANDS, 'scopes.yaml');
+    const known = parseKnownErrors(file, await readFile(file, 'utf8'));
+    const macaroon = known.find((k) => k.id === 'juju-macaroon');
+    expect(macaroon?.match.test('ERROR cannot get discharge from "https://127.0.0.1:17070/auth": EOF')).toBe(
+      true,
+    );
+    expect(macaroon?.match.test('ERROR cannot connect to controller: connection refused')).toBe(false);
+    expect(macaroon?.message).toMatch(/^the juju login expired: run `juju login` on the jumphost/);
   });
 
   it('should reference each scope preamble by name when a step needs openstack credentials', async () => {
@@ -162,6 +199,27 @@ describe('invalid runbook files', () => {
       ),
     );
     expect(err.issues).toEqual([expect.stringMatching(/name: is 'bad' but the file is other\.yaml/)]);
+  });
+
+  it('should refuse verify on a step that is not a run step, a verify without check_by_hand and a destructive step without verify', async () => {
+    const err = refusal(
+      await parse(
+        'steps:\n  - id: one\n    title: One\n    run: sed -i s/a/b/ f\n    verify:\n      run: grep -c b f\n      took_effect: num(stdout) == 1\n      say: edited\n  - id: two\n    title: Two\n    poll:\n      run: echo\n      attempts: 1\n      every: 1s\n      until: "true"\n      exhausted: never\n    verify:\n      run: "true"\n      took_effect: "true"\n      say: s\n      check_by_hand: m\n  - id: three\n    title: Three\n    destructive: true\n    guard: [{ run: "true", skip_when: "false", say: s }]\n    approval: { summary: s, targets: [t] }\n    run: "true"\n',
+      ),
+    );
+    const text = err.issues.join('\n');
+    expect(text).toMatch(/steps\[0\]\.verify\.check_by_hand: /);
+    expect(text).toMatch(/steps\[1\]: .*verify/);
+    expect(text).toMatch(/steps\[2\]: a destructive step needs `verify`/);
+  });
+
+  it('should refuse a known error whose pattern is not a regular expression', () => {
+    expect(() =>
+      parseKnownErrors(
+        '/runbooks/scopes.yaml',
+        'scopes: {}\nknown_errors:\n  - id: broken\n    source: test\n    match: "cannot ("\n    message: m\n',
+      ),
+    ).toThrow(/known_errors\[0\]\.match: must be a valid regular expression/);
   });
 
   it('should report YAML syntax errors with their line when the file is not YAML', async () => {

@@ -288,7 +288,9 @@ describe('diagnose', () => {
         expect.stringMatching(new RegExp(`failed-spawn variant .*${ZOMBIE_ERROR}.*Fix: /capi sweep`)),
         expect.stringMatching(new RegExp(`heartbeating-zombie variant .*${ZOMBIE_ACTIVE}.*Fix: /capi sweep`)),
         expect.stringMatching(/^no hypervisor has \+1024 MB amphora headroom/),
-        expect.stringMatching(/^uninitialized-taint/),
+        expect.stringMatching(
+          /^uninitialized-taint: capi-test-1-default-worker-6d8x2-r2x7c of capi-test-1 still carry node\.cluster\.x-k8s\.io\/uninitialized while the mgmt cluster is down.*Fix: \/capi recover/,
+        ),
       ]),
     );
     expect(findings.some((f) => f.startsWith('D-042'))).toBe(false);

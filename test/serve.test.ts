@@ -69,7 +69,9 @@ describe('npm start', () => {
 
     const body = new URLSearchParams({
       command: '/capi',
-      text: 'diagnose',
+      // A short read-only runbook: the thread poster paces posts (about 1 s each), so diagnose's two
+      // dozen steps would make this test a minute long.
+      text: 'image-check ubuntu-jammy-kube-v1.32.13',
       user_id: 'U0OPERATOR',
       user_name: 'operator',
       channel_id: CHANNEL,
@@ -105,11 +107,13 @@ describe('npm start', () => {
     );
     const messages = fake.messages(CHANNEL);
     const root = messages.find((m) => m.thread_ts === undefined);
-    expect(root?.text).toMatch(/diagnose/);
+    expect(root?.text).toMatch(/image-check/);
     expect(JSON.stringify(root?.blocks)).toMatch(/run id: /);
     const thread = messages.filter((m) => m.thread_ts === root?.ts);
-    expect(thread.length).toBeGreaterThan(3);
-    expect(thread.map((m) => m.text).join('\n')).toMatch(/D-042/);
+    expect(thread.length).toBeGreaterThan(2);
+    expect(thread.map((m) => m.text).join('\n')).toMatch(
+      /all good: ubuntu-jammy-kube-v1\.32\.13 .* carries kube_version=v1\.32\.13/,
+    );
 
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

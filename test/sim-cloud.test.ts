@@ -856,10 +856,17 @@ describe('scenario files', () => {
       .filter((f) => f.endsWith('.yaml'))
       .map((f) => f.replace(/\.yaml$/, ''));
     expect(names.sort()).toEqual([
+      'appcred-frozen',
       'boot-slow',
+      'conductor-broken',
       'failover-error',
+      'haproxy-down',
       'healthy',
+      'image-unlabelled',
+      'juju-login-expired',
       'lb-error',
+      'lb-pending',
+      'magnum-unhealthy',
       'no-headroom',
       'outage',
       'parked',

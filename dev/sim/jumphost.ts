@@ -20,6 +20,7 @@ import { settle } from './cloud/model.js';
 import { instantiateScenario, loadScenario } from './cloud/scenario.js';
 import { type CloudState, type JournalEntry, type Violation, validateState } from './cloud/schema.js';
 import { readJournal, readState, readViolations, writeStateAtomic } from './cloud/store.js';
+import { materializeUnits } from './cloud/units.js';
 import { startSshd } from './sshd.js';
 
 export type { Hold } from './cloud/holds.js';
@@ -47,6 +48,7 @@ export interface SiteProfileData {
   readonly mgmt_ssh_key: string;
   readonly mgmt_kubeconfig: string;
   readonly workload_cluster: string;
+  readonly juju_model: string;
   readonly timing: { readonly scale: number };
   readonly headroom: {
     readonly ram_allocation_ratio: number;
@@ -84,8 +86,8 @@ export interface SimHold {
   release(mode?: 'run' | 'drop'): void;
 }
 
-const BINS = ['openstack', 'kubectl', 'ssh'] as const;
-const HELPERS = ['fip-listener'] as const;
+const BINS = ['openstack', 'kubectl', 'ssh', 'juju'] as const;
+const HELPERS = ['fip-listener', 'unit-tool'] as const;
 const VM_BINS = ['sudo', 'k8s'] as const;
 
 /** Where the built-in scenarios live, relative to the repository root. */
@@ -210,6 +212,17 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
       });
     }
     for (const name of BINS) await writeFile(path.join(bin, name), wrapper(dir, name), { mode: 0o755 });
+    materializeUnits(dir, state.juju, {
+      node: process.execPath,
+      unitTool: simBinPath('unit-tool'),
+    });
+    // The workload cluster's kubeconfig where the seed keeps it (~/<cluster>-kc/config).
+    for (const c of state.coeClusters.filter((x) => x.status !== 'DELETE_IN_PROGRESS')) {
+      await mkdir(path.join(home, `${c.name}-kc`), { recursive: true, mode: 0o700 });
+      await writeFile(path.join(home, `${c.name}-kc`, 'config'), kubeconfigYaml(c.apiAddress), {
+        mode: 0o600,
+      });
+    }
     for (const name of VM_BINS) await writeFile(path.join(vmBin, name), wrapper(dir, name), { mode: 0o755 });
 
     stopListener = await startFipListener(dir, fipPort);
@@ -227,6 +240,7 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
       mgmt_ssh_key: '~/.ssh/id_ed25519',
       mgmt_kubeconfig: '~/capi-mgmt.kubeconfig',
       workload_cluster: workload,
+      juju_model: state.juju.model,
       timing: { scale: opts.timeScale },
       headroom: {
         ram_allocation_ratio: state.config.ramAllocationRatio,

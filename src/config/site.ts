@@ -38,6 +38,13 @@ export const SiteProfileSchema = z.strictObject({
   mgmt_ssh_key: remotePath,
   mgmt_kubeconfig: remotePath,
   workload_cluster: dnsLabel,
+  /** The juju model of the OpenStack control plane (`juju status -m <model>`), as the seed's `-m openstack`. */
+  juju_model: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, {
+      error: 'must be a juju model name: lowercase letters, digits and "-" (juju models lists them)',
+    })
+    .default('openstack'),
   /** Defaults to the seed's convention, ~/<workload_cluster>-kc/config. */
   workload_kubeconfig: remotePath.optional(),
   timing: z
@@ -133,6 +140,7 @@ export function siteEnv(site: SiteProfile): Record<string, string> {
     MGMT_SSH_KEY: site.mgmt_ssh_key,
     MGMT_KUBECONFIG: site.mgmt_kubeconfig,
     WORKLOAD_CLUSTER: site.workload_cluster,
+    JUJU_MODEL: site.juju_model,
     WORKLOAD_KUBECONFIG: site.workload_kubeconfig ?? `~/${site.workload_cluster}-kc/config`,
   };
 }

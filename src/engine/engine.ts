@@ -36,6 +36,7 @@ import {
 } from './events.js';
 import { parseOutput } from './output.js';
 import { displayCommand, withPreamble } from './script.js';
+import { exitAccepted, knownErrorId, stopOnKnownError } from './traps.js';
 
 /**
  * Where a run is, in a form that survives the process (JSON only): the step about to run, the
@@ -281,7 +282,7 @@ class Interpreter {
     const text = leafSteps(this.opts.runbook.steps)
       .map((s) => `${s.scope?.preamble ?? ''}\n${s.command.script}`)
       .join('\n');
-    const tools = ['openstack', 'kubectl', 'ssh'].filter((t) => new RegExp(`\\b${t}\\b`).test(text));
+    const tools = ['openstack', 'kubectl', 'ssh', 'juju'].filter((t) => new RegExp(`\\b${t}\\b`).test(text));
     const result = await this.opts.executor.exec({
       script:
         'printf "%s\\n" "$HOME"; for t in $CAPI_TOOLS; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done',
@@ -465,8 +466,10 @@ class Interpreter {
             return undefined;
           }
           result = done.result;
+          await this.readBack(ref, step, scope, env, done.attempt);
         } else {
           result = await this.exec(ref, step.command, step.scope, env);
+          await this.readBack(ref, step, scope, env);
         }
         outScope = outputScope(scope, step.command, result);
       }
@@ -546,6 +549,7 @@ class Interpreter {
     env: Record<string, string>,
   ): Promise<ExecResult> {
     const result = await this.execRaw(ref, command, scope, env);
+    stopOnKnownError(command, result);
     const failure = commandFailure(command, result);
     if (failure !== undefined) throw new Stop('failed', `${ref.stepId}: ${failure}`, ref.stepId);
     return result;
@@ -565,6 +569,7 @@ class Interpreter {
       // A hung or failing check is one attempt that did not meet `until` (the seed's cold-start window is
       // full of them), never the end of the poll: only fail_when, exhaustion or a cancel end it.
       const result = await this.execRaw(ref, step.command, step.scope, env);
+      stopOnKnownError(step.command, result);
       const failure = commandFailure(step.command, result);
       const outScope = outputScope(scope, step.command, result);
       last = outScope;
@@ -624,7 +629,7 @@ class Interpreter {
   ): Promise<
     | { kind: 'skipped'; message: string }
     | { kind: 'verified'; message: string }
-    | { kind: 'sent'; result: ExecResult }
+    | { kind: 'sent'; result: ExecResult; attempt: AttemptRecord }
   > {
     const previous = await this.opts.attempts.find(ref);
     if (previous) return { kind: 'verified', message: await this.verify(ref, step, scope, env, previous) };
@@ -664,11 +669,12 @@ class Interpreter {
         signal: result.signal,
         timedOut: result.timedOut,
       });
+      stopOnKnownError(step.command, result);
       const failure = commandFailure(step.command, result);
       if (failure !== undefined) {
         throw new Stop('failed', `${ref.stepId}: ${failure}; it is not retried`, ref.stepId);
       }
-      return { kind: 'sent', result };
+      return { kind: 'sent', result, attempt: begun.attempt };
     }
   }
 
@@ -687,7 +693,9 @@ class Interpreter {
     const sent = `\`${attempt.command.split('\n').at(-1) ?? attempt.command}\` was sent at ${attempt.startedAt} (attempt ${attempt.attemptId})`;
     if (attempt.outcome) {
       const { exitCode, signal, timedOut } = attempt.outcome;
-      const ok = exitCode === 0 || (step.command.allowFailure && !timedOut && exitCode !== null);
+      const ok =
+        !timedOut &&
+        (exitAccepted(step.command, exitCode) || (step.command.allowFailure && exitCode !== null));
       const message = ok
         ? `${sent} and exited ${exitCode} before this run was resumed; not sent again`
         : `${sent} and ${timedOut ? 'timed out' : `exited ${exitCode ?? `by signal ${signal}`}`}; it is not retried`;
@@ -702,12 +710,10 @@ class Interpreter {
       return message;
     }
     const check = step.verify as NonNullable<RunStep['verify']>;
-    const attemptVars = {
-      attempt: { started_at: attempt.startedAt, command: attempt.command, id: attempt.attemptId },
-    };
     const result = await this.execRaw(ref, check.command, step.scope, env);
+    stopOnKnownError(check.command, result);
     const failure = commandFailure(check.command, result);
-    const outScope = { ...outputScope(scope, check.command, result), ...attemptVars };
+    const outScope = { ...outputScope(scope, check.command, result), attempt: attemptVars(attempt) };
     const tookEffect = failure === undefined && evaluateBoolean(check.tookEffect, outScope);
     const message = tookEffect
       ? `${sent}; its outcome was not recorded, and reading back shows it took effect: ${render(check.say, outScope)}. Not sent again.`
@@ -715,6 +721,33 @@ class Interpreter {
     await this.emit({ ...ref, type: 'attempt.verified', attemptId: attempt.attemptId, tookEffect, message });
     if (!tookEffect) throw new Stop('failed', `${ref.stepId}: ${message}`, ref.stepId);
     return message;
+  }
+
+  /**
+   * The step's `verify` after a fresh send: the command's exit code is not proof (a `sed -i` that matched
+   * nothing exits 0), so the step passes only when reading back shows the action took effect.
+   */
+  private async readBack(
+    ref: StepRef,
+    step: RunStep,
+    scope: Vars,
+    env: Record<string, string>,
+    attempt?: AttemptRecord,
+  ): Promise<void> {
+    const check = step.verify;
+    if (check === undefined || !check.afterSend) return;
+    const result = await this.exec(ref, check.command, step.scope, env);
+    const outScope = {
+      ...outputScope(scope, check.command, result),
+      attempt: attempt ? attemptVars(attempt) : null,
+    };
+    if (!evaluateBoolean(check.tookEffect, outScope)) {
+      throw new Stop(
+        'failed',
+        `${ref.stepId}: reading back after the command shows it did not take effect: ${render(check.checkByHand, outScope)}`,
+        ref.stepId,
+      );
+    }
   }
 
   /** Asks (or finds the answer already given) for this exact action; returns what was approved. */
@@ -795,12 +828,17 @@ export function actionDigest(action: {
     .digest('hex');
 }
 
+/** What a verify check sees of the attempt it reads back. */
+function attemptVars(attempt: AttemptRecord): Vars {
+  return { started_at: attempt.startedAt, command: attempt.command, id: attempt.attemptId };
+}
+
 /** Why a command's result fails its step (a timeout, an exit code it does not allow), or undefined. */
 function commandFailure(command: Command, result: ExecResult): string | undefined {
   if (result.timedOut) {
     return `timed out after ${command.timeoutMs / 1000}s; the remote process group was killed${tailOf(result) ? `: ${tailOf(result)}` : ''}`;
   }
-  if (result.code !== 0 && !command.allowFailure) {
+  if (!exitAccepted(command, result.code) && !command.allowFailure) {
     return `exited ${result.code ?? `by signal ${result.signal}`}: ${tailOf(result)}`;
   }
   return undefined;
@@ -906,12 +944,13 @@ function pickEnv(env: Record<string, string>, bindings: readonly EnvBinding[]): 
 }
 
 function outputScope(scope: Vars, command: Command, result: ExecResult): Vars {
-  const failed = result.code !== 0;
+  const failed = !exitAccepted(command, result.code);
   return {
     ...scope,
     stdout: result.stdout.replace(/\n+$/, ''),
     stderr: result.stderr.replace(/\n+$/, ''),
     exit_code: result.code,
+    known_error: knownErrorId(command, result),
     // A failed command's output is an error message, not data: expressions see null.
     out: failed ? null : parseOutput(command.parse, result.stdout),
   };

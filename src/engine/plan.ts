@@ -60,6 +60,10 @@ function leafLines(step: LeafStep, n: string): string[] {
     });
     if (step.approval) lines.push(`   approval: ${step.approval.summary.source}`);
     lines.push(...commandLines(step.scope, step.command));
+    if (step.verify) {
+      lines.push(`   verify (read back after the command; must hold: ${step.verify.tookEffect.source}):`);
+      lines.push(...commandLines(step.scope, step.verify.command));
+    }
   } else {
     const first = step.firstAfterMs > 0 ? `, first after ${step.firstAfterMs / 1000}s` : '';
     lines.push(
@@ -82,6 +86,7 @@ function leafLines(step: LeafStep, n: string): string[] {
 
 function commandLines(scope: Scope | undefined, command: Command): string[] {
   const head = scope ? [`   | # ${scope.name} scope`] : [];
+  if (command.okExit.length > 1) head.push(`   | # exit codes ${command.okExit.join(', ')} are answers (L1)`);
   return [
     ...head,
     ...withPreamble(scope, command.script)

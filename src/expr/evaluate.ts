@@ -528,6 +528,9 @@ class Evaluator {
           if (!out.some((seen) => deepEqual(seen, item))) out.push(item);
         return out;
       }
+      case 'flatten':
+        // One level: a list of lists (units per application) becomes one list; other elements stay.
+        return this.list(node, 0, it).flatMap((item) => (Array.isArray(item) ? item : [item]));
       case 'keys': {
         const at = this.arg(node, 0);
         const v = this.eval(at, it);

@@ -38,6 +38,7 @@ const FUNCTION_TABLE = {
   first: { min: 1, max: 1, usage: 'first(list)' },
   last: { min: 1, max: 1, usage: 'last(list)' },
   unique: { min: 1, max: 1, usage: 'unique(list)' },
+  flatten: { min: 1, max: 1, usage: 'flatten(listOfLists)' },
   keys: { min: 1, max: 1, usage: 'keys(object)' },
   default: { min: 2, max: 2, usage: 'default(value, fallback)' },
   sum: { min: 1, max: 1, usage: 'sum(list)' },

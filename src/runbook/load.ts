@@ -20,6 +20,7 @@ import type {
   EnvBinding,
   ForEachStep,
   GuardCheck,
+  KnownError,
   LeafStep,
   PollStep,
   ReportStep,
@@ -45,12 +46,13 @@ const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 /** Names every expression may read besides captures, loop variables and env bindings. */
 const GLOBAL_NAMES = ['site', 'params'];
 /** Names a step's own output adds for its capture/expect/decide expressions. */
-const OUTPUT_NAMES = ['stdout', 'stderr', 'exit_code', 'out'];
+const OUTPUT_NAMES = ['stdout', 'stderr', 'exit_code', 'out', 'known_error'];
 /** A verify check also sees the attempt it verifies: attempt.started_at, attempt.command. */
 const VERIFY_NAMES = [...OUTPUT_NAMES, 'attempt'];
 
 export interface RunbookSet {
   readonly scopes: ReadonlyMap<string, Scope>;
+  readonly knownErrors: readonly KnownError[];
   readonly runbooks: ReadonlyMap<string, Runbook>;
 }
 
@@ -103,24 +105,39 @@ function readYaml(file: string, text: string): { doc: Document; problems: FilePr
   return { doc, problems, data: doc.toJS() };
 }
 
-export function parseScopes(file: string, text: string): Map<string, Scope> {
+function parseScopesFile(file: string, text: string) {
   const { problems, data } = readYaml(file, text);
   const parsed = ScopesFileSchema.safeParse(data);
   if (!parsed.success) {
     problems.addZod([], parsed.error);
     problems.throwIfAny();
   }
+  return parsed.data as z.infer<typeof ScopesFileSchema>;
+}
+
+export function parseScopes(file: string, text: string): Map<string, Scope> {
   const scopes = new Map<string, Scope>();
-  for (const [name, s] of Object.entries(parsed.data?.scopes ?? {})) {
+  for (const [name, s] of Object.entries(parseScopesFile(file, text).scopes)) {
     scopes.set(name, { name, description: s.description, preamble: s.preamble });
   }
   return scopes;
+}
+
+/** The remote errors with a known cause (scopes.yaml `known_errors`), checked on every command. */
+export function parseKnownErrors(file: string, text: string): KnownError[] {
+  return parseScopesFile(file, text).known_errors.map((k) => ({
+    id: k.id,
+    source: k.source,
+    match: new RegExp(k.match),
+    message: k.message,
+  }));
 }
 
 /** Everything known while compiling one step: which names exist and where we are in the file. */
 interface Ctx {
   readonly problems: FileProblems;
   readonly scopes: ReadonlyMap<string, Scope>;
+  readonly knownErrors: readonly KnownError[];
   readonly known: Set<string>;
   readonly inLoop: boolean;
 }
@@ -161,16 +178,24 @@ function checkNames(ctx: Ctx, path: Path, names: readonly string[], local: reado
   }
 }
 
-function command(raw: {
-  run: string;
-  parse: Command['parse'];
-  allow_failure: boolean;
-  timeout?: string | undefined;
-}): Command {
+function command(
+  ctx: Ctx,
+  raw: {
+    run: string;
+    parse: Command['parse'];
+    allow_failure: boolean;
+    ok_exit?: number[] | undefined;
+    known_errors: Command['onKnownError'];
+    timeout?: string | undefined;
+  },
+): Command {
   return {
     script: raw.run,
     parse: raw.parse,
     allowFailure: raw.allow_failure,
+    okExit: raw.ok_exit ?? [0],
+    onKnownError: raw.known_errors,
+    knownErrors: ctx.knownErrors,
     timeoutMs: raw.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(raw.timeout),
   };
 }
@@ -312,7 +337,7 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
     const p = [...path, 'guard', i];
     const skipWhen = expr(ctx, [...p, 'skip_when'], g.skip_when, OUTPUT_NAMES);
     const say = tpl(ctx, [...p, 'say'], g.say, OUTPUT_NAMES);
-    return skipWhen && say ? [{ command: command(g), skipWhen, say }] : [];
+    return skipWhen && say ? [{ command: command(ctx, g), skipWhen, say }] : [];
   });
   const approval = s.approval && {
     summary: tpl(ctx, [...path, 'approval', 'summary'], s.approval.summary),
@@ -320,7 +345,7 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
     evidence: s.approval.evidence.map((t, i) => tpl(ctx, [...path, 'approval', 'evidence', i], t)),
   };
   const verify = s.verify && {
-    command: command(s.verify),
+    command: command(ctx, s.verify),
     tookEffect: expr(ctx, [...path, 'verify', 'took_effect'], s.verify.took_effect, VERIFY_NAMES),
     say: tpl(ctx, [...path, 'verify', 'say'], s.verify.say, VERIFY_NAMES),
     checkByHand: tpl(ctx, [...path, 'verify', 'check_by_hand'], s.verify.check_by_hand, VERIFY_NAMES),
@@ -334,7 +359,7 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
     ...(s.note !== undefined ? { note: s.note } : {}),
     ...(scope ? { scope } : {}),
     env,
-    command: command(s),
+    command: command(ctx, s),
     destructive: s.destructive,
     ...(approval?.summary
       ? {
@@ -353,6 +378,7 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
             tookEffect: verify.tookEffect,
             say: verify.say,
             checkByHand: verify.checkByHand,
+            afterSend: !s.destructive || s.verify?.after_send === true,
           },
         }
       : {}),
@@ -389,7 +415,7 @@ function pollStep(ctx: Ctx, path: Path, raw: unknown): PollStep | undefined {
     ...(s.note !== undefined ? { note: s.note } : {}),
     ...(scope ? { scope } : {}),
     env,
-    command: command(p),
+    command: command(ctx, p),
     attempts: p.attempts,
     everyMs: parseDuration(p.every),
     firstAfterMs: p.first_after === undefined ? 0 : parseDuration(p.first_after),
@@ -442,7 +468,12 @@ export function leafSteps(steps: readonly Step[]): LeafStep[] {
   return steps.flatMap((s) => (s.kind === 'for_each' ? s.steps : s.kind === 'report' ? [] : [s]));
 }
 
-export function parseRunbook(file: string, text: string, scopes: ReadonlyMap<string, Scope>): Runbook {
+export function parseRunbook(
+  file: string,
+  text: string,
+  scopes: ReadonlyMap<string, Scope>,
+  knownErrors: readonly KnownError[] = [],
+): Runbook {
   const { problems, data } = readYaml(file, text);
   const parsed = RunbookFileSchema.safeParse(data);
   if (!parsed.success) {
@@ -457,6 +488,7 @@ export function parseRunbook(file: string, text: string, scopes: ReadonlyMap<str
   const ctx: Ctx = {
     problems,
     scopes,
+    knownErrors,
     known: new Set(GLOBAL_NAMES),
     inLoop: false,
   };
@@ -526,14 +558,16 @@ export function parseRunbook(file: string, text: string, scopes: ReadonlyMap<str
 /** Loads and validates every runbook in `dir` at start-up: one bad file refuses them all. */
 export async function loadRunbooks(dir: string): Promise<RunbookSet> {
   const scopesPath = join(dir, SCOPES_FILE);
-  const scopes = parseScopes(scopesPath, await readFile(scopesPath, 'utf8'));
+  const scopesText = await readFile(scopesPath, 'utf8');
+  const scopes = parseScopes(scopesPath, scopesText);
+  const knownErrors = parseKnownErrors(scopesPath, scopesText);
   const files = (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f) && f !== SCOPES_FILE).sort();
   const runbooks = new Map<string, Runbook>();
   const errors: RunbookError[] = [];
   for (const f of files) {
     const path = join(dir, f);
     try {
-      const rb = parseRunbook(path, await readFile(path, 'utf8'), scopes);
+      const rb = parseRunbook(path, await readFile(path, 'utf8'), scopes, knownErrors);
       runbooks.set(rb.name, rb);
     } catch (err) {
       if (err instanceof RunbookError) errors.push(err);
@@ -548,5 +582,5 @@ export async function loadRunbooks(dir: string): Promise<RunbookSet> {
       errors.flatMap((e) => [`${e.file}:`, ...e.issues.map((i) => `  ${i}`)]),
     );
   }
-  return { scopes, runbooks };
+  return { scopes, knownErrors, runbooks };
 }

@@ -11,10 +11,23 @@ export interface Scope {
   readonly preamble: string;
 }
 
+/** A remote error whose cause is known (scopes.yaml `known_errors`), e.g. juju's stale macaroon. */
+export interface KnownError {
+  readonly id: string;
+  readonly source: string;
+  readonly match: RegExp;
+  readonly message: string;
+}
+
 export interface Command {
   readonly script: string;
   readonly parse: ParseMode;
   readonly allowFailure: boolean;
+  /** Exit codes that are answers (0 always; `ok_exit: [0, 1]` for grep -c). */
+  readonly okExit: readonly number[];
+  /** `stop`: a known error ends the step with its fix; `observe`: expressions see `known_error`. */
+  readonly onKnownError: 'stop' | 'observe';
+  readonly knownErrors: readonly KnownError[];
   readonly timeoutMs: number;
 }
 
@@ -33,12 +46,17 @@ export interface Decision {
     | { readonly kind: 'finish' | 'fail'; readonly message: CompiledTemplate };
 }
 
-/** Reads back a destructive action whose attempt is on record but whose outcome is not. */
+/**
+ * Reads back whether a step's action took effect: after every send (an exit code is not proof), and for a
+ * destructive attempt on record whose outcome is not (its agent died while it was in flight).
+ */
 export interface VerifyCheck {
   readonly command: Command;
   readonly tookEffect: CompiledExpr;
   readonly say: CompiledTemplate;
   readonly checkByHand: CompiledTemplate;
+  /** Read back after every send too (always on a step that is not destructive). */
+  readonly afterSend: boolean;
 }
 
 export interface GuardCheck {

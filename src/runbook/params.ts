@@ -19,6 +19,18 @@ export const PARAM_TYPES = {
     pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
     hint: 'a lowercase UUID such as 0f968008-4c1e-4d2a-9b7e-2b9d3c4e5f60',
   },
+  'keystone-id': {
+    pattern: /^[0-9a-f]{32}$/,
+    hint: 'a 32-character lowercase hex keystone id (a user or project id)',
+  },
+  'juju-unit': {
+    pattern: /^[a-z][a-z0-9]*(-[a-z0-9]+)*\/(0|[1-9][0-9]{0,5})$/,
+    hint: 'a juju unit name such as keystone/1 (application/number, as juju status lists it)',
+  },
+  'os-name': {
+    pattern: /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/,
+    hint: 'an OpenStack name or id made of letters, digits, ".", "_" and "-" (at most 128), e.g. ubuntu-jammy-kube-v1.32.13; use the id when the name has other characters',
+  },
 } as const;
 
 export type ParamType = keyof typeof PARAM_TYPES;

@@ -23,10 +23,28 @@ const parse = z.enum(['text', 'lines', 'json', 'yaml'], {
   error: 'must be one of text, lines, json, yaml',
 });
 
+const exitCode = z.number().int().min(0).max(255, { error: 'must be an exit code 0-255' });
+
 const outputHandling = {
   parse: parse.default('text'),
   /** Non-zero exit codes fail the step unless allowed; `exit_code` is then visible to expressions. */
   allow_failure: z.boolean().default(false),
+  /**
+   * Exit codes that are answers, not failures (L1: `grep -c` prints 0 and exits 1). Their output is
+   * parsed like a success's; any other non-zero code is still a failure.
+   */
+  ok_exit: z
+    .array(exitCode)
+    .min(1)
+    .refine((codes) => codes.includes(0), {
+      error: 'lists the exit codes that are answers, 0 included: e.g. [0, 1] for grep -c',
+    })
+    .optional(),
+  /**
+   * What a known remote error (scopes.yaml `known_errors`) does: `stop` the step with its fix, never
+   * retried (default), or `observe` it: the run goes on and `known_error` names it (diagnose).
+   */
+  known_errors: z.enum(['stop', 'observe'], { error: 'must be stop or observe' }).default('stop'),
   timeout: duration.optional(),
 };
 
@@ -65,9 +83,12 @@ const guardCheck = z.strictObject({
 });
 
 /**
- * How to read back whether a destructive action took effect, for a run that finds the action's attempt on
- * record but not its outcome (its agent died or stalled while the command was in flight). The command is
- * never sent again; the run continues when `took_effect` holds and otherwise stops as "outcome unknown".
+ * How to read back whether the step's action took effect. On a destructive step it decides, for a run
+ * that finds the action's attempt on record but not its outcome (its agent died or stalled while the
+ * command was in flight), instead of a second send: the run continues when `took_effect` holds and
+ * otherwise stops as "outcome unknown" with `check_by_hand`. After a send it runs on every step that is
+ * not destructive, and on a destructive one with `after_send: true`: for commands whose exit code is no
+ * proof (a `sed -i` that matched nothing exits 0), the step fails unless `took_effect` holds.
  */
 const verify = z.strictObject({
   run: script,
@@ -75,6 +96,7 @@ const verify = z.strictObject({
   took_effect: expr,
   say: template,
   check_by_hand: template,
+  after_send: z.boolean().default(false),
 });
 
 const common = {
@@ -122,10 +144,10 @@ export const RunStepSchema = z
           'a destructive step needs `verify` (run, took_effect, say, check_by_hand): how to read back whether the action took effect when a crash hid its outcome',
       });
     }
-    if (!s.destructive && (s.approval !== undefined || s.guard !== undefined || s.verify !== undefined)) {
+    if (!s.destructive && (s.approval !== undefined || s.guard !== undefined)) {
       ctx.addIssue({
         code: 'custom',
-        message: '`approval`, `guard` and `verify` only belong on a step marked destructive: true',
+        message: '`approval` and `guard` only belong on a step marked destructive: true',
       });
     }
   });
@@ -185,6 +207,30 @@ export const RunbookFileSchema = z.strictObject({
   steps: z.array(z.unknown()).min(1, { error: 'a runbook needs at least one step' }),
 });
 
+/** A remote error with a known cause: recognised in any command's output, it stops the step with its fix. */
+const knownError = z.strictObject({
+  id,
+  /** Where the seed documents it, e.g. "appendix A juju-macaroon". */
+  source: z.string().min(1),
+  /** A regular expression matched against the command's stderr, then its stdout. */
+  match: z
+    .string()
+    .min(1)
+    .refine(
+      (pattern) => {
+        try {
+          new RegExp(pattern);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { error: 'must be a valid regular expression' },
+    ),
+  /** What the operator must do; shown as the step's failure. */
+  message: z.string().min(1),
+});
+
 export const ScopesFileSchema = z.strictObject({
   scopes: z.record(
     id,
@@ -193,6 +239,7 @@ export const ScopesFileSchema = z.strictObject({
       preamble: script,
     }),
   ),
+  known_errors: z.array(knownError).default([]),
 });
 
 export type RunStepYaml = z.infer<typeof RunStepSchema>;

@@ -25,6 +25,7 @@ import { clockOf, clusterAvailability, mgmtView, settle } from './model.js';
 import type { CloudState, KubeObject } from './schema.js';
 import { withState } from './store.js';
 import { humanDuration, siteAgeSeconds, siteIso, siteSecondsToMs, sleep, toSiteMs } from './time.js';
+import { workloadAt, workloadKubectl } from './workload.js';
 
 type Obj = Record<string, unknown>;
 
@@ -1007,6 +1008,9 @@ export async function runKubectl(opts: KubectlOptions): Promise<CliResult> {
     result = withState(opts.dir, (state): CliResult => {
       const now = Date.now();
       settle(state, now);
+      if (endpoint !== null && workloadAt(state, endpoint.host, endpoint.port)) {
+        return workloadKubectl(state, now, verb, words, one(args, 'output'));
+      }
       const reach = reachApi(state, endpoint, now);
       if (!reach.ok) {
         delayMs = reach.delayMs;

@@ -321,6 +321,9 @@ export function coeHealth(
   now: number,
 ): { status: HealthStatus; reason: Record<string, string> } {
   if (!mgmtView(state, now).k8sReady) return { status: 'UNHEALTHY', reason: {} };
+  // A real component failure the conductor reads from the mgmt cluster: not the D-042 signature.
+  const reported = state.coeClusters.find((c) => c.name === name)?.healthReason ?? null;
+  if (reported !== null) return { status: 'UNHEALTHY', reason: reported };
   const ready = {
     [`${name}.cluster`]: 'Ready',
     [`${name}.controlplane`]: 'Ready',

@@ -46,6 +46,7 @@ import {
 } from './model.js';
 import type {
   CloudState,
+  Image,
   LoadBalancer,
   Network,
   Port,
@@ -918,6 +919,7 @@ const coeShow: Command = {
       ['flavor_id', 'gp.mid'],
       ['health_status_reason', health.reason],
       ['project_id', x.projectId],
+      ['user_id', x.userId],
     ]);
   },
 };
@@ -941,6 +943,58 @@ const coeList: Command = {
         coeHealth(c.state, x.name, c.now).status,
       ]),
     );
+  },
+};
+
+function findTemplate(c: Ctx, ref: string) {
+  const visible = c.state.coeTemplates.filter((t) => c.scope.isAdmin || t.projectId === c.scope.projectId);
+  const found = visible.find((t) => t.uuid === ref) ?? visible.find((t) => t.name === ref);
+  if (found === undefined)
+    fail(`ClusterTemplate ${ref} could not be found (HTTP 404) (Request-ID: ${requestId()})`);
+  return found;
+}
+
+const coeTemplateShow: Command = {
+  words: ['coe', 'cluster', 'template', 'show'],
+  kind: 'show',
+  specs: [],
+  positionals: ['<cluster-template>'],
+  run(c, args) {
+    const t = findTemplate(c, args.positionals[0] ?? '');
+    c.show([
+      ['insecure_registry', '-'],
+      ['labels', t.labels],
+      ['updated_at', '-'],
+      ['floating_ip_enabled', true],
+      ['fixed_subnet', '-'],
+      ['master_flavor_id', 'gp.mid'],
+      ['uuid', t.uuid],
+      ['no_proxy', '-'],
+      ['https_proxy', '-'],
+      ['tls_disabled', false],
+      ['keypair_id', 'capi-keypair'],
+      ['public', false],
+      ['http_proxy', '-'],
+      ['docker_volume_size', '-'],
+      ['server_type', 'vm'],
+      ['external_network_id', 'public'],
+      ['cluster_distro', 'ubuntu'],
+      ['image_id', t.imageId],
+      ['volume_driver', 'cinder'],
+      ['registry_enabled', false],
+      ['docker_storage_driver', '-'],
+      ['apiserver_port', '-'],
+      ['name', t.name],
+      ['created_at', c.iso(t.createdAt).replace('Z', '+00:00')],
+      ['network_driver', t.networkDriver ?? '-'],
+      ['fixed_network', '-'],
+      ['coe', 'kubernetes'],
+      ['flavor_id', 'gp.mid'],
+      ['master_lb_enabled', true],
+      ['dns_nameserver', '-'],
+      ['hidden', false],
+      ['tags', '-'],
+    ]);
   },
 };
 
@@ -1003,6 +1057,254 @@ const tokenIssue: Command = {
       ['project_id', c.scope.projectId],
       ['user_id', c.state.auth.userId],
     ]);
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// glance
+
+function imageVisible(c: Ctx, i: Image): boolean {
+  return (
+    c.scope.isAdmin ||
+    i.visibility === 'public' ||
+    i.visibility === 'community' ||
+    i.ownerId === c.scope.projectId
+  );
+}
+
+/** Properties as glance returns them: the custom ones plus the hashes and store it always adds. */
+function imageProperties(i: Image): Record<string, unknown> {
+  return {
+    ...i.properties,
+    os_hash_algo: 'sha512',
+    os_hash_value: `${i.id.replace(/-/g, '')}${'0'.repeat(96)}`,
+    os_hidden: false,
+    'owner_specified.openstack.md5': '',
+    stores: 'ceph',
+  };
+}
+
+const imageShow: Command = {
+  words: ['image', 'show'],
+  kind: 'show',
+  specs: [flag(['--human-readable'])],
+  positionals: ['<image>'],
+  run(c, args) {
+    const ref = args.positionals[0] ?? '';
+    const visible = c.state.images.filter((i) => imageVisible(c, i));
+    const byId = visible.find((i) => i.id === ref);
+    const byName = visible.filter((i) => i.name === ref);
+    if (byId === undefined && byName.length > 1) {
+      fail(`More than one Image exists with the name '${ref}'.`);
+    }
+    const i = byId ?? byName[0];
+    if (i === undefined) fail(`No Image found for ${ref}`);
+    const props = imageProperties(i);
+    c.show([
+      ['checksum', i.status === 'active' ? i.id.replace(/-/g, '').slice(0, 32) : null],
+      ['container_format', 'bare'],
+      ['created_at', c.iso(i.createdAt)],
+      ['disk_format', i.diskFormat],
+      ['file', `/v2/images/${i.id}/file`],
+      ['id', i.id],
+      ['min_disk', 0],
+      ['min_ram', 0],
+      ['name', i.name],
+      ['owner', i.ownerId],
+      [
+        'properties',
+        cell(
+          Object.entries(props)
+            .map(([k, v]) => `${k}='${String(v)}'`)
+            .join(', '),
+          props,
+        ),
+      ],
+      ['protected', false],
+      ['schema', '/v2/schemas/image'],
+      ['size', i.status === 'active' ? i.sizeBytes : null],
+      ['status', i.status],
+      ['tags', cell(i.tags.join(', '), i.tags)],
+      ['updated_at', c.iso(i.createdAt)],
+      ['visibility', i.visibility],
+    ]);
+  },
+};
+
+const imageList: Command = {
+  words: ['image', 'list'],
+  kind: 'list',
+  specs: [
+    flag(['--long']),
+    opt(['--status']),
+    opt(['--tag'], 'tag', true),
+    opt(['--property'], 'property', true),
+    opt(['--name']),
+    flag(['--public']),
+    flag(['--private']),
+    flag(['--shared']),
+    flag(['--community']),
+  ],
+  positionals: [],
+  run(c, args) {
+    const status = one(args, 'status');
+    const name = one(args, 'name');
+    const tags = many(args, 'tag');
+    const props = many(args, 'property').map((kv) => kv.split('=', 2) as [string, string | undefined]);
+    const visibility = ['public', 'private', 'shared', 'community'].find((v) => args.flags.has(v));
+    const images = c.state.images
+      .filter((i) => imageVisible(c, i))
+      .filter((i) => status === undefined || i.status === status)
+      .filter((i) => name === undefined || i.name === name)
+      .filter((i) => visibility === undefined || i.visibility === visibility)
+      .filter((i) => tags.every((t) => i.tags.includes(t)))
+      .filter((i) => props.every(([k, v]) => i.properties[k] === v));
+    if (args.flags.has('long')) {
+      c.list(
+        [
+          'ID',
+          'Name',
+          'Disk Format',
+          'Container Format',
+          'Size',
+          'Checksum',
+          'Status',
+          'Visibility',
+          'Protected',
+          'Project',
+          'Tags',
+        ],
+        images.map((i) => [
+          i.id,
+          i.name,
+          i.diskFormat,
+          'bare',
+          i.sizeBytes,
+          null,
+          i.status,
+          i.visibility,
+          false,
+          i.ownerId,
+          cell(i.tags.join(', '), i.tags),
+        ]),
+      );
+      return;
+    }
+    c.list(
+      ['ID', 'Name', 'Status'],
+      images.map((i) => [i.id, i.name, i.status]),
+    );
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// keystone: roles and application credentials (D-039)
+
+function findUser(c: Ctx, ref: string) {
+  const u = c.state.keystone.users.find((x) => x.id === ref || x.name === ref);
+  if (u === undefined) fail(`No user with a name or ID of '${ref}' exists.`);
+  return u;
+}
+
+function roleNames(c: Ctx, ids: readonly string[]): { id: string; name: string; domain_id: null }[] {
+  return ids.map((id) => ({
+    id,
+    name: c.state.keystone.roles.find((r) => r.id === id)?.name ?? id,
+    domain_id: null,
+  }));
+}
+
+const appCredList: Command = {
+  words: ['application', 'credential', 'list'],
+  kind: 'list',
+  specs: [opt(['--user']), opt(['--user-domain'])],
+  positionals: [],
+  run(c, args) {
+    const ref = one(args, 'user');
+    const user = ref === undefined ? findUser(c, c.state.auth.userId) : findUser(c, ref);
+    if (user.id !== c.state.auth.userId && !c.scope.isAdmin) {
+      fail(
+        `You are not authorized to perform the requested action: identity:list_application_credentials. (HTTP 403) (Request-ID: ${requestId()})`,
+      );
+    }
+    c.list(
+      ['ID', 'Name', 'Description', 'Project ID', 'Roles', 'Unrestricted', 'Access Rules', 'Expires At'],
+      c.state.keystone.appCredentials
+        .filter((a) => a.userId === user.id)
+        .map((a) => {
+          const roles = roleNames(c, a.roleIds);
+          return [
+            a.id,
+            a.name,
+            a.description,
+            a.projectId,
+            cell(
+              roles
+                .map((r) => r.name)
+                .sort()
+                .join(', '),
+              roles,
+            ),
+            a.unrestricted,
+            cell('', []),
+            a.expiresAt === null ? null : c.iso(a.expiresAt),
+          ];
+        }),
+    );
+  },
+};
+
+const roleAssignmentList: Command = {
+  words: ['role', 'assignment', 'list'],
+  kind: 'list',
+  specs: [
+    opt(['--user']),
+    opt(['--user-domain']),
+    opt(['--project']),
+    opt(['--project-domain']),
+    opt(['--role']),
+    flag(['--names']),
+    flag(['--effective']),
+    flag(['--inherited']),
+  ],
+  positionals: [],
+  run(c, args) {
+    if (!c.scope.isAdmin) {
+      fail(
+        `You are not authorized to perform the requested action: identity:list_role_assignments. (HTTP 403) (Request-ID: ${requestId()})`,
+      );
+    }
+    const userRef = one(args, 'user');
+    const projectRef = one(args, 'project');
+    const roleRef = one(args, 'role');
+    const userId = userRef === undefined ? undefined : findUser(c, userRef).id;
+    const projectId = projectRef === undefined ? undefined : resolveProject(c, projectRef);
+    const names = args.flags.has('names');
+    const rows = c.state.keystone.assignments
+      .filter((a) => userId === undefined || a.userId === userId)
+      .filter((a) => projectId === undefined || a.projectId === projectId)
+      .filter((a) => {
+        if (roleRef === undefined) return true;
+        const r = c.state.keystone.roles.find((x) => x.id === a.roleId);
+        return r !== undefined && (r.id === roleRef || r.name === roleRef);
+      })
+      .map((a) => {
+        const role = c.state.keystone.roles.find((r) => r.id === a.roleId);
+        const user = c.state.keystone.users.find((u) => u.id === a.userId);
+        const proj = c.state.projects.find((p) => p.id === a.projectId);
+        return names
+          ? [
+              role?.name ?? a.roleId,
+              `${user?.name ?? a.userId}@${user?.domain ?? ''}`,
+              '',
+              `${proj?.name ?? a.projectId}@${proj?.domain ?? ''}`,
+              '',
+              '',
+              false,
+            ]
+          : [a.roleId, a.userId, '', a.projectId, '', '', false];
+      });
+    c.list(['Role', 'User', 'Group', 'Project', 'Domain', 'System', 'Inherited'], rows);
   },
 };
 
@@ -1608,9 +1910,14 @@ const COMMANDS: readonly Command[] = [
   hypervisorShow,
   coeShow,
   coeList,
+  coeTemplateShow,
   projectList,
   projectShow,
   tokenIssue,
+  imageShow,
+  imageList,
+  appCredList,
+  roleAssignmentList,
   networkList,
   networkShow,
   networkDelete,

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { instantiateJuju, JujuScenarioError, JujuScenarioSchema } from './juju-model.js';
 import type { CloudState, KubeObject, Port, Server } from './schema.js';
 import { CloudStateSchema } from './schema.js';
 import { siteSecondsToMs } from './time.js';
@@ -88,6 +89,53 @@ const ScenarioSchema = z.object({
     .object({ driver_fixed: z.boolean().default(false) })
     .strict()
     .default({ driver_fixed: false }),
+  keystone: z
+    .object({
+      roles: z.array(Str).default(['admin', 'member', 'reader', 'load-balancer_member']),
+      /** Role assignments on projects: user id -> project alias -> role names. */
+      assignments: z.record(z.string(), z.record(z.string(), z.array(Str))).default({}),
+      /** Application credentials by id (32 hex): Magnum's are magnum-<cluster uuid>-<8 hex>. */
+      app_credentials: z
+        .record(
+          z.string().regex(/^[0-9a-f]{32}$/, 'application credential ids are 32 lowercase hex characters'),
+          z
+            .object({
+              name: Str,
+              description: z.string().default(''),
+              user: z.string().regex(/^[0-9a-f]{32}$/),
+              project: Str,
+              roles: z.array(Str),
+            })
+            .strict(),
+        )
+        .default({}),
+    })
+    .strict()
+    .default({
+      roles: ['admin', 'member', 'reader', 'load-balancer_member'],
+      assignments: {},
+      app_credentials: {},
+    }),
+  juju: JujuScenarioSchema,
+  workload: z
+    .object({
+      nodes: z
+        .record(
+          z.string(),
+          z
+            .object({
+              role: z.enum(['control-plane', 'worker']),
+              ip: Loopback,
+              ready: z.boolean().default(true),
+              uninitialized: z.boolean().default(false),
+              age_s: Secs.default(86_400 * 12),
+            })
+            .strict(),
+        )
+        .default({}),
+    })
+    .strict()
+    .default({ nodes: {} }),
   mgmt: z
     .object({
       server: Str,
@@ -103,7 +151,22 @@ const ScenarioSchema = z.object({
     z.string(),
     z.object({ name: Str, ram_mb: z.number().int(), vcpus: z.number().int(), disk_gb: z.number().int() }),
   ),
-  images: z.record(z.string(), z.object({ name: Str })),
+  images: z.record(
+    z.string(),
+    z
+      .object({
+        name: Str,
+        status: z.enum(['active', 'queued', 'saving', 'importing', 'deactivated']).default('active'),
+        visibility: z.enum(['public', 'private', 'shared', 'community']).default('public'),
+        owner: Str.default('admin'),
+        properties: z.record(z.string(), z.string()).default({}),
+        disk_format: Str.default('raw'),
+        size_bytes: z.number().int().nullable().default(3_221_225_472),
+        tags: z.array(Str).default([]),
+        age_s: Secs.default(86_400 * 30),
+      })
+      .strict(),
+  ),
   hypervisors: z.record(
     z.string(),
     z
@@ -138,7 +201,13 @@ const ScenarioSchema = z.object({
           project: Str,
           vip_address: Loopback,
           vip_subnet: Str,
-          provisioning_status: z.enum(['ACTIVE', 'ERROR', 'PENDING_UPDATE']),
+          provisioning_status: z.enum([
+            'ACTIVE',
+            'ERROR',
+            'PENDING_UPDATE',
+            'PENDING_CREATE',
+            'PENDING_DELETE',
+          ]),
           operating_status: z.enum(['ONLINE', 'OFFLINE', 'DEGRADED', 'ERROR']).default('ONLINE'),
           age_s: Secs.default(86_400 * 12),
         })
@@ -169,6 +238,13 @@ const ScenarioSchema = z.object({
           project: Str,
           status: z.enum(['CREATE_COMPLETE', 'DELETE_IN_PROGRESS', 'UPDATE_COMPLETE', 'CREATE_FAILED']),
           status_reason: z.string().nullable().default(null),
+          /** Created by (default: the scenario's admin user). */
+          user: z
+            .string()
+            .regex(/^[0-9a-f]{32}$/)
+            .optional(),
+          /** What the conductor reports as health_status_reason instead of the computed one. */
+          health_reason: z.record(z.string(), z.string()).nullable().default(null),
           capi_cluster: Str,
           stack_id: Str,
           template: Str,
@@ -177,6 +253,20 @@ const ScenarioSchema = z.object({
           api_address: z.string(),
           coe_version: Str.default('v1.32.13'),
           age_s: Secs.default(86_400 * 12),
+        })
+        .strict(),
+    )
+    .default({}),
+  cluster_templates: z
+    .record(
+      z.string(),
+      z
+        .object({
+          name: Str,
+          project: Str.default('capi'),
+          image: Str,
+          network_driver: z.string().nullable().default('calico'),
+          labels: z.record(z.string(), z.string()).default({}),
         })
         .strict(),
     )
@@ -366,6 +456,47 @@ export function loadScenario(nameOrPath: string, scenarioDir: string): ScenarioD
 function fakeMac(n: number): string {
   const hex = n.toString(16).padStart(6, '0');
   return `fa:16:3e:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
+}
+
+/** Role ids are deterministic fake keystone ids: 7e + the role's position. */
+function roleId(index: number): string {
+  return `7e${index.toString(16).padStart(30, '0')}`;
+}
+
+function keystoneState(
+  sc: ScenarioData,
+  project: (alias: string, where: string) => string,
+): CloudState['keystone'] {
+  const roles = sc.keystone.roles.map((name, i) => ({ id: roleId(i), name }));
+  const role = (name: string, where: string): string => {
+    const r = roles.find((x) => x.name === name);
+    if (r === undefined) throw new ScenarioError(`${where}: role '${name}' is not in keystone.roles`);
+    return r.id;
+  };
+  const assignments = Object.entries(sc.keystone.assignments).flatMap(([userId, perProject]) =>
+    Object.entries(perProject).flatMap(([alias, names]) =>
+      names.map((n) => ({
+        userId,
+        projectId: project(alias, `keystone.assignments.${userId}`),
+        roleId: role(n, `keystone.assignments.${userId}.${alias}`),
+      })),
+    ),
+  );
+  return {
+    users: [{ id: sc.auth.user_id, name: sc.auth.username, domain: sc.auth.user_domain }],
+    roles,
+    assignments,
+    appCredentials: Object.entries(sc.keystone.app_credentials).map(([id, a]) => ({
+      id,
+      name: a.name,
+      description: a.description,
+      userId: a.user,
+      projectId: project(a.project, `keystone.app_credentials.${id}`),
+      roleIds: a.roles.map((n) => role(n, `keystone.app_credentials.${id}.roles`)),
+      unrestricted: false,
+      expiresAt: null,
+    })),
+  };
 }
 
 /** Expands a scenario into the state at real instant `now`; ages count back from there. */
@@ -764,6 +895,7 @@ export function instantiateScenario(sc: ScenarioData, now: number, timeScale: nu
       domain: p.domain,
       description: p.description,
     })),
+    keystone: keystoneState(sc, project),
     flavors: Object.entries(sc.flavors).map(([id, f]) => ({
       id,
       name: f.name,
@@ -771,7 +903,18 @@ export function instantiateScenario(sc: ScenarioData, now: number, timeScale: nu
       vcpus: f.vcpus,
       diskGb: f.disk_gb,
     })),
-    images: Object.entries(sc.images).map(([id, i]) => ({ id, name: i.name })),
+    images: Object.entries(sc.images).map(([id, i]) => ({
+      id,
+      name: i.name,
+      status: i.status,
+      visibility: i.visibility,
+      ownerId: project(i.owner, `images.${id}.owner`),
+      properties: i.properties,
+      diskFormat: i.disk_format,
+      sizeBytes: i.size_bytes,
+      tags: i.tags,
+      createdAt: ago(i.age_s),
+    })),
     hypervisors: Object.entries(sc.hypervisors).map(([id, h]) => ({
       id,
       hostname: h.hostname,
@@ -807,6 +950,8 @@ export function instantiateScenario(sc: ScenarioData, now: number, timeScale: nu
       projectId: project(c.project, `magnum_clusters.${name}`),
       status: c.status,
       statusReason: c.status_reason,
+      userId: c.user ?? sc.auth.user_id,
+      healthReason: c.health_reason,
       capiCluster: c.capi_cluster,
       stackId: c.stack_id,
       templateId: c.template,
@@ -824,6 +969,36 @@ export function instantiateScenario(sc: ScenarioData, now: number, timeScale: nu
     routers,
     ports,
     securityGroups,
+    coeTemplates: Object.entries(sc.cluster_templates).map(([uuid, t]) => {
+      need(sc.images, t.image, `cluster_templates.${uuid}.image`);
+      return {
+        uuid,
+        name: t.name,
+        projectId: project(t.project, `cluster_templates.${uuid}`),
+        imageId: t.image,
+        networkDriver: t.network_driver,
+        labels: t.labels,
+        createdAt: ago(86_400 * 20),
+      };
+    }),
+    juju: (() => {
+      try {
+        return instantiateJuju(sc.juju, ago(86_400 * 3));
+      } catch (err) {
+        if (err instanceof JujuScenarioError) throw new ScenarioError(`scenario ${sc.name}: ${err.message}`);
+        throw err;
+      }
+    })(),
+    workload: {
+      nodes: Object.entries(sc.workload.nodes).map(([name, n]) => ({
+        name,
+        role: n.role,
+        ip: n.ip,
+        ready: n.ready,
+        uninitialized: n.uninitialized,
+        createdAt: ago(n.age_s),
+      })),
+    },
     reported: [],
   };
   // Validate what we built: a scenario that expands to an invalid state is a scenario bug.

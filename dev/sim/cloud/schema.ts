@@ -4,6 +4,7 @@
  * All timestamps are absolute real-clock milliseconds (see time.ts).
  */
 import { z } from 'zod';
+import { JujuStateSchema } from './juju-model.js';
 
 const Id = z.string().min(1);
 const Ms = z.number();
@@ -18,7 +19,49 @@ export const ProjectSchema = z.object({
 });
 
 export const FlavorSchema = z.object({ id: Id, name: z.string(), ramMb: Int, vcpus: Int, diskGb: Int });
-export const ImageSchema = z.object({ id: Id, name: z.string() });
+export const ImageSchema = z.object({
+  id: Id,
+  name: z.string(),
+  status: z.enum(['active', 'queued', 'saving', 'importing', 'deactivated']),
+  visibility: z.enum(['public', 'private', 'shared', 'community']),
+  ownerId: z.string(),
+  /** Glance's free-form properties: kube_version and os_distro drive the magnum-capi-helm driver (L-P6-3). */
+  properties: z.record(z.string(), z.string()),
+  diskFormat: z.string(),
+  sizeBytes: Int.nullable(),
+  tags: z.array(z.string()),
+  createdAt: Ms,
+});
+
+export const KeystoneSchema = z.object({
+  users: z.array(z.object({ id: Id, name: z.string(), domain: z.string() })),
+  roles: z.array(z.object({ id: Id, name: z.string() })),
+  assignments: z.array(z.object({ userId: z.string(), projectId: z.string(), roleId: z.string() })),
+  /** Roles are copied in when a credential is minted and never change afterwards (D-039). */
+  appCredentials: z.array(
+    z.object({
+      id: Id,
+      name: z.string(),
+      description: z.string(),
+      userId: z.string(),
+      projectId: z.string(),
+      roleIds: z.array(z.string()),
+      unrestricted: z.boolean(),
+      expiresAt: Ms.nullable(),
+    }),
+  ),
+});
+
+/** The workload cluster's nodes as its own API server reports them (reached through the kube-api LB). */
+export const WorkloadNodeSchema = z.object({
+  name: z.string(),
+  role: z.enum(['control-plane', 'worker']),
+  ip: z.string(),
+  ready: z.boolean(),
+  /** node.cluster.x-k8s.io/uninitialized: only the mgmt cluster's CAPI controller removes it. */
+  uninitialized: z.boolean(),
+  createdAt: Ms,
+});
 
 export const HypervisorSchema = z.object({
   id: Id,
@@ -135,6 +178,10 @@ export const CoeClusterSchema = z.object({
     'CREATE_FAILED',
   ]),
   statusReason: z.string().nullable(),
+  /** Who created it: the magnum-capi-helm driver mints the cluster's application credential as them. */
+  userId: z.string(),
+  /** A health reason the conductor reports instead of the computed one (a real component failure). */
+  healthReason: z.record(z.string(), z.string()).nullable(),
   capiCluster: z.string(),
   stackId: z.string(),
   templateId: z.string(),
@@ -143,6 +190,17 @@ export const CoeClusterSchema = z.object({
   nodeCount: Int,
   apiAddress: z.string(),
   coeVersion: z.string(),
+  labels: z.record(z.string(), z.string()),
+  createdAt: Ms,
+});
+
+export const CoeTemplateSchema = z.object({
+  uuid: Id,
+  name: z.string(),
+  projectId: z.string(),
+  /** The Glance image the driver reads kube_version and os_distro from (L-P6-3). */
+  imageId: z.string(),
+  networkDriver: z.string().nullable(),
   labels: z.record(z.string(), z.string()),
   createdAt: Ms,
 });
@@ -253,6 +311,7 @@ export const CloudStateSchema = z.object({
     capiProjectId: z.string(),
   }),
   projects: z.array(ProjectSchema),
+  keystone: KeystoneSchema,
   flavors: z.array(FlavorSchema),
   images: z.array(ImageSchema),
   hypervisors: z.array(HypervisorSchema),
@@ -262,12 +321,15 @@ export const CloudStateSchema = z.object({
   amphorae: z.array(AmphoraSchema),
   amphoraListReads: Int,
   coeClusters: z.array(CoeClusterSchema),
+  coeTemplates: z.array(CoeTemplateSchema),
   kube: z.array(KubeObjectSchema),
   networks: z.array(NetworkSchema),
   subnets: z.array(SubnetSchema),
   routers: z.array(RouterSchema),
   ports: z.array(PortSchema),
   securityGroups: z.array(SecurityGroupSchema),
+  juju: JujuStateSchema,
+  workload: z.object({ nodes: z.array(WorkloadNodeSchema) }),
   /** Violation rules already reported once per target (e.g. stdin-not-closed per ssh call is enough). */
   reported: z.array(z.string()),
 });
@@ -286,6 +348,8 @@ export function validateState(raw: unknown, source: string): CloudState {
 export type Project = z.infer<typeof ProjectSchema>;
 export type Flavor = z.infer<typeof FlavorSchema>;
 export type Image = z.infer<typeof ImageSchema>;
+export type Keystone = z.infer<typeof KeystoneSchema>;
+export type WorkloadNode = z.infer<typeof WorkloadNodeSchema>;
 export type Hypervisor = z.infer<typeof HypervisorSchema>;
 export type Server = z.infer<typeof ServerSchema>;
 export type Mgmt = z.infer<typeof MgmtSchema>;
@@ -293,6 +357,7 @@ export type LoadBalancer = z.infer<typeof LoadBalancerSchema>;
 export type Failover = z.infer<typeof FailoverSchema>;
 export type Amphora = z.infer<typeof AmphoraSchema>;
 export type CoeCluster = z.infer<typeof CoeClusterSchema>;
+export type CoeTemplate = z.infer<typeof CoeTemplateSchema>;
 export type KubeObject = z.infer<typeof KubeObjectSchema>;
 export type Network = z.infer<typeof NetworkSchema>;
 export type Subnet = z.infer<typeof SubnetSchema>;
@@ -303,7 +368,7 @@ export type SecurityGroup = z.infer<typeof SecurityGroupSchema>;
 /** One line of journal.jsonl: every mutating command, successful or refused. */
 export interface JournalEntry {
   readonly ts: string;
-  readonly tool: 'openstack' | 'kubectl';
+  readonly tool: 'openstack' | 'kubectl' | 'juju';
   readonly argv: readonly string[];
   readonly scope: { readonly projectId: string | null; readonly namespace?: string };
   readonly action: string;
@@ -320,7 +385,10 @@ export type ViolationRule =
   | 'stdin-not-closed'
   | 'patch-not-found'
   | 'patched-live-object'
-  | 'touched-live-cluster-network';
+  | 'touched-live-cluster-network'
+  | 'reloaded-invalid-config'
+  | 'restarted-haproxy'
+  | 'reloaded-without-down-backend';
 
 /** One line of violations.jsonl: a product-rule breach the tests must be able to see. */
 export interface Violation {

@@ -1,0 +1,66 @@
+import { type SimJumphost, startSimJumphost } from '../../dev/sim/jumphost.js';
+import { parseSiteProfile } from '../../src/config/site.js';
+import { runToEnd, validateParams } from '../../src/engine/engine.js';
+import type { ApprovalRequest, RunEvent } from '../../src/engine/events.js';
+import { MemoryAttempts } from '../../src/engine/in-process.js';
+import type { RunbookSet } from '../../src/runbook/load.js';
+import { connectSsh } from '../../src/ssh/executor.js';
+import { ofType, recorder, scriptedApprovals } from './engine.js';
+
+export type Answer = 'approve' | 'deny' | 'expire';
+
+/**
+ * Runs one shipped runbook end to end (engine -> ssh2 -> real sshd -> simulated cloud) and returns
+ * what a user and the cloud would see: the outcome, the events, the approvals asked, the simulated
+ * cloud's journal of successful mutations (`action target`), its violations and final state.
+ */
+export async function runOnSim(opts: {
+  readonly runbooks: RunbookSet;
+  readonly scenario: string;
+  readonly runbook: string;
+  readonly args?: readonly string[];
+  readonly answers?: readonly Answer[];
+  readonly timeScale: number;
+  /** Started sims go here so the caller's afterEach can stop them. */
+  readonly sims: SimJumphost[];
+}) {
+  const sim = await startSimJumphost({ scenario: opts.scenario, timeScale: opts.timeScale });
+  opts.sims.push(sim);
+  const runbook = opts.runbooks.runbooks.get(opts.runbook);
+  if (!runbook) throw new Error(`no runbook ${opts.runbook}`);
+  const executor = await connectSsh({ target: sim.target });
+  const rec = recorder();
+  const approvals = scriptedApprovals(opts.answers ?? []);
+  try {
+    const outcome = await runToEnd({
+      runId: `e2e-${opts.runbook}`,
+      runbook,
+      params: validateParams(runbook, opts.args ?? []),
+      site: parseSiteProfile(sim.site, 'simulated site'),
+      requestedBy: 'U_REQUESTER',
+      executor,
+      approvals,
+      attempts: new MemoryAttempts(),
+      emit: rec.emit,
+    });
+    const journal = await sim.journal();
+    return {
+      outcome,
+      events: rec.events,
+      requests: approvals.requests as readonly ApprovalRequest[],
+      state: await sim.state(),
+      violations: await sim.violations(),
+      /** Every mutation attempt, in order, as `action target` (ok or refused). */
+      attempts: journal.map((j) => `${j.action} ${j.target}`),
+      /** Successful mutations, in order, as `action target`. */
+      changes: journal.filter((j) => j.ok).map((j) => `${j.action} ${j.target}`),
+      findings: ofType(rec.events, 'decision').map((d) => d.message),
+    };
+  } finally {
+    await executor.close();
+  }
+}
+
+export function decisions(events: readonly RunEvent[]): string[] {
+  return ofType(events, 'decision').map((d) => d.message);
+}
