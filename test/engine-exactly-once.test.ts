@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { RunOptions } from '../src/engine/engine.js';
 import { MemoryAttempts } from '../src/engine/in-process.js';
+import type { RunOptions } from '../src/engine/outcome.js';
 import { ofType, recordedRun, scriptedApprovals, testRunbook, usePlainJumphost } from './support/engine.js';
 
 const jump = usePlainJumphost();

@@ -4,8 +4,9 @@
  * what needs a real remote shell (streaming, kills, timeouts, the login environment) is in engine.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { type Checkpoint, runRunbook, runToEnd } from '../src/engine/engine.js';
+import { runRunbook, runToEnd } from '../src/engine/engine.js';
 import { ApprovalPending, type ApprovalPort } from '../src/engine/events.js';
+import type { Checkpoint } from '../src/engine/outcome.js';
 import {
   ofType,
   recordedRun,

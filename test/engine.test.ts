@@ -5,9 +5,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { RunInterrupted, type RunOptions, runRunbook, validateParams } from '../src/engine/engine.js';
+import { runRunbook } from '../src/engine/engine.js';
+import { RunInterrupted, type RunOptions } from '../src/engine/outcome.js';
 import { ParamError } from '../src/errors.js';
 import type { Runbook } from '../src/runbook/model.js';
+import { validateParams } from '../src/runbook/params.js';
 import {
   ofType,
   recordedRun,

@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SimJumphost } from '../dev/sim/jumphost.js';
-import { validateParams } from '../src/engine/engine.js';
 import { ParamError } from '../src/errors.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { validateParams } from '../src/runbook/params.js';
 import { ofType } from './support/engine.js';
 import { type Answer, runOnSim } from './support/sim-run.js';
 

@@ -4,10 +4,11 @@ import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
 import { parseSiteProfile } from '../src/config/site.js';
-import { runToEnd, validateParams } from '../src/engine/engine.js';
+import { runToEnd } from '../src/engine/engine.js';
 import type { ApprovalRequest } from '../src/engine/events.js';
 import { MemoryAttempts } from '../src/engine/in-process.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { validateParams } from '../src/runbook/params.js';
 import { connectSsh } from '../src/ssh/executor.js';
 import { ofType, recorder, scriptedApprovals } from './support/engine.js';
 

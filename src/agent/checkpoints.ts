@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import type { Checkpoint } from '../engine/engine.js';
+import type { Checkpoint } from '../engine/outcome.js';
 import { evalFenced, type Fence } from '../runs/fence.js';
 
 const CheckpointSchema = z.object({

@@ -2,14 +2,16 @@ import { hostname, userInfo } from 'node:os';
 import { loadConfig } from '../config/env.js';
 import { resolveJumphost } from '../config/jumphost.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
-import { type FinishedRun, runToEnd, validateParams } from '../engine/engine.js';
+import { runToEnd } from '../engine/engine.js';
 import type { RunStatus } from '../engine/events.js';
 import { MemoryAttempts } from '../engine/in-process.js';
+import type { FinishedRun } from '../engine/outcome.js';
 import { renderPlan } from '../engine/plan.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { createTerminalApprovals, createTerminalTimeline } from '../fronts/terminal.js';
 import { newRunId } from '../run-id.js';
 import { loadRunbooks } from '../runbook/load.js';
+import { validateParams } from '../runbook/params.js';
 import { connectSsh } from '../ssh/executor.js';
 
 export interface TerminalRunOptions {

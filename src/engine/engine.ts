@@ -1,131 +1,53 @@
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { magnumNamespace, type SiteProfile, siteEnv } from '../config/site.js';
-import { asCodedError, ParamError, RunFencedError } from '../errors.js';
-import {
-  type CompiledTemplate,
-  evaluateBoolean,
-  evaluateExpr,
-  renderCompiledTemplate,
-} from '../expr/index.js';
+import { asCodedError } from '../errors.js';
+import { evaluateBoolean, evaluateExpr } from '../expr/index.js';
 import { createLineRedactor, redactText } from '../redact.js';
 import { leafSteps } from '../runbook/load.js';
 import type {
   Command,
-  EnvBinding,
   ForEachStep,
   LeafStep,
   PollStep,
   ReportStep,
-  Runbook,
   RunStep,
   Scope,
 } from '../runbook/model.js';
-import { checkParamValue } from '../runbook/params.js';
-import type { ExecResult, RemoteExecutor } from '../ssh/types.js';
+import type { ExecResult } from '../ssh/types.js';
+import { cancelMessage, fencedBy, Pause, Stop, Suspend, stepStatusOf } from './control.js';
+import { actionDigest } from './digest.js';
 import {
   ApprovalPending,
   type ApprovalPort,
   type ApprovalRequest,
-  type AttemptPort,
   type AttemptRecord,
   type EventSink,
   type RunStatus,
   type StepRef,
   type StepStatus,
 } from './events.js';
-import { parseOutput } from './output.js';
+import {
+  type Checkpoint,
+  type FinishedRun,
+  RunInterrupted,
+  type RunOptions,
+  type RunOutcome,
+} from './outcome.js';
+import { preflight } from './preflight.js';
+import {
+  attemptVars,
+  bindEnv,
+  commandFailure,
+  isDestructive,
+  lastLine,
+  outputScope,
+  pickEnv,
+  publicSite,
+  render,
+  renderOrSource,
+  type Vars,
+} from './scope.js';
 import { displayCommand, withPreamble } from './script.js';
-import { exitAccepted, knownErrorId, stopOnKnownError } from './traps.js';
-
-/**
- * Where a run is, in a form that survives the process (JSON only): the step about to run, the
- * frozen item list of a for_each in progress, and every value captured so far. A run resumed from
- * a checkpoint re-runs that step from its start; a destructive step first looks in the attempt
- * journal, and an attempt on record is verified, never sent again.
- */
-export interface Checkpoint {
-  readonly top: number;
-  readonly loop?: { readonly items: readonly unknown[]; readonly n: number; readonly inner: number };
-  readonly captured: Readonly<Record<string, unknown>>;
-}
-
-export interface RunOptions {
-  readonly runId: string;
-  readonly runbook: Runbook;
-  /** Already validated with validateParams. */
-  readonly params: Readonly<Record<string, string>>;
-  readonly site: SiteProfile;
-  readonly requestedBy: string;
-  readonly executor: RemoteExecutor;
-  readonly approvals: ApprovalPort;
-  /** The journal every destructive send is recorded in first. */
-  readonly attempts: AttemptPort;
-  readonly emit: EventSink;
-  /** Aborting cancels the run and kills the running remote command; a string reason names who. */
-  readonly signal?: AbortSignal;
-  /** Continue a run from where a previous process left it. */
-  readonly resume?: { readonly checkpoint: Checkpoint; readonly reason: string };
-  /** Called before every step starts, with the position to resume from if the process dies. */
-  readonly onCheckpoint?: (checkpoint: Checkpoint) => void | Promise<void>;
-  /** Asked before every step: true ends the run as interrupted there, to be resumed elsewhere. */
-  readonly pauseRequested?: () => boolean;
-}
-
-export interface FinishedRun {
-  readonly status: RunStatus;
-  readonly message: string;
-  readonly failedStep?: string;
-}
-
-/** The run stopped at an approval nobody has decided yet; resume it from `checkpoint` later. */
-export interface SuspendedRun {
-  readonly status: 'suspended';
-  readonly approvalId: string;
-  readonly expiresAt: string;
-  readonly checkpoint: Checkpoint;
-}
-
-/** The process running it is going away; another one resumes it from `checkpoint`. */
-export interface InterruptedRun {
-  readonly status: 'interrupted';
-  readonly checkpoint: Checkpoint;
-}
-
-/**
- * This process no longer owns the run (another agent took it over, or the job lock was lost): it stopped
- * at once and wrote nothing more. The new owner finishes the run.
- */
-export interface FencedRun {
-  readonly status: 'fenced';
-  readonly why: string;
-}
-
-export type RunOutcome = FinishedRun | SuspendedRun | InterruptedRun | FencedRun;
-
-/**
- * The abort reason an agent uses when it shuts down: unlike a cancel, the run is not over; the step
- * it was on (its remote command killed) runs again when the run resumes elsewhere.
- */
-export class RunInterrupted extends Error {
-  constructor(readonly why: string) {
-    super(`interrupted: ${why}; the step runs again when the run resumes`);
-    this.name = 'RunInterrupted';
-  }
-}
-
-/** Ends the run early; thrown from deep inside a step and caught once at the top. */
-class Stop extends Error {
-  constructor(
-    readonly status: Exclude<RunStatus, 'succeeded'> | 'finished',
-    message: string,
-    readonly stepId?: string,
-  ) {
-    super(message);
-  }
-}
-
-type Vars = Record<string, unknown>;
+import { exitAccepted, stopOnKnownError } from './traps.js';
 
 /**
  * Runs one runbook, top to bottom, on one executor. Every remote command gets its scope preamble,
@@ -273,58 +195,41 @@ class Interpreter {
     return { status, message: safe, ...(failedStep ? { failedStep } : {}) };
   }
 
+  /** The one step.finished: status, exit code and signal when a command ran, time since `started`. */
+  private stepFinished(
+    ref: StepRef,
+    started: number,
+    status: StepStatus,
+    result: ExecResult | undefined,
+    message: string | undefined,
+  ): Promise<void> {
+    return Promise.resolve(
+      this.emit({
+        ...ref,
+        type: 'step.finished',
+        status,
+        exitCode: result?.code ?? null,
+        signal: result?.signal ?? null,
+        durationMs: Date.now() - started,
+        ...(message !== undefined ? { message: redactText(message) } : {}),
+      }),
+    );
+  }
+
   private checkCancelled(): void {
     if (this.signal.aborted) throw new Stop('cancelled', cancelMessage(this.signal));
   }
 
-  /** Learns the jumphost's $HOME (site paths are written ~/...) and checks the CLIs the runbook needs. */
   private async preflight(): Promise<Record<string, string>> {
-    const text = leafSteps(this.opts.runbook.steps)
-      .map((s) => `${s.scope?.preamble ?? ''}\n${s.command.script}`)
-      .join('\n');
-    const tools = ['openstack', 'kubectl', 'ssh', 'juju'].filter((t) => new RegExp(`\\b${t}\\b`).test(text));
-    const result = await this.opts.executor.exec({
-      script:
-        'printf "%s\\n" "$HOME"; for t in $CAPI_TOOLS; do command -v "$t" >/dev/null 2>&1 || echo "missing $t"; done',
-      env: { CAPI_TOOLS: tools.join(' ') },
-      timeoutMs: 30_000,
-      signal: this.signal,
-    });
-    if (result.cancelled) throw new Stop('cancelled', cancelMessage(this.signal));
-    const lines = result.stdout.split('\n').filter((l) => l !== '');
-    const home = lines[0] ?? '';
-    const missing = lines.slice(1).map((l) => l.replace(/^missing /, ''));
-    if (result.code !== 0 || !home.startsWith('/')) {
-      throw new Stop(
-        'failed',
-        `preflight on the jumphost failed (exit ${result.code}): ${redactText(result.stderr.trim())}`,
-      );
-    }
-    if (missing.length > 0) {
-      throw new Stop(
-        'failed',
-        `the jumphost lacks ${missing.join(', ')} on its PATH: install it or fix the login PATH`,
-      );
-    }
+    const { home, tools, env } = await preflight(this.opts, this.signal);
     await this.emit({ type: 'preflight', home, tools });
-    const env = siteEnv(this.opts.site);
-    // Site paths are written ~/...; a quoted value would keep the ~ literally, so resolve it here.
-    for (const [k, v] of Object.entries(env)) if (v.startsWith('~/')) env[k] = `${home}/${v.slice(2)}`;
     return env;
   }
 
   private async runLoop(ref: StepRef, step: ForEachStep): Promise<undefined> {
     const started = Date.now();
     const finished = (status: StepStatus, message?: string) =>
-      this.emit({
-        ...ref,
-        type: 'step.finished',
-        status,
-        exitCode: null,
-        signal: null,
-        durationMs: Date.now() - started,
-        ...(message !== undefined ? { message } : {}),
-      });
+      this.stepFinished(ref, started, status, undefined, message);
     // A resumed loop keeps the item list it froze when it started: the cloud may have changed since,
     // and the items already handled must not be looked at again.
     const resumed = this.loop;
@@ -398,15 +303,7 @@ class Interpreter {
     if (found.length === 0 && step.none) {
       await this.emit({ ...ref, type: 'decision', message: render(step.none, scope) });
     }
-    await this.emit({
-      ...ref,
-      type: 'step.finished',
-      status: 'ok',
-      exitCode: null,
-      signal: null,
-      durationMs: Date.now() - started,
-      message: `${found.length} finding(s)`,
-    });
+    await this.stepFinished(ref, started, 'ok', undefined, `${found.length} finding(s)`);
     return undefined;
   }
 
@@ -420,16 +317,8 @@ class Interpreter {
     const started = Date.now();
     const scope: Vars = { ...this.scope(), ...loopVars };
     const env = { ...loopEnv };
-    const finished = async (status: StepStatus, result: ExecResult | undefined, message?: string) =>
-      this.emit({
-        ...ref,
-        type: 'step.finished',
-        status,
-        exitCode: result?.code ?? null,
-        signal: result?.signal ?? null,
-        durationMs: Date.now() - started,
-        ...(message !== undefined ? { message: redactText(message) } : {}),
-      });
+    const finished = (status: StepStatus, result: ExecResult | undefined, message?: string) =>
+      this.stepFinished(ref, started, status, result, message);
 
     let title = step.title.source;
     let bindError: unknown;
@@ -808,170 +697,4 @@ class Interpreter {
     }
     return { approvalId: opened.approvalId, digest: request.digest };
   }
-}
-
-/**
- * What an approval authorizes, as one hash: the runbook's content, the step and iteration, the exact script
- * (scope preamble included), every value bound into its environment and the targets the approver saw.
- */
-export function actionDigest(action: {
-  readonly runbook: string;
-  readonly stepId: string;
-  readonly iteration: number | null;
-  readonly script: string;
-  readonly env: Readonly<Record<string, string>>;
-  readonly targets: readonly string[];
-}): string {
-  const env = Object.fromEntries(Object.entries(action.env).sort(([a], [b]) => a.localeCompare(b)));
-  return createHash('sha256')
-    .update(JSON.stringify({ ...action, env }))
-    .digest('hex');
-}
-
-/** What a verify check sees of the attempt it reads back. */
-function attemptVars(attempt: AttemptRecord): Vars {
-  return { started_at: attempt.startedAt, command: attempt.command, id: attempt.attemptId };
-}
-
-/** Why a command's result fails its step (a timeout, an exit code it does not allow), or undefined. */
-function commandFailure(command: Command, result: ExecResult): string | undefined {
-  if (result.timedOut) {
-    return `timed out after ${command.timeoutMs / 1000}s; the remote process group was killed${tailOf(result) ? `: ${tailOf(result)}` : ''}`;
-  }
-  if (!exitAccepted(command, result.code) && !command.allowFailure) {
-    return `exited ${result.code ?? `by signal ${result.signal}`}: ${tailOf(result)}`;
-  }
-  return undefined;
-}
-
-function tailOf(result: ExecResult): string {
-  const tail =
-    result.stderr.trim().split('\n').slice(-3).join(' | ') ||
-    result.stdout.trim().split('\n').slice(-3).join(' | ');
-  return redactText(tail);
-}
-
-/** The fencing error that stopped this run, from a failed write or from the abort the agent sent. */
-function fencedBy(err: unknown, signal: AbortSignal): RunFencedError | undefined {
-  if (err instanceof RunFencedError) return err;
-  return signal.reason instanceof RunFencedError ? signal.reason : undefined;
-}
-
-/** The agent asked the run to stop at this checkpoint; caught once at the top. */
-class Pause extends Error {}
-
-/** The run stops at an undecided approval; caught once at the top, never reported as a failure. */
-class Suspend extends Error {
-  constructor(
-    readonly approvalId: string,
-    readonly expiresAt: string,
-  ) {
-    super(`suspended at approval ${approvalId}`);
-  }
-}
-
-function cancelMessage(signal: AbortSignal): string {
-  if (signal.reason instanceof RunInterrupted) return signal.reason.message;
-  return typeof signal.reason === 'string' ? `cancelled by ${signal.reason}` : 'cancelled by the operator';
-}
-
-function isDestructive(step: LeafStep): boolean {
-  return step.kind === 'run' && step.destructive;
-}
-
-/** The site profile as expressions see it: the jumphost's connection details stay out. */
-function publicSite(site: SiteProfile): Vars {
-  const { jumphost: _omit, ...rest } = site;
-  return { ...rest, magnum_ns: magnumNamespace(site) };
-}
-
-/** Titles may name values only a later step captures; until then the outline shows the template. */
-function renderOrSource(t: CompiledTemplate, scope: Vars): string {
-  try {
-    return render(t, scope);
-  } catch {
-    return t.source;
-  }
-}
-
-function render(t: CompiledTemplate, scope: Vars): string {
-  return redactText(renderCompiledTemplate(t, scope));
-}
-
-/**
- * Values taken from CLI output are held to the same patterns as chat parameters before they reach a
- * command: a malformed UUID in `server list` output stops the step instead of reaching `server delete`.
- * A list becomes space-separated validated values.
- */
-function bindEnv(
-  bindings: readonly EnvBinding[],
-  scope: Vars,
-  env: Record<string, string>,
-  where: string,
-): void {
-  for (const b of bindings) {
-    const value = evaluateExpr(b.value, scope);
-    const values = Array.isArray(value) ? value : value === null || value === undefined ? [] : [value];
-    try {
-      if (values.length === 0 && !b.optional) {
-        throw new ParamError(b.name, `${b.name} is empty (null or an empty list) and not marked optional`);
-      }
-      env[b.name] = values
-        .map((v) => checkParamValue(b.name, b.type, typeof v === 'number' ? String(v) : v))
-        .join(' ');
-    } catch (err) {
-      if (err instanceof ParamError) {
-        throw new Stop(
-          'failed',
-          `${where}: ${b.name} from \`${b.value.source}\` is not safe to use: ${err.message}`,
-          where,
-        );
-      }
-      throw err;
-    }
-  }
-}
-
-function stepStatusOf(stop: Stop, signal: AbortSignal): StepStatus {
-  if (signal.reason instanceof RunInterrupted) return 'interrupted';
-  if (stop.status === 'denied') return 'denied';
-  if (stop.status === 'cancelled') return 'cancelled';
-  return 'failed';
-}
-
-function pickEnv(env: Record<string, string>, bindings: readonly EnvBinding[]): Vars {
-  return Object.fromEntries(bindings.map((b) => [b.name, env[b.name]]));
-}
-
-function outputScope(scope: Vars, command: Command, result: ExecResult): Vars {
-  const failed = !exitAccepted(command, result.code);
-  return {
-    ...scope,
-    stdout: result.stdout.replace(/\n+$/, ''),
-    stderr: result.stderr.replace(/\n+$/, ''),
-    exit_code: result.code,
-    known_error: knownErrorId(command, result),
-    // A failed command's output is an error message, not data: expressions see null.
-    out: failed ? null : parseOutput(command.parse, result.stdout),
-  };
-}
-
-function lastLine(result: ExecResult): string {
-  const lines = `${result.stdout}\n${result.stderr}`.split('\n').filter((l) => l.trim() !== '');
-  return redactText(lines.at(-1) ?? `exit ${result.code}`);
-}
-
-export function validateParams(runbook: Runbook, args: readonly string[]): Record<string, string> {
-  if (args.length !== runbook.params.length) {
-    const usage = [runbook.name, ...runbook.params.map((p) => p.name.toUpperCase())].join(' ');
-    throw new ParamError(
-      runbook.params[args.length]?.name ?? 'arguments',
-      `${runbook.name} takes ${runbook.params.length} argument(s), got ${args.length}. Usage: ${usage}. Nothing was run.`,
-    );
-  }
-  const out: Record<string, string> = {};
-  runbook.params.forEach((p, i) => {
-    out[p.name] = checkParamValue(p.name, p.type, args[i]);
-  });
-  return out;
 }

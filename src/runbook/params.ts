@@ -1,4 +1,5 @@
 import { ParamError } from '../errors.js';
+import type { Runbook } from './model.js';
 
 /**
  * The only shapes a value from chat or CLI output may take before it reaches a remote command.
@@ -46,4 +47,20 @@ export function checkParamValue(name: string, type: ParamType, value: unknown): 
     throw new ParamError(name, `${name} must be ${spec.hint}; got ${shown}. Nothing was run.`);
   }
   return value;
+}
+
+/** The arguments of a run, each checked against its parameter's type; refused before anything runs. */
+export function validateParams(runbook: Runbook, args: readonly string[]): Record<string, string> {
+  if (args.length !== runbook.params.length) {
+    const usage = [runbook.name, ...runbook.params.map((p) => p.name.toUpperCase())].join(' ');
+    throw new ParamError(
+      runbook.params[args.length]?.name ?? 'arguments',
+      `${runbook.name} takes ${runbook.params.length} argument(s), got ${args.length}. Usage: ${usage}. Nothing was run.`,
+    );
+  }
+  const out: Record<string, string> = {};
+  runbook.params.forEach((p, i) => {
+    out[p.name] = checkParamValue(p.name, p.type, args[i]);
+  });
+  return out;
 }
