@@ -12,6 +12,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { RUN_STATUSES } from '../engine/events.js';
 import { CapiError, ErrorCode } from '../errors.js';
+import { RUN_ID_PATTERN } from '../run-id.js';
 import { describeZodIssues } from '../validation.js';
 import { evalFenced, type Fence } from './fence.js';
 import { jsonText } from './stored-json.js';
@@ -75,14 +76,8 @@ export interface RunRegistryOptions {
   readonly now?: () => Date;
 }
 
-/**
- * Run ids end up inside Redis keys (`p:run:<id>:timeline`) and BullMQ job ids, so a `:` could make one run's
- * record collide with another run's timeline key, and BullMQ refuses `:` in job ids.
- */
-const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
-
 export function assertRunId(runId: string): void {
-  if (!RUN_ID.test(runId)) {
+  if (!RUN_ID_PATTERN.test(runId)) {
     throw new CapiError(
       ErrorCode.RunIdInvalid,
       `invalid run id ${JSON.stringify(runId.slice(0, 120))}: use 1-100 letters, digits, "_" or "-", starting with a letter or digit`,
@@ -107,7 +102,7 @@ const nonEmpty = z.string().min(1);
 const isoTime = z.iso.datetime();
 
 const storedRecordSchema = z.object({
-  runId: z.string().regex(RUN_ID),
+  runId: z.string().regex(RUN_ID_PATTERN),
   runbook: nonEmpty,
   params: jsonText.pipe(z.record(z.string(), z.string())),
   site: nonEmpty,
@@ -124,7 +119,7 @@ const storedRecordSchema = z.object({
 });
 
 const newRecordSchema = z.object({
-  runId: z.string().regex(RUN_ID),
+  runId: z.string().regex(RUN_ID_PATTERN),
   runbook: nonEmpty,
   params: z.record(z.string(), z.string()),
   site: nonEmpty,
