@@ -17,7 +17,7 @@ export async function withRunService<T>(
   const logger = createLogger({ level: 'warn', name: 'cli', destination: process.stderr });
   const files = siteFilesFrom(siteFiles, config.siteFile);
   const sites = files.length > 0 ? await loadSites(files) : new Map();
-  const redis = connectRedis(config.redis.url, 'store', logger);
+  const redis = connectRedis(config.redis, 'store', logger);
   const service = new RunService({
     redis,
     prefix: config.queue.prefix,
