@@ -206,13 +206,14 @@ export class Metrics {
 export function meteredFetch(metrics: Metrics, inner: typeof fetch = globalThis.fetch): FetchFunction {
   return async (input, init) => {
     const url = new URL(String(input));
-    // `https://slack.com/api/chat.postMessage` -> `chat.postMessage`; anything else is one bucket, so a
-    // response_url (which carries a token-like path) never becomes a label.
+    // `https://slack.com/api/chat.postMessage` -> `chat.postMessage`; anything else (a file's upload URL) is
+    // one bucket, so a URL that carries a token-like path never becomes a label.
     const last = url.pathname.split('/').at(-1) ?? '';
-    const method = /^[a-z]+(\.[A-Za-z]+)+$/.test(last) ? last : 'other';
+    const api = /^[a-z]+(\.[A-Za-z]+)+$/.test(last);
+    const method = api ? last : 'other';
     try {
       const res = await inner(input, init as RequestInit | undefined);
-      metrics.slackCalls.inc({ method, result: await slackResult(res) });
+      metrics.slackCalls.inc({ method, result: await slackResult(res, api) });
       return res;
     } catch (err) {
       metrics.slackCalls.inc({ method, result: 'error' });
@@ -221,10 +222,12 @@ export function meteredFetch(metrics: Metrics, inner: typeof fetch = globalThis.
   };
 }
 
-async function slackResult(res: Response): Promise<SlackCallResult> {
+async function slackResult(res: Response, api: boolean): Promise<SlackCallResult> {
   if (res.status === 429) return '429';
   if (res.status >= 500) return '5xx';
   if (!res.ok) return 'error';
+  // Only Web API methods answer `{ ok }`; an upload URL answers plain text.
+  if (!api) return 'ok';
   try {
     const body = (await res.clone().json()) as { ok?: unknown };
     return body.ok === true ? 'ok' : 'error';
