@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisTarget } from '../src/config/env.js';
+import { redisSnapshotSource } from '../src/ops/redis-snapshot.js';
 import { connectRedis } from '../src/queue/redis.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import {
@@ -74,6 +75,18 @@ describe('Redis Cluster', () => {
       }),
     );
     expect(sizes.filter((n) => n > 0)).toHaveLength(1);
+    // A metrics scrape reads the queues and runs through the cluster too.
+    const snapshot = redisSnapshotSource({
+      redis,
+      prefix,
+      queueNames: ['jobs'],
+      registry: h.service.registry,
+      approvals: h.service.approvals,
+    });
+    cleanups.push(() => snapshot.close());
+    expect((await snapshot.read()).queues).toEqual([
+      { queue: 'jobs', waiting: 0, active: 0, delayed: 0, workers: 1 },
+    ]);
     expect(Math.max(...sizes)).toBeGreaterThan(10);
   });
 });

@@ -32,7 +32,7 @@ for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[1]) end
 return #KEYS
 `;
 
-/** How many index entries one sweep looks at, so a sweep stays short whatever the backlog. */
+/** Index entries read per round trip of a sweep. */
 const SWEEP_PAGE = 500;
 
 export class RunRetention {

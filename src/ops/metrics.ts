@@ -124,15 +124,17 @@ export class Metrics {
       labelNames: ['queue'],
       registers,
     });
+    // Gauges filled from the Redis snapshot at scrape time; emptied first, so a queue or status that is gone
+    // does not linger with its last value.
+    const snapshot = () => this.snapshot();
     const fromSnapshot = <T extends string>(
       fill: (g: Gauge<T>, s: RedisSnapshot) => void,
     ): CollectFunction<Gauge<T>> =>
       async function (this: Gauge<T>) {
         this.reset();
-        const snapshot = await metrics.snapshot();
-        if (snapshot) fill(this, snapshot);
+        const s = await snapshot();
+        if (s) fill(this, s);
       };
-    const metrics = this;
     new Gauge({
       name: 'capi_queue_jobs',
       help: 'Jobs in each run queue by state (waiting, active, delayed: parked at an approval).',

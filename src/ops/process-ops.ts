@@ -49,7 +49,12 @@ export function processOps(opts: {
     routes,
     async serve(checks) {
       const port = config.ops.metricsPort;
-      if (port === undefined) return undefined;
+      if (port === undefined) {
+        logger.info(
+          'METRICS_PORT is not set: /healthz, /readyz and /metrics are not served on a port of their own',
+        );
+        return undefined;
+      }
       server = await startOpsServer(routes(checks), { host: config.ops.metricsHost, port }, logger);
       return server;
     },
