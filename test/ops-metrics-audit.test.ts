@@ -33,6 +33,16 @@ afterEach(async () => {
 });
 
 /** The value of one series, or undefined when the registry has no such series. */
+/**
+ * The agent counts an event right after storing it, so a follower of the timeline may see it a moment
+ * earlier: wait for the count.
+ */
+async function counted(m: Metrics, name: string, labels: Record<string, string>): Promise<void> {
+  await eventually(`${name} ${JSON.stringify(labels)} to be counted`, async () =>
+    (await series(m, name, labels)) === undefined ? undefined : true,
+  );
+}
+
 async function series(
   m: Metrics,
   name: string,
@@ -110,6 +120,7 @@ describe('metrics and the audit trail of a run', () => {
     expect(refused.outcome).toBe('refused');
     await h.service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'slack');
     expect((await waitForEvent(h.service, run.runId, isType('run.finished'))).status).toBe('succeeded');
+    await counted(metrics, 'capi_runs_finished_total', { runbook: 'park', status: 'succeeded' });
 
     const stops = (await h.sims[0]?.journal())?.filter((j) => j.ok && j.action === 'server.stop') ?? [];
     expect(stops).toHaveLength(1);
@@ -151,6 +162,7 @@ describe('metrics and the audit trail of a run', () => {
     ).rejects.toThrow(/already has a run in progress/);
     await h.service.cancel(second.runId, 'U_CANCELLER');
     await waitForEvent(h.service, second.runId, isType('run.finished'));
+    await counted(metrics, 'capi_runs_finished_total', { runbook: 'park', status: 'cancelled' });
 
     const stored = await h.service.approvals.get(asked.approvalId);
     const digest = stored?.request.digest;
@@ -212,6 +224,7 @@ describe('metrics and the audit trail of a run', () => {
       requestedBy: 'U_REQUESTER',
     });
     expect((await waitForEvent(h.service, run.runId, isType('run.finished'))).status).toBe('denied');
+    await counted(metrics, 'capi_runs_finished_total', { runbook: 'park', status: 'denied' });
     expect(await series(metrics, 'capi_approvals_total', { runbook: 'park', outcome: 'expired' })).toBe(1);
     expect(await series(metrics, 'capi_runs_finished_total', { runbook: 'park', status: 'denied' })).toBe(1);
     expect(
