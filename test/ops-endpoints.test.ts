@@ -4,12 +4,13 @@ import path from 'node:path';
 import { LogLevel, WebClient } from '@slack/web-api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { freePort } from '../dev/net.js';
+import { startFakeSlack } from '../dev/slack/fake-slack.js';
 import { opsRoutes, redisCheck, startOpsServer } from '../src/ops/http.js';
 import { Metrics, meteredFetch } from '../src/ops/metrics.js';
 import { connectRedis } from '../src/queue/redis.js';
-import { eventually, quietLogger, spawnAgent } from './support/agent.js';
-import { startFakeSlack } from './support/fake-slack.js';
-import { freePort } from './support/net.js';
+import { quietLogger, spawnAgent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 import { sampleSiteData } from './support/site.js';
 
@@ -108,7 +109,7 @@ describe('capi-chatops agent with METRICS_PORT', () => {
           return undefined;
         }
       },
-      20_000,
+      { timeoutMs: 20_000 },
     );
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({

@@ -7,14 +7,10 @@ import { type AuditEvent, createAuditLog } from '../src/ops/audit.js';
 import { Metrics } from '../src/ops/metrics.js';
 import { redisSnapshotSource } from '../src/ops/redis-snapshot.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import {
-  eventually,
-  type Harness,
-  isType,
-  quietLogger,
-  startHarness,
-  waitForEvent,
-} from './support/agent.js';
+import { ApprovalStore } from '../src/runs/approvals.js';
+import { RunRegistry } from '../src/runs/registry.js';
+import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -90,8 +86,8 @@ describe('metrics and the audit trail of a run', () => {
       redis: db.redis,
       prefix: db.prefix,
       queueNames: ['jobs', 'jobs-readonly'],
-      registry: h.service.registry,
-      approvals: h.service.approvals,
+      registry: new RunRegistry(db.redis, db.prefix),
+      approvals: new ApprovalStore(db.redis, db.prefix),
     });
     cleanups.push(() => snapshot.close());
     metrics.readFromRedis(snapshot.read);
@@ -164,7 +160,7 @@ describe('metrics and the audit trail of a run', () => {
     await waitForEvent(h.service, second.runId, isType('run.finished'));
     await counted(metrics, 'capi_runs_finished_total', { runbook: 'park', status: 'cancelled' });
 
-    const stored = await h.service.approvals.get(asked.approvalId);
+    const stored = await h.service.getApproval(asked.approvalId);
     const digest = stored?.request.digest;
     const lines = sink.events();
     expect(lines.every((l) => l.audit === true && l.msg === `audit: ${l.event}`)).toBe(true);

@@ -4,6 +4,8 @@ import type { RedisTarget } from '../src/config/env.js';
 import { redisSnapshotSource } from '../src/ops/redis-snapshot.js';
 import { connectRedis } from '../src/queue/redis.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { ApprovalStore } from '../src/runs/approvals.js';
+import { RunRegistry } from '../src/runs/registry.js';
 import {
   approveEverything,
   type Harness,
@@ -61,7 +63,7 @@ describe('Redis Cluster', () => {
     expect(await approving).toBe(1);
     expect((await h.sims[0]?.journal())?.filter((j) => j.ok && j.action === 'server.stop')).toHaveLength(1);
     // The run store's multi-key scripts ran (fenced writes, the attempt journal, the retention expiry) ...
-    expect(await h.service.registry.get(run.runId)).toMatchObject({ status: 'succeeded' });
+    expect(await h.service.getRun(run.runId)).toMatchObject({ status: 'succeeded' });
     expect(await redis.pttl(`${prefix}:run:${run.runId}:attempts`)).toBeGreaterThan(0);
     // ... because every key of the product, BullMQ's included, is on the one node that owns the tag's slot.
     const sizes = await Promise.all(
@@ -80,8 +82,8 @@ describe('Redis Cluster', () => {
       redis,
       prefix,
       queueNames: ['jobs'],
-      registry: h.service.registry,
-      approvals: h.service.approvals,
+      registry: new RunRegistry(redis, prefix),
+      approvals: new ApprovalStore(redis, prefix),
     });
     cleanups.push(() => snapshot.close());
     expect((await snapshot.read()).queues).toEqual([

@@ -5,13 +5,13 @@ import { connectRedis } from '../src/queue/redis.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import {
   approveEverything,
-  eventually,
   type Harness,
   isType,
   quietLogger,
   startHarness,
   waitForEvent,
 } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 import { type RedisProcess, scratchDir, sentinelMaster, startRedisProcess } from './support/redis-servers.js';
 
@@ -117,7 +117,7 @@ describe('Redis Sentinel', () => {
       'the sentinels to promote the replica',
       async () =>
         (await sentinelMaster(sentinels[0]?.port ?? 0, 'mymaster')) === replica.port ? true : undefined,
-      30_000,
+      { timeoutMs: 30_000 },
     );
     // A replacement node joins the new master, so a destructive attempt can be confirmed by a replica again
     // (until then the run waits at WAIT: the only copy of its attempt record would be on one node).
@@ -134,7 +134,7 @@ describe('Redis Sentinel', () => {
     approver.abort();
     await approving;
     expect(await stops(h)).toBe(1);
-    expect(await h.service.registry.get(run.runId)).toMatchObject({ status: 'succeeded' });
+    expect(await h.service.getRun(run.runId)).toMatchObject({ status: 'succeeded' });
     // Everything lives on the promoted replica now.
     expect(await info(replica.port, 'replication')).toMatch(/role:master/);
   });

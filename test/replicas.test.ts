@@ -62,7 +62,7 @@ describe('several serve replicas and agents on one Redis', () => {
     expect(results.map((r) => r.outcome).sort()).toEqual(['already_decided', 'decided']);
     expect((await waitForEvent(h.service, run.runId, isType('run.finished'))).status).toBe('succeeded');
     expect((await h.sims[0]?.journal())?.filter((j) => j.ok && j.action === 'server.stop')).toHaveLength(1);
-    expect((await other.registry.get(run.runId))?.status).toBe('succeeded');
+    expect((await other.getRun(run.runId))?.status).toBe('succeeded');
   });
 
   it('should accept exactly one of two runs asked for the same site on two replicas at once', async () => {

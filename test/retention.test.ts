@@ -14,14 +14,8 @@ import { AttemptJournal } from '../src/runs/attempts.js';
 import { RunFences } from '../src/runs/fence.js';
 import { RunRegistry } from '../src/runs/registry.js';
 import { RunTimeline } from '../src/runs/timeline.js';
-import {
-  approveEverything,
-  eventually,
-  type Harness,
-  isType,
-  startHarness,
-  waitForEvent,
-} from './support/agent.js';
+import { approveEverything, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -79,7 +73,7 @@ describe('run retention', () => {
     await h.startAgent({ retentionMs: 2 * HOUR });
     const runId = await finishedPark(h);
 
-    const approvals = await h.service.approvals.allForRun(runId);
+    const approvals = await new ApprovalStore(db.redis, db.prefix).allForRun(runId);
     expect(approvals).toHaveLength(1);
     const runKeys = [
       `${db.prefix}:run:${runId}`,

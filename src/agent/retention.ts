@@ -39,7 +39,7 @@ export class RunRetention {
   constructor(private readonly opts: RunRetentionOptions) {}
 
   /**
-   * The thread poster's cursor (src/slack/poster.ts, `p:slack:<runId>`): it lives as long as the run it
+   * The thread poster's cursor (src/slack/thread-cursors.ts, `p:slack:<runId>`): it lives as long as the run it
    * mirrors.
    */
   private slackCursorKey(runId: string): string {

@@ -1,6 +1,5 @@
 import type { Server } from 'node:http';
 import { WebClient } from '@slack/web-api';
-import type { Redis } from 'ioredis';
 import { type Agent, startAgent } from '../agent/agent.js';
 import { loadConfig } from '../config/env.js';
 import { asCodedError } from '../errors.js';
@@ -52,8 +51,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   });
   const poster = new ThreadPoster({
     client: posterClient,
-    // The poster is typed for a single server; it uses only commands a Cluster connection has too.
-    redis: redis as Redis,
+    redis,
     prefix: config.queue.prefix,
     service,
     logger,

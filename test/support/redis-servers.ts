@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { eventually } from './agent.js';
-import { freePort } from './net.js';
+import { freePort } from '../../dev/net.js';
+import { eventually } from './eventually.js';
 
 /** A redis-server (or sentinel) process on 127.0.0.1 that a test started and stops. */
 export interface RedisProcess {
