@@ -35,6 +35,8 @@ describe('/healthz, /readyz and /metrics', () => {
       up.disconnect();
       down.disconnect();
     });
+    // A producer connection fails fast instead of queueing, so the check is asked once it is connected.
+    await eventually('the producer connection to be ready', () => (up.status === 'ready' ? true : undefined));
     let slack: true | string = 'auth.test has not answered yet';
     const server = await startOpsServer(
       opsRoutes({

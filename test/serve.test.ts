@@ -125,7 +125,7 @@ describe('npm start', () => {
     );
 
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/^capi_runs_finished_total\{runbook="diagnose",status="succeeded"\} 1$/m);
+    expect(metrics).toMatch(/^capi_runs_finished_total\{runbook="image-check",status="succeeded"\} 1$/m);
     expect(metrics).toMatch(/^capi_slack_api_calls_total\{method="auth.test",result="ok"\} [1-9]/m);
     expect(metrics).toMatch(/^capi_slack_api_calls_total\{method="chat.postMessage",result="ok"\} [1-9]/m);
     expect(metrics).not.toMatch(/result="error"/);
@@ -137,7 +137,7 @@ describe('npm start', () => {
     expect(audit[0]).toMatchObject({
       audit: true,
       event: 'run.requested',
-      runbook: 'diagnose',
+      runbook: 'image-check',
       requestedBy: 'U0OPERATOR',
       channel: CHANNEL,
     });
