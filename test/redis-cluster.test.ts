@@ -14,6 +14,7 @@ import {
   startHarness,
   waitForEvent,
 } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { scratchDir, startRedisCluster } from './support/redis-servers.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -86,9 +87,13 @@ describe('Redis Cluster', () => {
       approvals: new ApprovalStore(redis, prefix),
     });
     cleanups.push(() => snapshot.close());
-    expect((await snapshot.read()).queues).toEqual([
-      { queue: 'jobs', waiting: 0, active: 0, delayed: 0, workers: 1 },
-    ]);
+    // BullMQ moves the job out of active only after the run's last event is stored: wait for that.
+    const queues = await eventually(
+      'the finished job to leave the active list',
+      async () => (await snapshot.read()).queues,
+      { until: (q) => q[0]?.active === 0 },
+    );
+    expect(queues).toEqual([{ queue: 'jobs', waiting: 0, active: 0, delayed: 0, workers: 1 }]);
     expect(Math.max(...sizes)).toBeGreaterThan(10);
   });
 });
