@@ -1,4 +1,4 @@
-# capi-chatops: the agent and the terminal front. Build: docker build -t capi-chatops .
+# capi-chatops: the Slack front, the agents and the terminal front. Build: docker build -t capi-chatops .
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -8,16 +8,26 @@ COPY src ./src
 # npm ci refuses this lockfile (bullmq's optional platform packages); install resolves the same tree.
 RUN npm install --no-audit --no-fund && npm prune --omit=dev
 
+# The image holds the product only: compiled sources, production dependencies, the runbooks.
 FROM node:20-bookworm-slim
-RUN useradd --create-home --uid 10001 capi
+RUN useradd --create-home --uid 10001 capi \
+  && mkdir -p /var/log/capi-chatops \
+  && chown 10001:10001 /var/log/capi-chatops
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
+COPY --from=build /app/dist/src ./dist/src
 COPY package.json ./
 COPY bin ./bin
 COPY commands ./commands
-USER capi
+# A numeric user, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+USER 10001:10001
 ENV NODE_ENV=production
+# /healthz, /readyz and /metrics for every process (serve in both Slack modes, agent); PORT is Slack's HTTP.
+ENV METRICS_PORT=9464
+EXPOSE 3000 9464
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["node", "bin/healthcheck.js", "/healthz"]
+# SIGTERM: no new runs; the running step may finish, then its run is handed over to another agent.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "bin/capi-chatops.js"]
 # npm start: the Slack front and an agent. `agent` runs an agent alone.
 CMD ["serve"]

@@ -26,6 +26,7 @@ export const ErrorCode = {
   NotAllowed: 'capi_not_allowed',
   RunFenced: 'capi_run_fenced',
   AttemptRecorded: 'capi_attempt_recorded',
+  NotReplicated: 'capi_not_replicated',
   Unknown: 'capi_unknown',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

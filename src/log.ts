@@ -35,6 +35,8 @@ const SECRET_ENV = [
   'VAULT_TOKEN',
   'MAAS_API_KEY',
   'REDIS_URL',
+  'REDIS_PASSWORD',
+  'REDIS_SENTINEL_PASSWORD',
 ] as const;
 
 /**

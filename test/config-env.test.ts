@@ -30,11 +30,13 @@ describe('loadConfig', () => {
       commandsDir: path.join(repoRoot, 'commands'),
       logLevel: 'info',
       jumphost: {},
-      redis: { url: 'redis://127.0.0.1:6379' },
+      redis: { mode: 'single', url: 'redis://127.0.0.1:6379', waitReplicas: 0 },
       queue: { prefix: 'capi' },
       siteLockTtlMs: 60_000,
       approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
+      ops: { metricsHost: '0.0.0.0' },
+      retention: { runMs: 30 * 86_400_000, maxOutputBytesPerRun: 4 * 1024 * 1024 },
     });
   });
 
@@ -67,6 +69,12 @@ describe('loadConfig', () => {
       SLACK_APP_TOKEN: ['xapp', '1', 'A01', 'abc'].join('-'),
       SLACK_API_URL: 'http://127.0.0.1:4000/api',
       PORT: '8080',
+      METRICS_PORT: '9464',
+      METRICS_HOST: '127.0.0.1',
+      AUDIT_LOG_FILE: '/var/log/capi/audit.jsonl',
+      RUN_RETENTION: '90d',
+      RUN_MAX_OUTPUT_BYTES: '512kb',
+      REDIS_WAIT_REPLICAS: '1',
     };
     expect(loadConfig(env)).toEqual({
       siteFile: '/etc/capi/site.yaml',
@@ -79,7 +87,7 @@ describe('loadConfig', () => {
         privateKeyPath: '/etc/capi/id_ed25519',
         hostKey,
       },
-      redis: { url: 'rediss://:pw@redis.example.org:6380/1' },
+      redis: { mode: 'single', url: 'rediss://:pw@redis.example.org:6380/1', waitReplicas: 1 },
       queue: { prefix: 'capi-prod' },
       siteLockTtlMs: 90_000,
       approval: {
@@ -95,6 +103,8 @@ describe('loadConfig', () => {
         apiUrl: 'http://127.0.0.1:4000/api/',
         port: 8080,
       },
+      ops: { metricsPort: 9464, metricsHost: '127.0.0.1', auditLogFile: '/var/log/capi/audit.jsonl' },
+      retention: { runMs: 90 * 86_400_000, maxOutputBytesPerRun: 512 * 1024 },
     });
   });
 
@@ -130,6 +140,14 @@ describe('loadConfig', () => {
     ['SLACK_SIGNING_SECRET', '"0123456789abcdef0123456789abcdef"', 'Signing Secret'],
     ['SLACK_APP_TOKEN', 'xoxb-123', 'starting with xapp-'],
     ['SLACK_API_URL', 'slack.com/api', 'must be an http(s) URL'],
+    ['QUEUE_PREFIX', '{capi', 'or such a name in braces (a Redis Cluster hash tag), e.g. {capi}'],
+    ['METRICS_PORT', '70000', 'must be a TCP port 1-65535, e.g. 9464'],
+    ['RUN_RETENTION', '30', 'e.g. 30d'],
+    ['RUN_RETENTION', '5m', 'from 1h to 3650d'],
+    ['RUN_MAX_OUTPUT_BYTES', '4gb', 'from 1kb to 512mb'],
+    ['REDIS_SENTINELS', 'sentinel-1', '"sentinel-1" is not host:port'],
+    ['REDIS_CLUSTER_NODES', 'a:1,b:99999', '"b:99999" is not host:port'],
+    ['REDIS_WAIT_REPLICAS', 'all', 'must be a whole number of replicas'],
   ])('should name %s and the fix when it is %j', (name, value, fix) => {
     const error = configError({ [name]: value });
     expect(error.code).toBe(ErrorCode.ConfigInvalid);
@@ -181,6 +199,55 @@ describe('loadConfig', () => {
   it('should keep only the jumphost fields that are set when the site profile may supply the rest', () => {
     expect(loadConfig({ JUMPHOST_HOST: '10.0.0.5' }).jumphost).toEqual({ host: '10.0.0.5' });
     expect(loadConfig({ JUMPHOST_HOST: 'fe80::1' }).jumphost).toEqual({ host: 'fe80::1' });
+  });
+});
+
+describe('loadConfig: Redis topology', () => {
+  it('should connect through the sentinels and wait for one replica when REDIS_SENTINELS is set', () => {
+    const config = loadConfig({
+      REDIS_SENTINELS: 's1.example.org:26379, s2.example.org:26379,[::1]:26380',
+      REDIS_SENTINEL_NAME: 'mymaster',
+      REDIS_PASSWORD: 'pw',
+    });
+    expect(config.redis).toEqual({
+      mode: 'sentinel',
+      sentinels: [
+        { host: 's1.example.org', port: 26379 },
+        { host: 's2.example.org', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      name: 'mymaster',
+      password: 'pw',
+      tls: false,
+      waitReplicas: 1,
+    });
+    expect(config.queue.prefix).toBe('capi');
+  });
+
+  it('should put the queue prefix in a hash tag by default when REDIS_CLUSTER_NODES is set', () => {
+    const config = loadConfig({ REDIS_CLUSTER_NODES: 'r1:6379,r2:6379,r3:6379' });
+    expect(config.redis).toMatchObject({ mode: 'cluster', nodes: [{ host: 'r1', port: 6379 }, {}, {}] });
+    expect(config.queue.prefix).toBe('{capi}');
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'r1:6379', QUEUE_PREFIX: '{ops}' }).queue.prefix).toBe('{ops}');
+  });
+
+  it.each([
+    [
+      { REDIS_CLUSTER_NODES: 'r1:6379', QUEUE_PREFIX: 'capi' },
+      'must be a hash tag in braces under Redis Cluster, e.g. {capi}',
+    ],
+    [{ REDIS_SENTINELS: 's1:26379' }, 'REDIS_SENTINEL_NAME: must be set with REDIS_SENTINELS'],
+    [{ REDIS_SENTINEL_NAME: 'mymaster' }, 'set without REDIS_SENTINELS'],
+    [
+      { REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_NAME: 'm', REDIS_CLUSTER_NODES: 'r1:6379' },
+      'set one of them',
+    ],
+    [{ REDIS_CLUSTER_NODES: 'r1:6379', REDIS_URL: 'redis://r1:6379' }, 'unset REDIS_URL'],
+    [{ REDIS_PASSWORD: 'pw' }, 'with one server put it in REDIS_URL'],
+    [{ REDIS_CLUSTER_NODES: 'r1:6379', REDIS_WAIT_REPLICAS: '1' }, 'not supported with REDIS_CLUSTER_NODES'],
+  ])('should refuse %j and say what to change', (env, fix) => {
+    const error = configError(env);
+    expect(error.issues.join('\n')).toContain(fix);
   });
 });
 

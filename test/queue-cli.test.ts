@@ -83,6 +83,14 @@ describe('the terminal front on the queue', () => {
     expect(stranger.stderr).toMatch(/refused: you are not in CAPI_APPROVERS/);
     const ok = await cli(['decide', approvalLine, 'approve', '--as', 'U0APPROVE2']).done;
     expect(ok.stdout).toContain('approved: the run continues');
+    // A decision from a terminal is audited like one from Slack (on stderr: stdout is the operator's).
+    expect(JSON.parse(ok.stderr.trim())).toMatchObject({
+      audit: true,
+      event: 'approval.decided',
+      decision: 'approved',
+      by: 'U0APPROVE2',
+      via: 'terminal',
+    });
     const again = await cli(['decide', approvalLine, 'deny', '--as', 'U0APPROVE2']).done;
     expect(again.stdout + again.stderr).toMatch(/already decided: approved by U0APPROVE2/);
 

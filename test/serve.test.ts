@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,7 +23,7 @@ afterEach(async () => {
 });
 
 describe('npm start', () => {
-  it('should answer /capi from Slack, mirror the run into a thread and stop cleanly on SIGTERM', async () => {
+  it('should answer /capi from Slack, mirror the run into a thread, serve health, metrics and audit, and stop cleanly on SIGTERM', async () => {
     const fake: FakeSlack = await startFakeSlack({
       token: TOKEN,
       channels: [CHANNEL],
@@ -51,6 +51,7 @@ describe('npm start', () => {
         CAPI_OPERATORS: 'U0OPERATOR',
         CAPI_APPROVERS: 'U0APPROVER',
         LOG_LEVEL: 'info',
+        AUDIT_LOG_FILE: path.join(dir, 'audit.jsonl'),
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -94,6 +95,14 @@ describe('npm start', () => {
       body,
     });
     expect(res.status).toBe(200);
+    // Health and readiness next to /slack/events: Redis answers, auth.test passed, the agent's workers run.
+    expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(await ready.json()).toEqual({
+      status: 'ready',
+      checks: { redis: { ok: true }, slack: { ok: true }, agent: { ok: true } },
+    });
+    expect(ready.status).toBe(200);
 
     // The run's root message ends in its final state; the thread under it holds the run. Posts go at
     // Slack's real pace here (about one a second), so the whole thread takes most of the test's minute.
@@ -114,6 +123,25 @@ describe('npm start', () => {
     expect(thread.map((m) => m.text).join('\n')).toMatch(
       /all good: ubuntu-jammy-kube-v1\.32\.13 .* carries kube_version=v1\.32\.13/,
     );
+
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^capi_runs_finished_total\{runbook="image-check",status="succeeded"\} 1$/m);
+    expect(metrics).toMatch(/^capi_slack_api_calls_total\{method="auth.test",result="ok"\} [1-9]/m);
+    expect(metrics).toMatch(/^capi_slack_api_calls_total\{method="chat.postMessage",result="ok"\} [1-9]/m);
+    expect(metrics).not.toMatch(/result="error"/);
+    expect(metrics).toMatch(/^capi_queue_workers\{queue="jobs-readonly"\} 1$/m);
+    const audit = (await readFile(path.join(dir, 'audit.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(audit[0]).toMatchObject({
+      audit: true,
+      event: 'run.requested',
+      runbook: 'image-check',
+      requestedBy: 'U0OPERATOR',
+      channel: CHANNEL,
+    });
+    expect(audit.at(-1)).toMatchObject({ audit: true, event: 'run.finished', status: 'succeeded' });
 
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

@@ -1,10 +1,14 @@
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
+import type { RedisTarget } from '../config/env.js';
 import { resolveJumphost } from '../config/jumphost.js';
 import type { SiteProfile } from '../config/site.js';
 import { runRunbook } from '../engine/engine.js';
 import { RunInterrupted, type RunOutcome } from '../engine/outcome.js';
 import { asCodedError, RunFencedError } from '../errors.js';
+import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
+import type { Metrics } from '../ops/metrics.js';
+import { runObserver } from '../ops/run-observer.js';
 import { type RunJob, RunJobSchema } from '../queue/job.js';
 import { readOnlyQueue } from '../queue/queues.js';
 import { connectRedis } from '../queue/redis.js';
@@ -22,11 +26,12 @@ import { validationMessage } from '../validation.js';
 import { RedisApprovalPort } from './approval-port.js';
 import { RedisAttemptPort } from './attempt-port.js';
 import { CheckpointStore } from './checkpoints.js';
+import { RunRetention } from './retention.js';
 import { leasedExecutor, RunLease } from './run-lease.js';
 import { timelineSink } from './timeline-sink.js';
 
 export interface AgentOptions {
-  readonly redisUrl: string;
+  readonly redis: RedisTarget;
   readonly prefix: string;
   /** The sites this agent can reach; it serves every queue they name. */
   readonly sites: ReadonlyMap<string, SiteProfile>;
@@ -50,10 +55,23 @@ export interface AgentOptions {
   readonly siteLockTtlMs?: number;
   /** Read-only runs (diagnose) handled at once, on their own worker: they never delay a recovery. Default 2. */
   readonly readOnlyConcurrency?: number;
+  readonly metrics?: Metrics;
+  /** Approvals asked, destructive commands sent and their exit, expiries, runs finished. */
+  readonly audit?: AuditLog;
+  /** A finished run's keys expire this long after it finished (RUN_RETENTION). Default 30 days. */
+  readonly retentionMs?: number;
+  /** How often the runs index is swept of expired runs. Default 10 minutes. */
+  readonly retentionSweepMs?: number;
+  /** Bytes of output stored per run (RUN_MAX_OUTPUT_BYTES). */
+  readonly maxOutputBytesPerRun?: number;
+  /** How long a destructive attempt's record may take to reach its replicas (see ReplicaWait). */
+  readonly waitReplicasTimeoutMs?: number;
 }
 
 export interface Agent {
   readonly queueNames: readonly string[];
+  /** The queues whose worker is not running (closed, or stopped by an error); empty when all run. */
+  stoppedWorkers(): string[];
   /** Repeat-safe: the second call returns the first call's promise. */
   close(): Promise<void>;
 }
@@ -61,6 +79,8 @@ export interface Agent {
 /** How often a running job looks for a cancel request in its run record. */
 const CANCEL_POLL_MS = 250;
 const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
+const DEFAULT_RETENTION_MS = 30 * 86_400_000;
+const DEFAULT_RETENTION_SWEEP_MS = 10 * 60_000;
 
 /**
  * A BullMQ worker that runs runbooks on one site's jumphost. Runs survive this process: each step's
@@ -71,26 +91,49 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const { logger } = opts;
   const siteQueues = [...new Set([...opts.sites.values()].map((s) => s.queue))];
   const lockTtlMs = opts.siteLockTtlMs ?? DEFAULT_SITE_LOCK_TTL_MS;
-  const store = connectRedis(opts.redisUrl, 'store', logger);
-  const workerConnection = connectRedis(opts.redisUrl, 'worker', logger);
+  const audit = opts.audit ?? NO_AUDIT;
+  const store = connectRedis(opts.redis, 'store', logger);
+  const workerConnection = connectRedis(opts.redis, 'worker', logger);
   const registry = new RunRegistry(store, opts.prefix);
-  const timeline = new RunTimeline(store, opts.prefix);
+  const timeline = new RunTimeline(store, opts.prefix, {
+    ...(opts.maxOutputBytesPerRun !== undefined ? { maxOutputBytesPerRun: opts.maxOutputBytesPerRun } : {}),
+  });
   const approvals = new ApprovalStore(store, opts.prefix);
   const attempts = new AttemptJournal(store, opts.prefix);
   const fences = new RunFences(store, opts.prefix);
   const lock = new TargetLock(store, opts.prefix);
   const checkpoints = new CheckpointStore(store, opts.prefix);
+  const retention = new RunRetention({
+    redis: store,
+    prefix: opts.prefix,
+    retentionMs: opts.retentionMs ?? DEFAULT_RETENTION_MS,
+    registry,
+    timeline,
+    approvals,
+    attempts,
+    fences,
+    checkpoints,
+  });
+  const replicaWait = {
+    replicas: opts.redis.waitReplicas,
+    timeoutMs: opts.waitReplicasTimeoutMs ?? 5_000,
+    wait: (replicas: number, timeoutMs: number) => store.wait(replicas, timeoutMs),
+  };
   /** The runs this process is running, by job id: aborted on shutdown or when BullMQ loses their lock. */
   const running = new Map<string, AbortController>();
   let stopping = false;
 
   const exclusive = (job: RunJob) => opts.runbooks.runbooks.get(job.runbook)?.exclusive ?? true;
 
-  /** The bookkeeping of a finished run, done before its run.finished event becomes visible. */
+  /**
+   * The bookkeeping of a finished run, done before its run.finished event becomes visible. From here on its
+   * keys expire after the retention (the sweep catches a run whose agent died before the expiry was set).
+   */
   const finishRecord = async (job: RunJob, fence: Fence, status: RunRecord['status'], message: string) => {
     await registry.update(job.runId, { status, message }, fence);
     if (exclusive(job)) await lock.release(targetKey(job.site), job.runId, fence);
     await checkpoints.delete(job.runId, fence);
+    await retention.expireRun(job.runId, fence);
   };
 
   /** Ends a run that never reached the engine (refused, cancelled while parked, jumphost unreachable). */
@@ -101,13 +144,26 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     message: string,
   ) => {
     await finishRecord(job, fence, status, message);
-    await timeline.append(
-      job.runId,
-      { type: 'run.finished', status, message, durationMs: 0 },
-      'run.finished',
-      fence,
-    );
+    const event = { type: 'run.finished', status, message, durationMs: 0 } as const;
+    if ((await timeline.append(job.runId, event, 'run.finished', fence)) !== null) {
+      observe(job)(event);
+    }
   };
+
+  /** Metrics and audit lines from the events a run stores. */
+  const observe = (job: RunJob) =>
+    runObserver({
+      runId: job.runId,
+      runbook: job.runbook,
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+      audit,
+      requestedAt: async (approvalId) => {
+        const a = await approvals.get(approvalId);
+        return a ? Date.parse(a.requestedAt) : undefined;
+      },
+      onError: (err) =>
+        logger.debug({ err: asCodedError(err).message }, 'cannot read an approval for metrics'),
+    });
 
   const processor = async (job: Job, token?: string): Promise<RunOutcome | undefined> => {
     const parsed = RunJobSchema.safeParse(job.data);
@@ -141,12 +197,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       // (deduplicated, so a run.finished that did land is not repeated).
       const status = record.status as 'succeeded' | 'failed' | 'denied' | 'cancelled';
       const message = record.message ?? status;
-      await timeline.append(
-        data.runId,
-        { type: 'run.finished', status, message, durationMs: 0 },
-        'run.finished',
-        fence,
-      );
+      const event = { type: 'run.finished', status, message, durationMs: 0 } as const;
+      if ((await timeline.append(data.runId, event, 'run.finished', fence)) !== null) observe(data)(event);
       return undefined;
     }
 
@@ -191,7 +243,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     let ssh: Awaited<ReturnType<typeof connectSsh>>;
     try {
       ssh = await connectSsh({ target: resolveJumphost(site, opts.jumphostEnv) });
+      opts.metrics?.sshConnects.inc({ result: 'ok' });
     } catch (err) {
+      opts.metrics?.sshConnects.inc({ result: 'error' });
       await endWithoutEngine(
         data,
         fence,
@@ -232,11 +286,12 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         requestedBy: record.requestedBy,
         executor: leasedExecutor(ssh, fence, lease),
         approvals: new RedisApprovalPort(approvals, opts.approvalTimeoutMs, fence),
-        attempts: new RedisAttemptPort(attempts, fence, opts.approvalTimeoutMs),
+        attempts: new RedisAttemptPort(attempts, fence, opts.approvalTimeoutMs, audit, replicaWait),
         emit: timelineSink(fence, {
           timeline,
           registry,
           onFinished: (e) => finishRecord(data, fence, e.status, e.message),
+          onStored: observe(data),
         }),
         signal: abort.signal,
         ...(resume ? { resume } : {}),
@@ -291,6 +346,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     }
   };
   const idleKeeper = setInterval(() => void keepIdleLocks(), Math.max(50, Math.floor(lockTtlMs / 3)));
+  const stopSweeping = retention.startSweeping(opts.retentionSweepMs ?? DEFAULT_RETENTION_SWEEP_MS, logger);
 
   const workers = siteQueues.flatMap((name) =>
     [
@@ -321,12 +377,18 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     }),
   );
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  const stoppedWorkers = () => workers.filter((w) => !w.isRunning()).map((w) => w.name);
+  const countWorkers = () => {
+    for (const w of workers) opts.metrics?.agentWorkers.set({ queue: w.name }, w.isRunning() ? 1 : 0);
+  };
+  countWorkers();
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       stopping = true;
       clearInterval(idleKeeper);
+      stopSweeping();
       const grace = setTimeout(() => {
         for (const a of running.values()) a.abort(new RunInterrupted('the agent is shutting down'));
       }, opts.shutdownGraceMs ?? 10_000);
@@ -338,6 +400,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         }
       }
       clearTimeout(grace);
+      countWorkers();
       for (const conn of [workerConnection, store]) {
         try {
           await conn.quit();
@@ -348,5 +411,5 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     })();
     return closing;
   };
-  return { queueNames: workers.map((w) => w.name), close };
+  return { queueNames: workers.map((w) => w.name), stoppedWorkers, close };
 }

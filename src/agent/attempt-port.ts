@@ -1,14 +1,29 @@
 import type { AttemptPort, AttemptRecord, BeginAttempt, StepRef } from '../engine/events.js';
+import { CapiError, ErrorCode } from '../errors.js';
+import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Attempt, AttemptJournal } from '../runs/attempts.js';
 import type { Fence } from '../runs/fence.js';
 
-/** The engine's attempt journal on Redis, every write under the owner's fence. */
+/**
+ * Redis replication is asynchronous: a failover right after the attempt was recorded could lose the record,
+ * and the run, resumed on the new master, would send the command again. With `replicas` > 0 the command is
+ * sent only once that many replicas hold the record (WAIT).
+ */
+export interface ReplicaWait {
+  readonly replicas: number;
+  readonly timeoutMs: number;
+  wait(replicas: number, timeoutMs: number): Promise<number>;
+}
+
+/** The engine's attempt journal on Redis, every write under the owner's fence; each attempt is audited. */
 export class RedisAttemptPort implements AttemptPort {
   constructor(
     private readonly journal: AttemptJournal,
     private readonly fence: Fence,
     /** An approval decided longer ago than this is asked again instead of being used. */
     private readonly maxDecisionAgeMs: number,
+    private readonly audit: AuditLog = NO_AUDIT,
+    private readonly replicaWait?: ReplicaWait,
   ) {}
 
   async find(step: StepRef): Promise<AttemptRecord | undefined> {
@@ -32,7 +47,34 @@ export class RedisAttemptPort implements AttemptPort {
       },
       { fence: this.fence, maxDecisionAgeMs: this.maxDecisionAgeMs },
     );
-    return r.outcome === 'refused' ? r : { outcome: r.outcome, attempt: record(r.attempt) };
+    if (r.outcome === 'refused') return r;
+    if (r.outcome === 'recorded') {
+      await this.replicated(step, r.attempt);
+      this.audit.record({
+        event: 'destructive.sent',
+        runId: this.fence.runId,
+        step: stepName(step),
+        attemptId: r.attempt.attemptId,
+        approvalId: r.attempt.approvalId,
+        digest: r.attempt.digest,
+        command: r.attempt.command,
+      });
+    }
+    return { outcome: r.outcome, attempt: record(r.attempt) };
+  }
+
+  /** Throws before anything is sent when the record did not reach enough replicas in time. */
+  private async replicated(step: StepRef, attempt: Attempt): Promise<void> {
+    const w = this.replicaWait;
+    if (w === undefined || w.replicas <= 0) return;
+    const acked = await w.wait(w.replicas, w.timeoutMs);
+    if (acked >= w.replicas) return;
+    throw new CapiError(
+      ErrorCode.NotReplicated,
+      `${stepName(step)}: the attempt record reached ${acked} of ${w.replicas} Redis replica(s) within ${w.timeoutMs} ms, ` +
+        'so a failover could lose it and the command could be sent twice; the command was NOT sent. ' +
+        `Check the replicas (INFO replication), then start a new run (attempt ${attempt.attemptId} stays on record)`,
+    );
   }
 
   async finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void> {
@@ -40,7 +82,24 @@ export class RedisAttemptPort implements AttemptPort {
       ...outcome,
       finishedAt: new Date().toISOString(),
     });
+    const attempt = await this.journal.get(this.fence.runId, step.stepId, step.iteration?.n);
+    if (attempt) {
+      this.audit.record({
+        event: 'destructive.finished',
+        runId: this.fence.runId,
+        step: stepName(step),
+        attemptId: attempt.attemptId,
+        digest: attempt.digest,
+        exitCode: outcome.exitCode,
+        signal: outcome.signal,
+        timedOut: outcome.timedOut,
+      });
+    }
   }
+}
+
+function stepName(step: StepRef): string {
+  return step.iteration ? `${step.stepId}#${step.iteration.n}` : step.stepId;
 }
 
 function record(a: Attempt): AttemptRecord {

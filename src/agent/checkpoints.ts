@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Checkpoint } from '../engine/outcome.js';
+import type { RedisClient } from '../queue/redis.js';
 import { evalFenced, type Fence } from '../runs/fence.js';
 
 const CheckpointSchema = z.object({
@@ -18,11 +18,11 @@ const CheckpointSchema = z.object({
 /** Where each run is, so that any agent can pick it up: one JSON value per run. */
 export class CheckpointStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 
-  private key(runId: string): string {
+  key(runId: string): string {
     return `${this.prefix}:run:${runId}:checkpoint`;
   }
 

@@ -35,6 +35,8 @@ export function timelineSink(
     registry: RunRegistry;
     /** Runs before run.finished is appended: whoever sees the end also finds the site free. */
     onFinished: (event: Extract<RunEvent, { type: 'run.finished' }>) => Promise<void>;
+    /** Sees each event stored for the first time (not a resumed run's repeat): metrics and audit. */
+    onStored?: (event: RunEvent) => void;
   },
 ): EventSink {
   const { timeline, registry } = stores;
@@ -43,7 +45,8 @@ export function timelineSink(
   return (event) => {
     chain = chain.then(async () => {
       if (event.type === 'run.finished') await stores.onFinished(event);
-      await timeline.append(runId, event, dedupeKey(event), fence);
+      const id = await timeline.append(runId, event, dedupeKey(event), fence);
+      if (id !== null) stores.onStored?.(event);
       if (event.type === 'step.started') await registry.update(runId, { currentStep: event.stepId }, fence);
     });
     return chain;

@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
-import { type AgentOptions, startAgent } from '../agent/agent.js';
+import { type Agent, type AgentOptions, startAgent } from '../agent/agent.js';
 import { type AppConfig, loadConfig } from '../config/env.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { createLogger } from '../log.js';
-import { connectRedis } from '../queue/redis.js';
+import { type ReadinessCheck, redisCheck } from '../ops/http.js';
+import { processOps } from '../ops/process-ops.js';
+import { connectRedis, describeRedis } from '../queue/redis.js';
 import { loadRunbooks, type RunbookSet } from '../runbook/load.js';
 import { checkRedisForProduction } from '../runs/redis-checks.js';
 
@@ -49,13 +51,15 @@ export function agentOptions(
   logger: Logger,
 ): AgentOptions {
   return {
-    redisUrl: config.redis.url,
+    redis: config.redis,
     prefix: config.queue.prefix,
     sites,
     jumphostEnv: config.jumphost,
     runbooks,
     approvalTimeoutMs: config.approval.timeoutMs,
     siteLockTtlMs: config.siteLockTtlMs,
+    retentionMs: config.retention.runMs,
+    maxOutputBytesPerRun: config.retention.maxOutputBytesPerRun,
     logger,
   };
 }
@@ -67,21 +71,22 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<number
   const sites = await loadSites(siteFilesFrom(opts.siteFiles, config.siteFile));
   const runbooks = await loadRunbooks(config.commandsDir);
 
-  const probe = connectRedis(config.redis.url, 'store', logger);
-  try {
-    await probe.ping();
-    for (const warning of await checkRedisForProduction(probe))
-      logger.warn({ redis: config.redis.url }, warning);
-  } finally {
-    probe.disconnect();
-  }
+  // Health checks and metrics scrapes read Redis on this connection; the agent has its own.
+  const redis = connectRedis(config.redis, 'store', logger);
+  await redis.ping();
+  for (const warning of await checkRedisForProduction(redis))
+    logger.warn({ redis: describeRedis(config.redis) }, warning);
+  const ops = processOps({ config, redis, sites, logger });
 
   const agent = await startAgent({
     ...agentOptions(config, sites, runbooks, logger),
+    metrics: ops.metrics,
+    audit: ops.audit,
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     ...(opts.lockDurationMs !== undefined ? { lockDurationMs: opts.lockDurationMs } : {}),
     ...(opts.stalledIntervalMs !== undefined ? { stalledIntervalMs: opts.stalledIntervalMs } : {}),
   });
+  await ops.serve({ redis: redisCheck(redis), agent: agentCheck(agent) });
   logger.info({ queues: agent.queueNames, sites: [...sites.keys()] }, 'agent ready');
 
   await new Promise<void>((resolve) => {
@@ -93,6 +98,16 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<number
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   await agent.close();
+  await ops.close();
+  await redis.quit();
   logger.info('agent stopped');
   return 0;
+}
+
+/** The agent's workers are all running (a worker stopped by an error takes no runs). */
+export function agentCheck(agent: Agent): ReadinessCheck {
+  return async () => {
+    const stopped = agent.stoppedWorkers();
+    return stopped.length === 0 ? true : `workers not running for queue(s) ${stopped.join(', ')}`;
+  };
 }

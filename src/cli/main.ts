@@ -4,6 +4,7 @@ import { runAgentCommand } from './agent.js';
 import {
   cancelCommand,
   decideCommand,
+  exportCommand,
   followCommand,
   statusCommand,
   submitCommand,
@@ -31,6 +32,8 @@ usage:
   capi-chatops follow RUN                 print a run's timeline live until it finishes
   capi-chatops status [RUN]               active and recent runs, or one run and its pending approvals
   capi-chatops timeline RUN               one run as Markdown, for the postmortem
+  capi-chatops export RUN [--out DIR]     write RUN.md (timeline) and RUN.json (record, approvals,
+      attempts, events) before RUN_RETENTION expires the run from Redis
   capi-chatops cancel RUN [--as USER]     stop a run between steps and kill its running command
   capi-chatops decide APPROVAL approve|deny --as SLACK_USER_ID [--group S...]
 
@@ -134,6 +137,16 @@ export async function main(argv: readonly string[]): Promise<number> {
         if (command === 'follow') return await followCommand(runId, values.verbose);
         if (command === 'timeline') return await timelineCommand(runId);
         return await cancelCommand(runId, values.as);
+      }
+      case 'export': {
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: { out: { type: 'string', default: '.' } },
+        });
+        const [runId] = positionals;
+        if (runId === undefined) return usage('export needs a RUN id (capi-chatops status lists them)');
+        return await exportCommand(runId, values.out);
       }
       case 'status': {
         const { positionals } = parseArgs({ args: [...rest], allowPositionals: true });

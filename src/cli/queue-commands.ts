@@ -2,7 +2,9 @@
  * The terminal as a front on the queue: the same RunService the Slack front uses, so a run started
  * here is served by the agents, shows in `/capi status`, and is approved by the same people.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
+import path from 'node:path';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeRefusal } from '../fronts/format.js';
 import { renderMarkdown } from '../fronts/postmortem.js';
@@ -108,6 +110,42 @@ export function timelineCommand(runId: string): Promise<number> {
     const entries = await service.readTimeline(runId);
     if (entries.length === 0) throw new CapiError(ErrorCode.RunNotFound, `run ${runId} has no timeline`);
     process.stdout.write(renderMarkdown(entries));
+    return 0;
+  });
+}
+
+/**
+ * Writes a run's postmortem before its retention runs out: `<run>.md` (the timeline as Markdown) and
+ * `<run>.json` (the record, every approval with its decision, every destructive attempt, every event).
+ */
+export function exportCommand(runId: string, outDir: string): Promise<number> {
+  return withRunService([], async (service) => {
+    const archive = await service.archiveRun(runId);
+    if (!archive) {
+      throw new CapiError(
+        ErrorCode.RunNotFound,
+        `no run ${runId}: a wrong id, or it finished longer ago than RUN_RETENTION and has expired (capi-chatops status lists runs)`,
+      );
+    }
+    const { record, approvals, attempts, timeline, expiresInMs } = archive;
+    const exported = {
+      format: 'capi-chatops-run/1',
+      exportedAt: new Date().toISOString(),
+      record,
+      approvals,
+      attempts,
+      timeline,
+    };
+    await mkdir(outDir, { recursive: true });
+    const md = path.join(outDir, `${runId}.md`);
+    const json = path.join(outDir, `${runId}.json`);
+    await writeFile(md, renderMarkdown(timeline));
+    await writeFile(json, `${JSON.stringify(exported, null, 2)}\n`);
+    const expiry =
+      expiresInMs !== null
+        ? `it expires from Redis on ${new Date(Date.now() + expiresInMs).toISOString()}`
+        : 'it does not expire yet (not finished)';
+    process.stdout.write(`wrote ${md} and ${json}; ${expiry}\n`);
     return 0;
   });
 }

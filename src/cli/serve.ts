@@ -1,16 +1,19 @@
 import type { Server } from 'node:http';
 import { WebClient } from '@slack/web-api';
-import { startAgent } from '../agent/agent.js';
+import { type Agent, startAgent } from '../agent/agent.js';
 import { loadConfig } from '../config/env.js';
 import { asCodedError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { connectRedis } from '../queue/redis.js';
+import { type ReadinessCheck, redisCheck } from '../ops/http.js';
+import { meteredFetch } from '../ops/metrics.js';
+import { processOps } from '../ops/process-ops.js';
+import { connectRedis, describeRedis } from '../queue/redis.js';
 import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { checkRedisForProduction } from '../runs/redis-checks.js';
 import { createSlackApp } from '../slack/app.js';
 import { ThreadPoster } from '../slack/poster.js';
-import { agentOptions, loadSites, siteFilesFrom } from './agent.js';
+import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
 
 /**
  * `npm start`: the Slack front (commands, approval buttons, run threads) and an agent in one process.
@@ -22,9 +25,10 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const logger = createLogger({ level: config.logLevel, name: 'capi-chatops' });
   const sites = await loadSites(siteFilesFrom(siteFiles, config.siteFile));
   const runbooks = await loadRunbooks(config.commandsDir);
-  const redis = connectRedis(config.redis.url, 'store', logger);
+  const redis = connectRedis(config.redis, 'store', logger);
   for (const warning of await checkRedisForProduction(redis))
-    logger.warn({ redis: config.redis.url }, warning);
+    logger.warn({ redis: describeRedis(config.redis) }, warning);
+  const ops = processOps({ config, redis, sites, logger });
 
   const service = new RunService({
     redis,
@@ -35,12 +39,15 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     approvers: config.approval.approvers,
     allowSelfApproval: config.approval.allowSelfApproval,
     logger,
+    audit: ops.audit,
+    metrics: ops.metrics,
   });
   // The poster handles 429s itself (Retry-After, order kept), so its client must not retry behind its back.
   const posterClient = new WebClient(config.slack.botToken, {
     slackApiUrl: config.slack.apiUrl,
     rejectRateLimitedCalls: true,
     retryConfig: { retries: 0 },
+    fetch: meteredFetch(ops.metrics),
   });
   const poster = new ThreadPoster({
     client: posterClient,
@@ -49,8 +56,17 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     service,
     logger,
   });
+  let agent: Agent | undefined;
+  let slackAuth: true | string = 'auth.test has not answered yet';
+  const checks: Record<string, ReadinessCheck> = {
+    redis: redisCheck(redis),
+    slack: async () => slackAuth,
+    agent: async () => (agent ? agentCheck(agent)() : 'the agent has not started yet'),
+  };
   const app = createSlackApp({
     slack: config.slack,
+    fetch: meteredFetch(ops.metrics),
+    httpRoutes: ops.routes(checks),
     approvers: config.approval.approvers,
     operators: config.approval.operators,
     service,
@@ -59,8 +75,21 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     threads: poster,
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
-  const agent = await startAgent(agentOptions(config, sites, runbooks, logger));
+  agent = await startAgent({
+    ...agentOptions(config, sites, runbooks, logger),
+    metrics: ops.metrics,
+    audit: ops.audit,
+  });
+  try {
+    const auth = await posterClient.auth.test();
+    slackAuth = true;
+    logger.info({ team: auth.team, bot: auth.user }, 'slack auth.test succeeded');
+  } catch (err) {
+    slackAuth = `Slack auth.test failed: ${asCodedError(err).message}; check SLACK_BOT_TOKEN`;
+    logger.error({ err: asCodedError(err).message }, 'slack auth.test failed: not ready');
+  }
   const started = await app.start(config.slack.port);
+  await ops.serve(checks);
   await poster.resumeAll();
   const where =
     config.slack.appToken !== undefined
@@ -76,8 +105,9 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   for (const [what, close] of [
     ['slack', () => app.stop()],
     ['threads', () => poster.close()],
-    ['agent', () => agent.close()],
+    ['agent', () => agent?.close()],
     ['service', () => service.close()],
+    ['ops', () => ops.close()],
     ['redis', () => redis.quit()],
   ] as const) {
     try {

@@ -1,5 +1,7 @@
+import { pino } from 'pino';
 import { loadConfig } from '../config/env.js';
 import { createLogger } from '../log.js';
+import { createAuditLog } from '../ops/audit.js';
 import { connectRedis } from '../queue/redis.js';
 import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
@@ -17,7 +19,7 @@ export async function withRunService<T>(
   const logger = createLogger({ level: 'warn', name: 'cli', destination: process.stderr });
   const files = siteFilesFrom(siteFiles, config.siteFile);
   const sites = files.length > 0 ? await loadSites(files) : new Map();
-  const redis = connectRedis(config.redis.url, 'store', logger);
+  const redis = connectRedis(config.redis, 'store', logger);
   const service = new RunService({
     redis,
     prefix: config.queue.prefix,
@@ -27,6 +29,11 @@ export async function withRunService<T>(
     approvers: config.approval.approvers,
     allowSelfApproval: config.approval.allowSelfApproval,
     logger,
+    // Runs asked for, decisions and cancels from a terminal are audited like Slack's; stdout is the user's.
+    audit: createAuditLog({
+      destination: pino.destination({ dest: 2, sync: true }),
+      ...(config.ops.auditLogFile !== undefined ? { file: config.ops.auditLogFile } : {}),
+    }),
   });
   try {
     return await fn(service);

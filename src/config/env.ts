@@ -29,6 +29,11 @@ export const DEFAULT_APPROVAL_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
 export const DEFAULT_PORT = 3000;
+export const DEFAULT_CLUSTER_QUEUE_PREFIX = '{capi}';
+export const DEFAULT_RUN_RETENTION_MS = 30 * 86_400_000;
+export const DEFAULT_MAX_OUTPUT_BYTES_PER_RUN = 4 * 1024 * 1024;
+/** How long the attempt journal waits for its replicas before a destructive command is refused. */
+export const DEFAULT_WAIT_REPLICAS_TIMEOUT_MS = 5_000;
 
 /** Node's timers fire at once for delays above this (about 24.8 days), so a longer timeout would never wait. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -41,7 +46,8 @@ export interface AppConfig {
   readonly logLevel: LogLevel;
   /** Only what the environment sets; the site profile may supply the rest. */
   readonly jumphost: Partial<JumphostTarget>;
-  readonly redis: { readonly url: string };
+  readonly redis: RedisTarget;
+  /** A hash tag (`{capi}`) under Redis Cluster, so every key of the product lands in one slot. */
   readonly queue: { readonly prefix: string };
   /** A site's run lock lapses this long after the last agent that could renew it is gone. */
   readonly siteLockTtlMs: number;
@@ -61,7 +67,52 @@ export interface AppConfig {
     /** HTTP port of the Events API receiver (PORT). */
     readonly port: number;
   };
+  readonly ops: {
+    /**
+     * Where /healthz, /readyz and /metrics listen for the agent and for Socket Mode (METRICS_PORT; 0 picks a
+     * free port). In HTTP mode they are also served on PORT next to /slack/events.
+     */
+    readonly metricsPort?: number;
+    readonly metricsHost: string;
+    /** Audit lines are also appended here (AUDIT_LOG_FILE). */
+    readonly auditLogFile?: string;
+  };
+  readonly retention: {
+    /** A finished run's keys expire this long after it finished (RUN_RETENTION). */
+    readonly runMs: number;
+    /** Output stored per run, in bytes; later lines are counted, not stored (RUN_MAX_OUTPUT_BYTES). */
+    readonly maxOutputBytesPerRun: number;
+  };
 }
+
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Where Redis is: one server (REDIS_URL), a Sentinel-monitored master (REDIS_SENTINELS + REDIS_SENTINEL_NAME)
+ * or a Cluster (REDIS_CLUSTER_NODES). `waitReplicas`: how many replicas must hold a destructive attempt's
+ * record before its command is sent (WAIT), so a failover cannot lose it and send the command twice.
+ */
+export type RedisTarget =
+  | { readonly mode: 'single'; readonly url: string; readonly waitReplicas: number }
+  | {
+      readonly mode: 'sentinel';
+      readonly sentinels: readonly RedisNode[];
+      readonly name: string;
+      readonly password?: string;
+      readonly sentinelPassword?: string;
+      readonly tls: boolean;
+      readonly waitReplicas: number;
+    }
+  | {
+      readonly mode: 'cluster';
+      readonly nodes: readonly RedisNode[];
+      readonly password?: string;
+      readonly tls: boolean;
+      readonly waitReplicas: 0;
+    };
 
 /** A duration a Node timer can wait for: more than 0, at most MAX_TIMER_MS. */
 function timerDuration(example: string) {
@@ -165,6 +216,63 @@ const booleanSchema = z
   .enum(['true', 'false'], { error: 'must be true or false' })
   .transform((v) => v === 'true');
 
+const nodeListSchema = (example: string) =>
+  z.string().transform((value, ctx) => {
+    const nodes: RedisNode[] = [];
+    let bad = false;
+    for (const entry of value.split(/[\s,]+/)) {
+      if (entry === '') continue;
+      const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+      const port = Number(m?.[2]);
+      if (!m || port < 1 || port > 65535) {
+        bad = true;
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${entry}" is not host:port; list them comma separated, e.g. ${example}`,
+        });
+        continue;
+      }
+      nodes.push({ host: (m[1] as string).replace(/^\[|\]$/g, ''), port });
+    }
+    if (nodes.length === 0 && !bad) {
+      ctx.addIssue({ code: 'custom', message: `lists no host:port, e.g. ${example}` });
+    }
+    return nodes;
+  });
+
+const RETENTION = /^(\d+)(m|h|d)$/;
+const RETENTION_UNITS_MS: Readonly<Record<string, number>> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Redis expiries, not Node timers: days are allowed and there is no 24.8-day ceiling. */
+const retentionSchema = z.string().transform((v, ctx) => {
+  const m = RETENTION.exec(v);
+  const ms = m ? Number(m[1]) * (RETENTION_UNITS_MS[m[2] as string] ?? Number.NaN) : Number.NaN;
+  if (!Number.isSafeInteger(ms) || ms < 60 * 60_000 || ms > 3650 * 86_400_000) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be a duration from 1h to 3650d as a whole number followed by m, h or d, e.g. 30d',
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const SIZE = /^(\d+)(b|kb|mb)?$/i;
+const SIZE_UNITS: Readonly<Record<string, number>> = { b: 1, kb: 1024, mb: 1024 * 1024 };
+
+const byteSizeSchema = z.string().transform((v, ctx) => {
+  const m = SIZE.exec(v);
+  const bytes = m ? Number(m[1]) * (SIZE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? Number.NaN) : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1024 || bytes > 512 * 1024 * 1024) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be a size from 1kb to 512mb: a whole number of bytes, or followed by kb or mb, e.g. 4mb',
+    });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
 function validUrl(value: string, protocols: readonly string[]): URL | undefined {
   try {
     const url = new URL(value);
@@ -222,10 +330,24 @@ const envSchema = z.object({
       error: `must be a redis:// or rediss:// URL, e.g. ${DEFAULT_REDIS_URL} (with a password: redis://:PASSWORD@host:6379)`,
     })
     .optional(),
+  REDIS_SENTINELS: nodeListSchema('sentinel-1:26379,sentinel-2:26379,sentinel-3:26379').optional(),
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/, { error: 'must be the master name the sentinels monitor, e.g. mymaster' })
+    .optional(),
+  REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  REDIS_CLUSTER_NODES: nodeListSchema('redis-1:6379,redis-2:6379,redis-3:6379').optional(),
+  REDIS_PASSWORD: z.string().optional(),
+  REDIS_TLS: booleanSchema.optional(),
+  REDIS_WAIT_REPLICAS: z
+    .string()
+    .regex(/^\d{1,2}$/, { error: 'must be a whole number of replicas, e.g. 1 (0 turns the wait off)' })
+    .transform(Number)
+    .optional(),
   QUEUE_PREFIX: z
     .string()
-    .regex(/^[a-z0-9-]+$/, {
-      error: `must be lowercase letters, digits and dashes, e.g. ${DEFAULT_QUEUE_PREFIX}`,
+    .regex(/^([a-z0-9-]+|\{[a-z0-9-]+\})$/, {
+      error: `must be lowercase letters, digits and dashes, e.g. ${DEFAULT_QUEUE_PREFIX}, or such a name in braces (a Redis Cluster hash tag), e.g. ${DEFAULT_CLUSTER_QUEUE_PREFIX}`,
     })
     .optional(),
   APPROVAL_TIMEOUT: timerDuration('30m').optional(),
@@ -264,6 +386,20 @@ const envSchema = z.object({
     .transform((v) => (v.endsWith('/') ? v : `${v}/`))
     .optional(),
   PORT: portSchema(DEFAULT_PORT).optional(),
+  METRICS_PORT: z
+    .string()
+    .refine((v) => /^\d{1,5}$/.test(v) && Number(v) <= 65535, {
+      error: 'must be a TCP port 1-65535, e.g. 9464 (0 picks a free one, logged at start)',
+    })
+    .transform(Number)
+    .optional(),
+  METRICS_HOST: z
+    .string()
+    .regex(/^[A-Za-z0-9.:-]+$/, { error: 'must be the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' })
+    .optional(),
+  AUDIT_LOG_FILE: pathSchema('the audit log file').optional(),
+  RUN_RETENTION: retentionSchema.optional(),
+  RUN_MAX_OUTPUT_BYTES: byteSizeSchema.optional(),
 });
 
 type EnvName = keyof typeof envSchema.shape;
@@ -283,6 +419,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     throw new ConfigError(ErrorCode.ConfigInvalid, 'environment', describeZodIssues(parsed.error));
   }
   const e = parsed.data;
+  const redis = redisTarget(e, raw);
 
   const jumphost: { -readonly [K in keyof JumphostTarget]?: JumphostTarget[K] } = {};
   if (e.JUMPHOST_HOST !== undefined) jumphost.host = e.JUMPHOST_HOST;
@@ -296,8 +433,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     commandsDir: e.COMMANDS_DIR ?? defaultCommandsDir(),
     logLevel: e.LOG_LEVEL ?? 'info',
     jumphost,
-    redis: { url: e.REDIS_URL ?? DEFAULT_REDIS_URL },
-    queue: { prefix: e.QUEUE_PREFIX ?? DEFAULT_QUEUE_PREFIX },
+    redis,
+    queue: {
+      prefix:
+        e.QUEUE_PREFIX ?? (redis.mode === 'cluster' ? DEFAULT_CLUSTER_QUEUE_PREFIX : DEFAULT_QUEUE_PREFIX),
+    },
     siteLockTtlMs: e.SITE_LOCK_TTL ?? DEFAULT_SITE_LOCK_TTL_MS,
     approval: {
       timeoutMs: e.APPROVAL_TIMEOUT ?? DEFAULT_APPROVAL_TIMEOUT_MS,
@@ -312,5 +452,75 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       apiUrl: e.SLACK_API_URL ?? DEFAULT_SLACK_API_URL,
       port: e.PORT ?? DEFAULT_PORT,
     },
+    ops: {
+      ...(e.METRICS_PORT !== undefined ? { metricsPort: e.METRICS_PORT } : {}),
+      metricsHost: e.METRICS_HOST ?? '0.0.0.0',
+      ...(e.AUDIT_LOG_FILE !== undefined ? { auditLogFile: e.AUDIT_LOG_FILE } : {}),
+    },
+    retention: {
+      runMs: e.RUN_RETENTION ?? DEFAULT_RUN_RETENTION_MS,
+      maxOutputBytesPerRun: e.RUN_MAX_OUTPUT_BYTES ?? DEFAULT_MAX_OUTPUT_BYTES_PER_RUN,
+    },
   };
+}
+
+type ParsedEnv = z.infer<typeof envSchema>;
+
+/** One Redis topology, chosen by which variables are set; mixing them is an error naming both. */
+function redisTarget(e: ParsedEnv, raw: Partial<Record<EnvName, string>>): RedisTarget {
+  const issues: string[] = [];
+  const chosen = (['REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const).filter((n) => raw[n] !== undefined);
+  if (chosen.length === 2)
+    issues.push('REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: set one of them');
+  if (chosen.length > 0 && raw.REDIS_URL !== undefined) {
+    issues.push(`REDIS_URL and ${chosen[0]} are both set: unset REDIS_URL (it names a single server)`);
+  }
+  const sentinels = e.REDIS_SENTINELS;
+  const clusterNodes = e.REDIS_CLUSTER_NODES;
+  if (sentinels !== undefined && e.REDIS_SENTINEL_NAME === undefined) {
+    issues.push(
+      'REDIS_SENTINEL_NAME: must be set with REDIS_SENTINELS: the master name the sentinels monitor, e.g. mymaster',
+    );
+  }
+  if (sentinels === undefined && e.REDIS_SENTINEL_NAME !== undefined) {
+    issues.push('REDIS_SENTINEL_NAME is set without REDIS_SENTINELS: list the sentinels as host:port,...');
+  }
+  if (clusterNodes !== undefined) {
+    if (e.QUEUE_PREFIX !== undefined && !e.QUEUE_PREFIX.startsWith('{')) {
+      issues.push(
+        `QUEUE_PREFIX: must be a hash tag in braces under Redis Cluster, e.g. {${e.QUEUE_PREFIX}}, so that every key (BullMQ's and the run store's) lands in one slot and every multi-key script works`,
+      );
+    }
+    if ((e.REDIS_WAIT_REPLICAS ?? 0) > 0) {
+      issues.push('REDIS_WAIT_REPLICAS: is not supported with REDIS_CLUSTER_NODES; leave it unset');
+    }
+  }
+  if (chosen.length === 0) {
+    for (const n of ['REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD', 'REDIS_TLS'] as const) {
+      if (raw[n] !== undefined) {
+        issues.push(
+          `${n} is only used with REDIS_SENTINELS or REDIS_CLUSTER_NODES; with one server put it in REDIS_URL`,
+        );
+      }
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(ErrorCode.ConfigInvalid, 'environment', issues);
+
+  const auth = e.REDIS_PASSWORD !== undefined ? { password: e.REDIS_PASSWORD } : {};
+  if (sentinels !== undefined) {
+    return {
+      mode: 'sentinel',
+      sentinels,
+      name: e.REDIS_SENTINEL_NAME as string,
+      ...auth,
+      ...(e.REDIS_SENTINEL_PASSWORD !== undefined ? { sentinelPassword: e.REDIS_SENTINEL_PASSWORD } : {}),
+      tls: e.REDIS_TLS ?? false,
+      // Replication is asynchronous: a failover may lose the last writes unless a replica confirmed them.
+      waitReplicas: e.REDIS_WAIT_REPLICAS ?? 1,
+    };
+  }
+  if (clusterNodes !== undefined) {
+    return { mode: 'cluster', nodes: clusterNodes, ...auth, tls: e.REDIS_TLS ?? false, waitReplicas: 0 };
+  }
+  return { mode: 'single', url: e.REDIS_URL ?? DEFAULT_REDIS_URL, waitReplicas: e.REDIS_WAIT_REPLICAS ?? 0 };
 }

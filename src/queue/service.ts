@@ -1,22 +1,37 @@
 import { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { SiteProfile } from '../config/site.js';
 import { CapiError, ErrorCode } from '../errors.js';
+import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
+import type { Metrics } from '../ops/metrics.js';
 import { newRunId } from '../run-id.js';
 import type { RunbookSet } from '../runbook/load.js';
 import type { Runbook } from '../runbook/model.js';
 import { validateParams } from '../runbook/params.js';
 import { ApprovalStore, type DecideResult, type StoredApproval } from '../runs/approvals.js';
+import { type Attempt, AttemptJournal } from '../runs/attempts.js';
 import { TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
 import { RUN_JOB_NAME, type RunJob, RunJobSchema } from './job.js';
 import { readOnlyQueue } from './queues.js';
+import type { RedisClient } from './redis.js';
 
 // What the fronts see of runs: the door's own vocabulary, so no front imports src/runs or src/queue internals.
-export type { Approver, Refusal, RunRecord, StoredApproval, TimelineEntry };
+export type { Approver, Attempt, Refusal, RunRecord, StoredApproval, TimelineEntry };
+
+/** Everything stored about one run: what a postmortem export writes before RUN_RETENTION ends. */
+export interface RunArchive {
+  readonly record: RunRecord;
+  /** Every approval request of the run with its decision, oldest first. */
+  readonly approvals: StoredApproval[];
+  /** Every destructive attempt on record. */
+  readonly attempts: Attempt[];
+  readonly timeline: TimelineEntry[];
+  /** Milliseconds until the run expires from Redis; null while it is kept (not finished). */
+  readonly expiresInMs: number | null;
+}
 
 export interface RunRequest {
   readonly runbook: string;
@@ -27,7 +42,7 @@ export interface RunRequest {
 }
 
 export interface RunServiceOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly runbooks: RunbookSet;
   readonly sites: ReadonlyMap<string, SiteProfile>;
@@ -35,7 +50,17 @@ export interface RunServiceOptions {
   readonly approvers: readonly string[];
   readonly allowSelfApproval: boolean;
   readonly logger: Logger;
+  /** Run requests, decisions, refusals and cancels are audited here, where a human makes them. */
+  readonly audit?: AuditLog;
+  readonly metrics?: Metrics;
+  /**
+   * How long BullMQ keeps a finished job (its id, data and return value); the run's own record and timeline
+   * are kept for RUN_RETENTION by the agent. Default: 7 days, and at most 1000 jobs per queue.
+   */
+  readonly jobRetention?: { readonly ageSeconds: number; readonly count: number };
 }
+
+export const DEFAULT_JOB_RETENTION = { ageSeconds: 7 * 86_400, count: 1000 } as const;
 
 /** The lock outlives any approval wait; the agent shortens it again while it works. */
 export function lockTtlMs(approvalTimeoutMs: number): number {
@@ -53,7 +78,9 @@ export class RunService {
   private readonly registry: RunRegistry;
   private readonly timeline: RunTimeline;
   private readonly approvals: ApprovalStore;
+  private readonly attempts: AttemptJournal;
   private readonly lock: TargetLock;
+  private readonly audit: AuditLog;
   private readonly queues = new Map<string, Queue>();
   private closing: Promise<void> | undefined;
 
@@ -61,7 +88,9 @@ export class RunService {
     this.registry = new RunRegistry(opts.redis, opts.prefix);
     this.timeline = new RunTimeline(opts.redis, opts.prefix);
     this.approvals = new ApprovalStore(opts.redis, opts.prefix);
+    this.attempts = new AttemptJournal(opts.redis, opts.prefix);
     this.lock = new TargetLock(opts.redis, opts.prefix);
+    this.audit = opts.audit ?? NO_AUDIT;
   }
 
   siteNames(): string[] {
@@ -101,6 +130,19 @@ export class RunService {
   /** The run's timeline after `afterId` (`0` from the start, `$` only new) as it grows, until run.finished. */
   followTimeline(runId: string, afterId: string, signal: AbortSignal): AsyncIterable<TimelineEntry> {
     return this.timeline.follow(runId, afterId, signal);
+  }
+
+  /** Everything stored about the run, for a postmortem; null when there is no such run (or it expired). */
+  async archiveRun(runId: string): Promise<RunArchive | null> {
+    const record = await this.registry.get(runId);
+    if (!record) return null;
+    return {
+      record,
+      approvals: await this.approvals.allForRun(runId),
+      attempts: await this.attempts.list(runId),
+      timeline: await this.timeline.read(runId),
+      expiresInMs: await this.registry.expiresInMs(runId),
+    };
   }
 
   private site(name: string): SiteProfile {
@@ -153,6 +195,13 @@ export class RunService {
       ? await this.lock.acquire(target, job.runId, lockTtlMs(this.opts.approvalTimeoutMs))
       : ({ acquired: true } as const);
     if (!lock.acquired) {
+      this.audit.record({
+        event: 'run.refused',
+        runbook: job.runbook,
+        site: job.site,
+        requestedBy: job.requestedBy,
+        reason: `site busy with run ${lock.heldBy}`,
+      });
       const running = await this.registry.get(lock.heldBy);
       throw new CapiError(
         ErrorCode.TargetBusy,
@@ -171,11 +220,22 @@ export class RunService {
         requestedBy: job.requestedBy,
         ...(job.channel !== undefined ? { channel: job.channel } : {}),
       });
+      const keep = this.opts.jobRetention ?? DEFAULT_JOB_RETENTION;
+      const retention = { age: keep.ageSeconds, count: keep.count };
       await this.queue(record.queue).add(RUN_JOB_NAME, job, {
         jobId: job.runId,
         attempts: 1,
-        removeOnComplete: { count: 1000 },
-        removeOnFail: { count: 1000 },
+        removeOnComplete: retention,
+        removeOnFail: retention,
+      });
+      this.audit.record({
+        event: 'run.requested',
+        runId: job.runId,
+        runbook: job.runbook,
+        args: job.args,
+        site: job.site,
+        requestedBy: job.requestedBy,
+        ...(job.channel !== undefined ? { channel: job.channel } : {}),
       });
       return record;
     } catch (err) {
@@ -190,6 +250,7 @@ export class RunService {
    */
   async cancel(runId: string, by: string): Promise<RunRecord> {
     const record = await this.registry.requestCancel(runId, by);
+    this.audit.record({ event: 'run.cancel_requested', runId, by });
     await this.wake(record);
     return record;
   }
@@ -207,8 +268,30 @@ export class RunService {
       approvers: this.opts.approvers,
       allowSelfApproval: this.opts.allowSelfApproval,
     });
-    if (!allowed.allowed) return { outcome: 'refused', refusal: allowed.refusal };
+    if (!allowed.allowed) {
+      this.audit.record({
+        event: 'approval.refused',
+        runId: stored.runId,
+        approvalId,
+        by: approver.userId,
+        // The rule that refused (no_approvers, not_an_approver, own_run): each front words it for people.
+        reason: allowed.refusal.kind,
+      });
+      this.opts.metrics?.approvals.inc({ runbook: stored.request.runbook, outcome: 'refused' });
+      return { outcome: 'refused', refusal: allowed.refusal };
+    }
     const result = await this.approvals.decide(approvalId, { approved, by: approver.userId, via });
+    if (result.outcome === 'decided') {
+      this.audit.record({
+        event: 'approval.decided',
+        runId: stored.runId,
+        approvalId,
+        digest: stored.request.digest,
+        decision: approved ? 'approved' : 'denied',
+        by: approver.userId,
+        via,
+      });
+    }
     if (result.outcome === 'decided' || result.outcome === 'expired') {
       const record = await this.registry.get(stored.runId);
       if (record) await this.wake(record);

@@ -21,10 +21,11 @@
  * - `p:run:<runId>:approvals`        sorted set of the run's approval ids, scored by requestedAt
  * - `p:run:<runId>:approval-slots`   hash: slot (`<stepId>#<iteration>`) -> the slot's current approval id
  */
-import type { Redis } from 'ioredis';
+
 import { z } from 'zod';
 import type { ApprovalDecision, ApprovalRequest } from '../engine/events.js';
 import { CapiError, ErrorCode } from '../errors.js';
+import type { RedisClient } from '../queue/redis.js';
 import { describeZodIssues } from '../validation.js';
 import { approvalRequestSchema } from './event-schema.js';
 import { evalFenced, type Fence } from './fence.js';
@@ -232,7 +233,7 @@ export class ApprovalStore {
   private readonly onInvalid: (problem: InvalidStoredData) => void;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     opts: ApprovalStoreOptions = {},
   ) {
@@ -249,6 +250,13 @@ export class ApprovalStore {
 
   private slotsKey(runId: string): string {
     return `${this.prefix}:run:${runId}:approval-slots`;
+  }
+
+  /** Every key a run's approvals use: its index, its slots and each approval (they expire with the run). */
+  async keysOfRun(runId: string): Promise<string[]> {
+    assertRunId(runId);
+    const ids = await this.redis.zrange(this.runIndexKey(runId), 0, -1);
+    return [this.runIndexKey(runId), this.slotsKey(runId), ...ids.map((id) => this.key(id))];
   }
 
   /**
@@ -331,6 +339,13 @@ export class ApprovalStore {
 
   /** The run's undecided requests, oldest first (normally at most one). */
   async pendingForRun(runId: string): Promise<StoredApproval[]> {
+    return (await this.allForRun(runId)).filter(
+      (a) => a.decision === undefined && a.superseded === undefined,
+    );
+  }
+
+  /** Every request of the run, decided or not, oldest first: the approval history for a postmortem. */
+  async allForRun(runId: string): Promise<StoredApproval[]> {
     assertRunId(runId);
     const ids = await this.redis.zrange(this.runIndexKey(runId), 0, -1);
     if (ids.length === 0) return [];
@@ -345,9 +360,7 @@ export class ApprovalStore {
       const key = this.key(ids[i] as string);
       const parsed = parseStored(key, fields);
       if ('issues' in parsed) this.onInvalid({ key, issues: parsed.issues });
-      else if (parsed.approval.decision === undefined && parsed.approval.superseded === undefined) {
-        out.push(parsed.approval);
-      }
+      else out.push(parsed.approval);
     });
     return out;
   }

@@ -6,9 +6,10 @@
  *
  * Keys (`p` = prefix): `p:run:<runId>:attempts` hash: slot (`<stepId>#<iteration>`) -> attempt JSON.
  */
-import type { Redis } from 'ioredis';
+
 import { z } from 'zod';
 import { CapiError, ErrorCode } from '../errors.js';
+import type { RedisClient } from '../queue/redis.js';
 import { approvalSlot } from './approvals.js';
 import { evalFenced, type Fence } from './fence.js';
 import { assertRunId } from './registry.js';
@@ -97,7 +98,7 @@ export interface NewAttempt {
 
 export class AttemptJournal {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 

@@ -6,8 +6,9 @@
  *
  * Keys (`p` = prefix): `p:run:<runId>:fence` string, the newest token.
  */
-import type { Redis } from 'ioredis';
+
 import { RunFencedError } from '../errors.js';
+import type { RedisClient } from '../queue/redis.js';
 import { assertRunId } from './registry.js';
 
 export interface Fence {
@@ -37,7 +38,7 @@ const FENCED_REPLY = /^CAPI_FENCED (.*)$/;
  * check throws RunFencedError; nothing of the script ran.
  */
 export async function evalFenced(
-  redis: Redis,
+  redis: RedisClient,
   script: string,
   keys: readonly string[],
   args: readonly (string | number)[],
@@ -62,7 +63,7 @@ export async function evalFenced(
 
 export class RunFences {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 

@@ -4,8 +4,9 @@
  *
  * Key (`p` = prefix): `p:lock:<target>` string holding the holder's run id, with a PX expiry.
  */
-import type { Redis } from 'ioredis';
+
 import { ParamError } from '../errors.js';
+import type { RedisClient } from '../queue/redis.js';
 import { evalFenced, type Fence } from './fence.js';
 
 /**
@@ -60,7 +61,7 @@ export type AcquireResult = { acquired: true } | { acquired: false; heldBy: stri
 
 export class TargetLock {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 

@@ -4,7 +4,7 @@
  *
  * A Redis that cannot be reached still throws: that is not a warning, nothing would work.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/redis.js';
 
 export const MIN_REDIS_VERSION = '6.2.0';
 
@@ -13,7 +13,7 @@ function isReplyError(err: unknown): err is Error {
   return err instanceof Error && err.name === 'ReplyError';
 }
 
-async function configGet(redis: Redis, name: string): Promise<string | undefined> {
+async function configGet(redis: RedisClient, name: string): Promise<string | undefined> {
   const reply = (await redis.config('GET', name)) as unknown;
   if (!Array.isArray(reply)) return undefined;
   const at = reply.indexOf(name);
@@ -33,7 +33,7 @@ export function versionAtLeast(version: string, minimum: string): boolean {
   return true;
 }
 
-export async function checkRedisForProduction(redis: Redis): Promise<string[]> {
+export async function checkRedisForProduction(redis: RedisClient): Promise<string[]> {
   const warnings: string[] = [];
 
   try {

@@ -8,10 +8,11 @@
  * - `p:runs`            sorted set of every run id, scored by createdAt (ms)
  * - `p:runs:active`     sorted set of the ids whose status is not final, scored by createdAt (ms)
  */
-import type { Redis } from 'ioredis';
+
 import { z } from 'zod';
 import { RUN_STATUSES } from '../engine/events.js';
 import { CapiError, ErrorCode } from '../errors.js';
+import type { RedisClient } from '../queue/redis.js';
 import { RUN_ID_PATTERN } from '../run-id.js';
 import { describeZodIssues } from '../validation.js';
 import { evalFenced, type Fence } from './fence.js';
@@ -188,7 +189,7 @@ export class RunRegistry {
   private readonly now: () => Date;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     opts: RunRegistryOptions = {},
   ) {
@@ -198,6 +199,13 @@ export class RunRegistry {
 
   recordKey(runId: string): string {
     return `${this.prefix}:run:${runId}`;
+  }
+
+  /** Milliseconds until the run's record expires (RUN_RETENTION after it finished); null while it is kept. */
+  async expiresInMs(runId: string): Promise<number | null> {
+    assertRunId(runId);
+    const ttl = await this.redis.pttl(this.recordKey(runId));
+    return ttl > 0 ? ttl : null;
   }
 
   private get indexKey(): string {

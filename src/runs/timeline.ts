@@ -5,6 +5,8 @@
  * - `p:run:<runId>:timeline`       stream; each entry has `v` (format version), `e` (the event as JSON) and,
  *                                  on the truncation marker only, `k=truncated`
  * - `p:run:<runId>:timeline:meta`  hash; `output` counts every step.output line offered (stored or not),
+ *                                  `outputStored` and `outputBytes` the lines stored and their bytes,
+ *                                  `truncated` is set once the truncation marker is stored,
  *                                  `dedupe:<key>` holds the stream id an event was stored under ('' when the
  *                                  line was dropped by truncation)
  *
@@ -14,8 +16,9 @@
  * and reported through `onInvalid`; they are never turned into made-up events, because a postmortem must
  * not show an event that did not happen.
  */
-import type { Redis } from 'ioredis';
+import { DEFAULT_MAX_OUTPUT_BYTES_PER_RUN } from '../config/env.js';
 import type { RunEvent } from '../engine/events.js';
+import { dedicatedConnection, type RedisClient } from '../queue/redis.js';
 import { redactText } from '../redact.js';
 import { describeZodIssues } from '../validation.js';
 import { runEventSchema } from './event-schema.js';
@@ -33,6 +36,11 @@ export interface TimelineEntry {
 export interface RunTimelineOptions {
   /** step.output lines stored per run; later lines are counted, not stored. Default 5000. */
   readonly maxOutputLinesPerRun?: number;
+  /**
+   * Bytes of step.output events stored per run (so a few enormous lines cannot fill Redis either); later
+   * lines are counted, not stored. Default 4 MiB.
+   */
+  readonly maxOutputBytesPerRun?: number;
   /** Called for each stream entry that fails validation; the entry is skipped. */
   readonly onInvalid?: (problem: InvalidStoredData & { readonly id: string }) => void;
   /** How long one XREAD BLOCK waits before follow() checks again; default 10 s. */
@@ -52,11 +60,12 @@ export function truncationLine(notStored: number): string {
 
 /**
  * KEYS: stream, meta. ARGV: event JSON, has dedupe key ('1'/'0'), dedupe key, is output ('1'/'0'),
- * max output lines, truncation marker JSON. Returns the new stream id, or nil when nothing new was stored
- * (a duplicate, or an output line past the limit).
+ * max output lines, truncation marker JSON, max output bytes. Returns the new stream id, or nil when nothing
+ * new was stored (a duplicate, or an output line past a limit).
  *
  * Dedupe is checked before the output counter so that a resumed run re-emitting its output neither
- * duplicates lines nor uses up the output budget twice.
+ * duplicates lines nor uses up the output budget twice. Once one line is over a limit, no later line is
+ * stored: the output stops at the marker instead of skipping around it.
  */
 const APPEND = `
 local field = 'dedupe:' .. ARGV[3]
@@ -64,11 +73,17 @@ if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[2], field) == 1 then return fal
 local id
 if ARGV[4] == '1' then
   local n = redis.call('HINCRBY', KEYS[2], 'output', 1)
-  local max = tonumber(ARGV[5])
-  if n == max + 1 then
-    id = redis.call('XADD', KEYS[1], '*', 'v', '1', 'e', ARGV[6], 'k', 'truncated')
-  elseif n > max + 1 then
-    id = ''
+  local bytes = tonumber(redis.call('HGET', KEYS[2], 'outputBytes') or '0') + #ARGV[1]
+  local over = n > tonumber(ARGV[5]) or bytes > tonumber(ARGV[7])
+  if over or redis.call('HEXISTS', KEYS[2], 'truncated') == 1 then
+    if redis.call('HSETNX', KEYS[2], 'truncated', '1') == 1 then
+      id = redis.call('XADD', KEYS[1], '*', 'v', '1', 'e', ARGV[6], 'k', 'truncated')
+    else
+      id = ''
+    end
+  else
+    redis.call('HSET', KEYS[2], 'outputBytes', bytes)
+    redis.call('HINCRBY', KEYS[2], 'outputStored', 1)
   end
 end
 if not id then id = redis.call('XADD', KEYS[1], '*', 'v', '1', 'e', ARGV[1]) end
@@ -81,17 +96,22 @@ type StreamEntry = [id: string, fields: string[]];
 
 export class RunTimeline {
   private readonly maxOutput: number;
+  private readonly maxOutputBytes: number;
   private readonly onInvalid: (problem: InvalidStoredData & { readonly id: string }) => void;
   private readonly followBlockMs: number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     opts: RunTimelineOptions = {},
   ) {
     this.maxOutput = opts.maxOutputLinesPerRun ?? DEFAULT_MAX_OUTPUT_LINES_PER_RUN;
     if (!Number.isSafeInteger(this.maxOutput) || this.maxOutput < 0) {
       throw new RangeError('maxOutputLinesPerRun must be a whole number >= 0');
+    }
+    this.maxOutputBytes = opts.maxOutputBytesPerRun ?? DEFAULT_MAX_OUTPUT_BYTES_PER_RUN;
+    if (!Number.isSafeInteger(this.maxOutputBytes) || this.maxOutputBytes < 0) {
+      throw new RangeError('maxOutputBytesPerRun must be a whole number >= 0');
     }
     this.onInvalid = opts.onInvalid ?? reportInvalidByDefault;
     this.followBlockMs = opts.followBlockMs ?? 10_000;
@@ -103,6 +123,11 @@ export class RunTimeline {
 
   private metaKey(runId: string): string {
     return `${this.prefix}:run:${runId}:timeline:meta`;
+  }
+
+  /** Every key a run's timeline uses (they expire with the run). */
+  keys(runId: string): string[] {
+    return [this.streamKey(runId), this.metaKey(runId)];
   }
 
   /**
@@ -127,6 +152,7 @@ export class RunTimeline {
         isOutput ? '1' : '0',
         String(this.maxOutput),
         marker,
+        String(this.maxOutputBytes),
       ],
       fence,
     );
@@ -157,10 +183,7 @@ export class RunTimeline {
     let last = afterId === '$' ? await this.lastId(runId) : afterId;
     // A producer-style shared connection may refuse to queue while connecting; this one must wait instead.
     // The name makes followers visible in CLIENT LIST.
-    const conn = this.redis.duplicate({
-      enableOfflineQueue: true,
-      connectionName: `${this.prefix}:follow:${runId}`,
-    });
+    const conn = dedicatedConnection(this.redis, `${this.prefix}:follow:${runId}`);
     conn.on('error', () => {
       // Reported through the rejected XREAD; without a listener ioredis would log every reconnect attempt.
     });
@@ -205,8 +228,10 @@ export class RunTimeline {
       if (entry === undefined) continue;
       if (fields.k === 'truncated' && entry.event.type === 'step.output') {
         if (notStored === undefined) {
-          const offered = Number((await this.redis.hget(this.metaKey(runId), 'output')) ?? 0);
-          notStored = Math.max(offered - this.maxOutput, 1);
+          const [offered, stored] = await this.redis.hmget(this.metaKey(runId), 'output', 'outputStored');
+          // Timelines written before outputStored existed were truncated by line count only.
+          const kept = stored === null ? this.maxOutput : Number(stored);
+          notStored = Math.max(Number(offered ?? 0) - kept, 1);
         }
         out.push({ ...entry, event: { ...entry.event, line: truncationLine(notStored) } });
       } else {

@@ -1,9 +1,11 @@
 import { App, LogLevel } from '@slack/bolt';
+import type { FetchFunction } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
 import type { SiteProfile } from '../config/site.js';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
+import type { OpsRoute } from '../ops/http.js';
 import type { RunService } from '../queue/service.js';
 import { validationMessage } from '../validation.js';
 import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
@@ -24,6 +26,10 @@ export interface SlackFrontOptions {
   readonly threads?: { watch(runId: string): void; approvalDecided(approvalId: string): void };
   /** Test knob: the Web API client's retries (the reference notes: default retries hang tests). */
   readonly webApiRetries?: number;
+  /** The Web API client's fetch (counts calls for /metrics). */
+  readonly fetch?: FetchFunction;
+  /** Served next to /slack/events in HTTP mode (health and metrics); Socket Mode serves them elsewhere. */
+  readonly httpRoutes?: readonly OpsRoute[];
 }
 
 // Slack payloads are untrusted input like any other edge: the fields handlers use are checked.
@@ -57,6 +63,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       slackApiUrl: slack.apiUrl,
       retryConfig: { retries: opts.webApiRetries ?? 10 },
       rejectRateLimitedCalls: false,
+      ...(opts.fetch !== undefined ? { fetch: opts.fetch } : {}),
     },
   };
   let app: App;
@@ -69,7 +76,11 @@ export function createSlackApp(opts: SlackFrontOptions): App {
         'SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it (or set SLACK_APP_TOKEN for Socket Mode)',
       );
     }
-    app = new App({ ...common, signingSecret: slack.signingSecret });
+    app = new App({
+      ...common,
+      signingSecret: slack.signingSecret,
+      ...(opts.httpRoutes !== undefined ? { customRoutes: [...opts.httpRoutes] } : {}),
+    });
   }
   const membership = new GroupMembership(app.client);
   const siteFor = siteResolver(opts.sites);

@@ -17,7 +17,7 @@
  */
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { WebClient } from '@slack/web-api';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RunEvent } from '../engine/events.js';
 import type { RunService, StoredApproval, TimelineEntry } from '../queue/service.js';
@@ -33,8 +33,8 @@ export interface ThreadPosterOptions {
    * does its own waiting and retrying (see the file comment).
    */
   readonly client: WebClient;
-  /** For the poster's own cursors. */
-  readonly redis: Redis;
+  /** For the poster's own cursors: one server, a Sentinel-monitored master or a Cluster. */
+  readonly redis: Redis | Cluster;
   readonly prefix: string;
   readonly service: RunService;
   readonly logger: Logger;

@@ -17,7 +17,7 @@
  * - `p:slack:runs:open`       set of the run ids being mirrored and not done: the poster's resumeAll()
  *                             finishes them (a run id never holds `:`, so this key cannot be a run's cursor)
  */
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /** A run's cursor as loaded; the poster keeps it in step with what it writes. */
 export interface ThreadCursor {
@@ -36,7 +36,7 @@ export interface ThreadCursor {
 
 export class ThreadCursors {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     private readonly prefix: string,
   ) {}
 

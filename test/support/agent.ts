@@ -3,7 +3,13 @@ import { type SimJumphost, startSimJumphost } from '../../dev/sim/jumphost.js';
 import { type Agent, type AgentOptions, startAgent } from '../../src/agent/agent.js';
 import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
 import type { RunEvent } from '../../src/engine/events.js';
-import { type RunRecord, type RunRequest, RunService } from '../../src/queue/service.js';
+import type { RedisClient } from '../../src/queue/redis.js';
+import {
+  type RunRecord,
+  type RunRequest,
+  RunService,
+  type RunServiceOptions,
+} from '../../src/queue/service.js';
 import type { RunbookSet } from '../../src/runbook/load.js';
 import type { TimelineEntry } from '../../src/runs/timeline.js';
 import { REDIS_URL } from './redis.js';
@@ -25,13 +31,15 @@ export interface Harness {
  * in-process agents, all on one Redis key prefix.
  */
 export async function startHarness(opts: {
-  readonly redis: import('ioredis').Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly runbooks: RunbookSet;
   readonly scenarios: readonly string[];
   readonly approvalTimeoutMs?: number;
   readonly redisUrl?: string;
   readonly approvers?: readonly string[];
+  /** Audit, metrics, job retention for the fronts' side. */
+  readonly service?: Partial<RunServiceOptions>;
 }): Promise<Harness> {
   const sims = await Promise.all(
     opts.scenarios.map((scenario) => startSimJumphost({ scenario, timeScale: 0.002 })),
@@ -52,6 +60,7 @@ export async function startHarness(opts: {
     approvers: opts.approvers ?? ['U_APPROVER'],
     allowSelfApproval: false,
     logger: quietLogger,
+    ...opts.service,
   });
   const agents: Agent[] = [];
   return {
@@ -62,7 +71,7 @@ export async function startHarness(opts: {
       service.submit({ runbook, args: [], site: 'site-0', requestedBy: 'U_REQUESTER', ...more }),
     async startAgent(more = {}) {
       const agent = await startAgent({
-        redisUrl: opts.redisUrl ?? REDIS_URL,
+        redis: { mode: 'single', url: opts.redisUrl ?? REDIS_URL, waitReplicas: 0 },
         prefix: opts.prefix,
         sites,
         jumphostEnv: {},
