@@ -33,6 +33,7 @@ describe('loadConfig', () => {
       redis: { mode: 'single', url: 'redis://127.0.0.1:6379', waitReplicas: 0 },
       queue: { prefix: 'capi' },
       siteLockTtlMs: 60_000,
+      threadLeaseTtlMs: 15_000,
       approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
       ops: { metricsHost: '0.0.0.0' },
@@ -61,6 +62,7 @@ describe('loadConfig', () => {
       QUEUE_PREFIX: 'capi-prod',
       APPROVAL_TIMEOUT: '2h',
       SITE_LOCK_TTL: '90s',
+      THREAD_LEASE_TTL: '20s',
       CAPI_APPROVERS: 'U0123ABCD, W0456EFGH S0789IJKL,U0123ABCD',
       CAPI_OPERATORS: 'U0999ZZZZ',
       CAPI_ALLOW_SELF_APPROVAL: 'true',
@@ -90,6 +92,7 @@ describe('loadConfig', () => {
       redis: { mode: 'single', url: 'rediss://:pw@redis.example.org:6380/1', waitReplicas: 1 },
       queue: { prefix: 'capi-prod' },
       siteLockTtlMs: 90_000,
+      threadLeaseTtlMs: 20_000,
       approval: {
         timeoutMs: 2 * 3_600_000,
         approvers: ['U0123ABCD', 'W0456EFGH', 'S0789IJKL'],

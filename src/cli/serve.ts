@@ -55,6 +55,8 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     prefix: config.queue.prefix,
     service,
     logger,
+    leaseTtlMs: config.threadLeaseTtlMs,
+    rescanIntervalMs: Math.ceil(config.threadLeaseTtlMs / 2),
   });
   let agent: Agent | undefined;
   let slackAuth: true | string = 'auth.test has not answered yet';

@@ -27,6 +27,7 @@ export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 export const DEFAULT_QUEUE_PREFIX = 'capi';
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
+export const DEFAULT_THREAD_LEASE_TTL_MS = 15_000;
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_CLUSTER_QUEUE_PREFIX = '{capi}';
@@ -51,6 +52,8 @@ export interface AppConfig {
   readonly queue: { readonly prefix: string };
   /** A site's run lock lapses this long after the last agent that could renew it is gone. */
   readonly siteLockTtlMs: number;
+  /** A `serve` replica's hold on a run's Slack thread; another replica takes over this long after it died. */
+  readonly threadLeaseTtlMs: number;
   readonly approval: {
     readonly timeoutMs: number;
     /** Slack user ids (U…, W…) and user-group ids (S…). */
@@ -352,6 +355,7 @@ const envSchema = z.object({
     .optional(),
   APPROVAL_TIMEOUT: timerDuration('30m').optional(),
   SITE_LOCK_TTL: timerDuration('60s').optional(),
+  THREAD_LEASE_TTL: timerDuration('15s').optional(),
   CAPI_APPROVERS: slackIdListSchema.optional(),
   CAPI_OPERATORS: slackIdListSchema.optional(),
   CAPI_ALLOW_SELF_APPROVAL: booleanSchema.optional(),
@@ -439,6 +443,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         e.QUEUE_PREFIX ?? (redis.mode === 'cluster' ? DEFAULT_CLUSTER_QUEUE_PREFIX : DEFAULT_QUEUE_PREFIX),
     },
     siteLockTtlMs: e.SITE_LOCK_TTL ?? DEFAULT_SITE_LOCK_TTL_MS,
+    threadLeaseTtlMs: e.THREAD_LEASE_TTL ?? DEFAULT_THREAD_LEASE_TTL_MS,
     approval: {
       timeoutMs: e.APPROVAL_TIMEOUT ?? DEFAULT_APPROVAL_TIMEOUT_MS,
       approvers: e.CAPI_APPROVERS ?? [],

@@ -26,6 +26,7 @@ import { stepLogFile, wantsLogFile } from './log-file.js';
 import { Closed, describe, PacedSlack, RETRY_DELAYS_MS, sleepUnlessClosed } from './paced-slack.js';
 import { foldRunView } from './run-view.js';
 import { type ThreadCursor, ThreadCursors } from './thread-cursors.js';
+import { type HeldLease, LeaseLost, ThreadLeases } from './thread-lease.js';
 
 export interface ThreadPosterOptions {
   /**
@@ -49,6 +50,13 @@ export interface ThreadPosterOptions {
   readonly retryDelaysMs?: readonly number[];
   /** The clock messages are rendered with (elapsed times, expiry); pacing always uses the real clock. */
   readonly now?: () => Date;
+  /**
+   * How long a replica's hold on a thread lasts unrenewed (thread-lease.ts): after its holder died, another
+   * replica takes the thread over within about this long. Default 15000.
+   */
+  readonly leaseTtlMs?: number;
+  /** How often every open run is looked at again, to take over threads whose replica died. Default 10000. */
+  readonly rescanIntervalMs?: number;
 }
 
 /** How often undecided approval messages are checked against the store (a decision taken elsewhere). */
@@ -102,6 +110,8 @@ interface RunState {
   /** Set when run.finished was handled (posted or skipped). */
   finishedHandled: boolean;
   cursor: ThreadCursor;
+  /** This replica's hold on the thread: checked before every Slack call and cursor write. */
+  readonly lease: HeldLease;
   channel: string;
   /** The cursor's lastId was advanced past events with nothing to post and not written yet. */
   cursorDirty: boolean;
@@ -129,6 +139,10 @@ export class ThreadPoster {
   private readonly now: () => Date;
   private readonly slack: PacedSlack;
   private readonly cursors: ThreadCursors;
+  private readonly leases: ThreadLeases;
+  private readonly leaseTtlMs: number;
+  private readonly rescanIntervalMs: number;
+  private rescan: NodeJS.Timeout | undefined;
 
   private readonly runs = new Map<string, RunState>();
   private readonly workers = new Map<string, Promise<void>>();
@@ -159,6 +173,9 @@ export class ThreadPoster {
       signal: this.stop.signal,
     });
     this.cursors = new ThreadCursors(opts.redis, opts.prefix);
+    this.leaseTtlMs = opts.leaseTtlMs ?? 15_000;
+    this.rescanIntervalMs = opts.rescanIntervalMs ?? 10_000;
+    this.leases = new ThreadLeases(opts.redis, opts.prefix, this.leaseTtlMs);
   }
 
   private get closed(): boolean {
@@ -180,10 +197,20 @@ export class ThreadPoster {
   }
 
   /**
-   * After a restart: watch every active run that has a channel, and finish the last posts (run.finished, the
-   * final root update) of the runs this poster was mirroring when it stopped, even those that ended since.
+   * At start and then every rescanIntervalMs: watch every active run that has a channel, and finish the
+   * last posts (run.finished, the final root update) of the threads left open, even of runs that ended
+   * since. Each thread is mirrored by the one replica holding its lease; the others wait to take it over.
    */
   async resumeAll(): Promise<void> {
+    await this.scan();
+    this.rescan ??= setInterval(() => {
+      this.scan().catch((err: unknown) =>
+        this.logger.warn({ err: describe(err) }, 'looking for threads to take over failed'),
+      );
+    }, this.rescanIntervalMs);
+  }
+
+  private async scan(): Promise<void> {
     const open = await this.cursors.openRuns();
     const active = await this.service.listRuns({ active: true, limit: 10_000 });
     for (const record of active) if (record.channel !== undefined) this.watch(record.runId);
@@ -218,6 +245,7 @@ export class ThreadPoster {
   /** Repeat-safe: stops following, flushes nothing new, returns the same promise twice. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearInterval(this.rescan);
       this.stop.abort();
       for (const run of this.runs.values()) {
         run.follower?.abort();
@@ -242,30 +270,59 @@ export class ThreadPoster {
     return d;
   }
 
-  /** Runs a run's worker; after an unexpected failure (Redis, a bug) starts it again from the stored cursor. */
+  /**
+   * Runs a run's worker while this replica holds the thread's lease; after an unexpected failure (Redis, a
+   * bug) or a lost lease, starts again from the stored cursor (possibly waiting for another replica).
+   */
   private async supervise(runId: string): Promise<void> {
     const log = this.logger.child({ runId });
     while (!this.closed) {
+      const lease = await this.awaitLease(runId);
+      if (!lease) return;
       try {
-        await this.mirror(runId, log);
+        await this.mirror(runId, log, lease);
         return;
       } catch (err) {
         if (err instanceof Closed || this.closed) return;
-        log.error({ err: describe(err) }, 'slack thread worker failed; starting again from its cursor');
         const run = this.runs.get(runId);
         run?.follower?.abort();
         for (const waiters of run?.refreshWaiters.values() ?? []) for (const w of waiters) w.resolve();
         this.runs.delete(runId);
+        if (err instanceof LeaseLost) {
+          log.warn({ err: err.message }, 'slack thread lease lost: another replica continues the thread');
+          continue;
+        }
+        log.error({ err: describe(err) }, 'slack thread worker failed; starting again from its cursor');
         try {
           await sleepUnlessClosed(RESTART_DELAY_MS, this.stop.signal);
         } catch {
           return;
         }
+      } finally {
+        await lease.release();
       }
     }
   }
 
-  private async mirror(runId: string, log: Logger): Promise<void> {
+  /** This replica's lease on the thread, once the replica holding it lets go or dies; none once it is done. */
+  private async awaitLease(runId: string): Promise<HeldLease | undefined> {
+    for (;;) {
+      if (this.closed) return undefined;
+      const lease = await this.leases.tryAcquire(runId);
+      if (lease) return lease;
+      if ((await this.cursors.load(runId)).done) {
+        this.settledFor(runId).resolve();
+        return undefined;
+      }
+      try {
+        await sleepUnlessClosed(Math.max(10, Math.floor(this.leaseTtlMs / 3)), this.stop.signal);
+      } catch {
+        return undefined;
+      }
+    }
+  }
+
+  private async mirror(runId: string, log: Logger, lease: HeldLease): Promise<void> {
     const record = await this.service.getRun(runId);
     if (!record || record.channel === undefined) {
       const why = record ? 'it has no channel' : 'there is no such run';
@@ -292,6 +349,7 @@ export class ThreadPoster {
       sawFinished: entries.some((e) => e.event.type === 'run.finished'),
       finishedHandled: false,
       cursor,
+      lease,
       channel: cursor.channel ?? record.channel,
       cursorDirty: false,
       // Events were handled after the root last changed (or the final update was lost in a restart).
@@ -312,6 +370,7 @@ export class ThreadPoster {
     if (cursor.file !== undefined) await this.uploadPendingFile(run);
     for (;;) {
       if (this.closed) throw new Closed();
+      run.lease.assertHeld();
       if (run.refresh.size > 0) {
         await this.refreshApprovals(run);
         continue;
@@ -353,6 +412,7 @@ export class ThreadPoster {
       }
     }
 
+    run.lease.assertHeld();
     await this.cursors.markDone(runId);
     run.cursor.done = true;
     run.follower?.abort();
@@ -466,6 +526,7 @@ export class ThreadPoster {
     const fields: Record<string, string> = { ...extra };
     if (run.cursor.lastId !== undefined) fields.lastId = run.cursor.lastId;
     if (Object.keys(fields).length === 0) return;
+    run.lease.assertHeld();
     await this.cursors.save(run.runId, fields);
     if (extra.file !== undefined) run.cursor.file = extra.file;
     run.cursorDirty = false;
@@ -476,6 +537,7 @@ export class ThreadPoster {
    * handled with it; any other event (the root failed before) still has its own post to make.
    */
   private async postRoot(run: RunState, message: SlackMessage, entry: TimelineEntry): Promise<boolean> {
+    run.lease.assertHeld();
     const ts = await this.slack.post(run.log, run.channel, message, undefined, 'root message');
     if (ts === undefined) return false;
     run.cursor.rootTs = ts;
@@ -493,11 +555,13 @@ export class ThreadPoster {
       run.cursorDirty = false;
     }
     if (run.cursor.lastId !== undefined) fields.lastId = run.cursor.lastId;
+    run.lease.assertHeld();
     await this.cursors.save(run.runId, fields);
     return true;
   }
 
   private async postInThread(run: RunState, message: SlackMessage, entry: TimelineEntry) {
+    run.lease.assertHeld();
     return this.slack.post(
       run.log,
       run.channel,
@@ -528,6 +592,7 @@ export class ThreadPoster {
       // Unknown: the message then shows no expiry rather than a made-up one.
       expiresAt: '',
     };
+    run.lease.assertHeld();
     const ts = await this.slack.post(
       run.log,
       run.channel,
@@ -582,6 +647,7 @@ export class ThreadPoster {
     const decision = stored?.decision ?? fromEvent;
     // Final once decided, or superseded by a newer request (which gets its own message).
     if (stored === null || (decision === undefined && stored.superseded === undefined)) return;
+    run.lease.assertHeld();
     const ok = await this.slack.update(
       run.log,
       run.channel,
@@ -591,6 +657,7 @@ export class ThreadPoster {
     );
     if (!ok) return;
     run.cursor.decided.add(id);
+    run.lease.assertHeld();
     await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });
   }
 
@@ -605,6 +672,7 @@ export class ThreadPoster {
       if (run.cursor.decided.has(id)) continue;
       const stored = await this.storedApproval(run, id);
       if (stored === null) continue;
+      run.lease.assertHeld();
       const ok = await this.slack.update(
         run.log,
         run.channel,
@@ -614,6 +682,7 @@ export class ThreadPoster {
       );
       if (!ok) continue;
       run.cursor.decided.add(id);
+      run.lease.assertHeld();
       await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });
     }
   }
@@ -625,10 +694,12 @@ export class ThreadPoster {
     const lastId = handled.at(-1)?.id;
     run.rootDirty = false;
     if (ts === undefined || view === undefined || lastId === undefined) return;
+    run.lease.assertHeld();
     await this.slack.update(run.log, run.channel, ts, rootMessage(view, this.now()), 'root message');
     // Counted even when the update failed: the next change tries again, one interval later.
     run.cursor.rootUpdatedAt = Date.now();
     run.cursor.rootId = lastId;
+    run.lease.assertHeld();
     await this.cursors.save(run.runId, { rootId: lastId, rootUpdatedAt: String(run.cursor.rootUpdatedAt) });
   }
 
@@ -644,8 +715,10 @@ export class ThreadPoster {
       run.entries.findIndex((x) => x.id === fileId),
     );
     if (file !== undefined && run.cursor.rootTs !== undefined) {
+      run.lease.assertHeld();
       await this.slack.upload(run.log, run.channel, run.cursor.rootTs, file);
     }
+    run.lease.assertHeld();
     await this.cursors.clearFile(run.runId);
     delete run.cursor.file;
   }
