@@ -67,6 +67,7 @@ describe('loadConfig', () => {
       SLACK_APP_TOKEN: ['xapp', '1', 'A01', 'abc'].join('-'),
       SLACK_API_URL: 'http://127.0.0.1:4000/api',
       PORT: '8080',
+      HOST: '127.0.0.1',
     };
     expect(loadConfig(env)).toEqual({
       siteFile: '/etc/capi/site.yaml',
@@ -94,6 +95,7 @@ describe('loadConfig', () => {
         appToken: env.SLACK_APP_TOKEN,
         apiUrl: 'http://127.0.0.1:4000/api/',
         port: 8080,
+        host: '127.0.0.1',
       },
     });
   });
@@ -109,6 +111,7 @@ describe('loadConfig', () => {
     ['JUMPHOST_PORT', '65536', 'must be a TCP port 1-65535'],
     ['JUMPHOST_PORT', 'ssh', 'must be a TCP port 1-65535'],
     ['PORT', '-1', 'must be a TCP port 1-65535, e.g. 3000'],
+    ['HOST', 'http://0.0.0.0', 'must be an address or host name to listen on, e.g. 127.0.0.1'],
     ['JUMPHOST_HOST', 'ubuntu@jumphost', 'put the user name in JUMPHOST_USER'],
     ['JUMPHOST_HOST', 'jumphost:2222', 'put the port in JUMPHOST_PORT'],
     ['JUMPHOST_HOST', 'ssh://jumphost', 'must be a host name or IP address'],

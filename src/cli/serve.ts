@@ -60,7 +60,8 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
   const agent = await startAgent(agentOptions(config, sites, runbooks, logger));
-  const started = await app.start(config.slack.port);
+  const { port, host } = config.slack;
+  const started = await app.start(host !== undefined ? { port, host } : port);
   await poster.resumeAll();
   const where =
     config.slack.appToken !== undefined

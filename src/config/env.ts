@@ -7,6 +7,7 @@
  * config error ends up in journald and in CI logs.
  */
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -60,6 +61,8 @@ export interface AppConfig {
     readonly apiUrl: string;
     /** HTTP port of the Events API receiver (PORT). */
     readonly port: number;
+    /** The address it listens on (HOST); every interface when unset. */
+    readonly host?: string;
   };
 }
 
@@ -264,6 +267,12 @@ const envSchema = z.object({
     .transform((v) => (v.endsWith('/') ? v : `${v}/`))
     .optional(),
   PORT: portSchema(DEFAULT_PORT).optional(),
+  HOST: z
+    .string()
+    .refine((v) => isIP(v) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v), {
+      error: 'must be an address or host name to listen on, e.g. 127.0.0.1 (unset: every interface)',
+    })
+    .optional(),
 });
 
 type EnvName = keyof typeof envSchema.shape;
@@ -311,6 +320,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       ...(e.SLACK_APP_TOKEN !== undefined ? { appToken: e.SLACK_APP_TOKEN } : {}),
       apiUrl: e.SLACK_API_URL ?? DEFAULT_SLACK_API_URL,
       port: e.PORT ?? DEFAULT_PORT,
+      ...(e.HOST !== undefined ? { host: e.HOST } : {}),
     },
   };
 }
