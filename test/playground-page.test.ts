@@ -201,6 +201,55 @@ describe('the playground page', () => {
           .color,
     );
     expect(color).toBe('rgb(176, 0, 52)');
+
+    // An edit Slack refuses leaves the message as it was, with the refusal under it.
+    const before = w.fake.messages(CHANNEL.id)[0];
+    await expect(
+      w.bot.chat.update({
+        channel: CHANNEL.id,
+        ts: before?.ts as string,
+        text: 'edited',
+        blocks: [{ type: 'header', text: { type: 'mrkdwn', text: '*not plain*' } }] as never,
+      }),
+    ).rejects.toThrow(/invalid_blocks/);
+    const edit = messages(w.page).first().locator('.refusal');
+    await edit.waitFor();
+    expect(await edit.textContent()).toContain('Slack refused an edit of this message: invalid_blocks');
+    expect(await messages(w.page).first().locator('.content').textContent()).toBe('before');
+  });
+
+  it('should take up to five replies on a response_url, check them against the Block Kit limits, and refuse an unknown one', async () => {
+    const w = await world();
+    await w.page.fill('#message-box', '/capi status');
+    await w.page.press('#message-box', 'Enter');
+    await eventually('the slash command at the app', () => w.received[0]);
+    const url = new URLSearchParams((w.received[0] as Received).body).get('response_url') ?? '';
+    const reply = (body: unknown) =>
+      fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+
+    const broken = await reply({ text: 'x', blocks: [{ type: 'divider', block_id: 'b'.repeat(256) }] });
+    expect(broken.status).toBe(400);
+    expect(await broken.json()).toMatchObject({ ok: false, error: 'invalid_blocks' });
+    await w.page
+      .locator('.message-refused', { hasText: 'Slack refused this response_url: invalid_blocks' })
+      .waitFor();
+
+    for (let n = 1; n <= 5; n++) expect((await reply({ text: `reply ${n}` })).status).toBe(200);
+    const sixth = await reply({ text: 'reply 6' });
+    expect([sixth.status, await sixth.json()]).toEqual([404, { ok: false, error: 'used_url' }]);
+    await w.page.locator('.message-ephemeral', { hasText: 'reply 5' }).waitFor();
+    expect(await w.page.locator('.message-ephemeral').count()).toBe(5);
+
+    const unknown = await fetch(`${w.server.url}response/${'A'.repeat(24)}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text: 'x' }),
+    });
+    expect(unknown.status).toBe(404);
   });
 
   it('should send /capi as a signed slash command from the chosen user and show Slack notices to that user only', async () => {
@@ -322,7 +371,7 @@ describe('the playground page', () => {
     expect(await reply.textContent()).toContain('Your click changed nothing');
     expect(await reply.locator('strong').textContent()).toBe('nothing');
     expect(await reply.locator('.only-you').textContent()).toContain(
-      `Only visible to you (${OPERATOR.name})`,
+      `Only visible to you · ${OPERATOR.name}`,
     );
   });
 });

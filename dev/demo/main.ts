@@ -106,7 +106,7 @@ async function runBrowser(opts: DemoOptions): Promise<number> {
       `  #${CHANNEL.name} is linked to the simulated site ${pg.stack.siteName}`,
       `  scenario ${opts.scenario}: ${pg.stack.scenarioDescription}`,
       `  time runs ${1 / opts.timeScale}x faster than on a real site; nothing leaves 127.0.0.1`,
-      '  people (pick one above the message box):',
+      '  people (pick one in "Send as", beside the message box):',
       ...PEOPLE.map((p) => `    ${p.name}: ${p.role}`),
       `  the bot: the real capi-chatops serve at ${pg.stack.requestUrl}, log ${pg.stack.logPath}`,
       '  Ctrl-C stops everything.',
@@ -128,6 +128,12 @@ async function runBrowser(opts: DemoOptions): Promise<number> {
 async function runHeadlessDemo(opts: DemoOptions): Promise<number> {
   const runbook = opts.runbook ?? 'recover';
   const pg = await startPlayground({ scenario: opts.scenario, timeScale: opts.timeScale, port: 0 });
+  // Ctrl-C still stops serve, the simulator and the fake, and removes the demo's keys from Redis.
+  const interrupt = () => {
+    void pg.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
   try {
     say([
       `scenario ${opts.scenario}: ${pg.stack.scenarioDescription}`,
@@ -150,6 +156,8 @@ async function runHeadlessDemo(opts: DemoOptions): Promise<number> {
     const problems = await reportCloud(pg.stack.sim, runbook, outcome.status === 'succeeded');
     return outcome.status === 'succeeded' && problems === 0 ? 0 : 1;
   } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
     await pg.stop();
   }
 }

@@ -201,7 +201,7 @@ function message(m: MessageView, inThread: boolean): HTMLElement {
   meta.append(h('span', 'time', m.time));
   if (m.edited) meta.append(h('span', 'edited', '(edited)'));
   body.append(meta);
-  if (m.to !== undefined) body.append(h('div', 'only-you', `Only visible to you (${personName(m.to)})`));
+  if (m.to !== undefined) body.append(h('div', 'only-you', `Only visible to you · ${personName(m.to)}`));
   if (m.refusal) {
     body.append(refusalBox(`Slack refused this ${m.refusal.method}`, m.refusal));
   }
