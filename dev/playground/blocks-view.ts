@@ -3,7 +3,7 @@
  * accessory), context, divider, actions with buttons and their confirm dialogs. The JSON is whatever the bot
  * sent; nothing is trusted to have the right shape, and an unknown block shows as its JSON text.
  */
-import { type MrkdwnContext, parseMrkdwn, parsePlain } from './mrkdwn.js';
+import { decodeEntities, type MrkdwnContext, parseMrkdwn, parsePlain } from './mrkdwn.js';
 import type { BlockView, ConfirmView, ElementView, RichText } from './web/view-types.js';
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -21,12 +21,9 @@ export function textObject(value: unknown, ctx: MrkdwnContext): RichText {
   return value.type === 'mrkdwn' ? parseMrkdwn(text, ctx) : parsePlain(text);
 }
 
-/** A plain_text object's text, entities decoded. */
+/** A plain_text object's text (headers, button labels, dialog titles), entities decoded. */
 function plainText(value: unknown): string {
-  const rich = textObject(value, { name: () => undefined, now: new Date(0) });
-  return rich
-    .flatMap((b) => (b.k === 'pre' ? [b.text] : b.inlines.map((n) => (n.k === 'text' ? n.text : '\n'))))
-    .join('');
+  return isObject(value) ? decodeEntities(str(value.text)) : '';
 }
 
 function style(value: unknown): 'primary' | 'danger' | undefined {

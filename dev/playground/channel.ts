@@ -5,8 +5,7 @@
  * the bot makes reaches the fake as a Web API call; the fake tells this view at once (onCall), and the view
  * tells its listeners (the page's event stream).
  */
-import type { FakeSlack, RecordedCall } from '../slack/fake-slack.js';
-import { FAKE_BOT } from '../slack/fake-slack.js';
+import { FAKE_BOT, type FakeSlack, type RecordedCall } from '../slack/fake-slack.js';
 import { blocksView } from './blocks-view.js';
 import { APPROVER_GROUP, type Person } from './cast.js';
 import { type MrkdwnContext, parseMrkdwn } from './mrkdwn.js';

@@ -146,8 +146,8 @@ async function waitReady(
     lines.on('line', (line) => {
       log.write(`${line}\n`);
       tail = [...tail.slice(-9), line];
-      if (parseLog(line)?.msg === 'capi-chatops ready') resolve();
       const entry = parseLog(line);
+      if (entry?.msg === 'capi-chatops ready') resolve();
       // Errors are worth seeing where the demo runs; the rest stays in the log file.
       if (entry !== undefined && typeof entry.level === 'number' && entry.level >= 50) {
         process.stderr.write(
