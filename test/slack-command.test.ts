@@ -61,8 +61,12 @@ describe('/capi command parsing', () => {
   it('should list every runbook with its arguments and summary, then the built-ins, in the usage', () => {
     const lines = capi.usage.split('\n');
     expect(lines.map((l) => /^`([^`]+)`/.exec(l)?.[1])).toEqual([
+      '/capi appcred-check',
+      '/capi conductor',
       '/capi diagnose',
       '/capi failover LB',
+      '/capi haproxy',
+      '/capi image-check IMAGE',
       '/capi park',
       '/capi recover',
       '/capi stuck-delete CLUSTER',
@@ -72,7 +76,7 @@ describe('/capi command parsing', () => {
       '/capi timeline RUN',
       '/capi help',
     ]);
-    expect(lines[2]).toBe(
+    expect(lines[6]).toBe(
       '`/capi park` -- Stop capi-mgmt-v2 for maintenance (section 1); /capi recover brings it back',
     );
   });
