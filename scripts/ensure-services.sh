@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # Makes sure what the tests and the demo need is on this machine: OpenSSH's sshd (the simulated
-# jumphost is a real sshd on 127.0.0.1) and, for the tests, Redis on 127.0.0.1:6379.
-# Idempotent and quiet when everything is there. Usage: ensure-services.sh [--redis]
+# jumphost is a real sshd on 127.0.0.1), with --redis Redis on 127.0.0.1:6379, and with --chromium
+# Debian's headless Chromium at /usr/bin/chromium (the playground's browser test drives it; nothing
+# ever downloads a browser of its own).
+# Idempotent and quiet when everything is there. Usage: ensure-services.sh [--redis] [--chromium]
 set -euo pipefail
+
+want_redis=false
+want_chromium=false
+for arg in "$@"; do
+  case "$arg" in
+    --redis) want_redis=true ;;
+    --chromium) want_chromium=true ;;
+    *) echo "usage: ensure-services.sh [--redis] [--chromium] (unknown: $arg)" >&2; exit 2 ;;
+  esac
+done
 
 install_packages() {
   if [ "$(id -u)" != 0 ]; then
@@ -16,10 +28,12 @@ install_packages() {
 
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
-if [ "${1:-}" = --redis ] && ! command -v redis-server >/dev/null 2>&1; then need+=(redis-server); fi
+if $want_redis && ! command -v redis-server >/dev/null 2>&1; then need+=(redis-server); fi
+# fonts-liberation: without any font package Chromium draws the page's text as empty boxes.
+if $want_chromium && [ ! -x /usr/bin/chromium ]; then need+=(chromium fonts-liberation); fi
 [ ${#need[@]} -eq 0 ] || install_packages "${need[@]}"
 
-if [ "${1:-}" = --redis ] && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+if $want_redis && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   echo "capi-chatops: starting redis-server on 127.0.0.1:6379" >&2
   mkdir -p /tmp/capi-redis
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \

@@ -77,6 +77,7 @@ describe('loadConfig', () => {
       RUN_RETENTION: '90d',
       RUN_MAX_OUTPUT_BYTES: '512kb',
       REDIS_WAIT_REPLICAS: '1',
+      HOST: '127.0.0.1',
     };
     expect(loadConfig(env)).toEqual({
       siteFile: '/etc/capi/site.yaml',
@@ -105,6 +106,7 @@ describe('loadConfig', () => {
         appToken: env.SLACK_APP_TOKEN,
         apiUrl: 'http://127.0.0.1:4000/api/',
         port: 8080,
+        host: '127.0.0.1',
       },
       ops: { metricsPort: 9464, metricsHost: '127.0.0.1', auditLogFile: '/var/log/capi/audit.jsonl' },
       retention: { runMs: 90 * 86_400_000, maxOutputBytesPerRun: 512 * 1024 },
@@ -122,6 +124,7 @@ describe('loadConfig', () => {
     ['JUMPHOST_PORT', '65536', 'must be a TCP port 1-65535'],
     ['JUMPHOST_PORT', 'ssh', 'must be a TCP port 1-65535'],
     ['PORT', '-1', 'must be a TCP port 1-65535, e.g. 3000'],
+    ['HOST', 'http://0.0.0.0', 'must be an address or host name to listen on, e.g. 127.0.0.1'],
     ['JUMPHOST_HOST', 'ubuntu@jumphost', 'put the user name in JUMPHOST_USER'],
     ['JUMPHOST_HOST', 'jumphost:2222', 'put the port in JUMPHOST_PORT'],
     ['JUMPHOST_HOST', 'ssh://jumphost', 'must be a host name or IP address'],

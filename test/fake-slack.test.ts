@@ -147,7 +147,9 @@ describe('fake Slack: messages and threads', () => {
     await expect(
       slack.chat.postEphemeral({ channel: OPS, user: 'U0NOBODY', text: 'x' }),
     ).rejects.toMatchObject(refusedWith('user_not_in_channel'));
-    expect(fake.ephemerals(OPS)).toEqual([{ user: 'U0ALICE01', text: 'only you', blocks: [] }]);
+    expect(fake.ephemerals(OPS)).toEqual([
+      { ts: expect.any(String), user: 'U0ALICE01', text: 'only you', blocks: [] },
+    ]);
     expect(fake.messages(OPS)).toEqual([]);
   });
 });
@@ -229,6 +231,51 @@ describe('fake Slack: Block Kit limits', () => {
       name: 'a button url of 3001 characters',
       blocks: [{ type: 'actions', elements: [button({ url: `https://x/${'u'.repeat(2991)}` })] }],
       errors: ['/blocks/0/elements/0/url: must be at most 3000 characters (got 3001)'],
+    },
+    {
+      name: 'a confirm dialog whose title is 101 characters and whose confirm label is mrkdwn',
+      blocks: [
+        {
+          type: 'actions',
+          elements: [
+            button({
+              confirm: {
+                title: { type: 'plain_text', text: 't'.repeat(101) },
+                text: { type: 'mrkdwn', text: 'sure?' },
+                confirm: { type: 'mrkdwn', text: '*yes*' },
+                deny: { type: 'plain_text', text: 'no' },
+              },
+            }),
+          ],
+        },
+      ],
+      errors: [
+        '/blocks/0/elements/0/confirm/title/text: must be at most 100 characters (got 101)',
+        '/blocks/0/elements/0/confirm/confirm/type: must be "plain_text" (got "mrkdwn")',
+      ],
+    },
+    {
+      name: 'a confirm dialog with a 301-character text, no deny label and a green style',
+      blocks: [
+        {
+          type: 'actions',
+          elements: [
+            button({
+              confirm: {
+                title: { type: 'plain_text', text: 'Sure?' },
+                text: { type: 'plain_text', text: 'x'.repeat(301) },
+                confirm: { type: 'plain_text', text: 'Yes' },
+                style: 'green',
+              },
+            }),
+          ],
+        },
+      ],
+      errors: [
+        '/blocks/0/elements/0/confirm/text/text: must be at most 300 characters (got 301)',
+        '/blocks/0/elements/0/confirm/deny: must be a text object with type and text',
+        '/blocks/0/elements/0/confirm/style: must be "primary" or "danger" (got "green")',
+      ],
     },
     {
       name: 'an unknown block type',

@@ -487,6 +487,16 @@ describe('approvalMessage', () => {
           text: { type: 'plain_text', text: 'Approve', emoji: true },
           style: 'primary',
           value: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
+          confirm: {
+            title: { type: 'plain_text', text: 'Approve this destructive step?', emoji: true },
+            text: {
+              type: 'mrkdwn',
+              text: '*Delete load balancer lb-1*\nThe command(s) shown above run once, exactly as shown.',
+            },
+            confirm: { type: 'plain_text', text: 'Approve', emoji: true },
+            deny: { type: 'plain_text', text: 'Go back', emoji: true },
+            style: 'danger',
+          },
         },
         {
           type: 'button',

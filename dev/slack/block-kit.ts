@@ -216,9 +216,28 @@ function checkElement(element: unknown, path: string, invalid: Report): void {
       );
     }
   }
-  if (element.style !== undefined && element.style !== 'primary' && element.style !== 'danger') {
-    invalid(`${path}/style`, `must be "primary" or "danger" (got ${JSON.stringify(element.style)})`);
+  checkStyle(element.style, `${path}/style`, invalid);
+  if (element.confirm !== undefined) checkConfirm(element.confirm, `${path}/confirm`, invalid);
+}
+
+function checkStyle(style: unknown, path: string, invalid: Report): void {
+  if (style !== undefined && style !== 'primary' && style !== 'danger') {
+    invalid(path, `must be "primary" or "danger" (got ${JSON.stringify(style)})`);
   }
+}
+
+/** A confirmation dialog object: Slack shows it before it sends the click. */
+function checkConfirm(confirm: unknown, path: string, invalid: Report): void {
+  if (!isObject(confirm)) {
+    invalid(path, 'must be a confirmation dialog object');
+    return;
+  }
+  const plainOnly = { max: BLOCK_KIT_LIMITS.confirmButton, plainOnly: true };
+  checkText(confirm.title, `${path}/title`, { max: BLOCK_KIT_LIMITS.confirmTitle, plainOnly: true }, invalid);
+  checkText(confirm.text, `${path}/text`, { max: BLOCK_KIT_LIMITS.confirmText }, invalid);
+  checkText(confirm.confirm, `${path}/confirm`, plainOnly, invalid);
+  checkText(confirm.deny, `${path}/deny`, plainOnly, invalid);
+  checkStyle(confirm.style, `${path}/style`, invalid);
 }
 
 function checkId(id: unknown, path: string, max: number, invalid: Report): void {

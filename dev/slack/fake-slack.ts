@@ -32,6 +32,8 @@ export interface FakeMessage {
 }
 
 export interface FakeEphemeral {
+  /** The message_ts Slack answered with: ephemerals are ordered among the channel's messages by it. */
+  readonly ts: string;
   readonly user: string;
   readonly thread_ts?: string;
   readonly text: string;
@@ -59,6 +61,11 @@ export interface FakeSlack {
   ephemerals(channel: string): FakeEphemeral[];
   /** Files that completed the upload flow (shared or not). */
   files(): FakeFile[];
+  /**
+   * Calls `listener` after every recorded call (refused ones too), synchronously, so it sees the state the
+   * call left; returns the unsubscribe function.
+   */
+  onCall(listener: (call: RecordedCall) => void): () => void;
   /** The next `times` (default 1) calls of `method` fail this way and change nothing. */
   failNext(method: string, failure: FakeFailure, times?: number): void;
   close(): Promise<void>;
@@ -112,6 +119,7 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
   const rate = opts.postRatePerChannelPerS ?? 1;
   const users = opts.users ?? {};
   const calls: RecordedCall[] = [];
+  const listeners = new Set<(call: RecordedCall) => void>();
   const channels = new Map<string, StoredMessage[]>(opts.channels.map((c) => [c, []]));
   const ephemerals = new Map<string, FakeEphemeral[]>();
   const uploads = new Map<string, PendingUpload>();
@@ -210,9 +218,10 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
       const threadTs = checkThread(messages, args.thread_ts);
       const body = content(args);
       const list = ephemerals.get(channel) ?? [];
-      list.push({ user: args.user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
+      const ts = nextTs();
+      list.push({ ts, user: args.user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
       ephemerals.set(channel, list);
-      return { message_ts: nextTs() };
+      return { message_ts: ts };
     },
 
     'files.getUploadURLExternal': (args) => {
@@ -290,7 +299,9 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
   };
 
   const record = (method: string, args: Record<string, unknown>, status: number, response: unknown) => {
-    calls.push({ method, args, at: clock(), status, response });
+    const call = { method, args, at: clock(), status, response };
+    calls.push(call);
+    for (const listener of listeners) listener(call);
   };
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -406,6 +417,10 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     messages: (channel) => (channels.get(channel) ?? []).map(messageJson),
     ephemerals: (channel) => [...(ephemerals.get(channel) ?? [])],
     files: () => [...files],
+    onCall(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     failNext(method, failure, times = 1) {
       const queue = failures.get(method) ?? [];
       for (let i = 0; i < times; i++) queue.push(failure);

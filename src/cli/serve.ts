@@ -90,7 +90,8 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     slackAuth = `Slack auth.test failed: ${asCodedError(err).message}; check SLACK_BOT_TOKEN`;
     logger.error({ err: asCodedError(err).message }, 'slack auth.test failed: not ready');
   }
-  const started = await app.start(config.slack.port);
+  const { port, host } = config.slack;
+  const started = await app.start(host !== undefined ? { port, host } : port);
   await ops.serve(checks);
   await poster.resumeAll();
   const where =

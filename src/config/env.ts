@@ -7,6 +7,7 @@
  * config error ends up in journald and in CI logs.
  */
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -69,6 +70,8 @@ export interface AppConfig {
     readonly apiUrl: string;
     /** HTTP port of the Events API receiver (PORT). */
     readonly port: number;
+    /** The address it listens on (HOST); every interface when unset. */
+    readonly host?: string;
   };
   readonly ops: {
     /**
@@ -404,6 +407,12 @@ const envSchema = z.object({
   AUDIT_LOG_FILE: pathSchema('the audit log file').optional(),
   RUN_RETENTION: retentionSchema.optional(),
   RUN_MAX_OUTPUT_BYTES: byteSizeSchema.optional(),
+  HOST: z
+    .string()
+    .refine((v) => isIP(v) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v), {
+      error: 'must be an address or host name to listen on, e.g. 127.0.0.1 (unset: every interface)',
+    })
+    .optional(),
 });
 
 type EnvName = keyof typeof envSchema.shape;
@@ -456,6 +465,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       ...(e.SLACK_APP_TOKEN !== undefined ? { appToken: e.SLACK_APP_TOKEN } : {}),
       apiUrl: e.SLACK_API_URL ?? DEFAULT_SLACK_API_URL,
       port: e.PORT ?? DEFAULT_PORT,
+      ...(e.HOST !== undefined ? { host: e.HOST } : {}),
     },
     ops: {
       ...(e.METRICS_PORT !== undefined ? { metricsPort: e.METRICS_PORT } : {}),

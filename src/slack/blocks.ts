@@ -603,6 +603,14 @@ export function approvalMessage(
           text: plain('Approve'),
           style: 'primary',
           value: approval.approvalId,
+          // Slack asks before sending the click: approving runs a destructive command, one misclick away.
+          confirm: {
+            title: plain('Approve this destructive step?'),
+            text: mrkdwn(`*${inline(r.title, 150)}*\nThe command(s) shown above run once, exactly as shown.`),
+            confirm: plain('Approve'),
+            deny: plain('Go back'),
+            style: 'danger',
+          },
         },
         {
           type: 'button',

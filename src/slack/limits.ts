@@ -18,6 +18,10 @@ export const BLOCK_KIT_LIMITS = {
   buttonValue: 2000,
   buttonUrl: 3000,
   actionId: 255,
+  /** A button's confirm dialog: title, text (plain or mrkdwn), and its two buttons' labels. */
+  confirmTitle: 100,
+  confirmText: 300,
+  confirmButton: 30,
   blockId: 255,
   /** Past this Slack answers msg_too_long. */
   messageText: 40_000,

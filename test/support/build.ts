@@ -4,8 +4,9 @@
  * so `npx vitest` alone must not run an older build than the source it tests.
  *
  * Cheap when nothing changed: one walk over the source trees' modification times against a stamp written
- * after the last good build; otherwise an incremental `tsc -p tsconfig.dev.json` (what `npm run build:dev`
- * runs). A type error fails the run before any test, as `npm run build` did.
+ * after the last good build; otherwise an incremental `tsc -p tsconfig.dev.json` and the playground page's
+ * `tsc -p tsconfig.web.json` (what `npm run build:dev` runs). A type error fails the run before any test, as
+ * `npm run build` did.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,15 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const STAMP = path.join(ROOT, 'dist', '.dev-build-stamp');
-const INPUTS = ['src', 'dev', 'bench', 'tsconfig.json', 'tsconfig.dev.json', 'package-lock.json'];
+const INPUTS = [
+  'src',
+  'dev',
+  'bench',
+  'tsconfig.json',
+  'tsconfig.dev.json',
+  'tsconfig.web.json',
+  'package-lock.json',
+];
 
 /** The newest modification time below `p`, directories included (a deleted file changes its directory). */
 function newest(p: string): number {
@@ -31,11 +40,14 @@ export default function buildIfStale(): void {
   const built = statSync(STAMP, { throwIfNoEntry: false })?.mtimeMs ?? 0;
   if (Math.max(...INPUTS.map((i) => newest(path.join(ROOT, i)))) < built) return;
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  try {
-    execFileSync(process.execPath, [tsc, '-p', 'tsconfig.dev.json'], { cwd: ROOT, encoding: 'utf8' });
-  } catch (err) {
-    const out = (err as { stdout?: string }).stdout ?? '';
-    throw new Error(`tsc -p tsconfig.dev.json failed; no test ran:\n${out || (err as Error).message}`);
+  // The same two compilations as `npm run build:dev`: Node code, then the playground's browser code.
+  for (const project of ['tsconfig.dev.json', 'tsconfig.web.json']) {
+    try {
+      execFileSync(process.execPath, [tsc, '-p', project], { cwd: ROOT, encoding: 'utf8' });
+    } catch (err) {
+      const out = (err as { stdout?: string }).stdout ?? '';
+      throw new Error(`tsc -p ${project} failed; no test ran:\n${out || (err as Error).message}`);
+    }
   }
   mkdirSync(path.dirname(STAMP), { recursive: true });
   writeFileSync(STAMP, `${new Date().toISOString()}\n`);

@@ -1,0 +1,110 @@
+import { mkdir } from 'node:fs/promises';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { APPROVER, OPERATOR } from '../dev/playground/cast.js';
+import { type PlaygroundRun, startPlayground } from '../dev/playground/start.js';
+import { channelTranscript } from '../dev/playground/transcript.js';
+import { launchChromium, type TestBrowser } from './support/browser.js';
+
+/**
+ * `npm run demo`'s page in a real browser, with everything behind it real but Slack: the real `serve`
+ * (Bolt, agent, thread poster) as a child process, the simulated jumphost, Redis. A person types
+ * `/capi recover`, watches the thread, is refused approving their own run, and an approver approves
+ * through the confirm dialog until the load balancer is recovered.
+ */
+
+const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
+/** Slack paces the bot at about a post a second; the recover thread is ~45 posts. */
+const THREAD_MS = 120_000;
+
+let browser: TestBrowser;
+let pg: PlaygroundRun;
+
+beforeAll(async () => {
+  [browser, pg] = await Promise.all([
+    launchChromium(),
+    startPlayground({ scenario: 'lb-error', timeScale: 0.002, port: 0 }),
+  ]);
+  await mkdir(ARTIFACTS, { recursive: true });
+});
+afterAll(async () => {
+  await pg?.stop();
+  await browser?.close();
+});
+
+/** Waits for `what`, and on failure says what the channel held (as the operator sees it). */
+async function see<T>(what: string, wait: () => Promise<T>): Promise<T> {
+  try {
+    return await wait();
+  } catch (err) {
+    throw new Error(
+      `${what} never showed: ${(err as Error).message.split('\n')[0]}\n${channelTranscript(pg.view.state(), OPERATOR.id)}`,
+    );
+  }
+}
+
+describe('the playground in a browser', () => {
+  it('should run /capi recover from the page to success, refusing self-approval and asking the confirm dialog', async () => {
+    const page: Page = await browser.context.newPage();
+    await page.goto(pg.server.url);
+    await page.selectOption('#as-user', OPERATOR.id);
+    await page.fill('#message-box', '/capi recover');
+    await page.press('#message-box', 'Enter');
+
+    const root = page.locator('#messages .message').filter({ hasText: 'recover on sim-lb-error' });
+    await see('the run root message', () => root.waitFor({ timeout: 20_000 }));
+    expect(await root.textContent()).toMatch(/run id: r[a-z0-9]+/);
+    await see('the thread link', () => root.locator('.replies').waitFor({ timeout: 20_000 }));
+    await root.locator('.replies').click();
+    const thread = page.locator('#thread-messages');
+    await see('the first step in the thread', () =>
+      thread.locator('.message', { hasText: 'Step 1 of 17 started' }).waitFor({ timeout: 20_000 }),
+    );
+
+    const approval = thread.locator('.message', { hasText: 'Approval needed: Fail over load balancer' });
+    const approve = approval.getByRole('button', { name: 'Approve' });
+    await see('the approval request with its buttons', () => approve.waitFor({ timeout: THREAD_MS }));
+    expect(await approval.locator('pre').first().textContent()).toContain('openstack loadbalancer failover');
+
+    // The requester approves their own run: Slack asks first, then the bot refuses, only to them.
+    await approve.click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    expect(await dialog.locator('h2').textContent()).toBe('Approve this destructive step?');
+    await dialog.getByRole('button', { name: 'Approve' }).click();
+    const refusal = page.locator('#messages .message-ephemeral', { hasText: 'Your click changed nothing' });
+    await see('the self-approval refusal', () => refusal.waitFor({ timeout: 20_000 }));
+    expect(await refusal.textContent()).toMatch(/you asked for this run; another approver must decide/);
+    expect(await refusal.locator('.only-you').textContent()).toContain('Only visible to you');
+    await refusal.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: `${ARTIFACTS}playground-mid-run.png` });
+
+    // The approver does not see Olivia's ephemeral; approving goes through the same dialog.
+    await page.selectOption('#as-user', APPROVER.id);
+    await refusal.waitFor({ state: 'detached' });
+    await approve.click();
+    await dialog.waitFor();
+    expect(await dialog.textContent()).toContain('Fail over load balancer');
+    await page.screenshot({ path: `${ARTIFACTS}playground-confirm.png` });
+    await dialog.getByRole('button', { name: 'Approve' }).click();
+
+    await see('the approval message saying who approved', () =>
+      approval.locator('.bk-context', { hasText: 'Approved by @arjun' }).waitFor({ timeout: 30_000 }),
+    );
+    expect(await approval.getByRole('button').count()).toBe(0);
+    await see('the run succeeded in the root message', () =>
+      root.locator('.bk-section', { hasText: 'succeeded' }).waitFor({ timeout: THREAD_MS }),
+    );
+    await see('the run summary at the end of the thread', () =>
+      thread.locator('.message', { hasText: 'Run succeeded after' }).waitFor({ timeout: THREAD_MS }),
+    );
+    await page.screenshot({ path: `${ARTIFACTS}playground-finished.png` });
+
+    // The cloud itself, not the bot's word: the LB is back, failed over exactly once.
+    const cloud = await pg.stack.sim.state();
+    expect(cloud.loadbalancers.map((lb) => lb.provisioningStatus)).toEqual(['ACTIVE']);
+    const failovers = (await pg.stack.sim.journal()).filter((j) => j.action === 'loadbalancer.failover');
+    expect(failovers).toHaveLength(1);
+    expect(await pg.stack.sim.violations()).toEqual([]);
+  }, 240_000);
+});
