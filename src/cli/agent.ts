@@ -56,6 +56,7 @@ export function agentOptions(
     runbooks,
     approvalTimeoutMs: config.approval.timeoutMs,
     siteLockTtlMs: config.siteLockTtlMs,
+    concurrency: config.agentConcurrency,
     logger,
   };
 }

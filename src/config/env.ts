@@ -29,6 +29,7 @@ export const DEFAULT_APPROVAL_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
 export const DEFAULT_PORT = 3000;
+export const DEFAULT_AGENT_CONCURRENCY = 2;
 
 /** Node's timers fire at once for delays above this (about 24.8 days), so a longer timeout would never wait. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -45,6 +46,8 @@ export interface AppConfig {
   readonly queue: { readonly prefix: string };
   /** A site's run lock lapses this long after the last agent that could renew it is gone. */
   readonly siteLockTtlMs: number;
+  /** Runs one agent process works on at once (AGENT_CONCURRENCY); runs parked at an approval do not count. */
+  readonly agentConcurrency: number;
   readonly approval: {
     readonly timeoutMs: number;
     /** Slack user ids (U…, W…) and user-group ids (S…). */
@@ -230,6 +233,13 @@ const envSchema = z.object({
     .optional(),
   APPROVAL_TIMEOUT: timerDuration('30m').optional(),
   SITE_LOCK_TTL: timerDuration('60s').optional(),
+  AGENT_CONCURRENCY: z
+    .string()
+    .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
+      error: `must be a whole number of runs 1-1000, e.g. 20 for an agent serving 20 sites (default ${DEFAULT_AGENT_CONCURRENCY})`,
+    })
+    .transform(Number)
+    .optional(),
   CAPI_APPROVERS: slackIdListSchema.optional(),
   CAPI_OPERATORS: slackIdListSchema.optional(),
   CAPI_ALLOW_SELF_APPROVAL: booleanSchema.optional(),
@@ -299,6 +309,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     redis: { url: e.REDIS_URL ?? DEFAULT_REDIS_URL },
     queue: { prefix: e.QUEUE_PREFIX ?? DEFAULT_QUEUE_PREFIX },
     siteLockTtlMs: e.SITE_LOCK_TTL ?? DEFAULT_SITE_LOCK_TTL_MS,
+    agentConcurrency: e.AGENT_CONCURRENCY ?? DEFAULT_AGENT_CONCURRENCY,
     approval: {
       timeoutMs: e.APPROVAL_TIMEOUT ?? DEFAULT_APPROVAL_TIMEOUT_MS,
       approvers: e.CAPI_APPROVERS ?? [],
