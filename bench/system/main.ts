@@ -273,6 +273,7 @@ async function benchLevel(ctx: Context, count: number): Promise<LevelResult> {
       settleS,
       limitedThreads: threadLimited,
       limitedReplies: limited('chat.postEphemeral'),
+      limitedByMethod: Object.fromEntries(Object.keys(callsAfter).map((m) => [m, limited(m)])),
       gapMeanMs: gapSummary.mean,
       gapP99Ms: gapSummary.p99,
       ack,

@@ -27,6 +27,8 @@ export interface LevelResult {
   /** 429s on the thread poster's calls (posts, edits, uploads), and on the /capi replies. */
   readonly limitedThreads: number;
   readonly limitedReplies: number;
+  /** 429s by method, for the reader who wants to know which limit bit. */
+  readonly limitedByMethod: Readonly<Record<string, number>>;
   readonly gapMeanMs: number;
   readonly gapP99Ms: number;
   readonly ack: AckFigures;
@@ -172,6 +174,16 @@ export function levelsTable(levels: readonly LevelResult[]): string {
     ...levels.map(
       (l) =>
         `| ${l.runs} | ${l.succeeded} | ${l.eventsLost}${l.duplicates > 0 ? ` (+${l.duplicates} repeated)` : ''} | ${l.limitedThreads} · ${l.limitedReplies} | ${round(l.gapMeanMs, 2)} · ${round(l.gapP99Ms, 0)} ms | ${round(l.ack.p50, 1)} · ${round(l.ack.p99, 1)} ms (${l.activeDuringLoad.min}-${l.activeDuringLoad.max} runs going) | ${round(l.lifeMedianMs, 0)} ms | ${round(l.rssPeakMb, 0)} MB | ${round(l.redisPerRunKb, 1)} KB | ${round(l.runMedianS, 1)} s | ${l.settled ? `${round(l.settleS, 0)} s after the last run` : `NOT after ${round(l.settleS, 0)} s`} |`,
+    ),
+    '',
+    ...levels.map(
+      (l) =>
+        `- 429s at ${l.runs} runs by method: ${
+          Object.entries(l.limitedByMethod)
+            .filter(([, n]) => n > 0)
+            .map(([m, n]) => `${m} ${n}`)
+            .join(', ') || 'none'
+        }`,
     ),
   ].join('\n');
 }
