@@ -77,6 +77,8 @@ export interface FakeSlackOptions {
    * (seconds until the oldest call leaves the window). Methods not named have no such limit. Default none.
    */
   readonly methodLimitsPerMinute?: Readonly<Record<string, number>>;
+  /** The window of methodLimitsPerMinute, for tests that cannot wait a minute. Default 60000. */
+  readonly methodLimitWindowMs?: number;
   /** Epoch ms; lets a test move time for the rate limiter instead of sleeping. Default Date.now. */
   readonly clock?: () => number;
 }
@@ -151,9 +153,10 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     const limit = opts.methodLimitsPerMinute?.[method];
     if (limit === undefined) return 0;
     const now = clock();
-    const window = (methodWindows.get(method) ?? []).filter((at) => at > now - 60_000);
+    const span = opts.methodLimitWindowMs ?? 60_000;
+    const window = (methodWindows.get(method) ?? []).filter((at) => at > now - span);
     methodWindows.set(method, window);
-    if (window.length >= limit) return Math.max(1, Math.ceil(((window[0] as number) + 60_000 - now) / 1000));
+    if (window.length >= limit) return Math.max(1, Math.ceil(((window[0] as number) + span - now) / 1000));
     window.push(now);
     return 0;
   };
