@@ -128,7 +128,10 @@ async function benchSteps(ctx: Context): Promise<{ steps: SystemResults['steps']
       logFile: path.join(ctx.root, 'serve-steps.log'),
     },
     ctx.children,
-  );
+  ).catch(async (err: unknown) => {
+    await sshd.stop();
+    throw err;
+  });
   const runs = new RunsView(ctx.redis.client, prefix);
   try {
     const floorTotalsMs: number[] = [];
@@ -190,7 +193,10 @@ async function benchLevel(ctx: Context, count: number): Promise<LevelResult> {
       logFile: path.join(dir, 'serve.log'),
     },
     ctx.children,
-  );
+  ).catch(async (err: unknown) => {
+    await sims.stop();
+    throw err;
+  });
   const runs = new RunsView(ctx.redis.client, prefix);
   const approver = startApprover(serve.base, ctx.slack);
   try {
@@ -316,7 +322,13 @@ async function environment(redis: BenchRedis, loadBefore: number[], startedAt: n
 
 async function main(): Promise<number> {
   const quick = process.argv.includes('--quick');
-  const settings = quick ? QUICK : FULL;
+  // --levels=20 (or 1,5): only those concurrency levels; for looking into one figure, not for RESULTS.md.
+  const levelsArg = process.argv.find((a) => a.startsWith('--levels='))?.slice('--levels='.length);
+  const partial = levelsArg !== undefined;
+  const base = quick ? QUICK : FULL;
+  const settings: SystemBenchSettings = partial
+    ? { ...base, levels: levelsArg.split(',').map(Number), ackRunsLevel: Number(levelsArg.split(',')[0]) }
+    : base;
   const startedAt = Date.now();
   const loadBefore = os.loadavg();
   say(
@@ -349,7 +361,12 @@ async function main(): Promise<number> {
     const ctx: Context = { settings, root, children, redis, slack, commandsDir };
 
     const bareAck = await benchBareBolt(ctx);
-    const { steps, lifeMs } = await benchSteps(ctx);
+    const { steps, lifeMs } = partial
+      ? {
+          steps: { count: 0, floorTotalsMs: [], productPerStepMs: [], byHandTotalMs: Number.NaN },
+          lifeMs: [],
+        }
+      : await benchSteps(ctx);
     const levels: LevelResult[] = [];
     for (const count of settings.levels) levels.push(await benchLevel(ctx, count));
 
@@ -358,7 +375,7 @@ async function main(): Promise<number> {
     process.stdout.write(
       `\n${headlineTable(headline(results, settings))}\n\n${levelsTable(levels)}\n\n${howToRead(settings)}\n`,
     );
-    if (!quick) {
+    if (!quick && !partial) {
       const current = await readFile(RESULTS, 'utf8').catch(() => '# Benchmark results\n');
       await writeFile(RESULTS, withSection(current, resultsSection(results, settings, env)));
       say(`written to ${path.relative(process.cwd(), RESULTS)}`);
@@ -373,7 +390,10 @@ async function main(): Promise<number> {
   }
 }
 
-process.exitCode = await main().catch((err: unknown) => {
+const code = await main().catch((err: unknown) => {
   process.stderr.write(`bench:system could not measure: ${err instanceof Error ? err.stack : String(err)}\n`);
   return 1;
 });
+// Everything started was stopped above; a handle left behind by a failure must not keep the script alive
+// (the sshd exit hooks still run on exit).
+process.exit(code);

@@ -33,7 +33,9 @@ export interface ServeProcess {
 export async function startServe(opts: ServeOptions, children: Children): Promise<ServeProcess> {
   const port = await freePort();
   const log = openSync(opts.logFile, 'a');
-  const child: ChildProcess = children.spawn(process.execPath, [BIN, 'serve'], {
+  // For looking into a figure: node flags such as `--cpu-prof --cpu-prof-dir=DIR`, space separated.
+  const nodeArgs = (process.env.CAPI_BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child: ChildProcess = children.spawn(process.execPath, [...nodeArgs, BIN, 'serve'], {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: process.env.HOME ?? '/root',
