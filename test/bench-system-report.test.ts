@@ -34,6 +34,7 @@ function level(runs: number, over: Partial<LevelResult> = {}): LevelResult {
     activeDuringLoad: { min: runs, max: runs },
     lifeMedianMs: 80,
     rssPeakMb: 120,
+    rssRunsOnlyMb: 110,
     redisPerRunKb: 200,
     runMedianS: 30,
     ...over,
