@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { agentOptions } from '../src/cli/agent.js';
 import {
   DEFAULT_APPROVAL_TIMEOUT_MS,
   defaultCommandsDir,
@@ -9,6 +10,7 @@ import {
   parseDuration,
 } from '../src/config/env.js';
 import { CapiError, ConfigError, ErrorCode } from '../src/errors.js';
+import { createLogger } from '../src/log.js';
 import { PEM } from './support/secrets.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,6 +36,7 @@ describe('loadConfig', () => {
       queue: { prefix: 'capi' },
       siteLockTtlMs: 60_000,
       threadLeaseTtlMs: 15_000,
+      agentConcurrency: 2,
       approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
       ops: { metricsHost: '0.0.0.0' },
@@ -63,6 +66,7 @@ describe('loadConfig', () => {
       APPROVAL_TIMEOUT: '2h',
       SITE_LOCK_TTL: '90s',
       THREAD_LEASE_TTL: '20s',
+      AGENT_CONCURRENCY: '20',
       CAPI_APPROVERS: 'U0123ABCD, W0456EFGH S0789IJKL,U0123ABCD',
       CAPI_OPERATORS: 'U0999ZZZZ',
       CAPI_ALLOW_SELF_APPROVAL: 'true',
@@ -94,6 +98,7 @@ describe('loadConfig', () => {
       queue: { prefix: 'capi-prod' },
       siteLockTtlMs: 90_000,
       threadLeaseTtlMs: 20_000,
+      agentConcurrency: 20,
       approval: {
         timeoutMs: 2 * 3_600_000,
         approvers: ['U0123ABCD', 'W0456EFGH', 'S0789IJKL'],
@@ -139,6 +144,8 @@ describe('loadConfig', () => {
     ['APPROVAL_TIMEOUT', '30 minutes', 'must be a duration'],
     ['APPROVAL_TIMEOUT', '0s', 'must be more than 0'],
     ['APPROVAL_TIMEOUT', '1000h', 'at most 596h'],
+    ['AGENT_CONCURRENCY', '0', 'must be a whole number of runs 1-1000'],
+    ['AGENT_CONCURRENCY', 'many', 'must be a whole number of runs 1-1000'],
     ['CAPI_APPROVERS', 'U0123ABCD @alice', '"@alice" is not a Slack user id'],
     ['CAPI_OPERATORS', 'u0123abcd', '"u0123abcd" is not a Slack user id'],
     ['CAPI_ALLOW_SELF_APPROVAL', 'yes', 'must be true or false'],
@@ -282,4 +289,17 @@ describe('parseDuration', () => {
       expect(() => parseDuration(text)).toThrow(/ms, s, m or h, e\.g\. 500ms, 90s, 30m or 2h/);
     },
   );
+});
+
+describe('agentOptions', () => {
+  it('should run as many runs at once as AGENT_CONCURRENCY says, in `agent` and in `serve` alike', () => {
+    const runbooks = { runbooks: new Map(), scopes: new Map() } as unknown as Parameters<
+      typeof agentOptions
+    >[2];
+    const logger = createLogger({ level: 'silent', name: 'test' });
+    expect(agentOptions(loadConfig({}), new Map(), runbooks, logger).concurrency).toBe(2);
+    expect(
+      agentOptions(loadConfig({ AGENT_CONCURRENCY: '20' }), new Map(), runbooks, logger).concurrency,
+    ).toBe(20);
+  });
 });

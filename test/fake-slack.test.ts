@@ -404,6 +404,36 @@ describe('fake Slack: rate limits and injected failures', () => {
     expect(fake.messages(OPS).map((m) => m.text)).toEqual(['m1', 'm2', 'm3', 'on time']);
   });
 
+  it('should refuse a method past its per-minute limit in every channel until the oldest call is a minute old', async () => {
+    await fake.close();
+    fake = await startFakeSlack({
+      token: TOKEN,
+      channels: [OPS, OTHER],
+      methodLimitsPerMinute: { 'chat.update': 2 },
+      clock: () => now,
+    });
+    const slack = client();
+    const a = await slack.chat.postMessage({ channel: OPS, text: 'a' });
+    const b = await slack.chat.postMessage({ channel: OTHER, text: 'b' });
+    await slack.chat.update({ channel: OPS, ts: a.ts as string, text: 'a1' });
+    now += 20_000;
+    await slack.chat.update({ channel: OTHER, ts: b.ts as string, text: 'b1' });
+    const err = await slack.chat
+      .update({ channel: OTHER, ts: b.ts as string, text: 'b2' })
+      .catch((e: unknown) => e);
+
+    expect(err).toBeInstanceOf(WebAPIRateLimitedError);
+    // The first update leaves the one-minute window 40 s from now.
+    expect((err as WebAPIRateLimitedError).retryAfter).toBe(40);
+    expect(fake.messages(OTHER).map((m) => m.text)).toEqual(['b1']);
+    // Other methods are not limited by it.
+    await expect(slack.chat.postMessage({ channel: OTHER, text: 'c' })).resolves.toMatchObject({ ok: true });
+    now += 40_000;
+    await expect(
+      slack.chat.update({ channel: OTHER, ts: b.ts as string, text: 'b2' }),
+    ).resolves.toMatchObject({ ok: true });
+  });
+
   it('should surface WebAPIRateLimitedError with retryAfter when a 429 is injected for the next two calls', async () => {
     const slack = client();
     fake.failNext('chat.update', { status: 429, retryAfterS: 7 }, 2);

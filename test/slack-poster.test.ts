@@ -79,6 +79,8 @@ function newPoster(hh: Harness, client: WebClient, more: Partial<ThreadPosterOpt
     logger: quietLogger,
     minPostIntervalMs: POST_INTERVAL_MS,
     rootUpdateIntervalMs: ROOT_INTERVAL_MS,
+    // The fake has no per-method limit unless a test sets one: no budget to wait for either.
+    updateLimit: { count: 1000, perMs: 1000 },
     ...more,
   });
   posters.push(poster);
@@ -337,6 +339,46 @@ describe('ThreadPoster', () => {
       // ... and no two posts left together.
       for (let i = 1; i < at.length; i++) expect((at[i] ?? 0) - (at[i - 1] ?? 0)).toBeGreaterThan(pacing / 2);
     }
+  });
+
+  it("should keep to Slack's app-wide chat.update limit with runs in several channels, and hold no post for a root refresh", async () => {
+    const limit = { count: 4, perMs: 1500 };
+    fake = await startFakeSlack({
+      token: TOKEN,
+      channels: [INCIDENT, OTHER],
+      postRatePerChannelPerS: 50,
+      methodLimitsPerMinute: { 'chat.update': limit.count },
+      methodLimitWindowMs: limit.perMs,
+    });
+    h = await startHarness({
+      redis: db.redis,
+      prefix: db.prefix,
+      runbooks,
+      scenarios: ['outage', 'healthy'],
+    });
+    const [hh, slack] = [h, fake];
+    await hh.startAgent({ concurrency: 2 });
+    const poster = newPoster(hh, slackClient(slack), { rootUpdateIntervalMs: 0, updateLimit: limit });
+    const a = await submit(hh, 'diagnose', 'site-0', INCIDENT);
+    const b = await submit(hh, 'park', 'site-1', OTHER);
+    poster.watch(a.runId);
+    poster.watch(b.runId);
+    const abort = new AbortController();
+    const approving = approveEverything(hh.service, b.runId, abort.signal);
+    await Promise.all([poster.settled(a.runId), poster.settled(b.runId)]);
+    abort.abort();
+    await approving;
+
+    // Every root refresh and approval edit fitted the budget: Slack never had to refuse one.
+    expect(slack.calls.filter((c) => c.method === 'chat.update' && c.status === 429)).toEqual([]);
+    const updates = slack.calls.filter((c) => c.method === 'chat.update').map((c) => c.at);
+    for (let i = limit.count; i < updates.length; i++) {
+      expect((updates[i] ?? 0) - (updates[i - limit.count] ?? 0)).toBeGreaterThanOrEqual(limit.perMs - 50);
+    }
+    // ... and the threads are complete, each root final, the approval shown decided.
+    await expectMirrored(hh, slack, a.runId, INCIDENT);
+    const tb = (await expectMirrored(hh, slack, b.runId, OTHER)).thread;
+    expect(tb.posts.some(hasButtons)).toBe(false);
   });
 
   it('should retry a 5xx on chat.update and post a plain-text fallback for a refused message', async () => {

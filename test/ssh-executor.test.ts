@@ -144,6 +144,16 @@ describe('exec', () => {
     expect(killed).toMatchObject({ code: null, signal: 'SIGKILL' });
   });
 
+  it('should start the script as bash -c would: no arguments, no wrapper variables, its values exported', async () => {
+    const r = await run(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: bash parameter expansion, not a JS template
+      'echo "$#|$0|${capi_script-unset}|${g-unset}|$A"; bash --norc -c \'echo "child sees $A"\'; exit 4',
+      { env: { A: "it's $HOME" } },
+    );
+    expect(r.stdout).toBe("0|capi-step|unset|unset|it's $HOME\nchild sees it's $HOME\n");
+    expect(r.code).toBe(4);
+  });
+
   it('should run the script under bash when it uses bash-only syntax', async () => {
     const r = await run('shopt -s extglob; x=abbc; [[ $x == a+(b)c ]] && echo bash');
     expect(r.stdout).toBe('bash\n');

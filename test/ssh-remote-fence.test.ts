@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RunFencedError } from '../src/errors.js';
 import { usePlainJumphost } from './support/engine.js';
+import { eventually } from './support/eventually.js';
 
 const jump = usePlainJumphost();
 
@@ -37,5 +39,30 @@ describe('the fence on the jumphost', () => {
     });
     expect(other.code).toBe(0);
     expect((await readFile(path.join(jump.home, '.capi-chatops/fence/r1fence'), 'utf8')).trim()).toBe('2');
+  });
+
+  it("should run the owner's later commands without the fence lock once its token is on record", async () => {
+    expect((await run(7, 'owner-first')).code).toBe(0);
+    // Something else holds the run's fence lock (a stuck check, a slow disk): the owner's first command
+    // raised the token already, so its next ones neither wait for the lock nor fail on it.
+    const lockFile = path.join(jump.home, '.capi-chatops/fence/r1fence.lock');
+    const holder = spawn('flock', [lockFile, 'sleep', '60'], { stdio: 'ignore' });
+    try {
+      await eventually(
+        'the fence lock to be held',
+        () =>
+          new Promise<true | undefined>((resolve) => {
+            // flock -n answers 1 at once when someone else holds the lock.
+            const probe = spawn('flock', ['-n', lockFile, 'true'], { stdio: 'ignore' });
+            probe.once('exit', (code) => resolve(code === 1 ? true : undefined));
+          }),
+      );
+      const next = await run(7, 'owner-second');
+      expect(next.code).toBe(0);
+      expect(next.durationMs).toBeLessThan(5000);
+      expect((await sent()).slice(-2)).toEqual(['owner-first', 'owner-second']);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 });

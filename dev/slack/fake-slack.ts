@@ -78,6 +78,14 @@ export interface FakeSlackOptions {
   readonly users?: Readonly<Record<string, { readonly groups: readonly string[] }>>;
   /** chat.postMessage per channel per second, after a burst of 3. Default 1. */
   readonly postRatePerChannelPerS?: number;
+  /**
+   * Slack's per-method limits (per app and workspace, every channel together), e.g. `{ 'chat.update': 50 }`
+   * for Tier 3: at most that many accepted calls of the method in any 60 s; past it 429 with Retry-After
+   * (seconds until the oldest call leaves the window). Methods not named have no such limit. Default none.
+   */
+  readonly methodLimitsPerMinute?: Readonly<Record<string, number>>;
+  /** The window of methodLimitsPerMinute, for tests that cannot wait a minute. Default 60000. */
+  readonly methodLimitWindowMs?: number;
   /** Epoch ms; lets a test move time for the rate limiter instead of sleeping. Default Date.now. */
   readonly clock?: () => number;
 }
@@ -126,6 +134,7 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
   const files: FakeFile[] = [];
   const failures = new Map<string, FakeFailure[]>();
   const buckets = new Map<string, { tokens: number; at: number }>();
+  const methodWindows = new Map<string, number[]>();
   let tsCounter = 0;
   let fileCounter = 0;
   let baseUrl = '';
@@ -145,6 +154,19 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     if (bucket.tokens < 1) return false;
     bucket.tokens -= 1;
     return true;
+  };
+
+  /** Seconds to wait when `method` is over its per-minute limit, else 0 (and the call is counted). */
+  const methodWait = (method: string): number => {
+    const limit = opts.methodLimitsPerMinute?.[method];
+    if (limit === undefined) return 0;
+    const now = clock();
+    const span = opts.methodLimitWindowMs ?? 60_000;
+    const window = (methodWindows.get(method) ?? []).filter((at) => at > now - span);
+    methodWindows.set(method, window);
+    if (window.length >= limit) return Math.max(1, Math.ceil(((window[0] as number) + span - now) / 1000));
+    window.push(now);
+    return 0;
   };
 
   const channelOf = (args: Record<string, unknown>, field = 'channel'): StoredMessage[] => {
@@ -344,6 +366,8 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     if (token !== opts.token) return answer(200, { ok: false, error: 'invalid_auth' });
     const impl = methods[method];
     if (!impl) return answer(200, { ok: false, error: 'unknown_method' });
+    const wait = methodWait(method);
+    if (wait > 0) return answer(429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(wait) });
     try {
       answer(200, { ok: true, ...impl(args) });
     } catch (err) {

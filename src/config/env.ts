@@ -36,6 +36,7 @@ export const DEFAULT_RUN_RETENTION_MS = 30 * 86_400_000;
 export const DEFAULT_MAX_OUTPUT_BYTES_PER_RUN = 4 * 1024 * 1024;
 /** How long the attempt journal waits for its replicas before a destructive command is refused. */
 export const DEFAULT_WAIT_REPLICAS_TIMEOUT_MS = 5_000;
+export const DEFAULT_AGENT_CONCURRENCY = 2;
 
 /** Node's timers fire at once for delays above this (about 24.8 days), so a longer timeout would never wait. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -55,6 +56,8 @@ export interface AppConfig {
   readonly siteLockTtlMs: number;
   /** A `serve` replica's hold on a run's Slack thread; another replica takes over this long after it died. */
   readonly threadLeaseTtlMs: number;
+  /** Runs one agent process works on at once (AGENT_CONCURRENCY); runs parked at an approval do not count. */
+  readonly agentConcurrency: number;
   readonly approval: {
     readonly timeoutMs: number;
     /** Slack user ids (U…, W…) and user-group ids (S…). */
@@ -359,6 +362,13 @@ const envSchema = z.object({
   APPROVAL_TIMEOUT: timerDuration('30m').optional(),
   SITE_LOCK_TTL: timerDuration('60s').optional(),
   THREAD_LEASE_TTL: timerDuration('15s').optional(),
+  AGENT_CONCURRENCY: z
+    .string()
+    .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
+      error: `must be a whole number of runs 1-1000, e.g. 20 for an agent serving 20 sites (default ${DEFAULT_AGENT_CONCURRENCY})`,
+    })
+    .transform(Number)
+    .optional(),
   CAPI_APPROVERS: slackIdListSchema.optional(),
   CAPI_OPERATORS: slackIdListSchema.optional(),
   CAPI_ALLOW_SELF_APPROVAL: booleanSchema.optional(),
@@ -453,6 +463,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     siteLockTtlMs: e.SITE_LOCK_TTL ?? DEFAULT_SITE_LOCK_TTL_MS,
     threadLeaseTtlMs: e.THREAD_LEASE_TTL ?? DEFAULT_THREAD_LEASE_TTL_MS,
+    agentConcurrency: e.AGENT_CONCURRENCY ?? DEFAULT_AGENT_CONCURRENCY,
     approval: {
       timeoutMs: e.APPROVAL_TIMEOUT ?? DEFAULT_APPROVAL_TIMEOUT_MS,
       approvers: e.CAPI_APPROVERS ?? [],

@@ -5,7 +5,12 @@
  * run at once) and a 5xx is retried for about 30 minutes, both out of order with the poster's serial queues.
  * Here:
  * - 429: wait Retry-After, then send the SAME message again (the run's queue waits: order is kept; the
- *   channel's other runs wait too: pacing is per channel);
+ *   channel's other runs wait too: pacing is per channel; for chat.update every run waits: that limit is the
+ *   app's, across channels);
+ * - chat.update is budgeted for the whole app (Slack's Tier 3: 50 a minute, every channel together): an edit
+ *   that must land (an approval losing its buttons) waits for a slot; a root checklist refresh is only made
+ *   when a slot is free now, else it is left for later (`updateIfFree`), so a busy app never holds a thread's
+ *   posts behind its root's refresh;
  * - 5xx or network error: retried with backoff (retryDelaysMs: 5 tries over about 30 s), then logged and
  *   skipped: a run must not be blocked by Slack, and the timeline in Redis (`/capi timeline`) still holds the
  *   event. (A post that reached Slack but whose answer was lost is posted again: at-least-once again.)
@@ -43,6 +48,8 @@ export interface PacedSlackOptions {
   /** Per channel pacing of chat.postMessage and file shares (Slack: ~1 message/s/channel). */
   readonly minPostIntervalMs: number;
   readonly retryDelaysMs: readonly number[];
+  /** chat.update calls allowed per window for the whole app (Slack: Tier 3, 50 per minute). */
+  readonly updateLimit: { readonly count: number; readonly perMs: number };
   /** Aborted when the poster closes: every wait ends with Closed. */
   readonly signal: AbortSignal;
 }
@@ -60,13 +67,22 @@ type SlackBlocks = Extract<ChatPostMessageArguments, { blocks: unknown }>['block
 type CallOutcome<T> =
   | { readonly ok: true; readonly value: T }
   /** Slack answered `ok: false`: retrying the same call cannot help. */
-  | { readonly ok: false; readonly platformError: string }
+  | { readonly ok: false; readonly platformError: string; readonly deferred?: undefined }
   /** Gave up (5xx or network errors past the last try, or an unexpected error): already logged. */
-  | { readonly ok: false; readonly platformError?: undefined };
+  | { readonly ok: false; readonly platformError?: undefined; readonly deferred?: undefined }
+  /** An update-if-free found no free slot (or a 429): nothing was sent. */
+  | { readonly ok: false; readonly platformError?: undefined; readonly deferred: true };
+
+/** How a call waits its turn: a post in its channel's pacing; an edit for an update slot, or not at all. */
+type Pacing = 'post' | 'update' | 'update-if-free' | 'none';
 
 export class PacedSlack {
   /** Per channel: the earliest time (epoch ms) the next post may leave. */
   private readonly nextPostAt = new Map<string, number>();
+  /** When chat.update calls were sent or are booked to be sent (epoch ms, ascending): the window's budget. */
+  private readonly updateSlots: number[] = [];
+  /** No chat.update before this time (epoch ms): a 429's Retry-After holds every run, not only the refused one. */
+  private updateHoldUntil = 0;
 
   constructor(private readonly opts: PacedSlackOptions) {}
 
@@ -85,7 +101,7 @@ export class PacedSlack {
       ...(threadTs !== undefined ? { thread_ts: threadTs } : {}),
     };
     const client = this.opts.client;
-    const first = await this.call(log, channel, 'chat.postMessage', true, () =>
+    const first = await this.call(log, channel, 'chat.postMessage', 'post', () =>
       client.chat.postMessage({ ...base, text: message.text, blocks: message.blocks as SlackBlocks }),
     );
     if (first.ok) return typeof first.value.ts === 'string' ? first.value.ts : undefined;
@@ -93,7 +109,7 @@ export class PacedSlack {
     if (error === undefined) return undefined;
     // The formatted message was refused: a plain-text post keeps the event in the thread.
     log.warn({ what, error }, 'posting a plain-text fallback');
-    const fallback = await this.call(log, channel, 'chat.postMessage', true, () =>
+    const fallback = await this.call(log, channel, 'chat.postMessage', 'post', () =>
       client.chat.postMessage({ ...base, text: fallbackText(message, error) }),
     );
     return fallback.ok && typeof fallback.value.ts === 'string' ? fallback.value.ts : undefined;
@@ -107,25 +123,63 @@ export class PacedSlack {
     message: SlackMessage,
     what: string,
   ): Promise<boolean> {
+    return (await this.edit(log, channel, ts, message, what, 'update')) === 'sent';
+  }
+
+  /**
+   * Edits a message only if an update slot is free now (see updateFreeIn) and Slack does not answer 429:
+   * 'deferred' means nothing was sent; try again later with the newest content.
+   */
+  updateIfFree(
+    log: Logger,
+    channel: string,
+    ts: string,
+    message: SlackMessage,
+    what: string,
+  ): Promise<'sent' | 'failed' | 'deferred'> {
+    return this.edit(log, channel, ts, message, what, 'update-if-free');
+  }
+
+  /** ms until a chat.update could leave without breaking the app's budget or a Retry-After (0: now). */
+  updateFreeIn(): number {
+    const now = Date.now();
+    const { count, perMs } = this.opts.updateLimit;
+    while ((this.updateSlots[0] ?? Number.POSITIVE_INFINITY) <= now - perMs) this.updateSlots.shift();
+    const k = this.updateSlots.length;
+    // A margin, because Slack counts a call when it arrives, a little after it was booked here.
+    const margin = Math.min(1000, perMs / 10);
+    const budget = k < count ? 0 : (this.updateSlots[k - count] as number) + perMs + margin - now;
+    return Math.max(0, this.updateHoldUntil - now, budget);
+  }
+
+  private async edit(
+    log: Logger,
+    channel: string,
+    ts: string,
+    message: SlackMessage,
+    what: string,
+    pacing: 'update' | 'update-if-free',
+  ): Promise<'sent' | 'failed' | 'deferred'> {
     const client = this.opts.client;
-    const first = await this.call(log, channel, 'chat.update', false, () =>
+    const first = await this.call(log, channel, 'chat.update', pacing, () =>
       client.chat.update({ channel, ts, text: message.text, blocks: message.blocks as SlackBlocks }),
     );
-    if (first.ok) return true;
+    if (first.ok) return 'sent';
+    if (first.deferred === true) return 'deferred';
     const error = first.platformError;
-    if (error === undefined) return false;
+    if (error === undefined) return 'failed';
     log.warn({ what, error }, 'updating with a plain-text fallback');
     // An empty block list drops the old blocks (an approval's buttons must not outlive its decision).
-    const fallback = await this.call(log, channel, 'chat.update', false, () =>
+    const fallback = await this.call(log, channel, 'chat.update', 'update', () =>
       client.chat.update({ channel, ts, text: fallbackText(message, error), blocks: [] }),
     );
-    return fallback.ok;
+    return fallback.ok ? 'sent' : 'failed';
   }
 
   /** Uploads a file into a thread, paced like a post; a failure is logged and skipped. */
   async upload(log: Logger, channel: string, threadTs: string, file: ThreadFile): Promise<void> {
     const { content, filename, title } = file;
-    await this.call(log, channel, 'files.uploadV2', true, () =>
+    await this.call(log, channel, 'files.uploadV2', 'post', () =>
       this.opts.client.files.uploadV2({
         channel_id: channel,
         thread_ts: threadTs,
@@ -136,19 +190,24 @@ export class PacedSlack {
     );
   }
 
-  /** One Slack call with the rules above. `paced` calls post in the channel and wait their turn in its pacing. */
+  /** One Slack call with the rules above, waiting its turn as `pacing` says. */
   private async call<T>(
     log: Logger,
     channel: string,
     method: string,
-    paced: boolean,
+    pacing: Pacing,
     fn: () => Promise<T>,
   ): Promise<CallOutcome<T>> {
     const { signal, retryDelaysMs } = this.opts;
     let failures = 0;
     for (;;) {
       if (signal.aborted) throw new Closed();
-      if (paced) await sleepUnlessClosed(this.reservePost(channel), signal);
+      if (pacing === 'post') await sleepUnlessClosed(this.reservePost(channel), signal);
+      if (pacing === 'update') await sleepUnlessClosed(this.reserveUpdate(), signal);
+      if (pacing === 'update-if-free') {
+        if (this.updateFreeIn() > 0) return { ok: false, deferred: true };
+        this.bookUpdate(Date.now());
+      }
       try {
         return { ok: true, value: await fn() };
       } catch (err) {
@@ -156,10 +215,17 @@ export class PacedSlack {
         if (code === SlackErrorCode.RateLimitedError) {
           const retryAfter = Number((err as { retryAfter?: unknown }).retryAfter);
           const waitMs = Math.max(1, Number.isFinite(retryAfter) ? retryAfter : 1) * 1000;
+          // Every caller waits: another run posting in this channel, or editing anywhere, would be refused too.
+          if (pacing === 'post') this.holdPosts(channel, waitMs);
+          if (pacing === 'update' || pacing === 'update-if-free') {
+            this.updateHoldUntil = Math.max(this.updateHoldUntil, Date.now() + waitMs);
+          }
+          if (pacing === 'update-if-free') {
+            log.warn({ method, retryAfterS: waitMs / 1000 }, 'slack rate limited; refreshing later');
+            return { ok: false, deferred: true };
+          }
           log.warn({ method, retryAfterS: waitMs / 1000 }, 'slack rate limited; sending the same call again');
-          // The whole channel waits: another run posting there now would be refused too.
-          if (paced) this.holdPosts(channel, waitMs);
-          await sleepUnlessClosed(waitMs, signal);
+          if (pacing === 'none') await sleepUnlessClosed(waitMs, signal);
           continue;
         }
         if (code === SlackErrorCode.PlatformError) {
@@ -193,6 +259,21 @@ export class PacedSlack {
     const at = Math.max(now, this.nextPostAt.get(channel) ?? 0);
     this.nextPostAt.set(channel, at + this.opts.minPostIntervalMs);
     return at - now;
+  }
+
+  /** How long to wait before the next chat.update may leave within the budget; books that slot. */
+  private reserveUpdate(): number {
+    const now = Date.now();
+    // First come, first served: never before a slot booked earlier.
+    const at = Math.max(now + this.updateFreeIn(), this.updateSlots.at(-1) ?? 0);
+    this.bookUpdate(at);
+    return at - now;
+  }
+
+  private bookUpdate(at: number): void {
+    let i = this.updateSlots.length;
+    while (i > 0 && (this.updateSlots[i - 1] as number) > at) i -= 1;
+    this.updateSlots.splice(i, 0, at);
   }
 
   private holdPosts(channel: string, ms: number): void {

@@ -44,6 +44,11 @@ export interface ThreadPosterOptions {
   /** Coalescing of chat.update on the root message: at most one per interval; default 2000. */
   readonly rootUpdateIntervalMs?: number;
   /**
+   * chat.update calls per window for this whole poster, every run together (Slack: Tier 3, 50 a minute); a
+   * root refresh only takes a free slot, approval edits wait for one. Default { count: 50, perMs: 60000 }.
+   */
+  readonly updateLimit?: { readonly count: number; readonly perMs: number };
+  /**
    * Waits between the tries of a call that failed with a 5xx or a network error; after the last one the
    * message is skipped. Default [1000, 3000, 8000, 18000]: 5 tries over about 30 s.
    */
@@ -166,10 +171,15 @@ export class ThreadPoster {
     if (!retryDelaysMs.every((ms) => Number.isFinite(ms) && ms >= 0)) {
       throw new RangeError('retryDelaysMs must hold numbers >= 0');
     }
+    const updateLimit = opts.updateLimit ?? { count: 50, perMs: 60_000 };
+    if (!(Number.isInteger(updateLimit.count) && updateLimit.count > 0 && updateLimit.perMs > 0)) {
+      throw new RangeError('updateLimit needs a count >= 1 and perMs > 0');
+    }
     this.slack = new PacedSlack({
       client: opts.client,
       minPostIntervalMs,
       retryDelaysMs,
+      updateLimit,
       signal: this.stop.signal,
     });
     this.cursors = new ThreadCursors(opts.redis, opts.prefix);
@@ -461,8 +471,12 @@ export class ThreadPoster {
     });
   }
 
+  /** ms until the root may be refreshed: its own interval, and a free slot in the app's update budget. */
   private rootDue(run: RunState): number {
-    return run.cursor.rootUpdatedAt + this.rootUpdateIntervalMs - Date.now();
+    return Math.max(
+      run.cursor.rootUpdatedAt + this.rootUpdateIntervalMs - Date.now(),
+      this.slack.updateFreeIn(),
+    );
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -695,7 +709,19 @@ export class ThreadPoster {
     run.rootDirty = false;
     if (ts === undefined || view === undefined || lastId === undefined) return;
     run.lease.assertHeld();
-    await this.slack.update(run.log, run.channel, ts, rootMessage(view, this.now()), 'root message');
+    const sent = await this.slack.updateIfFree(
+      run.log,
+      run.channel,
+      ts,
+      rootMessage(view, this.now()),
+      'root message',
+    );
+    if (sent === 'deferred') {
+      // Another run took the free slot, or Slack said 429: the thread's posts go on, the root refreshes
+      // with the newest state once a slot is free (rootDue waits for it).
+      run.rootDirty = true;
+      return;
+    }
     // Counted even when the update failed: the next change tries again, one interval later.
     run.cursor.rootUpdatedAt = Date.now();
     run.cursor.rootId = lastId;

@@ -1,0 +1,67 @@
+/** Requests as Slack sends them to a Bolt HTTP receiver: form bodies signed with the signing secret. */
+import { createHmac } from 'node:crypto';
+import { APPROVE_ACTION_ID } from '../../src/slack/blocks.js';
+
+export function signedHeaders(body: string, secret: string): Record<string, string> {
+  const ts = Math.floor(Date.now() / 1000);
+  return {
+    'content-type': 'application/x-www-form-urlencoded',
+    'x-slack-request-timestamp': String(ts),
+    'x-slack-signature': `v0=${createHmac('sha256', secret).update(`v0:${ts}:${body}`).digest('hex')}`,
+  };
+}
+
+export function slashCommand(user: string, channel: string, text: string): string {
+  return new URLSearchParams({
+    token: 'legacy',
+    team_id: 'T0BENCH01',
+    team_domain: 'bench',
+    channel_id: channel,
+    channel_name: 'incident',
+    user_id: user,
+    user_name: user.toLowerCase(),
+    command: '/capi',
+    text,
+    api_app_id: 'A0BENCH01',
+    response_url: 'http://127.0.0.1:9/unused',
+    trigger_id: '1.2.3',
+  }).toString();
+}
+
+export function approveClick(user: string, channel: string, approvalId: string): string {
+  const payload = {
+    type: 'block_actions',
+    user: { id: user, username: user.toLowerCase() },
+    team: { id: 'T0BENCH01' },
+    api_app_id: 'A0BENCH01',
+    token: 'legacy',
+    channel: { id: channel, name: 'incident' },
+    container: { type: 'message', message_ts: '1700000000.000100', channel_id: channel },
+    message: { type: 'message', ts: '1700000000.000100', text: '' },
+    actions: [
+      {
+        type: 'button',
+        block_id: 'capi_approval',
+        action_id: APPROVE_ACTION_ID,
+        value: approvalId,
+        text: { type: 'plain_text', text: 'Approve' },
+        action_ts: '1',
+      },
+    ],
+    response_url: 'http://127.0.0.1:9/unused',
+    trigger_id: '1.2.3',
+  };
+  return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
+}
+
+/** POSTs a signed body to a Bolt app's /slack/events; resolves with the status once the body is read. */
+export async function postSigned(base: string, secret: string, body: string): Promise<number> {
+  const res = await fetch(`${base}/slack/events`, {
+    method: 'POST',
+    headers: signedHeaders(body, secret),
+    body,
+    signal: AbortSignal.timeout(10_000),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
