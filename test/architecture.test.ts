@@ -75,8 +75,13 @@ describe('the layers', () => {
         (t) => t.startsWith('src/ssh/') || t.startsWith('src/agent/') || far.includes(t),
       ),
     ).toEqual(
-      // The thread poster keeps its own cursors in Redis (its state, not the runs'), given the client.
-      ['src/slack/poster.ts imports ioredis', 'src/slack/thread-cursors.ts imports ioredis'],
+      // The thread poster keeps its own cursors and its replica lease in Redis (its state, not the runs'),
+      // given the client.
+      [
+        'src/slack/poster.ts imports ioredis',
+        'src/slack/thread-cursors.ts imports ioredis',
+        'src/slack/thread-lease.ts imports ioredis',
+      ],
     );
   });
 
