@@ -10,8 +10,8 @@ import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Metrics } from '../ops/metrics.js';
 import { runObserver } from '../ops/run-observer.js';
 import { type RunJob, RunJobSchema } from '../queue/job.js';
-import { readOnlyQueue } from '../queue/queues.js';
-import { connectRedis } from '../queue/redis.js';
+import { cancelChannel, readOnlyQueue } from '../queue/queues.js';
+import { connectRedis, dedicatedConnection } from '../queue/redis.js';
 import type { RunbookSet } from '../runbook/load.js';
 import { validateParams } from '../runbook/params.js';
 import { ApprovalStore } from '../runs/approvals.js';
@@ -53,6 +53,8 @@ export interface AgentOptions {
    * approval, queued or handed over), so it lapses only when no agent is left. Default 60 s.
    */
   readonly siteLockTtlMs?: number;
+  /** How often a running job reads its record for a cancel that pub/sub did not deliver. Default 2000. */
+  readonly cancelPollMs?: number;
   /** Read-only runs (diagnose) handled at once, on their own worker: they never delay a recovery. Default 2. */
   readonly readOnlyConcurrency?: number;
   readonly metrics?: Metrics;
@@ -76,8 +78,12 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-/** How often a running job looks for a cancel request in its run record. */
-const CANCEL_POLL_MS = 250;
+/**
+ * A cancel reaches a running job at once through Redis pub/sub (RunService publishes it); pub/sub is not
+ * durable (a message sent while the subscriber reconnects is lost), so the run record is also read this
+ * often as the fallback.
+ */
+const DEFAULT_CANCEL_POLL_MS = 2000;
 const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
 const DEFAULT_RETENTION_MS = 30 * 86_400_000;
 const DEFAULT_RETENTION_SWEEP_MS = 10 * 60_000;
@@ -121,6 +127,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   };
   /** The runs this process is running, by job id: aborted on shutdown or when BullMQ loses their lock. */
   const running = new Map<string, AbortController>();
+  /** Each running run's "read the record for a cancel now", for the cancels published on pub/sub. */
+  const cancelChecks = new Map<string, () => void>();
+  const cancels = dedicatedConnection(store, 'capi-chatops:cancels');
+  cancels.on('message', (_channel: string, runId: string) => cancelChecks.get(runId)?.());
+  await cancels.subscribe(cancelChannel(opts.prefix));
   let stopping = false;
 
   const exclusive = (job: RunJob) => opts.runbooks.runbooks.get(job.runbook)?.exclusive ?? true;
@@ -267,14 +278,15 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       },
     });
     lease.start();
-    const watcher = setInterval(() => {
+    const checkCancel = () =>
       registry.get(data.runId).then(
         (r) => {
           if (r?.cancelRequestedBy !== undefined && !abort.signal.aborted) abort.abort(r.cancelRequestedBy);
         },
         (err: unknown) => log.warn({ err: asCodedError(err).message }, 'cannot read the run record'),
       );
-    }, CANCEL_POLL_MS);
+    cancelChecks.set(data.runId, checkCancel);
+    const watcher = setInterval(checkCancel, opts.cancelPollMs ?? DEFAULT_CANCEL_POLL_MS);
 
     let outcome: RunOutcome;
     try {
@@ -300,6 +312,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       });
     } finally {
       clearInterval(watcher);
+      cancelChecks.delete(data.runId);
       lease.stop();
       running.delete(data.runId);
       await ssh.close();
@@ -401,7 +414,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       }
       clearTimeout(grace);
       countWorkers();
-      for (const conn of [workerConnection, store]) {
+      for (const conn of [workerConnection, cancels, store]) {
         try {
           await conn.quit();
         } catch (err) {

@@ -2,3 +2,8 @@
 export function readOnlyQueue(queue: string): string {
   return `${queue}-readonly`;
 }
+
+/** The pub/sub channel on which RunService announces a cancel to the agents (the run id is the message). */
+export function cancelChannel(prefix: string): string {
+  return `${prefix}:cancels`;
+}

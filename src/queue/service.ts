@@ -15,7 +15,7 @@ import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
 import { RUN_JOB_NAME, type RunJob, RunJobSchema } from './job.js';
-import { readOnlyQueue } from './queues.js';
+import { cancelChannel, readOnlyQueue } from './queues.js';
 import type { RedisClient } from './redis.js';
 
 // What the fronts see of runs: the door's own vocabulary, so no front imports src/runs or src/queue internals.
@@ -251,6 +251,8 @@ export class RunService {
   async cancel(runId: string, by: string): Promise<RunRecord> {
     const record = await this.registry.requestCancel(runId, by);
     this.audit.record({ event: 'run.cancel_requested', runId, by });
+    // The running agent hears it at once (it also reads the record every few seconds, in case it missed it).
+    await this.opts.redis.publish(cancelChannel(this.opts.prefix), runId);
     await this.wake(record);
     return record;
   }
