@@ -11,7 +11,6 @@ import {
   timelineCommand,
 } from './queue-commands.js';
 import { listRunbooks, runFromTerminal } from './run.js';
-import { serveCommand } from './serve.js';
 
 const USAGE = `capi-chatops -- CAPI/Magnum recovery runbooks with a human approval before every destructive step
 
@@ -98,6 +97,8 @@ export async function main(argv: readonly string[]): Promise<number> {
           args: [...rest],
           options: { site: { type: 'string', multiple: true, default: [] } },
         });
+        // Loaded only here: Bolt and the Web API client cost an `agent` process about 35 MB it never uses.
+        const { serveCommand } = await import('./serve.js');
         return await serveCommand(values.site);
       }
       case 'submit': {
