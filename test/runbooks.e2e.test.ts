@@ -2,15 +2,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
-import { parseSiteProfile } from '../src/config/site.js';
-import { runToEnd } from '../src/engine/engine.js';
+import type { SimJumphost } from '../dev/sim/jumphost.js';
 import type { ApprovalRequest } from '../src/engine/events.js';
-import { MemoryAttempts } from '../src/engine/in-process.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { validateParams } from '../src/runbook/params.js';
-import { connectSsh } from '../src/ssh/executor.js';
-import { ofType, recorder, scriptedApprovals } from './support/engine.js';
+import { ofType } from './support/engine.js';
+import { type Answer, runOnSim } from './support/sim-run.js';
 
 /**
  * Every runbook in commands/, end to end: engine -> ssh2 -> real sshd -> simulated cloud.
@@ -39,48 +35,23 @@ afterEach(async () => {
   fixtures = undefined;
 });
 
-type Answer = 'approve' | 'deny' | 'expire';
-
-async function runOn(
+function runOn(
   scenario: string,
-  runbookName: string,
+  runbook: string,
   args: readonly string[],
   answers: readonly Answer[],
   onAsk?: (req: ApprovalRequest, sim: SimJumphost) => Promise<void>,
 ) {
-  const sim = await startSimJumphost({ scenario, timeScale: SCALE });
-  sims.push(sim);
-  const runbook = runbooks.runbooks.get(runbookName);
-  if (!runbook) throw new Error(`no runbook ${runbookName}`);
-  const executor = await connectSsh({ target: sim.target });
-  const rec = recorder();
-  const approvals = scriptedApprovals(answers, onAsk && ((req) => onAsk(req, sim)));
-  try {
-    const outcome = await runToEnd({
-      runId: `e2e-${runbookName}`,
-      runbook,
-      params: validateParams(runbook, args),
-      site: parseSiteProfile(sim.site, 'simulated site'),
-      requestedBy: 'U_REQUESTER',
-      executor,
-      approvals,
-      attempts: new MemoryAttempts(),
-      emit: rec.emit,
-    });
-    const journal = await sim.journal();
-    return {
-      outcome,
-      events: rec.events,
-      approvals,
-      sim,
-      state: await sim.state(),
-      violations: await sim.violations(),
-      /** Successful mutations, in order, as `action target`. */
-      changes: journal.filter((j) => j.ok).map((j) => `${j.action} ${j.target}`),
-    };
-  } finally {
-    await executor.close();
-  }
+  return runOnSim({
+    runbooks,
+    scenario,
+    runbook,
+    args,
+    answers,
+    timeScale: SCALE,
+    sims,
+    ...(onAsk ? { onAsk } : {}),
+  });
 }
 
 async function fixtureScenario(name: string, yaml: string): Promise<string> {
@@ -101,7 +72,7 @@ describe('recover', () => {
       `server.delete ${ZOMBIE_ERROR}`,
       `loadbalancer.failover ${KUBE_API_LB}`,
     ]);
-    expect(r.approvals.requests.map((q) => q.targets[0])).toEqual([
+    expect(r.requests.map((q) => q.targets[0])).toEqual([
       expect.stringContaining(ZOMBIE_ACTIVE),
       expect.stringContaining(ZOMBIE_ERROR),
       expect.stringContaining(KUBE_API_LB),
@@ -118,7 +89,7 @@ describe('recover', () => {
     const r = await runOn('outage', 'recover', [], ['deny']);
     expect(r.outcome).toMatchObject({ status: 'denied', failedStep: 'sweep/delete-orphan' });
     expect(r.changes).toEqual(['server.start capi-mgmt-v2']);
-    expect(r.approvals.requests).toHaveLength(1);
+    expect(r.requests).toHaveLength(1);
   });
 
   it('should skip to the final verify when every load balancer is already ACTIVE', async () => {
@@ -155,7 +126,7 @@ describe('recover', () => {
     const r = await runOn(scenario, 'recover', [], ['approve', 'approve', 'approve']);
     expect(r.outcome.status).toBe('succeeded');
     // The first approval was given for the server, and still it was not deleted.
-    expect(r.approvals.requests[0]?.targets[0]).toContain(ZOMBIE_ACTIVE);
+    expect(r.requests[0]?.targets[0]).toContain(ZOMBIE_ACTIVE);
     expect(r.changes).not.toContain(`server.delete ${ZOMBIE_ACTIVE}`);
     expect(r.changes).toContain(`server.delete ${ZOMBIE_ERROR}`);
     expect(r.violations).toEqual([]);
@@ -167,7 +138,7 @@ describe('recover', () => {
     expect(r.outcome.message).toMatch(/no hypervisor clears used \+ 1024 MB <= ceiling/);
     expect(r.outcome.message).toMatch(/NOT failing over .*NoValidHost and mint another zombie/);
     expect(r.changes).toEqual([]);
-    expect(r.approvals.requests).toHaveLength(0);
+    expect(r.requests).toHaveLength(0);
     expect(r.violations).toEqual([]);
   });
 
@@ -189,7 +160,7 @@ describe('park', () => {
     const mgmtId = r.state.mgmt.serverId;
     expect(r.changes).toEqual([`server.stop ${mgmtId}`]);
     expect(r.state.servers.find((s) => s.id === mgmtId)?.status).toBe('SHUTOFF');
-    expect(r.approvals.requests[0]?.commands[0]).toContain(`openstack server stop "${mgmtId}"`);
+    expect(r.requests[0]?.commands[0]).toContain(`openstack server stop "${mgmtId}"`);
   });
 
   it('should do nothing and ask nothing when the mgmt VM is already parked', async () => {
@@ -199,7 +170,7 @@ describe('park', () => {
       message: expect.stringMatching(/already SHUTOFF/),
     });
     expect(r.changes).toEqual([]);
-    expect(r.approvals.requests).toHaveLength(0);
+    expect(r.requests).toHaveLength(0);
   });
 });
 
@@ -217,7 +188,7 @@ describe('stuck-delete', () => {
       'security_group.delete ee300000-0000-4000-8000-000000000021',
       'security_group.delete ee300000-0000-4000-8000-000000000022',
     ]);
-    expect(r.approvals.requests[0]?.targets).toEqual([
+    expect(r.requests[0]?.targets).toEqual([
       'openstackcluster capi-test-2-x7k2p in namespace magnum-c0ffee00c0ffee00c0ffee00c0ffee00',
     ]);
     expect(r.violations).toEqual([]);
@@ -260,7 +231,7 @@ describe('failover and sweep', () => {
 
   it('should fail over an ERROR load balancer when there is headroom', async () => {
     const r = await runOn('failover-error', 'failover', [KUBE_API_LB], ['approve']);
-    expect(r.approvals.requests).toHaveLength(1);
+    expect(r.requests).toHaveLength(1);
     expect(r.changes).toEqual([`loadbalancer.failover ${KUBE_API_LB}`]);
     expect(r.outcome.message).toMatch(/do NOT retry blind/);
   });

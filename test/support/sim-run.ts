@@ -24,6 +24,8 @@ export async function runOnSim(opts: {
   readonly timeScale: number;
   /** Started sims go here so the caller's afterEach can stop them. */
   readonly sims: SimJumphost[];
+  /** Runs while the "human" is deciding (e.g. to change the cloud under the run). */
+  readonly onAsk?: (req: ApprovalRequest, sim: SimJumphost) => Promise<void>;
 }) {
   const sim = await startSimJumphost({ scenario: opts.scenario, timeScale: opts.timeScale });
   opts.sims.push(sim);
@@ -31,7 +33,8 @@ export async function runOnSim(opts: {
   if (!runbook) throw new Error(`no runbook ${opts.runbook}`);
   const executor = await connectSsh({ target: sim.target });
   const rec = recorder();
-  const approvals = scriptedApprovals(opts.answers ?? []);
+  const { onAsk } = opts;
+  const approvals = scriptedApprovals(opts.answers ?? [], onAsk && ((req) => onAsk(req, sim)));
   try {
     const outcome = await runToEnd({
       runId: `e2e-${opts.runbook}`,
@@ -47,6 +50,7 @@ export async function runOnSim(opts: {
     const journal = await sim.journal();
     return {
       outcome,
+      sim,
       events: rec.events,
       requests: approvals.requests as readonly ApprovalRequest[],
       state: await sim.state(),
