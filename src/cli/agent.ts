@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { type Agent, type AgentOptions, startAgent } from '../agent/agent.js';
+import { assertDeployable } from '../config/deployment.js';
 import { type AppConfig, loadConfig } from '../config/env.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
 import { CapiError, ErrorCode } from '../errors.js';
@@ -70,6 +71,7 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<number
   const config = loadConfig();
   const logger = createLogger({ level: config.logLevel, name: 'agent' });
   const sites = await loadSites(siteFilesFrom(opts.siteFiles, config.siteFile));
+  assertDeployable(config, sites, 'agent');
   const runbooks = await loadRunbooks(config.commandsDir);
 
   // Health checks and metrics scrapes read Redis on this connection; the agent has its own.

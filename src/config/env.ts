@@ -65,10 +65,17 @@ export interface AppConfig {
     readonly operators: readonly string[];
     readonly allowSelfApproval: boolean;
   };
+  /**
+   * Unix user -> Slack user id (CAPI_TERMINAL_USERS): who a terminal command acts as. The terminal never
+   * takes an identity from what is typed.
+   */
+  readonly terminalUsers: ReadonlyMap<string, string>;
   readonly slack: {
     readonly botToken?: string;
     readonly signingSecret?: string;
     readonly appToken?: string;
+    /** The one workspace whose commands and clicks are accepted (SLACK_TEAM_ID); auth.test's team when unset. */
+    readonly teamId?: string;
     /** Always ends with `/`, as Slack's web client joins method names onto it. */
     readonly apiUrl: string;
     /** HTTP port of the Events API receiver (PORT). */
@@ -219,6 +226,35 @@ const slackIdListSchema = z.string().transform((value, ctx) => {
     if (!ids.includes(entry)) ids.push(entry);
   }
   return ids;
+});
+
+const UNIX_USER = /^[a-z_][a-z0-9_.-]{0,31}$/;
+const SLACK_USER_ID = /^[UW][A-Z0-9]{6,20}$/;
+const TERMINAL_USERS_EXAMPLE = 'alice=U0123ABCD,bob=U0456EFGH';
+
+/** `alice=U0123ABCD,bob=U0456EFGH`: each Unix account that may use the terminal front, and the Slack user it is. */
+const terminalUsersSchema = z.string().transform((value, ctx) => {
+  const users = new Map<string, string>();
+  for (const entry of value.split(/[\s,]+/)) {
+    if (entry === '') continue;
+    const [unix = '', slack = '', ...extra] = entry.split('=');
+    if (extra.length > 0 || !entry.includes('=') || !UNIX_USER.test(unix)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${entry.slice(0, 60)}" is not unixuser=SlackUserId; list them comma separated, e.g. ${TERMINAL_USERS_EXAMPLE}`,
+      });
+    } else if (!SLACK_USER_ID.test(slack)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${unix} must map to one person's Slack user id (U… or W…, not a group), e.g. ${unix}=U0123ABCD (profile > ⋮ > Copy member ID)`,
+      });
+    } else if (users.has(unix)) {
+      ctx.addIssue({ code: 'custom', message: `${unix} is listed twice: keep one entry per Unix user` });
+    } else {
+      users.set(unix, slack);
+    }
+  }
+  return users;
 });
 
 const booleanSchema = z
@@ -372,6 +408,7 @@ const envSchema = z.object({
   CAPI_APPROVERS: slackIdListSchema.optional(),
   CAPI_OPERATORS: slackIdListSchema.optional(),
   CAPI_ALLOW_SELF_APPROVAL: booleanSchema.optional(),
+  CAPI_TERMINAL_USERS: terminalUsersSchema.optional(),
 
   SLACK_BOT_TOKEN: z
     .string()
@@ -382,10 +419,10 @@ const envSchema = z.object({
     .optional(),
   SLACK_SIGNING_SECRET: z
     .string()
-    .regex(/^[A-Za-z0-9]{20,}$/, {
+    .regex(/^[0-9a-f]{32}$/, {
       error:
-        'must be the Signing Secret from Basic Information > App Credentials, 32 hex characters without ' +
-        'quotes or spaces (value not shown)',
+        'must be the Signing Secret from Basic Information > App Credentials, 32 lowercase hex characters ' +
+        'without quotes or spaces (value not shown)',
     })
     .optional(),
   SLACK_APP_TOKEN: z
@@ -393,6 +430,13 @@ const envSchema = z.object({
     .regex(/^xapp-[A-Za-z0-9-]+$/, {
       error:
         'must be an app-level token starting with xapp- (Basic Information > App-Level Tokens; value not shown)',
+    })
+    .optional(),
+  SLACK_TEAM_ID: z
+    .string()
+    .regex(/^T[A-Z0-9]{4,20}$/, {
+      error:
+        'must be the workspace id, T followed by capitals and digits, e.g. T0123ABCD (auth.test reports it as team_id)',
     })
     .optional(),
   SLACK_API_URL: z
@@ -470,10 +514,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       operators: e.CAPI_OPERATORS ?? [],
       allowSelfApproval: e.CAPI_ALLOW_SELF_APPROVAL ?? false,
     },
+    terminalUsers: e.CAPI_TERMINAL_USERS ?? new Map(),
     slack: {
       ...(e.SLACK_BOT_TOKEN !== undefined ? { botToken: e.SLACK_BOT_TOKEN } : {}),
       ...(e.SLACK_SIGNING_SECRET !== undefined ? { signingSecret: e.SLACK_SIGNING_SECRET } : {}),
       ...(e.SLACK_APP_TOKEN !== undefined ? { appToken: e.SLACK_APP_TOKEN } : {}),
+      ...(e.SLACK_TEAM_ID !== undefined ? { teamId: e.SLACK_TEAM_ID } : {}),
       apiUrl: e.SLACK_API_URL ?? DEFAULT_SLACK_API_URL,
       port: e.PORT ?? DEFAULT_PORT,
       ...(e.HOST !== undefined ? { host: e.HOST } : {}),

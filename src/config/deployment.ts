@@ -1,0 +1,65 @@
+/**
+ * Start-up checks of a whole deployment, after every variable parsed on its own (env.ts): the combinations
+ * that cannot work or are unsafe. Each problem is named with its fix, all at once, and the process exits 2
+ * before it takes a command, a click or a job. Until now an empty CAPI_APPROVERS started fine and then refused
+ * every click; a site without a pinned host key failed only when its first run tried to connect.
+ */
+import { ConfigError, ErrorCode } from '../errors.js';
+import type { AppConfig } from './env.js';
+import { resolveJumphost } from './jumphost.js';
+import type { SiteProfile } from './site.js';
+
+/** `serve` takes Slack commands and clicks and runs an agent; `agent` only runs the sites' jobs. */
+export type DeploymentRole = 'serve' | 'agent';
+
+export function deploymentProblems(
+  config: AppConfig,
+  sites: ReadonlyMap<string, SiteProfile>,
+  role: DeploymentRole,
+): string[] {
+  const problems: string[] = [];
+  if (role === 'serve') {
+    const { slack, approval } = config;
+    if (approval.operators.length === 0) {
+      problems.push(
+        'CAPI_OPERATORS is empty: nobody could start or cancel a run; list Slack user ids (U…) or user-group ids (S…), e.g. CAPI_OPERATORS=S0123ONCALL',
+      );
+    }
+    if (approval.approvers.length === 0) {
+      problems.push(
+        'CAPI_APPROVERS is empty: every destructive step would be refused; list Slack user ids (U…) or user-group ids (S…), e.g. CAPI_APPROVERS=S0456LEADS',
+      );
+    }
+    if (slack.botToken === undefined) {
+      problems.push(
+        'SLACK_BOT_TOKEN is not set: the Bot User OAuth Token (xoxb-…, OAuth & Permissions page)',
+      );
+    }
+    if (slack.appToken === undefined && slack.signingSecret === undefined) {
+      problems.push(
+        'SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it (Basic Information > App Credentials), or set SLACK_APP_TOKEN (xapp-…) for Socket Mode',
+      );
+    }
+  }
+  for (const site of sites.values()) {
+    try {
+      resolveJumphost(site, config.jumphost);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      for (const issue of err.issues) problems.push(`site ${site.name}: ${issue}`);
+    }
+  }
+  return problems;
+}
+
+/** Throws one ConfigError naming every problem (the CLI exits 2 on it). */
+export function assertDeployable(
+  config: AppConfig,
+  sites: ReadonlyMap<string, SiteProfile>,
+  role: DeploymentRole,
+): void {
+  const problems = deploymentProblems(config, sites, role);
+  if (problems.length > 0) {
+    throw new ConfigError(ErrorCode.ConfigInvalid, `this ${role} deployment`, problems);
+  }
+}
