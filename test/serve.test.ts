@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { freePort } from '../dev/net.js';
 import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
-import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { FAKE_BOT, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
@@ -77,7 +77,7 @@ describe('npm start', () => {
       user_name: 'operator',
       channel_id: CHANNEL,
       channel_name: 'incident',
-      team_id: 'T0TEAM',
+      team_id: FAKE_BOT.teamId,
       team_domain: 'ops',
       api_app_id: 'A0CAPI',
       token: 'legacy',

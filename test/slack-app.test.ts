@@ -1,10 +1,16 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { App } from '@slack/bolt';
+import { WebClient } from '@slack/web-api';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import type { SiteProfile } from '../src/config/site.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
+import { MISPLACED_CLICK_REPLY, threadApprovalPlaces } from '../src/slack/click-place.js';
+import { ThreadPoster } from '../src/slack/poster.js';
+import { FOREIGN_TEAM_REPLY, UNKNOWN_CLICK_REPLY } from '../src/slack/request-guard.js';
+import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
@@ -14,15 +20,19 @@ const COMMANDS = new URL('../commands/', import.meta.url).pathname;
 const TOKEN = ['xoxb', '1111111111', '2222222222222', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
 const SECRET = 'f0e1d2c3b4a5968778695a4b3c2d1e0f';
 const CHANNEL = 'C0INCIDENT';
+const ELSEWHERE = 'C0ELSEWHERE';
 const OPERATOR = 'U0OPERATOR';
 const APPROVER = 'U0APPROVER';
 const STRANGER = 'U0STRANGER';
+/** A user of another company, in a channel shared with it (Slack Connect). */
+const VISITOR = 'U0VISITOR1';
 
 const db = useTestRedis();
 let runbooks: RunbookSet;
 let h: Harness | undefined;
 let fake: FakeSlack | undefined;
 let app: App | undefined;
+let poster: ThreadPoster | undefined;
 let base = '';
 
 beforeAll(async () => {
@@ -31,37 +41,62 @@ beforeAll(async () => {
 afterEach(async () => {
   await app?.stop();
   app = undefined;
+  await poster?.close();
+  poster = undefined;
   await h?.stop();
   h = undefined;
   await fake?.close();
   fake = undefined;
 });
 
-async function start(): Promise<{ harness: Harness; slack: FakeSlack }> {
+/**
+ * The Slack front over HTTP with an agent and the thread poster (approval messages are where clicks count).
+ * `links`: the channels each site's profile names (slack_channels), by site index.
+ */
+async function start(
+  opts: { scenarios?: string[]; links?: string[][] } = {},
+): Promise<{ harness: Harness; slack: FakeSlack }> {
   fake = await startFakeSlack({
     token: TOKEN,
-    channels: [CHANNEL],
+    channels: [CHANNEL, ELSEWHERE],
     users: {
       [OPERATOR]: { groups: [] },
       [APPROVER]: { groups: ['S0APPROVERS'] },
       [STRANGER]: { groups: [] },
+      [VISITOR]: { groups: ['S0APPROVERS'] },
     },
   });
   h = await startHarness({
     redis: db.redis,
     prefix: db.prefix,
     runbooks,
-    scenarios: ['healthy'],
+    scenarios: opts.scenarios ?? ['healthy'],
     approvers: ['S0APPROVERS'],
   });
   await h.startAgent();
+  poster = new ThreadPoster({
+    client: new WebClient(TOKEN, {
+      slackApiUrl: fake.url,
+      rejectRateLimitedCalls: true,
+      retryConfig: { retries: 0 },
+    }),
+    redis: db.redis,
+    prefix: db.prefix,
+    service: h.service,
+    logger: quietLogger,
+  });
+  const sites = new Map<string, SiteProfile>(
+    [...h.sites.values()].map((site, i) => [site.name, { ...site, slack_channels: opts.links?.[i] ?? [] }]),
+  );
   app = createSlackApp({
     slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: fake.url, port: 0 },
     approvers: ['S0APPROVERS'],
     operators: [OPERATOR],
     service: h.service,
-    sites: h.sites,
+    sites,
+    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
     logger: quietLogger,
+    threads: poster,
     webApiRetries: 0,
   });
   const server = (await app.start(0)) as Server;
@@ -71,8 +106,12 @@ async function start(): Promise<{ harness: Harness; slack: FakeSlack }> {
 
 const signed = (body: string, ts?: number, secret = SECRET) => signedHeaders(body, secret, ts);
 const commandBody = (user: string, text: string) => slashCommandBody({ user, channel: CHANNEL, text });
-const clickBody = (user: string, actionId: 'capi_approve' | 'capi_deny', value: string) =>
-  buttonClickBody({ user, channel: CHANNEL, actionId, value });
+const clickBody = (
+  user: string,
+  actionId: string,
+  value: string,
+  more: Partial<Parameters<typeof buttonClickBody>[0]> = {},
+) => buttonClickBody({ user, channel: CHANNEL, actionId, value, ...more });
 const post = (body: string, headers = signed(body)) => postToBolt(base, body, headers);
 
 /** The text of the next ephemeral the fake delivered to `user` (after call number `from`). */
@@ -83,6 +122,29 @@ function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> 
       .find((c) => c.method === 'chat.postEphemeral' && c.args.user === user && c.status === 200);
     return hit ? String(hit.args.text) : undefined;
   });
+}
+
+/** The ts of the approval message the poster posted for `approvalId` (the message its buttons are on). */
+function approvalMessageTs(slack: FakeSlack, approvalId: string): Promise<string> {
+  return eventually(
+    `the approval message of ${approvalId} in the channel`,
+    () =>
+      slack.messages(CHANNEL).find((m) => JSON.stringify(m.blocks).includes(`"value":"${approvalId}"`))?.ts,
+    { timeoutMs: 30_000 },
+  );
+}
+
+/** An operator's `/capi park`, up to its approval request and the message with its buttons. */
+async function parkAwaitingApproval(
+  slack: FakeSlack,
+  harness: Harness,
+): Promise<{ runId: string; approvalId: string; ts: string }> {
+  await post(commandBody(OPERATOR, 'park'));
+  const runId = (await queuedRuns(harness))[0]?.runId as string;
+  await waitForEvent(harness.service, runId, isType('approval.requested'));
+  const [pending] = await harness.service.pendingApprovals(runId);
+  const approvalId = pending?.approvalId as string;
+  return { runId, approvalId, ts: await approvalMessageTs(slack, approvalId) };
 }
 
 /** The runs queued so far, once there is one. */
@@ -142,13 +204,9 @@ describe('the Slack front over HTTP', () => {
 
   it('should refuse a click from someone who may not approve and let the first approver decide', async () => {
     const { slack, harness } = await start();
-    await post(commandBody(OPERATOR, 'park'));
-    const runId = (await queuedRuns(harness))[0]?.runId as string;
-    await waitForEvent(harness.service, runId, isType('approval.requested'));
-    const [pending] = await harness.service.pendingApprovals(runId);
-    const approvalId = pending?.approvalId as string;
+    const { runId, approvalId, ts } = await parkAwaitingApproval(slack, harness);
 
-    await post(clickBody(STRANGER, 'capi_approve', approvalId));
+    await post(clickBody(STRANGER, 'capi_approve', approvalId, { messageTs: ts }));
     expect(await ephemeralTo(slack, STRANGER)).toMatch(
       /Your click changed nothing: you are not in CAPI_APPROVERS/,
     );
@@ -156,10 +214,126 @@ describe('the Slack front over HTTP', () => {
     expect(refused).toMatchObject({ by: STRANGER, approvalId });
     expect((await harness.service.getApproval(approvalId))?.decision).toBeUndefined();
 
-    await post(clickBody(APPROVER, 'capi_approve', approvalId));
+    await post(clickBody(APPROVER, 'capi_approve', approvalId, { messageTs: ts }));
     expect((await waitForEvent(harness.service, runId, isType('run.finished'))).status).toBe('succeeded');
     const mark = slack.calls.length;
-    await post(clickBody(APPROVER, 'capi_deny', approvalId));
+    await post(clickBody(APPROVER, 'capi_deny', approvalId, { messageTs: ts }));
     expect(await ephemeralTo(slack, APPROVER, mark)).toMatch(/Already decided: approved by <@U0APPROVER>/);
+  });
+
+  it('should answer a prototype name as a subcommand with the usage, not an error', async () => {
+    const { slack, harness } = await start();
+    for (const name of [
+      'constructor',
+      '__proto__',
+      'toString',
+      'hasOwnProperty',
+      'valueOf',
+      '__defineGetter__',
+    ]) {
+      const mark = slack.calls.length;
+      expect((await post(commandBody(OPERATOR, `${name} x`))).status).toBe(200);
+      const reply = await ephemeralTo(slack, OPERATOR, mark);
+      expect(reply).toContain(`\`${name}\` is not a /capi subcommand`);
+      expect(reply).toContain('`/capi help` -- this list');
+      expect(reply).not.toMatch(/Something went wrong/);
+    }
+    expect(await harness.service.listRuns({})).toEqual([]);
+  });
+
+  it('should refuse a command and a click from another workspace, and change nothing', async () => {
+    const { slack, harness } = await start();
+    const foreign = await post(
+      slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', team: 'T0OTHERCO' }),
+    );
+    expect(foreign.status).toBe(200);
+    expect(await foreign.json()).toEqual({ response_type: 'ephemeral', text: FOREIGN_TEAM_REPLY });
+
+    const { runId, approvalId, ts } = await parkAwaitingApproval(slack, harness);
+    // A member of the approver group, but clicking from their own company's workspace in a shared channel.
+    const mark = slack.calls.length;
+    const click = await post(
+      clickBody(VISITOR, 'capi_approve', approvalId, { messageTs: ts, userTeam: 'T0OTHERCO' }),
+    );
+    expect(click.status).toBe(200);
+    expect(await ephemeralTo(slack, VISITOR, mark)).toBe(FOREIGN_TEAM_REPLY);
+    expect((await harness.service.getApproval(approvalId))?.decision).toBeUndefined();
+    expect((await harness.service.listRuns({})).map((r) => r.runId)).toEqual([runId]);
+  });
+
+  it('should refuse an approval click that is not on its own approval message, and change nothing', async () => {
+    const { slack, harness } = await start();
+    const { runId, approvalId, ts } = await parkAwaitingApproval(slack, harness);
+    const tries = [
+      { channel: ELSEWHERE, messageTs: ts },
+      { messageTs: '1700000000.000100' },
+      {
+        messageTs: (await approvalMessageTs(slack, approvalId)).replace(/\d$/, (d) =>
+          String((Number(d) + 1) % 10),
+        ),
+      },
+    ];
+    for (const where of tries) {
+      const mark = slack.calls.length;
+      expect((await post(clickBody(APPROVER, 'capi_approve', approvalId, where))).status).toBe(200);
+      expect(await ephemeralTo(slack, APPROVER, mark)).toBe(MISPLACED_CLICK_REPLY);
+    }
+    expect((await harness.service.getApproval(approvalId))?.decision).toBeUndefined();
+    await post(clickBody(APPROVER, 'capi_approve', approvalId, { messageTs: ts }));
+    expect((await waitForEvent(harness.service, runId, isType('run.finished'))).status).toBe('succeeded');
+  });
+
+  it('should ack at once and say why nothing happened when a click is on a button it does not know', async () => {
+    const { slack, harness } = await start();
+    const clicks = [
+      clickBody(APPROVER, 'capi_approve_v0', 'approval~x~y'),
+      clickBody(APPROVER, 'capi_approve', 'approval~x~y', { blockId: 'capi_old_block' }),
+      clickBody(APPROVER, 'capi_deny', 'not an approval id'),
+      // Truncated: the payload lost its actions.
+      `payload=${encodeURIComponent(JSON.stringify({ ...JSON.parse(decodeURIComponent(clickBody(APPROVER, 'capi_deny', 'approval~x~y').slice(8))), actions: [] }))}`,
+    ];
+    for (const body of clicks) {
+      const mark = slack.calls.length;
+      const t0 = Date.now();
+      const res = await post(body);
+      expect(res.status).toBe(200);
+      expect(Date.now() - t0).toBeLessThan(1000);
+      expect(await ephemeralTo(slack, APPROVER, mark)).toBe(UNKNOWN_CLICK_REPLY);
+    }
+    expect(await harness.service.listRuns({})).toEqual([]);
+  });
+
+  it("should show a channel only the runs of its own site, and answer for another site's run as for an unknown one", async () => {
+    const { slack, harness } = await start({
+      scenarios: ['healthy', 'healthy'],
+      links: [[CHANNEL], [ELSEWHERE]],
+    });
+    const theirs = await harness.service.submit({
+      runbook: 'image-check',
+      args: ['ubuntu-jammy-kube-v1.32.13'],
+      site: 'site-1',
+      requestedBy: OPERATOR,
+    });
+    await waitForEvent(harness.service, theirs.runId, isType('run.finished'));
+    const unknown = 'r-20260101-000000-abcdef';
+    const ask = async (channel: string, text: string) => {
+      const mark = slack.calls.length;
+      await post(slashCommandBody({ user: STRANGER, channel, text }));
+      return ephemeralTo(slack, STRANGER, mark);
+    };
+    expect(await ask(CHANNEL, 'status')).toBe('No runs yet.');
+    expect(await ask(CHANNEL, `status ${theirs.runId}`)).toBe(
+      (await ask(CHANNEL, `status ${unknown}`)).replace(unknown, theirs.runId),
+    );
+    expect(await ask(CHANNEL, `timeline ${theirs.runId}`)).toBe(
+      (await ask(CHANNEL, `timeline ${unknown}`)).replace(unknown, theirs.runId),
+    );
+    expect(slack.calls.filter((c) => c.method === 'files.completeUploadExternal')).toEqual([]);
+
+    expect(await ask(ELSEWHERE, 'status')).toContain(`run id: \`${theirs.runId}\``);
+    await post(slashCommandBody({ user: STRANGER, channel: ELSEWHERE, text: `timeline ${theirs.runId}` }));
+    await eventually("the timeline file in its own site's channel", () =>
+      slack.calls.find((c) => c.method === 'files.completeUploadExternal' && c.status === 200),
+    );
   });
 });

@@ -6,7 +6,9 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeMessage, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
+import { threadApprovalPlaces } from '../src/slack/click-place.js';
 import { ThreadPoster } from '../src/slack/poster.js';
+import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
@@ -77,6 +79,7 @@ async function world(scenario: string): Promise<World> {
     operators: [LEAD],
     service: h.service,
     sites: h.sites,
+    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
     logger: quietLogger,
     threads: poster,
     webApiRetries: 0,
@@ -91,8 +94,16 @@ async function slash(w: World, user: string, text: string): Promise<void> {
   expect((await postToBolt(w.base, body, signedHeaders(body, SECRET))).status).toBe(200);
 }
 
+/** A click on the button of the message that carries it, as Slack sends it (its channel and ts). */
 async function click(w: World, user: string, actionId: string, value: string): Promise<void> {
-  const body = buttonClickBody({ user, channel: CHANNEL, actionId, value });
+  const message = w.fake.messages(CHANNEL).find((m) => buttons(m).includes(value));
+  const body = buttonClickBody({
+    user,
+    channel: CHANNEL,
+    actionId,
+    value,
+    ...(message ? { messageTs: message.ts } : {}),
+  });
   expect((await postToBolt(w.base, body, signedHeaders(body, SECRET))).status).toBe(200);
 }
 

@@ -28,6 +28,7 @@ describe('Socket Mode', () => {
       operators: [],
       service: { runbooks: () => [] } as never,
       sites: new Map(),
+      approvalPlaces: { approvalMessage: async () => undefined },
       logger: quietLogger,
       webApiRetries: 0,
     });
@@ -47,6 +48,7 @@ describe('Socket Mode', () => {
         operators: [],
         service: { runbooks: () => [] } as never,
         sites: new Map(),
+        approvalPlaces: { approvalMessage: async () => undefined },
         logger: quietLogger,
       }),
     ).toThrow(/SLACK_SIGNING_SECRET is not set: .*or set SLACK_APP_TOKEN for Socket Mode/);

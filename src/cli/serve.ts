@@ -13,7 +13,9 @@ import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { checkRedisForProduction } from '../runs/redis-checks.js';
 import { createSlackApp } from '../slack/app.js';
+import { threadApprovalPlaces } from '../slack/click-place.js';
 import { ThreadPoster } from '../slack/poster.js';
+import { ThreadCursors } from '../slack/thread-cursors.js';
 import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
 
 /**
@@ -75,6 +77,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     operators: config.approval.operators,
     service,
     sites,
+    approvalPlaces: threadApprovalPlaces(new ThreadCursors(redis, config.queue.prefix)),
     logger,
     threads: poster,
   });
@@ -86,8 +89,15 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   });
   try {
     const auth = await posterClient.auth.test();
-    slackAuth = true;
-    logger.info({ team: auth.team, bot: auth.user }, 'slack auth.test succeeded');
+    const teamId = config.slack.teamId;
+    if (teamId !== undefined && auth.team_id !== teamId) {
+      // Requests from SLACK_TEAM_ID would be answered with a token of another workspace: a mix-up to fix.
+      slackAuth = `SLACK_TEAM_ID is ${teamId} but SLACK_BOT_TOKEN belongs to workspace ${auth.team_id ?? '?'}: set one of them right`;
+      logger.error({ teamId, tokenTeam: auth.team_id }, slackAuth);
+    } else {
+      slackAuth = true;
+      logger.info({ team: auth.team, teamId: auth.team_id, bot: auth.user }, 'slack auth.test succeeded');
+    }
   } catch (err) {
     slackAuth = `Slack auth.test failed: ${asCodedError(err).message}; check SLACK_BOT_TOKEN`;
     logger.error({ err: asCodedError(err).message }, 'slack auth.test failed: not ready');

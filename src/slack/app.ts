@@ -9,11 +9,13 @@ import type { OpsRoute } from '../ops/http.js';
 import type { RunService } from '../queue/service.js';
 import { validationMessage } from '../validation.js';
 import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
+import type { ApprovalPlaces } from './click-place.js';
 import { capiCommands } from './command.js';
 import { type CapiContext, siteResolver } from './context.js';
 import { decideAction } from './listeners/actions/decide.js';
 import { dispatchCapi } from './listeners/commands/index.js';
 import { GroupMembership } from './membership.js';
+import { requestGuard, UNKNOWN_CLICK_REPLY } from './request-guard.js';
 
 export interface SlackFrontOptions {
   readonly slack: AppConfig['slack'];
@@ -21,6 +23,8 @@ export interface SlackFrontOptions {
   readonly operators: readonly string[];
   readonly service: RunService;
   readonly sites: ReadonlyMap<string, SiteProfile>;
+  /** Where the thread poster put each approval message: clicks count only there. */
+  readonly approvalPlaces: ApprovalPlaces;
   readonly logger: Logger;
   /** Thread mirroring of runs (the poster); optional so handlers can be tested alone. */
   readonly threads?: { watch(runId: string): void; approvalDecided(approvalId: string): void };
@@ -41,6 +45,8 @@ const CommandPayload = z.object({
 const ActionPayload = z.object({
   user: z.object({ id: z.string().min(1) }),
   channel: z.object({ id: z.string().min(1) }),
+  container: z.object({ message_ts: z.string().min(1).optional() }).optional(),
+  message: z.object({ ts: z.string().min(1) }).optional(),
   actions: z.array(z.object({ action_id: z.string(), value: z.string().min(1).max(2000) })).min(1),
 });
 
@@ -83,6 +89,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     });
   }
   const membership = new GroupMembership(app.client);
+  app.use(requestGuard({ workspace: workspaceOf(app, slack.teamId, logger), logger }));
   const siteFor = siteResolver(opts.sites);
   // Every runbook the service can start is a subcommand; a runbook named like a built-in stops start-up here.
   const commands = capiCommands(opts.service.runbooks());
@@ -126,6 +133,12 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       const parsed = ActionPayload.safeParse(body);
       if (!parsed.success) {
         logger.warn({ problem: validationMessage(parsed.error) }, 'malformed approval click');
+        const { user, channel } = body as { user?: { id?: unknown }; channel?: { id?: unknown } };
+        if (typeof user?.id === 'string' && typeof channel?.id === 'string') {
+          await client.chat
+            .postEphemeral({ channel: channel.id, user: user.id, text: UNKNOWN_CLICK_REPLY })
+            .catch(() => undefined);
+        }
         return;
       }
       const action = parsed.data.actions.find((a) => a.action_id === actionId);
@@ -136,12 +149,14 @@ export function createSlackApp(opts: SlackFrontOptions): App {
           client,
           membership,
           approvers: opts.approvers,
+          places: opts.approvalPlaces,
           logger,
           onDecided: (id) => opts.threads?.approvalDecided(id),
         },
         {
           userId: parsed.data.user.id,
           channelId: parsed.data.channel.id,
+          messageTs: parsed.data.container?.message_ts ?? parsed.data.message?.ts,
           approvalId: action.value,
           approved,
         },
@@ -153,4 +168,28 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     logger.error({ err: err.message }, 'slack listener error');
   });
   return app;
+}
+
+/**
+ * The one workspace whose requests are accepted: SLACK_TEAM_ID, else the team auth.test reports for the bot
+ * token, asked once (and again after a failure, so a Slack hiccup at start-up does not lock everyone out).
+ */
+function workspaceOf(
+  app: App,
+  configured: string | undefined,
+  logger: Logger,
+): () => Promise<string | undefined> {
+  if (configured !== undefined) return async () => configured;
+  let asked: Promise<string | undefined> | undefined;
+  return () => {
+    asked ??= app.client.auth.test().then(
+      (res) => (typeof res.team_id === 'string' && res.team_id !== '' ? res.team_id : undefined),
+      (err: unknown) => {
+        logger.error({ err: asCodedError(err).message }, 'auth.test failed: the workspace is not known yet');
+        asked = undefined;
+        return undefined;
+      },
+    );
+    return asked;
+  };
 }

@@ -38,3 +38,13 @@ export function siteResolver(
     };
   };
 }
+
+/**
+ * Reads and cancels are scoped like runs: a channel sees and touches only the runs of the site it is linked
+ * to (a lone site without links serves every channel, so there it sees them all). A run of another site
+ * answers exactly as an unknown run does, so a channel cannot learn that it exists.
+ */
+export function runIsHere(ctx: CapiContext, run: { readonly site: string } | null): boolean {
+  const where = ctx.siteFor(ctx.channelId);
+  return run !== null && 'site' in where && where.site.name === run.site;
+}

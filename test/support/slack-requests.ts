@@ -1,4 +1,8 @@
 import { createHmac } from 'node:crypto';
+import { FAKE_BOT } from '../../dev/slack/fake-slack.js';
+
+/** The workspace the fake Slack's auth.test reports: the one the bot accepts requests from. */
+export const TEAM_ID = FAKE_BOT.teamId;
 
 /** Correctly signed requests to a Bolt HTTP receiver, as Slack sends them. */
 export function signedHeaders(
@@ -14,10 +18,15 @@ export function signedHeaders(
   };
 }
 
-export function slashCommandBody(opts: { user: string; channel: string; text: string }): string {
+export function slashCommandBody(opts: {
+  user: string;
+  channel: string;
+  text: string;
+  team?: string;
+}): string {
   return new URLSearchParams({
     token: 'legacy',
-    team_id: 'T0TEAM',
+    team_id: opts.team ?? TEAM_ID,
     team_domain: 'ops',
     channel_id: opts.channel,
     channel_name: 'incident',
@@ -37,12 +46,20 @@ export function buttonClickBody(opts: {
   actionId: string;
   value: string;
   messageTs?: string;
+  blockId?: string;
+  /** The clicker's own workspace (Slack Connect, Enterprise Grid); the bot's by default. */
+  userTeam?: string;
+  team?: string;
 }): string {
   const ts = opts.messageTs ?? '1700000000.000100';
   const payload = {
     type: 'block_actions',
-    user: { id: opts.user, username: opts.user.toLowerCase() },
-    team: { id: 'T0TEAM' },
+    user: {
+      id: opts.user,
+      username: opts.user.toLowerCase(),
+      team_id: opts.userTeam ?? opts.team ?? TEAM_ID,
+    },
+    team: { id: opts.team ?? TEAM_ID },
     api_app_id: 'A0CAPI',
     token: 'legacy',
     channel: { id: opts.channel, name: 'incident' },
@@ -51,7 +68,7 @@ export function buttonClickBody(opts: {
     actions: [
       {
         type: 'button',
-        block_id: 'capi_approval',
+        block_id: opts.blockId ?? 'capi_approval',
         action_id: opts.actionId,
         value: opts.value,
         text: { type: 'plain_text', text: 'x' },

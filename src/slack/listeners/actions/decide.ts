@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { describeRefusal } from '../../../fronts/format.js';
 import type { RunService } from '../../../queue/service.js';
 import { mention } from '../../blocks.js';
+import { type ApprovalPlaces, clickPlaceProblem } from '../../click-place.js';
 import type { GroupMembership } from '../../membership.js';
 
 export interface DecideDeps {
@@ -10,6 +11,8 @@ export interface DecideDeps {
   readonly client: WebClient;
   readonly membership: GroupMembership;
   readonly approvers: readonly string[];
+  /** Where each approval's message is: a click counts only there (click-place.ts). */
+  readonly places: ApprovalPlaces;
   readonly logger: Logger;
   /** Refreshes the approval message in place (the thread poster owns it). */
   readonly onDecided: (approvalId: string) => void;
@@ -18,6 +21,8 @@ export interface DecideDeps {
 export interface Click {
   readonly userId: string;
   readonly channelId: string;
+  /** The ts of the message the button was on. */
+  readonly messageTs: string | undefined;
   readonly approvalId: string;
   readonly approved: boolean;
 }
@@ -31,6 +36,12 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
     deps.client.chat
       .postEphemeral({ channel: click.channelId, user: click.userId, text })
       .then(() => undefined);
+  const runId = (await deps.service.getApproval(click.approvalId))?.runId;
+  const misplaced = await clickPlaceProblem(deps.places, { ...click, runId });
+  if (misplaced !== undefined) {
+    await tell(misplaced);
+    return;
+  }
   const groupIds = await deps.membership.groupsOf(click.userId, deps.approvers);
   const result = await deps.service.decide(
     click.approvalId,

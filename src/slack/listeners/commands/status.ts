@@ -1,6 +1,6 @@
 import type { RunRecord } from '../../../queue/service.js';
 import { escapeSlack, mention } from '../../blocks.js';
-import type { CapiContext } from '../../context.js';
+import { type CapiContext, runIsHere } from '../../context.js';
 
 function line(r: RunRecord): string {
   const step = r.currentStep ? ` at \`${escapeSlack(r.currentStep)}\`` : '';
@@ -11,7 +11,7 @@ function line(r: RunRecord): string {
 export async function statusCommand(ctx: CapiContext, runId?: string): Promise<void> {
   if (runId !== undefined) {
     const record = await ctx.service.getRun(runId);
-    if (!record) {
+    if (!record || !runIsHere(ctx, record)) {
       await ctx.reply(`No run \`${runId}\`: \`/capi status\` lists the runs.`);
       return;
     }
@@ -24,6 +24,14 @@ export async function statusCommand(ctx: CapiContext, runId?: string): Promise<v
     );
     return;
   }
-  const runs = await ctx.service.listRuns({ limit: 15 });
+  const where = ctx.siteFor(ctx.channelId);
+  if ('problem' in where) {
+    await ctx.reply(`No runs to show here: ${where.problem}`);
+    return;
+  }
+  // Several sites share the index: read past the other sites' runs to fill the list with this one's.
+  const runs = (await ctx.service.listRuns({ limit: 200 }))
+    .filter((r) => r.site === where.site.name)
+    .slice(0, 15);
   await ctx.reply(runs.length === 0 ? 'No runs yet.' : runs.map(line).join('\n'));
 }

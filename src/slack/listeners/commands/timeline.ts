@@ -1,9 +1,10 @@
 import { renderMarkdown } from '../../../fronts/postmortem.js';
-import type { CapiContext } from '../../context.js';
+import { type CapiContext, runIsHere } from '../../context.js';
 
 /** `/capi timeline RUN`: the run as Markdown, uploaded to the channel for the postmortem. */
 export async function timelineCommand(ctx: CapiContext, runId: string): Promise<void> {
-  const entries = await ctx.service.readTimeline(runId);
+  const here = runIsHere(ctx, await ctx.service.getRun(runId));
+  const entries = here ? await ctx.service.readTimeline(runId) : [];
   if (entries.length === 0) {
     await ctx.reply(`No timeline for run \`${runId}\`: \`/capi status\` lists the runs.`);
     return;
