@@ -11,6 +11,7 @@ import {
   timelineCommand,
 } from './queue-commands.js';
 import { listRunbooks, runFromTerminal } from './run.js';
+import { systemUnixUser, type UnixUserSource } from './terminal-identity.js';
 
 const USAGE = `capi-chatops -- CAPI/Magnum recovery runbooks with a human approval before every destructive step
 
@@ -27,20 +28,37 @@ usage:
       may list several profiles, comma separated); SIGINT/SIGTERM stop it gracefully
 
   through the queue (an agent runs it; approvals come from Slack or from decide):
-  capi-chatops submit RUNBOOK [ARGS...] [--site FILE]... [--on SITE] [--as USER] [--no-follow]
+  capi-chatops submit RUNBOOK [ARGS...] [--site FILE]... [--on SITE] [--no-follow]
   capi-chatops follow RUN                 print a run's timeline live until it finishes
   capi-chatops status [RUN]               active and recent runs, or one run and its pending approvals
   capi-chatops timeline RUN               one run as Markdown, for the postmortem
   capi-chatops export RUN [--out DIR]     write RUN.md (timeline) and RUN.json (record, approvals,
       attempts, events) before RUN_RETENTION expires the run from Redis
-  capi-chatops cancel RUN [--as USER]     stop a run between steps and kill its running command
-  capi-chatops decide APPROVAL approve|deny --as SLACK_USER_ID [--group S...]
+  capi-chatops cancel RUN                 stop a run between steps and kill its running command
+  capi-chatops decide APPROVAL approve|deny
+      submit, cancel and decide act as the Unix user running them, mapped to a Slack user by
+      CAPI_TERMINAL_USERS (alice=U0123ABCD,...), with its user groups read from Slack
 
 exit codes: 0 succeeded, 1 failed, 2 refused before running (bad arguments or config),
             3 denied or expired approval, 130 cancelled`;
 
-export async function main(argv: readonly string[]): Promise<number> {
+/** What main() takes from its surroundings; tests run it as another Unix user without being root. */
+export interface MainOptions {
+  readonly unixUser?: UnixUserSource;
+}
+
+// Typed identities are gone: a terminal acts as the Unix user that runs it, never as someone it names.
+const TYPED_IDENTITY = /^--(as|group)(=|$)/;
+
+export async function main(argv: readonly string[], opts: MainOptions = {}): Promise<number> {
   const [command, ...rest] = argv;
+  const unixUser = opts.unixUser ?? systemUnixUser;
+  const typed = rest.find((a) => TYPED_IDENTITY.test(a));
+  if (typed !== undefined) {
+    return usage(
+      `${typed.split('=')[0]} is not accepted: a terminal acts as the Unix user running it, mapped to a Slack user by CAPI_TERMINAL_USERS on this host (e.g. alice=U0123ABCD), and its user groups come from Slack`,
+    );
+  }
   try {
     switch (command) {
       case 'run': {
@@ -108,7 +126,6 @@ export async function main(argv: readonly string[]): Promise<number> {
           options: {
             site: { type: 'string', multiple: true, default: [] },
             on: { type: 'string' },
-            as: { type: 'string' },
             'no-follow': { type: 'boolean', default: false },
             verbose: { type: 'boolean', default: false },
           },
@@ -120,7 +137,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           args,
           siteFiles: values.site,
           ...(values.on !== undefined ? { on: values.on } : {}),
-          ...(values.as !== undefined ? { as: values.as } : {}),
+          unixUser,
           follow: !values['no-follow'],
           verbose: values.verbose,
         });
@@ -131,13 +148,13 @@ export async function main(argv: readonly string[]): Promise<number> {
         const { values, positionals } = parseArgs({
           args: [...rest],
           allowPositionals: true,
-          options: { as: { type: 'string' }, verbose: { type: 'boolean', default: false } },
+          options: { verbose: { type: 'boolean', default: false } },
         });
         const [runId] = positionals;
         if (runId === undefined) return usage(`${command} needs a RUN id (capi-chatops status lists them)`);
         if (command === 'follow') return await followCommand(runId, values.verbose);
         if (command === 'timeline') return await timelineCommand(runId);
-        return await cancelCommand(runId, values.as);
+        return await cancelCommand(runId, unixUser);
       }
       case 'export': {
         const { values, positionals } = parseArgs({
@@ -154,15 +171,11 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await statusCommand(positionals[0]);
       }
       case 'decide': {
-        const { values, positionals } = parseArgs({
-          args: [...rest],
-          allowPositionals: true,
-          options: { as: { type: 'string' }, group: { type: 'string', multiple: true, default: [] } },
-        });
+        const { positionals } = parseArgs({ args: [...rest], allowPositionals: true });
         const [approvalId, verdict] = positionals;
         if (approvalId === undefined || verdict === undefined)
           return usage('decide needs an APPROVAL id and approve|deny');
-        return await decideCommand({ approvalId, verdict, as: values.as, groups: values.group });
+        return await decideCommand({ approvalId, verdict, unixUser });
       }
       case undefined:
       case 'help':

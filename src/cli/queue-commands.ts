@@ -3,7 +3,6 @@
  * here is served by the agents, shows in `/capi status`, and is approved by the same people.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeRefusal } from '../fronts/format.js';
@@ -12,6 +11,7 @@ import { createTerminalTimeline } from '../fronts/terminal.js';
 import type { RunRecord, RunService } from '../queue/service.js';
 import { EXIT_CODES } from './run.js';
 import { withRunService } from './session.js';
+import { isListed, type UnixUserSource } from './terminal-identity.js';
 
 /** Prints a run's timeline from its start and keeps printing until it finishes; returns its exit code. */
 async function followRun(service: RunService, runId: string, verbose: boolean): Promise<number> {
@@ -24,7 +24,7 @@ async function followRun(service: RunService, runId: string, verbose: boolean): 
       print(entry.event);
       if (entry.event.type === 'approval.requested') {
         process.stdout.write(
-          `    waiting for an approver (Slack, or: capi-chatops decide ${entry.event.approvalId} approve --as <your Slack user id>)\n`,
+          `    waiting for an approver (Slack, or an approver's terminal: capi-chatops decide ${entry.event.approvalId} approve)\n`,
         );
       }
       if (entry.event.type === 'run.finished') return EXIT_CODES[entry.event.status];
@@ -36,8 +36,12 @@ async function followRun(service: RunService, runId: string, verbose: boolean): 
   return 0;
 }
 
-export function operatorName(): string {
-  return `${userInfo().username}@${hostname()}`;
+/** The same rule as /capi: runbooks that can change the cloud, and cancels, are for CAPI_OPERATORS. */
+function notAnOperator(person: { unixUser: string; userId: string }, what: string): CapiError {
+  return new CapiError(
+    ErrorCode.NotAllowed,
+    `refused: ${person.unixUser} (Slack user ${person.userId}) is not in CAPI_OPERATORS, who ${what}; read-only runbooks, status, follow and timeline are open to everyone`,
+  );
 }
 
 export async function submitCommand(opts: {
@@ -45,17 +49,23 @@ export async function submitCommand(opts: {
   readonly args: readonly string[];
   readonly siteFiles: readonly string[];
   readonly on?: string;
-  readonly as?: string;
+  readonly unixUser: UnixUserSource;
   readonly follow: boolean;
   readonly verbose: boolean;
 }): Promise<number> {
-  return withRunService(opts.siteFiles, async (service) => {
+  return withRunService(opts.siteFiles, async (service, session) => {
+    const person = session.identify(opts.unixUser());
+    const readOnly = service.runbooks().find((rb) => rb.name === opts.runbook)?.readOnly === true;
+    if (!readOnly && !(await isListed(person, session.operators))) {
+      throw notAnOperator(person, 'may start runs that can change the cloud');
+    }
     const site = opts.on ?? onlySite(service);
     const record = await service.submit({
       runbook: opts.runbook,
       args: opts.args,
       site,
-      requestedBy: opts.as ?? operatorName(),
+      requestedBy: person.userId,
+      via: person.via,
     });
     process.stdout.write(`run id: ${record.runId} (${record.runbook} on ${record.site}, queued)\n`);
     return opts.follow ? await followRun(service, record.runId, opts.verbose) : 0;
@@ -102,7 +112,8 @@ function describeRun(r: RunRecord): string {
   const step = r.currentStep ? ` at ${r.currentStep}` : '';
   const cancel = r.cancelRequestedBy ? ` (cancel asked by ${r.cancelRequestedBy})` : '';
   const message = r.message ? `: ${r.message}` : '';
-  return `run id: ${r.runId}  ${r.status}${step}  ${r.runbook} on ${r.site}, by ${r.requestedBy}, ${r.createdAt}${cancel}${message}`;
+  const via = r.requestedVia ? ` via ${r.requestedVia}` : '';
+  return `run id: ${r.runId}  ${r.status}${step}  ${r.runbook} on ${r.site}, by ${r.requestedBy}${via}, ${r.createdAt}${cancel}${message}`;
 }
 
 export function timelineCommand(runId: string): Promise<number> {
@@ -150,9 +161,11 @@ export function exportCommand(runId: string, outDir: string): Promise<number> {
   });
 }
 
-export function cancelCommand(runId: string, as: string | undefined): Promise<number> {
-  return withRunService([], async (service) => {
-    const record = await service.cancel(runId, as ?? operatorName());
+export function cancelCommand(runId: string, unixUser: UnixUserSource): Promise<number> {
+  return withRunService([], async (service, session) => {
+    const person = session.identify(unixUser());
+    if (!(await isListed(person, session.operators))) throw notAnOperator(person, 'may cancel runs');
+    const record = await service.cancel(runId, person.userId, person.via);
     process.stdout.write(
       `cancel requested for run ${record.runId} (${record.status}); its agent stops it now\n`,
     );
@@ -163,25 +176,19 @@ export function cancelCommand(runId: string, as: string | undefined): Promise<nu
 export function decideCommand(opts: {
   readonly approvalId: string;
   readonly verdict: string;
-  readonly as: string | undefined;
-  readonly groups: readonly string[];
+  readonly unixUser: UnixUserSource;
 }): Promise<number> {
   if (opts.verdict !== 'approve' && opts.verdict !== 'deny') {
     throw new CapiError(ErrorCode.ConfigInvalid, `say approve or deny, not '${opts.verdict}'`);
   }
-  if (opts.as === undefined) {
-    throw new CapiError(
-      ErrorCode.ConfigInvalid,
-      'say who decides: --as <your Slack user id> (it is checked against CAPI_APPROVERS)',
-    );
-  }
-  const userId = opts.as;
-  return withRunService([], async (service) => {
+  return withRunService([], async (service, session) => {
+    const person = session.identify(opts.unixUser());
+    const groupIds = await person.groupsAmong(session.approvers);
     const result = await service.decide(
       opts.approvalId,
-      { userId, groupIds: opts.groups },
+      { userId: person.userId, groupIds },
       opts.verdict === 'approve',
-      'terminal',
+      person.via,
     );
     switch (result.outcome) {
       case 'decided':
@@ -202,6 +209,8 @@ export function decideCommand(opts: {
         return 1;
       case 'refused':
         process.stderr.write(`refused: ${describeRefusal(result.refusal)}\n`);
+        // The thread and the postmortem show a refused decision, as they do for a refused click.
+        await service.recordRefusal(opts.approvalId, person.userId, describeRefusal(result.refusal));
         return 3;
       case 'not_found':
         process.stderr.write(

@@ -1,3 +1,4 @@
+import { WebClient } from '@slack/web-api';
 import { pino } from 'pino';
 import { loadConfig } from '../config/env.js';
 import { createLogger } from '../log.js';
@@ -5,7 +6,17 @@ import { createAuditLog } from '../ops/audit.js';
 import { connectRedis } from '../queue/redis.js';
 import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
+import { GroupMembership } from '../slack/membership.js';
 import { loadSites, siteFilesFrom } from './agent.js';
+import { type TerminalPerson, terminalPerson } from './terminal-identity.js';
+
+/** What a terminal command gets besides the service: who runs it, and the rules it is held to. */
+export interface TerminalSession {
+  /** The person behind this Unix user (CAPI_TERMINAL_USERS), or a refusal naming the fix. */
+  identify(unixUser: string): TerminalPerson;
+  readonly operators: readonly string[];
+  readonly approvers: readonly string[];
+}
 
 /**
  * Wires one terminal command to the queue: configuration, a Redis connection and the RunService every
@@ -13,7 +24,7 @@ import { loadSites, siteFilesFrom } from './agent.js';
  */
 export async function withRunService<T>(
   siteFiles: readonly string[],
-  fn: (service: RunService) => Promise<T>,
+  fn: (service: RunService, session: TerminalSession) => Promise<T>,
 ): Promise<T> {
   const config = loadConfig();
   const logger = createLogger({ level: 'warn', name: 'cli', destination: process.stderr });
@@ -35,8 +46,24 @@ export async function withRunService<T>(
       ...(config.ops.auditLogFile !== undefined ? { file: config.ops.auditLogFile } : {}),
     }),
   });
+  // Group membership is read from Slack, as the Slack front reads it; never typed on the command line.
+  const membership =
+    config.slack.botToken !== undefined
+      ? new GroupMembership(
+          new WebClient(config.slack.botToken, {
+            slackApiUrl: config.slack.apiUrl,
+            retryConfig: { retries: 1 },
+            timeout: 10_000,
+          }),
+        )
+      : undefined;
+  const session: TerminalSession = {
+    identify: (unixUser) => terminalPerson(unixUser, config.terminalUsers, membership),
+    operators: config.approval.operators,
+    approvers: config.approval.approvers,
+  };
   try {
-    return await fn(service);
+    return await fn(service, session);
   } finally {
     await service.close();
     redis.disconnect();

@@ -17,6 +17,8 @@ export type AuditEvent =
       readonly args: readonly string[];
       readonly site: string;
       readonly requestedBy: string;
+      /** Where it was asked from when not Slack (`terminal as alice`). */
+      readonly via?: string;
       readonly channel?: string;
     }
   | {
@@ -72,7 +74,12 @@ export type AuditEvent =
       readonly signal: string | null;
       readonly timedOut: boolean;
     }
-  | { readonly event: 'run.cancel_requested'; readonly runId: string; readonly by: string }
+  | {
+      readonly event: 'run.cancel_requested';
+      readonly runId: string;
+      readonly by: string;
+      readonly via?: string;
+    }
   | {
       readonly event: 'run.finished';
       readonly runId: string;

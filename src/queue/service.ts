@@ -38,6 +38,8 @@ export interface RunRequest {
   readonly args: readonly string[];
   readonly site: string;
   readonly requestedBy: string;
+  /** Where it was asked from when not Slack (`terminal as alice`): kept on the record and audited. */
+  readonly via?: string;
   readonly channel?: string;
 }
 
@@ -218,6 +220,7 @@ export class RunService {
         site: job.site,
         queue: runbook.exclusive ? this.site(job.site).queue : readOnlyQueue(this.site(job.site).queue),
         requestedBy: job.requestedBy,
+        ...(request.via !== undefined ? { requestedVia: request.via } : {}),
         ...(job.channel !== undefined ? { channel: job.channel } : {}),
       });
       const keep = this.opts.jobRetention ?? DEFAULT_JOB_RETENTION;
@@ -235,6 +238,7 @@ export class RunService {
         args: job.args,
         site: job.site,
         requestedBy: job.requestedBy,
+        ...(request.via !== undefined ? { via: request.via } : {}),
         ...(job.channel !== undefined ? { channel: job.channel } : {}),
       });
       return record;
@@ -248,9 +252,9 @@ export class RunService {
    * Records who asked. A running agent sees it between steps and kills the running command; a run
    * parked on an approval is woken so its agent can end it now rather than at the expiry.
    */
-  async cancel(runId: string, by: string): Promise<RunRecord> {
+  async cancel(runId: string, by: string, via?: string): Promise<RunRecord> {
     const record = await this.registry.requestCancel(runId, by);
-    this.audit.record({ event: 'run.cancel_requested', runId, by });
+    this.audit.record({ event: 'run.cancel_requested', runId, by, ...(via !== undefined ? { via } : {}) });
     // The running agent hears it at once (it also reads the record every few seconds, in case it missed it).
     await this.opts.redis.publish(cancelChannel(this.opts.prefix), runId);
     await this.wake(record);

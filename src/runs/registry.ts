@@ -43,6 +43,8 @@ export interface RunRecord {
   readonly params: Readonly<Record<string, string>>;
   readonly site: string;
   readonly requestedBy: string;
+  /** Where the run was asked for when not from Slack: `terminal as <unix user>`. */
+  readonly requestedVia?: string;
   /** The BullMQ queue its job is on, so a front can wake it without knowing the site profile. */
   readonly queue: string;
   readonly channel?: string;
@@ -108,6 +110,7 @@ const storedRecordSchema = z.object({
   params: jsonText.pipe(z.record(z.string(), z.string())),
   site: nonEmpty,
   requestedBy: nonEmpty,
+  requestedVia: z.string().exactOptional(),
   queue: nonEmpty,
   channel: z.string().exactOptional(),
   status: z.enum(RUN_RECORD_STATUSES),
@@ -125,6 +128,7 @@ const newRecordSchema = z.object({
   params: z.record(z.string(), z.string()),
   site: nonEmpty,
   requestedBy: nonEmpty,
+  requestedVia: z.string().exactOptional(),
   queue: nonEmpty,
   channel: z.string().exactOptional(),
   currentStep: z.string().exactOptional(),

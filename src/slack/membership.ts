@@ -1,14 +1,29 @@
-import type { WebClient } from '@slack/web-api';
+/**
+ * The one Web API method membership needs (a WebClient has it): the terminal front resolves groups
+ * through it without loading Bolt.
+ */
+export interface UsergroupsApi {
+  readonly usergroups: {
+    readonly users: {
+      list(args: { usergroup: string }): Promise<{ users?: string[] }>;
+    };
+  };
+}
+
+/** Which of the candidate user groups (S…) a user is in. */
+export interface MembershipPort {
+  groupsOf(userId: string, candidates: readonly string[]): Promise<string[]>;
+}
 
 /**
  * Which of the configured user groups (S…) a user is in, via usergroups.users.list. Cached briefly:
  * a click storm on an approval must not turn into a storm of API calls, and group changes are rare.
  */
-export class GroupMembership {
+export class GroupMembership implements MembershipPort {
   private readonly cache = new Map<string, { users: Set<string>; at: number }>();
 
   constructor(
-    private readonly client: WebClient,
+    private readonly client: UsergroupsApi,
     private readonly ttlMs = 60_000,
   ) {}
 
