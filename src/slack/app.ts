@@ -1,4 +1,4 @@
-import { App, LogLevel } from '@slack/bolt';
+import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
 import type { FetchFunction } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -82,11 +82,26 @@ export function createSlackApp(opts: SlackFrontOptions): App {
         'SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it (or set SLACK_APP_TOKEN for Socket Mode)',
       );
     }
-    app = new App({
-      ...common,
+    const receiver = new HTTPReceiver({
       signingSecret: slack.signingSecret,
+      logLevel: LogLevel.WARN,
       ...(opts.httpRoutes !== undefined ? { customRoutes: [...opts.httpRoutes] } : {}),
+      // A signed payload Bolt itself cannot take apart (a click without its user, say) throws before any
+      // listener could ack; Bolt would answer 500 and Slack would show the person an error. It is acked
+      // instead: nothing was done, and no listener saw it.
+      processEventErrorHandler: async ({ error, response }) => {
+        logger.warn(
+          { err: asCodedError(error).message },
+          'request Bolt could not process: acked, nothing done',
+        );
+        if (!response.headersSent) {
+          response.writeHead(200);
+          response.end();
+        }
+        return true;
+      },
     });
+    app = new App({ ...common, receiver });
   }
   const membership = new GroupMembership(app.client);
   app.use(requestGuard({ workspace: workspaceOf(app, slack.teamId, logger), logger }));
