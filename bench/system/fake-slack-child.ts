@@ -76,7 +76,10 @@ function answer(req: SlackRequest): unknown {
     case 'calls':
       return perMethod;
     case 'approvals':
-      return [...buttons].flatMap(([key, ids]) => ids.map((id) => ({ channel: key.split('|')[0], id })));
+      return [...buttons].flatMap(([key, ids]) => {
+        const [channel, ts] = key.split('|');
+        return ids.map((id) => ({ channel, ts, id }));
+      });
     case 'channels':
       return Object.fromEntries(req.channels.map((c) => [c, channelView(c)]));
   }

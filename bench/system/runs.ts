@@ -96,10 +96,10 @@ export function startApprover(base: string, slack: FakeSlackProcess, everyMs = 3
   let failures = 0;
   const loop = (async () => {
     while (!stopped) {
-      for (const { channel, id } of await slack.approvals()) {
+      for (const { channel, ts, id } of await slack.approvals()) {
         if (clicked.has(id)) continue;
         clicked.add(id);
-        postSigned(base, SIGNING_SECRET, approveClick('U0APPROVER', channel, id)).then(
+        postSigned(base, SIGNING_SECRET, approveClick('U0APPROVER', channel, ts, id)).then(
           (status) => {
             if (status !== 200) failures += 1;
           },

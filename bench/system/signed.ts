@@ -1,6 +1,10 @@
 /** Requests as Slack sends them to a Bolt HTTP receiver: form bodies signed with the signing secret. */
 import { createHmac } from 'node:crypto';
+import { FAKE_BOT } from '../../dev/slack/fake-slack.js';
 import { APPROVE_ACTION_ID } from '../../src/slack/blocks.js';
+
+/** The fake Slack's workspace: serve accepts requests from the team auth.test reports, and no other. */
+const TEAM_ID = FAKE_BOT.teamId;
 
 export function signedHeaders(body: string, secret: string): Record<string, string> {
   const ts = Math.floor(Date.now() / 1000);
@@ -14,7 +18,7 @@ export function signedHeaders(body: string, secret: string): Record<string, stri
 export function slashCommand(user: string, channel: string, text: string): string {
   return new URLSearchParams({
     token: 'legacy',
-    team_id: 'T0BENCH01',
+    team_id: TEAM_ID,
     team_domain: 'bench',
     channel_id: channel,
     channel_name: 'incident',
@@ -28,16 +32,17 @@ export function slashCommand(user: string, channel: string, text: string): strin
   }).toString();
 }
 
-export function approveClick(user: string, channel: string, approvalId: string): string {
+/** A click on the Approve button of the approval message at `ts`: clicks count only there. */
+export function approveClick(user: string, channel: string, ts: string, approvalId: string): string {
   const payload = {
     type: 'block_actions',
-    user: { id: user, username: user.toLowerCase() },
-    team: { id: 'T0BENCH01' },
+    user: { id: user, username: user.toLowerCase(), team_id: TEAM_ID },
+    team: { id: TEAM_ID },
     api_app_id: 'A0BENCH01',
     token: 'legacy',
     channel: { id: channel, name: 'incident' },
-    container: { type: 'message', message_ts: '1700000000.000100', channel_id: channel },
-    message: { type: 'message', ts: '1700000000.000100', text: '' },
+    container: { type: 'message', message_ts: ts, channel_id: channel },
+    message: { type: 'message', ts, text: '' },
     actions: [
       {
         type: 'button',

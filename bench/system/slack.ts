@@ -35,7 +35,7 @@ export interface FakeSlackProcess {
   readonly pid: number;
   calls(): Promise<SlackSnapshot['calls']>;
   /** Approval ids that have an Approve button in Slack right now (or had, until the message is edited). */
-  approvals(): Promise<{ channel: string; id: string }[]>;
+  approvals(): Promise<{ channel: string; ts: string; id: string }[]>;
   channels(channels: readonly string[]): Promise<Record<string, ChannelView>>;
   stop(): Promise<void>;
 }
