@@ -54,7 +54,7 @@ afterEach(async () => {
  * `links`: the channels each site's profile names (slack_channels), by site index.
  */
 async function start(
-  opts: { scenarios?: string[]; links?: string[][] } = {},
+  opts: { scenarios?: string[]; links?: string[][]; teamId?: string } = {},
 ): Promise<{ harness: Harness; slack: FakeSlack }> {
   fake = await startFakeSlack({
     token: TOKEN,
@@ -89,7 +89,13 @@ async function start(
     [...h.sites.values()].map((site, i) => [site.name, { ...site, slack_channels: opts.links?.[i] ?? [] }]),
   );
   app = createSlackApp({
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: fake.url, port: 0 },
+    slack: {
+      botToken: TOKEN,
+      signingSecret: SECRET,
+      apiUrl: fake.url,
+      port: 0,
+      ...(opts.teamId !== undefined ? { teamId: opts.teamId } : {}),
+    },
     approvers: ['S0APPROVERS'],
     operators: [OPERATOR],
     service: h.service,
@@ -259,6 +265,20 @@ describe('the Slack front over HTTP', () => {
     expect(await ephemeralTo(slack, VISITOR, mark)).toBe(FOREIGN_TEAM_REPLY);
     expect((await harness.service.getApproval(approvalId))?.decision).toBeUndefined();
     expect((await harness.service.listRuns({})).map((r) => r.runId)).toEqual([runId]);
+  });
+
+  it('should take only the workspace SLACK_TEAM_ID names, and no org-wide install', async () => {
+    const { slack, harness } = await start({ teamId: 'T0CONFIGD1' });
+    // The token's own workspace (what auth.test says) is not the configured one: refused too.
+    const other = await post(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+    expect(await other.json()).toEqual({ response_type: 'ephemeral', text: FOREIGN_TEAM_REPLY });
+    const orgWide = await post(
+      `${slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', team: 'T0CONFIGD1' })}&is_enterprise_install=true`,
+    );
+    expect(await orgWide.json()).toEqual({ response_type: 'ephemeral', text: FOREIGN_TEAM_REPLY });
+    expect(await harness.service.listRuns({})).toEqual([]);
+    await post(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'help', team: 'T0CONFIGD1' }));
+    expect(await ephemeralTo(slack, OPERATOR)).toContain('`/capi help` -- this list');
   });
 
   it('should refuse an approval click that is not on its own approval message, and change nothing', async () => {

@@ -4,7 +4,7 @@ import { type CapiContext, runIsHere } from '../../context.js';
 
 function line(r: RunRecord): string {
   const step = r.currentStep ? ` at \`${escapeSlack(r.currentStep)}\`` : '';
-  return `• run id: \`${r.runId}\` *${r.status}*${step} -- ${escapeSlack(r.runbook)} on ${escapeSlack(r.site)}, by ${mention(r.requestedBy)}`;
+  return `• run id: \`${r.runId}\` *${r.status}*${step} -- ${escapeSlack(r.runbook)} on ${escapeSlack(r.site)}, by ${mention(r.requestedBy)}${r.requestedVia ? ` via ${escapeSlack(r.requestedVia)}` : ''}`;
 }
 
 /** `/capi status [RUN]`: the active and recent runs, or one run with its pending approvals. */
