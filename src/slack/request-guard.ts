@@ -86,7 +86,11 @@ export function unknownClick(body: unknown): string | undefined {
 export function requestGuard(opts: RequestGuardOptions): Middleware<AnyMiddlewareArgs> {
   return async (args) => {
     const { body, next, client } = args;
-    const ack = 'ack' in args && typeof args.ack === 'function' ? args.ack : undefined;
+    // Bolt types ack per kind of request; a command's takes the reply to show, the others take nothing.
+    const ack =
+      'ack' in args && typeof args.ack === 'function'
+        ? (args.ack as (reply?: { response_type: 'ephemeral'; text: string }) => Promise<void>)
+        : undefined;
     const type = (body as { type?: unknown }).type;
     const isCommand = typeof (body as { command?: unknown }).command === 'string';
 
@@ -102,7 +106,7 @@ export function requestGuard(opts: RequestGuardOptions): Middleware<AnyMiddlewar
           ? 'capi-chatops could not confirm its own workspace yet (Slack auth.test has not answered); nothing happened, try again in a minute.'
           : FOREIGN_TEAM_REPLY;
       if (isCommand && ack) {
-        await ack({ response_type: 'ephemeral', text } as never);
+        await ack({ response_type: 'ephemeral', text });
         return;
       }
       await ack?.();
