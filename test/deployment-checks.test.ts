@@ -97,21 +97,28 @@ describe('the deployment checks at start-up', () => {
     expect(r.stdout).not.toMatch(/capi-chatops ready/);
   });
 
-  it('should refuse to start serve with a signing secret or tokens of the wrong shape, without echoing them', async () => {
-    const r = await spawnCollecting(process.execPath, [BIN, 'serve'], {
+  it('should name secrets of the wrong shape with every other problem at once, without echoing them', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'capi-deploy-'));
+    const bad = path.join(dir, 'bad.yaml');
+    await writeFile(bad, stringify(siteData('lab2', { ...pinned, host_key: undefined })));
+    const r = await spawnCollecting(process.execPath, [BIN, 'serve', '--site', bad], {
       env: {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
         SLACK_BOT_TOKEN: 'xoxp-1234-leaked',
         SLACK_SIGNING_SECRET: 'NOT-HEX-leaked',
         SLACK_APP_TOKEN: 'xoxb-leaked',
-        CAPI_OPERATORS: 'U0OPERATOR',
         CAPI_APPROVERS: 'U0APPROVER',
       },
     }).done;
     expect(r.code).toBe(2);
+    expect(r.stderr).toContain('this serve deployment is invalid:');
     expect(r.stderr).toMatch(/SLACK_BOT_TOKEN: must be the Bot User OAuth Token starting with xoxb-/);
     expect(r.stderr).toMatch(/SLACK_SIGNING_SECRET: must be the Signing Secret .* 32 lowercase hex/);
     expect(r.stderr).toMatch(/SLACK_APP_TOKEN: must be an app-level token starting with xapp-/);
+    expect(r.stderr).toMatch(/CAPI_OPERATORS is empty/);
+    expect(r.stderr).toMatch(/site lab2: missing JUMPHOST_HOST_KEY/);
+    // A variable of the wrong shape is named once, not again as missing.
+    expect(r.stderr).not.toMatch(/SLACK_BOT_TOKEN is not set|SLACK_SIGNING_SECRET is not set/);
     expect(r.stderr).not.toContain('leaked');
   });
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { type Agent, type AgentOptions, startAgent } from '../agent/agent.js';
-import { assertDeployable } from '../config/deployment.js';
-import { type AppConfig, loadConfig } from '../config/env.js';
+import { loadDeployment } from '../config/deployment.js';
+import type { AppConfig } from '../config/env.js';
 import { loadSiteProfile, type SiteProfile } from '../config/site.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -68,10 +68,10 @@ export function agentOptions(
 
 /** `capi-chatops agent`: serve the sites' queues until SIGINT/SIGTERM, then stop gracefully. */
 export async function runAgentCommand(opts: AgentCommandOptions): Promise<number> {
-  const config = loadConfig();
+  const { config, sites } = await loadDeployment('agent', (c) =>
+    loadSites(siteFilesFrom(opts.siteFiles, c.siteFile)),
+  );
   const logger = createLogger({ level: config.logLevel, name: 'agent' });
-  const sites = await loadSites(siteFilesFrom(opts.siteFiles, config.siteFile));
-  assertDeployable(config, sites, 'agent');
   const runbooks = await loadRunbooks(config.commandsDir);
 
   // Health checks and metrics scrapes read Redis on this connection; the agent has its own.

@@ -1,8 +1,7 @@
 import type { Server } from 'node:http';
 import { WebClient } from '@slack/web-api';
 import { type Agent, startAgent } from '../agent/agent.js';
-import { assertDeployable } from '../config/deployment.js';
-import { loadConfig } from '../config/env.js';
+import { loadDeployment } from '../config/deployment.js';
 import { asCodedError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { type ReadinessCheck, redisCheck } from '../ops/http.js';
@@ -24,10 +23,10 @@ import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
  * leave the others running.
  */
 export async function serveCommand(siteFiles: readonly string[]): Promise<number> {
-  const config = loadConfig();
+  const { config, sites } = await loadDeployment('serve', (c) =>
+    loadSites(siteFilesFrom(siteFiles, c.siteFile)),
+  );
   const logger = createLogger({ level: config.logLevel, name: 'capi-chatops' });
-  const sites = await loadSites(siteFilesFrom(siteFiles, config.siteFile));
-  assertDeployable(config, sites, 'serve');
   const runbooks = await loadRunbooks(config.commandsDir);
   const redis = connectRedis(config.redis, 'store', logger);
   for (const warning of await checkRedisForProduction(redis))

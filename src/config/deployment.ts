@@ -4,8 +4,8 @@
  * before it takes a command, a click or a job. Until now an empty CAPI_APPROVERS started fine and then refused
  * every click; a site without a pinned host key failed only when its first run tried to connect.
  */
-import { ConfigError, ErrorCode } from '../errors.js';
-import type { AppConfig } from './env.js';
+import { CapiError, ConfigError, ErrorCode } from '../errors.js';
+import { type AppConfig, loadConfig } from './env.js';
 import { resolveJumphost } from './jumphost.js';
 import type { SiteProfile } from './site.js';
 
@@ -52,14 +52,51 @@ export function deploymentProblems(
   return problems;
 }
 
-/** Throws one ConfigError naming every problem (the CLI exits 2 on it). */
-export function assertDeployable(
-  config: AppConfig,
-  sites: ReadonlyMap<string, SiteProfile>,
+/** The variable an issue is about (`SLACK_SIGNING_SECRET: must be ...` -> SLACK_SIGNING_SECRET). */
+function variableOf(issue: string): string | undefined {
+  return /^([A-Z][A-Z0-9_]+)\b/.exec(issue)?.[1];
+}
+
+/**
+ * The configuration and sites of a `serve` or `agent` process, or one ConfigError naming every problem:
+ * variables of the wrong shape, unreadable site profiles and the deployment checks above, together, so an
+ * operator fixes the whole .env in one go. A variable of the wrong shape is left out to run the other checks
+ * (and is not reported a second time as missing).
+ */
+export async function loadDeployment(
   role: DeploymentRole,
-): void {
-  const problems = deploymentProblems(config, sites, role);
-  if (problems.length > 0) {
-    throw new ConfigError(ErrorCode.ConfigInvalid, `this ${role} deployment`, problems);
+  loadSites: (config: AppConfig) => Promise<Map<string, SiteProfile>>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ config: AppConfig; sites: Map<string, SiteProfile> }> {
+  const problems: string[] = [];
+  let config: AppConfig;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.issues);
+    const bad = new Set(err.issues.map(variableOf));
+    const rest = Object.fromEntries(Object.entries(env).filter(([name]) => !bad.has(name)));
+    try {
+      config = loadConfig(rest);
+    } catch {
+      throw new ConfigError(ErrorCode.ConfigInvalid, `this ${role} deployment`, problems);
+    }
   }
+  let sites = new Map<string, SiteProfile>();
+  try {
+    sites = await loadSites(config);
+  } catch (err) {
+    if (err instanceof ConfigError) problems.push(...err.issues.map((issue) => `${err.source}: ${issue}`));
+    else if (err instanceof CapiError) problems.push(err.message);
+    else throw err;
+  }
+  const reported = new Set(problems.map(variableOf).filter((v) => v !== undefined));
+  for (const problem of deploymentProblems(config, sites, role)) {
+    const variable = variableOf(problem);
+    if (variable === undefined || !reported.has(variable)) problems.push(problem);
+  }
+  if (problems.length > 0)
+    throw new ConfigError(ErrorCode.ConfigInvalid, `this ${role} deployment`, problems);
+  return { config, sites };
 }
