@@ -102,7 +102,12 @@ describe('two serve replicas', () => {
     const runId = /run id: (\w+)/.exec(JSON.stringify(root?.blocks))?.[1];
     if (!runId) throw new Error('no run id in the root message');
 
-    // The run waits for a human. Kill the replica that mirrors its thread; approve on the other one.
+    // The run waits for a human. Once the mirroring replica has recorded where the approval message is (clicks
+    // count only there), kill it; approve on the other one.
+    const approvalAt = /"value":"(approval~[^"]+)"/.exec(JSON.stringify(approval.blocks))?.[1];
+    await eventually('the approval message recorded in the thread cursor', () =>
+      db.redis.hget(`${db.prefix}:slack:${runId}`, `approval:${approvalAt}`).then((v) => v ?? undefined),
+    );
     const holder = await eventually('a replica to hold the thread', () =>
       db.redis.get(`${db.prefix}:slack:lease:${runId}`).then((v) => v ?? undefined),
     );
