@@ -27,6 +27,25 @@ export function threadApprovalPlaces(cursors: ThreadCursors): ApprovalPlaces {
   };
 }
 
+/**
+ * The poster records the message's ts right after Slack answered its post, so a click can (rarely) arrive
+ * in between: a place not recorded yet is read again for up to a second before the click is refused.
+ */
+const UNRECORDED_RETRIES = 5;
+const UNRECORDED_WAIT_MS = 200;
+
+async function recordedPlace(
+  places: ApprovalPlaces,
+  runId: string,
+  approvalId: string,
+): Promise<ApprovalMessagePlace | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    const place = await places.approvalMessage(runId, approvalId);
+    if (place !== undefined || attempt >= UNRECORDED_RETRIES) return place;
+    await new Promise((resolve) => setTimeout(resolve, UNRECORDED_WAIT_MS));
+  }
+}
+
 export const MISPLACED_CLICK_REPLY =
   "Your click changed nothing: approvals are decided only on the bot's own approval message, in the thread of its run.";
 
@@ -44,7 +63,7 @@ export async function clickPlaceProblem(
   },
 ): Promise<string | undefined> {
   if (click.runId === undefined) return undefined;
-  const place = await places.approvalMessage(click.runId, click.approvalId);
+  const place = await recordedPlace(places, click.runId, click.approvalId);
   if (place === undefined || place.channel !== click.channelId || place.ts !== click.messageTs) {
     return MISPLACED_CLICK_REPLY;
   }
