@@ -198,7 +198,11 @@ function workspaceOf(
   let asked: Promise<string | undefined> | undefined;
   return () => {
     asked ??= app.client.auth.test().then(
-      (res) => (typeof res.team_id === 'string' && res.team_id !== '' ? res.team_id : undefined),
+      (res) => {
+        if (typeof res.team_id === 'string' && res.team_id !== '') return res.team_id;
+        asked = undefined;
+        return undefined;
+      },
       (err: unknown) => {
         logger.error({ err: asCodedError(err).message }, 'auth.test failed: the workspace is not known yet');
         asked = undefined;
