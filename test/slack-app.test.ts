@@ -14,7 +14,13 @@ import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+import {
+  buttonClickBody,
+  postToBolt,
+  signedHeaders,
+  slashCommandBody,
+  TEAM_ID,
+} from './support/slack-requests.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
 const TOKEN = ['xoxb', '1111111111', '2222222222222', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
@@ -320,6 +326,19 @@ describe('the Slack front over HTTP', () => {
       expect(Date.now() - t0).toBeLessThan(1000);
       expect(await ephemeralTo(slack, APPROVER, mark)).toBe(UNKNOWN_CLICK_REPLY);
     }
+    // A shortcut no listener knows: still answered 2xx before Slack's 3 s run out.
+    const shortcut = `payload=${encodeURIComponent(
+      JSON.stringify({
+        type: 'shortcut',
+        callback_id: 'capi_old_shortcut',
+        team: { id: TEAM_ID },
+        user: { id: APPROVER, team_id: TEAM_ID },
+        trigger_id: '1.2.3',
+      }),
+    )}`;
+    const t0 = Date.now();
+    expect((await post(shortcut)).status).toBe(200);
+    expect(Date.now() - t0).toBeLessThan(3000);
     expect(await harness.service.listRuns({})).toEqual([]);
   });
 

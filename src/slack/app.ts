@@ -36,6 +36,9 @@ export interface SlackFrontOptions {
   readonly httpRoutes?: readonly OpsRoute[];
 }
 
+/** Slack gives up on an answer after 3 s; what no listener acked is answered a little before. */
+const UNHANDLED_ACK_MS = 2500;
+
 // Slack payloads are untrusted input like any other edge: the fields handlers use are checked.
 const CommandPayload = z.object({
   user_id: z.string().min(1),
@@ -99,6 +102,16 @@ export function createSlackApp(opts: SlackFrontOptions): App {
           response.end();
         }
         return true;
+      },
+      // The backstop for anything no listener acks (a shortcut or a modal this version does not know):
+      // answered before Slack's 3 s run out, rather than Bolt's 404 just after them.
+      unhandledRequestTimeoutMillis: UNHANDLED_ACK_MS,
+      unhandledRequestHandler: ({ response }) => {
+        logger.warn('request no listener acked: acked empty, nothing done');
+        if (!response.headersSent) {
+          response.writeHead(200);
+          response.end();
+        }
       },
     });
     app = new App({ ...common, receiver });
