@@ -11,6 +11,7 @@ import { validationMessage } from '../validation.js';
 import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
 import { capiCommands } from './command.js';
 import { type CapiContext, siteResolver } from './context.js';
+import { slackText } from './escape.js';
 import { decideAction } from './listeners/actions/decide.js';
 import { dispatchCapi } from './listeners/commands/index.js';
 import { GroupMembership } from './membership.js';
@@ -113,7 +114,9 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       await dispatchCapi(ctx, commands, text, isOperator);
     } catch (err) {
       logger.error({ err: asCodedError(err).message }, '/capi failed');
-      await ctx.reply(`Something went wrong: ${asCodedError(err).message}`).catch(() => undefined);
+      await ctx
+        .reply(`Something went wrong: ${slackText(asCodedError(err).message, 1000)}`)
+        .catch(() => undefined);
     }
   });
 

@@ -1,11 +1,12 @@
 import { renderMarkdown } from '../../../fronts/postmortem.js';
 import type { CapiContext } from '../../context.js';
+import { slackName } from '../../escape.js';
 
 /** `/capi timeline RUN`: the run as Markdown, uploaded to the channel for the postmortem. */
 export async function timelineCommand(ctx: CapiContext, runId: string): Promise<void> {
   const entries = await ctx.service.readTimeline(runId);
   if (entries.length === 0) {
-    await ctx.reply(`No timeline for run \`${runId}\`: \`/capi status\` lists the runs.`);
+    await ctx.reply(`No timeline for run ${slackName(runId, 100)}: \`/capi status\` lists the runs.`);
     return;
   }
   await ctx.client.files.uploadV2({
