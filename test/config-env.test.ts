@@ -40,7 +40,7 @@ describe('loadConfig', () => {
       approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
       ops: { metricsHost: '0.0.0.0' },
-      retention: { runMs: 30 * 86_400_000, maxOutputBytesPerRun: 4 * 1024 * 1024 },
+      retention: { runMs: 30 * 86_400_000, maxOutputBytesPerRun: 4 * 1024 * 1024, maxLineBytes: 1024 * 1024 },
     });
   });
 
@@ -80,6 +80,7 @@ describe('loadConfig', () => {
       AUDIT_LOG_FILE: '/var/log/capi/audit.jsonl',
       RUN_RETENTION: '90d',
       RUN_MAX_OUTPUT_BYTES: '512kb',
+      RUN_MAX_LINE_BYTES: '16kb',
       REDIS_WAIT_REPLICAS: '1',
       HOST: '127.0.0.1',
     };
@@ -114,7 +115,7 @@ describe('loadConfig', () => {
         host: '127.0.0.1',
       },
       ops: { metricsPort: 9464, metricsHost: '127.0.0.1', auditLogFile: '/var/log/capi/audit.jsonl' },
-      retention: { runMs: 90 * 86_400_000, maxOutputBytesPerRun: 512 * 1024 },
+      retention: { runMs: 90 * 86_400_000, maxOutputBytesPerRun: 512 * 1024, maxLineBytes: 16 * 1024 },
     });
   });
 

@@ -34,6 +34,8 @@ export const DEFAULT_PORT = 3000;
 export const DEFAULT_CLUSTER_QUEUE_PREFIX = '{capi}';
 export const DEFAULT_RUN_RETENTION_MS = 30 * 86_400_000;
 export const DEFAULT_MAX_OUTPUT_BYTES_PER_RUN = 4 * 1024 * 1024;
+/** One output line: longer lines keep their first bytes and say how many were cut (RUN_MAX_LINE_BYTES). */
+export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 /** How long the attempt journal waits for its replicas before a destructive command is refused. */
 export const DEFAULT_WAIT_REPLICAS_TIMEOUT_MS = 5_000;
 export const DEFAULT_AGENT_CONCURRENCY = 2;
@@ -91,6 +93,8 @@ export interface AppConfig {
     readonly runMs: number;
     /** Output stored per run, in bytes; later lines are counted, not stored (RUN_MAX_OUTPUT_BYTES). */
     readonly maxOutputBytesPerRun: number;
+    /** Bytes kept of one output line, in memory and storage; the rest is counted (RUN_MAX_LINE_BYTES). */
+    readonly maxLineBytes: number;
   };
 }
 
@@ -417,6 +421,7 @@ const envSchema = z.object({
   AUDIT_LOG_FILE: pathSchema('the audit log file').optional(),
   RUN_RETENTION: retentionSchema.optional(),
   RUN_MAX_OUTPUT_BYTES: byteSizeSchema.optional(),
+  RUN_MAX_LINE_BYTES: byteSizeSchema.optional(),
   HOST: z
     .string()
     .refine((v) => isIP(v) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v), {
@@ -486,6 +491,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     retention: {
       runMs: e.RUN_RETENTION ?? DEFAULT_RUN_RETENTION_MS,
       maxOutputBytesPerRun: e.RUN_MAX_OUTPUT_BYTES ?? DEFAULT_MAX_OUTPUT_BYTES_PER_RUN,
+      maxLineBytes: e.RUN_MAX_LINE_BYTES ?? DEFAULT_MAX_LINE_BYTES,
     },
   };
 }

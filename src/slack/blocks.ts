@@ -137,6 +137,17 @@ function codeLines(raw: readonly string[], lineMax: number): { lines: string[]; 
   return { lines, clipped };
 }
 
+/** Bytes the line splitter cut from these lines (each cut line ends with its lineCutNote). */
+function cutBytes(lines: readonly string[]): number {
+  let total = 0;
+  for (const line of lines) {
+    const m = LINE_CUT.exec(line);
+    if (m) total += Number(m[1]);
+  }
+  return total;
+}
+const LINE_CUT = /\[\.\.\. line cut: (\d+) bytes not kept \(RUN_MAX_LINE_BYTES\) \.\.\.\]$/;
+
 function fenced(lines: readonly string[]): string {
   return `\`\`\`\n${lines.join('\n')}\n\`\`\``;
 }
@@ -427,6 +438,12 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
             ? `_Last ${kept.length} of ${output.length} output lines:_`
             : '_Output:_';
         blocks.push(section(`${note}\n${fenced(kept)}`));
+        const cut = cutBytes(output);
+        if (cut > 0) {
+          blocks.push(
+            context(`:scissors: ${cut} bytes of over-long output lines were not kept (RUN_MAX_LINE_BYTES)`),
+          );
+        }
       }
       return post(`Step ${e.index} of ${e.total} ${e.status}: ${ctx.title ?? e.stepId}`, blocks);
     }
