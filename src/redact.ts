@@ -308,6 +308,8 @@ function redactBlobs(text: string): string {
 function looksLikeOpaqueSecret(blob: string): boolean {
   if (!/[A-Z]/.test(blob) || !/[a-z]/.test(blob) || !/[0-9]/.test(blob)) return false;
   if (/^[0-9a-fA-F-]+$/.test(blob)) return false;
+  // `/` is standard base64 and `-`/`_` base64url: a run with both alphabets is a path (`/tmp/capi-Xy12.../f`).
+  if (blob.includes('/') && /[-_]/.test(blob)) return false;
   if (new Set(blob).size < 12) return false;
   return !isPublicMaterial(blob);
 }

@@ -37,6 +37,8 @@ export const AMPHORA_ID = uuid('amphora');
 export const SERVER_NAME = 'kube-abc12-control-plane-x7k2p';
 export const MGMT_SERVER = 'capi-mgmt-v2';
 export const LB_NAME = 'k8s-clusterapi-cluster-magnum-system-kube-abc12-kubeapi';
+/** mktemp names mix cases and digits, like secrets do; a path is not one. */
+export const TEMP_PATH = '/tmp/capi-sim-Ab3dEf9hIj2kLm4nOpQ7rS/home/ops/no-such-file.csv';
 export const HOST_KEY = `SHA256:${digest('hostkey').toString('base64').replace(/=+$/, '')}`;
 const CERT_B64 = Buffer.from(
   `-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU${fake(40, 20)}\n-----END CERTIFICATE-----\n`,
@@ -280,6 +282,7 @@ export const SECRET_CORPUS: readonly CorpusEntry[] = [
       SSH_PUBLIC,
       `image: registry.k8s.io/capi-openstack/capi-openstack-controller@sha256:${digest('image').toString('hex')}`,
       'OpenStackMachineTemplate capi-test-1-control-plane-v1-30-4 Ready',
+      `grep: ${TEMP_PATH}: No such file or directory`,
     ].join('\n'),
     secrets: [],
     keep: [
@@ -292,6 +295,7 @@ export const SECRET_CORPUS: readonly CorpusEntry[] = [
       HOST_KEY,
       SSH_PUBLIC,
       digest('image').toString('hex'),
+      TEMP_PATH,
     ],
   },
 ];
