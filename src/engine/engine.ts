@@ -68,6 +68,14 @@ export async function runToEnd(opts: RunOptions): Promise<FinishedRun> {
   return outcome;
 }
 
+function lostSecretStop(stepId: string, what: string, lost: readonly string[]): Stop {
+  return new Stop(
+    'failed',
+    `${stepId}: ${what} would carry a secret captured before this run moved to another agent (${lost.join(', ')}); captured secrets are never stored in Redis, so it is lost: start the run again`,
+    stepId,
+  );
+}
+
 class Interpreter {
   private readonly signal: AbortSignal;
   private readonly total: number;
@@ -105,12 +113,7 @@ class Interpreter {
   private refuseLostSecret(ref: StepRef, env: Readonly<Record<string, string>>): void {
     if (this.lostSecrets.length === 0) return;
     const hit = Object.entries(env).find(([, v]) => v.includes(REDACTED));
-    if (hit === undefined) return;
-    throw new Stop(
-      'failed',
-      `${ref.stepId}: ${hit[0]} would carry a secret captured before this run moved to another agent (${this.lostSecrets.join(', ')}); captured secrets are never stored in Redis, so it is lost: start the run again`,
-      ref.stepId,
-    );
+    if (hit !== undefined) throw lostSecretStop(ref.stepId, hit[0], this.lostSecrets);
   }
 
   /** What every expression sees: the site, the parameters and everything captured so far. */
@@ -355,6 +358,9 @@ class Interpreter {
       title = render(step.title, scope);
     } catch (err) {
       bindError = err;
+      // The placeholder of a secret lost in a take-over fails its type check: say why, not only that.
+      const lost = this.lostSecrets.find((name) => asCodedError(err).message.includes(`\`${name}\``));
+      if (lost !== undefined) bindError = lostSecretStop(ref.stepId, lost, this.lostSecrets);
     }
     await this.emit({
       ...ref,
