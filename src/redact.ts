@@ -64,7 +64,7 @@ interface RedactorState {
   /** Inside an openstackclient table: `head` right after its top border, then the columns to hide. */
   table:
     | { readonly phase: 'head' }
-    | { readonly phase: 'body'; readonly columns: readonly number[] }
+    | { readonly phase: 'columns' | 'body' | 'end'; readonly columns: readonly number[] }
     | undefined;
   /** Inside the `data:` of a Kubernetes Secret (`kubectl get secret -o yaml|json`): every value is secret. */
   k8sData: { readonly column: number; readonly json: boolean; readonly plain: boolean } | undefined;
@@ -339,7 +339,11 @@ const TABLE_LINE = /^[ \t]*\|.*\|[ \t]*$/;
  */
 function redactTableLine(state: RedactorState, line: string): string {
   if (TABLE_BORDER.test(line)) {
-    if (state.table === undefined) state.table = { phase: 'head' };
+    // Top border, header separator, bottom border; a border right after a bottom one starts the next table.
+    const t = state.table;
+    if (t === undefined || t.phase === 'end') state.table = { phase: 'head' };
+    else if (t.phase !== 'head')
+      state.table = { phase: t.phase === 'columns' ? 'body' : 'end', columns: t.columns };
     return line;
   }
   if (!TABLE_LINE.test(line) || state.table === undefined) {
@@ -354,7 +358,7 @@ function redactTableLine(state: RedactorState, line: string): string {
       if (i > 0 && i < cells.length - 1 && (isSecretKey(name) || /^(?:data|blob)$/i.test(name)))
         columns.push(i);
     });
-    state.table = { phase: 'body', columns };
+    state.table = { phase: 'columns', columns };
     return line;
   }
   const { columns } = state.table;

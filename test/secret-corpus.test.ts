@@ -27,6 +27,18 @@ describe('redactText: the corpus of real-shaped outputs', () => {
     },
   );
 
+  it('should hide every secret when all the outputs arrive one after another in one stream', () => {
+    const all = SECRET_CORPUS.map((e) => e.output).join('\n');
+    const redact = createLineRedactor();
+    const out = all
+      .split('\n')
+      .map((line) => redact(line))
+      .join('\n');
+    for (const secret of SECRET_CORPUS.flatMap((e) => e.secrets)) expect(out).not.toContain(secret);
+    for (const keep of SECRET_CORPUS.flatMap((e) => e.keep)) expect(out).toContain(keep);
+    expect(out).toContain('| Type |');
+  });
+
   it.each(SECRET_CORPUS.map((e) => [e.name, e] as const))('should be idempotent on %s', (_name, entry) => {
     const once = redactText(entry.output);
     expect(redactText(once)).toBe(once);
