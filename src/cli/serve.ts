@@ -12,6 +12,7 @@ import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { checkRedisForProduction } from '../runs/redis-checks.js';
 import { createSlackApp } from '../slack/app.js';
+import { FloodLimit } from '../slack/flood-limit.js';
 import { ThreadPoster } from '../slack/poster.js';
 import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
 
@@ -75,6 +76,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     sites,
     logger,
     threads: poster,
+    flood: new FloodLimit(redis, config.queue.prefix, config.slackFlood),
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
   agent = await startAgent({

@@ -60,6 +60,8 @@ export interface AppConfig {
   readonly threadLeaseTtlMs: number;
   /** Runs one agent process works on at once (AGENT_CONCURRENCY); runs parked at an approval do not count. */
   readonly agentConcurrency: number;
+  /** Per Slack user and window: refused clicks/commands and timeline uploads before one "slow down". */
+  readonly slackFlood: { readonly refusals: number; readonly uploads: number; readonly windowMs: number };
   readonly approval: {
     readonly timeoutMs: number;
     /** Slack user ids (U…, W…) and user-group ids (S…). */
@@ -143,6 +145,16 @@ function timerDuration(example: string) {
     }
     return ms;
   });
+}
+
+/** A whole number 1-1000 of `what`. */
+function countSchema(what: string, fallback: number) {
+  return z
+    .string()
+    .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
+      error: `must be a whole number 1-1000 of ${what} (default ${fallback})`,
+    })
+    .transform(Number);
 }
 
 const DURATION = /^(\d+)(ms|s|m|h)$/;
@@ -366,6 +378,9 @@ const envSchema = z.object({
   APPROVAL_TIMEOUT: timerDuration('30m').optional(),
   SITE_LOCK_TTL: timerDuration('60s').optional(),
   THREAD_LEASE_TTL: timerDuration('15s').optional(),
+  SLACK_FLOOD_REFUSALS: countSchema('refused clicks and commands per user per window', 5).optional(),
+  SLACK_FLOOD_UPLOADS: countSchema('/capi timeline uploads per user per window', 3).optional(),
+  SLACK_FLOOD_WINDOW: timerDuration('1m').optional(),
   AGENT_CONCURRENCY: z
     .string()
     .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
@@ -468,6 +483,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     siteLockTtlMs: e.SITE_LOCK_TTL ?? DEFAULT_SITE_LOCK_TTL_MS,
     threadLeaseTtlMs: e.THREAD_LEASE_TTL ?? DEFAULT_THREAD_LEASE_TTL_MS,
+    slackFlood: {
+      refusals: e.SLACK_FLOOD_REFUSALS ?? 5,
+      uploads: e.SLACK_FLOOD_UPLOADS ?? 3,
+      windowMs: e.SLACK_FLOOD_WINDOW ?? 60_000,
+    },
     agentConcurrency: e.AGENT_CONCURRENCY ?? DEFAULT_AGENT_CONCURRENCY,
     approval: {
       timeoutMs: e.APPROVAL_TIMEOUT ?? DEFAULT_APPROVAL_TIMEOUT_MS,

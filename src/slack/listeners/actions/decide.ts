@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { describeRefusal } from '../../../fronts/format.js';
 import type { RunService } from '../../../queue/service.js';
 import { mention } from '../../blocks.js';
+import type { FloodLimit } from '../../flood-limit.js';
 import type { GroupMembership } from '../../membership.js';
 
 export interface DecideDeps {
@@ -13,6 +14,8 @@ export interface DecideDeps {
   readonly logger: Logger;
   /** Refreshes the approval message in place (the thread poster owns it). */
   readonly onDecided: (approvalId: string) => void;
+  /** Refused clicks count against the clicker's SLACK_FLOOD_REFUSALS. */
+  readonly flood?: FloodLimit;
 }
 
 export interface Click {
@@ -38,10 +41,16 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
     click.approved,
     'slack',
   );
+  if (result.outcome === 'decided') {
+    deps.onDecided(click.approvalId);
+    return;
+  }
+  // Every other click changed nothing: past the flood limit its clicker hears "slow down" once, then nothing,
+  // and nothing more is stored for them (no ephemeral, no timeline line).
+  const verdict = deps.flood === undefined ? 'ok' : await deps.flood.hit(click.userId, 'refusal');
+  if (verdict === 'slow_down') await tell(deps.flood?.slowDown() ?? '');
+  if (verdict !== 'ok') return;
   switch (result.outcome) {
-    case 'decided':
-      deps.onDecided(click.approvalId);
-      return;
     case 'refused':
       await tell(`Your click changed nothing: ${describeRefusal(result.refusal, mention)}.`);
       // The thread and the postmortem say so too, with ids rather than mentions (no one gets notified).

@@ -10,7 +10,7 @@ export async function cancelCommand(ctx: CapiContext, runId: string): Promise<vo
       `Cancel requested for run ${slackName(record.runId, 100)} (${record.status}); its thread will show when it stopped.`,
     );
   } catch (err) {
-    await ctx.reply(
+    await ctx.refuse(
       `Could not cancel ${slackName(runId, 100)}: ${slackText(asCodedError(err).message, 1000)}`,
     );
   }

@@ -6,7 +6,7 @@ import { slackText } from '../../escape.js';
 export async function runCommand(ctx: CapiContext, runbook: string, args: readonly string[]): Promise<void> {
   const where = ctx.siteFor(ctx.channelId);
   if ('problem' in where) {
-    await ctx.reply(`Nothing was started: ${slackText(where.problem, 1000)}`);
+    await ctx.refuse(`Nothing was started: ${slackText(where.problem, 1000)}`);
     return;
   }
   try {
@@ -19,6 +19,6 @@ export async function runCommand(ctx: CapiContext, runbook: string, args: readon
     });
     ctx.watch(record.runId);
   } catch (err) {
-    await ctx.reply(`Nothing was started: ${slackText(asCodedError(err).message, 1000)}`);
+    await ctx.refuse(`Nothing was started: ${slackText(asCodedError(err).message, 1000)}`);
   }
 }

@@ -14,7 +14,7 @@ export async function statusCommand(ctx: CapiContext, runId?: string): Promise<v
   if (runId !== undefined) {
     const record = await ctx.service.getRun(runId);
     if (!record) {
-      await ctx.reply(`No run ${slackName(runId, 100)}: \`/capi status\` lists the runs.`);
+      await ctx.refuse(`No run ${slackName(runId, 100)}: \`/capi status\` lists the runs.`);
       return;
     }
     const pending = await ctx.service.pendingApprovals(runId);

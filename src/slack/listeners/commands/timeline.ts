@@ -6,9 +6,11 @@ import { slackName } from '../../escape.js';
 export async function timelineCommand(ctx: CapiContext, runId: string): Promise<void> {
   const entries = await ctx.service.readTimeline(runId);
   if (entries.length === 0) {
-    await ctx.reply(`No timeline for run ${slackName(runId, 100)}: \`/capi status\` lists the runs.`);
+    await ctx.refuse(`No timeline for run ${slackName(runId, 100)}: \`/capi status\` lists the runs.`);
     return;
   }
+  // Each upload is a file in the channel: a user repeating it is flood-limited (SLACK_FLOOD_UPLOADS).
+  if (!(await ctx.mayUpload())) return;
   await ctx.client.files.uploadV2({
     channel_id: ctx.channelId,
     file: Buffer.from(renderMarkdown(entries), 'utf8'),
