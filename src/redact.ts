@@ -31,7 +31,14 @@ export function redactText(text: string): string {
  * Every input line gives exactly one output line. A string holding several lines is also accepted.
  */
 export function createLineRedactor(): (line: string) => string {
-  const state: RedactorState = { pem: false, block: undefined };
+  const state: RedactorState = {
+    pem: false,
+    block: undefined,
+    table: undefined,
+    k8sData: undefined,
+    wrapped: false,
+    publicPem: false,
+  };
   return (line: string): string => {
     if (!line.includes('\n')) return redactLine(state, line);
     return line
@@ -54,6 +61,17 @@ interface RedactorState {
   pem: boolean;
   /** Inside the multi-line value of a secret key (`password: |`, `unseal_keys_b64: [`, `token:` + list). */
   block: Block | undefined;
+  /** Inside an openstackclient table: `head` right after its top border, then the columns to hide. */
+  table:
+    | { readonly phase: 'head' }
+    | { readonly phase: 'columns' | 'body' | 'end'; readonly columns: readonly number[] }
+    | undefined;
+  /** Inside the `data:` of a Kubernetes Secret (`kubectl get secret -o yaml|json`): every value is secret. */
+  k8sData: { readonly column: number; readonly json: boolean; readonly plain: boolean } | undefined;
+  /** The previous line was one long base64 line: `base64` wraps at 76, and the last piece is short. */
+  wrapped: boolean;
+  /** Inside a certificate or public key PEM block: public, its base64 lines are left as they are. */
+  publicPem: boolean;
 }
 
 // Certificates and public keys are deliberately not matched: they are public and operators need to read them.
@@ -82,7 +100,8 @@ const TOKEN_PATTERNS: readonly RegExp[] = [
 const LABELLED_PATTERNS: readonly RegExp[] = [
   /(?<![\w-])(bearer[ \t]+)[A-Za-z0-9._~+/-]{16,}=*/gi,
   // The password in a URL's user info, e.g. redis://:pw@host or postgres://user:pw@host.
-  /(?<![\w+.-])([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s/@]+(?=@)/gi,
+  // The password runs to the LAST `@` before the host: `https://admin:p@ss@host` hides `p@ss`.
+  /(?<![\w+.-])([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s/]+(?=@[^\s/@]*(?:[\s/?#]|$))/gi,
 ];
 
 /**
@@ -91,7 +110,11 @@ const LABELLED_PATTERNS: readonly RegExp[] = [
  */
 const SECRET_KEYWORDS =
   'password|passwd|passphrase|secret|token|api[_-]?key|private[_-]?key|secret[_-]?(?:access[_-]?)?key|' +
-  'client[_-]key(?:[_-]data)?|\\.key|authorization|(?:unseal|recovery)[_-]keys?(?:[_-](?:b64|hex))?';
+  'client[_-]key(?:[_-]data)?|\\.key|authorization|(?:unseal|recovery)[_-]keys?(?:[_-](?:b64|hex))?|' +
+  // `OS_PASSWORD_INPUT` (openrc's prompt variable), `token_b64`: a secret under a suffix that says how it is held.
+  '(?:password|passwd|secret|token)[_-](?:input|b64|base64|hex|value|plain(?:text)?)|' +
+  // `openstack credential show`'s `blob` (an EC2 pair or a TOTP seed).
+  'blob';
 
 // `$1` opening quote, `$2` key, `$3` closing quote, `$4` separator. A whitespace-only separator is only
 // accepted for command-line flags (`--os-password value`); prose such as "the token expired" is left alone.
@@ -114,7 +137,17 @@ const TABLE_ROW = /^([ \t]*\|)([^|\r\n]*)\|([^|\r\n]*)\|/;
 
 /** Values that are placeholders, references or structure, not secrets. */
 const NOT_A_SECRET =
-  /^(?:|true|false|null|none|nil|~|\*+|<redacted>|redacted|data\+omitted|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\$\([^)\r\n]*\)|[|>][-+]?\d?)$/i;
+  /^(?:|true|false|null|none|nil|~|\*+|<redacted>|redacted|data\+omitted|\$\([^)\r\n]*\)|[|>][-+]?\d?)$/i;
+/**
+ * Shell references (`$OS_PASSWORD_INPUT`, `${TOKEN:?unset}`, `$1`) are how scripts pass secrets and stay
+ * readable. Only upper-case names count: a value such as `$ecr3t` is a password that starts with `$`.
+ */
+const SHELL_REFERENCE =
+  /^(?:\$[A-Z_][A-Z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:?#%/^,@+-][^}\s]*)?\}|\$[0-9@*#?])$/;
+
+function isPlaceholder(value: string): boolean {
+  return NOT_A_SECRET.test(value) || SHELL_REFERENCE.test(value);
+}
 const BLOCK_SCALAR = /^[|>][-+]?\d?$/;
 const AUTH_SCHEME = /(?:basic|bearer|digest|negotiate|token|ntlm)[ \t]+/iy;
 const LINE_START_PREFIX = /^[ \t]*(?:-[ \t]+)?$/;
@@ -123,7 +156,20 @@ const YAML_MAPPING_ENTRY = /^(?:[\w.-]+|"[^"]*"|'[^']*')[ \t]*:(?:[ \t]|$)/;
 
 function redactLine(state: RedactorState, rawLine: string): string {
   const cr = rawLine.endsWith('\r') ? '\r' : '';
-  const line = cr ? rawLine.slice(0, -1) : rawLine;
+  let line = cr ? rawLine.slice(0, -1) : rawLine;
+  if (PUBLIC_PEM_BEGIN.test(line)) state.publicPem = true;
+  else if (state.publicPem && PUBLIC_PEM_END.test(line)) state.publicPem = false;
+  else if (state.publicPem && /^[ \t]*[A-Za-z0-9+/]+={0,2}[ \t]*$/.test(line)) return line + cr;
+  if (!state.pem) {
+    line = redactTableLine(state, line);
+    line = redactK8sDataLine(state, line);
+    const wrapped = state.wrapped;
+    state.wrapped = false;
+    if (wrapped && WRAPPED_BASE64.test(line.trim())) {
+      state.wrapped = line.trim().length >= WRAP_MIN;
+      return (/^[ \t]*/.exec(line)?.[0] ?? '') + REDACTED + cr;
+    }
+  }
 
   if (state.block?.kind === 'yaml' && !state.pem && !continuesYamlBlock(state.block.column, line)) {
     state.block = undefined;
@@ -211,8 +257,162 @@ function redactPlain(state: RedactorState, text: string, atLineStart: boolean, l
   out = kv.text;
   for (const pattern of TOKEN_PATTERNS) out = out.replace(pattern, REDACTED);
   for (const pattern of LABELLED_PATTERNS) out = out.replace(pattern, `$1${REDACTED}`);
+  for (const pattern of COMMAND_SECRETS) {
+    out = out.replace(pattern, (whole: string, head: string, value: string) =>
+      isPlaceholder(value) || isMarker(value) ? whole : head + REDACTED,
+    );
+  }
+  out = redactBlobs(out);
+  if (atLineStart && lastSegment && out.trim() === REDACTED && text.trim().length >= WRAP_MIN) {
+    state.wrapped = WRAPPED_BASE64.test(text.trim());
+  }
   if (kv.opens !== undefined && lastSegment) state.block = kv.opens;
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Secrets without a label: their shape, their column or their place in a Kubernetes Secret says what they are.
+
+/**
+ * Secrets passed as a command's positional argument, as a shell trace (`+ vault operator unseal KEY`) or an
+ * echoed command line shows them: `$1` is kept, `$2` is the secret (a `$VAR` reference is left readable).
+ */
+const COMMAND_SECRETS: readonly RegExp[] = [
+  /(?<![\w-])(vault[ \t]+(?:operator[ \t]+unseal|login|unwrap)(?:[ \t]+-[\w-]+(?:=\S*)?)*[ \t]+)([^\s=-][^\s=]*)(?=[ \t;|&]|$)/g,
+  /(?<![\w-])(sshpass[ \t]+-p[ \t]*)(\S+)/g,
+  /(?<![\w-])(curl[ \t][^\n|;&]*?[ \t](?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]+:)([^\s'"]+)/g,
+];
+
+/**
+ * A long run of base64/base64url characters mixing upper case, lower case and digits: an application
+ * credential secret (`-f value`), a bare unseal key, a base64 kubeconfig, a token of a shape not listed above.
+ * Names (DNS-1123, lower case), UUIDs and hex ids or digests never mix cases, so they stay readable.
+ */
+const PUBLIC_PEM_BEGIN = /-----BEGIN (?:CERTIFICATE|[A-Z0-9 ]*PUBLIC KEY|X509 CRL|CERTIFICATE REQUEST)-----/;
+const PUBLIC_PEM_END = /-----END (?:CERTIFICATE|[A-Z0-9 ]*PUBLIC KEY|X509 CRL|CERTIFICATE REQUEST)-----/;
+const BLOB = /(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{32,}={0,2}(?![A-Za-z0-9+/=_-])/g;
+const WRAPPED_BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+/** `base64` wraps at 76 and `openssl base64` at 64: a line this long that is all base64 may go on. */
+const WRAP_MIN = 60;
+/** Digests and key fingerprints are public and name what an operator must compare (`SHA256:...` host keys). */
+const DIGEST_PREFIX = /(?:sha(?:1|224|256|384|512)|md5)[:=-]$/i;
+
+function redactBlobs(text: string): string {
+  return text.replace(BLOB, (blob: string, offset: number) =>
+    looksLikeOpaqueSecret(blob) && !DIGEST_PREFIX.test(text.slice(Math.max(0, offset - 8), offset))
+      ? REDACTED
+      : blob,
+  );
+}
+
+function looksLikeOpaqueSecret(blob: string): boolean {
+  if (!/[A-Z]/.test(blob) || !/[a-z]/.test(blob) || !/[0-9]/.test(blob)) return false;
+  if (/^[0-9a-fA-F-]+$/.test(blob)) return false;
+  // `/` is standard base64 and `-`/`_` base64url: a run with both alphabets is a path (`/tmp/capi-Xy12.../f`).
+  if (blob.includes('/') && /[-_]/.test(blob)) return false;
+  if (new Set(blob).size < 12) return false;
+  return !isPublicMaterial(blob);
+}
+
+/** Base64 of a certificate, a public key or an SSH public key: public, and what an operator checks. */
+function isPublicMaterial(b64: string): boolean {
+  const head = Buffer.from(b64.slice(0, 64).replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString(
+    'latin1',
+  );
+  if (/^-----BEGIN (?:CERTIFICATE|[A-Z ]*PUBLIC KEY|X509 CRL)/.test(head)) return true;
+  return /^\0\0\0.(?:ssh-|ecdsa-|sk-)/s.test(head);
+}
+
+/** Is `value` (a Secret's data value) base64 that could hold a secret? Short lower-case words stay. */
+function isSecretDataValue(value: string): boolean {
+  if (value.length < 4 || !WRAPPED_BASE64.test(value) || value.length % 4 !== 0) return false;
+  return !isPublicMaterial(value);
+}
+
+const TABLE_BORDER = /^[ \t]*\+[-=+]+\+[ \t]*$/;
+const TABLE_LINE = /^[ \t]*\|.*\|[ \t]*$/;
+
+/**
+ * openstackclient's column tables (`ec2 credentials list`: Access | Secret | ...; `credential list`: ... |
+ * Data | ...): the secret is in a column whose header, not its row, names it. The header is the first row after
+ * the top border, so a Field | Value table's `| secret | ... |` row is never taken for one.
+ */
+function redactTableLine(state: RedactorState, line: string): string {
+  if (TABLE_BORDER.test(line)) {
+    // Top border, header separator, bottom border; a border right after a bottom one starts the next table.
+    const t = state.table;
+    if (t === undefined || t.phase === 'end') state.table = { phase: 'head' };
+    else if (t.phase !== 'head')
+      state.table = { phase: t.phase === 'columns' ? 'body' : 'end', columns: t.columns };
+    return line;
+  }
+  if (!TABLE_LINE.test(line) || state.table === undefined) {
+    state.table = undefined;
+    return line;
+  }
+  const cells = line.split('|');
+  if (state.table.phase === 'head') {
+    const columns: number[] = [];
+    cells.forEach((cell, i) => {
+      const name = cell.trim();
+      if (i > 0 && i < cells.length - 1 && (isSecretKey(name) || /^(?:data|blob)$/i.test(name)))
+        columns.push(i);
+    });
+    state.table = { phase: 'columns', columns };
+    return line;
+  }
+  const { columns } = state.table;
+  if (columns.length === 0) return line;
+  return cells
+    .map((cell, i) => {
+      const value = cell.trim();
+      if (!columns.includes(i) || isPlaceholder(value) || isMarker(value)) return cell;
+      const lead = /^[ \t]*/.exec(cell)?.[0] ?? '';
+      return `${lead}${REDACTED}${' '.repeat(Math.max(cell.length - lead.length - REDACTED.length, 1))}`;
+    })
+    .join('|');
+}
+
+const K8S_DATA_YAML = /^([ \t]*)(data|stringData):[ \t]*$/;
+const K8S_DATA_JSON = /^([ \t]*)"(data|stringData)":[ \t]*\{[ \t]*$/;
+const YAML_ENTRY = /^([ \t]*)((?:[\w.-]+|"[^"]*"|'[^']*')[ \t]*:[ \t]*)(.*?)[ \t]*$/;
+const JSON_ENTRY = /^([ \t]*"(?:[^"\\]|\\.)*"[ \t]*:[ \t]*)"((?:[^"\\]|\\.)*)"(.*)$/;
+
+/**
+ * `data:` (base64) and `stringData:` (plain) of a Kubernetes Secret: the keys are whatever the Secret's owner
+ * named them (`value` for a CAPI kubeconfig), so values are judged by their place. A `data:` value that
+ * decodes to a certificate stays (ca.crt, tls.crt); a ConfigMap's plain words are not base64 and stay too.
+ */
+function redactK8sDataLine(state: RedactorState, line: string): string {
+  const open = state.k8sData;
+  if (open === undefined) {
+    const yaml = K8S_DATA_YAML.exec(line);
+    const json = yaml === null ? K8S_DATA_JSON.exec(line) : null;
+    const m = yaml ?? json;
+    if (m !== null) {
+      state.k8sData = { column: (m[1] ?? '').length, json: json !== null, plain: m[2] === 'stringData' };
+    }
+    return line;
+  }
+  if (line.trim() === '') return line;
+  const indent = /^[ \t]*/.exec(line)?.[0].length ?? 0;
+  if (open.json ? line.trim().startsWith('}') : indent <= open.column) {
+    state.k8sData = undefined;
+    return redactK8sDataLine(state, line);
+  }
+  const hide = (value: string) =>
+    !isMarker(value) && (open.plain ? !isPlaceholder(value) : isSecretDataValue(value));
+  if (open.json) {
+    const m = JSON_ENTRY.exec(line);
+    return m !== null && hide(m[2] ?? '') ? `${m[1]}"${REDACTED}"${m[3]}` : line;
+  }
+  const m = YAML_ENTRY.exec(line);
+  if (m === null) return line;
+  const raw = m[3] ?? '';
+  const quoted = /^(["'])(.*)\1$/.exec(raw);
+  const value = quoted?.[2] ?? raw;
+  if (!hide(value)) return line;
+  return `${m[1]}${m[2]}${quoted ? `${quoted[1]}${REDACTED}${quoted[1]}` : REDACTED}`;
 }
 
 function redactTableRow(line: string): string {
@@ -221,7 +421,7 @@ function redactTableRow(line: string): string {
   const [whole, open = '', keyCell = '', valueCell = ''] = row;
   if (!isSecretKey(keyCell.trim())) return line;
   const value = valueCell.trim();
-  if (NOT_A_SECRET.test(value) || isMarker(value)) return line;
+  if (isPlaceholder(value) || isMarker(value)) return line;
   const lead = /^[ \t]*/.exec(valueCell)?.[0] ?? '';
   // Pad to the original width so the table's columns stay aligned.
   const pad = Math.max(valueCell.length - lead.length - REDACTED.length, valueCell.endsWith(' ') ? 1 : 0);
@@ -306,12 +506,14 @@ function scanValue(text: string, start: number, ctx: ValueContext): ValueScan {
   if (first === '"' || first === "'") {
     const close = findClosingQuote(text, start + 1, first);
     const inner = text.slice(start + 1, close === -1 ? text.length : close);
-    if (NOT_A_SECRET.test(inner.trim()) || isMarker(inner)) {
+    if (isPlaceholder(inner.trim()) || isMarker(inner)) {
       return { end: close === -1 ? text.length : close + 1, replacement: undefined };
     }
     // An unclosed quote means the value was cut or spans lines: hide all of what is there.
     if (close === -1) return { end: text.length, replacement: first + REDACTED };
-    return { end: close + 1, replacement: first + REDACTED + first };
+    // The shell joins quoted and bare pieces into one word (`'it'"'"'s'`): the secret runs to the word's end.
+    const end = ctx.json ? close + 1 : shellWordEnd(text, close + 1, ctx.enclosingQuote);
+    return { end, replacement: first + REDACTED + first };
   }
   if (first === '[' && ctx.colon) {
     const close = text.indexOf(']', start);
@@ -335,7 +537,7 @@ function scanValue(text: string, start: number, ctx: ValueContext): ValueScan {
     }
   }
   const value = text.slice(start, end);
-  if (NOT_A_SECRET.test(value)) {
+  if (isPlaceholder(value)) {
     const opensBlock = ctx.colon && BLOCK_SCALAR.test(value) && text.slice(end).trim() === '';
     return {
       end,
@@ -345,6 +547,22 @@ function scanValue(text: string, start: number, ctx: ValueContext): ValueScan {
   }
   if (value === '{' && text.slice(end).trim() === '') return { end, replacement: undefined };
   return { end, replacement: REDACTED };
+}
+
+function shellWordEnd(text: string, from: number, enclosingQuote: string | undefined): number {
+  let i = from;
+  while (i < text.length) {
+    const c = text[i] as string;
+    if (/[\s,;|&)}\]]/.test(c) || c === enclosingQuote) break;
+    if (c === '"' || c === "'") {
+      const close = findClosingQuote(text, i + 1, c);
+      if (close === -1) return text.length;
+      i = close + 1;
+    } else {
+      i++;
+    }
+  }
+  return i;
 }
 
 function findClosingQuote(text: string, from: number, quote: string): number {

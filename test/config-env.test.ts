@@ -37,11 +37,12 @@ describe('loadConfig', () => {
       siteLockTtlMs: 60_000,
       threadLeaseTtlMs: 15_000,
       agentConcurrency: 2,
+      slackFlood: { refusals: 5, uploads: 3, windowMs: 60_000 },
       approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
       terminalUsers: new Map(),
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
       ops: { metricsHost: '0.0.0.0' },
-      retention: { runMs: 30 * 86_400_000, maxOutputBytesPerRun: 4 * 1024 * 1024 },
+      retention: { runMs: 30 * 86_400_000, maxOutputBytesPerRun: 4 * 1024 * 1024, maxLineBytes: 1024 * 1024 },
     });
   });
 
@@ -68,6 +69,9 @@ describe('loadConfig', () => {
       SITE_LOCK_TTL: '90s',
       THREAD_LEASE_TTL: '20s',
       AGENT_CONCURRENCY: '20',
+      SLACK_FLOOD_REFUSALS: '10',
+      SLACK_FLOOD_UPLOADS: '2',
+      SLACK_FLOOD_WINDOW: '30s',
       CAPI_APPROVERS: 'U0123ABCD, W0456EFGH S0789IJKL,U0123ABCD',
       CAPI_OPERATORS: 'U0999ZZZZ',
       CAPI_ALLOW_SELF_APPROVAL: 'true',
@@ -83,6 +87,7 @@ describe('loadConfig', () => {
       AUDIT_LOG_FILE: '/var/log/capi/audit.jsonl',
       RUN_RETENTION: '90d',
       RUN_MAX_OUTPUT_BYTES: '512kb',
+      RUN_MAX_LINE_BYTES: '16kb',
       REDIS_WAIT_REPLICAS: '1',
       HOST: '127.0.0.1',
     };
@@ -102,6 +107,7 @@ describe('loadConfig', () => {
       siteLockTtlMs: 90_000,
       threadLeaseTtlMs: 20_000,
       agentConcurrency: 20,
+      slackFlood: { refusals: 10, uploads: 2, windowMs: 30_000 },
       approval: {
         timeoutMs: 2 * 3_600_000,
         approvers: ['U0123ABCD', 'W0456EFGH', 'S0789IJKL'],
@@ -122,7 +128,7 @@ describe('loadConfig', () => {
         host: '127.0.0.1',
       },
       ops: { metricsPort: 9464, metricsHost: '127.0.0.1', auditLogFile: '/var/log/capi/audit.jsonl' },
-      retention: { runMs: 90 * 86_400_000, maxOutputBytesPerRun: 512 * 1024 },
+      retention: { runMs: 90 * 86_400_000, maxOutputBytesPerRun: 512 * 1024, maxLineBytes: 16 * 1024 },
     });
   });
 
@@ -173,6 +179,10 @@ describe('loadConfig', () => {
     ['RUN_RETENTION', '30', 'e.g. 30d'],
     ['RUN_RETENTION', '5m', 'from 1h to 3650d'],
     ['RUN_MAX_OUTPUT_BYTES', '4gb', 'from 1kb to 512mb'],
+    ['RUN_MAX_LINE_BYTES', '10', 'from 1kb to 512mb'],
+    ['SLACK_FLOOD_REFUSALS', '0', 'must be a whole number 1-1000 of refused clicks and commands'],
+    ['SLACK_FLOOD_UPLOADS', 'many', 'must be a whole number 1-1000 of /capi timeline uploads'],
+    ['SLACK_FLOOD_WINDOW', '1 minute', 'must be a duration'],
     ['REDIS_SENTINELS', 'sentinel-1', '"sentinel-1" is not host:port'],
     ['REDIS_CLUSTER_NODES', 'a:1,b:99999', '"b:99999" is not host:port'],
     ['REDIS_WAIT_REPLICAS', 'all', 'must be a whole number of replicas'],

@@ -207,7 +207,8 @@ describe('the per-run output bound in bytes', () => {
     const lines = events.flatMap((e) => (e.type === 'step.output' ? [e.line] : []));
     // Three lines of about 1.1 kB each fit in 4 kB; the fourth would not.
     expect(lines.slice(0, 3).map((l) => l.split(' ')[0])).toEqual(['0', '1', '2']);
-    expect(lines.slice(3)).toEqual(['[... output truncated: 7 more lines not stored ...]']);
+    // Lines 3-9 were dropped: 1002 bytes each.
+    expect(lines.slice(3)).toEqual(['[... output truncated: 7 more lines (7014 bytes) not stored ...]']);
     expect(events.at(-1)?.type).toBe('run.finished');
     expect(
       Number(await db.redis.hget(`${db.prefix}:run:r1:timeline:meta`, 'outputBytes')),

@@ -143,7 +143,7 @@ describe('RunTimeline.append/read', () => {
       'line 1',
       'line 2',
       'line 3',
-      '[... output truncated: 7 more lines not stored ...]',
+      '[... output truncated: 7 more lines (43 bytes) not stored ...]',
       'decision',
       'run.finished',
     ]);
@@ -156,7 +156,11 @@ describe('RunTimeline.append/read', () => {
       for (let i = 1; i <= 3; i++) await timeline.append(RUN, output(`line ${i}`), `out:${i}`);
     }
     const lines = (await timeline.read(RUN)).map((e) => (e.event.type === 'step.output' ? e.event.line : ''));
-    expect(lines).toEqual(['line 1', 'line 2', '[... output truncated: 1 more lines not stored ...]']);
+    expect(lines).toEqual([
+      'line 1',
+      'line 2',
+      '[... output truncated: 1 more lines (6 bytes) not stored ...]',
+    ]);
   });
 
   it('should skip and report malformed entries when the stream holds foreign data', async () => {

@@ -112,7 +112,7 @@ describe('rootMessage', () => {
     expect(info?.text?.text.split('\n')).toEqual([
       'run id: r-recover-1',
       '*Requested by* <@U0ALICE01>',
-      '*Parameters* cluster=prod-k8s',
+      '*Parameters* cluster=`prod-k8s`',
       '*Status* :arrows_counterclockwise: *running* for 8.0s',
       '_Bring a cluster back from CREATE_FAILED_',
     ]);
@@ -150,7 +150,7 @@ describe('rootMessage', () => {
     const m = rootMessage(view(events), new Date(T0 + 60_000));
     expectWithinLimits(m);
     expect(checklist(m)[2]).toBe(
-      ':raised_hand: Delete stale load balancers :warning: · step 3 of 4 · 54.0s · item 1 of 2: lb-1 · Delete lb-1 · *waiting for approval*',
+      ':raised_hand: Delete stale load balancers :warning: · step 3 of 4 · 54.0s · item 1 of 2: `lb-1` · Delete lb-1 · *waiting for approval*',
     );
     expect(sectionTexts(m)[0]).toContain(
       '*Status* :raised_hand: *waiting for approval* for 1m 0s · 1 approval(s) pending',
@@ -196,7 +196,9 @@ describe('rootMessage', () => {
     expect(text).not.toMatch(/<!channel>|<!here>|<@U0EVIL01>|<https:/);
     expect(text).toContain('recover &lt;!channel&gt; on site-a');
     expect(text).toContain('_ping &lt;!here&gt; &amp; &lt;https://evil.example|click&gt;_');
-    expect(text).toContain(`*Parameters* cluster=a&amp;b, note=token=${REDACTED}, os_password=${REDACTED}`);
+    expect(text).toContain(
+      `*Parameters* cluster=\`a&amp;b\`, note=\`token=${REDACTED}\`, os_password=\`${REDACTED}\``,
+    );
     expect(text).not.toContain('hunter2');
     expect(checklist(m)[0]).toBe(`:white_circle: &lt;@U0EVIL01&gt; uses ${REDACTED} · step 1 of 1`);
   });
@@ -289,7 +291,7 @@ describe('threadMessage', () => {
           type: 'section',
           text: {
             type: 'mrkdwn',
-            text: ':arrow_forward: *Step 3 of 4* · item 1 of 2: lb-1 started: Delete lb-1 :warning: destructive',
+            text: ':arrow_forward: *Step 3 of 4* · item 1 of 2: `lb-1` started: Delete lb-1 :warning: destructive',
           },
         },
       ],
@@ -359,15 +361,15 @@ describe('threadMessage', () => {
       )[0];
     const date = `<!date^${epoch(30)}^{date_short_pretty} {time}|2024-05-01 10:00 UTC>`;
     expect(decided({ approved: true, by: 'U0BOB0001', at: at(30) })).toBe(
-      `:white_check_mark: *Step 3 of 4* · item 1 of 2: lb-1 approved by <@U0BOB0001> at ${date}`,
+      `:white_check_mark: *Step 3 of 4* · item 1 of 2: \`lb-1\` approved by <@U0BOB0001> at ${date}`,
     );
     expect(
       decided({ approved: false, by: 'U0BOB0001', at: at(30), reason: 'denied', note: 'freeze <!here>' }),
     ).toBe(
-      `:no_entry: *Step 3 of 4* · item 1 of 2: lb-1 denied by <@U0BOB0001> at ${date}: freeze &lt;!here&gt;`,
+      `:no_entry: *Step 3 of 4* · item 1 of 2: \`lb-1\` denied by <@U0BOB0001> at ${date}: freeze &lt;!here&gt;`,
     );
     expect(decided({ approved: false, by: 'expiry', at: at(30), reason: 'expired' })).toBe(
-      `:hourglass: *Step 3 of 4* · item 1 of 2: lb-1: the approval expired unanswered at ${date} (counts as a denial)`,
+      `:hourglass: *Step 3 of 4* · item 1 of 2: \`lb-1\`: the approval expired unanswered at ${date} (counts as a denial)`,
     );
   });
 
@@ -398,7 +400,7 @@ describe('threadMessage', () => {
     ].map((m) => sectionTexts(m as SlackMessage).join('\n'));
     expect(texts).toEqual([
       ':speech_balloon: *Step 2 of 4*: control plane is up: skipping the rebuild',
-      ':fast_forward: *Step 3 of 4* · item 1 of 2: lb-1 skipped, nothing to do: lb-1 is already gone',
+      ':fast_forward: *Step 3 of 4* · item 1 of 2: `lb-1` skipped, nothing to do: lb-1 is already gone',
       ':arrow_forward: Run resumed at step delete-lbs: approval decided',
       ':white_check_mark: *Run succeeded* after 2m 10s\n> recover finished: every step passed',
       ':no_entry_sign: *Run CANCELLED* after 5.0s\n> cancelled by U0ALICE01\n*Failed step* wait-ready',
@@ -468,9 +470,9 @@ describe('approvalMessage', () => {
     });
     expect(sectionTexts(m)).toEqual([
       'Delete the stale load balancer that blocks the cluster delete\n' +
-        '*Runbook* recover · run id: r-recover-1 · *Step 3 of 4* · item 1 of 2: lb-1 (delete-lbs/delete-lb)',
+        '*Runbook* recover · run id: r-recover-1 · *Step 3 of 4* · item 1 of 2: `lb-1` (delete-lbs/delete-lb)',
       '*Will run:*\n```\nopenstack loadbalancer delete --cascade 6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10\n```',
-      '*Targets (1)*\n• lb-1 (6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10)',
+      '*Targets (1)*\n• `lb-1 (6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10)`',
       '*Evidence (2)*\n• provisioning_status=ERROR for 3 days\n• no listeners',
     ]);
     expect(blocks.at(-2)?.elements?.[0]?.text).toBe(
@@ -585,7 +587,7 @@ describe('approvalMessage', () => {
     expect(text).not.toContain(slackBot);
     expect(sectionTexts(m).slice(1)).toEqual([
       `*Will run:*\n\`\`\`\nopenstack --os-password ${REDACTED} server delete x &amp;&amp; echo '&lt;!channel&gt;'\n\`\`\``,
-      '*Targets (1)*\n• &lt;@U0EVIL01&gt;',
+      '*Targets (1)*\n• `&lt;@U0EVIL01&gt;`',
       `*Evidence (1)*\n• token: ${REDACTED}`,
     ]);
   });

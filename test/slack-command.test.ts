@@ -145,6 +145,9 @@ describe('dispatchCapi', () => {
       reply: async (text: string) => {
         replies.push(text);
       },
+      refuse: async (text: string) => {
+        replies.push(text);
+      },
     } as unknown as CapiContext;
     return { ctx, replies };
   }

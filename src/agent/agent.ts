@@ -66,6 +66,8 @@ export interface AgentOptions {
   readonly retentionSweepMs?: number;
   /** Bytes of output stored per run (RUN_MAX_OUTPUT_BYTES). */
   readonly maxOutputBytesPerRun?: number;
+  /** Bytes kept of one output line, in memory and in the timeline (RUN_MAX_LINE_BYTES). */
+  readonly maxLineBytes?: number;
   /** How long a destructive attempt's record may take to reach its replicas (see ReplicaWait). */
   readonly waitReplicasTimeoutMs?: number;
 }
@@ -253,7 +255,10 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
 
     let ssh: Awaited<ReturnType<typeof connectSsh>>;
     try {
-      ssh = await connectSsh({ target: resolveJumphost(site, opts.jumphostEnv) });
+      ssh = await connectSsh({
+        target: resolveJumphost(site, opts.jumphostEnv),
+        ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
+      });
       opts.metrics?.sshConnects.inc({ result: 'ok' });
     } catch (err) {
       opts.metrics?.sshConnects.inc({ result: 'error' });

@@ -61,6 +61,7 @@ export function agentOptions(
     siteLockTtlMs: config.siteLockTtlMs,
     retentionMs: config.retention.runMs,
     maxOutputBytesPerRun: config.retention.maxOutputBytesPerRun,
+    maxLineBytes: config.retention.maxLineBytes,
     concurrency: config.agentConcurrency,
     logger,
   };

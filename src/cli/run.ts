@@ -66,7 +66,7 @@ export async function runFromTerminal(opts: TerminalRunOptions): Promise<number>
 
   const target = resolveJumphost(site, config.jumphost);
   const operator = `${userInfo().username}@${hostname()}`;
-  const executor = await connectSsh({ target });
+  const executor = await connectSsh({ target, maxLineBytes: config.retention.maxLineBytes });
   const approvals = createTerminalApprovals({
     input: process.stdin,
     output: process.stdout,

@@ -13,6 +13,7 @@ import { loadRunbooks } from '../runbook/load.js';
 import { checkRedisForProduction } from '../runs/redis-checks.js';
 import { createSlackApp } from '../slack/app.js';
 import { threadApprovalPlaces } from '../slack/click-place.js';
+import { FloodLimit } from '../slack/flood-limit.js';
 import { ThreadPoster } from '../slack/poster.js';
 import { ThreadCursors } from '../slack/thread-cursors.js';
 import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
@@ -79,6 +80,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     approvalPlaces: threadApprovalPlaces(new ThreadCursors(redis, config.queue.prefix)),
     logger,
     threads: poster,
+    flood: new FloodLimit(redis, config.queue.prefix, config.slackFlood),
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
   agent = await startAgent({

@@ -34,6 +34,8 @@ export const DEFAULT_PORT = 3000;
 export const DEFAULT_CLUSTER_QUEUE_PREFIX = '{capi}';
 export const DEFAULT_RUN_RETENTION_MS = 30 * 86_400_000;
 export const DEFAULT_MAX_OUTPUT_BYTES_PER_RUN = 4 * 1024 * 1024;
+/** One output line: longer lines keep their first bytes and say how many were cut (RUN_MAX_LINE_BYTES). */
+export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 /** How long the attempt journal waits for its replicas before a destructive command is refused. */
 export const DEFAULT_WAIT_REPLICAS_TIMEOUT_MS = 5_000;
 export const DEFAULT_AGENT_CONCURRENCY = 2;
@@ -58,6 +60,8 @@ export interface AppConfig {
   readonly threadLeaseTtlMs: number;
   /** Runs one agent process works on at once (AGENT_CONCURRENCY); runs parked at an approval do not count. */
   readonly agentConcurrency: number;
+  /** Per Slack user and window: refused clicks/commands and timeline uploads before one "slow down". */
+  readonly slackFlood: { readonly refusals: number; readonly uploads: number; readonly windowMs: number };
   readonly approval: {
     readonly timeoutMs: number;
     /** Slack user ids (U…, W…) and user-group ids (S…). */
@@ -98,6 +102,8 @@ export interface AppConfig {
     readonly runMs: number;
     /** Output stored per run, in bytes; later lines are counted, not stored (RUN_MAX_OUTPUT_BYTES). */
     readonly maxOutputBytesPerRun: number;
+    /** Bytes kept of one output line, in memory and storage; the rest is counted (RUN_MAX_LINE_BYTES). */
+    readonly maxLineBytes: number;
   };
 }
 
@@ -146,6 +152,16 @@ function timerDuration(example: string) {
     }
     return ms;
   });
+}
+
+/** A whole number 1-1000 of `what`. */
+function countSchema(what: string, fallback: number) {
+  return z
+    .string()
+    .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
+      error: `must be a whole number 1-1000 of ${what} (default ${fallback})`,
+    })
+    .transform(Number);
 }
 
 const DURATION = /^(\d+)(ms|s|m|h)$/;
@@ -398,6 +414,9 @@ const envSchema = z.object({
   APPROVAL_TIMEOUT: timerDuration('30m').optional(),
   SITE_LOCK_TTL: timerDuration('60s').optional(),
   THREAD_LEASE_TTL: timerDuration('15s').optional(),
+  SLACK_FLOOD_REFUSALS: countSchema('refused clicks and commands per user per window', 5).optional(),
+  SLACK_FLOOD_UPLOADS: countSchema('/capi timeline uploads per user per window', 3).optional(),
+  SLACK_FLOOD_WINDOW: timerDuration('1m').optional(),
   AGENT_CONCURRENCY: z
     .string()
     .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
@@ -461,6 +480,7 @@ const envSchema = z.object({
   AUDIT_LOG_FILE: pathSchema('the audit log file').optional(),
   RUN_RETENTION: retentionSchema.optional(),
   RUN_MAX_OUTPUT_BYTES: byteSizeSchema.optional(),
+  RUN_MAX_LINE_BYTES: byteSizeSchema.optional(),
   HOST: z
     .string()
     .refine((v) => isIP(v) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v), {
@@ -507,6 +527,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     siteLockTtlMs: e.SITE_LOCK_TTL ?? DEFAULT_SITE_LOCK_TTL_MS,
     threadLeaseTtlMs: e.THREAD_LEASE_TTL ?? DEFAULT_THREAD_LEASE_TTL_MS,
+    slackFlood: {
+      refusals: e.SLACK_FLOOD_REFUSALS ?? 5,
+      uploads: e.SLACK_FLOOD_UPLOADS ?? 3,
+      windowMs: e.SLACK_FLOOD_WINDOW ?? 60_000,
+    },
     agentConcurrency: e.AGENT_CONCURRENCY ?? DEFAULT_AGENT_CONCURRENCY,
     approval: {
       timeoutMs: e.APPROVAL_TIMEOUT ?? DEFAULT_APPROVAL_TIMEOUT_MS,
@@ -532,6 +557,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     retention: {
       runMs: e.RUN_RETENTION ?? DEFAULT_RUN_RETENTION_MS,
       maxOutputBytesPerRun: e.RUN_MAX_OUTPUT_BYTES ?? DEFAULT_MAX_OUTPUT_BYTES_PER_RUN,
+      maxLineBytes: e.RUN_MAX_LINE_BYTES ?? DEFAULT_MAX_LINE_BYTES,
     },
   };
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { asCodedError } from '../errors.js';
 import { evaluateBoolean, evaluateExpr } from '../expr/index.js';
-import { createLineRedactor, redactText } from '../redact.js';
+import { createLineRedactor, REDACTED, redactText } from '../redact.js';
 import { leafSteps } from '../runbook/load.js';
 import type {
   Command,
@@ -13,6 +13,7 @@ import type {
   Scope,
 } from '../runbook/model.js';
 import type { ExecResult } from '../ssh/types.js';
+import { CapturedSecrets, holdsMarker } from './captured-secrets.js';
 import { cancelMessage, fencedBy, Pause, Stop, Suspend, stepStatusOf } from './control.js';
 import { actionDigest } from './digest.js';
 import {
@@ -67,10 +68,22 @@ export async function runToEnd(opts: RunOptions): Promise<FinishedRun> {
   return outcome;
 }
 
+function lostSecretStop(stepId: string, what: string, lost: readonly string[]): Stop {
+  return new Stop(
+    'failed',
+    `${stepId}: ${what} would carry a secret captured before this run moved to another agent (${lost.join(', ')}); captured secrets are never stored in Redis, so it is lost: start the run again`,
+    stepId,
+  );
+}
+
 class Interpreter {
   private readonly signal: AbortSignal;
   private readonly total: number;
   private readonly captured: Vars;
+  /** Secrets among the captured values: masked in every event, never stored (see captured-secrets.ts). */
+  private readonly secrets = new CapturedSecrets();
+  /** Captures restored from a checkpoint that held a secret, which was stored as a marker. */
+  private readonly lostSecrets: string[];
   private top: number;
   private loop: Checkpoint['loop'];
   private env: Record<string, string> = {};
@@ -83,10 +96,24 @@ class Interpreter {
     this.top = cp?.top ?? 0;
     this.loop = cp?.loop;
     this.captured = { ...(cp?.captured ?? {}) };
+    this.lostSecrets = Object.entries(this.captured)
+      .filter(([, v]) => holdsMarker(v))
+      .map(([k]) => k);
   }
 
+  /** Every event leaves with the captured secrets masked: they can reach no message, timeline or log. */
   private get emit(): EventSink {
-    return this.opts.emit;
+    return (e) => this.opts.emit(this.secrets.maskDeep(e));
+  }
+
+  /**
+   * A command (or an approval for one) would receive a value that held a secret before a take-over: it was
+   * never stored, so the command would get the placeholder. Refused, saying how to go on.
+   */
+  private refuseLostSecret(ref: StepRef, env: Readonly<Record<string, string>>): void {
+    if (this.lostSecrets.length === 0) return;
+    const hit = Object.entries(env).find(([, v]) => v.includes(REDACTED));
+    if (hit !== undefined) throw lostSecretStop(ref.stepId, hit[0], this.lostSecrets);
   }
 
   /** What every expression sees: the site, the parameters and everything captured so far. */
@@ -103,7 +130,10 @@ class Interpreter {
     return {
       top: this.top,
       ...(this.loop ? { loop: this.loop } : {}),
-      captured: structuredClone(this.captured),
+      // Secrets never reach Redis: a captured value is stored with them masked and redacted.
+      captured: Object.fromEntries(
+        Object.entries(this.captured).map(([k, v]) => [k, this.secrets.storable(k, v)]),
+      ),
     };
   }
 
@@ -328,6 +358,9 @@ class Interpreter {
       title = render(step.title, scope);
     } catch (err) {
       bindError = err;
+      // The placeholder of a secret lost in a take-over fails its type check: say why, not only that.
+      const lost = this.lostSecrets.find((name) => asCodedError(err).message.includes(`\`${name}\``));
+      if (lost !== undefined) bindError = lostSecretStop(ref.stepId, lost, this.lostSecrets);
     }
     await this.emit({
       ...ref,
@@ -367,6 +400,7 @@ class Interpreter {
         const value = evaluateExpr(e, outScope);
         outScope[name] = value;
         this.captured[name] = value;
+        this.secrets.learn(name, value);
       }
       if (step.expect && !evaluateBoolean(step.expect.that, outScope)) {
         const why = step.expect.message
@@ -405,6 +439,7 @@ class Interpreter {
     scope: Scope | undefined,
     env: Record<string, string>,
   ): Promise<ExecResult> {
+    this.refuseLostSecret(ref, env);
     const redact = { stdout: createLineRedactor(), stderr: createLineRedactor() };
     const pending: Promise<void>[] = [];
     const result = await this.opts.executor.exec({
@@ -647,17 +682,20 @@ class Interpreter {
     env: Record<string, string>,
   ): Promise<{ approvalId: string; digest: string }> {
     const a = step.approval as NonNullable<RunStep['approval']>;
+    this.refuseLostSecret(ref, env);
     const command = displayCommand(step.scope, step.command.script, env);
     const targets = a.targets.map((t) => render(t, scope));
+    // What people see is masked; the digest below binds the real values.
+    const shown = (text: string) => this.secrets.mask(text);
     const request: ApprovalRequest = {
       runId: this.opts.runId,
       runbook: this.opts.runbook.name,
       step: ref,
-      title: render(step.title, scope),
-      summary: render(a.summary, scope),
-      commands: [command],
-      targets,
-      evidence: a.evidence.map((t) => render(t, scope)),
+      title: shown(render(step.title, scope)),
+      summary: shown(render(a.summary, scope)),
+      commands: [shown(command)],
+      targets: targets.map(shown),
+      evidence: a.evidence.map((t) => shown(render(t, scope))),
       requestedBy: this.opts.requestedBy,
       digest: actionDigest({
         runbook: this.opts.runbook.digest,

@@ -5,6 +5,7 @@
 import type { ApprovalDecision, RunEvent, StepRef } from '../engine/events.js';
 import type { TimelineEntry } from '../queue/service.js';
 import { formatDuration, STEP_LABEL } from './format.js';
+import { terminalText } from './sanitize.js';
 
 /** `HH:MM:SS` in UTC: the document says so in its header, and a postmortem mixes people in several zones. */
 function clock(iso: string): string {
@@ -15,11 +16,31 @@ function utc(iso: string): string {
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
 }
 
-function cell(text: string): string {
-  return text.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+/**
+ * Untrusted text (names, messages, command output, who decided) as Markdown text: every character that could
+ * open emphasis, a link, an image, HTML, an entity, a code span or a table cell is backslash-escaped, line
+ * breaks become `<br>` (a line could otherwise start a heading, a list or a fence), and terminal escapes,
+ * control and invisible characters are removed or shown (the file is also read with `cat`).
+ */
+function md(text: string): string {
+  return (
+    terminalText(text)
+      .replace(/[\\`*[\]<>|~&]/g, '\\$&')
+      // `_` inside a word never opens emphasis (CommonMark), and `provisioning_status` must stay searchable.
+      .replace(/(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])/g, '\\_')
+      .replace(/\r?\n/g, '<br>')
+  );
 }
 
-function inline(text: string): string {
+const cell = md;
+
+/** A code block's line: it cannot end the block (see fenced), but a terminal must not interpret it either. */
+function codeLine(text: string): string {
+  return terminalText(text);
+}
+
+function inline(raw: string): string {
+  const text = terminalText(raw).replace(/\s+/g, ' ');
   const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
   const fence = '`'.repeat(longest + 1);
   const pad = text.startsWith('`') || text.endsWith('`') ? ' ' : '';
@@ -33,9 +54,10 @@ function fenced(lines: readonly string[], info = ''): string[] {
   return [`${fence}${info}`, ...lines, fence];
 }
 
+/** Already Markdown: the item label is a name from the cloud. */
 function stepLabel(ref: StepRef): string {
-  const it = ref.iteration ? ` (${ref.iteration.n}/${ref.iteration.of} ${ref.iteration.label})` : '';
-  return `${ref.stepId}${it}`;
+  const it = ref.iteration ? ` (${ref.iteration.n}/${ref.iteration.of} ${md(ref.iteration.label)})` : '';
+  return `${md(ref.stepId)}${it}`;
 }
 
 function refKey(ref: StepRef): string {
@@ -52,8 +74,8 @@ export function renderMarkdown(entries: readonly TimelineEntry[]): string {
   const out: string[] = [];
   const runbook = start?.runbook ?? 'unknown runbook';
   const site = start?.site ?? 'unknown site';
-  out.push(`# Run ${start?.runId ?? '(unknown id)'}: ${runbook} on ${site}`, '');
-  if (start?.summary) out.push(`> ${start.summary}`, '');
+  out.push(`# Run ${md(start?.runId ?? '(unknown id)')}: ${md(runbook)} on ${md(site)}`, '');
+  if (start?.summary) out.push(`> ${md(start.summary)}`, '');
 
   const firstAt = started?.at ?? entries[0]?.at;
   const durationMs =
@@ -103,16 +125,14 @@ function stepTable(
       const title = open.get(refKey(e))?.title ?? '';
       open.delete(refKey(e));
       rows.push(
-        `| ${e.index}/${e.total} | ${cell(stepLabel(e))} | ${cell(title)} | ${STEP_LABEL[e.status]} | ` +
+        `| ${e.index}/${e.total} | ${stepLabel(e)} | ${cell(title)} | ${STEP_LABEL[e.status]} | ` +
           `${e.exitCode ?? '-'} | ${formatDuration(e.durationMs)} |`,
       );
     }
   }
   // A step that started but never reported back: the run was cut off (agent killed, cancelled).
   for (const { ref, title } of open.values()) {
-    rows.push(
-      `| ${ref.index}/${ref.total} | ${cell(stepLabel(ref))} | ${cell(title)} | unfinished | - | - |`,
-    );
+    rows.push(`| ${ref.index}/${ref.total} | ${stepLabel(ref)} | ${cell(title)} | unfinished | - | - |`);
   }
   for (const [i, s] of (start?.steps ?? []).entries()) {
     if (!seenTop.has(s.id)) {
@@ -145,54 +165,54 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         out.push(`- \`${clock(at)}\` ${e.stream}:`);
         block = { key, stream: e.stream, lines: [] };
       }
-      block.lines.push(e.line);
+      block.lines.push(codeLine(e.line));
       continue;
     }
     flush();
     const t = `\`${clock(at)}\``;
     switch (e.type) {
       case 'run.started':
-        out.push(`- ${t} run started by ${e.requestedBy}: ${e.runbook} on ${e.site}`);
+        out.push(`- ${t} run started by ${md(e.requestedBy)}: ${md(e.runbook)} on ${md(e.site)}`);
         break;
       case 'run.resumed':
-        out.push(`- ${t} run resumed at ${e.atStep}: ${e.reason}`);
+        out.push(`- ${t} run resumed at ${md(e.atStep)}: ${md(e.reason)}`);
         break;
       case 'approval.refused':
-        out.push(`- ${t} a decision by ${e.by} was refused: ${e.reason}`);
+        out.push(`- ${t} a decision by ${md(e.by)} was refused: ${md(e.reason)}`);
         break;
       case 'preflight':
-        out.push(`- ${t} jumphost ready (HOME=${e.home}; ${e.tools.join(', ') || 'no CLIs'} found)`);
+        out.push(`- ${t} jumphost ready (HOME=${md(e.home)}; ${md(e.tools.join(', ')) || 'no CLIs'} found)`);
         break;
       case 'step.started':
         out.push(
           '',
-          `${e.iteration ? '####' : '###'} ${e.index}/${e.total} ${stepLabel(e)}: ${e.title}` +
+          `${e.iteration ? '####' : '###'} ${e.index}/${e.total} ${stepLabel(e)}: ${md(e.title)}` +
             `${e.destructive ? ' (destructive)' : ''}`,
           '',
           `- ${t} step started`,
         );
         break;
       case 'poll.attempt':
-        out.push(`- ${t} attempt ${e.attempt}/${e.of}: ${e.summary}`);
+        out.push(`- ${t} attempt ${e.attempt}/${e.of}: ${md(e.summary)}`);
         break;
       case 'decision':
-        out.push(`- ${t} decision: ${e.message}`);
+        out.push(`- ${t} decision: ${md(e.message)}`);
         break;
       case 'guard.skipped':
-        out.push(`- ${t} guard skipped the step: ${e.message}`);
+        out.push(`- ${t} guard skipped the step: ${md(e.message)}`);
         break;
       case 'approval.requested': {
         const r = e.request;
         out.push(
-          `- ${t} **approval requested** from the approvers (run requested by ${r.requestedBy}): ${r.summary}`,
+          `- ${t} **approval requested** from the approvers (run requested by ${md(r.requestedBy)}): ${md(r.summary)}`,
         );
         if (r.targets.length > 0) out.push(`  - targets: ${r.targets.map(inline).join(', ')}`);
-        for (const ev of r.evidence) out.push(`  - evidence: ${ev}`);
+        for (const ev of r.evidence) out.push(`  - evidence: ${md(ev)}`);
         out.push(
           '  - will run:',
           '',
           ...fenced(
-            r.commands.flatMap((c) => c.split('\n')),
+            r.commands.flatMap((c) => c.split('\n').map(codeLine)),
             'sh',
           ).map((l) => `    ${l}`),
           '',
@@ -214,20 +234,20 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         break;
       case 'attempt.verified':
         out.push(
-          `- ${t} ${e.tookEffect ? 'verified after a take-over' : '**OUTCOME UNKNOWN**'}: ${e.message}`,
+          `- ${t} ${e.tookEffect ? 'verified after a take-over' : '**OUTCOME UNKNOWN**'}: ${md(e.message)}`,
         );
         break;
       case 'step.finished': {
         const code = e.exitCode === null ? '' : `, exit code ${e.exitCode}`;
-        const sig = e.signal === null ? '' : `, signal ${e.signal}`;
+        const sig = e.signal === null ? '' : `, signal ${md(e.signal)}`;
         out.push(
           `- ${t} ${stepLabel(e)} ${STEP_LABEL[e.status]} after ${formatDuration(e.durationMs)}${code}${sig}` +
-            `${e.message ? `: ${e.message}` : ''}`,
+            `${e.message ? `: ${md(e.message)}` : ''}`,
         );
         break;
       }
       case 'run.finished':
-        out.push('', `- ${t} **run ${e.status}** after ${formatDuration(e.durationMs)}: ${e.message}`);
+        out.push('', `- ${t} **run ${e.status}** after ${formatDuration(e.durationMs)}: ${md(e.message)}`);
         break;
     }
   }
@@ -236,8 +256,8 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
 }
 
 function describeDecision(d: ApprovalDecision): string {
-  if (d.approved) return `**approved** by ${d.by} at ${clock(d.at)}`;
+  if (d.approved) return `**approved** by ${md(d.by)} at ${clock(d.at)}`;
   if (d.reason === 'expired')
     return `**approval expired** at ${clock(d.at)} (no decision in time; counts as a denial)`;
-  return `**denied** by ${d.by} at ${clock(d.at)}${d.note ? `: ${d.note}` : ''}`;
+  return `**denied** by ${md(d.by)} at ${clock(d.at)}${d.note ? `: ${md(d.note)}` : ''}`;
 }

@@ -10,6 +10,7 @@ import type {
 } from '../engine/events.js';
 import { inProcessApprovals } from '../engine/in-process.js';
 import { formatDuration, STEP_LABEL } from './format.js';
+import { terminalText } from './sanitize.js';
 
 /**
  * Prints the run timeline as it happens; one line per event, output indented under its step.
@@ -52,7 +53,16 @@ function where(ref: StepRef): string {
   return `[${ref.index}/${ref.total}] ${ref.stepId}${it}`;
 }
 
+/**
+ * One event as terminal lines. Every string in an event may come from the cloud, Slack or a command's output:
+ * escape sequences are removed and control and invisible characters shown, so nothing printed can move the
+ * cursor, recolour or rewrite a line, or disguise a target shown before the y/N prompt.
+ */
 export function formatEvent(e: RunEvent): string {
+  return terminalText(describeEvent(e));
+}
+
+function describeEvent(e: RunEvent): string {
   switch (e.type) {
     case 'run.started':
       return [

@@ -6,6 +6,7 @@
  *                                  on the truncation marker only, `k=truncated`
  * - `p:run:<runId>:timeline:meta`  hash; `output` counts every step.output line offered (stored or not),
  *                                  `outputStored` and `outputBytes` the lines stored and their bytes,
+ *                                  `droppedBytes` the bytes of the lines offered but not stored,
  *                                  `truncated` is set once the truncation marker is stored,
  *                                  `dedupe:<key>` holds the stream id an event was stored under ('' when the
  *                                  line was dropped by truncation)
@@ -54,13 +55,14 @@ export const DEFAULT_MAX_OUTPUT_LINES_PER_RUN = 5000;
 /** Stored in place of the line; read() swaps in the final count, which is unknown when the marker is written. */
 const TRUNCATION_PLACEHOLDER = '[... output truncated ...]';
 
-export function truncationLine(notStored: number): string {
-  return `[... output truncated: ${notStored} more lines not stored ...]`;
+export function truncationLine(notStored: number, droppedBytes?: number): string {
+  const bytes = droppedBytes === undefined ? '' : ` (${droppedBytes} bytes)`;
+  return `[... output truncated: ${notStored} more lines${bytes} not stored ...]`;
 }
 
 /**
  * KEYS: stream, meta. ARGV: event JSON, has dedupe key ('1'/'0'), dedupe key, is output ('1'/'0'),
- * max output lines, truncation marker JSON, max output bytes. Returns the new stream id, or nil when nothing
+ * max output lines, truncation marker JSON, max output bytes, the line's bytes. Returns the new stream id, or nil when nothing
  * new was stored (a duplicate, or an output line past a limit).
  *
  * Dedupe is checked before the output counter so that a resumed run re-emitting its output neither
@@ -76,6 +78,7 @@ if ARGV[4] == '1' then
   local bytes = tonumber(redis.call('HGET', KEYS[2], 'outputBytes') or '0') + #ARGV[1]
   local over = n > tonumber(ARGV[5]) or bytes > tonumber(ARGV[7])
   if over or redis.call('HEXISTS', KEYS[2], 'truncated') == 1 then
+    redis.call('HINCRBY', KEYS[2], 'droppedBytes', tonumber(ARGV[8]))
     if redis.call('HSETNX', KEYS[2], 'truncated', '1') == 1 then
       id = redis.call('XADD', KEYS[1], '*', 'v', '1', 'e', ARGV[6], 'k', 'truncated')
     else
@@ -153,6 +156,7 @@ export class RunTimeline {
         String(this.maxOutput),
         marker,
         String(this.maxOutputBytes),
+        String(isOutput && safe.type === 'step.output' ? Buffer.byteLength(safe.line) : 0),
       ],
       fence,
     );
@@ -221,6 +225,7 @@ export class RunTimeline {
 
   private async decodeAll(runId: string, entries: readonly StreamEntry[]): Promise<TimelineEntry[]> {
     let notStored: number | undefined;
+    let droppedBytes: number | undefined;
     const out: TimelineEntry[] = [];
     for (const [id, flat] of entries) {
       const fields = fieldsOf(flat);
@@ -228,12 +233,19 @@ export class RunTimeline {
       if (entry === undefined) continue;
       if (fields.k === 'truncated' && entry.event.type === 'step.output') {
         if (notStored === undefined) {
-          const [offered, stored] = await this.redis.hmget(this.metaKey(runId), 'output', 'outputStored');
+          const [offered, stored, dropped] = await this.redis.hmget(
+            this.metaKey(runId),
+            'output',
+            'outputStored',
+            'droppedBytes',
+          );
+          // Timelines written before droppedBytes existed say lines only.
+          droppedBytes = dropped === null ? undefined : Number(dropped);
           // Timelines written before outputStored existed were truncated by line count only.
           const kept = stored === null ? this.maxOutput : Number(stored);
           notStored = Math.max(Number(offered ?? 0) - kept, 1);
         }
-        out.push({ ...entry, event: { ...entry.event, line: truncationLine(notStored) } });
+        out.push({ ...entry, event: { ...entry.event, line: truncationLine(notStored, droppedBytes) } });
       } else {
         out.push(entry);
       }

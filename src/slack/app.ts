@@ -12,6 +12,8 @@ import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
 import type { ApprovalPlaces } from './click-place.js';
 import { capiCommands } from './command.js';
 import { type CapiContext, siteResolver } from './context.js';
+import { slackText } from './escape.js';
+import type { FloodLimit } from './flood-limit.js';
 import { decideAction } from './listeners/actions/decide.js';
 import { dispatchCapi } from './listeners/commands/index.js';
 import { GroupMembership } from './membership.js';
@@ -34,6 +36,8 @@ export interface SlackFrontOptions {
   readonly fetch?: FetchFunction;
   /** Served next to /slack/events in HTTP mode (health and metrics); Socket Mode serves them elsewhere. */
   readonly httpRoutes?: readonly OpsRoute[];
+  /** Per-user flood limits on refusals and uploads (serve always sets it). */
+  readonly flood?: FloodLimit;
 }
 
 /** Slack gives up on an answer after 3 s; what no listener acked is answered a little before. */
@@ -130,14 +134,28 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       return;
     }
     const { user_id: userId, channel_id: channelId, text } = parsed.data;
+    const { flood } = opts;
+    // A user past a flood limit is acked (above) and otherwise ignored until the window ends.
+    if (flood !== undefined && (await flood.blocked(userId))) return;
+    const reply = async (message: string) => {
+      await client.chat.postEphemeral({ channel: channelId, user: userId, text: message });
+    };
     const ctx: CapiContext = {
       userId,
       channelId,
       service: opts.service,
       client,
       logger,
-      reply: async (message) => {
-        await client.chat.postEphemeral({ channel: channelId, user: userId, text: message });
+      reply,
+      refuse: async (message) => {
+        const verdict = flood === undefined ? 'ok' : await flood.hit(userId, 'refusal');
+        if (verdict === 'ok') await reply(message);
+        else if (verdict === 'slow_down') await reply(flood?.slowDown() ?? message);
+      },
+      mayUpload: async () => {
+        const verdict = flood === undefined ? 'ok' : await flood.hit(userId, 'upload');
+        if (verdict === 'slow_down') await reply(flood?.slowDown() ?? '');
+        return verdict === 'ok';
       },
       siteFor,
       watch: (runId) => opts.threads?.watch(runId),
@@ -148,7 +166,9 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       await dispatchCapi(ctx, commands, text, isOperator);
     } catch (err) {
       logger.error({ err: asCodedError(err).message }, '/capi failed');
-      await ctx.reply(`Something went wrong: ${asCodedError(err).message}`).catch(() => undefined);
+      await ctx
+        .reply(`Something went wrong: ${slackText(asCodedError(err).message, 1000)}`)
+        .catch(() => undefined);
     }
   });
 
@@ -171,6 +191,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       }
       const action = parsed.data.actions.find((a) => a.action_id === actionId);
       if (!action) return;
+      if (opts.flood !== undefined && (await opts.flood.blocked(parsed.data.user.id))) return;
       await decideAction(
         {
           service: opts.service,
@@ -180,6 +201,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
           places: opts.approvalPlaces,
           logger,
           onDecided: (id) => opts.threads?.approvalDecided(id),
+          ...(opts.flood !== undefined ? { flood: opts.flood } : {}),
         },
         {
           userId: parsed.data.user.id,

@@ -12,6 +12,10 @@ import type { StepRef } from '../engine/events.js';
 import { formatDuration } from '../fronts/format.js';
 import type { StoredApproval, TimelineEntry } from '../queue/service.js';
 import { createLineRedactor, redactText } from '../redact.js';
+import { clipEscaped, escapedTotal, oneLine, slackName, slackText } from './escape.js';
+
+export { escapeSlack } from './escape.js';
+
 import { BLOCK_KIT_LIMITS, textLength } from './limits.js';
 import type { RunView, RunViewStatus, StepView, StepViewStatus } from './run-view.js';
 
@@ -44,62 +48,14 @@ const OUTPUT_BLOCK_MAX = 2500;
 const COMMANDS_BUDGET = 5000;
 const LIST_ITEMS = 20;
 const LIST_BUDGET = 1500;
+const PARAMS_MAX = 600;
 const ELLIPSIS = '…';
 
 // ---------------------------------------------------------------------------------------------------------
 // Text helpers
 
-/** Slack's control characters; once escaped, text cannot mention, link or form a `<!date>`. */
-export function escapeSlack(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-function escapedLength(ch: string): number {
-  return ch === '&' ? 5 : ch === '<' || ch === '>' ? 4 : ch.length;
-}
-
-/**
- * Escapes `raw` and cuts it to at most `max` characters, marking a cut with an ellipsis. Cuts fall between
- * code points and never inside an entity, so the result is always valid Slack text.
- */
-function clipEscaped(raw: string, max: number): string {
-  let out = '';
-  let used = 0;
-  let i = 0;
-  for (const ch of raw) {
-    const len = escapedLength(ch);
-    if (used + len > max - ELLIPSIS.length) {
-      // Does the rest still fit without an ellipsis?
-      const rest = raw.slice(i);
-      if (used + escapedTotal(rest, max - used + 1) <= max) return out + escapeSlack(rest);
-      return out + ELLIPSIS;
-    }
-    out += escapeSlack(ch);
-    used += len;
-    i += ch.length;
-  }
-  return out;
-}
-
-/** The escaped length of `raw`, counting no further than `stopAt`. */
-function escapedTotal(raw: string, stopAt: number): number {
-  let n = 0;
-  for (const ch of raw) {
-    n += escapedLength(ch);
-    if (n > stopAt) return n;
-  }
-  return n;
-}
-
-/** For one-line places (titles, labels): line breaks and runs of blanks become one space. */
-function oneLine(raw: string): string {
-  return raw.replace(/\s+/g, ' ').trim();
-}
-
 /** Redacted, on one line, escaped and clipped: the form every runbook or command string takes inline. */
-function inline(raw: string, max: number): string {
-  return clipEscaped(oneLine(redactText(raw)), max);
-}
+const inline = slackText;
 
 /** A run of backticks would close the code block early: a zero-width space between them keeps them apart. */
 function neutraliseFences(text: string): string {
@@ -171,14 +127,26 @@ function codeLines(raw: readonly string[], lineMax: number): { lines: string[]; 
   const redact = createLineRedactor();
   let clipped = 0;
   const lines = raw.map((r) => {
-    const full = neutraliseFences(redact(r));
+    const full = redact(r);
     const line = clipEscaped(full, lineMax);
     const total = escapedTotal(full, Number.POSITIVE_INFINITY);
     if (total > lineMax) clipped += total - (line.length - ELLIPSIS.length);
-    return line;
+    // After escaping, which shows any zero-width character the output itself holds: these are ours.
+    return neutraliseFences(line);
   });
   return { lines, clipped };
 }
+
+/** Bytes the line splitter cut from these lines (each cut line ends with its lineCutNote). */
+function cutBytes(lines: readonly string[]): number {
+  let total = 0;
+  for (const line of lines) {
+    const m = LINE_CUT.exec(line);
+    if (m) total += Number(m[1]);
+  }
+  return total;
+}
+const LINE_CUT = /\[\.\.\. line cut: (\d+) bytes not kept \(RUN_MAX_LINE_BYTES\) \.\.\.\]$/;
 
 function fenced(lines: readonly string[]): string {
   return `\`\`\`\n${lines.join('\n')}\n\`\`\``;
@@ -243,8 +211,9 @@ export function rootMessage(view: RunView, now: Date): SlackMessage {
   const paramText =
     params.length === 0
       ? 'none'
-      : // Redacted as `key=value` pairs, so a parameter named like a secret hides its value.
-        clipEscaped(params.map(([k, v]) => oneLine(redactText(`${k}=${v}`))).join(', '), 600);
+      : // Redacted as `key=value` pairs, so a parameter named like a secret hides its value; values are
+        // names from a person or the cloud, shown as code so they cannot format, link or mention.
+        paramList(params);
   const status =
     `${RUN_EMOJI[view.status]} *${RUN_WORD[view.status]}*` +
     (total !== undefined ? ` ${active ? 'for' : 'after'} ${formatDuration(total)}` : '') +
@@ -276,6 +245,21 @@ export function rootMessage(view: RunView, now: Date): SlackMessage {
     ),
     blocks: [...head, { type: 'divider' }, ...packSections(checklist), foot],
   };
+}
+
+/** `key=`value`` pairs within PARAMS_MAX characters; the rest are counted. */
+function paramList(params: readonly (readonly [string, string])[]): string {
+  const shown: string[] = [];
+  let used = 0;
+  for (const [k, v] of params) {
+    const pair = oneLine(redactText(`${k}=${v}`));
+    const text = `${clipEscaped(k, 60)}=${slackName(pair.slice(pair.indexOf('=') + 1), 120)}`;
+    if (used + text.length + 2 > PARAMS_MAX) break;
+    shown.push(text);
+    used += text.length + 2;
+  }
+  const more = params.length - shown.length;
+  return shown.join(', ') + (more > 0 ? `${shown.length > 0 ? ', ' : ''}${ELLIPSIS} and ${more} more` : '');
 }
 
 function countBy(values: readonly string[]): Record<string, number> {
@@ -355,7 +339,7 @@ function stepLine(
   const time = s.durationMs ?? (open ? elapsedSince(s.startedAt, now) : undefined);
   if (time !== undefined) parts.push(formatDuration(time));
   if (open && s.iteration) {
-    const label = level.detail > 0 ? `: ${inline(s.iteration.label, Math.min(level.detail, 60))}` : '';
+    const label = level.detail > 0 ? `: ${slackName(s.iteration.label, Math.min(level.detail, 60))}` : '';
     parts.push(`item ${s.iteration.n} of ${s.iteration.of}${label}`);
   }
   if (open && s.poll) {
@@ -392,7 +376,7 @@ export function stepContext(entries: readonly TimelineEntry[], ref: StepRef): Th
 
 function where(ref: StepRef): string {
   const it = ref.iteration
-    ? ` · item ${ref.iteration.n} of ${ref.iteration.of}: ${inline(ref.iteration.label, 80)}`
+    ? ` · item ${ref.iteration.n} of ${ref.iteration.of}: ${slackName(ref.iteration.label, 80)}`
     : '';
   return `*Step ${ref.index} of ${ref.total}*${it}`;
 }
@@ -454,6 +438,12 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
             ? `_Last ${kept.length} of ${output.length} output lines:_`
             : '_Output:_';
         blocks.push(section(`${note}\n${fenced(kept)}`));
+        const cut = cutBytes(output);
+        if (cut > 0) {
+          blocks.push(
+            context(`:scissors: ${cut} bytes of over-long output lines were not kept (RUN_MAX_LINE_BYTES)`),
+          );
+        }
       }
       return post(`Step ${e.index} of ${e.total} ${e.status}: ${ctx.title ?? e.stepId}`, blocks);
     }
@@ -543,7 +533,8 @@ export function approvalMessage(
   blocks.push(section(about.join('\n')));
 
   blocks.push(...commandBlocks(r.commands));
-  blocks.push(...listBlock('Targets', r.targets));
+  // Targets are names and ids from the cloud: code spans, so none can pass for another or format the list.
+  blocks.push(...listBlock('Targets', r.targets, slackName));
   blocks.push(...listBlock('Evidence', r.evidence));
 
   const expires = Date.parse(approval.expiresAt);
@@ -688,12 +679,16 @@ function commandBlocks(commands: readonly string[]): Record<string, unknown>[] {
   return out;
 }
 
-function listBlock(label: string, items: readonly string[]): Record<string, unknown>[] {
+function listBlock(
+  label: string,
+  items: readonly string[],
+  show: (raw: string, max: number) => string = inline,
+): Record<string, unknown>[] {
   if (items.length === 0) return [];
   const lines: string[] = [];
   let used = 0;
   for (const item of items.slice(0, LIST_ITEMS)) {
-    const line = `• ${inline(item, 300)}`;
+    const line = `• ${show(item, 300)}`;
     if (used + line.length + 1 > LIST_BUDGET) break;
     lines.push(line);
     used += line.length + 1;

@@ -7,6 +7,7 @@
 import { CapiError, ErrorCode } from '../errors.js';
 import { RUN_ID_PATTERN } from '../run-id.js';
 import type { Runbook } from '../runbook/model.js';
+import { slackName } from './escape.js';
 
 export type CapiCommand =
   | {
@@ -92,7 +93,7 @@ export function capiCommands(runbooks: Iterable<CapiRunbook>): CapiCommands {
       }
       return RUN_ID_PATTERN.test(runId) ? { kind: sub, runId } : badRunId(runId);
     }
-    return { kind: 'invalid', problem: `\`${sub.slice(0, 40)}\` is not a /capi subcommand` };
+    return { kind: 'invalid', problem: `${slackName(sub, 40)} is not a /capi subcommand` };
   };
   return { usage, parse };
 }
@@ -100,7 +101,7 @@ export function capiCommands(runbooks: Iterable<CapiRunbook>): CapiCommands {
 function badRunId(text: string): CapiCommand {
   return {
     kind: 'invalid',
-    problem: `\`${text.slice(0, 40)}\` is not a run id (the \`run id:\` line of a run's message)`,
+    problem: `${slackName(text, 40)} is not a run id (the \`run id:\` line of a run's message)`,
   };
 }
 

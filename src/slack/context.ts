@@ -12,6 +12,13 @@ export interface CapiContext {
   readonly logger: Logger;
   /** Tells only the person who typed the command (chat.postEphemeral). */
   reply(text: string): Promise<void>;
+  /**
+   * A refused command (bad input, no right, nothing to act on): told like reply, unless the user floods
+   * (SLACK_FLOOD_REFUSALS): then one "slow down", and nothing after it.
+   */
+  refuse(text: string): Promise<void>;
+  /** Whether an upload may go out for this user now (SLACK_FLOOD_UPLOADS); says "slow down" once when not. */
+  mayUpload(): Promise<boolean>;
   /** The site this channel acts on, or why there is none. */
   siteFor(channelId: string): { site: SiteProfile } | { problem: string };
   /** Called after a run is submitted from Slack so its thread starts at once. */

@@ -26,6 +26,8 @@ export interface SshExecutorOptions {
   readonly killGraceMs?: number;
   /** Per stream, default 16 MiB; exceeding it kills the step and rejects with ErrorCode.SshOutputTooLarge. */
   readonly maxOutputBytes?: number;
+  /** Per line, default 1 MiB (RUN_MAX_LINE_BYTES): the rest of a longer line is counted, not held. */
+  readonly maxLineBytes?: number;
   /** Called once when the connection goes down without close() having been called. */
   readonly onDisconnect?: (err: Error | undefined) => void;
 }
@@ -40,6 +42,7 @@ export const SSH_EXECUTOR_DEFAULTS = {
   readyTimeoutMs: 20_000,
   killGraceMs: 5_000,
   maxOutputBytes: 16 * 1024 * 1024,
+  maxLineBytes: 1024 * 1024,
 } as const;
 
 export async function connectSsh(opts: SshExecutorOptions): Promise<RemoteExecutor> {
@@ -322,6 +325,7 @@ class SshExecutor implements RemoteExecutor {
         requestKill('callback');
       }
     };
+    const maxLineBytes = { maxLineBytes: this.opts.maxLineBytes ?? SSH_EXECUTOR_DEFAULTS.maxLineBytes };
     const stdout = new LineSplitter((line, complete) => {
       if (markerSeen) return deliver('stdout', line, complete);
       const m = complete ? MARKER_LINE.exec(line) : null;
@@ -332,8 +336,8 @@ class SshExecutor implements RemoteExecutor {
       markerSeen = true;
       pgid = Number(m[1]);
       if (killReason !== undefined) startKiller();
-    });
-    const stderr = new LineSplitter((line, complete) => deliver('stderr', line, complete));
+    }, maxLineBytes);
+    const stderr = new LineSplitter((line, complete) => deliver('stderr', line, complete), maxLineBytes);
 
     const cleanup = () => {
       settled = true;

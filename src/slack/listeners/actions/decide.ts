@@ -4,6 +4,7 @@ import { describeRefusal } from '../../../fronts/format.js';
 import type { RunService } from '../../../queue/service.js';
 import { mention } from '../../blocks.js';
 import { type ApprovalPlaces, clickPlaceProblem } from '../../click-place.js';
+import type { FloodLimit } from '../../flood-limit.js';
 import type { GroupMembership } from '../../membership.js';
 
 export interface DecideDeps {
@@ -16,6 +17,8 @@ export interface DecideDeps {
   readonly logger: Logger;
   /** Refreshes the approval message in place (the thread poster owns it). */
   readonly onDecided: (approvalId: string) => void;
+  /** Refused clicks count against the clicker's SLACK_FLOOD_REFUSALS. */
+  readonly flood?: FloodLimit;
 }
 
 export interface Click {
@@ -36,10 +39,17 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
     deps.client.chat
       .postEphemeral({ channel: click.channelId, user: click.userId, text })
       .then(() => undefined);
+  // A refused click changed nothing: past the flood limit its clicker hears "slow down" once, then nothing,
+  // and nothing more is stored for them (no ephemeral, no timeline line).
+  const mayAnswerRefusal = async (): Promise<boolean> => {
+    const verdict = deps.flood === undefined ? 'ok' : await deps.flood.hit(click.userId, 'refusal');
+    if (verdict === 'slow_down') await tell(deps.flood?.slowDown() ?? '');
+    return verdict === 'ok';
+  };
   const runId = (await deps.service.getApproval(click.approvalId))?.runId;
   const misplaced = await clickPlaceProblem(deps.places, { ...click, runId });
   if (misplaced !== undefined) {
-    await tell(misplaced);
+    if (await mayAnswerRefusal()) await tell(misplaced);
     return;
   }
   const groupIds = await deps.membership.groupsOf(click.userId, deps.approvers);
@@ -49,10 +59,12 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
     click.approved,
     'slack',
   );
+  if (result.outcome === 'decided') {
+    deps.onDecided(click.approvalId);
+    return;
+  }
+  if (!(await mayAnswerRefusal())) return;
   switch (result.outcome) {
-    case 'decided':
-      deps.onDecided(click.approvalId);
-      return;
     case 'refused':
       await tell(`Your click changed nothing: ${describeRefusal(result.refusal, mention)}.`);
       // The thread and the postmortem say so too, with ids rather than mentions (no one gets notified).

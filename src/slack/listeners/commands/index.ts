@@ -17,11 +17,11 @@ export async function dispatchCapi(
 ): Promise<void> {
   const command = commands.parse(text);
   if (command.kind === 'invalid') {
-    await ctx.reply(`${command.problem}\n\n${commands.usage}`);
+    await ctx.refuse(`${command.problem}\n\n${commands.usage}`);
     return;
   }
   if (!isReadOnly(command) && !(await isOperator())) {
-    await ctx.reply(
+    await ctx.refuse(
       'Only CAPI_OPERATORS may start or cancel runs; `/capi diagnose`, `status`, `timeline` and `help` are open to everyone.',
     );
     return;

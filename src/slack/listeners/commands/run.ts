@@ -1,11 +1,12 @@
 import { asCodedError } from '../../../errors.js';
 import type { CapiContext } from '../../context.js';
+import { slackText } from '../../escape.js';
 
 /** `/capi recover|park|stuck-delete|failover|sweep|diagnose`: validated and queued; the thread follows. */
 export async function runCommand(ctx: CapiContext, runbook: string, args: readonly string[]): Promise<void> {
   const where = ctx.siteFor(ctx.channelId);
   if ('problem' in where) {
-    await ctx.reply(`Nothing was started: ${where.problem}`);
+    await ctx.refuse(`Nothing was started: ${slackText(where.problem, 1000)}`);
     return;
   }
   try {
@@ -18,6 +19,6 @@ export async function runCommand(ctx: CapiContext, runbook: string, args: readon
     });
     ctx.watch(record.runId);
   } catch (err) {
-    await ctx.reply(`Nothing was started: ${asCodedError(err).message}`);
+    await ctx.refuse(`Nothing was started: ${slackText(asCodedError(err).message, 1000)}`);
   }
 }

@@ -1,10 +1,13 @@
 import type { RunRecord } from '../../../queue/service.js';
-import { escapeSlack, mention } from '../../blocks.js';
+import { mention } from '../../blocks.js';
 import { type CapiContext, runIsHere } from '../../context.js';
+import { slackName, slackText } from '../../escape.js';
 
 function line(r: RunRecord): string {
-  const step = r.currentStep ? ` at \`${escapeSlack(r.currentStep)}\`` : '';
-  return `• run id: \`${r.runId}\` *${r.status}*${step} -- ${escapeSlack(r.runbook)} on ${escapeSlack(r.site)}, by ${mention(r.requestedBy)}${r.requestedVia ? ` via ${escapeSlack(r.requestedVia)}` : ''}`;
+  // The same escaping as the thread's messages: names as code, everything redacted, escaped and clipped.
+  const step = r.currentStep ? ` at ${slackName(r.currentStep, 100)}` : '';
+  const via = r.requestedVia ? ` via ${slackText(r.requestedVia, 60)}` : '';
+  return `• run id: ${slackName(r.runId, 100)} *${slackText(r.status, 30)}*${step} -- ${slackText(r.runbook, 60)} on ${slackText(r.site, 60)}, by ${mention(r.requestedBy)}${via}`;
 }
 
 /** `/capi status [RUN]`: the active and recent runs, or one run with its pending approvals. */
@@ -12,15 +15,18 @@ export async function statusCommand(ctx: CapiContext, runId?: string): Promise<v
   if (runId !== undefined) {
     const record = await ctx.service.getRun(runId);
     if (!record || !runIsHere(ctx, record)) {
-      await ctx.reply(`No run \`${runId}\`: \`/capi status\` lists the runs.`);
+      await ctx.refuse(`No run ${slackName(runId, 100)}: \`/capi status\` lists the runs.`);
       return;
     }
     const pending = await ctx.service.pendingApprovals(runId);
     const waits = pending.map(
-      (a) => `  waiting for approval: ${escapeSlack(a.request.summary)} (expires ${a.expiresAt})`,
+      (a) =>
+        `  waiting for approval: ${slackText(a.request.summary, 300)} (expires ${slackText(a.expiresAt, 40)})`,
     );
     await ctx.reply(
-      [line(record), ...(record.message ? [`  ${escapeSlack(record.message)}`] : []), ...waits].join('\n'),
+      [line(record), ...(record.message ? [`  ${slackText(record.message, 1000)}`] : []), ...waits].join(
+        '\n',
+      ),
     );
     return;
   }
