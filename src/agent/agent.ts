@@ -194,6 +194,35 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     }
   };
 
+  /**
+   * A parked run woken while its approval is still open: the job was delayed to the expiry known when the run
+   * parked, and the expiry moved on since (it runs from when Slack showed the request). Parks the job again
+   * until the new expiry, without resuming anything; false when there is nothing to wait for (decided,
+   * expired now, superseded), so the run resumes as usual.
+   */
+  const parkAgain = async (
+    job: Job,
+    runId: string,
+    token: string | undefined,
+    log: Logger,
+  ): Promise<boolean> => {
+    for (const open of await approvals.pendingForRun(runId)) {
+      const due = await approvals.expireIfDue(open.approvalId);
+      if (due.outcome !== 'pending') continue;
+      await job.moveToDelayed(Date.parse(due.approval.expiresAt), token);
+      // A decision or cancel that landed meanwhile found nothing to wake.
+      const again = await approvals.get(open.approvalId);
+      const record = await registry.get(runId);
+      if (again?.decision !== undefined || record?.cancelRequestedBy !== undefined) await job.promote();
+      log.info(
+        { approvalId: open.approvalId, expiresAt: due.approval.expiresAt },
+        'approval still open (its expiry moved on): run waits again',
+      );
+      return true;
+    }
+    return false;
+  };
+
   const runJob = async (
     job: Job,
     data: RunJob,
@@ -221,6 +250,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         `cancelled by ${record.cancelRequestedBy} before it ran again`,
       );
       return undefined;
+    }
+    if (record.status === 'waiting_approval' && (await parkAgain(job, data.runId, token, log))) {
+      throw new DelayedError();
     }
     const site = opts.sites.get(data.site);
     if (!site) {

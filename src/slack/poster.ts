@@ -606,14 +606,21 @@ export class ThreadPoster {
       // Unknown: the message then shows no expiry rather than a made-up one.
       expiresAt: '',
     };
+    // Rendered when its turn to be posted has come: the request's expiry is moved to run from that moment
+    // (people get the whole APPROVAL_TIMEOUT to decide from when they can see it), and the message says until
+    // when. A store that cannot be reached leaves the expiry as it was asked.
+    const render = async () => {
+      const shown =
+        approval.decision === undefined
+          ? await this.service.approvalShown(id).catch((err: unknown) => {
+              run.log.warn({ approvalId: id, err: describe(err) }, 'cannot restart the expiry at posting');
+              return null;
+            })
+          : null;
+      return approvalMessage(shown ?? approval, this.now());
+    };
     run.lease.assertHeld();
-    const ts = await this.slack.post(
-      run.log,
-      run.channel,
-      approvalMessage(approval, this.now()),
-      run.cursor.rootTs,
-      `approval ${id}`,
-    );
+    const ts = await this.slack.post(run.log, run.channel, render, run.cursor.rootTs, `approval ${id}`);
     this.advance(run, entry);
     const extra: Record<string, string> = {};
     if (ts !== undefined) {
