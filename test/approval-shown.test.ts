@@ -72,8 +72,7 @@ describe('ApprovalStore.markShown', () => {
     expect((await store.markShown(a.approvalId, at(70_000)))?.expiresAt).toBe(at(61_000).toISOString());
     expect((await store.expireIfDue(a.approvalId, at(70_000))).outcome).toBe('expired');
 
-    const b = (await store.open({ ...request, runId: 'r2shown' }, { timeoutMs: TIMEOUT, now: T0 }))
-      .approval;
+    const b = (await store.open({ ...request, runId: 'r2shown' }, { timeoutMs: TIMEOUT, now: T0 })).approval;
     await store.decide(b.approvalId, { approved: true, by: 'U0APPROVER' }, at(5000));
     const after = await store.markShown(b.approvalId, at(6000));
     expect(after?.expiresAt).toBe(at(TIMEOUT).toISOString());
