@@ -57,6 +57,8 @@ export type RunEvent =
       readonly site: string;
       readonly params: Readonly<Record<string, string>>;
       readonly requestedBy: string;
+      /** ISO time the run was asked for: what its duration counts from. */
+      readonly requestedAt?: string;
       readonly steps: readonly {
         readonly id: string;
         readonly title: string;
@@ -134,12 +136,17 @@ export type RunEvent =
       readonly signal: string | null;
       readonly durationMs: number;
       readonly message?: string;
+      /** What the step found, rendered from its runbook `summary:` (e.g. "12 controller pods Running"). */
+      readonly summary?: string;
     })
   | {
       readonly type: 'run.finished';
       readonly status: RunStatus;
       readonly message: string;
+      /** From the request to the end, every resume included. */
       readonly durationMs: number;
+      /** The part of durationMs spent waiting for people to decide approvals. */
+      readonly waitingMs?: number;
       readonly failedStep?: string;
     };
 

@@ -9,7 +9,7 @@ import type {
   StepRef,
 } from '../engine/events.js';
 import { inProcessApprovals } from '../engine/in-process.js';
-import { formatDuration, STEP_LABEL } from './format.js';
+import { formatDuration, formatRunDuration, STEP_LABEL } from './format.js';
 
 /**
  * Prints the run timeline as it happens; one line per event, output indented under its step.
@@ -93,7 +93,7 @@ export function formatEvent(e: RunEvent): string {
       return `<<< ${where(e)} ${mark}${code} in ${formatDuration(e.durationMs)}${e.message ? `: ${e.message}` : ''}`;
     }
     case 'run.finished':
-      return `=== run ${e.status.toUpperCase()} after ${formatDuration(e.durationMs)}: ${e.message}`;
+      return `=== run ${e.status.toUpperCase()} after ${formatRunDuration(e.durationMs, e.waitingMs)}: ${e.message}`;
   }
 }
 

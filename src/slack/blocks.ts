@@ -9,7 +9,7 @@
  */
 
 import type { StepRef } from '../engine/events.js';
-import { formatDuration } from '../fronts/format.js';
+import { formatDuration, formatRunDuration } from '../fronts/format.js';
 import type { StoredApproval, TimelineEntry } from '../queue/service.js';
 import { createLineRedactor, redactText } from '../redact.js';
 import { BLOCK_KIT_LIMITS, textLength } from './limits.js';
@@ -247,7 +247,9 @@ export function rootMessage(view: RunView, now: Date): SlackMessage {
         clipEscaped(params.map(([k, v]) => oneLine(redactText(`${k}=${v}`))).join(', '), 600);
   const status =
     `${RUN_EMOJI[view.status]} *${RUN_WORD[view.status]}*` +
-    (total !== undefined ? ` ${active ? 'for' : 'after'} ${formatDuration(total)}` : '') +
+    (total !== undefined
+      ? ` ${active ? 'for' : 'after'} ${active ? formatDuration(total) : formatRunDuration(total, view.waitingMs)}`
+      : '') +
     (view.pendingApprovals > 0 && active ? ` · ${view.pendingApprovals} approval(s) pending` : '');
   const info = [
     `run id: ${runId}`,
@@ -508,14 +510,11 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
         section(`:arrow_forward: Run resumed at step ${inline(e.atStep, 100)}: ${inline(e.reason, 1000)}`),
       ]);
     case 'run.finished': {
-      const lines = [
-        `${RUN_EMOJI[e.status]} *Run ${RUN_WORD[e.status]}* after ${formatDuration(e.durationMs)}`,
-      ];
+      const took = formatRunDuration(e.durationMs, e.waitingMs);
+      const lines = [`${RUN_EMOJI[e.status]} *Run ${RUN_WORD[e.status]}* after ${took}`];
       lines.push(`> ${inline(e.message, 2000)}`);
       if (e.failedStep !== undefined) lines.push(`*Failed step* ${inline(e.failedStep, 100)}`);
-      return post(`Run ${e.status} after ${formatDuration(e.durationMs)}: ${e.message}`, [
-        section(lines.join('\n')),
-      ]);
+      return post(`Run ${e.status} after ${took}: ${e.message}`, [section(lines.join('\n'))]);
     }
   }
 }
