@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { ApprovalRequest } from '../src/engine/events.js';
+import { loadRunbooks } from '../src/runbook/load.js';
 import { ApprovalStore } from '../src/runs/approvals.js';
+import { events, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 
 /** An approval's expiry runs from when people could first see it, and every decision rule still holds. */
@@ -86,5 +89,71 @@ describe('ApprovalStore.markShown', () => {
     // Nobody could have decided it: it was never on screen. Shown now, it gets the whole timeout from now.
     expect((await store.markShown(a.approvalId, at(75_000)))?.expiresAt).toBe(at(135_000).toISOString());
     expect((await store.expireIfDue(a.approvalId, at(100_000))).outcome).toBe('pending');
+  });
+});
+
+describe('a parked run whose approval was shown late', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.stop();
+    h = undefined;
+  });
+
+  it('should wait again until the moved expiry, resume nothing early, and run once approved', async () => {
+    const timeoutMs = 1500;
+    h = await startHarness({
+      redis: db.redis,
+      prefix: db.prefix,
+      runbooks: await loadRunbooks(new URL('../commands/', import.meta.url).pathname),
+      scenarios: ['healthy'],
+      approvalTimeoutMs: timeoutMs,
+    });
+    await h.startAgent();
+    const run = await h.submit('park');
+    const asked = await waitForEvent(h.service, run.runId, isType('approval.requested'));
+    const before = await h.service.getApproval(asked.approvalId);
+    if (!before) throw new Error('approval not stored');
+    const requestedAt = Date.parse(before.requestedAt);
+    // The thread shows it late: the approvers get the whole 1.5 s from then.
+    await eventually('the run parked at its approval', async () =>
+      (await h?.service.getRun(run.runId))?.status === 'waiting_approval' ? true : undefined,
+    );
+    // As the poster would 1.2 s after the request (the store takes the moment; nobody sleeps here).
+    const store = new ApprovalStore(db.redis, db.prefix);
+    const shown = await store.markShown(asked.approvalId, new Date(requestedAt + 1200));
+    const expiresAt = Date.parse(shown?.expiresAt ?? '');
+    expect(expiresAt - Date.parse(shown?.shownAt ?? '')).toBe(timeoutMs);
+    // The job was parked until the old expiry; when that passes it parks again until the new one.
+    const delayed = `${db.prefix}:jobs:delayed`;
+    const parkedUntil = () =>
+      db.redis
+        .zscore(delayed, run.runId)
+        .then((score) => (score === null ? undefined : Math.floor(Number(score) / 0x1000)));
+    await eventually('the job parked until the moved expiry', parkedUntil, {
+      // BullMQ turns the time into a delay and back: a few ms either way.
+      until: (at) => Math.abs(at - expiresAt) < 50 && at > requestedAt + timeoutMs,
+      timeoutMs: 10_000,
+    });
+    expect(Date.now()).toBeGreaterThan(requestedAt + timeoutMs);
+    // Nothing resumed, nothing expired at the old expiry: a click now is a decision.
+    const decided = await h.service.decide(
+      asked.approvalId,
+      { userId: 'U_APPROVER', groupIds: [] },
+      true,
+      'test',
+    );
+    expect(decided.outcome).toBe('decided');
+    const finished = await waitForEvent(h.service, run.runId, isType('run.finished'));
+    expect(finished.status).toBe('succeeded');
+    const all = events(await h.service.readTimeline(run.runId));
+    const types = all.map((e) => e.type);
+    expect(types.filter((t) => t === 'run.resumed')).toHaveLength(1);
+    expect(types.indexOf('run.resumed')).toBeGreaterThan(types.indexOf('approval.requested'));
+    expect(
+      all
+        .filter((e) => e.type === 'approval.decided')
+        .map((e) => e.type === 'approval.decided' && e.decision.approved),
+    ).toEqual([true]);
+    expect((await h.sims[0]?.journal())?.filter((j) => j.action === 'server.stop')).toHaveLength(1);
   });
 });

@@ -362,6 +362,7 @@ class Interpreter {
       kind: step.kind,
       title,
       destructive: isDestructive(step),
+      ...(step.command.parse !== 'text' ? { parsed: true } : {}),
     });
 
     try {

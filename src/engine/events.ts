@@ -77,6 +77,8 @@ export type RunEvent =
       readonly kind: 'run' | 'poll' | 'for_each' | 'report';
       readonly title: string;
       readonly destructive: boolean;
+      /** Its output is data (`parse: json|yaml|lines`): what it means is in its summary, not in the raw text. */
+      readonly parsed?: boolean;
     })
   | (StepRef & { readonly type: 'step.output'; readonly stream: 'stdout' | 'stderr'; readonly line: string })
   | (StepRef & {

@@ -80,6 +80,7 @@ const eventSchemas = {
     kind: z.enum(['run', 'poll', 'for_each', 'report']),
     title: z.string(),
     destructive: z.boolean(),
+    parsed: z.boolean().exactOptional(),
   }),
   'step.output': z.object({
     ...ref,

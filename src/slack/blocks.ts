@@ -39,6 +39,8 @@ export interface ThreadContext {
   readonly poll?: { readonly attempt: number; readonly of: number; readonly summary: string };
   /** A for_each step: how many items it went through. */
   readonly items?: number;
+  /** Its output is data (`parse: json|yaml|lines`): never shown raw in a post. */
+  readonly parsed?: boolean;
 }
 
 /**
@@ -65,7 +67,9 @@ export function outputPlace(ctx: ThreadContext, summary?: string): OutputPlace {
     (ctx.findings?.length ?? 0) > 0 ||
     ctx.poll !== undefined ||
     ctx.items !== undefined;
-  if (!says) return output.length <= INLINE_OUTPUT_LINES && chars <= INLINE_OUTPUT_CHARS ? 'inline' : 'file';
+  if (!says && ctx.parsed !== true) {
+    return output.length <= INLINE_OUTPUT_LINES && chars <= INLINE_OUTPUT_CHARS ? 'inline' : 'file';
+  }
   return output.length > FACTS_COVER_LINES || chars > FACTS_COVER_CHARS ? 'file' : 'none';
 }
 
@@ -425,6 +429,7 @@ export function stepContext(entries: readonly TimelineEntry[], ref: StepRef): Th
   let findings: string[] = [];
   let poll: ThreadContext['poll'];
   let items: number | undefined;
+  let parsed = false;
   const same = (r: StepRef) => r.stepId === ref.stepId && r.iteration?.n === ref.iteration?.n;
   const inner = (r: StepRef) => ref.iteration === undefined && r.stepId.startsWith(`${ref.stepId}/`);
   for (const { event: e } of entries) {
@@ -434,6 +439,7 @@ export function stepContext(entries: readonly TimelineEntry[], ref: StepRef): Th
       findings = [];
       poll = undefined;
       items = e.kind === 'for_each' ? 0 : undefined;
+      parsed = e.parsed === true;
     } else if (e.type === 'step.output' && same(e)) {
       output.push(e.line);
     } else if ((e.type === 'decision' || e.type === 'guard.skipped') && same(e)) {
@@ -450,6 +456,7 @@ export function stepContext(entries: readonly TimelineEntry[], ref: StepRef): Th
     ...(findings.length > 0 ? { findings } : {}),
     ...(poll !== undefined ? { poll } : {}),
     ...(items !== undefined ? { items } : {}),
+    ...(parsed ? { parsed } : {}),
   };
 }
 
