@@ -192,15 +192,6 @@ describe('a thread people can read in an incident', () => {
       expect(all).toMatch(fact);
     }
     for (const post of posts) expect(text(post)).not.toMatch(RAW_OUTPUT);
-    console.log(
-      before.length,
-      stepsBefore,
-      caughtUp,
-      posts
-        .slice(0, first + 2)
-        .map(text)
-        .join('\n----\n'),
-    );
 
     // The raw output is in the log file after the step's post.
     const i = entries.findIndex(
