@@ -289,13 +289,11 @@ describe('threadMessage', () => {
   });
 
   it('should show outcome, duration and the runbook summary, and no raw output, when a parsed step finishes', () => {
-    const json = [
-      '{',
-      '  "items": [',
-      '    { "metadata": { "name": "capi-controller-manager" } }',
-      '  ]',
-      '}',
-    ];
+    const pods = Array.from(
+      { length: 30 },
+      (_, i) => `    { "metadata": { "name": "capi-controller-${i}" } },`,
+    );
+    const json = ['{', '  "items": [', ...pods, '  ]', '}'];
     const m = threadMessage(
       entry({
         ...inspect,
@@ -313,7 +311,7 @@ describe('threadMessage', () => {
     expect(sectionTexts(m)).toEqual([
       ':white_check_mark: *Step 1 of 4* ok: Check every CAPI controller pod is Running · 2.3s\n' +
         '• 12 controller pods Running\n' +
-        '_Output: 5 lines, in the log file below_',
+        '_Output: 34 lines, in the log file below_',
     ]);
     expect(allText(m)).not.toContain('"items"');
   });
@@ -373,6 +371,14 @@ describe('threadMessage', () => {
     expect(sectionTexts(ok)).toEqual([
       ':white_check_mark: *Step 1 of 4* ok: Make sure the mgmt kubeconfig exists · 40ms',
       '```\nkubeconfig present: /home/ops/capi.kc\n```',
+    ]);
+    // Parsed output (`-f json`) is data, never a finding of its own: it goes to the log file.
+    const parsed = threadMessage(
+      entry({ ...inspect, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 40 }),
+      { title: 'Read the VM', output: ['{"status": "ACTIVE"}'], parsed: true },
+    ) as SlackMessage;
+    expect(sectionTexts(parsed)).toEqual([
+      ':white_check_mark: *Step 1 of 4* ok: Read the VM · 40ms\n_Output: 1 line, in the log file below_',
     ]);
     const output = Array.from({ length: 100 }, (_, i) => `line ${i + 1}`);
     const failed = threadMessage(

@@ -54,9 +54,9 @@ export type OutputPlace = 'none' | 'inline' | 'file';
 /** A finding-less step's output shown in its post up to this size... */
 const INLINE_OUTPUT_LINES = 10;
 const INLINE_OUTPUT_CHARS = 1500;
-/** ... and a step with findings gets no log file for output this small: its findings say it. */
-const FACTS_COVER_LINES = 3;
-const FACTS_COVER_CHARS = 300;
+/** ... and a step with findings gets a log file for longer output than this (its findings say the rest). */
+const FACTS_COVER_LINES = 20;
+const FACTS_COVER_CHARS = 2000;
 
 export function outputPlace(ctx: ThreadContext, summary?: string): OutputPlace {
   const output = ctx.output ?? [];
@@ -67,7 +67,8 @@ export function outputPlace(ctx: ThreadContext, summary?: string): OutputPlace {
     (ctx.findings?.length ?? 0) > 0 ||
     ctx.poll !== undefined ||
     ctx.items !== undefined;
-  if (!says && ctx.parsed !== true) {
+  if (!says) {
+    if (ctx.parsed === true) return 'file';
     return output.length <= INLINE_OUTPUT_LINES && chars <= INLINE_OUTPUT_CHARS ? 'inline' : 'file';
   }
   return output.length > FACTS_COVER_LINES || chars > FACTS_COVER_CHARS ? 'file' : 'none';
