@@ -294,4 +294,59 @@ describe('an approval is urgent', () => {
     ]);
     expect(JSON.stringify(thread.map((m) => m.blocks))).not.toContain('capi_approve');
   }, 120_000);
+
+  it('should owe the catch-up across a restart: a second poster posts it once, and the approval not again', async () => {
+    const w = await world({
+      postRatePerChannelPerS: 50,
+      poster: { minPostIntervalMs: 30, rootUpdateIntervalMs: 150, retryDelaysMs: [60_000] },
+      approvalTimeoutMs: 60_000,
+    });
+    const run = await w.h.submit('recover', { channel: CHANNEL, requestedBy: LEAD });
+    const asked = await waitForEvent(w.h.service, run.runId, isType('approval.requested'));
+    // The moment the approval is posted ahead, Slack fails the next post (the catch-up) and the poster waits
+    // a minute to try again: it is stopped there, as by a crash.
+    const off = w.fake.onCall((call) => {
+      if (call.method === 'chat.postMessage' && String(call.args.text).startsWith('Approval needed')) {
+        w.fake.failNext('chat.postMessage', { status: 503 });
+        off();
+      }
+    });
+    w.poster.watch(run.runId);
+    await eventually('the catch-up post refused once', () =>
+      w.fake.calls.find((c) => c.status === 503 && String(c.args.text).startsWith('Catching up: ')),
+    );
+    await w.poster.close();
+    expect(w.fake.messages(CHANNEL).filter(isCatchUp)).toEqual([]);
+
+    const second = new ThreadPoster({
+      client: new WebClient(TOKEN, {
+        slackApiUrl: w.fake.url,
+        rejectRateLimitedCalls: true,
+        retryConfig: { retries: 0 },
+      }),
+      redis: db.redis,
+      prefix: db.prefix,
+      service: w.h.service,
+      logger: quietLogger,
+      minPostIntervalMs: 30,
+      updateLimit: { count: 1000, perMs: 1000 },
+    });
+    stops.push(() => second.close());
+    await second.resumeAll();
+    await eventually('the catch-up post', () => w.fake.messages(CHANNEL).find(isCatchUp));
+    for (let i = 0; i < 3; i++) await decideNext(w.h.service, run.runId, true, APPROVER);
+    await second.settled(run.runId);
+
+    const { posts } = threadOf(w.fake);
+    const approvals = posts.filter(isApproval);
+    expect(approvals.map((m) => m.text.split(':')[0])).toEqual(['Approved', 'Approved', 'Approved']);
+    expect(approvals.filter((m) => m.text.includes(asked.request.title))).toHaveLength(1);
+    // The first approval was posted once, ahead, and its catch-up right after it, once.
+    const first = posts.findIndex(isApproval);
+    expect(posts[first]?.text).toContain(asked.request.title);
+    expect(posts[first + 1] && isCatchUp(posts[first + 1] as FakeMessage)).toBe(true);
+    expect(posts.filter((m) => m.text === posts[first + 1]?.text)).toHaveLength(1);
+    expect((await w.h.service.getApproval(asked.approvalId))?.decision?.approved).toBe(true);
+    expect(posts.at(-1)?.text).toMatch(/^Run succeeded after /);
+  }, 120_000);
 });
