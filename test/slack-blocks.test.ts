@@ -307,7 +307,9 @@ describe('threadMessage', () => {
       { title: 'Check every CAPI controller pod is Running', output: json },
     ) as SlackMessage;
     expectWithinLimits(m);
-    expect(m.text).toBe('Step 1 of 4 ok: Check every CAPI controller pod is Running');
+    expect(m.text).toBe(
+      'Step 1 of 4 ok: Check every CAPI controller pod is Running · 12 controller pods Running',
+    );
     expect(sectionTexts(m)).toEqual([
       ':white_check_mark: *Step 1 of 4* ok: Check every CAPI controller pod is Running · 2.3s\n' +
         '• 12 controller pods Running\n' +

@@ -608,7 +608,10 @@ function stepPost(e: Extract<TimelineEntry['event'], { type: 'step.finished' }>,
     const { lines: code } = codeLines(output, OUTPUT_LINE_MAX);
     blocks.push(section(fenced(code)));
   }
-  return post(`Step ${e.index} of ${e.total} ${e.status}: ${ctx.title ?? e.stepId}`, blocks);
+  // The notification says the step's first finding too: what people see without opening the thread.
+  const first = facts[0] ?? e.message;
+  const said = first === undefined ? '' : ` · ${first}`;
+  return post(`Step ${e.index} of ${e.total} ${e.status}: ${ctx.title ?? e.stepId}${said}`, blocks);
 }
 
 /** A line already escaped, cut to fit one section, never inside an entity (`&amp;`) or a `<...>` token. */
