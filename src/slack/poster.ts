@@ -77,6 +77,13 @@ const APPROVAL_CHECK_MS = 5000;
 /** After an unexpected failure (Redis down), a run's worker starts again from its cursor after this long. */
 const RESTART_DELAY_MS = 5000;
 const FOLLOW_RETRY_MS = 1000;
+/** Where approvalAhead() stops looking: an approval request, or an event that edits or ends the thread. */
+const AHEAD_SCAN_STOPS: ReadonlySet<string> = new Set([
+  'approval.requested',
+  'approval.decided',
+  'approval.superseded',
+  'run.finished',
+]);
 
 interface Deferred {
   readonly promise: Promise<void>;
@@ -559,9 +566,8 @@ export class ThreadPoster {
     if (run.cursor.rootTs === undefined) return undefined;
     // The scan goes on from where it stopped last time: a run's timeline holds thousands of output lines.
     run.scanned = Math.max(run.scanned, run.next);
-    const stops = new Set(['approval.requested', 'approval.decided', 'approval.superseded', 'run.finished']);
     while (run.scanned < run.entries.length) {
-      if (stops.has((run.entries[run.scanned] as TimelineEntry).event.type)) break;
+      if (AHEAD_SCAN_STOPS.has((run.entries[run.scanned] as TimelineEntry).event.type)) break;
       run.scanned += 1;
     }
     const i = run.scanned;
