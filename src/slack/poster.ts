@@ -10,8 +10,12 @@
  * next event. The one unavoidable edge of at-least-once: a crash between Slack's `ok` and the cursor write
  * posts that one message again after the restart. Nothing is ever skipped by a crash.
  *
+ * Urgent first: when the thread is behind the run (Slack's pace is about one post a second), an approval
+ * request does not wait its turn: it is posted at once, and the posts still waiting before it follow as one
+ * catch-up post that says they came before the approval (the cursor remembers that the catch-up is owed).
+ *
  * The parts: thread-cursors.ts (the cursors in Redis), paced-slack.ts (the calls to Slack, with their
- * pacing, 429 and retry rules), log-file.ts (long outputs as files); this file runs one worker per run.
+ * pacing, 429 and retry rules), log-file.ts (raw outputs as files); this file runs one worker per run.
  *
  * No secrets: every message comes from blocks.ts, which redacts; log files come from the timeline (redacted
  * when stored) and are redacted again here.
