@@ -58,7 +58,7 @@ describe('the playground in a browser', () => {
     await root.locator('.replies').click();
     const thread = page.locator('#thread-messages');
     await see('the first step in the thread', () =>
-      thread.locator('.message', { hasText: 'Step 1 of 17 started' }).waitFor({ timeout: 20_000 }),
+      thread.locator('.message', { hasText: 'Step 1 of 17 ok' }).waitFor({ timeout: 20_000 }),
     );
 
     const approval = thread.locator('.message', { hasText: 'Approval needed: Fail over load balancer' });

@@ -178,6 +178,27 @@ describe('renderMarkdown', () => {
     expect(lines).toContain('| 3/3 | report | Report | not run | - | - |');
   });
 
+  it('should time the run from its request and show the wait for approval apart when the run waited for people', () => {
+    const requested = runStarted({ ...started, requestedAt: at('09:58:30') });
+    const md = renderMarkdown([
+      entry('10:00:00', requested),
+      entry('10:00:01', stepStarted(inspect, 'Inspect the cluster', 'run', false)),
+      entry('10:00:03', stepFinished(inspect, 'ok', 2100)),
+      entry('10:02:00', {
+        type: 'run.finished',
+        status: 'succeeded',
+        message: 'done',
+        durationMs: 210_000,
+        waitingMs: 125_000,
+      }),
+    ]);
+    const lines = md.split('\n');
+    expect(lines).toContain('| Requested | 2025-03-04 09:58:30 UTC |');
+    expect(lines).toContain('| Started | 2025-03-04 10:00:00 UTC |');
+    expect(lines).toContain('| Duration | 3m 30s, 2m 5s of it waiting for approval |');
+    expect(md).toContain('**run succeeded** after 3m 30s, 2m 5s of it waiting for approval: done');
+  });
+
   it('should say the run is still going when there is no run.finished yet', () => {
     const lines = renderMarkdown(succeededRun.slice(0, 5)).split('\n');
     expect(lines).toContain('| Finished | not finished |');

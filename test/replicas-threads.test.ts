@@ -12,10 +12,11 @@ import { freePort } from '../dev/net.js';
 import { startSimJumphost } from '../dev/sim/jumphost.js';
 import { startFakeSlack } from '../dev/slack/fake-slack.js';
 import { RunTimeline } from '../src/runs/timeline.js';
-import { APPROVE_ACTION_ID, stepContext, threadMessage } from '../src/slack/blocks.js';
+import { APPROVE_ACTION_ID } from '../src/slack/blocks.js';
 import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+import { expectedPosts } from './support/thread.js';
 
 const BIN = new URL('../bin/capi-chatops.js', import.meta.url).pathname;
 const TOKEN = ['xoxb', '5555555555', '6666666666666', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
@@ -141,20 +142,16 @@ describe('two serve replicas', () => {
     expect(messages.filter((m) => m.thread_ts === undefined)).toHaveLength(1);
     // Every event worth a post is in the thread exactly once, and so is the approval request.
     const entries = await new RunTimeline(db.redis, db.prefix).read(runId);
-    // What one poster writes for each event, in order (step.finished names its step's title).
-    const expected = entries.flatMap((e, i) => {
-      const ctx = e.event.type === 'step.finished' ? stepContext(entries.slice(0, i + 1), e.event) : {};
-      const message = threadMessage(e, ctx);
-      return message ? [message.text] : [];
-    });
+    // What one poster writes for each event, in order (step.finished names its step's title; a catch-up post
+    // stands for the posts that waited behind the approval request).
     const requests = new Set(
       entries.flatMap((e) => (e.event.type === 'approval.requested' ? [e.event.approvalId] : [])),
     );
     const thread = messages.filter((m) => m.thread_ts === root?.ts);
+    const posted = thread.filter((m) => !/Approval needed|Approved/.test(m.text)).map((m) => m.text);
+    const expected = expectedPosts(entries, posted).map((p) => p.text);
     expect(thread.length).toBe(expected.length + requests.size);
-    expect(thread.filter((m) => !/Approval needed|Approved/.test(m.text)).map((m) => m.text)).toEqual(
-      expected,
-    );
+    expect(posted).toEqual(expected);
     expect((await sim.journal()).filter((j) => j.ok && j.action === 'server.stop')).toHaveLength(1);
   });
 });

@@ -6,6 +6,7 @@ import type { StoredApproval } from '../src/runs/approvals.js';
 import {
   APPROVE_ACTION_ID,
   approvalMessage,
+  catchUpMessage,
   DENY_ACTION_ID,
   escapeSlack,
   rootMessage,
@@ -280,49 +281,122 @@ describe('threadMessage', () => {
     ]);
   });
 
-  it('should announce a step with its position, item and destructive mark when it starts', () => {
-    const m = threadMessage(
-      entry({ ...inner1, type: 'step.started', kind: 'run', title: 'Delete lb-1', destructive: true }),
-    );
-    expect(m).toEqual({
-      text: 'Step 3 of 4 started: Delete lb-1',
-      blocks: [
-        {
-          type: 'section',
-          text: {
-            type: 'mrkdwn',
-            text: ':arrow_forward: *Step 3 of 4* · item 1 of 2: `lb-1` started: Delete lb-1 :warning: destructive',
-          },
-        },
-      ],
-    });
+  it('should post nothing when a step starts, decides or is skipped by its guard: its one post comes when it finishes', () => {
+    const quiet: RunEvent[] = [
+      { ...inner1, type: 'step.started', kind: 'run', title: 'Delete lb-1', destructive: true },
+      { ...wait, type: 'decision', message: 'control plane is up: skipping the rebuild' },
+      { ...inner1, type: 'guard.skipped', message: 'lb-1 is already gone' },
+    ];
+    expect(quiet.map((e) => threadMessage(entry(e)))).toEqual([undefined, undefined, undefined]);
   });
 
-  it('should show status, exit code, duration and the output in a code block when a step finishes', () => {
-    const m = threadMessage(
-      entry({ ...inspect, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 2300 }),
-      { title: 'Inspect prod-k8s', output: ['NAME     STATUS', 'prod-k8s CREATE_FAILED'] },
+  it('should show outcome, duration and the runbook summary, and no raw output, when a parsed step finishes', () => {
+    const pods = Array.from(
+      { length: 30 },
+      (_, i) => `    { "metadata": { "name": "capi-controller-${i}" } },`,
     );
-    expect(m?.text).toBe('Step 1 of 4 ok: Inspect prod-k8s');
-    expect(sectionTexts(m as SlackMessage)).toEqual([
-      ':white_check_mark: *Step 1 of 4* ok: Inspect prod-k8s · exit 0 · 2.3s',
-      '_Output:_\n```\nNAME     STATUS\nprod-k8s CREATE_FAILED\n```',
+    const json = ['{', '  "items": [', ...pods, '  ]', '}'];
+    const m = threadMessage(
+      entry({
+        ...inspect,
+        type: 'step.finished',
+        status: 'ok',
+        exitCode: 0,
+        signal: null,
+        durationMs: 2300,
+        summary: '12 controller pods Running',
+      }),
+      { title: 'Check every CAPI controller pod is Running', output: json },
+    ) as SlackMessage;
+    expectWithinLimits(m);
+    expect(m.text).toBe(
+      'Step 1 of 4 ok: Check every CAPI controller pod is Running · 12 controller pods Running',
+    );
+    expect(sectionTexts(m)).toEqual([
+      ':white_check_mark: *Step 1 of 4* ok: Check every CAPI controller pod is Running · 2.3s\n' +
+        '• 12 controller pods Running\n' +
+        '_Output: 34 lines, in the log file below_',
     ]);
+    expect(allText(m)).not.toContain('"items"');
   });
 
-  it('should show only the last lines and say how many when the output is long', () => {
+  it("should fold the step's decisions, a poll's last reading and a loop's item count into its one post", () => {
+    const tl = entries([
+      started,
+      {
+        ...wait,
+        type: 'step.started',
+        kind: 'poll',
+        title: 'Wait for the control plane',
+        destructive: false,
+      },
+      { ...wait, type: 'step.output', stream: 'stdout', line: 'load 3.1' },
+      { ...wait, type: 'poll.attempt', attempt: 7, of: 30, summary: '3/3 control plane nodes ready' },
+      { ...wait, type: 'decision', message: 'control plane is up: skipping the rebuild' },
+      { ...wait, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 61_000 },
+      { ...loop, type: 'step.started', kind: 'for_each', title: 'Delete stale LBs', destructive: true },
+      { ...inner1, type: 'step.started', kind: 'run', title: 'Delete lb-1', destructive: true },
+      { ...inner1, type: 'guard.skipped', message: 'lb-1 is already gone' },
+      {
+        ...inner1,
+        type: 'step.finished',
+        status: 'skipped',
+        exitCode: null,
+        signal: null,
+        durationMs: 800,
+        message: 'lb-1 is already gone',
+      },
+      { ...loop, type: 'step.finished', status: 'ok', exitCode: null, signal: null, durationMs: 900 },
+    ]);
+    const post = (i: number) => {
+      const e = tl[i]?.event;
+      if (e?.type !== 'step.finished') throw new Error(`entry ${i} is not a step.finished`);
+      return sectionTexts(
+        threadMessage(tl[i] as (typeof tl)[number], stepContext(tl.slice(0, i + 1), e)) as SlackMessage,
+      );
+    };
+    expect(post(5)).toEqual([
+      ':white_check_mark: *Step 2 of 4* ok: Wait for the control plane · 1m 1s\n' +
+        '• control plane is up: skipping the rebuild\n' +
+        '• attempt 7 of 30: 3/3 control plane nodes ready',
+    ]);
+    // The guard's reason is said once, not again as the step's message.
+    expect(post(9)).toEqual([
+      ':fast_forward: *Step 3 of 4* · item 1 of 2: lb-1 skipped: Delete lb-1 · 800ms\n• lb-1 is already gone',
+    ]);
+    expect(post(10)).toEqual([':white_check_mark: *Step 3 of 4* ok: Delete stale LBs · 900ms\n• 2 items']);
+  });
+
+  it('should show a short output as the finding of a step that says nothing else, and why a step failed', () => {
+    const ok = threadMessage(
+      entry({ ...inspect, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 40 }),
+      { title: 'Make sure the mgmt kubeconfig exists', output: ['kubeconfig present: /home/ops/capi.kc'] },
+    ) as SlackMessage;
+    expect(sectionTexts(ok)).toEqual([
+      ':white_check_mark: *Step 1 of 4* ok: Make sure the mgmt kubeconfig exists · 40ms',
+      '```\nkubeconfig present: /home/ops/capi.kc\n```',
+    ]);
+    // Parsed output (`-f json`) is data, never a finding of its own: it goes to the log file.
+    const parsed = threadMessage(
+      entry({ ...inspect, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 40 }),
+      { title: 'Read the VM', output: ['{"status": "ACTIVE"}'], parsed: true },
+    ) as SlackMessage;
+    expect(sectionTexts(parsed)).toEqual([
+      ':white_check_mark: *Step 1 of 4* ok: Read the VM · 40ms\n_Output: 1 line, in the log file below_',
+    ]);
     const output = Array.from({ length: 100 }, (_, i) => `line ${i + 1}`);
-    const m = threadMessage(
+    const failed = threadMessage(
       entry(stepFinished(inspect, 'failed', 61_000, 1, 'inspect: exited 1: line 100')),
       { output },
     ) as SlackMessage;
-    expectWithinLimits(m);
-    const [summary, code] = sectionTexts(m);
-    expect(summary).toBe(':x: *Step 1 of 4* failed: inspect · exit 1 · 1m 1s\n> inspect: exited 1: line 100');
-    expect(code?.split('\n')).toEqual(['_Last 25 of 100 output lines:_', '```', ...output.slice(75), '```']);
+    expectWithinLimits(failed);
+    expect(sectionTexts(failed)).toEqual([
+      ':x: *Step 1 of 4* failed: inspect · exit 1 · 1m 1s\n> inspect: exited 1: line 100\n' +
+        '_Output: 100 lines, in the log file below_',
+    ]);
   });
 
-  it('should neutralise code fences and escape mentions when the output tries to break out of the code block', () => {
+  it('should neutralise code fences and escape mentions when a short output tries to break out of the code block', () => {
     const m = threadMessage(
       entry({ ...inspect, type: 'step.finished', status: 'ok', exitCode: 0, signal: null, durationMs: 5 }),
       {
@@ -333,7 +407,7 @@ describe('threadMessage', () => {
     expect(code.match(/```/g)).toHaveLength(2);
     expect(code).not.toMatch(/<!channel>|<https:/);
     expect(code).not.toContain(slackBot);
-    expect(code.split('\n').slice(2, 6)).toEqual([
+    expect(code.split('\n').slice(1, 5)).toEqual([
       '`\u200b`\u200b`',
       '&lt;!channel&gt; look',
       '`\u200b`\u200b` *bold* &lt;https://evil.example|x&gt;',
@@ -341,15 +415,24 @@ describe('threadMessage', () => {
     ]);
   });
 
-  it('should stay within the limits when the output has 5000 lines of 10 KB each', () => {
+  it('should stay within the limits when the output has 5000 lines of 10 KB each and the findings are huge', () => {
     const output = Array.from({ length: 5000 }, (_, i) => `${i} ${'<&>`'.repeat(2500)}`);
-    const m = threadMessage(entry(stepFinished(inspect, 'failed', 1, 1, 'm'.repeat(10_000))), {
-      title: 't'.repeat(10_000),
-      output,
-    }) as SlackMessage;
+    const m = threadMessage(
+      entry({
+        ...inspect,
+        type: 'step.finished',
+        status: 'failed',
+        exitCode: 1,
+        signal: null,
+        durationMs: 1,
+        message: 'm'.repeat(10_000),
+        summary: 's'.repeat(10_000),
+      }),
+      { title: 't'.repeat(10_000), output, findings: Array.from({ length: 200 }, () => '<&>'.repeat(3000)) },
+    ) as SlackMessage;
     expectWithinLimits(m);
-    expect(sectionTexts(m)[1]).toMatch(/^_Last \d+ of 5000 output lines:_\n```\n4\d{3} /);
-    expect(sectionTexts(m)[1]).toMatch(/\n4999 (&lt;&amp;&gt;`)+…\n```$/);
+    expect(allText(m)).toContain('_Output: 5000 lines, in the log file below_');
+    expect(allText(m)).toMatch(/and \d+ more in `\/capi timeline`/);
   });
 
   it('should name the decider and the note when an approval is approved, denied or expires', () => {
@@ -373,19 +456,16 @@ describe('threadMessage', () => {
     );
   });
 
-  it('should post the message and the total time when a decision, guard skip, resume or run end arrives', () => {
+  it('should post the total time from the request, the wait for approval apart, when a run resumes or ends', () => {
     const texts = [
-      threadMessage(
-        entry({ ...wait, type: 'decision', message: 'control plane is up: skipping the rebuild' }),
-      ),
-      threadMessage(entry({ ...inner1, type: 'guard.skipped', message: 'lb-1 is already gone' })),
       threadMessage(entry({ type: 'run.resumed', reason: 'approval decided', atStep: 'delete-lbs' })),
       threadMessage(
         entry({
           type: 'run.finished',
           status: 'succeeded',
           message: 'recover finished: every step passed',
-          durationMs: 130_000,
+          durationMs: 87_000,
+          waitingMs: 71_000,
         }),
       ),
       threadMessage(
@@ -399,10 +479,8 @@ describe('threadMessage', () => {
       ),
     ].map((m) => sectionTexts(m as SlackMessage).join('\n'));
     expect(texts).toEqual([
-      ':speech_balloon: *Step 2 of 4*: control plane is up: skipping the rebuild',
-      ':fast_forward: *Step 3 of 4* · item 1 of 2: `lb-1` skipped, nothing to do: lb-1 is already gone',
       ':arrow_forward: Run resumed at step delete-lbs: approval decided',
-      ':white_check_mark: *Run succeeded* after 2m 10s\n> recover finished: every step passed',
+      ':white_check_mark: *Run succeeded* after 1m 27s, 1m 11s of it waiting for approval\n> recover finished: every step passed',
       ':no_entry_sign: *Run CANCELLED* after 5.0s\n> cancelled by U0ALICE01\n*Failed step* wait-ready',
     ]);
   });
@@ -705,6 +783,8 @@ describe('Block Kit limits for any input', () => {
         const m = threadMessage(e, { title: junk(r, 5000), output });
         if (m) expectWithinLimits(m);
       }
+      const catchUp = catchUpMessage(entries(events), 0, events.length, inner1);
+      if (catchUp) expectWithinLimits(catchUp);
       const m = approvalMessage(
         approval({
           request: request({

@@ -3,7 +3,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeMessage, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import type { RunbookSet } from '../src/runbook/load.js';
 import { loadRunbooks } from '../src/runbook/load.js';
-import { approvalMessage, stepContext, threadMessage } from '../src/slack/blocks.js';
+import { approvalMessage, catchUpMessage, stepContext, threadMessage } from '../src/slack/blocks.js';
+import { catchUpLogFile, stepLogFile, wantsLogFile } from '../src/slack/log-file.js';
 import { ThreadPoster, type ThreadPosterOptions } from '../src/slack/poster.js';
 import {
   approveEverything,
@@ -119,6 +120,40 @@ async function expectedThread(hh: Harness, runId: string): Promise<Expected[]> {
   return out;
 }
 
+const APPROVAL_POST = /^(Approval needed|Approved|Denied|Expired|Superseded|Closed without a decision): /;
+
+/**
+ * The thread as the poster's rule says it must look, given where the thread fell behind: an approval request
+ * found in the thread ahead of posts that came before it in the timeline is followed by one catch-up post of
+ * exactly those posts (catchUpMessage). Anything else out of place does not match.
+ */
+function withCatchUps(
+  expected: readonly Expected[],
+  entries: Awaited<ReturnType<Harness['service']['readTimeline']>>,
+  posted: readonly string[],
+): Expected[] {
+  const out: Expected[] = [];
+  let i = 0;
+  for (let k = 0; k < posted.length && i < expected.length; k++) {
+    const want = expected[i] as Expected;
+    if (APPROVAL_POST.test(posted[k] ?? '') && want.type !== 'approval.requested') {
+      const j = expected.findIndex((x, n) => n > i && x.type === 'approval.requested');
+      const approval = expected[j];
+      const asked = entries[approval?.index ?? -1]?.event;
+      if (approval === undefined || asked?.type !== 'approval.requested') break;
+      const catchUp = catchUpMessage(entries, want.index, approval.index, asked);
+      if (catchUp === undefined) throw new Error('an approval ahead of nothing');
+      out.push(approval, { type: 'catch-up', index: want.index, text: catchUp.text, blocks: catchUp.blocks });
+      i = j + 1;
+      k += 1;
+      continue;
+    }
+    out.push(want);
+    i += 1;
+  }
+  return [...out, ...expected.slice(i)];
+}
+
 interface Thread {
   readonly root: FakeMessage;
   /** Every reply, files included, oldest first. */
@@ -140,8 +175,10 @@ function threadOf(slack: FakeSlack, channel: string): Thread {
 /** Every event once, in timeline order, rendered as threadMessage/approvalMessage render it. */
 async function expectMirrored(hh: Harness, slack: FakeSlack, runId: string, channel = INCIDENT) {
   const thread = threadOf(slack, channel);
-  const expected = await expectedThread(hh, runId);
-  expect(thread.posts.map((m) => m.text)).toEqual(expected.map((x) => x.text));
+  const entries = await hh.service.readTimeline(runId);
+  const posted = thread.posts.map((m) => m.text);
+  const expected = withCatchUps(await expectedThread(hh, runId), entries, posted);
+  expect(posted).toEqual(expected.map((x) => x.text));
   thread.posts.forEach((post, i) => {
     const want = expected[i];
     if (want?.blocks !== undefined) expect(post.blocks).toEqual(want.blocks);
@@ -190,21 +227,30 @@ describe('ThreadPoster', () => {
       expect(hasButtons(a)).toBe(false);
       expect(JSON.stringify(a.blocks)).toContain(':white_check_mark: *Approved* by U_APPROVER');
     }
-    // Each log file follows the step.finished post of its step and holds that step's whole output.
+    // Each log file follows the post of its step (or the catch-up post of its steps) and holds the raw output.
     const files = thread.replies.filter((m) => m.files !== undefined);
     expect(files.length).toBeGreaterThanOrEqual(1);
     const entries = await hh.service.readTimeline(run.runId);
     for (const share of files) {
       const before = thread.replies[thread.replies.indexOf(share) - 1] as FakeMessage;
-      const want = expected[thread.posts.indexOf(before)];
-      const finished = entries[want?.index ?? -1];
-      if (finished?.event.type !== 'step.finished') throw new Error('a log file after something else');
-      const output = stepContext(entries.slice(0, (want?.index ?? 0) + 1), finished.event).output ?? [];
-      expect(output.length).toBeGreaterThan(20);
+      const n = thread.posts.indexOf(before);
+      const want = expected[n];
       const file = slack.files().find((f) => f.id === share.files?.[0]);
       expect(file).toMatchObject({ channel: INCIDENT, thread_ts: thread.root.ts });
       expect(file?.filename).toMatch(new RegExp(`^${run.runId}-[A-Za-z0-9_.-]+\\.log$`));
+      if (want?.type === 'catch-up') {
+        const approval = expected[n - 1];
+        const log = catchUpLogFile(run.runId, entries, want.index, approval?.index ?? -1);
+        expect(file?.bytes.toString('utf8')).toBe(log?.content);
+        continue;
+      }
+      const finished = entries[want?.index ?? -1];
+      if (finished?.event.type !== 'step.finished') throw new Error('a log file after something else');
+      const output = stepContext(entries.slice(0, (want?.index ?? 0) + 1), finished.event).output ?? [];
+      expect(wantsLogFile(entries, want?.index ?? -1)).toBe(true);
+      expect(output.length).toBeGreaterThan(0);
       expect(file?.bytes.toString('utf8')).toBe(`${output.join('\n')}\n`);
+      expect(file?.bytes.toString('utf8')).toBe(stepLogFile(run.runId, entries, want?.index ?? -1)?.content);
     }
     // Coalesced: root updates at least ROOT_INTERVAL_MS apart (a little slack for the fake's clock).
     const rootUpdates = slack.calls.filter(
@@ -385,11 +431,10 @@ describe('ThreadPoster', () => {
     const { hh, slack } = await setup(['healthy']);
     await hh.startAgent();
     const client = slackClient(slack);
-    // Every step.started post gets a broken block on its way out: the fake answers invalid_blocks.
+    // Every post of a step that passed gets a broken block on its way out: the fake answers invalid_blocks.
+    const passed = (text: string) => /^Step \d+ of \d+ ok: /.test(text);
     client.tamper = (method, options) =>
-      method === 'chat.postMessage' &&
-      Array.isArray(options.blocks) &&
-      String(options.text).includes('started:')
+      method === 'chat.postMessage' && Array.isArray(options.blocks) && passed(String(options.text))
         ? { ...options, blocks: [...options.blocks, { type: 'header', text: { type: 'mrkdwn', text: 'x' } }] }
         : options;
     slack.failNext('chat.update', { status: 503 }, 2);
@@ -408,11 +453,15 @@ describe('ThreadPoster', () => {
     );
     expect(refused.length).toBeGreaterThanOrEqual(1);
     const thread = threadOf(slack, INCIDENT);
-    const expected = await expectedThread(hh, run.runId);
+    const expected = withCatchUps(
+      await expectedThread(hh, run.runId),
+      await hh.service.readTimeline(run.runId),
+      thread.posts.map((m) => m.text),
+    );
     expect(thread.posts).toHaveLength(expected.length);
     thread.posts.forEach((post, i) => {
       const want = expected[i] as Expected;
-      if (want.type === 'step.started') {
+      if (passed(want.text)) {
         expect(post.blocks).toEqual([]);
         expect(post.text).toBe(
           `${want.text}\n_(shown as plain text: Slack refused the formatted message with invalid_blocks)_`,
@@ -421,7 +470,7 @@ describe('ThreadPoster', () => {
         expect(post.text).toBe(want.text);
       }
     });
-    expect(refused).toHaveLength(expected.filter((x) => x.type === 'step.started').length);
+    expect(refused).toHaveLength(expected.filter((x) => passed(x.text)).length);
     expect(thread.root.text).toMatch(/: succeeded \(/);
   });
 

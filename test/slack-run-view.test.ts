@@ -64,6 +64,16 @@ const fullRun: RunEvent[] = [
 ];
 
 describe('foldRunView', () => {
+  it('should count the run from its request, and keep the wait for approval, when run.started and run.finished say them', () => {
+    const v = foldRunView(
+      entries([
+        { ...recoverStarted, requestedAt: '2024-05-01T09:59:00.000Z' },
+        { type: 'run.finished', status: 'succeeded', message: 'ok', durationMs: 87_000, waitingMs: 71_000 },
+      ]),
+    );
+    expect(v).toMatchObject({ startedAt: '2024-05-01T09:59:00.000Z', durationMs: 87_000, waitingMs: 71_000 });
+  });
+
   it('should give undefined when the timeline holds no run.started yet', () => {
     expect(foldRunView([])).toBeUndefined();
     expect(foldRunView(entries([{ type: 'preflight', home: '/root', tools: [] }]))).toBeUndefined();

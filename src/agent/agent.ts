@@ -149,15 +149,41 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     await retention.expireRun(job.runId, fence);
   };
 
+  /**
+   * How long the run waited for people: from each approval request to its decision (or to the request that
+   * replaced it; one still open counts until now). A run's requests follow one another, so the sum is true.
+   */
+  const waitingMs = async (runId: string): Promise<number> => {
+    const now = Date.now();
+    let total = 0;
+    for (const a of await approvals.allForRun(runId)) {
+      const end = a.decision?.at ?? a.superseded?.at;
+      total += Math.max(0, (end === undefined ? now : Date.parse(end)) - Date.parse(a.requestedAt));
+    }
+    return total;
+  };
+
+  /** run.finished's times for a run the engine did not end: from its request, waits for people apart. */
+  const finalTimes = async (runId: string, requestedAt: string) => ({
+    durationMs: Math.max(0, Date.now() - Date.parse(requestedAt)),
+    waitingMs: await waitingMs(runId),
+  });
+
   /** Ends a run that never reached the engine (refused, cancelled while parked, jumphost unreachable). */
   const endWithoutEngine = async (
     job: RunJob,
     fence: Fence,
     status: 'failed' | 'cancelled',
     message: string,
+    requestedAt: string,
   ) => {
     await finishRecord(job, fence, status, message);
-    const event = { type: 'run.finished', status, message, durationMs: 0 } as const;
+    const event = {
+      type: 'run.finished',
+      status,
+      message,
+      ...(await finalTimes(job.runId, requestedAt)),
+    } as const;
     if ((await timeline.append(job.runId, event, 'run.finished', fence)) !== null) {
       observe(job)(event);
     }
@@ -196,6 +222,35 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     }
   };
 
+  /**
+   * A parked run woken while its approval is still open: the job was delayed to the expiry known when the run
+   * parked, and the expiry moved on since (it runs from when Slack showed the request). Parks the job again
+   * until the new expiry, without resuming anything; false when there is nothing to wait for (decided,
+   * expired now, superseded), so the run resumes as usual.
+   */
+  const parkAgain = async (
+    job: Job,
+    runId: string,
+    token: string | undefined,
+    log: Logger,
+  ): Promise<boolean> => {
+    for (const open of await approvals.pendingForRun(runId)) {
+      const due = await approvals.expireIfDue(open.approvalId);
+      if (due.outcome !== 'pending') continue;
+      await job.moveToDelayed(Date.parse(due.approval.expiresAt), token);
+      // A decision or cancel that landed meanwhile found nothing to wake.
+      const again = await approvals.get(open.approvalId);
+      const record = await registry.get(runId);
+      if (again?.decision !== undefined || record?.cancelRequestedBy !== undefined) await job.promote();
+      log.info(
+        { approvalId: open.approvalId, expiresAt: due.approval.expiresAt },
+        'approval still open (its expiry moved on): run waits again',
+      );
+      return true;
+    }
+    return false;
+  };
+
   const runJob = async (
     job: Job,
     data: RunJob,
@@ -210,7 +265,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       // (deduplicated, so a run.finished that did land is not repeated).
       const status = record.status as 'succeeded' | 'failed' | 'denied' | 'cancelled';
       const message = record.message ?? status;
-      const event = { type: 'run.finished', status, message, durationMs: 0 } as const;
+      const times = await finalTimes(data.runId, record.createdAt);
+      const event = { type: 'run.finished', status, message, ...times } as const;
       if ((await timeline.append(data.runId, event, 'run.finished', fence)) !== null) observe(data)(event);
       return undefined;
     }
@@ -221,24 +277,46 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         fence,
         'cancelled',
         `cancelled by ${record.cancelRequestedBy} before it ran again`,
+        record.createdAt,
       );
       return undefined;
     }
+    if (record.status === 'waiting_approval' && (await parkAgain(job, data.runId, token, log))) {
+      throw new DelayedError();
+    }
     const site = opts.sites.get(data.site);
     if (!site) {
-      await endWithoutEngine(data, fence, 'failed', `this agent has no site profile named ${data.site}`);
+      await endWithoutEngine(
+        data,
+        fence,
+        'failed',
+        `this agent has no site profile named ${data.site}`,
+        record.createdAt,
+      );
       return undefined;
     }
     const runbook = opts.runbooks.runbooks.get(data.runbook);
     if (!runbook) {
-      await endWithoutEngine(data, fence, 'failed', `this agent has no runbook named ${data.runbook}`);
+      await endWithoutEngine(
+        data,
+        fence,
+        'failed',
+        `this agent has no runbook named ${data.runbook}`,
+        record.createdAt,
+      );
       return undefined;
     }
     const target = targetKey(data.site);
     if (runbook.exclusive) {
       const held = await lock.acquire(target, data.runId, lockTtlMs, fence);
       if (!held.acquired) {
-        await endWithoutEngine(data, fence, 'failed', `site ${data.site} is locked by run ${held.heldBy}`);
+        await endWithoutEngine(
+          data,
+          fence,
+          'failed',
+          `site ${data.site} is locked by run ${held.heldBy}`,
+          record.createdAt,
+        );
         return undefined;
       }
     }
@@ -267,6 +345,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         fence,
         'failed',
         `cannot reach the jumphost: ${asCodedError(err).message}`,
+        record.createdAt,
       );
       return undefined;
     }
@@ -314,6 +393,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         ...(resume ? { resume } : {}),
         onCheckpoint: (cp) => checkpoints.save(data.runId, cp, fence),
         pauseRequested: () => stopping,
+        requestedAt: record.createdAt,
+        waitingMs: () => waitingMs(data.runId),
       });
     } finally {
       clearInterval(watcher);

@@ -87,7 +87,10 @@ class Interpreter {
   private top: number;
   private loop: Checkpoint['loop'];
   private env: Record<string, string> = {};
-  private readonly started = Date.now();
+  /** When the run was asked for: its duration counts from here, across resumes. */
+  private readonly started: number;
+  /** Time this call spent waiting for approval decisions (the in-process ports decide while the run waits). */
+  private waited = 0;
 
   constructor(private readonly opts: RunOptions) {
     this.signal = opts.signal ?? new AbortController().signal;
@@ -99,6 +102,8 @@ class Interpreter {
     this.lostSecrets = Object.entries(this.captured)
       .filter(([, v]) => holdsMarker(v))
       .map(([k]) => k);
+    const requested = opts.requestedAt === undefined ? Number.NaN : Date.parse(opts.requestedAt);
+    this.started = Number.isNaN(requested) ? Date.now() : requested;
   }
 
   /** Every event leaves with the captured secrets masked: they can reach no message, timeline or log. */
@@ -162,6 +167,7 @@ class Interpreter {
         site: this.opts.site.name,
         params: this.opts.params,
         requestedBy: this.opts.requestedBy,
+        requestedAt: new Date(this.started).toISOString(),
         steps: runbook.steps.map((s) => ({
           id: s.id,
           title: renderOrSource(s.title, this.scope()),
@@ -215,11 +221,16 @@ class Interpreter {
 
   private async finish(status: RunStatus, message: string, failedStep?: string): Promise<FinishedRun> {
     const safe = redactText(message);
+    // Unreadable (the store is down): the waits this call saw are still true, if not the whole story.
+    const waitingMs = this.opts.waitingMs
+      ? await this.opts.waitingMs().catch(() => this.waited)
+      : this.waited;
     await this.emit({
       type: 'run.finished',
       status,
       message: safe,
-      durationMs: Date.now() - this.started,
+      durationMs: Math.max(0, Date.now() - this.started),
+      waitingMs,
       ...(failedStep ? { failedStep } : {}),
     });
     return { status, message: safe, ...(failedStep ? { failedStep } : {}) };
@@ -232,6 +243,7 @@ class Interpreter {
     status: StepStatus,
     result: ExecResult | undefined,
     message: string | undefined,
+    summary?: string,
   ): Promise<void> {
     return Promise.resolve(
       this.emit({
@@ -242,8 +254,22 @@ class Interpreter {
         signal: result?.signal ?? null,
         durationMs: Date.now() - started,
         ...(message !== undefined ? { message: redactText(message) } : {}),
+        ...(summary !== undefined ? { summary } : {}),
       }),
     );
+  }
+
+  /**
+   * The step's `summary:` for people. A summary that cannot be rendered (a value the output lacked) must not
+   * fail a step that passed: it says so instead, for the runbook's author to see.
+   */
+  private summaryOf(step: LeafStep, scope: Vars): string | undefined {
+    if (step.summary === undefined) return undefined;
+    try {
+      return render(step.summary, scope);
+    } catch (err) {
+      return redactText(`(summary not shown: ${asCodedError(err).message})`);
+    }
   }
 
   private checkCancelled(): void {
@@ -347,8 +373,9 @@ class Interpreter {
     const started = Date.now();
     const scope: Vars = { ...this.scope(), ...loopVars };
     const env = { ...loopEnv };
+    let summary: string | undefined;
     const finished = (status: StepStatus, result: ExecResult | undefined, message?: string) =>
-      this.stepFinished(ref, started, status, result, message);
+      this.stepFinished(ref, started, status, result, message, summary);
 
     let title = step.title.source;
     let bindError: unknown;
@@ -368,6 +395,7 @@ class Interpreter {
       kind: step.kind,
       title,
       destructive: isDestructive(step),
+      ...(step.command.parse !== 'text' ? { parsed: true } : {}),
     });
 
     try {
@@ -402,6 +430,7 @@ class Interpreter {
         this.captured[name] = value;
         this.secrets.learn(name, value);
       }
+      summary = this.summaryOf(step, outScope);
       if (step.expect && !evaluateBoolean(step.expect.that, outScope)) {
         const why = step.expect.message
           ? render(step.expect.message, outScope)
@@ -718,11 +747,14 @@ class Interpreter {
     }
     await this.emit({ ...ref, type: 'approval.requested', approvalId: opened.approvalId, request });
     let decision: Awaited<ReturnType<ApprovalPort['decision']>>;
+    const asked = Date.now();
     try {
       decision = await this.opts.approvals.decision(opened.approvalId, request, this.signal);
     } catch (err) {
       if (err instanceof ApprovalPending) throw new Suspend(err.approvalId, err.expiresAt);
       throw err;
+    } finally {
+      this.waited += Date.now() - asked;
     }
     await this.emit({ ...ref, type: 'approval.decided', approvalId: opened.approvalId, decision });
     this.checkCancelled();

@@ -57,6 +57,8 @@ export type RunEvent =
       readonly site: string;
       readonly params: Readonly<Record<string, string>>;
       readonly requestedBy: string;
+      /** ISO time the run was asked for: what its duration counts from. */
+      readonly requestedAt?: string;
       readonly steps: readonly {
         readonly id: string;
         readonly title: string;
@@ -75,6 +77,8 @@ export type RunEvent =
       readonly kind: 'run' | 'poll' | 'for_each' | 'report';
       readonly title: string;
       readonly destructive: boolean;
+      /** Its output is data (`parse: json|yaml|lines`): what it means is in its summary, not in the raw text. */
+      readonly parsed?: boolean;
     })
   | (StepRef & { readonly type: 'step.output'; readonly stream: 'stdout' | 'stderr'; readonly line: string })
   | (StepRef & {
@@ -134,12 +138,17 @@ export type RunEvent =
       readonly signal: string | null;
       readonly durationMs: number;
       readonly message?: string;
+      /** What the step found, rendered from its runbook `summary:` (e.g. "12 controller pods Running"). */
+      readonly summary?: string;
     })
   | {
       readonly type: 'run.finished';
       readonly status: RunStatus;
       readonly message: string;
+      /** From the request to the end, every resume included. */
       readonly durationMs: number;
+      /** The part of durationMs spent waiting for people to decide approvals. */
+      readonly waitingMs?: number;
       readonly failedStep?: string;
     };
 

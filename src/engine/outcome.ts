@@ -39,6 +39,16 @@ export interface RunOptions {
   readonly onCheckpoint?: (checkpoint: Checkpoint) => void | Promise<void>;
   /** Asked before every step: true ends the run as interrupted there, to be resumed elsewhere. */
   readonly pauseRequested?: () => boolean;
+  /**
+   * ISO time the run was asked for (the run record's createdAt): its duration runs from here to its end,
+   * across every resume. Default: when this call started.
+   */
+  readonly requestedAt?: string;
+  /**
+   * How long the run has waited for people (approvals), over its whole life, every resume included; asked
+   * when it ends. Default: what this call measured while waiting for decisions.
+   */
+  readonly waitingMs?: () => Promise<number>;
 }
 
 export interface FinishedRun {

@@ -13,6 +13,17 @@ export function formatDuration(ms: number): string {
   return h > 0 ? `${h}h ${m}m ${s}s` : `${m}m ${s}s`;
 }
 
+/**
+ * A run's duration, from its request to its end, with the time it spent waiting for people apart:
+ * `1m 27s, 1m 11s of it waiting for approval`.
+ */
+export function formatRunDuration(durationMs: number, waitingMs?: number): string {
+  const total = formatDuration(durationMs);
+  return waitingMs !== undefined && waitingMs > 0
+    ? `${total}, ${formatDuration(Math.min(waitingMs, durationMs))} of it waiting for approval`
+    : total;
+}
+
 /** A step's outcome in one word; the ones that need a look are in capitals. */
 export const STEP_LABEL: Readonly<Record<StepStatus, string>> = {
   ok: 'ok',

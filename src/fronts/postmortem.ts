@@ -4,7 +4,7 @@
  */
 import type { ApprovalDecision, RunEvent, StepRef } from '../engine/events.js';
 import type { TimelineEntry } from '../queue/service.js';
-import { formatDuration, STEP_LABEL } from './format.js';
+import { formatDuration, formatRunDuration, STEP_LABEL } from './format.js';
 import { terminalText } from './sanitize.js';
 
 /** `HH:MM:SS` in UTC: the document says so in its header, and a postmortem mixes people in several zones. */
@@ -78,10 +78,12 @@ export function renderMarkdown(entries: readonly TimelineEntry[]): string {
   if (start?.summary) out.push(`> ${md(start.summary)}`, '');
 
   const firstAt = started?.at ?? entries[0]?.at;
+  // The run's time counts from its request; the first run.started says when that was.
+  const requestedAt = start?.requestedAt ?? firstAt;
   const durationMs =
     end?.durationMs ??
-    (firstAt && entries.length > 0
-      ? Date.parse((entries[entries.length - 1] as TimelineEntry).at) - Date.parse(firstAt)
+    (requestedAt && entries.length > 0
+      ? Date.parse((entries[entries.length - 1] as TimelineEntry).at) - Date.parse(requestedAt)
       : undefined);
   const params = start ? Object.entries(start.params) : [];
   out.push(
@@ -92,9 +94,10 @@ export function renderMarkdown(entries: readonly TimelineEntry[]): string {
     `| Run id | ${cell(start?.runId ?? 'unknown')} |`,
     `| Requested by | ${cell(start?.requestedBy ?? 'unknown')} |`,
     `| Parameters | ${params.length === 0 ? 'none' : cell(params.map(([k, v]) => `${k}=${v}`).join(', '))} |`,
+    `| Requested | ${requestedAt ? utc(requestedAt) : 'unknown'} |`,
     `| Started | ${firstAt ? utc(firstAt) : 'unknown'} |`,
     `| Finished | ${finished ? utc(finished.at) : 'not finished'} |`,
-    `| Duration | ${durationMs === undefined ? 'unknown' : formatDuration(durationMs)} |`,
+    `| Duration | ${durationMs === undefined ? 'unknown' : formatRunDuration(durationMs, end?.waitingMs)} |`,
     `| Status | ${end ? `**${end.status.toUpperCase()}**` : '**RUNNING** (no run.finished event yet)'} |`,
   );
   if (end) out.push(`| Outcome | ${cell(end.message)} |`);
@@ -247,7 +250,10 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         break;
       }
       case 'run.finished':
-        out.push('', `- ${t} **run ${e.status}** after ${formatDuration(e.durationMs)}: ${md(e.message)}`);
+        out.push(
+          '',
+          `- ${t} **run ${e.status}** after ${formatRunDuration(e.durationMs, e.waitingMs)}: ${md(e.message)}`,
+        );
         break;
     }
   }

@@ -9,7 +9,7 @@ import type {
   StepRef,
 } from '../engine/events.js';
 import { inProcessApprovals } from '../engine/in-process.js';
-import { formatDuration, STEP_LABEL } from './format.js';
+import { formatDuration, formatRunDuration, STEP_LABEL } from './format.js';
 import { terminalText } from './sanitize.js';
 
 /**
@@ -103,7 +103,7 @@ function describeEvent(e: RunEvent): string {
       return `<<< ${where(e)} ${mark}${code} in ${formatDuration(e.durationMs)}${e.message ? `: ${e.message}` : ''}`;
     }
     case 'run.finished':
-      return `=== run ${e.status.toUpperCase()} after ${formatDuration(e.durationMs)}: ${e.message}`;
+      return `=== run ${e.status.toUpperCase()} after ${formatRunDuration(e.durationMs, e.waitingMs)}: ${e.message}`;
   }
 }
 

@@ -124,6 +124,14 @@ export class RunService {
     return this.approvals.get(approvalId);
   }
 
+  /**
+   * A front is showing this approval request to the people who may decide it, now: its expiry runs from
+   * here (see ApprovalStore.markShown). Returns the request as it now stands, for the front to render.
+   */
+  approvalShown(approvalId: string): Promise<StoredApproval | null> {
+    return this.approvals.markShown(approvalId);
+  }
+
   /** The run's timeline after `afterId` (from the start when omitted), oldest first, at most `count`. */
   readTimeline(runId: string, afterId?: string, count?: number): Promise<TimelineEntry[]> {
     return this.timeline.read(runId, afterId, count);

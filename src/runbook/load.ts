@@ -316,8 +316,11 @@ function finishCommon(ctx: Ctx, path: Path, s: RunStepYaml | z.infer<typeof Poll
       ? undefined
       : tpl(ctx, [...path, 'expect_message'], s.expect_message, OUTPUT_NAMES);
   const decide = decisions(ctx, [...path, 'decide'], s.decide);
+  const summary =
+    s.summary === undefined ? undefined : tpl(ctx, [...path, 'summary'], s.summary, OUTPUT_NAMES);
   return {
     capture,
+    ...(summary ? { summary } : {}),
     ...(expectThat
       ? { expect: { that: expectThat, ...(expectMessage ? { message: expectMessage } : {}) } }
       : {}),

@@ -74,6 +74,8 @@ interface StepBase {
   readonly capture: readonly (readonly [string, CompiledExpr])[];
   readonly expect?: { readonly that: CompiledExpr; readonly message?: CompiledTemplate };
   readonly decide: readonly Decision[];
+  /** What the step found, in a line for people (the thread post's finding); rendered once the step passed. */
+  readonly summary?: CompiledTemplate;
 }
 
 export interface RunStep extends StepBase {

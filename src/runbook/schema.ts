@@ -109,6 +109,8 @@ const common = {
   expect: expr.optional(),
   expect_message: template.optional(),
   decide: z.array(decision).optional(),
+  /** The facts a step derived, for people: one line rendered from its output and captures once it passed. */
+  summary: template.optional(),
 };
 
 const approval = z.strictObject({

@@ -14,7 +14,9 @@
  *
  * Keys (`p` = prefix):
  * - `p:approval:<approvalId>`        hash: approvalId, runId, stepId, digest, request (JSON), requestedAt and
- *                                    expiresAt (epoch ms), and once decided: decisionApproved ('1'/'0'),
+ *                                    expiresAt (epoch ms), timeoutMs (how long a request stays open once
+ *                                    people can see it), shownAt (epoch ms, when a front first showed it;
+ *                                    see markShown), and once decided: decisionApproved ('1'/'0'),
  *                                    decisionBy, decisionAt (epoch ms), decisionReason, decisionNote,
  *                                    decidedVia; supersededAt + supersededWhy once replaced; consumedBy +
  *                                    consumedAt once an attempt used it
@@ -39,7 +41,10 @@ export interface StoredApproval {
   readonly request: ApprovalRequest;
   /** ISO times. */
   readonly requestedAt: string;
+  /** Until then it may be decided; moved on (never back) when a front shows it to people (markShown). */
   readonly expiresAt: string;
+  /** ISO time a front first showed it to the people who may decide (e.g. posted in Slack). */
+  readonly shownAt?: string;
   readonly decision?: ApprovalDecision;
   /** Which front recorded the decision (e.g. `slack`, `terminal`), when it said. */
   readonly decidedVia?: string;
@@ -167,7 +172,7 @@ if cur then
 end
 local expires = string.format('%.0f', tonumber(now) + tonumber(ARGV[9]))
 redis.call('HSET', KEYS[4], 'approvalId', ARGV[3], 'runId', ARGV[4], 'stepId', ARGV[5], 'digest', ARGV[6],
-  'request', ARGV[7], 'requestedAt', now, 'expiresAt', expires)
+  'request', ARGV[7], 'requestedAt', now, 'expiresAt', expires, 'timeoutMs', ARGV[9])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], now, ARGV[3])
 return {'created', redis.call('HGETALL', KEYS[4]), replaced, why}
@@ -202,6 +207,27 @@ if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'decidedVia', ARGV[6]) end
 return {'decided', redis.call('HGETALL', KEYS[1])}
 `;
 
+// KEYS: approval. ARGV: now ms or ''.
+// Returns {'not_found'} or {outcome, flat hash}: 'extended' when the request is open and its expiry now runs
+// from this moment (never shortened), else 'unchanged'. A decided or superseded request is final. A request
+// shown before keeps its expiry once that passed (the expiry counts, whoever noticed it); one never shown
+// gets its full time even past the expiry set when it was asked: nobody could have decided it yet.
+const SHOW = `${NOW}
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
+local final = redis.call('HEXISTS', KEYS[1], 'decisionAt') == 1 or redis.call('HEXISTS', KEYS[1], 'supersededAt') == 1
+local timeout = tonumber(redis.call('HGET', KEYS[1], 'timeoutMs') or '')
+if final or not timeout then return {'unchanged', redis.call('HGETALL', KEYS[1])} end
+local now = tonumber(now_ms(ARGV[1]))
+local expires = tonumber(redis.call('HGET', KEYS[1], 'expiresAt'))
+local shown = redis.call('HEXISTS', KEYS[1], 'shownAt') == 1
+if shown and now >= expires then return {'unchanged', redis.call('HGETALL', KEYS[1])} end
+if not shown then redis.call('HSET', KEYS[1], 'shownAt', string.format('%.0f', now)) end
+if now + timeout > expires then
+  redis.call('HSET', KEYS[1], 'expiresAt', string.format('%.0f', now + timeout))
+end
+return {'extended', redis.call('HGETALL', KEYS[1])}
+`;
+
 const epochMs = z
   .string()
   .regex(/^\d{1,16}$/, { error: 'must be epoch milliseconds' })
@@ -215,6 +241,8 @@ const storedSchema = z.object({
   request: jsonText.pipe(approvalRequestSchema),
   requestedAt: epochMs,
   expiresAt: epochMs,
+  timeoutMs: epochMs.exactOptional(),
+  shownAt: epochMs.exactOptional(),
   decisionApproved: z.enum(['0', '1']).exactOptional(),
   decisionBy: z.string().exactOptional(),
   decisionAt: epochMs.exactOptional(),
@@ -332,6 +360,23 @@ export class ApprovalStore {
     return (await this.run('decide', approvalId, decision, now)) as DecideResult;
   }
 
+  /**
+   * A front is showing the request to the people who may decide it, now (Slack posts it): an open request's
+   * expiry then runs from this moment, so a request that waited behind a slow thread is never first seen
+   * already expired or about to. Atomic with every decision; never shortens an expiry, never touches a
+   * decided or superseded request. Returns the request as stored after it, or null when there is none.
+   */
+  async markShown(approvalId: string, now?: Date): Promise<StoredApproval | null> {
+    const [outcome, flat] = (await this.redis.eval(
+      SHOW,
+      1,
+      this.key(approvalId),
+      now === undefined ? '' : String(now.getTime()),
+    )) as ScriptReply;
+    if (outcome === 'not_found' || flat === undefined) return null;
+    return this.mustParse(approvalId, flatToObject(flat));
+  }
+
   /** Records `{ approved: false, reason: 'expired', by: 'expiry' }` when due and undecided. */
   async expireIfDue(approvalId: string, now?: Date): Promise<ExpireResult> {
     return this.run('expire', approvalId, undefined, now);
@@ -442,6 +487,7 @@ function parseStored(
       request: h.request,
       requestedAt: new Date(h.requestedAt).toISOString(),
       expiresAt: new Date(h.expiresAt).toISOString(),
+      ...(h.shownAt !== undefined ? { shownAt: new Date(h.shownAt).toISOString() } : {}),
       ...(decision !== undefined ? { decision } : {}),
       ...(h.decidedVia !== undefined ? { decidedVia: h.decidedVia } : {}),
       ...(h.supersededAt !== undefined

@@ -63,6 +63,7 @@ const eventSchemas = {
     site: z.string(),
     params: z.record(z.string(), z.string()),
     requestedBy: z.string(),
+    requestedAt: z.string().exactOptional(),
     steps: z.array(z.object({ id: z.string(), title: z.string(), destructive: z.boolean() })),
   }),
   'run.resumed': z.object({ type: z.literal('run.resumed'), reason: z.string(), atStep: z.string() }),
@@ -79,6 +80,7 @@ const eventSchemas = {
     kind: z.enum(['run', 'poll', 'for_each', 'report']),
     title: z.string(),
     destructive: z.boolean(),
+    parsed: z.boolean().exactOptional(),
   }),
   'step.output': z.object({
     ...ref,
@@ -137,12 +139,14 @@ const eventSchemas = {
     signal: z.string().nullable(),
     durationMs: z.number(),
     message: z.string().exactOptional(),
+    summary: z.string().exactOptional(),
   }),
   'run.finished': z.object({
     type: z.literal('run.finished'),
     status: z.enum(RUN_STATUSES),
     message: z.string(),
     durationMs: z.number(),
+    waitingMs: z.number().exactOptional(),
     failedStep: z.string().exactOptional(),
   }),
 } satisfies { readonly [K in RunEvent['type']]: z.ZodType<EventOf<K>> };

@@ -9,7 +9,7 @@
  */
 
 import type { StepRef } from '../engine/events.js';
-import { formatDuration } from '../fronts/format.js';
+import { formatDuration, formatRunDuration } from '../fronts/format.js';
 import type { StoredApproval, TimelineEntry } from '../queue/service.js';
 import { createLineRedactor, redactText } from '../redact.js';
 import { clipEscaped, escapedTotal, oneLine, slackName, slackText } from './escape.js';
@@ -28,12 +28,54 @@ export interface SlackMessage {
 export const APPROVE_ACTION_ID = 'capi_approve';
 export const DENY_ACTION_ID = 'capi_deny';
 
-/** What a step.finished post shows besides the event itself; stepContext() gathers it from the timeline. */
+/**
+ * What a step.finished post shows besides the event itself; stepContext() gathers it from the timeline. The
+ * step's one post carries what the step found; its raw output goes to the log file (log-file.ts).
+ */
 export interface ThreadContext {
   /** The step's title as its step.started said (step.finished carries none). */
   readonly title?: string;
-  /** The step's output lines, oldest first; only the last few are shown. */
+  /** The step's output lines, oldest first. */
   readonly output?: readonly string[];
+  /** What the runbook said about the step, in order: its decisions, a guard's reason to skip, findings. */
+  readonly findings?: readonly string[];
+  /** A poll step's last attempt. */
+  readonly poll?: { readonly attempt: number; readonly of: number; readonly summary: string };
+  /** A for_each step: how many items it went through. */
+  readonly items?: number;
+  /** Its output is data (`parse: json|yaml|lines`): never shown raw in a post. */
+  readonly parsed?: boolean;
+}
+
+/**
+ * Where a finished step's raw output goes. A step that says what it found (a summary, a decision, a poll's
+ * progress, why it failed) shows that, and its output only in the log file; a step that says nothing else
+ * shows a short output as its finding (`kubeconfig present: ...`). Parsed output (`kubectl -o json`) is never
+ * shown raw in a post: a JSON tail tells nobody anything in an incident.
+ */
+export type OutputPlace = 'none' | 'inline' | 'file';
+
+/** A finding-less step's output shown in its post up to this size... */
+const INLINE_OUTPUT_LINES = 10;
+const INLINE_OUTPUT_CHARS = 1500;
+/** ... and a step with findings gets a log file for longer output than this (its findings say the rest). */
+const FACTS_COVER_LINES = 20;
+const FACTS_COVER_CHARS = 2000;
+
+export function outputPlace(ctx: ThreadContext, summary?: string): OutputPlace {
+  const output = ctx.output ?? [];
+  if (output.length === 0) return 'none';
+  const chars = output.reduce((n, l) => n + l.length + 1, 0);
+  const says =
+    summary !== undefined ||
+    (ctx.findings?.length ?? 0) > 0 ||
+    ctx.poll !== undefined ||
+    ctx.items !== undefined;
+  if (!says) {
+    if (ctx.parsed === true) return 'file';
+    return output.length <= INLINE_OUTPUT_LINES && chars <= INLINE_OUTPUT_CHARS ? 'inline' : 'file';
+  }
+  return output.length > FACTS_COVER_LINES || chars > FACTS_COVER_CHARS ? 'file' : 'none';
 }
 
 // Budgets, in characters of final (escaped) text. Slack's own limits are in BLOCK_KIT_LIMITS; these keep
@@ -42,9 +84,11 @@ const SECTION_MAX = BLOCK_KIT_LIMITS.sectionText - 50;
 /** The sum of every text in a message's blocks (Slack refuses past 12000). */
 const MESSAGE_TEXT_BUDGET = 11_000;
 const FALLBACK_MAX = 300;
-const OUTPUT_TAIL_LINES = 25;
 const OUTPUT_LINE_MAX = 300;
-const OUTPUT_BLOCK_MAX = 2500;
+/** What a step's post may say it found, in characters. */
+const FACTS_BUDGET = 6000;
+/** A catch-up post (see catchUpMessage) lists this much at most; the thread's log file and /capi timeline hold the rest. */
+const CATCH_UP_BUDGET = 9000;
 const COMMANDS_BUDGET = 5000;
 const LIST_ITEMS = 20;
 const LIST_BUDGET = 1500;
@@ -216,7 +260,9 @@ export function rootMessage(view: RunView, now: Date): SlackMessage {
         paramList(params);
   const status =
     `${RUN_EMOJI[view.status]} *${RUN_WORD[view.status]}*` +
-    (total !== undefined ? ` ${active ? 'for' : 'after'} ${formatDuration(total)}` : '') +
+    (total !== undefined
+      ? ` ${active ? 'for' : 'after'} ${active ? formatDuration(total) : formatRunDuration(total, view.waitingMs)}`
+      : '') +
     (view.pendingApprovals > 0 && active ? ` · ${view.pendingApprovals} approval(s) pending` : '');
   const info = [
     `run id: ${runId}`,
@@ -358,20 +404,45 @@ function stepLine(
 // ---------------------------------------------------------------------------------------------------------
 // Thread posts
 
-/** The title and output of the step `ref` names, as the timeline holds them up to its latest step.started. */
+/**
+ * The title, output and findings of the step `ref` names, as the timeline holds them since its latest
+ * step.started (a step run again, after a resume, starts over).
+ */
 export function stepContext(entries: readonly TimelineEntry[], ref: StepRef): ThreadContext {
   let title: string | undefined;
   let output: string[] = [];
+  let findings: string[] = [];
+  let poll: ThreadContext['poll'];
+  let items: number | undefined;
+  let parsed = false;
   const same = (r: StepRef) => r.stepId === ref.stepId && r.iteration?.n === ref.iteration?.n;
+  const inner = (r: StepRef) => ref.iteration === undefined && r.stepId.startsWith(`${ref.stepId}/`);
   for (const { event: e } of entries) {
     if (e.type === 'step.started' && same(e)) {
       title = e.title;
       output = [];
+      findings = [];
+      poll = undefined;
+      items = e.kind === 'for_each' ? 0 : undefined;
+      parsed = e.parsed === true;
     } else if (e.type === 'step.output' && same(e)) {
       output.push(e.line);
+    } else if ((e.type === 'decision' || e.type === 'guard.skipped') && same(e)) {
+      findings.push(e.message);
+    } else if (e.type === 'poll.attempt' && same(e)) {
+      poll = { attempt: e.attempt, of: e.of, summary: e.summary };
+    } else if (e.type === 'step.started' && inner(e) && items !== undefined && e.iteration) {
+      items = e.iteration.of;
     }
   }
-  return { ...(title !== undefined ? { title } : {}), output };
+  return {
+    ...(title !== undefined ? { title } : {}),
+    output,
+    ...(findings.length > 0 ? { findings } : {}),
+    ...(poll !== undefined ? { poll } : {}),
+    ...(items !== undefined ? { items } : {}),
+    ...(parsed ? { parsed } : {}),
+  };
 }
 
 function where(ref: StepRef): string {
@@ -390,71 +461,40 @@ function post(fallback: string, blocks: Record<string, unknown>[]): SlackMessage
   return { text: fallbackText(fallback), blocks };
 }
 
+/** Events the thread shows no post of their own for (threadMessage answers undefined). */
+const QUIET_EVENTS: ReadonlySet<string> = new Set([
+  'run.started',
+  'preflight',
+  'step.started',
+  'step.output',
+  'poll.attempt',
+  'decision',
+  'guard.skipped',
+  'approval.requested',
+  'approval.refused',
+]);
+
+/** Whether threadMessage makes a post of this event (without building it). */
+export function postsInThread(type: TimelineEntry['event']['type']): boolean {
+  return !QUIET_EVENTS.has(type);
+}
+
 /** One thread post for an event worth a notification; undefined for events the root checklist shows instead. */
 export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): SlackMessage | undefined {
   const e = entry.event;
   switch (e.type) {
+    // The root's checklist shows a step running; its one post comes when it finished, with what it found.
     case 'run.started':
     case 'preflight':
+    case 'step.started':
     case 'step.output':
     case 'poll.attempt':
+    case 'decision':
+    case 'guard.skipped':
     case 'approval.requested':
       return undefined;
-    case 'step.started': {
-      const kind =
-        e.kind === 'poll' ? ' (polls until ready)' : e.kind === 'for_each' ? ' (one pass per item)' : '';
-      const text =
-        `:arrow_forward: ${where(e)} started: ${inline(e.title, 300)}${kind}` +
-        (e.destructive ? ` ${DESTRUCTIVE_MARK} destructive` : '');
-      return post(`Step ${e.index} of ${e.total} started: ${e.title}`, [section(text)]);
-    }
-    case 'step.finished': {
-      const name = ctx.title !== undefined ? inline(ctx.title, 300) : inline(e.stepId, 200);
-      const code =
-        e.exitCode !== null
-          ? ` · exit ${e.exitCode}`
-          : e.signal !== null
-            ? ` · signal ${inline(e.signal, 20)}`
-            : '';
-      const lines = [
-        `${STEP_EMOJI[e.status]} ${where(e)} ${e.status}: ${name}${code} · ${formatDuration(e.durationMs)}`,
-      ];
-      if (e.message !== undefined) lines.push(`> ${inline(e.message, 1500)}`);
-      const blocks = [section(lines.join('\n'))];
-      const output = ctx.output ?? [];
-      if (output.length > 0) {
-        const { lines } = codeLines(output.slice(-OUTPUT_TAIL_LINES), OUTPUT_LINE_MAX);
-        // The last lines are the ones that say why a command failed: keep those, drop from the front.
-        const kept: string[] = [];
-        let used = 0;
-        for (let i = lines.length - 1; i >= 0; i--) {
-          const line = lines[i] as string;
-          if (used + line.length + 1 > OUTPUT_BLOCK_MAX) break;
-          kept.unshift(line);
-          used += line.length + 1;
-        }
-        const note =
-          kept.length < output.length
-            ? `_Last ${kept.length} of ${output.length} output lines:_`
-            : '_Output:_';
-        blocks.push(section(`${note}\n${fenced(kept)}`));
-        const cut = cutBytes(output);
-        if (cut > 0) {
-          blocks.push(
-            context(`:scissors: ${cut} bytes of over-long output lines were not kept (RUN_MAX_LINE_BYTES)`),
-          );
-        }
-      }
-      return post(`Step ${e.index} of ${e.total} ${e.status}: ${ctx.title ?? e.stepId}`, blocks);
-    }
-    case 'decision':
-      return post(`Step ${e.index} of ${e.total}: ${e.message}`, [
-        section(`:speech_balloon: ${where(e)}: ${inline(e.message, 2000)}`),
-      ]);
-    case 'guard.skipped':
-      return post(`Step ${e.index} of ${e.total} skipped: ${e.message}`, [
-        section(`:fast_forward: ${where(e)} skipped, nothing to do: ${inline(e.message, 2000)}`),
-      ]);
+    case 'step.finished':
+      return stepPost(e, ctx);
     case 'approval.decided': {
       const d = e.decision;
       const text = d.approved
@@ -498,16 +538,135 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
         section(`:arrow_forward: Run resumed at step ${inline(e.atStep, 100)}: ${inline(e.reason, 1000)}`),
       ]);
     case 'run.finished': {
-      const lines = [
-        `${RUN_EMOJI[e.status]} *Run ${RUN_WORD[e.status]}* after ${formatDuration(e.durationMs)}`,
-      ];
+      const took = formatRunDuration(e.durationMs, e.waitingMs);
+      const lines = [`${RUN_EMOJI[e.status]} *Run ${RUN_WORD[e.status]}* after ${took}`];
       lines.push(`> ${inline(e.message, 2000)}`);
       if (e.failedStep !== undefined) lines.push(`*Failed step* ${inline(e.failedStep, 100)}`);
-      return post(`Run ${e.status} after ${formatDuration(e.durationMs)}: ${e.message}`, [
-        section(lines.join('\n')),
-      ]);
+      return post(`Run ${e.status} after ${took}: ${e.message}`, [section(lines.join('\n'))]);
     }
   }
+}
+
+/**
+ * A finished step's one post: its outcome and duration, then what it found (the runbook's summary, its
+ * decisions, a guard's reason, a poll's last reading, a loop's item count, why it failed), and its output
+ * only when that is a short finding of its own (outputPlace); longer output is in the log file after it.
+ */
+function stepPost(e: Extract<TimelineEntry['event'], { type: 'step.finished' }>, ctx: ThreadContext) {
+  const name = ctx.title !== undefined ? inline(ctx.title, 300) : inline(e.stepId, 200);
+  const code =
+    e.exitCode !== null && (e.exitCode !== 0 || e.status !== 'ok')
+      ? ` · exit ${e.exitCode}`
+      : e.signal !== null
+        ? ` · signal ${inline(e.signal, 20)}`
+        : '';
+  const lines = [
+    `${STEP_EMOJI[e.status]} ${where(e)} ${e.status}: ${name}${code} · ${formatDuration(e.durationMs)}`,
+  ];
+  const facts: string[] = [];
+  if (e.summary !== undefined) facts.push(e.summary);
+  facts.push(...(ctx.findings ?? []));
+  if (ctx.items !== undefined) facts.push(`${ctx.items} item${ctx.items === 1 ? '' : 's'}`);
+  if (ctx.poll !== undefined) {
+    facts.push(`attempt ${ctx.poll.attempt} of ${ctx.poll.of}: ${ctx.poll.summary}`);
+  }
+  let room = FACTS_BUDGET;
+  let shown = 0;
+  for (const fact of facts) {
+    const line = `• ${inline(fact, 800)}`;
+    if (line.length > room) break;
+    lines.push(line);
+    room -= line.length + 1;
+    shown += 1;
+  }
+  if (shown < facts.length) lines.push(`${ELLIPSIS} and ${facts.length - shown} more in \`/capi timeline\``);
+  // The message repeats a finding when a guard skipped the step or a decision failed it.
+  if (e.message !== undefined && !facts.includes(e.message)) lines.push(`> ${inline(e.message, 1500)}`);
+  const place = outputPlace(ctx, e.summary);
+  const output = ctx.output ?? [];
+  if (place === 'file') {
+    lines.push(`_Output: ${output.length} line${output.length === 1 ? '' : 's'}, in the log file below_`);
+  }
+  const blocks = packSections(lines.map((l) => clipEscapedLine(l)));
+  if (place === 'inline') {
+    const { lines: code } = codeLines(output, OUTPUT_LINE_MAX);
+    blocks.push(section(fenced(code)));
+  }
+  const cut = cutBytes(output);
+  if (cut > 0) {
+    blocks.push(
+      context(`:scissors: ${cut} bytes of over-long output lines were not kept (RUN_MAX_LINE_BYTES)`),
+    );
+  }
+  // The notification says the step's first finding too: what people see without opening the thread.
+  const first = facts[0] ?? e.message;
+  const said = first === undefined ? '' : ` · ${first}`;
+  return post(`Step ${e.index} of ${e.total} ${e.status}: ${ctx.title ?? e.stepId}${said}`, blocks);
+}
+
+/** A line already escaped, cut to fit one section, never inside an entity (`&amp;`) or a `<...>` token. */
+function clipEscapedLine(line: string): string {
+  if (line.length <= SECTION_MAX) return line;
+  let cut = line.slice(0, SECTION_MAX - 1);
+  const open = Math.max(cut.lastIndexOf('&'), cut.lastIndexOf('<'));
+  if (open > Math.max(cut.lastIndexOf(';'), cut.lastIndexOf('>'))) cut = cut.slice(0, open);
+  return `${cut}${ELLIPSIS}`;
+}
+
+/**
+ * What a thread that fell behind shows in one post, after an approval request that was posted ahead of it:
+ * every post its events would have made, in their order, under a line that says they came before the
+ * approval. `entries` is the run's timeline, `from`..`to` (exclusive) the events it covers.
+ */
+export function catchUpMessage(
+  entries: readonly TimelineEntry[],
+  from: number,
+  to: number,
+  before: StepRef,
+): SlackMessage | undefined {
+  const parts: string[] = [];
+  const steps = new Set<number>();
+  for (let i = from; i < to; i++) {
+    const entry = entries[i] as TimelineEntry;
+    const e = entry.event;
+    const ctx = e.type === 'step.finished' ? stepContext(entries.slice(0, i + 1), e) : {};
+    const m = threadMessage(entry, ctx);
+    if (m === undefined) continue;
+    if ('index' in e) steps.add(e.index);
+    // A short output shown as a step's finding stays in its log file here: a code block cannot be split.
+    parts.push(
+      sectionTextsOf(m)
+        .filter((t) => !t.startsWith('```'))
+        .join('\n'),
+    );
+  }
+  if (parts.length === 0) return undefined;
+  const ordered = [...steps].sort((a, b) => a - b);
+  const span =
+    ordered.length === 0
+      ? 'what happened'
+      : ordered.length === 1
+        ? `step ${ordered[0]}`
+        : `steps ${ordered[0]}-${ordered.at(-1)}`;
+  const head = `:fast_forward: *Catching up: ${span}, before the approval above* (${where(before)}). The approval was posted first so that its time to decide starts when it is seen.`;
+  const kept: string[] = [];
+  let used = head.length;
+  for (const part of parts) {
+    if (used + part.length + 1 > CATCH_UP_BUDGET) break;
+    kept.push(part);
+    used += part.length + 1;
+  }
+  const left = parts.length - kept.length;
+  const lines = [head, ...kept.flatMap((p) => p.split('\n'))];
+  if (left > 0) lines.push(`${ELLIPSIS} and ${left} more: \`/capi timeline\` has every event`);
+  return post(`Catching up: ${span}, before the approval`, packSections(lines.map(clipEscapedLine)));
+}
+
+function sectionTextsOf(m: SlackMessage): string[] {
+  return m.blocks.flatMap((b) => {
+    const block = b as { type?: string; text?: { text?: unknown } };
+    return block.type === 'section' && typeof block.text?.text === 'string' ? [block.text.text] : [];
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------

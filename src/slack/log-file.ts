@@ -1,20 +1,20 @@
 /**
- * A step's long output as a log file in its run's thread: the thread post shows the last lines, the file
- * holds all of them. Built from the timeline (redacted when stored) and redacted again here.
+ * A step's raw output as a log file in its run's thread: the step's post says what the step found, the file
+ * holds every line it printed. Built from the timeline (redacted when stored) and redacted again here.
  */
 import type { StepRef } from '../engine/events.js';
 import type { TimelineEntry } from '../queue/service.js';
 import { redactText } from '../redact.js';
-import { stepContext } from './blocks.js';
+import { outputPlace, stepContext } from './blocks.js';
 import type { ThreadFile } from './paced-slack.js';
 
-/** A step's output goes into a log file past this many lines (the thread post shows the last 25 at most). */
-const FILE_MIN_LINES = 20;
-/** ... or past this many characters (the thread post shows about 2500). */
-const FILE_MIN_CHARS = 2000;
+type StepFinished = Extract<TimelineEntry['event'], { type: 'step.finished' }>;
 
-export function wantsLogFile(output: readonly string[]): boolean {
-  return output.length > FILE_MIN_LINES || output.reduce((n, l) => n + l.length + 1, 0) > FILE_MIN_CHARS;
+/** The step.finished at `index` has output that its post does not show: it goes into a log file. */
+export function wantsLogFile(entries: readonly TimelineEntry[], index: number): boolean {
+  const e = entries[index]?.event;
+  if (e?.type !== 'step.finished') return false;
+  return outputPlace(stepContext(entries.slice(0, index + 1), e), e.summary) === 'file';
 }
 
 /** The log file of the step.finished at `index` of the run's timeline; undefined for any other event. */
@@ -26,14 +26,52 @@ export function stepLogFile(
   const e = entries[index]?.event;
   if (e?.type !== 'step.finished') return undefined;
   const ctx = stepContext(entries.slice(0, index + 1), e);
-  const item = e.iteration ? ` (item ${e.iteration.n} of ${e.iteration.of})` : '';
   return {
     content: redactText(`${(ctx.output ?? []).join('\n')}\n`),
     filename: logFileName(runId, e),
-    title: redactText(`Output of step ${e.index} of ${e.total}${item}: ${ctx.title ?? e.stepId}`)
-      .replace(/\s+/g, ' ')
-      .slice(0, 250),
+    title: oneLine(`Output of ${stepName(e)}: ${ctx.title ?? e.stepId}`),
   };
+}
+
+/**
+ * One log file for the steps a catch-up post covers (entries `from`..`to`, exclusive): each step's output
+ * under a line naming it, in order; undefined when none of them printed anything.
+ */
+export function catchUpLogFile(
+  runId: string,
+  entries: readonly TimelineEntry[],
+  from: number,
+  to: number,
+): ThreadFile | undefined {
+  const parts: string[] = [];
+  let first: StepFinished | undefined;
+  let last: StepFinished | undefined;
+  for (let i = from; i < to; i++) {
+    const e = entries[i]?.event;
+    if (e?.type !== 'step.finished') continue;
+    const ctx = stepContext(entries.slice(0, i + 1), e);
+    const output = ctx.output ?? [];
+    if (output.length === 0) continue;
+    first ??= e;
+    last = e;
+    parts.push(`===== ${stepName(e)}: ${ctx.title ?? e.stepId}`, ...output, '');
+  }
+  if (first === undefined || last === undefined) return undefined;
+  const span = first.index === last.index ? `step ${first.index}` : `steps ${first.index}-${last.index}`;
+  return {
+    content: redactText(`${parts.join('\n')}`),
+    filename: `${runId}-${first.index === last.index ? `step-${first.index}` : `steps-${first.index}-${last.index}`}.log`,
+    title: oneLine(`Output of ${span} (catching up)`),
+  };
+}
+
+function stepName(e: StepRef): string {
+  const item = e.iteration ? ` (item ${e.iteration.n} of ${e.iteration.of})` : '';
+  return `step ${e.index} of ${e.total}${item}`;
+}
+
+function oneLine(raw: string): string {
+  return redactText(raw).replace(/\s+/g, ' ').slice(0, 250);
 }
 
 /** A file name Slack shows as is: the step id of a loop's inner step holds a `/`. */

@@ -86,11 +86,15 @@ export class PacedSlack {
 
   constructor(private readonly opts: PacedSlackOptions) {}
 
-  /** Posts a message (in the thread when threadTs is set); its ts, or undefined when Slack would not take it. */
+  /**
+   * Posts a message (in the thread when threadTs is set); its ts, or undefined when Slack would not take it.
+   * A message given as a function is rendered when its turn has come, right before each try: what it says
+   * about time (an approval's expiry) then holds from the moment it appears.
+   */
   async post(
     log: Logger,
     channel: string,
-    message: SlackMessage,
+    message: SlackMessage | (() => Promise<SlackMessage>),
     threadTs: string | undefined,
     what: string,
   ): Promise<string | undefined> {
@@ -101,16 +105,23 @@ export class PacedSlack {
       ...(threadTs !== undefined ? { thread_ts: threadTs } : {}),
     };
     const client = this.opts.client;
-    const first = await this.call(log, channel, 'chat.postMessage', 'post', () =>
-      client.chat.postMessage({ ...base, text: message.text, blocks: message.blocks as SlackBlocks }),
-    );
+    let rendered = typeof message === 'function' ? undefined : message;
+    const render = async () => {
+      rendered = typeof message === 'function' ? await message() : message;
+      return rendered;
+    };
+    const first = await this.call(log, channel, 'chat.postMessage', 'post', async () => {
+      const m = await render();
+      return client.chat.postMessage({ ...base, text: m.text, blocks: m.blocks as SlackBlocks });
+    });
     if (first.ok) return typeof first.value.ts === 'string' ? first.value.ts : undefined;
     const error = first.platformError;
     if (error === undefined) return undefined;
     // The formatted message was refused: a plain-text post keeps the event in the thread.
     log.warn({ what, error }, 'posting a plain-text fallback');
+    const refused = rendered ?? (await render());
     const fallback = await this.call(log, channel, 'chat.postMessage', 'post', () =>
-      client.chat.postMessage({ ...base, text: fallbackText(message, error) }),
+      client.chat.postMessage({ ...base, text: fallbackText(refused, error) }),
     );
     return fallback.ok && typeof fallback.value.ts === 'string' ? fallback.value.ts : undefined;
   }

@@ -1,7 +1,8 @@
 /**
  * One run's timeline, mirrored into a Slack thread: a root message (the live checklist, edited in place) in
- * the run's channel, and under it one post per event worth a notification, the approval requests with their
- * buttons (edited in place once decided) and the long outputs as log files.
+ * the run's channel, and under it one post per finished step (what it found) and per event worth a
+ * notification, the approval requests with their buttons (edited in place once decided) and the raw outputs
+ * as log files.
  *
  * Exactly once, in order, across restarts: each run has one serial worker that reads its timeline in stream
  * order and posts one message at a time; a post's place in the timeline (the cursor) is written to Redis only
@@ -9,8 +10,12 @@
  * next event. The one unavoidable edge of at-least-once: a crash between Slack's `ok` and the cursor write
  * posts that one message again after the restart. Nothing is ever skipped by a crash.
  *
+ * Urgent first: when the thread is behind the run (Slack's pace is about one post a second), an approval
+ * request does not wait its turn: it is posted at once, and the posts still waiting before it follow as one
+ * catch-up post that says they came before the approval (the cursor remembers that the catch-up is owed).
+ *
  * The parts: thread-cursors.ts (the cursors in Redis), paced-slack.ts (the calls to Slack, with their
- * pacing, 429 and retry rules), log-file.ts (long outputs as files); this file runs one worker per run.
+ * pacing, 429 and retry rules), log-file.ts (raw outputs as files); this file runs one worker per run.
  *
  * No secrets: every message comes from blocks.ts, which redacts; log files come from the timeline (redacted
  * when stored) and are redacted again here.
@@ -21,8 +26,16 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RunEvent } from '../engine/events.js';
 import type { RunService, StoredApproval, TimelineEntry } from '../queue/service.js';
-import { approvalMessage, rootMessage, type SlackMessage, stepContext, threadMessage } from './blocks.js';
-import { stepLogFile, wantsLogFile } from './log-file.js';
+import {
+  approvalMessage,
+  catchUpMessage,
+  postsInThread,
+  rootMessage,
+  type SlackMessage,
+  stepContext,
+  threadMessage,
+} from './blocks.js';
+import { catchUpLogFile, stepLogFile, wantsLogFile } from './log-file.js';
 import { Closed, describe, PacedSlack, RETRY_DELAYS_MS, sleepUnlessClosed } from './paced-slack.js';
 import { foldRunView } from './run-view.js';
 import { type ThreadCursor, ThreadCursors } from './thread-cursors.js';
@@ -69,6 +82,13 @@ const APPROVAL_CHECK_MS = 5000;
 /** After an unexpected failure (Redis down), a run's worker starts again from its cursor after this long. */
 const RESTART_DELAY_MS = 5000;
 const FOLLOW_RETRY_MS = 1000;
+/** Where approvalAhead() stops looking: an approval request, or an event that edits or ends the thread. */
+const AHEAD_SCAN_STOPS: ReadonlySet<string> = new Set([
+  'approval.requested',
+  'approval.decided',
+  'approval.superseded',
+  'run.finished',
+]);
 
 interface Deferred {
   readonly promise: Promise<void>;
@@ -126,6 +146,10 @@ interface RunState {
   /** Resolves `approvalDecided()` callers once their approval was refreshed. */
   readonly refreshWaiters: Map<string, Deferred[]>;
   lastApprovalCheck: number;
+  /** How far approvalAhead() looked for an approval request (or an event it stops at). */
+  scanned: number;
+  /** An approval request whose post ahead of its backlog failed: it is posted in its turn instead. */
+  notAhead: string | undefined;
   waker: (() => void) | undefined;
   follower: AbortController | undefined;
 }
@@ -368,6 +392,8 @@ export class ThreadPoster {
       refresh: new Set(),
       refreshWaiters: new Map(),
       lastApprovalCheck: 0,
+      scanned: 0,
+      notAhead: undefined,
       waker: undefined,
       follower: undefined,
     };
@@ -391,6 +417,11 @@ export class ThreadPoster {
       }
       const entry = run.entries[run.next];
       if (entry !== undefined) {
+        const urgent = this.approvalAhead(run);
+        if (urgent !== undefined) {
+          await this.postAhead(run, urgent);
+          continue;
+        }
         await this.handle(run, entry, run.next);
         run.next += 1;
         continue;
@@ -516,7 +547,7 @@ export class ThreadPoster {
       this.advance(run, entry);
       return;
     }
-    const wantsFile = e.type === 'step.finished' && wantsLogFile(ctx.output ?? []);
+    const wantsFile = wantsLogFile(run.entries, index);
     const ts = await this.postInThread(run, message, entry);
     // Slack confirmed (or the post was given up on: the thread goes on with the next event); only now does
     // the cursor move. A crash right here posts this message again after a restart: at-least-once's one
@@ -525,6 +556,76 @@ export class ThreadPoster {
     const withFile = ts !== undefined && wantsFile;
     await this.saveCursor(run, withFile ? { file: entry.id } : {});
     if (withFile) await this.uploadPendingFile(run);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Urgent first: an approval request does not wait behind the thread's backlog
+
+  /**
+   * The index of an approval request the thread has not reached yet although posts are waiting before it (the
+   * run went faster than Slack's ~1 post a second): it is posted now, ahead of them, and they follow in one
+   * catch-up post. Undefined when the next event is not such a backlog. The scan stops at events that edit
+   * earlier messages (a decision, a superseded request) or end the run: those are handled in order first.
+   */
+  private approvalAhead(run: RunState): number | undefined {
+    if (run.cursor.rootTs === undefined) return undefined;
+    // The scan goes on from where it stopped last time: a run's timeline holds thousands of output lines.
+    run.scanned = Math.max(run.scanned, run.next);
+    while (run.scanned < run.entries.length) {
+      if (AHEAD_SCAN_STOPS.has((run.entries[run.scanned] as TimelineEntry).event.type)) break;
+      run.scanned += 1;
+    }
+    const i = run.scanned;
+    const entry = run.entries[i];
+    if (entry?.event.type !== 'approval.requested' || run.notAhead === entry.id) return undefined;
+    // Already in the thread from an earlier round (a resumed run asks again): nothing is urgent.
+    if (run.cursor.approvals.has(entry.event.approvalId) && run.cursor.ahead !== entry.id) return undefined;
+    const waiting = run.entries.slice(run.next, i).some((x) => postsInThread(x.event.type));
+    return waiting ? i : undefined;
+  }
+
+  /**
+   * Posts the approval request at `index` now (its expiry starts as it appears), then one catch-up post for
+   * every event before it that the thread had not shown, saying they came before the approval, with one log
+   * file for their output. Crash-safe: the cursor records the approval's message and that its catch-up is
+   * owed (`ahead`) before anything else is posted; the catch-up moves the cursor past the approval.
+   */
+  private async postAhead(run: RunState, index: number): Promise<void> {
+    const entry = run.entries[index] as TimelineEntry;
+    const e = entry.event as Extract<RunEvent, { type: 'approval.requested' }>;
+    if (!run.cursor.approvals.has(e.approvalId)) {
+      const ts = await this.postApproval(run, entry, e, 'ahead');
+      if (ts === undefined) {
+        // Slack would not take it: post it in its turn, after the backlog, rather than try for ever here.
+        run.notAhead = entry.id;
+        return;
+      }
+      run.rootDirty = true;
+    }
+    const from = run.next;
+    const message = catchUpMessage(run.entries, from, index, e);
+    run.lease.assertHeld();
+    const ts =
+      message === undefined
+        ? undefined
+        : await this.slack.post(run.log, run.channel, message, run.cursor.rootTs, `catch-up ${entry.id}`);
+    const file =
+      ts !== undefined && catchUpLogFile(run.runId, run.entries, from, index) !== undefined
+        ? `${(run.entries[from] as TimelineEntry).id}..${entry.id}`
+        : undefined;
+    run.next = index + 1;
+    this.advance(run, entry);
+    run.rootDirty = true;
+    const fields: Record<string, string> = { lastId: entry.id };
+    if (file !== undefined) fields.file = file;
+    run.lease.assertHeld();
+    await this.cursors.caughtUp(run.runId, fields);
+    delete run.cursor.ahead;
+    run.cursorDirty = false;
+    if (file !== undefined) {
+      run.cursor.file = file;
+      await this.uploadPendingFile(run);
+    }
   }
 
   private advance(run: RunState, entry: TimelineEntry): void {
@@ -585,17 +686,23 @@ export class ThreadPoster {
     );
   }
 
+  /**
+   * Posts an approval request in its turn, or (`ahead`) before the events still waiting in front of it: then
+   * the cursor does not move past those, it records that their catch-up post is owed. Returns the message's
+   * ts, undefined when Slack would not take it or it was posted before.
+   */
   private async postApproval(
     run: RunState,
     entry: TimelineEntry,
     e: Extract<RunEvent, { type: 'approval.requested' }>,
-  ): Promise<void> {
+    turn: 'in-order' | 'ahead' = 'in-order',
+  ): Promise<string | undefined> {
     const id = e.approvalId;
     if (run.cursor.approvals.has(id)) {
       // Already posted (a resumed run asks again for the same approval): the one message stays.
       run.refresh.add(id);
       this.advance(run, entry);
-      return;
+      return undefined;
     }
     const approval = (await this.storedApproval(run, id)) ?? {
       approvalId: id,
@@ -606,15 +713,22 @@ export class ThreadPoster {
       // Unknown: the message then shows no expiry rather than a made-up one.
       expiresAt: '',
     };
+    // Rendered when its turn to be posted has come: the request's expiry is moved to run from that moment
+    // (people get the whole APPROVAL_TIMEOUT to decide from when they can see it), and the message says until
+    // when. A store that cannot be reached leaves the expiry as it was asked.
+    const render = async () => {
+      const shown =
+        approval.decision === undefined
+          ? await this.service.approvalShown(id).catch((err: unknown) => {
+              run.log.warn({ approvalId: id, err: describe(err) }, 'cannot restart the expiry at posting');
+              return null;
+            })
+          : null;
+      return approvalMessage(shown ?? approval, this.now());
+    };
     run.lease.assertHeld();
-    const ts = await this.slack.post(
-      run.log,
-      run.channel,
-      approvalMessage(approval, this.now()),
-      run.cursor.rootTs,
-      `approval ${id}`,
-    );
-    this.advance(run, entry);
+    const ts = await this.slack.post(run.log, run.channel, render, run.cursor.rootTs, `approval ${id}`);
+    if (turn === 'in-order') this.advance(run, entry);
     const extra: Record<string, string> = {};
     if (ts !== undefined) {
       run.cursor.approvals.set(id, ts);
@@ -624,7 +738,16 @@ export class ThreadPoster {
         extra[`decided:${id}`] = '1';
       }
     }
+    if (turn === 'ahead') {
+      if (ts === undefined) return undefined;
+      extra.ahead = entry.id;
+      run.cursor.ahead = entry.id;
+      run.lease.assertHeld();
+      await this.cursors.save(run.runId, extra);
+      return ts;
+    }
     await this.saveCursor(run, extra);
+    return ts;
   }
 
   private async storedApproval(run: RunState, id: string): Promise<StoredApproval | null> {
@@ -735,11 +858,12 @@ export class ThreadPoster {
   private async uploadPendingFile(run: RunState): Promise<void> {
     const fileId = run.cursor.file;
     if (fileId === undefined) return;
-    const file = stepLogFile(
-      run.runId,
-      run.entries,
-      run.entries.findIndex((x) => x.id === fileId),
-    );
+    const at = (id: string) => run.entries.findIndex((x) => x.id === id);
+    const [from, to] = fileId.split('..');
+    const file =
+      to === undefined
+        ? stepLogFile(run.runId, run.entries, at(fileId))
+        : catchUpLogFile(run.runId, run.entries, at(from as string), at(to));
     if (file !== undefined && run.cursor.rootTs !== undefined) {
       run.lease.assertHeld();
       await this.slack.upload(run.log, run.channel, run.cursor.rootTs, file);

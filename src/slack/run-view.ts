@@ -37,8 +37,10 @@ export interface RunView {
   readonly params: Readonly<Record<string, string>>;
   startedAt?: string;
   finishedAt?: string;
-  /** The engine's own measure, from run.finished. */
+  /** From the request to the end (run.finished), every resume included. */
   durationMs?: number;
+  /** The part of durationMs spent waiting for approvals (run.finished). */
+  waitingMs?: number;
   status: RunViewStatus;
   /** run.finished's message. */
   message?: string;
@@ -67,7 +69,8 @@ export function foldRunView(entries: readonly TimelineEntry[]): RunView | undefi
         site: e.site,
         requestedBy: e.requestedBy,
         params: { ...e.params },
-        startedAt: entry.at,
+        // The run's time counts from its request (older runs: from when it started).
+        startedAt: e.requestedAt ?? entry.at,
         status: 'running',
         steps: e.steps.map((s) => ({
           id: s.id,
@@ -158,6 +161,7 @@ export function foldRunView(entries: readonly TimelineEntry[]): RunView | undefi
         view.status = e.status;
         view.finishedAt = entry.at;
         view.durationMs = e.durationMs;
+        if (e.waitingMs !== undefined) view.waitingMs = e.waitingMs;
         view.message = e.message;
         if (e.failedStep !== undefined) view.failedStep = e.failedStep;
         delete view.currentStep;

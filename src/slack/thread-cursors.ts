@@ -12,7 +12,10 @@
  *                             `decided:<approvalId>`       '1' once that message shows its final state (the
  *                                                          decision, or closed when the run ended without one)
  *                             `file`                       stream id of a step.finished whose log file is still
- *                                                          to upload (its message is posted)
+ *                                                          to upload (its message is posted), or `<from>..<to>`:
+ *                                                          the events a catch-up post covered (to exclusive)
+ *                             `ahead`                      stream id of an approval.requested posted ahead of
+ *                                                          the events before it: their catch-up post is owed
  *                             `done`                       '1' once run.finished is posted and the root final
  * - `p:slack:runs:open`       set of the run ids being mirrored and not done: the poster's resumeAll()
  *                             finishes them (a run id never holds `:`, so this key cannot be a run's cursor)
@@ -31,6 +34,8 @@ export interface ThreadCursor {
   /** Approval ids whose message shows its final state. */
   readonly decided: Set<string>;
   file?: string;
+  /** An approval request posted ahead of the events before it; their catch-up post is still owed. */
+  ahead?: string;
   done: boolean;
 }
 
@@ -61,6 +66,7 @@ export class ThreadCursors {
     if (hash.lastId) cursor.lastId = hash.lastId;
     if (hash.rootId) cursor.rootId = hash.rootId;
     if (hash.file) cursor.file = hash.file;
+    if (hash.ahead) cursor.ahead = hash.ahead;
     for (const [field, value] of Object.entries(hash)) {
       if (field.startsWith('approval:')) cursor.approvals.set(field.slice('approval:'.length), value);
       else if (field.startsWith('decided:')) cursor.decided.add(field.slice('decided:'.length));
@@ -76,6 +82,16 @@ export class ThreadCursors {
   /** The log file is uploaded (or given up on). */
   async clearFile(runId: string): Promise<void> {
     await this.redis.hdel(this.key(runId), 'file');
+  }
+
+  /** The catch-up after an approval posted ahead is posted: writes `fields` and forgets `ahead` at once. */
+  async caughtUp(runId: string, fields: Readonly<Record<string, string>>): Promise<void> {
+    const replies = await this.redis
+      .multi()
+      .hset(this.key(runId), fields)
+      .hdel(this.key(runId), 'ahead')
+      .exec();
+    for (const [err] of replies ?? []) if (err) throw err;
   }
 
   /** Runs being mirrored and not done, to finish after a restart. */

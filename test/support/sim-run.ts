@@ -47,6 +47,14 @@ export async function runOnSim(opts: {
       attempts: new MemoryAttempts(),
       emit: rec.emit,
     });
+    // A shipped runbook's `summary:` must render on every scenario it meets: a summary that could not be shown
+    // is a runbook bug the thread would show to people in an incident.
+    const unshown = ofType(rec.events, 'step.finished').filter((e) =>
+      e.summary?.startsWith('(summary not shown'),
+    );
+    if (unshown.length > 0) {
+      throw new Error(`summary not rendered: ${unshown.map((e) => `${e.stepId}: ${e.summary}`).join('; ')}`);
+    }
     const journal = await sim.journal();
     return {
       outcome,
