@@ -362,7 +362,7 @@ describe('threadMessage', () => {
     ]);
     // The guard's reason is said once, not again as the step's message.
     expect(post(9)).toEqual([
-      ':fast_forward: *Step 3 of 4* · item 1 of 2: lb-1 skipped: Delete lb-1 · 800ms\n• lb-1 is already gone',
+      ':fast_forward: *Step 3 of 4* · item 1 of 2: `lb-1` skipped: Delete lb-1 · 800ms\n• lb-1 is already gone',
     ]);
     expect(post(10)).toEqual([':white_check_mark: *Step 3 of 4* ok: Delete stale LBs · 900ms\n• 2 items']);
   });
