@@ -601,12 +601,13 @@ export function approvalMessage(
           type: 'button',
           action_id: APPROVE_ACTION_ID,
           text: plain('Approve'),
-          style: 'primary',
+          // Red: this button runs a destructive command.
+          style: 'danger',
           value: approval.approvalId,
-          // Slack asks before sending the click: approving runs a destructive command, one misclick away.
+          // Slack asks before sending the click, naming what it will act on: one misclick away otherwise.
           confirm: {
             title: plain('Approve this destructive step?'),
-            text: mrkdwn(`*${inline(r.title, 150)}*\nThe command(s) shown above run once, exactly as shown.`),
+            text: mrkdwn(confirmText(r.title, r.targets)),
             confirm: plain('Approve'),
             deny: plain('Go back'),
             style: 'danger',
@@ -616,7 +617,6 @@ export function approvalMessage(
           type: 'button',
           action_id: DENY_ACTION_ID,
           text: plain('Deny'),
-          style: 'danger',
           value: approval.approvalId,
         },
       ],
@@ -639,6 +639,33 @@ export function approvalMessage(
     text: fallbackText(`${state}: ${r.title} (run ${r.runId})`),
     blocks,
   };
+}
+
+/**
+ * The confirm dialog's text (Slack: at most 300 characters): the step and its exact targets, as many as fit,
+ * then "and N more" for the rest, so the second look names what the click acts on.
+ */
+export function confirmText(title: string, targets: readonly string[]): string {
+  const max = BLOCK_KIT_LIMITS.confirmText;
+  const head = `*${inline(title, 120)}*\nRuns once, exactly as shown above, on ${
+    targets.length === 0
+      ? 'the target(s) shown above'
+      : targets.length === 1
+        ? '1 target'
+        : `${targets.length} targets`
+  }${targets.length === 0 ? '.' : ':'}`;
+  let text = head;
+  for (const [i, target] of targets.entries()) {
+    const line = `\n• ${inline(target, 100)}`;
+    const left = targets.length - i - 1;
+    // Keep room for the "and N more" line whenever targets remain after this one.
+    const tail = left > 0 ? `\n${ELLIPSIS} and ${left} more`.length : 0;
+    if (text.length + line.length + tail > max) {
+      return `${text}\n${ELLIPSIS} and ${targets.length - i} more`;
+    }
+    text += line;
+  }
+  return text;
 }
 
 /**
