@@ -502,8 +502,14 @@ describe('approvalMessage', () => {
         },
         {
           type: 'button',
+          action_id: 'capi_approve_reason',
+          text: { type: 'plain_text', text: 'Approve with reason…', emoji: true },
+          value: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
+        },
+        {
+          type: 'button',
           action_id: DENY_ACTION_ID,
-          text: { type: 'plain_text', text: 'Deny', emoji: true },
+          text: { type: 'plain_text', text: 'Deny…', emoji: true },
           value: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
         },
       ],

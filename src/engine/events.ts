@@ -39,7 +39,13 @@ export interface ApprovalRequest {
 }
 
 export type ApprovalDecision =
-  | { readonly approved: true; readonly by: string; readonly at: string }
+  | {
+      readonly approved: true;
+      readonly by: string;
+      readonly at: string;
+      /** Why, in the approver's words (untrusted text, length-limited where it is taken). */
+      readonly note?: string;
+    }
   | {
       readonly approved: false;
       readonly by: string;

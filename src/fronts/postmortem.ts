@@ -236,7 +236,7 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
 }
 
 function describeDecision(d: ApprovalDecision): string {
-  if (d.approved) return `**approved** by ${d.by} at ${clock(d.at)}`;
+  if (d.approved) return `**approved** by ${d.by} at ${clock(d.at)}${d.note ? `: ${d.note}` : ''}`;
   if (d.reason === 'expired')
     return `**approval expired** at ${clock(d.at)} (no decision in time; counts as a denial)`;
   return `**denied** by ${d.by} at ${clock(d.at)}${d.note ? `: ${d.note}` : ''}`;

@@ -85,8 +85,8 @@ export function formatEvent(e: RunEvent): string {
       return `    ${e.tookEffect ? '-- verified' : '!! OUTCOME UNKNOWN'}: ${e.message}`;
     case 'approval.decided':
       return e.decision.approved
-        ? `    APPROVED by ${e.decision.by} at ${e.decision.at}`
-        : `    ${e.decision.reason === 'expired' ? 'EXPIRED' : 'DENIED'} by ${e.decision.by} at ${e.decision.at}`;
+        ? `    APPROVED by ${e.decision.by} at ${e.decision.at}${e.decision.note ? `: ${e.decision.note}` : ''}`
+        : `    ${e.decision.reason === 'expired' ? 'EXPIRED' : 'DENIED'} by ${e.decision.by} at ${e.decision.at}${e.decision.note ? `: ${e.decision.note}` : ''}`;
     case 'step.finished': {
       const mark = STEP_LABEL[e.status];
       const code = e.exitCode === null ? '' : ` exit ${e.exitCode}`;

@@ -44,6 +44,8 @@ export type AuditEvent =
       readonly decision: 'approved' | 'denied';
       readonly by: string;
       readonly via: string;
+      /** The decider's reason, when one was given (untrusted text, redacted like every audit line). */
+      readonly reason?: string;
     }
   | { readonly event: 'approval.expired'; readonly runId: string; readonly approvalId: string }
   | {

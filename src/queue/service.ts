@@ -10,6 +10,7 @@ import type { Runbook } from '../runbook/model.js';
 import { validateParams } from '../runbook/params.js';
 import { ApprovalStore, type DecideResult, type StoredApproval } from '../runs/approvals.js';
 import { type Attempt, AttemptJournal } from '../runs/attempts.js';
+import { decisionReasonSchema } from '../runs/decision-reason.js';
 import { TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
@@ -18,6 +19,7 @@ import { RUN_JOB_NAME, type RunJob, RunJobSchema } from './job.js';
 import { cancelChannel, readOnlyQueue } from './queues.js';
 import type { RedisClient } from './redis.js';
 
+export { decisionReasonSchema, REASON_MAX_CHARS } from '../runs/decision-reason.js';
 // What the fronts see of runs: the door's own vocabulary, so no front imports src/runs or src/queue internals.
 export type { Approver, Attempt, Refusal, RunRecord, StoredApproval, TimelineEntry };
 
@@ -257,13 +259,23 @@ export class RunService {
     return record;
   }
 
-  /** Policy first (who may decide), then the atomic first-decision-wins write, then wake the run. */
+  /**
+   * Policy first (who may decide), then the atomic first-decision-wins write, then wake the run. `reason` is
+   * the decider's own words (optional): validated here, stored with the decision, audited.
+   */
   async decide(
     approvalId: string,
     approver: Approver,
     approved: boolean,
     via: string,
+    opts: { readonly reason?: string } = {},
   ): Promise<DecisionOutcome> {
+    const parsedReason = decisionReasonSchema.safeParse(opts.reason ?? '');
+    if (!parsedReason.success) {
+      const why = parsedReason.error.issues.map((i) => i.message).join('; ');
+      throw new CapiError(ErrorCode.ParamInvalid, `reason: ${why}`);
+    }
+    const reason = parsedReason.data === '' ? undefined : parsedReason.data;
     const stored = await this.approvals.get(approvalId);
     if (!stored) return { outcome: 'not_found' };
     const allowed = mayDecide(approver, stored.request, {
@@ -282,7 +294,12 @@ export class RunService {
       this.opts.metrics?.approvals.inc({ runbook: stored.request.runbook, outcome: 'refused' });
       return { outcome: 'refused', refusal: allowed.refusal };
     }
-    const result = await this.approvals.decide(approvalId, { approved, by: approver.userId, via });
+    const result = await this.approvals.decide(approvalId, {
+      approved,
+      by: approver.userId,
+      via,
+      ...(reason !== undefined ? { note: reason } : {}),
+    });
     if (result.outcome === 'decided') {
       this.audit.record({
         event: 'approval.decided',
@@ -292,6 +309,7 @@ export class RunService {
         decision: approved ? 'approved' : 'denied',
         by: approver.userId,
         via,
+        ...(reason !== undefined ? { reason } : {}),
       });
     }
     if (result.outcome === 'decided' || result.outcome === 'expired') {

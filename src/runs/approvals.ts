@@ -87,7 +87,7 @@ export interface DecisionInput {
   readonly approved: boolean;
   /** Who decided (a Slack user id, a terminal operator). */
   readonly by: string;
-  /** Kept on denials only: ApprovalDecision has no note when approved. */
+  /** Why, in the decider's words: kept with the decision, approved or denied. */
   readonly note?: string;
   /** Which front recorded it. */
   readonly via?: string;
@@ -194,10 +194,8 @@ if tonumber(now) >= tonumber(expires) then
 end
 if ARGV[1] == 'expire' then return {'pending', redis.call('HGETALL', KEYS[1])} end
 redis.call('HSET', KEYS[1], 'decisionApproved', ARGV[3], 'decisionBy', ARGV[4], 'decisionAt', now)
-if ARGV[3] == '0' then
-  redis.call('HSET', KEYS[1], 'decisionReason', 'denied')
-  if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'decisionNote', ARGV[5]) end
-end
+if ARGV[3] == '0' then redis.call('HSET', KEYS[1], 'decisionReason', 'denied') end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'decisionNote', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'decidedVia', ARGV[6]) end
 return {'decided', redis.call('HGETALL', KEYS[1])}
 `;
@@ -423,7 +421,12 @@ function parseStored(
     }
     const at = new Date(h.decisionAt).toISOString();
     if (h.decisionApproved === '1') {
-      decision = { approved: true, by: h.decisionBy, at };
+      decision = {
+        approved: true,
+        by: h.decisionBy,
+        at,
+        ...(h.decisionNote !== undefined ? { note: h.decisionNote } : {}),
+      };
     } else {
       decision = {
         approved: false,

@@ -35,7 +35,7 @@ export const approvalRequestSchema = z.object({
 }) satisfies z.ZodType<ApprovalRequest>;
 
 export const approvalDecisionSchema = z.discriminatedUnion('approved', [
-  z.object({ approved: z.literal(true), by: z.string(), at: z.string() }),
+  z.object({ approved: z.literal(true), by: z.string(), at: z.string(), note: z.string().exactOptional() }),
   z.object({
     approved: z.literal(false),
     by: z.string(),

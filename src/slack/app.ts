@@ -8,11 +8,12 @@ import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import type { OpsRoute } from '../ops/http.js';
 import type { RunService } from '../queue/service.js';
 import { validationMessage } from '../validation.js';
-import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
+import { APPROVE_ACTION_ID } from './blocks.js';
 import { capiCommands } from './command.js';
 import { type CapiContext, siteResolver } from './context.js';
 import { decideAction } from './listeners/actions/decide.js';
 import { dispatchCapi } from './listeners/commands/index.js';
+import { registerReasonDialogs } from './listeners/reason.js';
 import { GroupMembership } from './membership.js';
 
 export interface SlackFrontOptions {
@@ -117,10 +118,8 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     }
   });
 
-  for (const [actionId, approved] of [
-    [APPROVE_ACTION_ID, true],
-    [DENY_ACTION_ID, false],
-  ] as const) {
+  // Approve decides in one click (after Slack's confirm); Deny and "Approve with reason" open a dialog.
+  for (const [actionId, approved] of [[APPROVE_ACTION_ID, true]] as const) {
     app.action(actionId, async ({ ack, body, client }) => {
       await ack();
       const parsed = ActionPayload.safeParse(body);
@@ -148,6 +147,14 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       );
     });
   }
+
+  registerReasonDialogs(app, {
+    service: opts.service,
+    membership,
+    approvers: opts.approvers,
+    logger,
+    onDecided: (id) => opts.threads?.approvalDecided(id),
+  });
 
   app.error(async (err) => {
     logger.error({ err: err.message }, 'slack listener error');

@@ -23,6 +23,8 @@ export interface SlackMessage {
 
 export const APPROVE_ACTION_ID = 'capi_approve';
 export const DENY_ACTION_ID = 'capi_deny';
+/** Opens the reason dialog for an approval with a reason; plain Approve stays one click (after its confirm). */
+export const APPROVE_WITH_REASON_ACTION_ID = 'capi_approve_reason';
 
 /** What a step.finished post shows besides the event itself; stepContext() gathers it from the timeline. */
 export interface ThreadContext {
@@ -468,7 +470,8 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
     case 'approval.decided': {
       const d = e.decision;
       const text = d.approved
-        ? `:white_check_mark: ${where(e)} approved by ${mention(d.by)} at ${slackDate(d.at)}`
+        ? `:white_check_mark: ${where(e)} approved by ${mention(d.by)} at ${slackDate(d.at)}` +
+          (d.note !== undefined ? `: ${inline(d.note, 500)}` : '')
         : d.reason === 'expired'
           ? `:hourglass: ${where(e)}: the approval expired unanswered at ${slackDate(d.at)} (counts as a denial)`
           : `:no_entry: ${where(e)} denied by ${mention(d.by)} at ${slackDate(d.at)}` +
@@ -564,7 +567,8 @@ export function approvalMessage(
     blocks.push(
       context(
         d.approved
-          ? `:white_check_mark: *Approved* by ${mention(d.by)} at ${slackDate(d.at)}${via}`
+          ? `:white_check_mark: *Approved* by ${mention(d.by)} at ${slackDate(d.at)}${via}` +
+              (d.note !== undefined ? `: ${inline(d.note, 500)}` : '')
           : d.reason === 'expired'
             ? `:hourglass: *Expired* unanswered at ${slackDate(d.at)}: nothing destructive was run`
             : `:no_entry: *Denied* by ${mention(d.by)} at ${slackDate(d.at)}${via}` +
@@ -615,8 +619,15 @@ export function approvalMessage(
         },
         {
           type: 'button',
+          action_id: APPROVE_WITH_REASON_ACTION_ID,
+          text: plain('Approve with reason…'),
+          value: approval.approvalId,
+        },
+        {
+          // Opens a dialog asking for an optional reason; nothing is decided until it is submitted.
+          type: 'button',
           action_id: DENY_ACTION_ID,
-          text: plain('Deny'),
+          text: plain('Deny…'),
           value: approval.approvalId,
         },
       ],

@@ -37,6 +37,8 @@ export function buttonClickBody(opts: {
   actionId: string;
   value: string;
   messageTs?: string;
+  /** From FakeSlack.issueTrigger, for a click that opens a dialog. */
+  triggerId?: string;
 }): string {
   const ts = opts.messageTs ?? '1700000000.000100';
   const payload = {
@@ -59,7 +61,50 @@ export function buttonClickBody(opts: {
       },
     ],
     response_url: 'http://127.0.0.1:9/unused',
-    trigger_id: '1.2.3',
+    trigger_id: opts.triggerId ?? '1.2.3',
+  };
+  return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
+}
+
+/**
+ * A modal's submission as Slack sends it: `view` is the view as the fake stored it (callback_id,
+ * private_metadata), `values` the typed input per block and action id.
+ */
+export function viewSubmissionBody(opts: {
+  user: string;
+  view: { readonly id: string; readonly view: Readonly<Record<string, unknown>> };
+  values: Record<string, Record<string, string | null>>;
+}): string {
+  const state = Object.fromEntries(
+    Object.entries(opts.values).map(([block, actions]) => [
+      block,
+      Object.fromEntries(
+        Object.entries(actions).map(([action, value]) => [action, { type: 'plain_text_input', value }]),
+      ),
+    ]),
+  );
+  const payload = {
+    type: 'view_submission',
+    team: { id: 'T0TEAM', domain: 'ops' },
+    user: {
+      id: opts.user,
+      username: opts.user.toLowerCase(),
+      name: opts.user.toLowerCase(),
+      team_id: 'T0TEAM',
+    },
+    api_app_id: 'A0CAPI',
+    token: 'legacy',
+    trigger_id: '9.9.9',
+    view: {
+      ...opts.view.view,
+      id: opts.view.id,
+      team_id: 'T0TEAM',
+      app_id: 'A0CAPI',
+      bot_id: 'B0CAPI',
+      hash: '1.h1',
+      state: { values: state },
+    },
+    response_urls: [],
   };
   return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
 }
