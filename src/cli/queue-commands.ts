@@ -187,6 +187,16 @@ export function decideCommand(opts: {
       case 'decided':
         process.stdout.write(`${opts.verdict === 'approve' ? 'approved' : 'denied'}: the run continues\n`);
         return 0;
+      case 'voted':
+        process.stdout.write(
+          `approval counted: ${result.approval.votes?.length ?? 0} of ${result.approval.request.quorum ?? 1} approvers; the step waits for the others\n`,
+        );
+        return 0;
+      case 'already_voted':
+        process.stdout.write(
+          `your approval was already counted (${result.approval.votes?.length ?? 0} of ${result.approval.request.quorum ?? 1}); another approver must add theirs\n`,
+        );
+        return 1;
       case 'already_decided':
       case 'expired': {
         const d = result.approval.decision;

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { approvalQuorum } from '../config/site.js';
 import { asCodedError } from '../errors.js';
 import { evaluateBoolean, evaluateExpr } from '../expr/index.js';
 import { createLineRedactor, redactText } from '../redact.js';
@@ -649,6 +650,7 @@ class Interpreter {
     const a = step.approval as NonNullable<RunStep['approval']>;
     const command = displayCommand(step.scope, step.command.script, env);
     const targets = a.targets.map((t) => render(t, scope));
+    const quorum = approvalQuorum(this.opts.site, this.opts.runbook.name, ref.stepId, a.quorum);
     const request: ApprovalRequest = {
       runId: this.opts.runId,
       runbook: this.opts.runbook.name,
@@ -659,6 +661,7 @@ class Interpreter {
       targets,
       evidence: a.evidence.map((t) => render(t, scope)),
       requestedBy: this.opts.requestedBy,
+      ...(quorum > 1 ? { quorum } : {}),
       digest: actionDigest({
         runbook: this.opts.runbook.digest,
         stepId: ref.stepId,

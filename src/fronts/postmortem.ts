@@ -160,6 +160,11 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
       case 'approval.refused':
         out.push(`- ${t} a decision by ${e.by} was refused: ${e.reason}`);
         break;
+      case 'approval.voted':
+        out.push(
+          `- ${t} approved by ${e.by} (${e.count} of ${e.of} approvers)${e.note ? `: ${e.note}` : ''}`,
+        );
+        break;
       case 'preflight':
         out.push(`- ${t} jumphost ready (HOME=${e.home}; ${e.tools.join(', ') || 'no CLIs'} found)`);
         break;
@@ -236,7 +241,10 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
 }
 
 function describeDecision(d: ApprovalDecision): string {
-  if (d.approved) return `**approved** by ${d.by} at ${clock(d.at)}${d.note ? `: ${d.note}` : ''}`;
+  if (d.approved) {
+    const who = d.approvers !== undefined ? d.approvers.join(', ') : d.by;
+    return `**approved** by ${who} at ${clock(d.at)}${d.note ? `: ${d.note}` : ''}`;
+  }
   if (d.reason === 'expired')
     return `**approval expired** at ${clock(d.at)} (no decision in time; counts as a denial)`;
   return `**denied** by ${d.by} at ${clock(d.at)}${d.note ? `: ${d.note}` : ''}`;

@@ -61,6 +61,8 @@ export function formatEvent(e: RunEvent): string {
       ].join('\n');
     case 'approval.refused':
       return `    -- a decision by ${e.by} was refused: ${e.reason}`;
+    case 'approval.voted':
+      return `    -- approved by ${e.by} (${e.count} of ${e.of} approvers)${e.note ? `: ${e.note}` : ''}`;
     case 'run.resumed':
       return `=== resumed at ${e.atStep}: ${e.reason}`;
     case 'preflight':

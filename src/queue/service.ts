@@ -301,6 +301,7 @@ export class RunService {
       ...(reason !== undefined ? { note: reason } : {}),
     });
     if (result.outcome === 'decided') {
+      const d = result.approval.decision;
       this.audit.record({
         event: 'approval.decided',
         runId: stored.runId,
@@ -310,6 +311,31 @@ export class RunService {
         by: approver.userId,
         via,
         ...(reason !== undefined ? { reason } : {}),
+        ...(d?.approved && d.approvers !== undefined ? { approvers: d.approvers } : {}),
+      });
+    }
+    if (result.outcome === 'voted') {
+      const count = result.approval.votes?.length ?? 0;
+      const quorum = stored.request.quorum ?? 1;
+      this.audit.record({
+        event: 'approval.voted',
+        runId: stored.runId,
+        approvalId,
+        digest: stored.request.digest,
+        by: approver.userId,
+        via,
+        count,
+        quorum,
+        ...(reason !== undefined ? { reason } : {}),
+      });
+      // The thread and the postmortem show each approval as it comes; the run itself waits for the last.
+      await this.timeline.append(stored.runId, {
+        type: 'approval.voted',
+        approvalId,
+        by: approver.userId,
+        count,
+        of: quorum,
+        ...(reason !== undefined ? { note: reason } : {}),
       });
     }
     if (result.outcome === 'decided' || result.outcome === 'expired') {

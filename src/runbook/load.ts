@@ -367,6 +367,7 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
             summary: approval.summary,
             targets: approval.targets.filter((t): t is CompiledTemplate => t !== undefined),
             evidence: approval.evidence.filter((t): t is CompiledTemplate => t !== undefined),
+            quorum: s.approval?.quorum ?? 1,
           },
         }
       : {}),

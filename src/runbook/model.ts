@@ -84,6 +84,8 @@ export interface RunStep extends StepBase {
     readonly summary: CompiledTemplate;
     readonly targets: readonly CompiledTemplate[];
     readonly evidence: readonly CompiledTemplate[];
+    /** Distinct approvers needed (1: one approver); a site profile may raise it (approvalQuorum). */
+    readonly quorum: number;
   };
   readonly guard: readonly GuardCheck[];
   readonly verify?: VerifyCheck;

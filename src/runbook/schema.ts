@@ -6,6 +6,9 @@ import { PARAM_TYPE_NAMES } from './params.js';
  * person reading them is an operator reviewing a runbook, not a TypeScript developer.
  */
 
+/** The most approvers a step may need: past a handful, nobody would ever decide in time. */
+export const MAX_QUORUM = 5;
+
 const id = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, {
   error: 'must be a lowercase id: letters, digits and "-", starting with a letter',
 });
@@ -117,6 +120,13 @@ const approval = z.strictObject({
     .array(template)
     .min(1, { error: 'name at least one exact target (server UUID, LB id, CR name)' }),
   evidence: z.array(template).default([]),
+  /** Distinct approvers the step needs (the requester never counts); a site profile may raise it, never lower. */
+  quorum: z
+    .number()
+    .int({ error: 'must be a whole number of approvers' })
+    .min(1, { error: 'must be at least 1 (one approver)' })
+    .max(MAX_QUORUM, { error: `must be at most ${MAX_QUORUM} approvers` })
+    .default(1),
 });
 
 export const RunStepSchema = z

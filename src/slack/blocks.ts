@@ -479,6 +479,16 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
       const word = d.approved ? 'approved' : d.reason === 'expired' ? 'approval expired' : 'denied';
       return post(`Step ${e.index} of ${e.total} ${word}`, [section(text)]);
     }
+    case 'approval.voted': {
+      const left = e.of - e.count;
+      return post(`Approved by one of ${e.of} approvers (${e.count} of ${e.of})`, [
+        section(
+          `:ballot_box_with_check: Approved by ${mention(e.by)}: *${e.count} of ${e.of} approvals*` +
+            (left > 0 ? `, waiting for ${left} more` : '') +
+            (e.note !== undefined ? `\n> ${inline(e.note, 500)}` : ''),
+        ),
+      ]);
+    }
     case 'approval.superseded':
       return post(`Step ${e.index} of ${e.total}: approval asked again`, [
         section(
@@ -562,12 +572,18 @@ export function approvalMessage(
   );
 
   const d = approval.decision;
+  const quorum = r.quorum ?? 1;
+  if (quorum > 1 && d === undefined) blocks.push(context(quorumLine(approval, quorum)));
   if (d !== undefined) {
     const via = approval.decidedVia !== undefined ? ` via ${inline(approval.decidedVia, 40)}` : '';
+    const approvers = d.approved && d.approvers !== undefined ? d.approvers : [d.by];
     blocks.push(
       context(
         d.approved
-          ? `:white_check_mark: *Approved* by ${mention(d.by)} at ${slackDate(d.at)}${via}` +
+          ? `:white_check_mark: *Approved*${quorum > 1 ? ` (${approvers.length} of ${quorum})` : ''} by ${approvers
+              .slice(0, 5)
+              .map((a) => mention(a))
+              .join(', ')} at ${slackDate(d.at)}${via}` +
               (d.note !== undefined ? `: ${inline(d.note, 500)}` : '')
           : d.reason === 'expired'
             ? `:hourglass: *Expired* unanswered at ${slackDate(d.at)}: nothing destructive was run`
@@ -650,6 +666,28 @@ export function approvalMessage(
     text: fallbackText(`${state}: ${r.title} (run ${r.runId})`),
     blocks,
   };
+}
+
+/** "1 of 2 approvals: @a (their reason)": who approved so far a step that needs several approvers. */
+function quorumLine(approval: StoredApproval, quorum: number): string {
+  const votes = approval.votes ?? [];
+  const who = votes
+    .slice(0, 5)
+    .map((v) => `${mention(v.by)}${v.note !== undefined ? ` (${inline(v.note, 200)})` : ''}`)
+    .join(', ');
+  return (
+    `:ballot_box_with_check: *${votes.length} of ${quorum} approvals*` +
+    (votes.length > 0 ? `: ${who}` : `: this step needs ${quorum} approvers, the requester not among them`)
+  );
+}
+
+/** What an approver of a step that needs several hears after clicking Approve. */
+export function quorumNotice(outcome: 'voted' | 'already_voted', approval: StoredApproval): string {
+  const count = approval.votes?.length ?? 0;
+  const quorum = approval.request.quorum ?? 1;
+  return outcome === 'voted'
+    ? `Your approval counts: ${count} of ${quorum}. The step runs when ${quorum - count} more approver(s) approve.`
+    : `Your approval was already counted (${count} of ${quorum}); the same person counts once. Another approver must approve.`;
 }
 
 /**

@@ -506,6 +506,9 @@ export class ThreadPoster {
       case 'approval.superseded':
         await this.refreshApproval(run, e.approvalId);
         break;
+      case 'approval.voted':
+        await this.refreshApproval(run, e.approvalId, undefined, { onVote: true });
+        break;
       default:
         break;
     }
@@ -654,13 +657,17 @@ export class ThreadPoster {
     run: RunState,
     id: string,
     fromEvent?: StoredApproval['decision'],
+    opts: { readonly onVote?: boolean } = {},
   ): Promise<void> {
     const ts = run.cursor.approvals.get(id);
     if (ts === undefined || run.cursor.decided.has(id)) return;
     const stored = await this.storedApproval(run, id);
     const decision = stored?.decision ?? fromEvent;
-    // Final once decided, or superseded by a newer request (which gets its own message).
-    if (stored === null || (decision === undefined && stored.superseded === undefined)) return;
+    if (stored === null) return;
+    // Final once decided, or superseded by a newer request (which gets its own message); a request that
+    // needs several approvers is also updated, not final, on each approval.voted (its "1 of 2" line).
+    const final = decision !== undefined || stored.superseded !== undefined;
+    if (!final && opts.onVote !== true) return;
     run.lease.assertHeld();
     const ok = await this.slack.update(
       run.log,
@@ -669,7 +676,7 @@ export class ThreadPoster {
       approvalMessage(decision === undefined ? stored : { ...stored, decision }, this.now()),
       `approval ${id}`,
     );
-    if (!ok) return;
+    if (!ok || !final) return;
     run.cursor.decided.add(id);
     run.lease.assertHeld();
     await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });

@@ -2,7 +2,7 @@ import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { describeRefusal } from '../../../fronts/format.js';
 import type { RunService } from '../../../queue/service.js';
-import { mention } from '../../blocks.js';
+import { mention, quorumNotice } from '../../blocks.js';
 import type { GroupMembership } from '../../membership.js';
 
 export interface DecideDeps {
@@ -40,6 +40,12 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
   );
   switch (result.outcome) {
     case 'decided':
+      deps.onDecided(click.approvalId);
+      return;
+    case 'voted':
+    case 'already_voted':
+      // A step that needs several approvers: the message shows the count; the approver hears where it stands.
+      await tell(quorumNotice(result.outcome, result.approval));
       deps.onDecided(click.approvalId);
       return;
     case 'refused':

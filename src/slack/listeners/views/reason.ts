@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { describeRefusal } from '../../../fronts/format.js';
 import { decisionReasonSchema, type RunService } from '../../../queue/service.js';
 import { validationMessage } from '../../../validation.js';
+import { quorumNotice } from '../../blocks.js';
 import type { GroupMembership } from '../../membership.js';
 import {
   bindingProblem,
@@ -78,6 +79,11 @@ export async function submitReason(deps: ReasonSubmitDeps, body: unknown): Promi
     case 'decided':
       deps.onDecided(approvalId);
       return undefined;
+    case 'voted':
+      deps.onDecided(approvalId);
+      return undefined;
+    case 'already_voted':
+      return refuse(quorumNotice(result.outcome, result.approval));
     case 'refused':
       await deps.service.recordRefusal(approvalId, userId, describeRefusal(result.refusal));
       return refuse(`Not recorded: ${describeRefusal(result.refusal)}.`);
