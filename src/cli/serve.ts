@@ -12,7 +12,10 @@ import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { checkRedisForProduction } from '../runs/redis-checks.js';
 import { createSlackApp } from '../slack/app.js';
+import { HomeTab, threadPermalink } from '../slack/home.js';
+import { GroupMembership } from '../slack/membership.js';
 import { ThreadPoster } from '../slack/poster.js';
+import { ThreadCursors } from '../slack/thread-cursors.js';
 import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
 
 /**
@@ -49,7 +52,24 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     retryConfig: { retries: 0 },
     fetch: meteredFetch(ops.metrics),
   });
+  // The App Home tab links each run to its thread (the poster's cursor); auth.test tells the workspace's URL.
+  let workspaceUrl = 'https://slack.com/';
+  const cursors = new ThreadCursors(redis, config.queue.prefix);
+  const home = new HomeTab({
+    client: posterClient,
+    service,
+    membership: new GroupMembership(posterClient),
+    approvers: config.approval.approvers,
+    logger,
+    permalink: async (runId) => {
+      const c = await cursors.load(runId);
+      return c.channel !== undefined && c.rootTs !== undefined
+        ? threadPermalink(workspaceUrl, c.channel, c.rootTs)
+        : undefined;
+    },
+  });
   const poster = new ThreadPoster({
+    onRunEvent: (_runId, type) => home.runEvent(type),
     client: posterClient,
     redis,
     prefix: config.queue.prefix,
@@ -75,6 +95,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     sites,
     logger,
     threads: poster,
+    home,
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
   agent = await startAgent({
@@ -85,6 +106,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   try {
     const auth = await posterClient.auth.test();
     slackAuth = true;
+    if (auth.url !== undefined) workspaceUrl = auth.url;
     logger.info({ team: auth.team, bot: auth.user }, 'slack auth.test succeeded');
   } catch (err) {
     slackAuth = `Slack auth.test failed: ${asCodedError(err).message}; check SLACK_BOT_TOKEN`;
@@ -108,6 +130,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   for (const [what, close] of [
     ['slack', () => app.stop()],
     ['threads', () => poster.close()],
+    ['home', () => home.close()],
     ['agent', () => agent?.close()],
     ['service', () => service.close()],
     ['ops', () => ops.close()],

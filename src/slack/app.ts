@@ -11,8 +11,10 @@ import { validationMessage } from '../validation.js';
 import { APPROVE_ACTION_ID } from './blocks.js';
 import { capiCommands } from './command.js';
 import { type CapiContext, siteResolver } from './context.js';
+import type { HomeTab } from './home.js';
 import { decideAction } from './listeners/actions/decide.js';
 import { dispatchCapi } from './listeners/commands/index.js';
+import { registerHomeOpened } from './listeners/events/home.js';
 import { registerReasonDialogs } from './listeners/reason.js';
 import { GroupMembership } from './membership.js';
 
@@ -31,6 +33,8 @@ export interface SlackFrontOptions {
   readonly fetch?: FetchFunction;
   /** Served next to /slack/events in HTTP mode (health and metrics); Socket Mode serves them elsewhere. */
   readonly httpRoutes?: readonly OpsRoute[];
+  /** The App Home tab, published when someone opens it (app_home_opened). */
+  readonly home?: HomeTab;
 }
 
 // Slack payloads are untrusted input like any other edge: the fields handlers use are checked.
@@ -148,6 +152,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     });
   }
 
+  if (opts.home !== undefined) registerHomeOpened(app, opts.home, logger);
   registerReasonDialogs(app, {
     service: opts.service,
     membership,

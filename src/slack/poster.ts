@@ -62,6 +62,8 @@ export interface ThreadPosterOptions {
   readonly leaseTtlMs?: number;
   /** How often every open run is looked at again, to take over threads whose replica died. Default 10000. */
   readonly rescanIntervalMs?: number;
+  /** Told of every event of a run this poster mirrors, as it handles it (the App Home tab republishes). */
+  readonly onRunEvent?: (runId: string, type: string) => void;
 }
 
 /** How often undecided approval messages are checked against the store (a decision taken elsewhere). */
@@ -147,6 +149,7 @@ export class ThreadPoster {
   private readonly leases: ThreadLeases;
   private readonly leaseTtlMs: number;
   private readonly rescanIntervalMs: number;
+  private readonly onRunEvent: ((runId: string, type: string) => void) | undefined;
   private rescan: NodeJS.Timeout | undefined;
 
   private readonly runs = new Map<string, RunState>();
@@ -186,6 +189,7 @@ export class ThreadPoster {
     this.leaseTtlMs = opts.leaseTtlMs ?? 15_000;
     this.rescanIntervalMs = opts.rescanIntervalMs ?? 10_000;
     this.leases = new ThreadLeases(opts.redis, opts.prefix, this.leaseTtlMs);
+    this.onRunEvent = opts.onRunEvent;
   }
 
   private get closed(): boolean {
@@ -484,6 +488,7 @@ export class ThreadPoster {
 
   private async handle(run: RunState, entry: TimelineEntry, index: number): Promise<void> {
     const e = entry.event;
+    this.onRunEvent?.(run.runId, e.type);
     if (run.cursor.rootTs === undefined) {
       const view = foldRunView(run.entries.slice(0, index + 1));
       // Before run.started there is no step list to show, and without a root there is no thread to post in.

@@ -116,3 +116,21 @@ export async function postToBolt(
 ): Promise<Response> {
   return fetch(`${base}/slack/events`, { method: 'POST', headers, body });
 }
+
+/** An Events API delivery (event_callback) as Slack posts it: JSON, signed like every request. */
+export function eventCallbackBody(event: Record<string, unknown>): string {
+  const now = Math.floor(Date.now() / 1000);
+  return JSON.stringify({
+    token: 'legacy',
+    team_id: 'T0TEAM',
+    api_app_id: 'A0CAPI',
+    type: 'event_callback',
+    event_id: `Ev${now}${Math.floor(Math.random() * 1e6)}`,
+    event_time: now,
+    event: { event_ts: `${now}.000100`, ...event },
+  });
+}
+
+export function signedJsonHeaders(body: string, secret: string): Record<string, string> {
+  return { ...signedHeaders(body, secret), 'content-type': 'application/json' };
+}
