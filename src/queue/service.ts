@@ -15,13 +15,21 @@ import { TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
-import { RUN_JOB_NAME, type RunJob, RunJobSchema } from './job.js';
+import {
+  PICK_JOB_NAME,
+  PickJobSchema,
+  type PickResult,
+  PickResultSchema,
+  RUN_JOB_NAME,
+  type RunJob,
+  RunJobSchema,
+} from './job.js';
 import { cancelChannel, readOnlyQueue } from './queues.js';
 import type { RedisClient } from './redis.js';
 
 export { decisionReasonSchema, REASON_MAX_CHARS } from '../runs/decision-reason.js';
 // What the fronts see of runs: the door's own vocabulary, so no front imports src/runs or src/queue internals.
-export type { Approver, Attempt, Refusal, RunRecord, StoredApproval, TimelineEntry };
+export type { Approver, Attempt, PickResult, Refusal, RunRecord, StoredApproval, TimelineEntry };
 
 /** Everything stored about one run: what a postmortem export writes before RUN_RETENTION ends. */
 export interface RunArchive {
@@ -244,6 +252,42 @@ export class RunService {
       if (runbook.exclusive) await this.lock.release(target, job.runId);
       throw err;
     }
+  }
+
+  /**
+   * The values a runbook offers to pick from for its parameter (its `pick` listing), read on the site's
+   * jumphost by an agent through the site's read-only queue: a front never reaches SSH. Resolves with the
+   * candidates, or `{ error }` when the listing failed or no agent answered within the listing's timeout.
+   */
+  async pick(
+    runbookName: string,
+    site: string,
+    opts: { readonly pollMs?: number } = {},
+  ): Promise<PickResult> {
+    const runbook = this.opts.runbooks.runbooks.get(runbookName);
+    const param = runbook?.params.find((p) => p.pick !== undefined);
+    if (!runbook || !param?.pick) return { error: `${runbookName} offers nothing to pick from` };
+    const data = PickJobSchema.parse({ runbook: runbook.name, param: param.name, site });
+    const queue = this.queue(readOnlyQueue(this.site(site).queue));
+    const job = await queue.add(PICK_JOB_NAME, data, {
+      attempts: 1,
+      removeOnComplete: { age: 3600, count: 100 },
+      removeOnFail: { age: 3600, count: 100 },
+    });
+    // Waits on Redis (the job's state), never on Slack; the agent's own timeout bounds the listing.
+    const deadline = Date.now() + param.pick.timeoutMs + 15_000;
+    while (Date.now() < deadline) {
+      const state = await job.getState();
+      if (state === 'completed' || state === 'failed') {
+        const done = await Job.fromId(queue, job.id as string);
+        if (state === 'failed' || !done)
+          return { error: `the listing failed: ${done?.failedReason ?? 'no result'}` };
+        const parsed = PickResultSchema.safeParse(done.returnvalue);
+        return parsed.success ? parsed.data : { error: 'the listing returned something unreadable' };
+      }
+      await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 200));
+    }
+    return { error: 'no agent answered in time (is an agent serving this site running?)' };
   }
 
   /**

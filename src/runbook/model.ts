@@ -134,6 +134,16 @@ export interface RunbookParam {
   readonly type: ParamType;
   readonly env: string;
   readonly description: string;
+  /** A read-only listing of the values to pick from (a front's picker), when the runbook offers one. */
+  readonly pick?: ParamPick;
+}
+
+export interface ParamPick {
+  readonly title: string;
+  readonly scope?: Scope;
+  /** Prints one candidate per line: the value, then an optional label. Read-only. */
+  readonly script: string;
+  readonly timeoutMs: number;
 }
 
 export interface Runbook {

@@ -199,6 +199,18 @@ export const ReportStepSchema = z.strictObject({
   none: template.optional(),
 });
 
+/**
+ * How a front offers the values of a parameter to pick from instead of typing one: a read-only command run
+ * on the jumphost (through the agent, on the read-only queue) that prints one candidate per line, the value
+ * first, then an optional label. Every value is checked against the parameter's type before it is offered.
+ */
+const pick = z.strictObject({
+  title: z.string().min(1).max(75, { error: 'at most 75 characters: it labels the picker' }),
+  scope: id.optional(),
+  run: script,
+  timeout: z.number().int().positive().max(120).default(30),
+});
+
 export const ParamSchema = z.strictObject({
   name: varName,
   type: z.enum(PARAM_TYPE_NAMES as [string, ...string[]], {
@@ -206,6 +218,7 @@ export const ParamSchema = z.strictObject({
   }),
   env: envName,
   description: z.string().min(1),
+  pick: pick.optional(),
 });
 
 export const RunbookFileSchema = z.strictObject({

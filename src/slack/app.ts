@@ -1,5 +1,5 @@
 import { App, LogLevel } from '@slack/bolt';
-import type { FetchFunction } from '@slack/web-api';
+import type { FetchFunction, WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
@@ -16,6 +16,7 @@ import { decideAction } from './listeners/actions/decide.js';
 import { dispatchCapi } from './listeners/commands/index.js';
 import { registerHomeOpened } from './listeners/events/home.js';
 import { registerReasonDialogs } from './listeners/reason.js';
+import { registerPickSubmission } from './listeners/views/pick.js';
 import { GroupMembership } from './membership.js';
 
 export interface SlackFrontOptions {
@@ -42,6 +43,7 @@ const CommandPayload = z.object({
   user_id: z.string().min(1),
   channel_id: z.string().min(1),
   text: z.string().default(''),
+  trigger_id: z.string().min(1).max(200).optional(),
 });
 const ActionPayload = z.object({
   user: z.object({ id: z.string().min(1) }),
@@ -92,14 +94,14 @@ export function createSlackApp(opts: SlackFrontOptions): App {
   // Every runbook the service can start is a subcommand; a runbook named like a built-in stops start-up here.
   const commands = capiCommands(opts.service.runbooks());
 
-  app.command('/capi', async ({ ack, body, client }) => {
-    await ack();
-    const parsed = CommandPayload.safeParse(body);
-    if (!parsed.success) {
-      logger.warn({ problem: validationMessage(parsed.error) }, 'malformed /capi payload');
-      return;
-    }
-    const { user_id: userId, channel_id: channelId, text } = parsed.data;
+  /** A /capi command as typed, or a picker's choice as the same text: one path, the same checks. */
+  const runCapi = async (
+    client: WebClient,
+    userId: string,
+    channelId: string,
+    text: string,
+    triggerId: string | undefined,
+  ): Promise<void> => {
     const ctx: CapiContext = {
       userId,
       channelId,
@@ -111,6 +113,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       },
       siteFor,
       watch: (runId) => opts.threads?.watch(runId),
+      ...(triggerId !== undefined ? { triggerId } : {}),
     };
     const isOperator = async () =>
       opts.operators.includes(userId) || (await membership.groupsOf(userId, opts.operators)).length > 0;
@@ -120,7 +123,19 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       logger.error({ err: asCodedError(err).message }, '/capi failed');
       await ctx.reply(`Something went wrong: ${asCodedError(err).message}`).catch(() => undefined);
     }
+  };
+
+  app.command('/capi', async ({ ack, body, client }) => {
+    await ack();
+    const parsed = CommandPayload.safeParse(body);
+    if (!parsed.success) {
+      logger.warn({ problem: validationMessage(parsed.error) }, 'malformed /capi payload');
+      return;
+    }
+    const { user_id: userId, channel_id: channelId, text, trigger_id: triggerId } = parsed.data;
+    await runCapi(client, userId, channelId, text, triggerId);
   });
+  registerPickSubmission(app, { siteFor, logger, runCapi });
 
   // Approve decides in one click (after Slack's confirm); Deny and "Approve with reason" open a dialog.
   for (const [actionId, approved] of [[APPROVE_ACTION_ID, true]] as const) {

@@ -14,7 +14,13 @@ export function signedHeaders(
   };
 }
 
-export function slashCommandBody(opts: { user: string; channel: string; text: string }): string {
+export function slashCommandBody(opts: {
+  user: string;
+  channel: string;
+  text: string;
+  /** From FakeSlack.issueTrigger, for a command that opens a dialog. */
+  triggerId?: string;
+}): string {
   return new URLSearchParams({
     token: 'legacy',
     team_id: 'T0TEAM',
@@ -27,7 +33,7 @@ export function slashCommandBody(opts: { user: string; channel: string; text: st
     text: opts.text,
     api_app_id: 'A0CAPI',
     response_url: 'http://127.0.0.1:9/unused',
-    trigger_id: '1.2.3',
+    trigger_id: opts.triggerId ?? '1.2.3',
   }).toString();
 }
 
@@ -73,13 +79,25 @@ export function buttonClickBody(opts: {
 export function viewSubmissionBody(opts: {
   user: string;
   view: { readonly id: string; readonly view: Readonly<Record<string, unknown>> };
-  values: Record<string, Record<string, string | null>>;
+  /** A text input's value (or null when left empty), or `{ selected }` for a static select's choice. */
+  values: Record<string, Record<string, string | null | { readonly selected: string }>>;
 }): string {
   const state = Object.fromEntries(
     Object.entries(opts.values).map(([block, actions]) => [
       block,
       Object.fromEntries(
-        Object.entries(actions).map(([action, value]) => [action, { type: 'plain_text_input', value }]),
+        Object.entries(actions).map(([action, value]) => [
+          action,
+          value !== null && typeof value === 'object'
+            ? {
+                type: 'static_select',
+                selected_option: {
+                  text: { type: 'plain_text', text: value.selected },
+                  value: value.selected,
+                },
+              }
+            : { type: 'plain_text_input', value },
+        ]),
       ),
     ]),
   );
