@@ -3,6 +3,7 @@ import { WebClient } from '@slack/web-api';
 import { type Agent, startAgent } from '../agent/agent.js';
 import { loadConfig } from '../config/env.js';
 import { asCodedError } from '../errors.js';
+import { alertWebhookRoute } from '../fronts/alert-webhook.js';
 import { createLogger } from '../log.js';
 import { type ReadinessCheck, redisCheck } from '../ops/http.js';
 import { meteredFetch } from '../ops/metrics.js';
@@ -88,7 +89,21 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const app = createSlackApp({
     slack: config.slack,
     fetch: meteredFetch(ops.metrics),
-    httpRoutes: ops.routes(checks),
+    httpRoutes: [
+      ...ops.routes(checks),
+      // Alertmanager's webhook, when ALERT_WEBHOOK_TOKEN is set: a firing group gets a diagnose run.
+      ...(config.ops.alertWebhookToken !== undefined
+        ? [
+            alertWebhookRoute({
+              token: config.ops.alertWebhookToken,
+              service,
+              sites,
+              logger,
+              onStarted: (runId) => poster.watch(runId),
+            }),
+          ]
+        : []),
+    ],
     approvers: config.approval.approvers,
     operators: config.approval.operators,
     service,

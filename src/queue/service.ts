@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Job, Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { SiteProfile } from '../config/site.js';
@@ -252,6 +253,46 @@ export class RunService {
       if (runbook.exclusive) await this.lock.release(target, job.runId);
       throw err;
     }
+  }
+
+  /**
+   * Starts a read-only run once per `key` until `forgetOnce(key)` or `ttlMs` passes (an alert group firing
+   * again and again gets one diagnosis). Refuses a runbook that can change anything: automation never starts a
+   * destructive run. Resolves with the run started, or the id of the run already started for the key.
+   */
+  async submitOnce(
+    key: string,
+    ttlMs: number,
+    request: RunRequest,
+  ): Promise<{ started: RunRecord } | { duplicateOf: string }> {
+    const runbook = this.opts.runbooks.runbooks.get(request.runbook);
+    if (!runbook || !runbook.readOnly || runbook.exclusive) {
+      throw new CapiError(
+        ErrorCode.NotAllowed,
+        `only a read-only runbook can be started automatically; '${request.runbook}' is not one`,
+      );
+    }
+    const dedup = this.onceKey(key);
+    // Claimed first, atomically: two deliveries of one alert group at once start one run.
+    const claimed = await this.opts.redis.set(dedup, 'starting', 'PX', ttlMs, 'NX');
+    if (claimed === null) return { duplicateOf: (await this.opts.redis.get(dedup)) ?? 'starting' };
+    try {
+      const started = await this.submit(request);
+      await this.opts.redis.set(dedup, started.runId, 'PX', ttlMs, 'XX');
+      return { started };
+    } catch (err) {
+      await this.opts.redis.del(dedup);
+      throw err;
+    }
+  }
+
+  /** The next submitOnce(key) starts a run again (the alert resolved). */
+  async forgetOnce(key: string): Promise<void> {
+    await this.opts.redis.del(this.onceKey(key));
+  }
+
+  private onceKey(key: string): string {
+    return `${this.opts.prefix}:once:${createHash('sha256').update(key).digest('hex')}`;
   }
 
   /**
