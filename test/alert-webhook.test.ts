@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebClient } from '@slack/web-api';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { startFakeSlack } from '../dev/slack/fake-slack.js';
 import { CapiError } from '../src/errors.js';
 import { ALERT_WEBHOOK_PATH, alertWebhookRoute } from '../src/fronts/alert-webhook.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';

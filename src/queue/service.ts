@@ -266,7 +266,7 @@ export class RunService {
     request: RunRequest,
   ): Promise<{ started: RunRecord } | { duplicateOf: string }> {
     const runbook = this.opts.runbooks.runbooks.get(request.runbook);
-    if (!runbook || !runbook.readOnly || runbook.exclusive) {
+    if (!runbook?.readOnly || runbook.exclusive) {
       throw new CapiError(
         ErrorCode.NotAllowed,
         `only a read-only runbook can be started automatically; '${request.runbook}' is not one`,
