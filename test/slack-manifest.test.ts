@@ -146,7 +146,7 @@ describe('slack/manifest.yaml', () => {
       sourcesUnder('src').flatMap((text) =>
         [
           ...text.matchAll(
-            /\bclient\.((?:chat|files|usergroups|views|auth|users|conversations).[a-zA-Z0-9.]+?)\(/g,
+            /\bclient\.((?:chat|files|usergroups|views|auth|users|conversations)\.[a-zA-Z0-9.]+?)\(/g,
           ),
         ].map((m) => m[1] as string),
       ),
