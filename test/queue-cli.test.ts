@@ -81,7 +81,15 @@ describe('the terminal front on the queue', () => {
     expect(self.stderr).toMatch(/refused: you asked for this run; another approver must decide/);
     const stranger = await cli(['decide', approvalLine, 'approve', '--as', 'U0REQUEST1']).done;
     expect(stranger.stderr).toMatch(/refused: you are not in CAPI_APPROVERS/);
-    const ok = await cli(['decide', approvalLine, 'approve', '--as', 'U0APPROVE2']).done;
+    const ok = await cli([
+      'decide',
+      approvalLine,
+      'approve',
+      '--as',
+      'U0APPROVE2',
+      '--reason',
+      'checked the VM is idle',
+    ]).done;
     expect(ok.stdout).toContain('approved: the run continues');
     // A decision from a terminal is audited like one from Slack (on stderr: stdout is the operator's).
     expect(JSON.parse(ok.stderr.trim())).toMatchObject({
@@ -90,13 +98,14 @@ describe('the terminal front on the queue', () => {
       decision: 'approved',
       by: 'U0APPROVE2',
       via: 'terminal',
+      reason: 'checked the VM is idle',
     });
     const again = await cli(['decide', approvalLine, 'deny', '--as', 'U0APPROVE2']).done;
     expect(again.stdout + again.stderr).toMatch(/already decided: approved by U0APPROVE2/);
 
     const r = await submit.done;
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/APPROVED by U0APPROVE2/);
+    expect(r.stdout).toMatch(/APPROVED by U0APPROVE2 at \S+: checked the VM is idle/);
     const runId = /^run id: (\S+)/m.exec(r.stdout)?.[1] as string;
     expect((await waitForEvent(hh.service, runId, isType('run.finished'))).status).toBe('succeeded');
   });

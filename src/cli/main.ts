@@ -34,7 +34,7 @@ usage:
   capi-chatops export RUN [--out DIR]     write RUN.md (timeline) and RUN.json (record, approvals,
       attempts, events) before RUN_RETENTION expires the run from Redis
   capi-chatops cancel RUN [--as USER]     stop a run between steps and kill its running command
-  capi-chatops decide APPROVAL approve|deny --as SLACK_USER_ID [--group S...]
+  capi-chatops decide APPROVAL approve|deny --as SLACK_USER_ID [--group S...] [--reason TEXT]
 
 exit codes: 0 succeeded, 1 failed, 2 refused before running (bad arguments or config),
             3 denied or expired approval, 130 cancelled`;
@@ -157,12 +157,22 @@ export async function main(argv: readonly string[]): Promise<number> {
         const { values, positionals } = parseArgs({
           args: [...rest],
           allowPositionals: true,
-          options: { as: { type: 'string' }, group: { type: 'string', multiple: true, default: [] } },
+          options: {
+            as: { type: 'string' },
+            group: { type: 'string', multiple: true, default: [] },
+            reason: { type: 'string' },
+          },
         });
         const [approvalId, verdict] = positionals;
         if (approvalId === undefined || verdict === undefined)
           return usage('decide needs an APPROVAL id and approve|deny');
-        return await decideCommand({ approvalId, verdict, as: values.as, groups: values.group });
+        return await decideCommand({
+          approvalId,
+          verdict,
+          as: values.as,
+          groups: values.group,
+          ...(values.reason !== undefined ? { reason: values.reason } : {}),
+        });
       }
       case undefined:
       case 'help':

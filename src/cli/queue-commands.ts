@@ -165,6 +165,8 @@ export function decideCommand(opts: {
   readonly verdict: string;
   readonly as: string | undefined;
   readonly groups: readonly string[];
+  /** Why, in the decider's words: stored with the decision and audited. */
+  readonly reason?: string;
 }): Promise<number> {
   if (opts.verdict !== 'approve' && opts.verdict !== 'deny') {
     throw new CapiError(ErrorCode.ConfigInvalid, `say approve or deny, not '${opts.verdict}'`);
@@ -182,6 +184,7 @@ export function decideCommand(opts: {
       { userId, groupIds: opts.groups },
       opts.verdict === 'approve',
       'terminal',
+      opts.reason !== undefined ? { reason: opts.reason } : {},
     );
     switch (result.outcome) {
       case 'decided':
