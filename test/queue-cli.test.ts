@@ -125,7 +125,9 @@ describe('the terminal front on the queue', () => {
     expect((await hh.service.getApproval(approvalLine))?.decision).toBeUndefined();
 
     // bob is an approver only through the Slack user group: Slack says so.
-    const ok = await (await cli('bob', ['decide', approvalLine, 'approve'])).done;
+    const ok = await (
+      await cli('bob', ['decide', approvalLine, 'approve', '--reason', 'checked the VM is idle'])
+    ).done;
     expect(ok.stdout).toContain('approved: the run continues');
     // A decision from a terminal is audited like one from Slack (on stderr: stdout is the operator's).
     expect(JSON.parse(ok.stderr.trim())).toMatchObject({
@@ -134,6 +136,7 @@ describe('the terminal front on the queue', () => {
       decision: 'approved',
       by: 'U0APPROVE2',
       via: 'terminal as bob',
+      reason: 'checked the VM is idle',
     });
     expect((await hh.service.getApproval(approvalLine))?.decidedVia).toBe('terminal as bob');
     expect(fake?.calls.filter((c) => c.method === 'usergroups.users.list').length).toBeGreaterThan(0);
@@ -142,7 +145,7 @@ describe('the terminal front on the queue', () => {
 
     const r = await submit.done;
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/APPROVED by U0APPROVE2/);
+    expect(r.stdout).toMatch(/APPROVED by U0APPROVE2 at \S+: checked the VM is idle/);
     const runId = /^run id: (\S+)/m.exec(r.stdout)?.[1] as string;
     expect((await waitForEvent(hh.service, runId, isType('run.finished'))).status).toBe('succeeded');
   });

@@ -194,9 +194,9 @@ describe('the Slack front over HTTP', () => {
 
   it('should tell only the user what was wrong when the subcommand is not valid', async () => {
     const { slack } = await start();
-    await post(commandBody(OPERATOR, 'stuck-delete'));
+    await post(commandBody(OPERATOR, 'image-check'));
     expect(await ephemeralTo(slack, OPERATOR)).toMatch(
-      /`stuck-delete` takes CLUSTER: `\/capi stuck-delete CLUSTER`/,
+      /`image-check` takes IMAGE: `\/capi image-check IMAGE`/,
     );
     const mark = slack.calls.length;
     await post(commandBody(OPERATOR, 'failover not-a-uuid'));

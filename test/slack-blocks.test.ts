@@ -565,13 +565,15 @@ describe('approvalMessage', () => {
           type: 'button',
           action_id: APPROVE_ACTION_ID,
           text: { type: 'plain_text', text: 'Approve', emoji: true },
-          style: 'primary',
+          style: 'danger',
           value: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
           confirm: {
             title: { type: 'plain_text', text: 'Approve this destructive step?', emoji: true },
             text: {
               type: 'mrkdwn',
-              text: '*Delete load balancer lb-1*\nThe command(s) shown above run once, exactly as shown.',
+              text:
+                '*Delete load balancer lb-1*\nRuns once, exactly as shown above, on 1 target:\n' +
+                '• lb-1 (6a1c0e2e-0d7b-4b8e-9a51-4f4f1d9c2b10)',
             },
             confirm: { type: 'plain_text', text: 'Approve', emoji: true },
             deny: { type: 'plain_text', text: 'Go back', emoji: true },
@@ -580,9 +582,14 @@ describe('approvalMessage', () => {
         },
         {
           type: 'button',
+          action_id: 'capi_approve_reason',
+          text: { type: 'plain_text', text: 'Approve with reason…', emoji: true },
+          value: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
+        },
+        {
+          type: 'button',
           action_id: DENY_ACTION_ID,
-          text: { type: 'plain_text', text: 'Deny', emoji: true },
-          style: 'danger',
+          text: { type: 'plain_text', text: 'Deny…', emoji: true },
           value: 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0',
         },
       ],

@@ -28,6 +28,9 @@ describe('/capi command parsing', () => {
     ['timeline r1abc', { kind: 'timeline', runId: 'r1abc' }],
     ['', { kind: 'help' }],
     ['help', { kind: 'help' }],
+    // A runbook whose one argument can be picked from a list offers the list when the argument is left out.
+    ['stuck-delete', { kind: 'pick', runbook: 'stuck-delete', readOnly: false }],
+    ['failover', { kind: 'pick', runbook: 'failover', readOnly: false }],
   ])('should read %j as %j', (text, expected) => {
     expect(capi.parse(text)).toMatchObject(expected);
   });
@@ -35,7 +38,8 @@ describe('/capi command parsing', () => {
   it.each([
     ['reboot', /`reboot` is not a \/capi subcommand/],
     ['recover now', /`recover` takes no arguments: `\/capi recover`/],
-    ['stuck-delete', /`stuck-delete` takes CLUSTER: `\/capi stuck-delete CLUSTER`/],
+    ['image-check', /`image-check` takes IMAGE: `\/capi image-check IMAGE`/],
+    ['stuck-delete a b', /`stuck-delete` takes CLUSTER: `\/capi stuck-delete CLUSTER`/],
     ['failover a b', /`failover` takes LB/],
     ['cancel', /`cancel` takes one run id/],
     ['cancel r1; rm -rf /', /takes one run id/],

@@ -12,7 +12,13 @@ import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+import {
+  buttonClickBody,
+  postToBolt,
+  signedHeaders,
+  slashCommandBody,
+  viewSubmissionBody,
+} from './support/slack-requests.js';
 
 /**
  * The whole Slack path: signed /capi -> Bolt -> RunService -> agent -> engine -> simulated cloud,
@@ -173,18 +179,33 @@ describe('the Slack front end to end', () => {
     // Slack's ~1 message per second per channel sets the pace of a ~50-post thread.
   }, 180_000);
 
-  it('should run nothing destructive and show the denial when an approver clicks Deny', async () => {
+  it('should run nothing destructive and show the denial with its reason when an approver clicks Deny', async () => {
     const w = await world('healthy');
     await slash(w, LEAD, 'park');
     const runId = await runIdOf(w);
     const approvalId = await until(w, 'an approval with buttons', (ms) => openApproval(ms, new Set()));
-    await click(w, APPROVER, 'capi_deny', approvalId);
+    const deny = buttonClickBody({
+      user: APPROVER,
+      channel: CHANNEL,
+      actionId: 'capi_deny',
+      value: approvalId,
+      triggerId: w.fake.issueTrigger(APPROVER),
+    });
+    expect((await postToBolt(w.base, deny, signedHeaders(deny, SECRET))).status).toBe(200);
+    const dialog = await eventually('the reason dialog', () => w.fake.modals()[0]);
+    const reason = 'not during the <!here> change window';
+    const submit = viewSubmissionBody({ user: APPROVER, view: dialog, values: { capi_reason: { reason } } });
+    expect((await postToBolt(w.base, submit, signedHeaders(submit, SECRET))).status).toBe(200);
     expect((await waitForEvent(w.h.service, runId, isType('run.finished'))).status).toBe('denied');
     await w.poster.settled(runId);
     expect((await w.h.sims[0]?.journal())?.filter((j) => j.action === 'server.stop')).toEqual([]);
     const root = w.fake.messages(CHANNEL).find((m) => m.thread_ts === undefined);
     expect(root?.text).toMatch(/denied/i);
     expect(w.fake.messages(CHANNEL).flatMap(buttons)).toEqual([]);
+    // The thread shows the reason as text, escaped: it notifies nobody.
+    const shown = JSON.stringify(w.fake.messages(CHANNEL).map((m) => m.blocks));
+    expect(shown).toContain('not during the &lt;!here&gt; change window');
+    expect(shown).not.toContain('<!here>');
   });
 
   it('should stop the run and close its open approval when an operator types /capi cancel', async () => {

@@ -82,13 +82,13 @@ export function findBlockKitViolations(message: {
   return out;
 }
 
-type Report = (path: string, what: string) => void;
+export type Report = (path: string, what: string) => void;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function checkBlock(block: unknown, path: string, invalid: Report): void {
+export function checkBlock(block: unknown, path: string, invalid: Report): void {
   if (!isObject(block)) {
     invalid(path, 'must be an object');
     return;
@@ -246,7 +246,7 @@ function checkId(id: unknown, path: string, max: number, invalid: Report): void 
     invalid(path, `must be 1-${max} characters (got ${id.length})`);
 }
 
-function checkText(
+export function checkText(
   obj: unknown,
   path: string,
   opts: { readonly max: number; readonly plainOnly?: boolean },

@@ -4,10 +4,12 @@
  * in ways that hide bugs (a reply to a reply, an empty text object), and enforces the Block Kit limits with
  * the same validator the message builders are tested against.
  */
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { blockKitError } from './block-kit.js';
+import { findViewViolations, type ViewKind } from './views.js';
 
 export interface RecordedCall {
   /** The API method (`chat.postMessage`), or `upload` for a POST to an upload URL. */
@@ -49,6 +51,19 @@ export interface FakeFile {
   readonly thread_ts?: string;
 }
 
+/** A modal or Home tab as Slack holds it. */
+export interface FakeView {
+  readonly id: string;
+  readonly type: ViewKind;
+  /** Who sees it: the trigger's user for a modal, user_id for a Home tab. */
+  readonly user: string;
+  /** Changes with every update; views.update with a stale hash is refused (hash_conflict). */
+  readonly hash: string;
+  readonly view: Readonly<Record<string, unknown>>;
+  /** How many views.update / views.publish calls replaced it after the first. */
+  readonly updates: number;
+}
+
 export type FakeFailure = { status: 429; retryAfterS: number } | { status: 500 | 503 };
 
 export interface FakeSlack {
@@ -61,6 +76,15 @@ export interface FakeSlack {
   ephemerals(channel: string): FakeEphemeral[];
   /** Files that completed the upload flow (shared or not). */
   files(): FakeFile[];
+  /**
+   * A trigger_id as Slack puts in a slash command or an interaction by `user`: views.open accepts it once,
+   * within triggerTtlMs (3 s) of this call, on the fake's clock.
+   */
+  issueTrigger(user: string): string;
+  /** Every modal opened, in order, as it is now. */
+  modals(): FakeView[];
+  /** The Home tab last published for `user`. */
+  home(user: string): FakeView | undefined;
   /**
    * Calls `listener` after every recorded call (refused ones too), synchronously, so it sees the state the
    * call left; returns the unsubscribe function.
@@ -86,6 +110,8 @@ export interface FakeSlackOptions {
   readonly methodLimitsPerMinute?: Readonly<Record<string, number>>;
   /** The window of methodLimitsPerMinute, for tests that cannot wait a minute. Default 60000. */
   readonly methodLimitWindowMs?: number;
+  /** How long a trigger_id stays usable for views.open (Slack: 3 s). Default 3000. */
+  readonly triggerTtlMs?: number;
   /** Epoch ms; lets a test move time for the rate limiter instead of sleeping. Default Date.now. */
   readonly clock?: () => number;
 }
@@ -94,7 +120,7 @@ export const FAKE_BOT = { userId: 'UBOT000001', botId: 'BBOT000001', teamId: 'TF
 
 const POST_BURST = 3;
 /** Form fields Slack expects as JSON strings. */
-const JSON_FIELDS = new Set(['blocks', 'attachments', 'files', 'metadata']);
+const JSON_FIELDS = new Set(['blocks', 'attachments', 'files', 'metadata', 'view']);
 
 class ApiError extends Error {
   constructor(
@@ -135,6 +161,10 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
   const failures = new Map<string, FakeFailure[]>();
   const buckets = new Map<string, { tokens: number; at: number }>();
   const methodWindows = new Map<string, number[]>();
+  const triggers = new Map<string, { user: string; issuedAt: number; used: boolean }>();
+  const views = new Map<string, FakeView>();
+  const homes = new Map<string, string>();
+  let viewCounter = 0;
   let tsCounter = 0;
   let fileCounter = 0;
   let baseUrl = '';
@@ -200,7 +230,87 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     return { text, blocks: blocks ?? [] };
   };
 
+  /** The view argument when Slack would take it, else the error it answers. */
+  const viewArg = (args: Record<string, unknown>, kind: ViewKind): Record<string, unknown> => {
+    const view = args.view;
+    if (view === undefined)
+      throw new ApiError('invalid_arguments', {
+        response_metadata: { messages: ['[ERROR] missing required field: view'] },
+      });
+    if (typeof view !== 'object' || view === null || Array.isArray(view))
+      throw new ApiError('invalid_arguments', {
+        response_metadata: { messages: ['[ERROR] view must be a JSON object'] },
+      });
+    const problems = findViewViolations(view, kind);
+    if (problems.some((p) => p.startsWith('/view: is '))) throw new ApiError('view_too_large');
+    if (problems.length > 0) {
+      throw new ApiError('invalid_arguments', {
+        response_metadata: { messages: problems.map((p) => `[ERROR] ${p}`) },
+      });
+    }
+    return view as Record<string, unknown>;
+  };
+
+  const storeView = (
+    id: string | undefined,
+    kind: ViewKind,
+    user: string,
+    view: Record<string, unknown>,
+  ): FakeView => {
+    const previous = id === undefined ? undefined : views.get(id);
+    viewCounter += 1;
+    const stored: FakeView = {
+      id: previous?.id ?? `V${String(viewCounter).padStart(9, '0')}`,
+      type: kind,
+      user,
+      hash: `${viewCounter}.h${viewCounter.toString(36)}`,
+      view: structuredClone(view),
+      updates: previous === undefined ? 0 : previous.updates + 1,
+    };
+    views.set(stored.id, stored);
+    return stored;
+  };
+
+  const viewJson = (v: FakeView) => ({ ...structuredClone(v.view), id: v.id, hash: v.hash, type: v.type });
+
   const methods: Record<string, (args: Record<string, unknown>) => Record<string, unknown>> = {
+    'views.open': (args) => {
+      const id = args.trigger_id;
+      const trigger = typeof id === 'string' ? triggers.get(id) : undefined;
+      if (trigger === undefined) throw new ApiError('invalid_trigger_id');
+      if (clock() - trigger.issuedAt > (opts.triggerTtlMs ?? 3000)) throw new ApiError('expired_trigger_id');
+      if (trigger.used) throw new ApiError('exchanged_trigger_id');
+      const view = viewArg(args, 'modal');
+      // Slack spends the trigger on a well-formed request only: a refused view can be fixed and sent again.
+      trigger.used = true;
+      return { view: viewJson(storeView(undefined, 'modal', trigger.user, view)) };
+    },
+
+    'views.update': (args) => {
+      const byExternal =
+        typeof args.external_id === 'string'
+          ? [...views.values()].find((v) => v.view.external_id === args.external_id)
+          : undefined;
+      const current = typeof args.view_id === 'string' ? views.get(args.view_id) : byExternal;
+      if (current === undefined || current.type !== 'modal') throw new ApiError('not_found');
+      if (args.hash !== undefined && args.hash !== current.hash) throw new ApiError('hash_conflict');
+      const view = viewArg(args, 'modal');
+      return { view: viewJson(storeView(current.id, 'modal', current.user, view)) };
+    },
+
+    'views.publish': (args) => {
+      const user = args.user_id;
+      if (typeof user !== 'string' || !(user in users)) throw new ApiError('user_not_found');
+      const current = homes.get(user);
+      if (args.hash !== undefined && (current === undefined || args.hash !== views.get(current)?.hash)) {
+        throw new ApiError('hash_conflict');
+      }
+      const view = viewArg(args, 'home');
+      const stored = storeView(current, 'home', user, view);
+      homes.set(user, stored.id);
+      return { view: viewJson(stored) };
+    },
+
     'auth.test': () => ({
       url: 'https://fake.slack.test/',
       team: 'Fake',
@@ -441,6 +551,17 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     messages: (channel) => (channels.get(channel) ?? []).map(messageJson),
     ephemerals: (channel) => [...(ephemerals.get(channel) ?? [])],
     files: () => [...files],
+    issueTrigger(user) {
+      const id = `${Math.floor(clock() / 1000)}.${triggers.size + 1}.${randomBytes(8).toString('hex')}`;
+      triggers.set(id, { user, issuedAt: clock(), used: false });
+      return id;
+    },
+    modals: () => [...views.values()].filter((v) => v.type === 'modal').map((v) => structuredClone(v)),
+    home(user) {
+      const id = homes.get(user);
+      const v = id === undefined ? undefined : views.get(id);
+      return v === undefined ? undefined : structuredClone(v);
+    },
     onCall(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

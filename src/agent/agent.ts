@@ -9,7 +9,7 @@ import { asCodedError, RunFencedError } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Metrics } from '../ops/metrics.js';
 import { runObserver } from '../ops/run-observer.js';
-import { type RunJob, RunJobSchema } from '../queue/job.js';
+import { PICK_JOB_NAME, PickJobSchema, type PickResult, type RunJob, RunJobSchema } from '../queue/job.js';
 import { cancelChannel, readOnlyQueue } from '../queue/queues.js';
 import { connectRedis, dedicatedConnection } from '../queue/redis.js';
 import type { RunbookSet } from '../runbook/load.js';
@@ -26,6 +26,7 @@ import { validationMessage } from '../validation.js';
 import { RedisApprovalPort } from './approval-port.js';
 import { RedisAttemptPort } from './attempt-port.js';
 import { CheckpointStore } from './checkpoints.js';
+import { runPick } from './pick.js';
 import { RunRetention } from './retention.js';
 import { leasedExecutor, RunLease } from './run-lease.js';
 import { timelineSink } from './timeline-sink.js';
@@ -204,7 +205,23 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         logger.debug({ err: asCodedError(err).message }, 'cannot read an approval for metrics'),
     });
 
-  const processor = async (job: Job, token?: string): Promise<RunOutcome | undefined> => {
+  const processor = async (job: Job, token?: string): Promise<RunOutcome | PickResult | undefined> => {
+    if (job.name === PICK_JOB_NAME) {
+      const pick = PickJobSchema.safeParse(job.data);
+      if (!pick.success)
+        throw new UnrecoverableError(`job ${job.id} is not a pick: ${validationMessage(pick.error)}`);
+      return runPick(
+        {
+          sites: opts.sites,
+          runbooks: opts.runbooks,
+          jumphostEnv: opts.jumphostEnv,
+          logger,
+          ...(opts.metrics ? { metrics: opts.metrics } : {}),
+        },
+        pick.data,
+        String(job.id),
+      );
+    }
     const parsed = RunJobSchema.safeParse(job.data);
     if (!parsed.success) {
       throw new UnrecoverableError(`job ${job.id} is not a run: ${validationMessage(parsed.error)}`);

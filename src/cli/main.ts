@@ -35,7 +35,7 @@ usage:
   capi-chatops export RUN [--out DIR]     write RUN.md (timeline) and RUN.json (record, approvals,
       attempts, events) before RUN_RETENTION expires the run from Redis
   capi-chatops cancel RUN                 stop a run between steps and kill its running command
-  capi-chatops decide APPROVAL approve|deny
+  capi-chatops decide APPROVAL approve|deny [--reason TEXT]
       submit, cancel and decide act as the Unix user running them, mapped to a Slack user by
       CAPI_TERMINAL_USERS (alice=U0123ABCD,...), with its user groups read from Slack
 
@@ -171,11 +171,20 @@ export async function main(argv: readonly string[], opts: MainOptions = {}): Pro
         return await statusCommand(positionals[0]);
       }
       case 'decide': {
-        const { positionals } = parseArgs({ args: [...rest], allowPositionals: true });
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: { reason: { type: 'string' } },
+        });
         const [approvalId, verdict] = positionals;
         if (approvalId === undefined || verdict === undefined)
           return usage('decide needs an APPROVAL id and approve|deny');
-        return await decideCommand({ approvalId, verdict, unixUser });
+        return await decideCommand({
+          approvalId,
+          verdict,
+          unixUser,
+          ...(values.reason !== undefined ? { reason: values.reason } : {}),
+        });
       }
       case undefined:
       case 'help':

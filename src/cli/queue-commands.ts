@@ -177,6 +177,8 @@ export function decideCommand(opts: {
   readonly approvalId: string;
   readonly verdict: string;
   readonly unixUser: UnixUserSource;
+  /** Why, in the decider's words: stored with the decision and audited. */
+  readonly reason?: string;
 }): Promise<number> {
   if (opts.verdict !== 'approve' && opts.verdict !== 'deny') {
     throw new CapiError(ErrorCode.ConfigInvalid, `say approve or deny, not '${opts.verdict}'`);
@@ -189,11 +191,22 @@ export function decideCommand(opts: {
       { userId: person.userId, groupIds },
       opts.verdict === 'approve',
       person.via,
+      opts.reason !== undefined ? { reason: opts.reason } : {},
     );
     switch (result.outcome) {
       case 'decided':
         process.stdout.write(`${opts.verdict === 'approve' ? 'approved' : 'denied'}: the run continues\n`);
         return 0;
+      case 'voted':
+        process.stdout.write(
+          `approval counted: ${result.approval.votes?.length ?? 0} of ${result.approval.request.quorum ?? 1} approvers; the step waits for the others\n`,
+        );
+        return 0;
+      case 'already_voted':
+        process.stdout.write(
+          `your approval was already counted (${result.approval.votes?.length ?? 0} of ${result.approval.request.quorum ?? 1}); another approver must add theirs\n`,
+        );
+        return 1;
       case 'already_decided':
       case 'expired': {
         const d = result.approval.decision;

@@ -3,6 +3,7 @@ import { WebClient } from '@slack/web-api';
 import { type Agent, startAgent } from '../agent/agent.js';
 import { loadDeployment } from '../config/deployment.js';
 import { asCodedError } from '../errors.js';
+import { alertWebhookRoute } from '../fronts/alert-webhook.js';
 import { createLogger } from '../log.js';
 import { type ReadinessCheck, redisCheck } from '../ops/http.js';
 import { meteredFetch } from '../ops/metrics.js';
@@ -14,6 +15,8 @@ import { checkRedisForProduction } from '../runs/redis-checks.js';
 import { createSlackApp } from '../slack/app.js';
 import { threadApprovalPlaces } from '../slack/click-place.js';
 import { FloodLimit } from '../slack/flood-limit.js';
+import { HomeTab, threadPermalink } from '../slack/home.js';
+import { GroupMembership } from '../slack/membership.js';
 import { ThreadPoster } from '../slack/poster.js';
 import { ThreadCursors } from '../slack/thread-cursors.js';
 import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
@@ -53,7 +56,24 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     retryConfig: { retries: 0 },
     fetch: meteredFetch(ops.metrics),
   });
+  // The App Home tab links each run to its thread (the poster's cursor); auth.test tells the workspace's URL.
+  let workspaceUrl = 'https://slack.com/';
+  const cursors = new ThreadCursors(redis, config.queue.prefix);
+  const home = new HomeTab({
+    client: posterClient,
+    service,
+    membership: new GroupMembership(posterClient),
+    approvers: config.approval.approvers,
+    logger,
+    permalink: async (runId) => {
+      const c = await cursors.load(runId);
+      return c.channel !== undefined && c.rootTs !== undefined
+        ? threadPermalink(workspaceUrl, c.channel, c.rootTs)
+        : undefined;
+    },
+  });
   const poster = new ThreadPoster({
+    onRunEvent: (_runId, type) => home.runEvent(type),
     client: posterClient,
     redis,
     prefix: config.queue.prefix,
@@ -72,7 +92,21 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const app = createSlackApp({
     slack: config.slack,
     fetch: meteredFetch(ops.metrics),
-    httpRoutes: ops.routes(checks),
+    httpRoutes: [
+      ...ops.routes(checks),
+      // Alertmanager's webhook, when ALERT_WEBHOOK_TOKEN is set: a firing group gets a diagnose run.
+      ...(config.ops.alertWebhookToken !== undefined
+        ? [
+            alertWebhookRoute({
+              token: config.ops.alertWebhookToken,
+              service,
+              sites,
+              logger,
+              onStarted: (runId) => poster.watch(runId),
+            }),
+          ]
+        : []),
+    ],
     approvers: config.approval.approvers,
     operators: config.approval.operators,
     service,
@@ -81,6 +115,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     logger,
     threads: poster,
     flood: new FloodLimit(redis, config.queue.prefix, config.slackFlood),
+    home,
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
   agent = await startAgent({
@@ -90,6 +125,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   });
   try {
     const auth = await posterClient.auth.test();
+    if (auth.url !== undefined) workspaceUrl = auth.url;
     const teamId = config.slack.teamId;
     if (teamId !== undefined && auth.team_id !== teamId) {
       // Requests from SLACK_TEAM_ID would be answered with a token of another workspace: a mix-up to fix.
@@ -121,6 +157,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   for (const [what, close] of [
     ['slack', () => app.stop()],
     ['threads', () => poster.close()],
+    ['home', () => home.close()],
     ['agent', () => agent?.close()],
     ['service', () => service.close()],
     ['ops', () => ops.close()],

@@ -96,6 +96,8 @@ export interface AppConfig {
     readonly metricsHost: string;
     /** Audit lines are also appended here (AUDIT_LOG_FILE). */
     readonly auditLogFile?: string;
+    /** Bearer token Alertmanager's webhook must send (ALERT_WEBHOOK_TOKEN); unset: no webhook is served. */
+    readonly alertWebhookToken?: string;
   };
   readonly retention: {
     /** A finished run's keys expire this long after it finished (RUN_RETENTION). */
@@ -478,6 +480,13 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9.:-]+$/, { error: 'must be the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' })
     .optional(),
   AUDIT_LOG_FILE: pathSchema('the audit log file').optional(),
+  ALERT_WEBHOOK_TOKEN: z
+    .string()
+    .regex(/^[A-Za-z0-9._~+/=-]{32,512}$/, {
+      error:
+        'must be at least 32 characters of letters, digits and ._~+/=- (e.g. openssl rand -hex 32); value not shown',
+    })
+    .optional(),
   RUN_RETENTION: retentionSchema.optional(),
   RUN_MAX_OUTPUT_BYTES: byteSizeSchema.optional(),
   RUN_MAX_LINE_BYTES: byteSizeSchema.optional(),
@@ -553,6 +562,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       ...(e.METRICS_PORT !== undefined ? { metricsPort: e.METRICS_PORT } : {}),
       metricsHost: e.METRICS_HOST ?? '0.0.0.0',
       ...(e.AUDIT_LOG_FILE !== undefined ? { auditLogFile: e.AUDIT_LOG_FILE } : {}),
+      ...(e.ALERT_WEBHOOK_TOKEN !== undefined ? { alertWebhookToken: e.ALERT_WEBHOOK_TOKEN } : {}),
     },
     retention: {
       runMs: e.RUN_RETENTION ?? DEFAULT_RUN_RETENTION_MS,

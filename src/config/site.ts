@@ -75,6 +75,22 @@ export const SiteProfileSchema = z.strictObject({
       error: 'must be "jobs" or start with "jobs-", e.g. jobs-lab1 (other names collide with run keys)',
     })
     .default('jobs'),
+  /**
+   * Raises the approvals a destructive step needs on this site, per runbook (`park: 2`) or per step
+   * (`failover/failover-lb: 2`). It never lowers what the runbook asks: the larger number wins.
+   */
+  approval_quorum: z
+    .record(
+      z.string().regex(/^[a-z][a-z0-9-]{0,62}(\/[a-z][a-z0-9-]{0,62})*$/, {
+        error: 'keys are a runbook name (park) or runbook/step id (failover/failover-lb)',
+      }),
+      z
+        .number()
+        .int({ error: 'must be a whole number of approvers' })
+        .min(1, { error: 'must be at least 1' })
+        .max(5, { error: 'must be at most 5 approvers' }),
+    )
+    .default({}),
   jumphost: z
     .strictObject({
       host: z.string().min(1),
@@ -119,6 +135,20 @@ export async function loadSiteProfile(file: string): Promise<SiteProfile> {
     ]);
   }
   return parseSiteProfile(data, file);
+}
+
+/**
+ * The approvals a step needs on this site: the runbook's own quorum, raised (never lowered) by the profile's
+ * `approval_quorum` for the runbook or for `runbook/step`.
+ */
+export function approvalQuorum(
+  site: SiteProfile,
+  runbook: string,
+  stepId: string,
+  fromRunbook: number,
+): number {
+  const raised = [site.approval_quorum[runbook], site.approval_quorum[`${runbook}/${stepId}`]];
+  return Math.max(fromRunbook, ...raised.filter((n): n is number => n !== undefined));
 }
 
 /** The magnum namespace is derived, never typed by hand (stuck-delete FINDING-4). */

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { approvalQuorum } from '../config/site.js';
 import { asCodedError } from '../errors.js';
 import { evaluateBoolean, evaluateExpr } from '../expr/index.js';
 import { createLineRedactor, REDACTED, redactText } from '../redact.js';
@@ -716,6 +717,7 @@ class Interpreter {
     const targets = a.targets.map((t) => render(t, scope));
     // What people see is masked; the digest below binds the real values.
     const shown = (text: string) => this.secrets.mask(text);
+    const quorum = approvalQuorum(this.opts.site, this.opts.runbook.name, ref.stepId, a.quorum);
     const request: ApprovalRequest = {
       runId: this.opts.runId,
       runbook: this.opts.runbook.name,
@@ -726,6 +728,7 @@ class Interpreter {
       targets: targets.map(shown),
       evidence: a.evidence.map((t) => shown(render(t, scope))),
       requestedBy: this.opts.requestedBy,
+      ...(quorum > 1 ? { quorum } : {}),
       digest: actionDigest({
         runbook: this.opts.runbook.digest,
         stepId: ref.stepId,

@@ -31,6 +31,8 @@ export interface ApprovalRequest {
   readonly targets: readonly string[];
   readonly evidence: readonly string[];
   readonly requestedBy: string;
+  /** Distinct approvers needed, when more than one (the runbook's, raised by the site profile). */
+  readonly quorum?: number;
   /**
    * sha256 over the runbook's content, the step, the iteration, the exact command after binding, the bound
    * values and the targets: what an approval of this request authorizes, and nothing else.
@@ -39,7 +41,15 @@ export interface ApprovalRequest {
 }
 
 export type ApprovalDecision =
-  | { readonly approved: true; readonly by: string; readonly at: string }
+  | {
+      readonly approved: true;
+      readonly by: string;
+      readonly at: string;
+      /** Why, in the approver's words (untrusted text, length-limited where it is taken). */
+      readonly note?: string;
+      /** Every approver, in the order they approved, when the step needed more than one. */
+      readonly approvers?: readonly string[];
+    }
   | {
       readonly approved: false;
       readonly by: string;
@@ -124,6 +134,15 @@ export type RunEvent =
       readonly tookEffect: boolean;
       readonly message: string;
     })
+  /** One approval of a step that needs several: `count` of `of` distinct approvers so far. */
+  | {
+      readonly type: 'approval.voted';
+      readonly approvalId: string;
+      readonly by: string;
+      readonly count: number;
+      readonly of: number;
+      readonly note?: string;
+    }
   /** A front refused someone's decision (not an approver, or the requester); nothing changed. */
   | {
       readonly type: 'approval.refused';

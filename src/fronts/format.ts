@@ -52,5 +52,7 @@ export function describeRefusal(refusal: Refusal, name: (id: string) => string =
     }
     case 'own_run':
       return 'you asked for this run; another approver must decide (CAPI_ALLOW_SELF_APPROVAL is off)';
+    case 'own_run_quorum':
+      return `you asked for this run; this step needs ${refusal.quorum} approvers other than you`;
   }
 }

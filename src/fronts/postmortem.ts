@@ -183,6 +183,11 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
       case 'approval.refused':
         out.push(`- ${t} a decision by ${md(e.by)} was refused: ${md(e.reason)}`);
         break;
+      case 'approval.voted':
+        out.push(
+          `- ${t} approved by ${md(e.by)} (${e.count} of ${e.of} approvers)${e.note ? `: ${md(e.note)}` : ''}`,
+        );
+        break;
       case 'preflight':
         out.push(`- ${t} jumphost ready (HOME=${md(e.home)}; ${md(e.tools.join(', ')) || 'no CLIs'} found)`);
         break;
@@ -262,7 +267,10 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
 }
 
 function describeDecision(d: ApprovalDecision): string {
-  if (d.approved) return `**approved** by ${md(d.by)} at ${clock(d.at)}`;
+  if (d.approved) {
+    const who = d.approvers !== undefined ? d.approvers.map(md).join(', ') : md(d.by);
+    return `**approved** by ${who} at ${clock(d.at)}${d.note ? `: ${md(d.note)}` : ''}`;
+  }
   if (d.reason === 'expired')
     return `**approval expired** at ${clock(d.at)} (no decision in time; counts as a denial)`;
   return `**denied** by ${md(d.by)} at ${clock(d.at)}${d.note ? `: ${md(d.note)}` : ''}`;

@@ -71,6 +71,8 @@ function describeEvent(e: RunEvent): string {
       ].join('\n');
     case 'approval.refused':
       return `    -- a decision by ${e.by} was refused: ${e.reason}`;
+    case 'approval.voted':
+      return `    -- approved by ${e.by} (${e.count} of ${e.of} approvers)${e.note ? `: ${e.note}` : ''}`;
     case 'run.resumed':
       return `=== resumed at ${e.atStep}: ${e.reason}`;
     case 'preflight':
@@ -95,8 +97,8 @@ function describeEvent(e: RunEvent): string {
       return `    ${e.tookEffect ? '-- verified' : '!! OUTCOME UNKNOWN'}: ${e.message}`;
     case 'approval.decided':
       return e.decision.approved
-        ? `    APPROVED by ${e.decision.by} at ${e.decision.at}`
-        : `    ${e.decision.reason === 'expired' ? 'EXPIRED' : 'DENIED'} by ${e.decision.by} at ${e.decision.at}`;
+        ? `    APPROVED by ${e.decision.by} at ${e.decision.at}${e.decision.note ? `: ${e.decision.note}` : ''}`
+        : `    ${e.decision.reason === 'expired' ? 'EXPIRED' : 'DENIED'} by ${e.decision.by} at ${e.decision.at}${e.decision.note ? `: ${e.decision.note}` : ''}`;
     case 'step.finished': {
       const mark = STEP_LABEL[e.status];
       const code = e.exitCode === null ? '' : ` exit ${e.exitCode}`;

@@ -46,6 +46,22 @@ export type AuditEvent =
       readonly decision: 'approved' | 'denied';
       readonly by: string;
       readonly via: string;
+      /** The decider's reason, when one was given (untrusted text, redacted like every audit line). */
+      readonly reason?: string;
+      /** Every approver, in order, when the step needed several. */
+      readonly approvers?: readonly string[];
+    }
+  | {
+      /** One approval of a step that needs several; approval.decided follows when the last one arrives. */
+      readonly event: 'approval.voted';
+      readonly runId: string;
+      readonly approvalId: string;
+      readonly digest: string;
+      readonly by: string;
+      readonly via: string;
+      readonly count: number;
+      readonly quorum: number;
+      readonly reason?: string;
     }
   | { readonly event: 'approval.expired'; readonly runId: string; readonly approvalId: string }
   | {

@@ -18,7 +18,7 @@ export type ReadinessCheck = () => Promise<true | string>;
 
 export interface OpsRoute {
   readonly path: string;
-  readonly method: 'GET';
+  readonly method: 'GET' | 'POST';
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
 }
 

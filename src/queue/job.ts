@@ -18,3 +18,34 @@ export const RunJobSchema = z.strictObject({
 export type RunJob = z.infer<typeof RunJobSchema>;
 
 export const RUN_JOB_NAME = 'run';
+
+/**
+ * A picker's listing: the read-only command a runbook parameter names under `pick`, run by an agent on the
+ * site's read-only queue (Slack never reaches SSH). It takes no lock and starts no run.
+ */
+export const PickJobSchema = z.strictObject({
+  runbook: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, { error: 'runbook must be a runbook name' }),
+  param: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'param must be a parameter name' }),
+  site: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { error: 'site must be a site profile name' }),
+});
+export type PickJob = z.infer<typeof PickJobSchema>;
+
+export const PICK_JOB_NAME = 'pick';
+
+/** At most this many candidates are offered (Slack: 100 options in a static select). */
+export const PICK_MAX_ITEMS = 100;
+
+/** What a pick job returns; read back from Redis, so parsed again by whoever reads it. */
+export const PickResultSchema = z.union([
+  z.strictObject({
+    items: z
+      .array(z.strictObject({ value: z.string().min(1).max(256), label: z.string().max(150) }))
+      .max(PICK_MAX_ITEMS),
+    /** Lines left out: not a valid value of the parameter's type, or past PICK_MAX_ITEMS. */
+    skipped: z.number().int().nonnegative(),
+  }),
+  z.strictObject({ error: z.string().min(1).max(500) }),
+]);
+export type PickResult = z.infer<typeof PickResultSchema>;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Job, Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { SiteProfile } from '../config/site.js';
@@ -10,16 +11,26 @@ import type { Runbook } from '../runbook/model.js';
 import { validateParams } from '../runbook/params.js';
 import { ApprovalStore, type DecideResult, type StoredApproval } from '../runs/approvals.js';
 import { type Attempt, AttemptJournal } from '../runs/attempts.js';
+import { decisionReasonSchema } from '../runs/decision-reason.js';
 import { TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
-import { RUN_JOB_NAME, type RunJob, RunJobSchema } from './job.js';
+import {
+  PICK_JOB_NAME,
+  PickJobSchema,
+  type PickResult,
+  PickResultSchema,
+  RUN_JOB_NAME,
+  type RunJob,
+  RunJobSchema,
+} from './job.js';
 import { cancelChannel, readOnlyQueue } from './queues.js';
 import type { RedisClient } from './redis.js';
 
+export { decisionReasonSchema, REASON_MAX_CHARS } from '../runs/decision-reason.js';
 // What the fronts see of runs: the door's own vocabulary, so no front imports src/runs or src/queue internals.
-export type { Approver, Attempt, Refusal, RunRecord, StoredApproval, TimelineEntry };
+export type { Approver, Attempt, PickResult, Refusal, RunRecord, StoredApproval, TimelineEntry };
 
 /** Everything stored about one run: what a postmortem export writes before RUN_RETENTION ends. */
 export interface RunArchive {
@@ -257,6 +268,82 @@ export class RunService {
   }
 
   /**
+   * Starts a read-only run once per `key` until `forgetOnce(key)` or `ttlMs` passes (an alert group firing
+   * again and again gets one diagnosis). Refuses a runbook that can change anything: automation never starts a
+   * destructive run. Resolves with the run started, or the id of the run already started for the key.
+   */
+  async submitOnce(
+    key: string,
+    ttlMs: number,
+    request: RunRequest,
+  ): Promise<{ started: RunRecord } | { duplicateOf: string }> {
+    const runbook = this.opts.runbooks.runbooks.get(request.runbook);
+    if (!runbook?.readOnly || runbook.exclusive) {
+      throw new CapiError(
+        ErrorCode.NotAllowed,
+        `only a read-only runbook can be started automatically; '${request.runbook}' is not one`,
+      );
+    }
+    const dedup = this.onceKey(key);
+    // Claimed first, atomically: two deliveries of one alert group at once start one run.
+    const claimed = await this.opts.redis.set(dedup, 'starting', 'PX', ttlMs, 'NX');
+    if (claimed === null) return { duplicateOf: (await this.opts.redis.get(dedup)) ?? 'starting' };
+    try {
+      const started = await this.submit(request);
+      await this.opts.redis.set(dedup, started.runId, 'PX', ttlMs, 'XX');
+      return { started };
+    } catch (err) {
+      await this.opts.redis.del(dedup);
+      throw err;
+    }
+  }
+
+  /** The next submitOnce(key) starts a run again (the alert resolved). */
+  async forgetOnce(key: string): Promise<void> {
+    await this.opts.redis.del(this.onceKey(key));
+  }
+
+  private onceKey(key: string): string {
+    return `${this.opts.prefix}:once:${createHash('sha256').update(key).digest('hex')}`;
+  }
+
+  /**
+   * The values a runbook offers to pick from for its parameter (its `pick` listing), read on the site's
+   * jumphost by an agent through the site's read-only queue: a front never reaches SSH. Resolves with the
+   * candidates, or `{ error }` when the listing failed or no agent answered within the listing's timeout.
+   */
+  async pick(
+    runbookName: string,
+    site: string,
+    opts: { readonly pollMs?: number } = {},
+  ): Promise<PickResult> {
+    const runbook = this.opts.runbooks.runbooks.get(runbookName);
+    const param = runbook?.params.find((p) => p.pick !== undefined);
+    if (!runbook || !param?.pick) return { error: `${runbookName} offers nothing to pick from` };
+    const data = PickJobSchema.parse({ runbook: runbook.name, param: param.name, site });
+    const queue = this.queue(readOnlyQueue(this.site(site).queue));
+    const job = await queue.add(PICK_JOB_NAME, data, {
+      attempts: 1,
+      removeOnComplete: { age: 3600, count: 100 },
+      removeOnFail: { age: 3600, count: 100 },
+    });
+    // Waits on Redis (the job's state), never on Slack; the agent's own timeout bounds the listing.
+    const deadline = Date.now() + param.pick.timeoutMs + 15_000;
+    while (Date.now() < deadline) {
+      const state = await job.getState();
+      if (state === 'completed' || state === 'failed') {
+        const done = await Job.fromId(queue, job.id as string);
+        if (state === 'failed' || !done)
+          return { error: `the listing failed: ${done?.failedReason ?? 'no result'}` };
+        const parsed = PickResultSchema.safeParse(done.returnvalue);
+        return parsed.success ? parsed.data : { error: 'the listing returned something unreadable' };
+      }
+      await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 200));
+    }
+    return { error: 'no agent answered in time (is an agent serving this site running?)' };
+  }
+
+  /**
    * Records who asked. A running agent sees it between steps and kills the running command; a run
    * parked on an approval is woken so its agent can end it now rather than at the expiry.
    */
@@ -269,13 +356,23 @@ export class RunService {
     return record;
   }
 
-  /** Policy first (who may decide), then the atomic first-decision-wins write, then wake the run. */
+  /**
+   * Policy first (who may decide), then the atomic first-decision-wins write, then wake the run. `reason` is
+   * the decider's own words (optional): validated here, stored with the decision, audited.
+   */
   async decide(
     approvalId: string,
     approver: Approver,
     approved: boolean,
     via: string,
+    opts: { readonly reason?: string } = {},
   ): Promise<DecisionOutcome> {
+    const parsedReason = decisionReasonSchema.safeParse(opts.reason ?? '');
+    if (!parsedReason.success) {
+      const why = parsedReason.error.issues.map((i) => i.message).join('; ');
+      throw new CapiError(ErrorCode.ParamInvalid, `reason: ${why}`);
+    }
+    const reason = parsedReason.data === '' ? undefined : parsedReason.data;
     const stored = await this.approvals.get(approvalId);
     if (!stored) return { outcome: 'not_found' };
     const allowed = mayDecide(approver, stored.request, {
@@ -294,8 +391,14 @@ export class RunService {
       this.opts.metrics?.approvals.inc({ runbook: stored.request.runbook, outcome: 'refused' });
       return { outcome: 'refused', refusal: allowed.refusal };
     }
-    const result = await this.approvals.decide(approvalId, { approved, by: approver.userId, via });
+    const result = await this.approvals.decide(approvalId, {
+      approved,
+      by: approver.userId,
+      via,
+      ...(reason !== undefined ? { note: reason } : {}),
+    });
     if (result.outcome === 'decided') {
+      const d = result.approval.decision;
       this.audit.record({
         event: 'approval.decided',
         runId: stored.runId,
@@ -304,6 +407,32 @@ export class RunService {
         decision: approved ? 'approved' : 'denied',
         by: approver.userId,
         via,
+        ...(reason !== undefined ? { reason } : {}),
+        ...(d?.approved && d.approvers !== undefined ? { approvers: d.approvers } : {}),
+      });
+    }
+    if (result.outcome === 'voted') {
+      const count = result.approval.votes?.length ?? 0;
+      const quorum = stored.request.quorum ?? 1;
+      this.audit.record({
+        event: 'approval.voted',
+        runId: stored.runId,
+        approvalId,
+        digest: stored.request.digest,
+        by: approver.userId,
+        via,
+        count,
+        quorum,
+        ...(reason !== undefined ? { reason } : {}),
+      });
+      // The thread and the postmortem show each approval as it comes; the run itself waits for the last.
+      await this.timeline.append(stored.runId, {
+        type: 'approval.voted',
+        approvalId,
+        by: approver.userId,
+        count,
+        of: quorum,
+        ...(reason !== undefined ? { note: reason } : {}),
       });
     }
     if (result.outcome === 'decided' || result.outcome === 'expired') {

@@ -370,6 +370,7 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
             summary: approval.summary,
             targets: approval.targets.filter((t): t is CompiledTemplate => t !== undefined),
             evidence: approval.evidence.filter((t): t is CompiledTemplate => t !== undefined),
+            quorum: s.approval?.quorum ?? 1,
           },
         }
       : {}),
@@ -534,6 +535,26 @@ export function parseRunbook(
         problems.add(['read_only'], `is true but step '${s.id}' is destructive`);
     }
   }
+  const params = rb.params.map((p, i) => {
+    const scope = p.pick && scopeOf(ctx, ['params', i, 'pick', 'scope'], p.pick.scope);
+    return {
+      name: p.name,
+      type: p.type as ParamType,
+      env: p.env,
+      description: p.description,
+      ...(p.pick !== undefined
+        ? {
+            pick: {
+              title: p.pick.title,
+              ...(scope !== undefined ? { scope } : {}),
+              script: p.pick.run,
+              timeoutMs: p.pick.timeout * 1000,
+            },
+          }
+        : {}),
+    };
+  });
+
   problems.throwIfAny();
   const leaves = leafSteps(steps);
   const digest = createHash('sha256').update(text);
@@ -548,12 +569,7 @@ export function parseRunbook(
     exclusive: leaves.some((s) => s.kind === 'run' && s.destructive),
     file,
     digest: digest.digest('hex'),
-    params: rb.params.map((p) => ({
-      name: p.name,
-      type: p.type as ParamType,
-      env: p.env,
-      description: p.description,
-    })),
+    params,
     steps,
   };
 }

@@ -86,6 +86,8 @@ export interface RunStep extends StepBase {
     readonly summary: CompiledTemplate;
     readonly targets: readonly CompiledTemplate[];
     readonly evidence: readonly CompiledTemplate[];
+    /** Distinct approvers needed (1: one approver); a site profile may raise it (approvalQuorum). */
+    readonly quorum: number;
   };
   readonly guard: readonly GuardCheck[];
   readonly verify?: VerifyCheck;
@@ -134,6 +136,16 @@ export interface RunbookParam {
   readonly type: ParamType;
   readonly env: string;
   readonly description: string;
+  /** A read-only listing of the values to pick from (a front's picker), when the runbook offers one. */
+  readonly pick?: ParamPick;
+}
+
+export interface ParamPick {
+  readonly title: string;
+  readonly scope?: Scope;
+  /** Prints one candidate per line: the value, then an optional label. Read-only. */
+  readonly script: string;
+  readonly timeoutMs: number;
 }
 
 export interface Runbook {

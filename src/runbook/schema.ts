@@ -6,6 +6,9 @@ import { PARAM_TYPE_NAMES } from './params.js';
  * person reading them is an operator reviewing a runbook, not a TypeScript developer.
  */
 
+/** The most approvers a step may need: past a handful, nobody would ever decide in time. */
+export const MAX_QUORUM = 5;
+
 const id = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, {
   error: 'must be a lowercase id: letters, digits and "-", starting with a letter',
 });
@@ -119,6 +122,13 @@ const approval = z.strictObject({
     .array(template)
     .min(1, { error: 'name at least one exact target (server UUID, LB id, CR name)' }),
   evidence: z.array(template).default([]),
+  /** Distinct approvers the step needs (the requester never counts); a site profile may raise it, never lower. */
+  quorum: z
+    .number()
+    .int({ error: 'must be a whole number of approvers' })
+    .min(1, { error: 'must be at least 1 (one approver)' })
+    .max(MAX_QUORUM, { error: `must be at most ${MAX_QUORUM} approvers` })
+    .default(1),
 });
 
 export const RunStepSchema = z
@@ -191,6 +201,18 @@ export const ReportStepSchema = z.strictObject({
   none: template.optional(),
 });
 
+/**
+ * How a front offers the values of a parameter to pick from instead of typing one: a read-only command run
+ * on the jumphost (through the agent, on the read-only queue) that prints one candidate per line, the value
+ * first, then an optional label. Every value is checked against the parameter's type before it is offered.
+ */
+const pick = z.strictObject({
+  title: z.string().min(1).max(75, { error: 'at most 75 characters: it labels the picker' }),
+  scope: id.optional(),
+  run: script,
+  timeout: z.number().int().positive().max(120).default(30),
+});
+
 export const ParamSchema = z.strictObject({
   name: varName,
   type: z.enum(PARAM_TYPE_NAMES as [string, ...string[]], {
@@ -198,6 +220,7 @@ export const ParamSchema = z.strictObject({
   }),
   env: envName,
   description: z.string().min(1),
+  pick: pick.optional(),
 });
 
 export const RunbookFileSchema = z.strictObject({

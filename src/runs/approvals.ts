@@ -19,7 +19,8 @@
  *                                    see markShown), and once decided: decisionApproved ('1'/'0'),
  *                                    decisionBy, decisionAt (epoch ms), decisionReason, decisionNote,
  *                                    decidedVia; supersededAt + supersededWhy once replaced; consumedBy +
- *                                    consumedAt once an attempt used it
+ *                                    consumedAt once an attempt used it; votes (JSON array of {by, at, note,
+ *                                    via}) while a request that needs several approvers collects them
  * - `p:run:<runId>:approvals`        sorted set of the run's approval ids, scored by requestedAt
  * - `p:run:<runId>:approval-slots`   hash: slot (`<stepId>#<iteration>`) -> the slot's current approval id
  */
@@ -52,6 +53,19 @@ export interface StoredApproval {
   readonly superseded?: { readonly at: string; readonly why: SupersededWhy };
   /** The attempt that used this approval; an approval authorizes one attempt only. */
   readonly consumedBy?: string;
+  /**
+   * The approvals so far of a request that needs several (request.quorum), oldest first, one per person.
+   * The request is approved when there are quorum of them; absent when it needs one.
+   */
+  readonly votes?: readonly ApprovalVote[];
+}
+
+export interface ApprovalVote {
+  readonly by: string;
+  /** ISO time. */
+  readonly at: string;
+  readonly note?: string;
+  readonly via?: string;
 }
 
 /** `changed`: the rebuilt action differs from what was approved; `stale`: approved too long before use. */
@@ -75,8 +89,12 @@ export interface OpenOptions {
 }
 
 export type DecideResult =
-  /** This call's decision won. */
+  /** This call's decision won (for a request needing several approvers: this approval completed it). */
   | { outcome: 'decided'; approval: StoredApproval }
+  /** One more approval of a request that needs several; approval.votes has who so far. Not decided yet. */
+  | { outcome: 'voted'; approval: StoredApproval }
+  /** This person's approval was already counted; the same person twice counts once. */
+  | { outcome: 'already_voted'; approval: StoredApproval }
   /** Someone decided first: approval.decision says who and when. */
   | { outcome: 'already_decided'; approval: StoredApproval }
   /** A newer request replaced this one (approval.superseded says why): decide that one instead. */
@@ -92,7 +110,7 @@ export interface DecisionInput {
   readonly approved: boolean;
   /** Who decided (a Slack user id, a terminal operator). */
   readonly by: string;
-  /** Kept on denials only: ApprovalDecision has no note when approved. */
+  /** Why, in the decider's words: kept with the decision, approved or denied. */
   readonly note?: string;
   /** Which front recorded it. */
   readonly via?: string;
@@ -198,11 +216,26 @@ if tonumber(now) >= tonumber(expires) then
   return {'expired', redis.call('HGETALL', KEYS[1])}
 end
 if ARGV[1] == 'expire' then return {'pending', redis.call('HGETALL', KEYS[1])} end
-redis.call('HSET', KEYS[1], 'decisionApproved', ARGV[3], 'decisionBy', ARGV[4], 'decisionAt', now)
-if ARGV[3] == '0' then
-  redis.call('HSET', KEYS[1], 'decisionReason', 'denied')
-  if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'decisionNote', ARGV[5]) end
+-- A request needing several approvers counts distinct approvals here, in the same script as the decision, so
+-- two clicks cannot both complete it and one person cannot count twice. A denial ends it at once (below).
+local quorum = tonumber(cjson.decode(redis.call('HGET', KEYS[1], 'request'))['quorum'] or 1) or 1
+if ARGV[3] == '1' and quorum > 1 then
+  local votes = {}
+  local raw = redis.call('HGET', KEYS[1], 'votes')
+  if raw then votes = cjson.decode(raw) end
+  for _, v in ipairs(votes) do
+    if v['by'] == ARGV[4] then return {'already_voted', redis.call('HGETALL', KEYS[1])} end
+  end
+  local vote = {by = ARGV[4], at = now}
+  if ARGV[5] ~= '' then vote['note'] = ARGV[5] end
+  if ARGV[6] ~= '' then vote['via'] = ARGV[6] end
+  table.insert(votes, vote)
+  redis.call('HSET', KEYS[1], 'votes', cjson.encode(votes))
+  if #votes < quorum then return {'voted', redis.call('HGETALL', KEYS[1])} end
 end
+redis.call('HSET', KEYS[1], 'decisionApproved', ARGV[3], 'decisionBy', ARGV[4], 'decisionAt', now)
+if ARGV[3] == '0' then redis.call('HSET', KEYS[1], 'decisionReason', 'denied') end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'decisionNote', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'decidedVia', ARGV[6]) end
 return {'decided', redis.call('HGETALL', KEYS[1])}
 `;
@@ -253,6 +286,18 @@ const storedSchema = z.object({
   supersededWhy: z.enum(['changed', 'stale']).exactOptional(),
   consumedBy: z.string().exactOptional(),
   consumedAt: epochMs.exactOptional(),
+  votes: jsonText
+    .pipe(
+      z.array(
+        z.object({
+          by: z.string().min(1),
+          at: epochMs,
+          note: z.string().exactOptional(),
+          via: z.string().exactOptional(),
+        }),
+      ),
+    )
+    .exactOptional(),
 });
 
 type ScriptReply = [string, unknown[]?];
@@ -431,6 +476,8 @@ export class ApprovalStore {
     const approval = this.mustParse(approvalId, flatToObject(flat));
     switch (outcome) {
       case 'decided':
+      case 'voted':
+      case 'already_voted':
       case 'already_decided':
       case 'superseded':
       case 'expired':
@@ -461,6 +508,12 @@ function parseStored(
   const parsed = storedSchema.safeParse(hash);
   if (!parsed.success) return { issues: describeZodIssues(parsed.error, `${key} `) };
   const h = parsed.data;
+  const votes: ApprovalVote[] | undefined = h.votes?.map((v) => ({
+    by: v.by,
+    at: new Date(v.at).toISOString(),
+    ...(v.note !== undefined ? { note: v.note } : {}),
+    ...(v.via !== undefined ? { via: v.via } : {}),
+  }));
   let decision: ApprovalDecision | undefined;
   if (h.decisionAt !== undefined) {
     if (h.decisionApproved === undefined || h.decisionBy === undefined) {
@@ -468,7 +521,13 @@ function parseStored(
     }
     const at = new Date(h.decisionAt).toISOString();
     if (h.decisionApproved === '1') {
-      decision = { approved: true, by: h.decisionBy, at };
+      decision = {
+        approved: true,
+        by: h.decisionBy,
+        at,
+        ...(h.decisionNote !== undefined ? { note: h.decisionNote } : {}),
+        ...(votes !== undefined ? { approvers: votes.map((v) => v.by) } : {}),
+      };
     } else {
       decision = {
         approved: false,
@@ -499,6 +558,7 @@ function parseStored(
           }
         : {}),
       ...(h.consumedBy !== undefined ? { consumedBy: h.consumedBy } : {}),
+      ...(votes !== undefined ? { votes } : {}),
     },
   };
 }

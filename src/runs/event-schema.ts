@@ -31,11 +31,18 @@ export const approvalRequestSchema = z.object({
   targets: z.array(z.string()),
   evidence: z.array(z.string()),
   requestedBy: z.string(),
+  quorum: int.min(1).exactOptional(),
   digest: z.string(),
 }) satisfies z.ZodType<ApprovalRequest>;
 
 export const approvalDecisionSchema = z.discriminatedUnion('approved', [
-  z.object({ approved: z.literal(true), by: z.string(), at: z.string() }),
+  z.object({
+    approved: z.literal(true),
+    by: z.string(),
+    at: z.string(),
+    note: z.string().exactOptional(),
+    approvers: z.array(z.string()).exactOptional(),
+  }),
   z.object({
     approved: z.literal(false),
     by: z.string(),
@@ -67,6 +74,14 @@ const eventSchemas = {
     steps: z.array(z.object({ id: z.string(), title: z.string(), destructive: z.boolean() })),
   }),
   'run.resumed': z.object({ type: z.literal('run.resumed'), reason: z.string(), atStep: z.string() }),
+  'approval.voted': z.object({
+    type: z.literal('approval.voted'),
+    approvalId: z.string(),
+    by: z.string(),
+    count: int,
+    of: int,
+    note: z.string().exactOptional(),
+  }),
   'approval.refused': z.object({
     type: z.literal('approval.refused'),
     approvalId: z.string(),

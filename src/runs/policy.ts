@@ -22,7 +22,9 @@ export type Refusal =
   /** The user is not in CAPI_APPROVERS, directly or through a group; `approvers` is who is. */
   | { readonly kind: 'not_an_approver'; readonly approvers: readonly string[] }
   /** The user asked for the run and self-approval is off. */
-  | { readonly kind: 'own_run' };
+  | { readonly kind: 'own_run' }
+  /** The user asked for the run and the step needs `quorum` approvers: the requester never counts. */
+  | { readonly kind: 'own_run_quorum'; readonly quorum: number };
 
 export type MayDecide = { allowed: true } | { allowed: false; refusal: Refusal };
 
@@ -35,8 +37,12 @@ export function mayDecide(approver: Approver, request: ApprovalRequest, policy: 
       : { allowed: false, refusal: { kind: 'not_an_approver', approvers: policy.approvers } };
   }
   // Four eyes: the person who wants the destructive step is the one least likely to question it.
-  if (approver.userId === request.requestedBy && !policy.allowSelfApproval) {
-    return { allowed: false, refusal: { kind: 'own_run' } };
+  if (approver.userId === request.requestedBy) {
+    // Several approvers are asked for so that several people other than the requester look: self-approval,
+    // even where it is allowed, would make a quorum of two one other person.
+    const quorum = request.quorum ?? 1;
+    if (quorum > 1) return { allowed: false, refusal: { kind: 'own_run_quorum', quorum } };
+    if (!policy.allowSelfApproval) return { allowed: false, refusal: { kind: 'own_run' } };
   }
   return { allowed: true };
 }

@@ -1,5 +1,5 @@
 import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
-import type { FetchFunction } from '@slack/web-api';
+import type { FetchFunction, WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
@@ -8,14 +8,18 @@ import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import type { OpsRoute } from '../ops/http.js';
 import type { RunService } from '../queue/service.js';
 import { validationMessage } from '../validation.js';
-import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
+import { APPROVE_ACTION_ID } from './blocks.js';
 import type { ApprovalPlaces } from './click-place.js';
 import { capiCommands } from './command.js';
 import { type CapiContext, siteResolver } from './context.js';
 import { slackText } from './escape.js';
 import type { FloodLimit } from './flood-limit.js';
+import type { HomeTab } from './home.js';
 import { decideAction } from './listeners/actions/decide.js';
 import { dispatchCapi } from './listeners/commands/index.js';
+import { registerHomeOpened } from './listeners/events/home.js';
+import { registerReasonDialogs } from './listeners/reason.js';
+import { registerPickSubmission } from './listeners/views/pick.js';
 import { GroupMembership } from './membership.js';
 import { requestGuard, UNKNOWN_CLICK_REPLY } from './request-guard.js';
 
@@ -38,6 +42,8 @@ export interface SlackFrontOptions {
   readonly httpRoutes?: readonly OpsRoute[];
   /** Per-user flood limits on refusals and uploads (serve always sets it). */
   readonly flood?: FloodLimit;
+  /** The App Home tab, published when someone opens it (app_home_opened). */
+  readonly home?: HomeTab;
 }
 
 /** Slack gives up on an answer after 3 s; what no listener acked is answered a little before. */
@@ -48,6 +54,7 @@ const CommandPayload = z.object({
   user_id: z.string().min(1),
   channel_id: z.string().min(1),
   text: z.string().default(''),
+  trigger_id: z.string().min(1).max(200).optional(),
 });
 const ActionPayload = z.object({
   user: z.object({ id: z.string().min(1) }),
@@ -126,16 +133,16 @@ export function createSlackApp(opts: SlackFrontOptions): App {
   // Every runbook the service can start is a subcommand; a runbook named like a built-in stops start-up here.
   const commands = capiCommands(opts.service.runbooks());
 
-  app.command('/capi', async ({ ack, body, client }) => {
-    await ack();
-    const parsed = CommandPayload.safeParse(body);
-    if (!parsed.success) {
-      logger.warn({ problem: validationMessage(parsed.error) }, 'malformed /capi payload');
-      return;
-    }
-    const { user_id: userId, channel_id: channelId, text } = parsed.data;
+  /** A /capi command as typed, or a picker's choice as the same text: one path, the same checks. */
+  const runCapi = async (
+    client: WebClient,
+    userId: string,
+    channelId: string,
+    text: string,
+    triggerId: string | undefined,
+  ): Promise<void> => {
     const { flood } = opts;
-    // A user past a flood limit is acked (above) and otherwise ignored until the window ends.
+    // A user past a flood limit is acked and otherwise ignored until the window ends.
     if (flood !== undefined && (await flood.blocked(userId))) return;
     const reply = async (message: string) => {
       await client.chat.postEphemeral({ channel: channelId, user: userId, text: message });
@@ -159,6 +166,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       },
       siteFor,
       watch: (runId) => opts.threads?.watch(runId),
+      ...(triggerId !== undefined ? { triggerId } : {}),
     };
     const isOperator = async () =>
       opts.operators.includes(userId) || (await membership.groupsOf(userId, opts.operators)).length > 0;
@@ -170,12 +178,22 @@ export function createSlackApp(opts: SlackFrontOptions): App {
         .reply(`Something went wrong: ${slackText(asCodedError(err).message, 1000)}`)
         .catch(() => undefined);
     }
-  });
+  };
 
-  for (const [actionId, approved] of [
-    [APPROVE_ACTION_ID, true],
-    [DENY_ACTION_ID, false],
-  ] as const) {
+  app.command('/capi', async ({ ack, body, client }) => {
+    await ack();
+    const parsed = CommandPayload.safeParse(body);
+    if (!parsed.success) {
+      logger.warn({ problem: validationMessage(parsed.error) }, 'malformed /capi payload');
+      return;
+    }
+    const { user_id: userId, channel_id: channelId, text, trigger_id: triggerId } = parsed.data;
+    await runCapi(client, userId, channelId, text, triggerId);
+  });
+  registerPickSubmission(app, { siteFor, logger, runCapi });
+
+  // Approve decides in one click (after Slack's confirm); Deny and "Approve with reason" open a dialog.
+  for (const [actionId, approved] of [[APPROVE_ACTION_ID, true]] as const) {
     app.action(actionId, async ({ ack, body, client }) => {
       await ack();
       const parsed = ActionPayload.safeParse(body);
@@ -213,6 +231,17 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       );
     });
   }
+
+  if (opts.home !== undefined) registerHomeOpened(app, opts.home, logger);
+  registerReasonDialogs(app, {
+    service: opts.service,
+    membership,
+    approvers: opts.approvers,
+    logger,
+    onDecided: (id) => opts.threads?.approvalDecided(id),
+    places: opts.approvalPlaces,
+    ...(opts.flood !== undefined ? { flood: opts.flood } : {}),
+  });
 
   app.error(async (err) => {
     logger.error({ err: err.message }, 'slack listener error');

@@ -27,6 +27,8 @@ export interface SlackMessage {
 
 export const APPROVE_ACTION_ID = 'capi_approve';
 export const DENY_ACTION_ID = 'capi_deny';
+/** Opens the reason dialog for an approval with a reason; plain Approve stays one click (after its confirm). */
+export const APPROVE_WITH_REASON_ACTION_ID = 'capi_approve_reason';
 
 /**
  * What a step.finished post shows besides the event itself; stepContext() gathers it from the timeline. The
@@ -498,13 +500,24 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
     case 'approval.decided': {
       const d = e.decision;
       const text = d.approved
-        ? `:white_check_mark: ${where(e)} approved by ${mention(d.by)} at ${slackDate(d.at)}`
+        ? `:white_check_mark: ${where(e)} approved by ${mention(d.by)} at ${slackDate(d.at)}` +
+          (d.note !== undefined ? `: ${inline(d.note, 500)}` : '')
         : d.reason === 'expired'
           ? `:hourglass: ${where(e)}: the approval expired unanswered at ${slackDate(d.at)} (counts as a denial)`
           : `:no_entry: ${where(e)} denied by ${mention(d.by)} at ${slackDate(d.at)}` +
             (d.note !== undefined ? `: ${inline(d.note, 500)}` : '');
       const word = d.approved ? 'approved' : d.reason === 'expired' ? 'approval expired' : 'denied';
       return post(`Step ${e.index} of ${e.total} ${word}`, [section(text)]);
+    }
+    case 'approval.voted': {
+      const left = e.of - e.count;
+      return post(`Approved by one of ${e.of} approvers (${e.count} of ${e.of})`, [
+        section(
+          `:ballot_box_with_check: Approved by ${mention(e.by)}: *${e.count} of ${e.of} approvals*` +
+            (left > 0 ? `, waiting for ${left} more` : '') +
+            (e.note !== undefined ? `\n> ${inline(e.note, 500)}` : ''),
+        ),
+      ]);
     }
     case 'approval.superseded':
       return post(`Step ${e.index} of ${e.total}: approval asked again`, [
@@ -709,12 +722,19 @@ export function approvalMessage(
   );
 
   const d = approval.decision;
+  const quorum = r.quorum ?? 1;
+  if (quorum > 1 && d === undefined) blocks.push(context(quorumLine(approval, quorum)));
   if (d !== undefined) {
     const via = approval.decidedVia !== undefined ? ` via ${inline(approval.decidedVia, 40)}` : '';
+    const approvers = d.approved && d.approvers !== undefined ? d.approvers : [d.by];
     blocks.push(
       context(
         d.approved
-          ? `:white_check_mark: *Approved* by ${mention(d.by)} at ${slackDate(d.at)}${via}`
+          ? `:white_check_mark: *Approved*${quorum > 1 ? ` (${approvers.length} of ${quorum})` : ''} by ${approvers
+              .slice(0, 5)
+              .map((a) => mention(a))
+              .join(', ')} at ${slackDate(d.at)}${via}` +
+              (d.note !== undefined ? `: ${inline(d.note, 500)}` : '')
           : d.reason === 'expired'
             ? `:hourglass: *Expired* unanswered at ${slackDate(d.at)}: nothing destructive was run`
             : `:no_entry: *Denied* by ${mention(d.by)} at ${slackDate(d.at)}${via}` +
@@ -751,12 +771,13 @@ export function approvalMessage(
           type: 'button',
           action_id: APPROVE_ACTION_ID,
           text: plain('Approve'),
-          style: 'primary',
+          // Red: this button runs a destructive command.
+          style: 'danger',
           value: approval.approvalId,
-          // Slack asks before sending the click: approving runs a destructive command, one misclick away.
+          // Slack asks before sending the click, naming what it will act on: one misclick away otherwise.
           confirm: {
             title: plain('Approve this destructive step?'),
-            text: mrkdwn(`*${inline(r.title, 150)}*\nThe command(s) shown above run once, exactly as shown.`),
+            text: mrkdwn(confirmText(r.title, r.targets)),
             confirm: plain('Approve'),
             deny: plain('Go back'),
             style: 'danger',
@@ -764,9 +785,15 @@ export function approvalMessage(
         },
         {
           type: 'button',
+          action_id: APPROVE_WITH_REASON_ACTION_ID,
+          text: plain('Approve with reason…'),
+          value: approval.approvalId,
+        },
+        {
+          // Opens a dialog asking for an optional reason; nothing is decided until it is submitted.
+          type: 'button',
           action_id: DENY_ACTION_ID,
-          text: plain('Deny'),
-          style: 'danger',
+          text: plain('Deny…'),
           value: approval.approvalId,
         },
       ],
@@ -789,6 +816,55 @@ export function approvalMessage(
     text: fallbackText(`${state}: ${r.title} (run ${r.runId})`),
     blocks,
   };
+}
+
+/** "1 of 2 approvals: @a (their reason)": who approved so far a step that needs several approvers. */
+function quorumLine(approval: StoredApproval, quorum: number): string {
+  const votes = approval.votes ?? [];
+  const who = votes
+    .slice(0, 5)
+    .map((v) => `${mention(v.by)}${v.note !== undefined ? ` (${inline(v.note, 200)})` : ''}`)
+    .join(', ');
+  return (
+    `:ballot_box_with_check: *${votes.length} of ${quorum} approvals*` +
+    (votes.length > 0 ? `: ${who}` : `: this step needs ${quorum} approvers, the requester not among them`)
+  );
+}
+
+/** What an approver of a step that needs several hears after clicking Approve. */
+export function quorumNotice(outcome: 'voted' | 'already_voted', approval: StoredApproval): string {
+  const count = approval.votes?.length ?? 0;
+  const quorum = approval.request.quorum ?? 1;
+  return outcome === 'voted'
+    ? `Your approval counts: ${count} of ${quorum}. The step runs when ${quorum - count} more approver(s) approve.`
+    : `Your approval was already counted (${count} of ${quorum}); the same person counts once. Another approver must approve.`;
+}
+
+/**
+ * The confirm dialog's text (Slack: at most 300 characters): the step and its exact targets, as many as fit,
+ * then "and N more" for the rest, so the second look names what the click acts on.
+ */
+export function confirmText(title: string, targets: readonly string[]): string {
+  const max = BLOCK_KIT_LIMITS.confirmText;
+  const head = `*${inline(title, 120)}*\nRuns once, exactly as shown above, on ${
+    targets.length === 0
+      ? 'the target(s) shown above'
+      : targets.length === 1
+        ? '1 target'
+        : `${targets.length} targets`
+  }${targets.length === 0 ? '.' : ':'}`;
+  let text = head;
+  for (const [i, target] of targets.entries()) {
+    const line = `\n• ${inline(target, 100)}`;
+    const left = targets.length - i - 1;
+    // Keep room for the "and N more" line whenever targets remain after this one.
+    const tail = left > 0 ? `\n${ELLIPSIS} and ${left} more`.length : 0;
+    if (text.length + line.length + tail > max) {
+      return `${text}\n${ELLIPSIS} and ${targets.length - i} more`;
+    }
+    text += line;
+  }
+  return text;
 }
 
 /**

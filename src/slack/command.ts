@@ -19,6 +19,8 @@ export type CapiCommand =
   | { readonly kind: 'status'; readonly runId?: string }
   | { readonly kind: 'cancel'; readonly runId: string }
   | { readonly kind: 'timeline'; readonly runId: string }
+  /** A runbook whose one argument can be picked from a list, typed without it: the front offers the list. */
+  | { readonly kind: 'pick'; readonly runbook: string; readonly readOnly: boolean }
   | { readonly kind: 'help' }
   | { readonly kind: 'invalid'; readonly problem: string };
 
@@ -43,7 +45,10 @@ export interface CapiCommands {
  * is an unknown subcommand like any other. A runbook named like a built-in is refused at start-up.
  */
 export function capiCommands(runbooks: Iterable<CapiRunbook>): CapiCommands {
-  const table = new Map<string, { readonly args: readonly string[]; readonly readOnly: boolean }>();
+  const table = new Map<
+    string,
+    { readonly args: readonly string[]; readonly readOnly: boolean; readonly pickable: boolean }
+  >();
   const lines: string[] = [];
   for (const rb of runbooks) {
     if (BUILT_IN.some(([name]) => name === rb.name)) {
@@ -53,7 +58,11 @@ export function capiCommands(runbooks: Iterable<CapiRunbook>): CapiCommands {
       );
     }
     const args = rb.params.map((p) => p.name.toUpperCase());
-    table.set(rb.name, { args, readOnly: rb.readOnly });
+    table.set(rb.name, {
+      args,
+      readOnly: rb.readOnly,
+      pickable: rb.params.length === 1 && rb.params[0]?.pick !== undefined,
+    });
     lines.push(`\`${['/capi', rb.name, ...args].join(' ')}\` -- ${rb.summary}`);
   }
   const usage = [...lines, ...BUILT_IN.map(([, line]) => line)].join('\n');
@@ -67,6 +76,8 @@ export function capiCommands(runbooks: Iterable<CapiRunbook>): CapiCommands {
     if (sub === undefined || sub === 'help') return { kind: 'help' };
     const runbook = table.get(sub);
     if (runbook) {
+      if (rest.length === 0 && runbook.pickable)
+        return { kind: 'pick', runbook: sub, readOnly: runbook.readOnly };
       if (rest.length !== runbook.args.length) {
         const usageLine = ['/capi', sub, ...runbook.args].join(' ');
         return {
@@ -107,5 +118,5 @@ function badRunId(text: string): CapiCommand {
 
 /** Subcommands anyone in the channel may use; the rest need CAPI_OPERATORS. */
 export function isReadOnly(command: CapiCommand): boolean {
-  return command.kind === 'run' ? command.readOnly : command.kind !== 'cancel';
+  return command.kind === 'run' || command.kind === 'pick' ? command.readOnly : command.kind !== 'cancel';
 }

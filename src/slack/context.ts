@@ -23,6 +23,8 @@ export interface CapiContext {
   siteFor(channelId: string): { site: SiteProfile } | { problem: string };
   /** Called after a run is submitted from Slack so its thread starts at once. */
   watch(runId: string): void;
+  /** The command's trigger_id: opens a dialog (a picker) within 3 s of the command, once. */
+  readonly triggerId?: string;
 }
 
 /** Channel -> site: a site names its incident channels; a lone site without any serves every channel. */

@@ -75,6 +75,8 @@ export interface ThreadPosterOptions {
   readonly leaseTtlMs?: number;
   /** How often every open run is looked at again, to take over threads whose replica died. Default 10000. */
   readonly rescanIntervalMs?: number;
+  /** Told of every event of a run this poster mirrors, as it handles it (the App Home tab republishes). */
+  readonly onRunEvent?: (runId: string, type: string) => void;
 }
 
 /** How often undecided approval messages are checked against the store (a decision taken elsewhere). */
@@ -171,6 +173,7 @@ export class ThreadPoster {
   private readonly leases: ThreadLeases;
   private readonly leaseTtlMs: number;
   private readonly rescanIntervalMs: number;
+  private readonly onRunEvent: ((runId: string, type: string) => void) | undefined;
   private rescan: NodeJS.Timeout | undefined;
 
   private readonly runs = new Map<string, RunState>();
@@ -210,6 +213,7 @@ export class ThreadPoster {
     this.leaseTtlMs = opts.leaseTtlMs ?? 15_000;
     this.rescanIntervalMs = opts.rescanIntervalMs ?? 10_000;
     this.leases = new ThreadLeases(opts.redis, opts.prefix, this.leaseTtlMs);
+    this.onRunEvent = opts.onRunEvent;
   }
 
   private get closed(): boolean {
@@ -515,6 +519,7 @@ export class ThreadPoster {
 
   private async handle(run: RunState, entry: TimelineEntry, index: number): Promise<void> {
     const e = entry.event;
+    this.onRunEvent?.(run.runId, e.type);
     if (run.cursor.rootTs === undefined) {
       const view = foldRunView(run.entries.slice(0, index + 1));
       // Before run.started there is no step list to show, and without a root there is no thread to post in.
@@ -536,6 +541,9 @@ export class ThreadPoster {
         break;
       case 'approval.superseded':
         await this.refreshApproval(run, e.approvalId);
+        break;
+      case 'approval.voted':
+        await this.refreshApproval(run, e.approvalId, undefined, { onVote: true });
         break;
       default:
         break;
@@ -777,13 +785,17 @@ export class ThreadPoster {
     run: RunState,
     id: string,
     fromEvent?: StoredApproval['decision'],
+    opts: { readonly onVote?: boolean } = {},
   ): Promise<void> {
     const ts = run.cursor.approvals.get(id);
     if (ts === undefined || run.cursor.decided.has(id)) return;
     const stored = await this.storedApproval(run, id);
     const decision = stored?.decision ?? fromEvent;
-    // Final once decided, or superseded by a newer request (which gets its own message).
-    if (stored === null || (decision === undefined && stored.superseded === undefined)) return;
+    if (stored === null) return;
+    // Final once decided, or superseded by a newer request (which gets its own message); a request that
+    // needs several approvers is also updated, not final, on each approval.voted (its "1 of 2" line).
+    const final = decision !== undefined || stored.superseded !== undefined;
+    if (!final && opts.onVote !== true) return;
     run.lease.assertHeld();
     const ok = await this.slack.update(
       run.log,
@@ -792,7 +804,7 @@ export class ThreadPoster {
       approvalMessage(decision === undefined ? stored : { ...stored, decision }, this.now()),
       `approval ${id}`,
     );
-    if (!ok) return;
+    if (!ok || !final) return;
     run.cursor.decided.add(id);
     run.lease.assertHeld();
     await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });

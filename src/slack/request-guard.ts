@@ -14,7 +14,7 @@ import type { AnyMiddlewareArgs, Middleware } from '@slack/bolt';
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { APPROVE_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
+import { APPROVE_ACTION_ID, APPROVE_WITH_REASON_ACTION_ID, DENY_ACTION_ID } from './blocks.js';
 
 /** The block that holds the Approve/Deny buttons of an approval message (blocks.ts posts it). */
 export const APPROVAL_BLOCK_ID = 'capi_approval';
@@ -28,6 +28,7 @@ export const APPROVAL_VALUE = /^approval~[A-Za-z0-9_.%~-]{1,1000}$/;
 export const KNOWN_CLICKS: ReadonlyMap<string, { readonly block: string; readonly value: RegExp }> = new Map([
   [APPROVE_ACTION_ID, { block: APPROVAL_BLOCK_ID, value: APPROVAL_VALUE }],
   [DENY_ACTION_ID, { block: APPROVAL_BLOCK_ID, value: APPROVAL_VALUE }],
+  [APPROVE_WITH_REASON_ACTION_ID, { block: APPROVAL_BLOCK_ID, value: APPROVAL_VALUE }],
 ]);
 
 export const UNKNOWN_CLICK_REPLY =

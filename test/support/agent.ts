@@ -40,13 +40,18 @@ export async function startHarness(opts: {
   readonly approvers?: readonly string[];
   /** Audit, metrics, job retention for the fronts' side. */
   readonly service?: Partial<RunServiceOptions>;
+  /** Extra site profile fields for every site (e.g. approval_quorum), validated like a profile file. */
+  readonly siteFields?: Readonly<Record<string, unknown>>;
 }): Promise<Harness> {
   const sims = await Promise.all(
     opts.scenarios.map((scenario) => startSimJumphost({ scenario, timeScale: 0.002 })),
   );
   const sites = new Map(
     sims.map((sim, i) => {
-      const site = parseSiteProfile({ ...sim.site, name: `site-${i}` }, `simulated site-${i}`);
+      const site = parseSiteProfile(
+        { ...sim.site, ...opts.siteFields, name: `site-${i}` },
+        `simulated site-${i}`,
+      );
       return [site.name, site] as const;
     }),
   );

@@ -23,6 +23,8 @@ export function slashCommandBody(opts: {
   channel: string;
   text: string;
   team?: string;
+  /** From FakeSlack.issueTrigger, for a command that opens a dialog. */
+  triggerId?: string;
 }): string {
   return new URLSearchParams({
     token: 'legacy',
@@ -36,7 +38,7 @@ export function slashCommandBody(opts: {
     text: opts.text,
     api_app_id: 'A0CAPI',
     response_url: 'http://127.0.0.1:9/unused',
-    trigger_id: '1.2.3',
+    trigger_id: opts.triggerId ?? '1.2.3',
   }).toString();
 }
 
@@ -50,6 +52,8 @@ export function buttonClickBody(opts: {
   /** The clicker's own workspace (Slack Connect, Enterprise Grid); the bot's by default. */
   userTeam?: string;
   team?: string;
+  /** From FakeSlack.issueTrigger, for a click that opens a dialog. */
+  triggerId?: string;
 }): string {
   const ts = opts.messageTs ?? '1700000000.000100';
   const payload = {
@@ -76,7 +80,62 @@ export function buttonClickBody(opts: {
       },
     ],
     response_url: 'http://127.0.0.1:9/unused',
-    trigger_id: '1.2.3',
+    trigger_id: opts.triggerId ?? '1.2.3',
+  };
+  return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
+}
+
+/**
+ * A modal's submission as Slack sends it: `view` is the view as the fake stored it (callback_id,
+ * private_metadata), `values` the typed input per block and action id.
+ */
+export function viewSubmissionBody(opts: {
+  user: string;
+  view: { readonly id: string; readonly view: Readonly<Record<string, unknown>> };
+  /** A text input's value (or null when left empty), or `{ selected }` for a static select's choice. */
+  values: Record<string, Record<string, string | null | { readonly selected: string }>>;
+}): string {
+  const state = Object.fromEntries(
+    Object.entries(opts.values).map(([block, actions]) => [
+      block,
+      Object.fromEntries(
+        Object.entries(actions).map(([action, value]) => [
+          action,
+          value !== null && typeof value === 'object'
+            ? {
+                type: 'static_select',
+                selected_option: {
+                  text: { type: 'plain_text', text: value.selected },
+                  value: value.selected,
+                },
+              }
+            : { type: 'plain_text_input', value },
+        ]),
+      ),
+    ]),
+  );
+  const payload = {
+    type: 'view_submission',
+    team: { id: 'T0TEAM', domain: 'ops' },
+    user: {
+      id: opts.user,
+      username: opts.user.toLowerCase(),
+      name: opts.user.toLowerCase(),
+      team_id: 'T0TEAM',
+    },
+    api_app_id: 'A0CAPI',
+    token: 'legacy',
+    trigger_id: '9.9.9',
+    view: {
+      ...opts.view.view,
+      id: opts.view.id,
+      team_id: 'T0TEAM',
+      app_id: 'A0CAPI',
+      bot_id: 'B0CAPI',
+      hash: '1.h1',
+      state: { values: state },
+    },
+    response_urls: [],
   };
   return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
 }
@@ -87,4 +146,22 @@ export async function postToBolt(
   headers: Record<string, string>,
 ): Promise<Response> {
   return fetch(`${base}/slack/events`, { method: 'POST', headers, body });
+}
+
+/** An Events API delivery (event_callback) as Slack posts it: JSON, signed like every request. */
+export function eventCallbackBody(event: Record<string, unknown>): string {
+  const now = Math.floor(Date.now() / 1000);
+  return JSON.stringify({
+    token: 'legacy',
+    team_id: 'T0TEAM',
+    api_app_id: 'A0CAPI',
+    type: 'event_callback',
+    event_id: `Ev${now}${Math.floor(Math.random() * 1e6)}`,
+    event_time: now,
+    event: { event_ts: `${now}.000100`, ...event },
+  });
+}
+
+export function signedJsonHeaders(body: string, secret: string): Record<string, string> {
+  return { ...signedHeaders(body, secret), 'content-type': 'application/json' };
 }

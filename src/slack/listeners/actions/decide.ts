@@ -2,7 +2,7 @@ import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { describeRefusal } from '../../../fronts/format.js';
 import type { RunService } from '../../../queue/service.js';
-import { mention } from '../../blocks.js';
+import { mention, quorumNotice } from '../../blocks.js';
 import { type ApprovalPlaces, clickPlaceProblem } from '../../click-place.js';
 import type { FloodLimit } from '../../flood-limit.js';
 import type { GroupMembership } from '../../membership.js';
@@ -63,8 +63,18 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
     deps.onDecided(click.approvalId);
     return;
   }
+  if (result.outcome === 'voted') {
+    // A step that needs several approvers: the message shows the count; the approver hears where it stands.
+    await tell(quorumNotice(result.outcome, result.approval));
+    deps.onDecided(click.approvalId);
+    return;
+  }
   if (!(await mayAnswerRefusal())) return;
   switch (result.outcome) {
+    case 'already_voted':
+      await tell(quorumNotice(result.outcome, result.approval));
+      deps.onDecided(click.approvalId);
+      return;
     case 'refused':
       await tell(`Your click changed nothing: ${describeRefusal(result.refusal, mention)}.`);
       // The thread and the postmortem say so too, with ids rather than mentions (no one gets notified).

@@ -1,6 +1,7 @@
 import { type CapiCommands, isReadOnly } from '../../command.js';
 import type { CapiContext } from '../../context.js';
 import { cancelCommand } from './cancel.js';
+import { pickCommand } from './pick.js';
 import { runCommand } from './run.js';
 import { statusCommand } from './status.js';
 import { timelineCommand } from './timeline.js';
@@ -32,6 +33,9 @@ export async function dispatchCapi(
       return;
     case 'run':
       await runCommand(ctx, command.runbook, command.args);
+      return;
+    case 'pick':
+      await pickCommand(ctx, command.runbook);
       return;
     case 'status':
       await statusCommand(ctx, command.runId);

@@ -1,0 +1,250 @@
+/**
+ * The App Home tab: per site, the active runs (their step and pending approvals) and the last finished runs,
+ * each linking to its thread; for approvers, what waits for them comes first.
+ *
+ * Published with views.publish when someone opens the tab (app_home_opened), and published again for the
+ * people who opened it recently when a run they would see changes. Nothing polls Slack: the change comes from
+ * the run events the thread poster already follows (onRunEvent), coalesced, for a bounded set of viewers.
+ */
+import type { WebClient } from '@slack/web-api';
+import type { Logger } from 'pino';
+import type { RunRecord, RunService, StoredApproval } from '../queue/service.js';
+import { escapeSlack, mention } from './blocks.js';
+import type { GroupMembership } from './membership.js';
+
+/** Run events that change what the Home tab shows. */
+export const HOME_EVENTS: ReadonlySet<string> = new Set([
+  'run.started',
+  'step.started',
+  'approval.requested',
+  'approval.voted',
+  'approval.decided',
+  'approval.superseded',
+  'run.finished',
+]);
+
+const MAX_SITES = 10;
+const MAX_ACTIVE_PER_SITE = 8;
+const MAX_FINISHED_PER_SITE = 5;
+const MAX_WAITING = 10;
+const SECTION_MAX = 2900;
+
+export interface HomeData {
+  readonly sites: readonly string[];
+  readonly active: readonly RunRecord[];
+  readonly finished: readonly RunRecord[];
+  /** Pending (undecided, not superseded) approvals of the active runs. */
+  readonly pending: ReadonlyMap<string, readonly StoredApproval[]>;
+  /** Run id -> permalink of its thread, when it has one. */
+  readonly links: ReadonlyMap<string, string>;
+}
+
+export interface HomeViewer {
+  readonly userId: string;
+  readonly isApprover: boolean;
+}
+
+const STATUS_EMOJI: Readonly<Record<string, string>> = {
+  queued: ':hourglass_flowing_sand:',
+  running: ':arrows_counterclockwise:',
+  waiting_approval: ':raised_hand:',
+  interrupted: ':double_vertical_bar:',
+  succeeded: ':white_check_mark:',
+  failed: ':x:',
+  denied: ':no_entry:',
+  cancelled: ':no_entry_sign:',
+};
+
+function text(raw: string, max: number): string {
+  const flat = raw.replace(/\s+/g, ' ').trim();
+  return escapeSlack(flat.length > max ? `${flat.slice(0, max - 1)}…` : flat);
+}
+
+function runLabel(run: RunRecord, links: ReadonlyMap<string, string>): string {
+  const name = `\`${text(run.runbook, 40)}\` ${text(run.runId, 80)}`;
+  const link = links.get(run.runId);
+  return link !== undefined ? `<${link}|${name}>` : name;
+}
+
+/** An approval `viewer` may still add theirs to: not the requester's, not one they already approved. */
+function waitsFor(viewer: HomeViewer, a: StoredApproval): boolean {
+  return (
+    viewer.isApprover &&
+    a.request.requestedBy !== viewer.userId &&
+    !(a.votes ?? []).some((v) => v.by === viewer.userId)
+  );
+}
+
+function packed(lines: readonly string[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  let current = '';
+  for (const line of lines) {
+    if (current !== '' && current.length + line.length + 1 > SECTION_MAX) {
+      out.push({ type: 'section', text: { type: 'mrkdwn', text: current } });
+      current = '';
+    }
+    current = current === '' ? line : `${current}\n${line}`;
+  }
+  if (current !== '') out.push({ type: 'section', text: { type: 'mrkdwn', text: current } });
+  return out;
+}
+
+/** The Home tab for one person: a view object of type home (at most 100 blocks, whatever the data). */
+export function homeView(viewer: HomeViewer, data: HomeData, now: Date): Record<string, unknown> {
+  const blocks: Record<string, unknown>[] = [
+    { type: 'header', text: { type: 'plain_text', text: 'CAPI runs', emoji: true } },
+  ];
+  const visible = new Set(data.sites);
+  const active = data.active.filter((r) => visible.has(r.site));
+
+  const waiting = active.flatMap((run) =>
+    (data.pending.get(run.runId) ?? []).filter((a) => waitsFor(viewer, a)).map((a) => ({ run, a })),
+  );
+  if (viewer.isApprover) {
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: '*:raised_hand: Waiting for you*' } });
+    const lines = waiting.slice(0, MAX_WAITING).map(({ run, a }) => {
+      const quorum = a.request.quorum ?? 1;
+      const count = quorum > 1 ? ` · ${(a.votes ?? []).length} of ${quorum} approvals` : '';
+      const left = Math.max(0, Math.round((Date.parse(a.expiresAt) - now.getTime()) / 60_000));
+      return `• *${text(a.request.title, 150)}* on ${text(run.site, 63)} · ${runLabel(run, data.links)} · asked by ${mention(a.request.requestedBy)}${count} · expires in ${left} min`;
+    });
+    if (waiting.length > MAX_WAITING) lines.push(`… and ${waiting.length - MAX_WAITING} more`);
+    blocks.push(...packed(lines.length > 0 ? lines : ['_Nothing waits for your approval._']));
+    blocks.push({ type: 'divider' });
+  }
+
+  for (const site of data.sites.slice(0, MAX_SITES)) {
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*Site ${text(site, 63)}*` } });
+    const here = active.filter((r) => r.site === site);
+    const lines = here.slice(0, MAX_ACTIVE_PER_SITE).map((run) => {
+      const pending = data.pending.get(run.runId) ?? [];
+      const step = run.currentStep !== undefined ? ` · step ${text(run.currentStep, 100)}` : '';
+      const asks =
+        pending.length > 0
+          ? ` · ${pending.length} approval(s) pending: ${text(pending[0]?.request.title ?? '', 100)}`
+          : '';
+      return `${STATUS_EMOJI[run.status] ?? ''} ${runLabel(run, data.links)} · ${run.status.replace('_', ' ')}${step}${asks} · by ${mention(run.requestedBy)}`;
+    });
+    if (here.length > MAX_ACTIVE_PER_SITE)
+      lines.push(`… and ${here.length - MAX_ACTIVE_PER_SITE} more active`);
+    blocks.push(...packed(lines.length > 0 ? lines : ['_No active run._']));
+    const done = data.finished.filter((r) => r.site === site).slice(0, MAX_FINISHED_PER_SITE);
+    if (done.length > 0) {
+      const last = done.map(
+        (run) =>
+          `${STATUS_EMOJI[run.status] ?? ''} ${runLabel(run, data.links)} · ${run.status}${
+            run.finishedAt !== undefined
+              ? ` · ${text(run.finishedAt.slice(0, 16).replace('T', ' '), 20)} UTC`
+              : ''
+          }`,
+      );
+      blocks.push({
+        type: 'context',
+        elements: [{ type: 'mrkdwn', text: `Last finished:\n${last.join('\n')}` }],
+      });
+    }
+  }
+  if (data.sites.length > MAX_SITES) {
+    blocks.push({
+      type: 'context',
+      elements: [{ type: 'mrkdwn', text: `${data.sites.length - MAX_SITES} more site(s): /capi status` }],
+    });
+  }
+  return { type: 'home', blocks: blocks.slice(0, 100) };
+}
+
+export interface HomeTabOptions {
+  readonly client: WebClient;
+  readonly service: RunService;
+  readonly membership: GroupMembership;
+  readonly approvers: readonly string[];
+  readonly logger: Logger;
+  /** The sites a person may see (default: every site). */
+  readonly sitesFor?: (userId: string) => Promise<readonly string[]>;
+  /** A run's thread permalink (from the poster's cursor), when it has a thread. */
+  readonly permalink?: (runId: string) => Promise<string | undefined>;
+  /** Who opened Home within this long gets it republished on changes. Default 15 min. */
+  readonly recentMs?: number;
+  /** At most this many people are kept up to date (the most recent ones). Default 50. */
+  readonly maxViewers?: number;
+  /** Changes within this long are published together. Default 2000. */
+  readonly coalesceMs?: number;
+}
+
+/** Publishes the Home tab on open and again, coalesced, for recent viewers when runs change. */
+export class HomeTab {
+  private readonly viewers = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private publishing: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly opts: HomeTabOptions) {}
+
+  /** app_home_opened: remember the viewer and publish for them now. */
+  async opened(userId: string): Promise<void> {
+    this.viewers.delete(userId);
+    this.viewers.set(userId, Date.now());
+    const max = this.opts.maxViewers ?? 50;
+    while (this.viewers.size > max) {
+      const oldest = this.viewers.keys().next().value;
+      if (oldest === undefined) break;
+      this.viewers.delete(oldest);
+    }
+    await this.publish([userId]);
+  }
+
+  /** A run event: republish for recent viewers, once per coalescing window. */
+  runEvent(type: string): void {
+    if (this.closed || !HOME_EVENTS.has(type) || this.timer !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const since = Date.now() - (this.opts.recentMs ?? 15 * 60_000);
+      for (const [user, at] of this.viewers) if (at < since) this.viewers.delete(user);
+      this.publishing = this.publishing.then(() => this.publish([...this.viewers.keys()]));
+    }, this.opts.coalesceMs ?? 2000);
+    this.timer.unref();
+  }
+
+  /** Stops republishing; resolves when a publish in flight is done. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    await this.publishing;
+  }
+
+  private async data(): Promise<Omit<HomeData, 'sites'>> {
+    const runs = await this.opts.service.listRuns({ limit: 100 });
+    const active = runs.filter((r) => !r.finishedAt);
+    const finished = runs.filter((r) => r.finishedAt);
+    const pending = new Map<string, StoredApproval[]>();
+    for (const run of active) pending.set(run.runId, await this.opts.service.pendingApprovals(run.runId));
+    const links = new Map<string, string>();
+    for (const run of runs) {
+      const link = await this.opts.permalink?.(run.runId);
+      if (link !== undefined) links.set(run.runId, link);
+    }
+    return { active, finished, pending, links };
+  }
+
+  private async publish(users: readonly string[]): Promise<void> {
+    if (users.length === 0 || this.closed) return;
+    try {
+      const data = await this.data();
+      for (const userId of users) {
+        const sites = (await this.opts.sitesFor?.(userId)) ?? this.opts.service.siteNames();
+        const isApprover =
+          this.opts.approvers.includes(userId) ||
+          (await this.opts.membership.groupsOf(userId, this.opts.approvers)).length > 0;
+        const view = homeView({ userId, isApprover }, { ...data, sites }, new Date());
+        await this.opts.client.views.publish({ user_id: userId, view: view as never });
+      }
+    } catch (err) {
+      this.opts.logger.warn({ err: (err as Error).message }, 'the Home tab was not published');
+    }
+  }
+}
+
+/** A Slack permalink to a thread's root message (`<workspace>/archives/<channel>/p<ts without the dot>`). */
+export function threadPermalink(workspaceUrl: string, channel: string, ts: string): string {
+  return `${workspaceUrl.replace(/\/?$/, '/')}archives/${channel}/p${ts.replace('.', '')}`;
+}

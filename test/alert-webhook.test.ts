@@ -1,0 +1,206 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebClient } from '@slack/web-api';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeSlack } from '../dev/slack/fake-slack.js';
+import { CapiError } from '../src/errors.js';
+import { ALERT_WEBHOOK_PATH, alertWebhookRoute } from '../src/fronts/alert-webhook.js';
+import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { createSlackApp } from '../src/slack/app.js';
+import { threadApprovalPlaces } from '../src/slack/click-place.js';
+import { ThreadPoster } from '../src/slack/poster.js';
+import { ThreadCursors } from '../src/slack/thread-cursors.js';
+import { type Harness, quietLogger, startHarness } from './support/agent.js';
+import { eventually } from './support/eventually.js';
+import { useTestRedis } from './support/redis.js';
+
+/** Alertmanager's webhook on serve's HTTP server (Bolt's customRoutes, as serve wires it). */
+
+const COMMANDS = new URL('../commands/', import.meta.url).pathname;
+const TOKEN = ['xoxb', '3434343434', '5656565656565', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
+const SECRET = 'fedcba9876543210fedcba9876543210';
+const WEBHOOK_TOKEN = 'alertmanager-token-0123456789abcdef0123456789';
+const CHANNEL = 'C0INCIDENT';
+
+const db = useTestRedis();
+let runbooks: RunbookSet;
+const stops: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  runbooks = await loadRunbooks(COMMANDS);
+});
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+});
+
+async function world() {
+  const slack = await startFakeSlack({ token: TOKEN, channels: [CHANNEL] });
+  stops.push(() => slack.close());
+  const h: Harness = await startHarness({
+    redis: db.redis,
+    prefix: db.prefix,
+    runbooks,
+    scenarios: ['healthy'],
+    siteFields: { slack_channels: [CHANNEL] },
+  });
+  stops.push(() => h.stop());
+  await h.startAgent();
+  const poster = new ThreadPoster({
+    client: new WebClient(TOKEN, {
+      slackApiUrl: slack.url,
+      rejectRateLimitedCalls: true,
+      retryConfig: { retries: 0 },
+    }),
+    redis: db.redis,
+    prefix: db.prefix,
+    service: h.service,
+    logger: quietLogger,
+  });
+  stops.push(() => poster.close());
+  const app = createSlackApp({
+    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
+    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
+    approvers: [],
+    operators: [],
+    service: h.service,
+    sites: h.sites,
+    logger: quietLogger,
+    webApiRetries: 0,
+    httpRoutes: [
+      alertWebhookRoute({
+        token: WEBHOOK_TOKEN,
+        service: h.service,
+        sites: h.sites,
+        logger: quietLogger,
+        onStarted: (runId) => poster.watch(runId),
+      }),
+    ],
+  });
+  const server = (await app.start(0)) as Server;
+  stops.push(() => app.stop());
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${ALERT_WEBHOOK_PATH}`;
+  const deliver = async (body: unknown, token: string | null = WEBHOOK_TOKEN) => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...(token !== null ? { authorization: `Bearer ${token}` } : {}),
+      },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return {
+      status: res.status,
+      body: text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>),
+    };
+  };
+  return { slack, h, poster, deliver };
+}
+
+/** An Alertmanager webhook delivery (format version 4) for one alert group. */
+function group(over: { groupKey?: string; status?: 'firing' | 'resolved'; site?: string } = {}) {
+  const status = over.status ?? 'firing';
+  const labels = { alertname: 'CapiClusterNotReady', site: over.site ?? 'site-0', severity: 'page' };
+  return {
+    version: '4',
+    groupKey: over.groupKey ?? '{}:{alertname="CapiClusterNotReady", site="site-0"}',
+    truncatedAlerts: 0,
+    status,
+    receiver: 'capi-chatops',
+    groupLabels: { alertname: labels.alertname, site: labels.site },
+    commonLabels: labels,
+    commonAnnotations: { summary: 'capi-test-1 is not Ready' },
+    externalURL: 'http://alertmanager.example:9093',
+    alerts: [
+      {
+        status,
+        labels,
+        annotations: { summary: 'capi-test-1 is not Ready' },
+        startsAt: '2026-12-01T20:00:00Z',
+        endsAt: status === 'resolved' ? '2026-12-01T20:30:00Z' : '0001-01-01T00:00:00Z',
+        generatorURL: 'http://prometheus.example:9090/graph',
+        fingerprint: 'c0ffee00c0ffee00',
+      },
+    ],
+  };
+}
+
+describe('the Alertmanager webhook', () => {
+  it('should refuse a delivery without the bearer token, or with another, and start nothing', async () => {
+    const w = await world();
+    expect((await w.deliver(group(), null)).status).toBe(401);
+    expect((await w.deliver(group(), `${WEBHOOK_TOKEN}x`)).status).toBe(401);
+    expect((await w.deliver(group(), '')).status).toBe(401);
+    expect(await w.h.service.listRuns({})).toEqual([]);
+  });
+
+  it('should refuse a body that is not Alertmanager webhook JSON, naming the field', async () => {
+    const w = await world();
+    expect(await w.deliver('{not json')).toMatchObject({
+      status: 400,
+      body: { error: 'the body is not JSON' },
+    });
+    const { groupKey: _, ...withoutKey } = group();
+    const res = await w.deliver(withoutKey);
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(res.body)).toContain('groupKey');
+    expect((await w.deliver({ ...group(), site: undefined, groupLabels: {}, commonLabels: {} })).status).toBe(
+      422,
+    );
+    expect((await w.deliver(group({ site: 'nowhere' }))).status).toBe(422);
+    expect(await w.h.service.listRuns({})).toEqual([]);
+  });
+
+  it('should post one diagnosis per firing group to the site channel until the group resolves', async () => {
+    const w = await world();
+    const first = await w.deliver(group());
+    expect(first.status).toBe(202);
+    const runId = String(first.body?.runId);
+    expect(await w.h.service.getRun(runId)).toMatchObject({
+      runbook: 'diagnose',
+      site: 'site-0',
+      channel: CHANNEL,
+      requestedBy: 'alertmanager',
+    });
+    // Alertmanager repeats a firing group (repeat_interval, several replicas): one run, deliveries at once too.
+    const again = await Promise.all([w.deliver(group()), w.deliver(group())]);
+    expect(again.map((r) => r.status)).toEqual([200, 200]);
+    expect(again.map((r) => r.body?.runId)).toEqual([runId, runId]);
+    expect(await w.h.service.listRuns({})).toHaveLength(1);
+
+    // Its thread starts in the site's channel at once (the report follows as the run goes on).
+    const root = await eventually('the diagnosis in the site channel', () =>
+      w.slack.messages(CHANNEL).find((m) => m.thread_ts === undefined),
+    );
+    expect(root.text).toMatch(/diagnose on site-0/);
+
+    expect((await w.deliver(group({ status: 'resolved' }))).status).toBe(200);
+    const next = await w.deliver(group());
+    expect(next.status).toBe(202);
+    expect(next.body?.runId).not.toBe(runId);
+  });
+
+  it('should never let automation start a runbook that can change anything', async () => {
+    const w = await world();
+    await expect(
+      w.h.service.submitOnce('k', 60_000, {
+        runbook: 'park',
+        args: [],
+        site: 'site-0',
+        requestedBy: 'alertmanager',
+      }),
+    ).rejects.toThrow(CapiError);
+    await expect(
+      w.h.service.submitOnce('k', 60_000, {
+        runbook: 'park',
+        args: [],
+        site: 'site-0',
+        requestedBy: 'alertmanager',
+      }),
+    ).rejects.toThrow(/only a read-only runbook can be started automatically/);
+    expect(await w.h.service.listRuns({})).toEqual([]);
+    await eventually('no dedup key left behind', async () =>
+      (await db.redis.keys(`${db.prefix}:once:*`)).length === 0 ? true : undefined,
+    );
+  });
+});

@@ -1,0 +1,209 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebClient } from '@slack/web-api';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { findViewViolations } from '../dev/slack/views.js';
+import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { createSlackApp } from '../src/slack/app.js';
+import { threadApprovalPlaces } from '../src/slack/click-place.js';
+import { HomeTab, homeView, threadPermalink } from '../src/slack/home.js';
+import { GroupMembership } from '../src/slack/membership.js';
+import { ThreadPoster } from '../src/slack/poster.js';
+import { ThreadCursors } from '../src/slack/thread-cursors.js';
+import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
+import { useTestRedis } from './support/redis.js';
+import {
+  buttonClickBody,
+  eventCallbackBody,
+  postToBolt,
+  signedHeaders,
+  signedJsonHeaders,
+  slashCommandBody,
+} from './support/slack-requests.js';
+
+/** The App Home tab: published on app_home_opened (a signed Events API request), republished as runs change. */
+
+const COMMANDS = new URL('../commands/', import.meta.url).pathname;
+const TOKEN = ['xoxb', '9999999999', '1212121212121', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
+const SECRET = '99887766554433221100ffeeddccbbaa';
+const CHANNEL = 'C0INCIDENT';
+const OPERATOR = 'U0OPERATOR';
+const APPROVER = 'U0APPROVER';
+const VISITOR = 'U0VISITOR1';
+
+const db = useTestRedis();
+let runbooks: RunbookSet;
+const stops: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  runbooks = await loadRunbooks(COMMANDS);
+});
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+});
+
+async function world() {
+  const slack = await startFakeSlack({
+    token: TOKEN,
+    channels: [CHANNEL],
+    users: { [OPERATOR]: { groups: [] }, [APPROVER]: { groups: ['S0APPROVERS'] }, [VISITOR]: { groups: [] } },
+  });
+  stops.push(() => slack.close());
+  const h: Harness = await startHarness({
+    redis: db.redis,
+    prefix: db.prefix,
+    runbooks,
+    scenarios: ['healthy'],
+    approvers: ['S0APPROVERS'],
+  });
+  stops.push(() => h.stop());
+  await h.startAgent();
+  const client = new WebClient(TOKEN, {
+    slackApiUrl: slack.url,
+    rejectRateLimitedCalls: true,
+    retryConfig: { retries: 0 },
+  });
+  const cursors = new ThreadCursors(db.redis, db.prefix);
+  const home = new HomeTab({
+    client,
+    service: h.service,
+    membership: new GroupMembership(client),
+    approvers: ['S0APPROVERS'],
+    logger: quietLogger,
+    coalesceMs: 50,
+    permalink: async (runId) => {
+      const c = await cursors.load(runId);
+      return c.channel && c.rootTs
+        ? threadPermalink('https://ops.slack.test/', c.channel, c.rootTs)
+        : undefined;
+    },
+  });
+  stops.push(() => home.close());
+  const poster = new ThreadPoster({
+    client,
+    redis: db.redis,
+    prefix: db.prefix,
+    service: h.service,
+    logger: quietLogger,
+    onRunEvent: (_runId, type) => home.runEvent(type),
+  });
+  stops.push(() => poster.close());
+  const app = createSlackApp({
+    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
+    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
+    approvers: ['S0APPROVERS'],
+    operators: [OPERATOR],
+    service: h.service,
+    sites: h.sites,
+    logger: quietLogger,
+    threads: poster,
+    home,
+    webApiRetries: 0,
+  });
+  const server = (await app.start(0)) as Server;
+  stops.push(() => app.stop());
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    slack,
+    h,
+    async form(body: string) {
+      expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
+    },
+    async openHome(user: string, tab = 'home') {
+      const body = eventCallbackBody({ type: 'app_home_opened', user, channel: 'D0HOME0001', tab });
+      expect((await postToBolt(base, body, signedJsonHeaders(body, SECRET))).status).toBe(200);
+    },
+  };
+}
+
+const homeText = (slack: FakeSlack, user: string) => JSON.stringify(slack.home(user)?.view.blocks ?? null);
+
+describe('the App Home tab', () => {
+  it('should show an approver what waits for them first, with the run, its step and a link to its thread', async () => {
+    const w = await world();
+    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+    const runId = await eventually('a run', async () => (await w.h.service.listRuns({}))[0]?.runId);
+    await waitForEvent(w.h.service, runId, isType('approval.requested'));
+    await eventually(
+      'the thread root',
+      async () => (await new ThreadCursors(db.redis, db.prefix).load(runId)).rootTs,
+    );
+
+    await w.openHome(APPROVER);
+    const text = await eventually('the Home tab of the approver', () => {
+      const t = homeText(w.slack, APPROVER);
+      return t.includes('Waiting for you') && t.includes('archives/C0INCIDENT/p') ? t : undefined;
+    });
+    expect(text.indexOf('Waiting for you')).toBeLessThan(text.indexOf('Site site-0'));
+    expect(text).toMatch(/Waiting for you.*Stop/);
+    expect(text).toContain(runId);
+    expect(text).toContain('waiting approval');
+
+    // A visitor sees the run, and nothing waits for them; the requester is not asked to approve their own.
+    await w.openHome(VISITOR);
+    const visitor = await eventually('the Home tab of the visitor', () =>
+      w.slack.home(VISITOR) ? homeText(w.slack, VISITOR) : undefined,
+    );
+    expect(visitor).not.toContain('Waiting for you');
+    expect(visitor).toContain(runId);
+
+    // The run goes on: the approver's tab is published again without opening it, the run now finished.
+    const publishes = () =>
+      w.slack.calls.filter((c) => c.method === 'views.publish' && c.args.user_id === APPROVER);
+    const before = publishes().length;
+    await w.form(
+      buttonClickBody({
+        user: APPROVER,
+        channel: CHANNEL,
+        actionId: 'capi_approve',
+        value: (await w.h.service.pendingApprovals(runId))[0]?.approvalId as string,
+      }),
+    );
+    await waitForEvent(w.h.service, runId, isType('run.finished'));
+    const after = await eventually('the approver tab republished with the finished run', () => {
+      const t = homeText(w.slack, APPROVER);
+      return t.includes('Last finished') && t.includes('Nothing waits for your approval') ? t : undefined;
+    });
+    expect(after).toContain('succeeded');
+    expect(publishes().length).toBeGreaterThan(before);
+    // Coalesced: far fewer publishes than the run had events.
+    expect(publishes().length).toBeLessThan((await w.h.service.readTimeline(runId)).length);
+  });
+
+  it('should publish nothing when the Messages tab is opened', async () => {
+    const w = await world();
+    await w.openHome(APPROVER, 'messages');
+    await w.openHome(VISITOR);
+    await eventually('the visitor tab', () => w.slack.home(VISITOR));
+    expect(w.slack.home(APPROVER)).toBeUndefined();
+  });
+
+  it('should stay within Slack limits for a Home tab with many sites and runs', () => {
+    const runs = Array.from({ length: 300 }, (_, i) => ({
+      runId: `r${i}`,
+      runbook: 'recover',
+      params: {},
+      site: `site-${i % 20}`,
+      requestedBy: 'U0OPERATOR',
+      queue: 'jobs',
+      status: i % 2 === 0 ? ('running' as const) : ('succeeded' as const),
+      createdAt: '2026-01-01T00:00:00.000Z',
+      updatedAt: '2026-01-01T00:00:00.000Z',
+      ...(i % 2 === 1 ? { finishedAt: '2026-01-01T00:10:00.000Z' } : {}),
+    }));
+    const view = homeView(
+      { userId: APPROVER, isApprover: true },
+      {
+        sites: Array.from({ length: 20 }, (_, i) => `site-${i}`),
+        active: runs.filter((r) => !r.finishedAt),
+        finished: runs.filter((r) => r.finishedAt),
+        pending: new Map(),
+        links: new Map(),
+      },
+      new Date(),
+    );
+    expect(findViewViolations(view, 'home')).toEqual([]);
+  });
+});

@@ -1,0 +1,161 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeSlack, type FakeView, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { createSlackApp } from '../src/slack/app.js';
+import { threadApprovalPlaces } from '../src/slack/click-place.js';
+import { ThreadCursors } from '../src/slack/thread-cursors.js';
+import { type Harness, quietLogger, startHarness } from './support/agent.js';
+import { eventually } from './support/eventually.js';
+import { useTestRedis } from './support/redis.js';
+import { postToBolt, signedHeaders, slashCommandBody, viewSubmissionBody } from './support/slack-requests.js';
+
+/**
+ * Pick, don't type: `/capi failover` and `/capi stuck-delete` without their argument list the candidates
+ * (read by an agent on the jumphost of the simulated site) in a dialog; the choice starts the run as typed.
+ */
+
+const COMMANDS = new URL('../commands/', import.meta.url).pathname;
+const TOKEN = ['xoxb', '2323232323', '4545454545454', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
+const SECRET = 'abcdefabcdef01234567890123456789';
+const CHANNEL = 'C0INCIDENT';
+const OPERATOR = 'U0OPERATOR';
+const STRANGER = 'U0STRANGER';
+const LB = '1b000000-0000-4000-8000-000000000001';
+
+const db = useTestRedis();
+let runbooks: RunbookSet;
+const stops: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  runbooks = await loadRunbooks(COMMANDS);
+});
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+});
+
+async function world(scenario: string) {
+  const slack = await startFakeSlack({
+    token: TOKEN,
+    channels: [CHANNEL],
+    users: { [OPERATOR]: { groups: [] }, [STRANGER]: { groups: [] } },
+  });
+  stops.push(() => slack.close());
+  const h: Harness = await startHarness({
+    redis: db.redis,
+    prefix: db.prefix,
+    runbooks,
+    scenarios: [scenario],
+  });
+  stops.push(() => h.stop());
+  await h.startAgent();
+  const app = createSlackApp({
+    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
+    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
+    approvers: ['U_APPROVER'],
+    operators: [OPERATOR],
+    service: h.service,
+    sites: h.sites,
+    logger: quietLogger,
+    webApiRetries: 0,
+  });
+  const server = (await app.start(0)) as Server;
+  stops.push(() => app.stop());
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const send = async (body: string) => {
+    const res = await postToBolt(base, body, signedHeaders(body, SECRET));
+    expect(res.status).toBe(200);
+    return res;
+  };
+  return {
+    slack,
+    h,
+    send,
+    /** Types `/capi <text>` as `user` with a fresh trigger_id. */
+    slash: (user: string, text: string) =>
+      send(slashCommandBody({ user, channel: CHANNEL, text, triggerId: slack.issueTrigger(user) })),
+    choose: (user: string, view: FakeView, value: string) =>
+      send(viewSubmissionBody({ user, view, values: { capi_pick: { value: { selected: value } } } })),
+  };
+}
+
+/** The dialog once the list (or why there is none) replaced "reading…". */
+const loaded = (slack: FakeSlack) =>
+  eventually('the picker with its list', () => slack.modals().find((m) => m.updates > 0), {
+    timeoutMs: 30_000,
+  });
+
+function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
+  return eventually(`an ephemeral to ${user}`, () => {
+    const hit = slack.calls
+      .slice(from)
+      .find((c) => c.method === 'chat.postEphemeral' && c.args.user === user && c.status === 200);
+    return hit ? String(hit.args.text) : undefined;
+  });
+}
+
+describe('pickers', () => {
+  it('should list the load balancers in ERROR and start the failover with the one chosen, as if typed', async () => {
+    const w = await world('lb-error');
+    await w.slash(OPERATOR, 'failover');
+    // Opened at once (within the trigger's 3 s), before the list is read.
+    const first = await eventually('the picker', () => w.slack.modals()[0]);
+    expect(JSON.stringify(first.view)).toMatch(/Reading load balancers in provisioning error/);
+    const picker = await loaded(w.slack);
+    const options = JSON.stringify(picker.view.blocks);
+    expect(options).toContain(`"value":"${LB}"`);
+    expect(await w.h.service.listRuns({})).toEqual([]);
+
+    await w.choose(OPERATOR, picker, LB);
+    const run = await eventually('the failover run', async () => (await w.h.service.listRuns({}))[0]);
+    expect(run).toMatchObject({
+      runbook: 'failover',
+      params: { lb: LB },
+      requestedBy: OPERATOR,
+      channel: CHANNEL,
+    });
+  });
+
+  it('should list the clusters stuck in DELETE_IN_PROGRESS for stuck-delete', async () => {
+    const w = await world('stuck-delete');
+    await w.slash(OPERATOR, 'stuck-delete');
+    const picker = await loaded(w.slack);
+    const values = [...JSON.stringify(picker.view.blocks).matchAll(/"value":"([^"]+)"/g)].map((m) => m[1]);
+    expect(values).toEqual(['capi-test-2']);
+  });
+
+  it('should say there is nothing to pick when no load balancer is in ERROR', async () => {
+    const w = await world('healthy');
+    await w.slash(OPERATOR, 'failover');
+    const picker = await loaded(w.slack);
+    expect(JSON.stringify(picker.view)).toMatch(/No load balancers in provisioning error on site \*site-0\*/);
+    expect(picker.view.submit).toBeUndefined();
+  });
+
+  it('should check a choice as a typed command: operators only, and the value against its type', async () => {
+    const w = await world('lb-error');
+    let mark = w.slack.calls.length;
+    await w.slash(STRANGER, 'failover');
+    expect(await ephemeralTo(w.slack, STRANGER, mark)).toMatch(
+      /Only CAPI_OPERATORS may start or cancel runs/,
+    );
+    expect(w.slack.modals()).toEqual([]);
+
+    await w.slash(OPERATOR, 'failover');
+    const picker = await loaded(w.slack);
+    // The operator's dialog submitted by someone else: checked as that person.
+    mark = w.slack.calls.length;
+    await w.choose(STRANGER, picker, LB);
+    expect(await ephemeralTo(w.slack, STRANGER, mark)).toMatch(
+      /Only CAPI_OPERATORS may start or cancel runs/,
+    );
+    // A value that is not in the list's type is refused as if typed.
+    mark = w.slack.calls.length;
+    await w.choose(OPERATOR, picker, 'not-a-uuid');
+    expect(await ephemeralTo(w.slack, OPERATOR, mark)).toMatch(
+      /Nothing was started: lb must be a lowercase UUID/,
+    );
+    expect(await w.h.service.listRuns({})).toEqual([]);
+  });
+});

@@ -1,0 +1,154 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebClient } from '@slack/web-api';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import type { AuditEvent } from '../src/ops/audit.js';
+import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { createSlackApp } from '../src/slack/app.js';
+import { threadApprovalPlaces } from '../src/slack/click-place.js';
+import { ThreadPoster } from '../src/slack/poster.js';
+import { ThreadCursors } from '../src/slack/thread-cursors.js';
+import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
+import { useTestRedis } from './support/redis.js';
+import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+
+/** A site that needs two approvers for `park`: clicks through signed requests, the thread in the strict fake. */
+
+const COMMANDS = new URL('../commands/', import.meta.url).pathname;
+const TOKEN = ['xoxb', '7777777777', '8888888888888', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
+const SECRET = '1a2b3c4d5e6f708192a3b4c5d6e7f809';
+const CHANNEL = 'C0INCIDENT';
+const LEAD = 'U0LEAD0001';
+const ALICE = 'U0ALICE001';
+const BOB = 'U0BOB00001';
+
+const db = useTestRedis();
+let runbooks: RunbookSet;
+const stops: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  runbooks = await loadRunbooks(COMMANDS);
+});
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+});
+
+async function world() {
+  const slack = await startFakeSlack({
+    token: TOKEN,
+    channels: [CHANNEL],
+    users: { [LEAD]: { groups: [] }, [ALICE]: { groups: [] }, [BOB]: { groups: [] } },
+  });
+  stops.push(() => slack.close());
+  const audit: AuditEvent[] = [];
+  const h: Harness = await startHarness({
+    redis: db.redis,
+    prefix: db.prefix,
+    runbooks,
+    scenarios: ['healthy'],
+    approvers: [LEAD, ALICE, BOB],
+    service: { audit: { record: (e) => audit.push(e) }, allowSelfApproval: true },
+    siteFields: { approval_quorum: { park: 2 } },
+  });
+  stops.push(() => h.stop());
+  await h.startAgent();
+  const poster = new ThreadPoster({
+    client: new WebClient(TOKEN, {
+      slackApiUrl: slack.url,
+      rejectRateLimitedCalls: true,
+      retryConfig: { retries: 0 },
+    }),
+    redis: db.redis,
+    prefix: db.prefix,
+    service: h.service,
+    logger: quietLogger,
+  });
+  stops.push(() => poster.close());
+  const app = createSlackApp({
+    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
+    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
+    approvers: [LEAD, ALICE, BOB],
+    operators: [LEAD],
+    service: h.service,
+    sites: h.sites,
+    logger: quietLogger,
+    threads: poster,
+    webApiRetries: 0,
+  });
+  const server = (await app.start(0)) as Server;
+  stops.push(() => app.stop());
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const send = async (body: string) =>
+    expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
+  const approve = (user: string, approvalId: string) =>
+    send(buttonClickBody({ user, channel: CHANNEL, actionId: 'capi_approve', value: approvalId }));
+  return { slack, h, audit, poster, send, approve };
+}
+
+function ephemeralTo(slack: FakeSlack, user: string, from: number): Promise<string> {
+  return eventually(`an ephemeral to ${user}`, () => {
+    const hit = slack.calls
+      .slice(from)
+      .find((c) => c.method === 'chat.postEphemeral' && c.args.user === user && c.status === 200);
+    return hit ? String(hit.args.text) : undefined;
+  });
+}
+
+const approvalText = (slack: FakeSlack) =>
+  JSON.stringify(
+    slack.messages(CHANNEL).find((m) => m.text.includes('Approval needed') || m.text.startsWith('Approved'))
+      ?.blocks ?? [],
+  );
+
+describe('a step that needs two approvers, in Slack', () => {
+  it('should show who approved so far, count each person once, never count the requester, and run after the second', async () => {
+    const w = await world();
+    await w.send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: 'park' }));
+    const runId = await eventually('a run', async () => (await w.h.service.listRuns({}))[0]?.runId);
+    await waitForEvent(w.h.service, runId, isType('approval.requested'));
+    const [pending] = await w.h.service.pendingApprovals(runId);
+    const approvalId = pending?.approvalId as string;
+    expect(pending?.request.quorum).toBe(2);
+    await eventually('the approval message', () =>
+      approvalText(w.slack).includes('0 of 2 approvals') ? true : undefined,
+    );
+
+    // The requester may approve alone where self-approval is allowed, but never counts towards a quorum.
+    let mark = w.slack.calls.length;
+    await w.approve(LEAD, approvalId);
+    expect(await ephemeralTo(w.slack, LEAD, mark)).toMatch(/this step needs 2 approvers other than you/);
+
+    mark = w.slack.calls.length;
+    await w.approve(ALICE, approvalId);
+    expect(await ephemeralTo(w.slack, ALICE, mark)).toMatch(/Your approval counts: 1 of 2/);
+    await eventually('"1 of 2" on the approval message', () =>
+      approvalText(w.slack).includes(`1 of 2 approvals*: <@${ALICE}>`) ? true : undefined,
+    );
+    expect(approvalText(w.slack)).toContain('capi_approve');
+
+    mark = w.slack.calls.length;
+    await w.approve(ALICE, approvalId);
+    expect(await ephemeralTo(w.slack, ALICE, mark)).toMatch(/already counted \(1 of 2\)/);
+    expect((await w.h.service.getApproval(approvalId))?.decision).toBeUndefined();
+
+    await w.approve(BOB, approvalId);
+    const decided = await waitForEvent(w.h.service, runId, isType('approval.decided'));
+    expect(decided.decision).toMatchObject({ approved: true, approvers: [ALICE, BOB] });
+    expect((await waitForEvent(w.h.service, runId, isType('run.finished'))).status).toBe('succeeded');
+    await w.poster.settled(runId);
+    expect(approvalText(w.slack)).toContain(`*Approved* (2 of 2) by <@${ALICE}>, <@${BOB}>`);
+    expect(approvalText(w.slack)).not.toContain('capi_approve');
+    // One destructive command, sent once.
+    expect((await w.h.sims[0]?.journal())?.filter((j) => j.action === 'server.stop')).toHaveLength(1);
+    expect(w.audit.filter((e) => e.event === 'approval.voted')).toMatchObject([
+      { by: ALICE, count: 1, quorum: 2 },
+    ]);
+    expect(w.audit.find((e) => e.event === 'approval.decided')).toMatchObject({ approvers: [ALICE, BOB] });
+    const timeline = await w.h.service.readTimeline(runId);
+    expect(timeline.map((e) => e.event).filter((e) => e.type === 'approval.voted')).toMatchObject([
+      { by: ALICE, count: 1, of: 2 },
+    ]);
+  });
+});
