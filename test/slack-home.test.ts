@@ -15,6 +15,7 @@ import { type Harness, isType, quietLogger, startHarness, waitForEvent } from '.
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 import {
+  approvalMessageTs,
   buttonClickBody,
   eventCallbackBody,
   postToBolt,
@@ -153,12 +154,16 @@ describe('the App Home tab', () => {
     const publishes = () =>
       w.slack.calls.filter((c) => c.method === 'views.publish' && c.args.user_id === APPROVER);
     const before = publishes().length;
+    const approvalId = (await w.h.service.pendingApprovals(runId))[0]?.approvalId as string;
     await w.form(
       buttonClickBody({
         user: APPROVER,
         channel: CHANNEL,
         actionId: 'capi_approve',
-        value: (await w.h.service.pendingApprovals(runId))[0]?.approvalId as string,
+        value: approvalId,
+        messageTs: await eventually('the approval message in the channel', () =>
+          approvalMessageTs(w.slack, CHANNEL, approvalId),
+        ),
       }),
     );
     await waitForEvent(w.h.service, runId, isType('run.finished'));

@@ -12,7 +12,13 @@ import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+import {
+  approvalMessageTs,
+  buttonClickBody,
+  postToBolt,
+  signedHeaders,
+  slashCommandBody,
+} from './support/slack-requests.js';
 
 /** A site that needs two approvers for `park`: clicks through signed requests, the thread in the strict fake. */
 
@@ -82,8 +88,15 @@ async function world() {
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const send = async (body: string) =>
     expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
-  const approve = (user: string, approvalId: string) =>
-    send(buttonClickBody({ user, channel: CHANNEL, actionId: 'capi_approve', value: approvalId }));
+  const approve = async (user: string, approvalId: string) => {
+    // Clicked where a person clicks it: on the approval message the poster posted.
+    const messageTs = await eventually('the approval message in the channel', () =>
+      approvalMessageTs(slack, CHANNEL, approvalId),
+    );
+    await send(
+      buttonClickBody({ user, channel: CHANNEL, actionId: 'capi_approve', value: approvalId, messageTs }),
+    );
+  };
   return { slack, h, audit, poster, send, approve };
 }
 

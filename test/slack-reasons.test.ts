@@ -7,12 +7,11 @@ import type { AuditEvent } from '../src/ops/audit.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { approvalMessage } from '../src/slack/blocks.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 import {
+  approvalsPostedIn,
   buttonClickBody,
   postToBolt,
   signedHeaders,
@@ -71,7 +70,7 @@ async function world(): Promise<World> {
   stops.push(() => h.stop());
   await h.startAgent();
   const app: App = createSlackApp({
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
+    approvalPlaces: approvalsPostedIn(CHANNEL),
     slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
     approvers: ['S0APPROVERS'],
     operators: [OPERATOR],
@@ -278,7 +277,7 @@ describe('the reason dialog', () => {
     stops.push(() => h.stop());
     await h.startAgent();
     const app = createSlackApp({
-      approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
+      approvalPlaces: approvalsPostedIn(CHANNEL),
       slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
       approvers: ['S0APPROVERS'],
       operators: [],

@@ -1,8 +1,27 @@
 import { createHmac } from 'node:crypto';
-import { FAKE_BOT } from '../../dev/slack/fake-slack.js';
+import { FAKE_BOT, type FakeSlack } from '../../dev/slack/fake-slack.js';
+import type { ApprovalPlaces } from '../../src/slack/click-place.js';
 
 /** The workspace the fake Slack's auth.test reports: the one the bot accepts requests from. */
 export const TEAM_ID = FAKE_BOT.teamId;
+
+/** The message ts a click carries unless it names one. */
+export const DEFAULT_MESSAGE_TS = '1700000000.000100';
+
+/**
+ * For tests that run no thread poster: every approval's message is where a click lands by default, in
+ * `channel` (what the poster would have recorded had it posted the message there).
+ */
+export function approvalsPostedIn(channel: string): ApprovalPlaces {
+  return { approvalMessage: async () => ({ channel, ts: DEFAULT_MESSAGE_TS }) };
+}
+
+/** The ts of the message in `channel` that carries buttons for `approvalId`: where a person clicks them. */
+export function approvalMessageTs(slack: FakeSlack, channel: string, approvalId: string): string | undefined {
+  return slack
+    .messages(channel)
+    .find((m) => JSON.stringify(m.blocks ?? []).includes(`"value":"${approvalId}"`))?.ts;
+}
 
 /** Correctly signed requests to a Bolt HTTP receiver, as Slack sends them. */
 export function signedHeaders(
@@ -55,7 +74,7 @@ export function buttonClickBody(opts: {
   /** From FakeSlack.issueTrigger, for a click that opens a dialog. */
   triggerId?: string;
 }): string {
-  const ts = opts.messageTs ?? '1700000000.000100';
+  const ts = opts.messageTs ?? DEFAULT_MESSAGE_TS;
   const payload = {
     type: 'block_actions',
     user: {
