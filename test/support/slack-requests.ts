@@ -135,12 +135,12 @@ export function viewSubmissionBody(opts: {
   );
   const payload = {
     type: 'view_submission',
-    team: { id: 'T0TEAM', domain: 'ops' },
+    team: { id: TEAM_ID, domain: 'ops' },
     user: {
       id: opts.user,
       username: opts.user.toLowerCase(),
       name: opts.user.toLowerCase(),
-      team_id: 'T0TEAM',
+      team_id: TEAM_ID,
     },
     api_app_id: 'A0CAPI',
     token: 'legacy',
@@ -148,7 +148,7 @@ export function viewSubmissionBody(opts: {
     view: {
       ...opts.view.view,
       id: opts.view.id,
-      team_id: 'T0TEAM',
+      team_id: TEAM_ID,
       app_id: 'A0CAPI',
       bot_id: 'B0CAPI',
       hash: '1.h1',
@@ -172,7 +172,7 @@ export function eventCallbackBody(event: Record<string, unknown>): string {
   const now = Math.floor(Date.now() / 1000);
   return JSON.stringify({
     token: 'legacy',
-    team_id: 'T0TEAM',
+    team_id: TEAM_ID,
     api_app_id: 'A0CAPI',
     type: 'event_callback',
     event_id: `Ev${now}${Math.floor(Math.random() * 1e6)}`,
