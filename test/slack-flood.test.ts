@@ -7,13 +7,17 @@ import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { createAuditLog } from '../src/ops/audit.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
 import { FloodLimit } from '../src/slack/flood-limit.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+import {
+  approvalsPostedIn,
+  buttonClickBody,
+  postToBolt,
+  signedHeaders,
+  slashCommandBody,
+} from './support/slack-requests.js';
 
 /**
  * Flood limits through the real Bolt receiver: signed requests in, the strict fake Slack out, Redis counters.
@@ -78,7 +82,7 @@ async function world(): Promise<World> {
     service: harness.service,
     sites: harness.sites,
     logger: quietLogger,
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
+    approvalPlaces: approvalsPostedIn(CHANNEL),
     webApiRetries: 0,
     flood: new FloodLimit(db.redis, db.prefix, LIMITS),
   });
