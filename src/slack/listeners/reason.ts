@@ -13,6 +13,14 @@ const ReasonClickPayload = z.object({
   user: z.object({ id: z.string().min(1) }),
   channel: z.object({ id: z.string().min(1) }),
   trigger_id: z.string().min(1).max(200),
+  container: z
+    .looseObject({
+      message_ts: z
+        .string()
+        .regex(/^\d{1,12}\.\d{1,8}$/)
+        .optional(),
+    })
+    .optional(),
   actions: z.array(z.object({ action_id: z.string(), value: z.string().min(1).max(2000) })).min(1),
 });
 
@@ -50,6 +58,9 @@ export function registerReasonDialogs(
           channelId: parsed.data.channel.id,
           approvalId: action.value,
           triggerId: parsed.data.trigger_id,
+          ...(parsed.data.container?.message_ts !== undefined
+            ? { messageTs: parsed.data.container.message_ts }
+            : {}),
           kind,
         },
       );

@@ -10,6 +10,8 @@ export interface ReasonClick {
   readonly approvalId: string;
   /** From the click: views.open takes it once, within 3 s. */
   readonly triggerId: string;
+  /** The approval message clicked (the payload's container). */
+  readonly messageTs?: string;
   readonly kind: ReasonKind;
 }
 
@@ -39,7 +41,7 @@ export async function openReasonDialog(
   try {
     await deps.client.views.open({
       trigger_id: click.triggerId,
-      view: reasonModal(stored, click.kind, click.channelId) as never,
+      view: reasonModal(stored, click.kind, click.channelId, click.messageTs) as never,
     });
   } catch (err) {
     const slackError = (err as { data?: { error?: string } }).data?.error ?? (err as Error).message;
