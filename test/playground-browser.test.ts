@@ -62,7 +62,7 @@ describe('the playground in a browser', () => {
     );
 
     const approval = thread.locator('.message', { hasText: 'Approval needed: Fail over load balancer' });
-    const approve = approval.getByRole('button', { name: 'Approve' });
+    const approve = approval.getByRole('button', { name: 'Approve', exact: true });
     await see('the approval request with its buttons', () => approve.waitFor({ timeout: THREAD_MS }));
     expect(await approval.locator('pre').first().textContent()).toContain('openstack loadbalancer failover');
 

@@ -185,6 +185,55 @@ describe('the App Home tab', () => {
     expect(w.slack.home(APPROVER)).toBeUndefined();
   });
 
+  it('should not ask approvers to approve their own run or a request they already approved', () => {
+    const run = {
+      runId: 'r1home',
+      runbook: 'park',
+      params: {},
+      site: 'site-0',
+      requestedBy: OPERATOR,
+      queue: 'jobs',
+      status: 'waiting_approval' as const,
+      createdAt: '2026-01-01T00:00:00.000Z',
+      updatedAt: '2026-01-01T00:00:00.000Z',
+    };
+    const approval = {
+      approvalId: 'approval~r1home~stop',
+      runId: 'r1home',
+      stepId: 'stop',
+      requestedAt: '2026-01-01T00:00:00.000Z',
+      expiresAt: '2999-01-01T00:00:00.000Z',
+      votes: [{ by: APPROVER, at: '2026-01-01T00:01:00.000Z' }],
+      request: {
+        runId: 'r1home',
+        runbook: 'park',
+        step: { stepId: 'stop', index: 1, total: 1 },
+        title: 'Stop capi-mgmt-v2',
+        summary: 's',
+        commands: ['x'],
+        targets: ['capi-mgmt-v2'],
+        evidence: [],
+        requestedBy: OPERATOR,
+        quorum: 2,
+        digest: 'd',
+      },
+    };
+    const data = {
+      sites: ['site-0'],
+      active: [run],
+      finished: [],
+      pending: new Map([['r1home', [approval]]]),
+      links: new Map(),
+    };
+    const waiting = (userId: string) => {
+      const text = JSON.stringify(homeView({ userId, isApprover: true }, data, new Date()).blocks);
+      return text.slice(text.indexOf('Waiting for you'), text.indexOf('Site site-0'));
+    };
+    expect(waiting('U0SECOND01')).toMatch(/Stop capi-mgmt-v2.*1 of 2 approvals/);
+    expect(waiting(OPERATOR)).toContain('Nothing waits for your approval');
+    expect(waiting(APPROVER)).toContain('Nothing waits for your approval');
+  });
+
   it('should stay within Slack limits for a Home tab with many sites and runs', () => {
     const runs = Array.from({ length: 300 }, (_, i) => ({
       runId: `r${i}`,

@@ -135,6 +135,8 @@ describe('the reason dialog', () => {
       runId,
       stepId: stored?.stepId,
       digest: stored?.request.digest,
+      channel: CHANNEL,
+      messageTs: '1700000000.000100',
     });
     // Opening the dialog decided nothing.
     expect((await w.h.service.getApproval(approvalId))?.decision).toBeUndefined();

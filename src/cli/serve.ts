@@ -89,24 +89,24 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     slack: async () => slackAuth,
     agent: async () => (agent ? agentCheck(agent)() : 'the agent has not started yet'),
   };
+  // Alertmanager's webhook, when ALERT_WEBHOOK_TOKEN is set: a firing alert group gets a diagnose run.
+  const alertRoutes =
+    config.ops.alertWebhookToken !== undefined
+      ? [
+          alertWebhookRoute({
+            token: config.ops.alertWebhookToken,
+            service,
+            sites,
+            logger,
+            onStarted: (runId) => poster.watch(runId),
+          }),
+        ]
+      : [];
   const app = createSlackApp({
     slack: config.slack,
     fetch: meteredFetch(ops.metrics),
-    httpRoutes: [
-      ...ops.routes(checks),
-      // Alertmanager's webhook, when ALERT_WEBHOOK_TOKEN is set: a firing group gets a diagnose run.
-      ...(config.ops.alertWebhookToken !== undefined
-        ? [
-            alertWebhookRoute({
-              token: config.ops.alertWebhookToken,
-              service,
-              sites,
-              logger,
-              onStarted: (runId) => poster.watch(runId),
-            }),
-          ]
-        : []),
-    ],
+    // Alertmanager's webhook sits next to /slack/events in HTTP mode (on METRICS_PORT in Socket Mode).
+    httpRoutes: [...ops.routes(checks), ...alertRoutes],
     approvers: config.approval.approvers,
     operators: config.approval.operators,
     service,
@@ -141,7 +141,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   }
   const { port, host } = config.slack;
   const started = await app.start(host !== undefined ? { port, host } : port);
-  await ops.serve(checks);
+  await ops.serve(checks, config.slack.appToken !== undefined ? alertRoutes : []);
   await poster.resumeAll();
   const where =
     config.slack.appToken !== undefined

@@ -15,8 +15,11 @@ export interface ProcessOps {
   readonly metrics: Metrics;
   readonly audit: AuditLog;
   routes(checks: Readonly<Record<string, ReadinessCheck>>): OpsRoute[];
-  /** Serves the routes on METRICS_PORT when it is set; undefined otherwise. */
-  serve(checks: Readonly<Record<string, ReadinessCheck>>): Promise<OpsServer | undefined>;
+  /** Serves the routes (and `extra`) on METRICS_PORT when it is set; undefined otherwise. */
+  serve(
+    checks: Readonly<Record<string, ReadinessCheck>>,
+    extra?: readonly OpsRoute[],
+  ): Promise<OpsServer | undefined>;
   close(): Promise<void>;
 }
 
@@ -47,7 +50,7 @@ export function processOps(opts: {
     metrics,
     audit,
     routes,
-    async serve(checks) {
+    async serve(checks, extra = []) {
       const port = config.ops.metricsPort;
       if (port === undefined) {
         logger.info(
@@ -55,7 +58,11 @@ export function processOps(opts: {
         );
         return undefined;
       }
-      server = await startOpsServer(routes(checks), { host: config.ops.metricsHost, port }, logger);
+      server = await startOpsServer(
+        [...routes(checks), ...extra],
+        { host: config.ops.metricsHost, port },
+        logger,
+      );
       return server;
     },
     async close() {

@@ -26,16 +26,22 @@ export const reasonMetadataSchema = z.strictObject({
   digest: z.string().min(1).max(200),
   /** Where the click came from: refusals and notices go there. */
   channel: z.string().regex(/^[CDG][A-Z0-9]{2,30}$/),
+  /** The approval message clicked, so the submission can be bound to it like a click. */
+  messageTs: z
+    .string()
+    .regex(/^\d{1,12}\.\d{1,8}$/)
+    .exactOptional(),
 });
 export type ReasonMetadata = z.infer<typeof reasonMetadataSchema>;
 
 const plain = (text: string) => ({ type: 'plain_text', text, emoji: true }) as const;
 
-/** The modal for `kind` on `approval`, opened from a click in `channel`. */
+/** The modal for `kind` on `approval`, opened from a click on the message `messageTs` in `channel`. */
 export function reasonModal(
   approval: StoredApproval,
   kind: ReasonKind,
   channel: string,
+  messageTs?: string,
 ): Record<string, unknown> {
   const r = approval.request;
   const metadata: ReasonMetadata = {
@@ -46,6 +52,7 @@ export function reasonModal(
     stepId: approval.stepId,
     digest: r.digest,
     channel,
+    ...(messageTs !== undefined ? { messageTs } : {}),
   };
   return {
     type: 'modal',

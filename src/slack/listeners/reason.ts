@@ -15,7 +15,14 @@ const ReasonClickPayload = z.object({
   user: z.object({ id: z.string().min(1) }),
   channel: z.object({ id: z.string().min(1) }),
   trigger_id: z.string().min(1).max(200),
-  container: z.object({ message_ts: z.string().optional() }).optional(),
+  container: z
+    .looseObject({
+      message_ts: z
+        .string()
+        .regex(/^\d{1,12}\.\d{1,8}$/)
+        .optional(),
+    })
+    .optional(),
   message: z.object({ ts: z.string().optional() }).optional(),
   actions: z.array(z.object({ action_id: z.string(), value: z.string().min(1).max(2000) })).min(1),
 });

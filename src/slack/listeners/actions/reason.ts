@@ -57,7 +57,7 @@ export async function openReasonDialog(
   try {
     await deps.client.views.open({
       trigger_id: click.triggerId,
-      view: reasonModal(stored, click.kind, click.channelId) as never,
+      view: reasonModal(stored, click.kind, click.channelId, click.messageTs) as never,
     });
   } catch (err) {
     const slackError = (err as { data?: { error?: string } }).data?.error ?? (err as Error).message;
