@@ -225,7 +225,7 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         const sig = e.signal === null ? '' : `, signal ${e.signal}`;
         out.push(
           `- ${t} ${stepLabel(e)} ${STEP_LABEL[e.status]} after ${formatDuration(e.durationMs)}${code}${sig}` +
-            `${e.message ? `: ${e.message}` : ''}`,
+            `${e.summary ? ` (found: ${e.summary})` : ''}${e.message ? `: ${e.message}` : ''}`,
         );
         break;
       }
