@@ -100,7 +100,9 @@ describe('a parked run whose approval was shown late', () => {
   });
 
   it('should wait again until the moved expiry, resume nothing early, and run once approved', async () => {
-    const timeoutMs = 1500;
+    // Long enough that an approval decided in the window below is not stale (older than the timeout) by the
+    // time a loaded machine resumes the run.
+    const timeoutMs = 4000;
     h = await startHarness({
       redis: db.redis,
       prefix: db.prefix,
@@ -114,13 +116,13 @@ describe('a parked run whose approval was shown late', () => {
     const before = await h.service.getApproval(asked.approvalId);
     if (!before) throw new Error('approval not stored');
     const requestedAt = Date.parse(before.requestedAt);
-    // The thread shows it late: the approvers get the whole 1.5 s from then.
+    // The thread shows it late: the approvers get the whole 4 s from then.
     await eventually('the run parked at its approval', async () =>
       (await h?.service.getRun(run.runId))?.status === 'waiting_approval' ? true : undefined,
     );
-    // As the poster would 1.2 s after the request (the store takes the moment; nobody sleeps here).
+    // As the poster would 3 s after the request (the store takes the moment; nobody sleeps here).
     const store = new ApprovalStore(db.redis, db.prefix);
-    const shown = await store.markShown(asked.approvalId, new Date(requestedAt + 1200));
+    const shown = await store.markShown(asked.approvalId, new Date(requestedAt + 3000));
     const expiresAt = Date.parse(shown?.expiresAt ?? '');
     expect(expiresAt - Date.parse(shown?.shownAt ?? '')).toBe(timeoutMs);
     // The job was parked until the old expiry; when that passes it parks again until the new one.

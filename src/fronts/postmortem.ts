@@ -250,7 +250,7 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         const sig = e.signal === null ? '' : `, signal ${md(e.signal)}`;
         out.push(
           `- ${t} ${stepLabel(e)} ${STEP_LABEL[e.status]} after ${formatDuration(e.durationMs)}${code}${sig}` +
-            `${e.message ? `: ${md(e.message)}` : ''}`,
+            `${e.summary ? ` (found: ${md(e.summary)})` : ''}${e.message ? `: ${md(e.message)}` : ''}`,
         );
         break;
       }

@@ -102,7 +102,8 @@ function describeEvent(e: RunEvent): string {
     case 'step.finished': {
       const mark = STEP_LABEL[e.status];
       const code = e.exitCode === null ? '' : ` exit ${e.exitCode}`;
-      return `<<< ${where(e)} ${mark}${code} in ${formatDuration(e.durationMs)}${e.message ? `: ${e.message}` : ''}`;
+      const found = e.summary === undefined ? '' : ` -- ${e.summary}`;
+      return `<<< ${where(e)} ${mark}${code} in ${formatDuration(e.durationMs)}${found}${e.message ? `: ${e.message}` : ''}`;
     }
     case 'run.finished':
       return `=== run ${e.status.toUpperCase()} after ${formatRunDuration(e.durationMs, e.waitingMs)}: ${e.message}`;
