@@ -3,6 +3,7 @@
  * holds all of them. Built from the timeline (redacted when stored) and redacted again here.
  */
 import type { StepRef } from '../engine/events.js';
+import { revealControls, terminalText } from '../fronts/sanitize.js';
 import type { TimelineEntry } from '../queue/service.js';
 import { redactText } from '../redact.js';
 import { stepContext } from './blocks.js';
@@ -28,9 +29,12 @@ export function stepLogFile(
   const ctx = stepContext(entries.slice(0, index + 1), e);
   const item = e.iteration ? ` (item ${e.iteration.n} of ${e.iteration.of})` : '';
   return {
-    content: redactText(`${(ctx.output ?? []).join('\n')}\n`),
+    // Read with `cat` or `less` once downloaded: no escape sequence of the output may reach that terminal.
+    content: terminalText(redactText(`${(ctx.output ?? []).join('\n')}\n`)),
     filename: logFileName(runId, e),
-    title: redactText(`Output of step ${e.index} of ${e.total}${item}: ${ctx.title ?? e.stepId}`)
+    title: revealControls(
+      redactText(`Output of step ${e.index} of ${e.total}${item}: ${ctx.title ?? e.stepId}`),
+    )
       .replace(/\s+/g, ' ')
       .slice(0, 250),
   };
