@@ -158,6 +158,17 @@ describe('terminal: control sequences from the cloud', () => {
     expect(printed).toContain('      - lb^MLOOKS-FINE\n');
   });
 
+  it('should redact what the engine hands the terminal before any store has, when a poll prints a secret', () => {
+    const line = formatEvent({
+      ...ref('wait', 1),
+      type: 'poll.attempt',
+      attempt: 1,
+      of: 3,
+      summary: 'OS_PASSWORD=hunter2',
+    });
+    expect(line).toBe('    ~ attempt 1/3: OS_PASSWORD=[REDACTED]');
+  });
+
   it('should keep newlines and tabs and show other C0 and C1 controls', () => {
     expect(terminalText('a\tb\nc\u0008d\u007fe\u0085f')).toBe('a\tb\nc^Hd^?e\\x85f');
     expect(revealInvisible(`a${ZWSP}b\u2066c`)).toBe('a[U+200B]b[U+2066]c');
