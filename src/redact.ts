@@ -326,6 +326,8 @@ function isPublicMaterial(b64: string): boolean {
 /** Is `value` (a Secret's data value) base64 that could hold a secret? Short lower-case words stay. */
 function isSecretDataValue(value: string): boolean {
   if (value.length < 4 || !WRAPPED_BASE64.test(value) || value.length % 4 !== 0) return false;
+  // A lower-case word (`true`, `iptables` in a ConfigMap's data) is text, not base64 of anything.
+  if (/^[a-z]+$/.test(value)) return false;
   return !isPublicMaterial(value);
 }
 
