@@ -166,7 +166,7 @@ export function createTerminalApprovals(opts: {
     const answer = await nextLine(signal);
     // A piped answer is not echoed by a terminal: echo it so the transcript reads like a session.
     if (answer !== undefined && (opts.input as { isTTY?: boolean }).isTTY !== true)
-      opts.output.write(`${answer}\n`);
+      opts.output.write(`${terminalText(answer)}\n`);
     if (answer === undefined) {
       opts.output.write('\n');
       return {
