@@ -257,7 +257,7 @@ function redactPlain(state: RedactorState, text: string, atLineStart: boolean, l
   out = kv.text;
   for (const pattern of TOKEN_PATTERNS) out = out.replace(pattern, REDACTED);
   for (const pattern of LABELLED_PATTERNS) out = out.replace(pattern, `$1${REDACTED}`);
-  for (const pattern of COMMAND_SECRETS) {
+  for (const pattern of COMMAND_TOOLS.test(out) ? COMMAND_SECRETS : []) {
     out = out.replace(pattern, (whole: string, head: string, value: string) =>
       isPlaceholder(value) || isMarker(value) ? whole : head + REDACTED,
     );
@@ -277,6 +277,7 @@ function redactPlain(state: RedactorState, text: string, atLineStart: boolean, l
  * Secrets passed as a command's positional argument, as a shell trace (`+ vault operator unseal KEY`) or an
  * echoed command line shows them: `$1` is kept, `$2` is the secret (a `$VAR` reference is left readable).
  */
+const COMMAND_TOOLS = /vault|sshpass|curl/;
 const COMMAND_SECRETS: readonly RegExp[] = [
   /(?<![\w-])(vault[ \t]+(?:operator[ \t]+unseal|login|unwrap)(?:[ \t]+-[\w-]+(?:=\S*)?)*[ \t]+)([^\s=-][^\s=]*)(?=[ \t;|&]|$)/g,
   /(?<![\w-])(sshpass[ \t]+-p[ \t]*)(\S+)/g,
@@ -326,6 +327,8 @@ function isPublicMaterial(b64: string): boolean {
 /** Is `value` (a Secret's data value) base64 that could hold a secret? Short lower-case words stay. */
 function isSecretDataValue(value: string): boolean {
   if (value.length < 4 || !WRAPPED_BASE64.test(value) || value.length % 4 !== 0) return false;
+  // A lower-case word (`true`, `iptables` in a ConfigMap's data) is text, not base64 of anything.
+  if (/^[a-z]+$/.test(value)) return false;
   return !isPublicMaterial(value);
 }
 

@@ -76,8 +76,9 @@ describe('the layers', () => {
       ),
     ).toEqual(
       // The thread poster keeps its own cursors and its replica lease in Redis (its state, not the runs'),
-      // given the client.
+      // given the client; so do the per-user flood counters.
       [
+        'src/slack/flood-limit.ts imports ioredis',
         'src/slack/poster.ts imports ioredis',
         'src/slack/thread-cursors.ts imports ioredis',
         'src/slack/thread-lease.ts imports ioredis',

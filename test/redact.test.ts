@@ -363,6 +363,23 @@ describe('redactText: kubeconfig and tokens', () => {
   });
 });
 
+describe('redactText: Kubernetes data blocks', () => {
+  it("should keep a ConfigMap's plain words and hide a Secret's base64 values", () => {
+    const text = [
+      'data:',
+      '  enabled: "true"',
+      '  mode: iptables',
+      `  token: ${Buffer.from('s3cr3t-v4lue').toString('base64')}`,
+      'kind: ConfigMap',
+    ].join('\n');
+    expect(redactText(text)).toBe(
+      ['data:', '  enabled: "true"', '  mode: iptables', `  token: ${REDACTED}`, 'kind: ConfigMap'].join(
+        '\n',
+      ),
+    );
+  });
+});
+
 describe('redactText: MAAS and AWS keys', () => {
   it('should hide the API key when maas list prints a profile', () => {
     expect(redactText(`admin http://10.0.0.2:5240/MAAS/api/2.0/ ${maasKey}`)).toBe(

@@ -10,7 +10,16 @@ import { capiCommands } from '../src/slack/command.js';
 import type { CapiContext } from '../src/slack/context.js';
 import { escapeSlack, slackName } from '../src/slack/escape.js';
 import { statusCommand } from '../src/slack/listeners/commands/status.js';
-import { approvalRequest, atSecond, entries, ref, runStarted, stepOutput } from './support/events.js';
+import { stepLogFile } from '../src/slack/log-file.js';
+import {
+  approvalRequest,
+  atSecond,
+  entries,
+  ref,
+  runStarted,
+  stepFinished,
+  stepOutput,
+} from './support/events.js';
 
 /** Names a hostile cloud (or a careless operator) could give a server, an LB or a cluster. */
 const RLO = '\u202E';
@@ -149,6 +158,17 @@ describe('terminal: control sequences from the cloud', () => {
     expect(printed).toContain('      - lb^MLOOKS-FINE\n');
   });
 
+  it('should redact what the engine hands the terminal before any store has, when a poll prints a secret', () => {
+    const line = formatEvent({
+      ...ref('wait', 1),
+      type: 'poll.attempt',
+      attempt: 1,
+      of: 3,
+      summary: 'OS_PASSWORD=hunter2',
+    });
+    expect(line).toBe('    ~ attempt 1/3: OS_PASSWORD=[REDACTED]');
+  });
+
   it('should keep newlines and tabs and show other C0 and C1 controls', () => {
     expect(terminalText('a\tb\nc\u0008d\u007fe\u0085f')).toBe('a\tb\nc^Hd^?e\\x85f');
     expect(revealInvisible(`a${ZWSP}b\u2066c`)).toBe('a[U+200B]b[U+2066]c');
@@ -205,5 +225,20 @@ describe('Markdown postmortem: structure', () => {
   it('should drop terminal escapes from output lines when the file is read with cat', () => {
     expect(md).not.toContain('\u001b');
     expect(md).toContain('\nred\n');
+  });
+});
+
+describe('uploaded step log files', () => {
+  it('should hold no escape sequence and show bidi characters when the output had them', () => {
+    const step = ref('dump', 1, 1);
+    const events: RunEvent[] = [
+      { ...step, type: 'step.started', title: `Dump ${RLO}`, kind: 'run', destructive: false },
+      stepOutput(step, '\u001b]0;owned\u0007\u001b[31mred\u001b[0m'),
+      stepOutput(step, `name ${spoofed}`),
+      stepFinished(step, 'ok', 5),
+    ];
+    const file = stepLogFile('r1', entries(events), events.length - 1);
+    expect(file?.content).toBe('red\nname capi-test-1[U+202E]2-tset-ipac\n');
+    expect(file?.title).toContain('Dump [U+202E]');
   });
 });

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { CapiError, ErrorCode } from '../errors.js';
 import { describeRefusal } from '../fronts/format.js';
 import { renderMarkdown } from '../fronts/postmortem.js';
+import { terminalText } from '../fronts/sanitize.js';
 import { createTerminalTimeline } from '../fronts/terminal.js';
 import type { RunRecord, RunService } from '../queue/service.js';
 import { EXIT_CODES } from './run.js';
@@ -96,7 +97,9 @@ export function statusCommand(runId?: string): Promise<number> {
       process.stdout.write(`${describeRun(record)}\n`);
       for (const a of await service.pendingApprovals(runId)) {
         process.stdout.write(
-          `  waiting for approval ${a.approvalId}: ${a.request.summary} (expires ${a.expiresAt})\n`,
+          `${terminalText(
+            `  waiting for approval ${a.approvalId}: ${a.request.summary} (expires ${a.expiresAt})`,
+          )}\n`,
         );
       }
       return 0;
@@ -113,7 +116,10 @@ function describeRun(r: RunRecord): string {
   const cancel = r.cancelRequestedBy ? ` (cancel asked by ${r.cancelRequestedBy})` : '';
   const message = r.message ? `: ${r.message}` : '';
   const via = r.requestedVia ? ` via ${r.requestedVia}` : '';
-  return `run id: ${r.runId}  ${r.status}${step}  ${r.runbook} on ${r.site}, by ${r.requestedBy}${via}, ${r.createdAt}${cancel}${message}`;
+  // Names, messages and who asked come from the cloud and Slack: nothing in them may drive the terminal.
+  return terminalText(
+    `run id: ${r.runId}  ${r.status}${step}  ${r.runbook} on ${r.site}, by ${r.requestedBy}${via}, ${r.createdAt}${cancel}${message}`,
+  );
 }
 
 export function timelineCommand(runId: string): Promise<number> {

@@ -9,6 +9,7 @@ import type {
   StepRef,
 } from '../engine/events.js';
 import { inProcessApprovals } from '../engine/in-process.js';
+import { redactText } from '../redact.js';
 import { formatDuration, formatRunDuration, STEP_LABEL } from './format.js';
 import { terminalText } from './sanitize.js';
 
@@ -54,12 +55,14 @@ function where(ref: StepRef): string {
 }
 
 /**
- * One event as terminal lines. Every string in an event may come from the cloud, Slack or a command's output:
+ * One event as terminal lines, secrets redacted. Every string in an event may come from the cloud, Slack or a
+ * command's output:
  * escape sequences are removed and control and invisible characters shown, so nothing printed can move the
  * cursor, recolour or rewrite a line, or disguise a target shown before the y/N prompt.
  */
 export function formatEvent(e: RunEvent): string {
-  return terminalText(describeEvent(e));
+  // Redacted here too: `run` prints the engine's events as they happen, before any store has redacted them.
+  return terminalText(redactText(describeEvent(e)));
 }
 
 function describeEvent(e: RunEvent): string {
@@ -166,7 +169,7 @@ export function createTerminalApprovals(opts: {
     const answer = await nextLine(signal);
     // A piped answer is not echoed by a terminal: echo it so the transcript reads like a session.
     if (answer !== undefined && (opts.input as { isTTY?: boolean }).isTTY !== true)
-      opts.output.write(`${answer}\n`);
+      opts.output.write(`${terminalText(answer)}\n`);
     if (answer === undefined) {
       opts.output.write('\n');
       return {

@@ -3,6 +3,7 @@
  * holds every line it printed. Built from the timeline (redacted when stored) and redacted again here.
  */
 import type { StepRef } from '../engine/events.js';
+import { revealControls, terminalText } from '../fronts/sanitize.js';
 import type { TimelineEntry } from '../queue/service.js';
 import { redactText } from '../redact.js';
 import { outputPlace, stepContext } from './blocks.js';
@@ -27,7 +28,8 @@ export function stepLogFile(
   if (e?.type !== 'step.finished') return undefined;
   const ctx = stepContext(entries.slice(0, index + 1), e);
   return {
-    content: redactText(`${(ctx.output ?? []).join('\n')}\n`),
+    // Read with `cat` or `less` once downloaded: no escape sequence of the output may reach that terminal.
+    content: terminalText(redactText(`${(ctx.output ?? []).join('\n')}\n`)),
     filename: logFileName(runId, e),
     title: oneLine(`Output of ${stepName(e)}: ${ctx.title ?? e.stepId}`),
   };
@@ -59,7 +61,8 @@ export function catchUpLogFile(
   if (first === undefined || last === undefined) return undefined;
   const span = first.index === last.index ? `step ${first.index}` : `steps ${first.index}-${last.index}`;
   return {
-    content: redactText(`${parts.join('\n')}`),
+    // Read with `cat` or `less` once downloaded: no escape sequence of the output may reach that terminal.
+    content: terminalText(redactText(parts.join('\n'))),
     filename: `${runId}-${first.index === last.index ? `step-${first.index}` : `steps-${first.index}-${last.index}`}.log`,
     title: oneLine(`Output of ${span} (catching up)`),
   };
@@ -71,7 +74,7 @@ function stepName(e: StepRef): string {
 }
 
 function oneLine(raw: string): string {
-  return redactText(raw).replace(/\s+/g, ' ').slice(0, 250);
+  return revealControls(redactText(raw)).replace(/\s+/g, ' ').slice(0, 250);
 }
 
 /** A file name Slack shows as is: the step id of a loop's inner step holds a `/`. */

@@ -112,7 +112,7 @@ export const SECRET_CORPUS: readonly CorpusEntry[] = [
       hex32('appcred-id'),
       'capi-ci',
       PROJECT_ID,
-      "[{'id': '" + hex32('role') + "', 'name': 'load-balancer_member'}]",
+      `[{'id': '${hex32('role')}', 'name': 'load-balancer_member'}]`,
       appcredSecret,
       'None',
       'False',
