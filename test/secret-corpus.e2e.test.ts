@@ -177,12 +177,32 @@ describe('the secret corpus through a real run', () => {
       expect(parked).toContain(':checkpoint');
       expectNoSecret('Redis while the run waits for approval', parked);
 
-      // The requester's own click is refused (an ephemeral and a timeline line), then the approver's goes.
-      await send(
-        buttonClickBody({ user: LEAD, channel: CHANNEL, actionId: 'capi_approve', value: approvalId }),
+      // The requester's own click is refused (an ephemeral and a timeline line), then the approver's goes;
+      // both on the approval message, where a person clicks.
+      const messageTs = await eventually('the approval message recorded', async () =>
+        (
+          await new ThreadCursors(db.redis, db.prefix).load(
+            /approval~([^~]+)~/.exec(approvalId)?.[1] as string,
+          )
+        ).approvals.get(approvalId),
       );
       await send(
-        buttonClickBody({ user: APPROVER, channel: CHANNEL, actionId: 'capi_approve', value: approvalId }),
+        buttonClickBody({
+          user: LEAD,
+          channel: CHANNEL,
+          actionId: 'capi_approve',
+          value: approvalId,
+          messageTs,
+        }),
+      );
+      await send(
+        buttonClickBody({
+          user: APPROVER,
+          channel: CHANNEL,
+          actionId: 'capi_approve',
+          value: approvalId,
+          messageTs,
+        }),
       );
       const runId = /approval~([^~]+)~/.exec(approvalId)?.[1] as string;
       expect((await waitForEvent(h.service, runId, isType('run.finished'), 60_000)).status).toBe('succeeded');

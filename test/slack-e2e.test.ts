@@ -13,6 +13,7 @@ import { type Harness, isType, quietLogger, startHarness, waitForEvent } from '.
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 import {
+  approvalMessageTs,
   buttonClickBody,
   postToBolt,
   signedHeaders,
@@ -190,6 +191,7 @@ describe('the Slack front end to end', () => {
       actionId: 'capi_deny',
       value: approvalId,
       triggerId: w.fake.issueTrigger(APPROVER),
+      messageTs: approvalMessageTs(w.fake, CHANNEL, approvalId) as string,
     });
     expect((await postToBolt(w.base, deny, signedHeaders(deny, SECRET))).status).toBe(200);
     const dialog = await eventually('the reason dialog', () => w.fake.modals()[0]);
