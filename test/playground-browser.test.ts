@@ -81,10 +81,7 @@ describe('the playground in a browser', () => {
       approval.locator('.bk-context', { hasText: 'Denied by @arjun' }).waitFor({ timeout: 30_000 }),
     );
     await see('the run ended in the root message', () =>
-      root
-        .locator('.bk-section', { hasText: /denied|failed|cancelled/i })
-        .first()
-        .waitFor({ timeout: THREAD_MS }),
+      root.locator('.bk-section', { hasText: /\bDENIED\b/ }).waitFor({ timeout: THREAD_MS }),
     );
     // Nothing destructive ran: the load balancer is still in ERROR, never failed over.
     const failovers = (await pg.stack.sim.journal()).filter((j) => j.action === 'loadbalancer.failover');
