@@ -351,12 +351,20 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     'chat.postEphemeral': (args) => {
       const messages = channelOf(args);
       const channel = args.channel as string;
-      if (typeof args.user !== 'string' || !(args.user in users)) throw new ApiError('user_not_in_channel');
+      // Slack shows an ephemeral only to someone in the channel.
+      const user = args.user;
+      if (
+        typeof user !== 'string' ||
+        !(user in users) ||
+        !(opts.members?.[channel]?.includes(user) ?? true)
+      ) {
+        throw new ApiError('user_not_in_channel');
+      }
       const threadTs = checkThread(messages, args.thread_ts);
       const body = content(args);
       const list = ephemerals.get(channel) ?? [];
       const ts = nextTs();
-      list.push({ ts, user: args.user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
+      list.push({ ts, user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
       ephemerals.set(channel, list);
       return { message_ts: ts };
     },
