@@ -154,6 +154,38 @@ describe('fake Slack: messages and threads', () => {
   });
 });
 
+describe('fake Slack: channel members', () => {
+  it('should page conversations.members with a cursor as Slack does, and refuse an unknown channel or a bad limit', async () => {
+    const members = Array.from({ length: 5 }, (_, i) => `U0MEMBER${i}`);
+    const paged = await startFakeSlack({ token: TOKEN, channels: [OPS, OTHER], members: { [OPS]: members } });
+    try {
+      const slack = new WebClient(TOKEN, { slackApiUrl: paged.url, retryConfig: { retries: 0 } });
+      const first = await slack.conversations.members({ channel: OPS, limit: 2 });
+      expect(first.members).toEqual(members.slice(0, 2));
+      const cursor = first.response_metadata?.next_cursor ?? '';
+      expect(cursor).not.toBe('');
+      const second = await slack.conversations.members({ channel: OPS, limit: 2, cursor });
+      expect(second.members).toEqual(members.slice(2, 4));
+      const last = await slack.conversations.members({
+        channel: OPS,
+        limit: 2,
+        cursor: second.response_metadata?.next_cursor ?? '',
+      });
+      expect(last).toMatchObject({ members: members.slice(4), response_metadata: { next_cursor: '' } });
+      // A channel the option does not name has everyone known in it (none here).
+      expect((await slack.conversations.members({ channel: OTHER })).members).toEqual([]);
+      await expect(slack.conversations.members({ channel: 'C0NOWHERE' })).rejects.toMatchObject(
+        refusedWith('channel_not_found'),
+      );
+      await expect(slack.conversations.members({ channel: OPS, limit: 1001 })).rejects.toMatchObject(
+        refusedWith('invalid_limit'),
+      );
+    } finally {
+      await paged.close();
+    }
+  });
+});
+
 describe('fake Slack: Block Kit limits', () => {
   const cases: { name: string; blocks: unknown[]; errors: string[] }[] = [
     {

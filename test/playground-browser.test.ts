@@ -9,8 +9,9 @@ import { launchChromium, type TestBrowser } from './support/browser.js';
 /**
  * `npm run demo`'s page in a real browser, with everything behind it real but Slack: the real `serve`
  * (Bolt, agent, thread poster) as a child process, the simulated jumphost, Redis. A person types
- * `/capi recover`, watches the thread, is refused approving their own run, and an approver approves
- * through the confirm dialog until the load balancer is recovered.
+ * `/capi recover`, watches the thread, and an approver denies it with a reason in Slack's dialog; a second
+ * run's requester is refused approving their own run, and an approver approves through the confirm dialog
+ * until the load balancer is recovered.
  */
 
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
@@ -44,6 +45,50 @@ async function see<T>(what: string, wait: () => Promise<T>): Promise<T> {
 }
 
 describe('the playground in a browser', () => {
+  it("should deny a step with a reason in Slack's dialog, ending the run and saying why in its thread", async () => {
+    const page: Page = await browser.context.newPage();
+    await page.goto(pg.server.url);
+    await page.selectOption('#as-user', OPERATOR.id);
+    await page.fill('#message-box', '/capi recover');
+    await page.press('#message-box', 'Enter');
+    const root = page.locator('#messages .message').filter({ hasText: 'recover on sim-lb-error' });
+    await see('the run root message', () => root.waitFor({ timeout: 20_000 }));
+    await see('the thread link', () => root.locator('.replies').waitFor({ timeout: 20_000 }));
+    await root.locator('.replies').click();
+    const thread = page.locator('#thread-messages');
+    const approval = thread.locator('.message', { hasText: 'Approval needed: Fail over load balancer' });
+    const deny = approval.getByRole('button', { name: 'Deny…' });
+    await see('the approval request with its Deny… button', () => deny.waitFor({ timeout: THREAD_MS }));
+
+    await page.selectOption('#as-user', APPROVER.id);
+    await deny.click();
+    // The bot opened its dialog with the trigger the click carried; the page shows the one the fake holds.
+    const dialog = page.getByRole('dialog', { name: 'Deny this step' });
+    await see('the reason dialog', () => dialog.waitFor({ timeout: 10_000 }));
+    expect(await dialog.textContent()).toContain('Fail over load balancer');
+    await dialog.getByLabel('Why? (optional)').fill('<b>the LB came back</b> by itself');
+    await page.screenshot({ path: `${ARTIFACTS}playground-reason-dialog.png` });
+    await dialog.getByRole('button', { name: 'Deny', exact: true }).click();
+    await see('the dialog closing', () => dialog.waitFor({ state: 'hidden', timeout: 10_000 }));
+
+    await see('the denial with its reason in the thread', () =>
+      thread
+        .locator('.message', { hasText: 'denied by @arjun' })
+        .filter({ hasText: '<b>the LB came back</b> by itself' })
+        .waitFor({ timeout: 30_000 }),
+    );
+    await see('the approval request saying who denied', () =>
+      approval.locator('.bk-context', { hasText: 'Denied by @arjun' }).waitFor({ timeout: 30_000 }),
+    );
+    await see('the run ended in the root message', () =>
+      root.locator('.bk-section', { hasText: /\bDENIED\b/ }).waitFor({ timeout: THREAD_MS }),
+    );
+    // Nothing destructive ran: the load balancer is still in ERROR, never failed over.
+    const failovers = (await pg.stack.sim.journal()).filter((j) => j.action === 'loadbalancer.failover');
+    expect(failovers).toHaveLength(0);
+    await page.close();
+  }, 240_000);
+
   it('should run /capi recover from the page to success, refusing self-approval and asking the confirm dialog', async () => {
     const page: Page = await browser.context.newPage();
     await page.goto(pg.server.url);
@@ -51,7 +96,8 @@ describe('the playground in a browser', () => {
     await page.fill('#message-box', '/capi recover');
     await page.press('#message-box', 'Enter');
 
-    const root = page.locator('#messages .message').filter({ hasText: 'recover on sim-lb-error' });
+    // The second run in the channel (the first was denied).
+    const root = page.locator('#messages .message').filter({ hasText: 'recover on sim-lb-error' }).nth(1);
     await see('the run root message', () => root.waitFor({ timeout: 20_000 }));
     expect(await root.textContent()).toMatch(/run id: r[a-z0-9]+/);
     await see('the thread link', () => root.locator('.replies').waitFor({ timeout: 20_000 }));

@@ -374,4 +374,149 @@ describe('the playground page', () => {
       `Only visible to you · ${OPERATOR.name}`,
     );
   });
+  it("should show the modal the bot opens with the request's trigger, update it in place, keep it open with the app's errors and close it on an empty answer", async () => {
+    const w = await world();
+    const plain = (text: string) => ({ type: 'plain_text', text });
+    const loading = {
+      type: 'modal',
+      callback_id: 'pick',
+      private_metadata: '{"site":"lab"}',
+      title: plain('Fail over an LB'),
+      close: plain('Cancel'),
+      blocks: [{ type: 'section', text: { type: 'mrkdwn', text: 'Looking for *<b>load balancers</b>*…' } }],
+    };
+    const filled = {
+      ...loading,
+      submit: plain('Start'),
+      blocks: [
+        {
+          type: 'input',
+          block_id: 'lb',
+          label: plain('Load balancer'),
+          element: {
+            type: 'static_select',
+            action_id: 'pick',
+            options: [
+              { text: plain('lb-a (ERROR)'), value: 'lb-a' },
+              { text: plain('lb-b (ERROR)'), value: 'lb-b' },
+            ],
+          },
+        },
+        {
+          type: 'input',
+          block_id: 'why',
+          label: plain('Why?'),
+          element: { type: 'plain_text_input', action_id: 'reason', multiline: true },
+        },
+      ],
+    };
+    const submissions: Record<string, unknown>[] = [];
+    let views = 0;
+    w.answer = async (r) => {
+      const form = new URLSearchParams(r.body);
+      if (form.get('command') === '/capi') {
+        // As the bot does: open at once with the trigger, fill in when the list arrives.
+        const opened = (await w.bot.apiCall('views.open', {
+          trigger_id: String(form.get('trigger_id')),
+          view: loading,
+        })) as { view?: { id?: string } };
+        views += 1;
+        void w.bot.apiCall('views.update', { view_id: String(opened.view?.id), view: filled });
+        return { status: 200 };
+      }
+      const payload = payloadOf(r);
+      if (payload.type === 'view_submission') {
+        submissions.push(payload);
+        return submissions.length === 1
+          ? {
+              status: 200,
+              body: JSON.stringify({ response_action: 'errors', errors: { why: 'Say <i>more</i>' } }),
+            }
+          : { status: 200 };
+      }
+      return { status: 400 };
+    };
+
+    await w.page.selectOption('#as-user', APPROVER.id);
+    await w.page.fill('#message-box', '/capi failover');
+    await w.page.press('#message-box', 'Enter');
+    const dialog = w.page.getByRole('dialog', { name: 'Fail over an LB' });
+    await dialog.waitFor();
+    const select = dialog.getByLabel('Load balancer');
+    await select.waitFor();
+    expect(views).toBe(1);
+    await select.selectOption('lb-b');
+
+    // A required input left empty: Slack's own client says so and sends nothing.
+    await dialog.getByRole('button', { name: 'Start' }).click();
+    await dialog.getByText('Please complete this required field.').waitFor();
+    expect(submissions).toEqual([]);
+
+    await dialog.getByLabel('Why?').fill('<script>x</script> it is down');
+    await dialog.getByRole('button', { name: 'Start' }).click();
+    await dialog.getByText('Say <i>more</i>').waitFor();
+    expect(await dialog.locator('i').count()).toBe(0);
+    expect(await dialog.getByLabel('Why?').inputValue()).toBe('<script>x</script> it is down');
+    const stored = w.fake.modals()[0];
+    const first = submissions[0] as Record<string, unknown>;
+    expect(signedBySlack(w.received.at(-1) as Received)).toBe(true);
+    expect(first).toMatchObject({
+      type: 'view_submission',
+      user: { id: APPROVER.id, team_id: TEAM.id },
+      team: { id: TEAM.id },
+      trigger_id: expect.stringMatching(/^\d+\.\d+\.[0-9a-f]+$/),
+      view: {
+        id: stored?.id,
+        hash: stored?.hash,
+        callback_id: 'pick',
+        private_metadata: '{"site":"lab"}',
+        state: {
+          values: {
+            lb: {
+              pick: {
+                type: 'static_select',
+                selected_option: { text: plain('lb-b (ERROR)'), value: 'lb-b' },
+              },
+            },
+            why: { reason: { type: 'plain_text_input', value: '<script>x</script> it is down' } },
+          },
+        },
+      },
+    });
+
+    await dialog.getByRole('button', { name: 'Start' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    expect(submissions).toHaveLength(2);
+
+    // Cancel closes it without a word to the app.
+    const before = w.received.length;
+    await w.page.fill('#message-box', '/capi failover');
+    await w.page.press('#message-box', 'Enter');
+    await dialog.waitFor();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    expect(w.received).toHaveLength(before + 1);
+  });
+
+  it('should open the Home tab as Slack does (app_home_opened) and show what the bot published for that person', async () => {
+    const w = await world();
+    w.answer = async (r) => {
+      const event = (JSON.parse(r.body) as { event: { type: string; user: string } }).event;
+      if (event.type === 'app_home_opened' && signedBySlack(r)) {
+        await w.bot.views.publish({
+          user_id: event.user,
+          view: {
+            type: 'home',
+            blocks: [{ type: 'section', text: { type: 'mrkdwn', text: `*Runs for <@${event.user}>*` } }],
+          },
+        });
+      }
+      return { status: 200 };
+    };
+    await w.page.selectOption('#as-user', APPROVER.id);
+    await w.page.getByRole('button', { name: 'Home · capi-chatops' }).click();
+    const home = w.page.getByRole('complementary', { name: 'Home' });
+    await home.locator('strong', { hasText: `Runs for @${APPROVER.handle}` }).waitFor();
+    expect(w.received[0]?.headers['content-type']).toBe('application/json');
+  });
 });

@@ -120,6 +120,19 @@ describe('rootMessage', () => {
     expect(m.text).toBe('recover on site-a: running (1/4 steps done, run r-recover-1)');
   });
 
+  it('should say a run was requested from the terminal, as which unix user, as /capi status does', () => {
+    const m = rootMessage(view(polling), new Date(T0 + 8000), 'terminal as alice');
+    expectWithinLimits(m);
+    expect(blocksOf(m)[1]?.text?.text.split('\n')[1]).toBe(
+      '*Requested by* <@U0ALICE01> via terminal as alice',
+    );
+    // The unix user name is text from a machine, never a mention or markup.
+    const evil = rootMessage(view(polling), new Date(T0 + 8000), 'terminal as <!channel>*x*');
+    const line = blocksOf(evil)[1]?.text?.text.split('\n')[1] ?? '';
+    expect(line).toMatch(/^\*Requested by\* <@U0ALICE01> via terminal as /);
+    expect(line).not.toContain('<!channel>');
+  });
+
   it('should list one checklist line per step with status, step n of m, time and poll attempt when running', () => {
     const m = rootMessage(view(polling), new Date(T0 + 8000));
     expect(checklist(m)).toEqual([

@@ -10,6 +10,7 @@ import { threadApprovalPlaces } from '../src/slack/click-place.js';
 import { HomeTab, homeView, threadPermalink } from '../src/slack/home.js';
 import { GroupMembership } from '../src/slack/membership.js';
 import { ThreadPoster } from '../src/slack/poster.js';
+import { SiteVisibility } from '../src/slack/site-visibility.js';
 import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
@@ -45,20 +46,29 @@ afterEach(async () => {
   for (const stop of stops.splice(0).reverse()) await stop();
 });
 
-async function world() {
+/**
+ * `links`: each site's slack_channels, by site index (one site per entry; default one site without any);
+ * `members`: who is in each channel, as Slack's conversations.members lists them (default everyone).
+ */
+async function world(opts: { links?: string[][]; members?: Record<string, string[]> } = {}) {
+  const links = opts.links ?? [[]];
   const slack = await startFakeSlack({
     token: TOKEN,
-    channels: [CHANNEL],
+    channels: [CHANNEL, ...links.flat().filter((c) => c !== CHANNEL)],
     users: { [OPERATOR]: { groups: [] }, [APPROVER]: { groups: ['S0APPROVERS'] }, [VISITOR]: { groups: [] } },
+    ...(opts.members !== undefined ? { members: opts.members } : {}),
   });
   stops.push(() => slack.close());
   const h: Harness = await startHarness({
     redis: db.redis,
     prefix: db.prefix,
     runbooks,
-    scenarios: ['healthy'],
+    scenarios: links.map(() => 'healthy'),
     approvers: ['S0APPROVERS'],
   });
+  const sites = new Map(
+    [...h.sites.values()].map((site, i) => [site.name, { ...site, slack_channels: links[i] ?? [] }]),
+  );
   stops.push(() => h.stop());
   await h.startAgent();
   const client = new WebClient(TOKEN, {
@@ -67,6 +77,7 @@ async function world() {
     retryConfig: { retries: 0 },
   });
   const cursors = new ThreadCursors(db.redis, db.prefix);
+  const visibility = new SiteVisibility(client, sites, quietLogger);
   const home = new HomeTab({
     client,
     service: h.service,
@@ -74,6 +85,7 @@ async function world() {
     approvers: ['S0APPROVERS'],
     logger: quietLogger,
     coalesceMs: 50,
+    sitesFor: (userId) => visibility.sitesFor(userId),
     permalink: async (runId) => {
       const c = await cursors.load(runId);
       return c.channel && c.rootTs
@@ -97,7 +109,7 @@ async function world() {
     approvers: ['S0APPROVERS'],
     operators: [OPERATOR],
     service: h.service,
-    sites: h.sites,
+    sites,
     logger: quietLogger,
     threads: poster,
     home,
@@ -232,6 +244,46 @@ describe('the App Home tab', () => {
     expect(waiting('U0SECOND01')).toMatch(/Stop capi-mgmt-v2.*1 of 2 approvals/);
     expect(waiting(OPERATOR)).toContain('Nothing waits for your approval');
     expect(waiting(APPROVER)).toContain('Nothing waits for your approval');
+  });
+
+  it('should show each person only the sites whose incident channels they are in, read from Slack and cached', async () => {
+    const OTHER = 'C0OTHERINC';
+    // The approver is on the second page of the other channel's members (Slack pages at most 1000).
+    const crowd = Array.from({ length: 1200 }, (_, i) => `U0CROWD${String(i).padStart(4, '0')}`);
+    const w = await world({
+      links: [[CHANNEL], [OTHER]],
+      members: { [CHANNEL]: [OPERATOR, APPROVER], [OTHER]: [...crowd, APPROVER] },
+    });
+    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+    const runId = await eventually('a run', async () => (await w.h.service.listRuns({}))[0]?.runId);
+    await waitForEvent(w.h.service, runId, isType('approval.requested'));
+
+    const opened = async (user: string) => {
+      await w.openHome(user);
+      return eventually(`the Home tab of ${user}`, () =>
+        w.slack.home(user) ? homeText(w.slack, user) : undefined,
+      );
+    };
+    const approver = await opened(APPROVER);
+    expect(approver).toContain('Site site-0');
+    expect(approver).toContain('Site site-1');
+    expect(approver).toContain(runId);
+
+    const operator = await opened(OPERATOR);
+    expect(operator).toContain('Site site-0');
+    expect(operator).not.toContain('Site site-1');
+    expect(operator).toContain(runId);
+
+    // In neither channel: no site, and not the run either.
+    const visitor = await opened(VISITOR);
+    expect(visitor).not.toContain('Site site-');
+    expect(visitor).not.toContain(runId);
+
+    // One read of each channel served all three (the other channel in two pages).
+    const reads = (channel: string) =>
+      w.slack.calls.filter((c) => c.method === 'conversations.members' && c.args.channel === channel);
+    expect(reads(CHANNEL)).toHaveLength(1);
+    expect(reads(OTHER)).toHaveLength(2);
   });
 
   it('should stay within Slack limits for a Home tab with many sites and runs', () => {

@@ -120,6 +120,8 @@ const SCOPE_OF: Readonly<Record<string, string | null>> = {
   'chat.update': 'chat:write',
   'files.uploadV2': 'files:write',
   'usergroups.users.list': 'usergroups:read',
+  // channels:read for public channels; groups:read (also granted) for private incident channels.
+  'conversations.members': 'channels:read',
   'views.open': null,
   'views.update': null,
   'views.publish': null,

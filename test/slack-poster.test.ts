@@ -15,6 +15,7 @@ import {
   startHarness,
   waitForEvent,
 } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -524,6 +525,18 @@ describe('ThreadPoster', () => {
       thread.posts.map((m) => m.text.replace(/^Closed without a decision: /, 'Approval needed: ')),
     ).toEqual(expected.map((x) => x.text));
     expect(thread.posts.at(-1)?.text).toMatch(/^Run cancelled/);
+  });
+
+  it('should say in the root message that a run came from the terminal, and as which unix user', async () => {
+    const { hh, slack } = await setup(['healthy']);
+    await hh.startAgent();
+    const poster = newPoster(hh, slackClient(slack));
+    const run = await hh.submit('diagnose', { channel: INCIDENT, via: 'terminal as alice' });
+    poster.watch(run.runId);
+    const root = await eventually('the root message', () =>
+      slack.messages(INCIDENT).find((m) => m.thread_ts === undefined),
+    );
+    expect(JSON.stringify(root.blocks)).toMatch(/\*Requested by\* \S+ via terminal as alice\\n/);
   });
 
   it('should reject settled() for a run without a channel and make close() repeat-safe', async () => {

@@ -118,7 +118,13 @@ export class ChannelView {
     this.changed();
   }
 
-  private mrkdwnContext(): MrkdwnContext {
+  /** The people of the channel, as the page names them. */
+  people(): readonly Person[] {
+    return this.opts.people;
+  }
+
+  /** How the bot's mrkdwn is read here: names of people, the approvers' group and the channel; the clock. */
+  mrkdwnContext(): MrkdwnContext {
     const { people, channel, timeZone } = this.opts;
     return {
       name: (kind, id) => {

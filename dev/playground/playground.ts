@@ -12,14 +12,17 @@ import { FAKE_BOT, type FakeSlack } from '../slack/fake-slack.js';
 import { buttonAt } from './blocks-view.js';
 import { type Person, personById } from './cast.js';
 import type { ChannelView } from './channel.js';
+import { Dialogs, NOT_ANSWERED, type TypedValues } from './dialogs.js';
 import {
   type AppAnswer,
   blockActionsBody,
   generatedBlockId,
+  homeOpenedBody,
   sendToApp,
   slashCommandBody,
+  viewSubmissionBody,
 } from './slack-payloads.js';
-import type { ButtonRef } from './web/view-types.js';
+import type { ButtonRef, DialogsState } from './web/view-types.js';
 
 /** Slack: a response_url takes up to 5 messages within 30 minutes. */
 const RESPONSE_URL_USES = 5;
@@ -34,6 +37,8 @@ export interface PlaygroundOptions {
   readonly signingSecret: string;
   /** Where response_url tokens are appended: `http://127.0.0.1:PORT/response/`. */
   readonly responseBase: string;
+  /** Called when a dialog opens, closes or shows errors because of the page (not the bot). */
+  readonly onChange?: () => void;
 }
 
 export type Outcome = { readonly ok: true } | { readonly ok: false; readonly problem: string };
@@ -44,6 +49,12 @@ interface ResponseTarget {
   readonly expiresAt: number;
   uses: number;
 }
+
+/** What the bot may answer a view_submission with (Slack: an empty body, or a response_action). */
+const SubmissionAnswer = z.object({
+  response_action: z.enum(['errors', 'clear', 'update', 'push']),
+  errors: z.record(z.string(), z.string()).optional(),
+});
 
 const ResponseBody = z.object({
   text: z.string().optional(),
@@ -56,8 +67,92 @@ const ResponseBody = z.object({
 
 export class Playground {
   private readonly responseTargets = new Map<string, ResponseTarget>();
+  private readonly dialogs: Dialogs;
 
-  constructor(private readonly opts: PlaygroundOptions) {}
+  constructor(private readonly opts: PlaygroundOptions) {
+    this.dialogs = new Dialogs(opts.fake);
+  }
+
+  /** What each person sees outside the channel: their open modal and their Home tab. */
+  dialogsState(): DialogsState {
+    return this.dialogs.state(this.opts.view.people(), this.opts.view.mrkdwnContext());
+  }
+
+  /**
+   * Submits the modal `viewId` open for `userId` with what they typed, as Slack does: a required input left
+   * empty is refused in the dialog without sending; otherwise a signed view_submission, whose answer closes
+   * the dialog (nothing, or `clear`) or shows its errors next to the inputs (`errors`).
+   */
+  async submit(userId: string, viewId: string, typed: TypedValues): Promise<Outcome> {
+    const user = personById(userId);
+    if (!user) return { ok: false, problem: `unknown user ${userId}` };
+    const view = this.dialogs.openFor(user.id);
+    if (!view || view.id !== viewId) return { ok: false, problem: 'that dialog is not open any more' };
+    const state = this.dialogs.stateValues(view, typed);
+    if ('errors' in state) {
+      this.dialogs.showErrors(view, state.errors);
+      this.changed();
+      return { ok: true };
+    }
+    const body = viewSubmissionBody({
+      user,
+      view,
+      values: state.values,
+      triggerId: this.opts.fake.issueTrigger(user.id),
+      bot: FAKE_BOT,
+    });
+    const answer = await sendToApp(this.opts.requestUrl, this.opts.signingSecret, body);
+    // The view may have been updated while the app worked: errors belong to the one it now holds.
+    const now = this.dialogs.openFor(user.id) ?? view;
+    if (answer.failure !== undefined) {
+      this.dialogs.showErrors(now, { '': NOT_ANSWERED });
+    } else if (answer.body.trim() === '') {
+      this.dialogs.close(user.id);
+    } else {
+      const parsed = SubmissionAnswer.safeParse(parseJson(answer.body));
+      if (parsed.success && parsed.data.response_action === 'errors') {
+        this.dialogs.showErrors(now, parsed.data.errors ?? {});
+      } else if (parsed.success && parsed.data.response_action === 'clear') {
+        this.dialogs.close(user.id);
+      } else {
+        this.dialogs.showErrors(now, {
+          '': parsed.success
+            ? `response_action "${parsed.data.response_action}" is not simulated by the playground`
+            : "Slack could not read the app's answer to this submission",
+        });
+      }
+    }
+    this.changed();
+    return { ok: true };
+  }
+
+  /** The person opened the app's Home tab: Slack tells the app (app_home_opened), which publishes it. */
+  async openHome(userId: string): Promise<Outcome> {
+    const user = personById(userId);
+    if (!user) return { ok: false, problem: `unknown user ${userId}` };
+    const answer = await sendToApp(
+      this.opts.requestUrl,
+      this.opts.signingSecret,
+      homeOpenedBody(user),
+      'application/json',
+    );
+    return answer.failure === undefined
+      ? { ok: true }
+      : { ok: false, problem: `the app did not take app_home_opened: ${answer.failure}` };
+  }
+
+  /** The person closed the modal (its close button, or Escape). */
+  cancel(userId: string, viewId: string): Outcome {
+    const view = this.dialogs.openFor(userId);
+    if (!view || view.id !== viewId) return { ok: false, problem: 'that dialog is not open any more' };
+    this.dialogs.close(userId);
+    this.changed();
+    return { ok: true };
+  }
+
+  private changed(): void {
+    this.opts.onChange?.();
+  }
 
   /** Types `input` into the channel's message box as `userId`. */
   async command(userId: string, input: string): Promise<Outcome> {
@@ -85,6 +180,7 @@ export class Playground {
       text: text.trim(),
       channel: this.opts.channel,
       responseUrl: this.responseUrlFor(user),
+      triggerId: this.opts.fake.issueTrigger(user.id),
     });
     this.answered(user, command, await sendToApp(this.opts.requestUrl, this.opts.signingSecret, body));
     return { ok: true };
@@ -109,6 +205,7 @@ export class Playground {
       user,
       channel: this.opts.channel,
       responseUrl: this.responseUrlFor(user, message.thread_ts),
+      triggerId: this.opts.fake.issueTrigger(user.id),
       message: { ...message, blocks: withIds },
       button: {
         block_id:
@@ -222,6 +319,14 @@ export class Playground {
       ...(blocks ? { blocks } : {}),
       ...(response_type === 'in_channel' ? {} : { to: user.id }),
     });
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 

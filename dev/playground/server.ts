@@ -15,6 +15,7 @@ import type { FakeSlack } from '../slack/fake-slack.js';
 import type { ChannelView } from './channel.js';
 import { Playground } from './playground.js';
 import { packageRoot } from './root.js';
+import type { PageState } from './web/view-types.js';
 
 const MAX_BODY = 1024 * 1024;
 const STATE_DEBOUNCE_MS = 50;
@@ -29,6 +30,14 @@ const ClickRequest = z.object({
     elementIndex: z.number().int().min(-1).max(100),
   }),
 });
+
+const SubmitRequest = z.object({
+  user: z.string().min(1).max(40),
+  viewId: z.string().min(1).max(40),
+  /** Per block_id, per action_id: the text typed or the option value chosen (null: none). */
+  values: z.record(z.string().max(255), z.record(z.string().max(255), z.string().max(3000).nullable())),
+});
+const CancelRequest = z.object({ user: z.string().min(1).max(40), viewId: z.string().min(1).max(40) });
 
 const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
@@ -67,14 +76,20 @@ export async function startPlaygroundServer(opts: PlaygroundServerOptions): Prom
   let pending: NodeJS.Timeout | undefined;
   let port = 0;
 
+  const pageState = (): PageState => ({
+    ...opts.view.state(),
+    dialogs: playground?.dialogsState() ?? { modals: {}, homes: {} },
+  });
   const publish = () => {
     pending = undefined;
-    const data = `event: state\ndata: ${JSON.stringify(opts.view.state())}\n\n`;
+    const data = `event: state\ndata: ${JSON.stringify(pageState())}\n\n`;
     for (const res of streams) res.write(data);
   };
-  const unsubscribe = opts.view.onChange(() => {
+  const schedule = () => {
     pending ??= setTimeout(publish, STATE_DEBOUNCE_MS);
-  });
+  };
+  // Every Web API call the bot makes (views.* included) reaches the view, which says so here.
+  const unsubscribe = opts.view.onChange(schedule);
   const keepalive = setInterval(() => {
     for (const res of streams) res.write(': keepalive\n\n');
   }, KEEPALIVE_MS);
@@ -106,12 +121,12 @@ export async function startPlaygroundServer(opts: PlaygroundServerOptions): Prom
           connection: 'keep-alive',
           ...SECURITY_HEADERS,
         });
-        res.write(`retry: 1000\nevent: state\ndata: ${JSON.stringify(opts.view.state())}\n\n`);
+        res.write(`retry: 1000\nevent: state\ndata: ${JSON.stringify(pageState())}\n\n`);
         streams.add(res);
         req.on('close', () => streams.delete(res));
         return;
       }
-      if (url.pathname === '/api/state') return json(res, 200, opts.view.state());
+      if (url.pathname === '/api/state') return json(res, 200, pageState());
       const file = /^\/files\/(F[0-9]+)$/.exec(url.pathname);
       if (file) {
         const found = opts.fake.files().find((f) => f.id === file[1]);
@@ -153,6 +168,27 @@ export async function startPlaygroundServer(opts: PlaygroundServerOptions): Prom
       const outcome = await pg.click(parsed.data.user, parsed.data.ref);
       return json(res, outcome.ok ? 200 : 409, outcome);
     }
+    if (url.pathname === '/api/submit') {
+      const parsed = SubmitRequest.safeParse(body);
+      if (!parsed.success)
+        return json(res, 400, {
+          error: 'send {"user": "U…", "viewId": "V…", "values": {block: {action: text}}}',
+        });
+      const outcome = await pg.submit(parsed.data.user, parsed.data.viewId, parsed.data.values);
+      return json(res, outcome.ok ? 200 : 409, outcome);
+    }
+    if (url.pathname === '/api/home') {
+      const parsed = CancelRequest.pick({ user: true }).safeParse(body);
+      if (!parsed.success) return json(res, 400, { error: 'send {"user": "U…"}' });
+      const outcome = await pg.openHome(parsed.data.user);
+      return json(res, outcome.ok ? 200 : 502, outcome);
+    }
+    if (url.pathname === '/api/cancel') {
+      const parsed = CancelRequest.safeParse(body);
+      if (!parsed.success) return json(res, 400, { error: 'send {"user": "U…", "viewId": "V…"}' });
+      const outcome = pg.cancel(parsed.data.user, parsed.data.viewId);
+      return json(res, outcome.ok ? 200 : 409, outcome);
+    }
     return json(res, 404, { error: 'not found' });
   };
 
@@ -181,6 +217,7 @@ export async function startPlaygroundServer(opts: PlaygroundServerOptions): Prom
     requestUrl: opts.requestUrl,
     signingSecret: opts.signingSecret,
     responseBase: `${base}response/`,
+    onChange: schedule,
   });
 
   return {

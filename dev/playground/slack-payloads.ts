@@ -4,7 +4,7 @@
  * blocks, the action, response_url, trigger_id), signed with the app's signing secret (v0 HMAC-SHA256 over
  * `v0:<timestamp>:<body>`). Slack gives the app 3 seconds to answer; so does the playground.
  */
-import { createHmac, randomBytes, randomInt } from 'node:crypto';
+import { createHmac, randomInt } from 'node:crypto';
 import { APP_ID, type Person, TEAM } from './cast.js';
 
 /** Slack's own deadline for an app's HTTP answer. */
@@ -27,14 +27,11 @@ export function signedHeaders(
   };
 }
 
-/** A trigger_id's shape: Slack's are `<digits>.<digits>.<hex>`; valid for 3 s, used to open modals. */
-export function triggerId(): string {
-  return `${randomInt(1e9, 9e9)}.${randomInt(1e9, 9e9)}.${randomBytes(16).toString('hex')}`;
-}
-
 export interface Where {
   readonly channel: { readonly id: string; readonly name: string };
   readonly responseUrl: string;
+  /** Issued by the fake Slack for this person and this request: views.open takes it once, within 3 s. */
+  readonly triggerId: string;
 }
 
 export function slashCommandBody(
@@ -53,7 +50,7 @@ export function slashCommandBody(
     api_app_id: APP_ID,
     is_enterprise_install: 'false',
     response_url: opts.responseUrl,
-    trigger_id: triggerId(),
+    trigger_id: opts.triggerId,
   }).toString();
 }
 
@@ -95,7 +92,7 @@ export function blockActionsBody(
       is_ephemeral: false,
       ...thread,
     },
-    trigger_id: triggerId(),
+    trigger_id: opts.triggerId,
     team: { id: TEAM.id, domain: TEAM.domain },
     enterprise: null,
     is_enterprise_install: false,
@@ -128,6 +125,67 @@ export function blockActionsBody(
   return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
 }
 
+/**
+ * A modal's submission as Slack sends it: the view as the app last set it (id, hash, callback_id,
+ * private_metadata, blocks…) with what the person typed as `state.values`.
+ */
+export function viewSubmissionBody(opts: {
+  readonly user: Person;
+  readonly view: {
+    readonly id: string;
+    readonly hash: string;
+    readonly view: Readonly<Record<string, unknown>>;
+  };
+  readonly values: Record<string, Record<string, unknown>>;
+  readonly triggerId: string;
+  readonly bot: { readonly userId: string; readonly botId: string };
+}): string {
+  const payload = {
+    type: 'view_submission',
+    team: { id: TEAM.id, domain: TEAM.domain },
+    user: { id: opts.user.id, username: opts.user.handle, name: opts.user.handle, team_id: TEAM.id },
+    api_app_id: APP_ID,
+    token: LEGACY_TOKEN,
+    trigger_id: opts.triggerId,
+    view: {
+      ...structuredClone(opts.view.view),
+      id: opts.view.id,
+      team_id: TEAM.id,
+      type: 'modal',
+      state: { values: opts.values },
+      hash: opts.view.hash,
+      previous_view_id: null,
+      root_view_id: opts.view.id,
+      app_id: APP_ID,
+      bot_id: opts.bot.botId,
+    },
+    response_urls: [],
+    is_enterprise_install: false,
+    enterprise: null,
+  };
+  return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
+}
+
+/** The Home tab was opened: an Events API delivery (event_callback, JSON), as Slack posts it. */
+export function homeOpenedBody(user: Person): string {
+  const now = Math.floor(Date.now() / 1000);
+  return JSON.stringify({
+    token: LEGACY_TOKEN,
+    team_id: TEAM.id,
+    api_app_id: APP_ID,
+    type: 'event_callback',
+    event_id: `Ev${now}${randomInt(1e6)}`,
+    event_time: now,
+    event: {
+      type: 'app_home_opened',
+      user: user.id,
+      channel: `D${user.id.slice(1)}`,
+      tab: 'home',
+      event_ts: `${now}.000100`,
+    },
+  });
+}
+
 function actionTs(): string {
   const ms = Date.now();
   return `${Math.floor(ms / 1000)}.${String((ms % 1000) * 1000 + randomInt(1000)).padStart(6, '0')}`;
@@ -151,11 +209,16 @@ export interface AppAnswer {
 }
 
 /** POSTs a signed body to the app's Request URL, as Slack does, with Slack's 3-second deadline. */
-export async function sendToApp(requestUrl: string, secret: string, body: string): Promise<AppAnswer> {
+export async function sendToApp(
+  requestUrl: string,
+  secret: string,
+  body: string,
+  contentType = 'application/x-www-form-urlencoded',
+): Promise<AppAnswer> {
   try {
     const res = await fetch(requestUrl, {
       method: 'POST',
-      headers: signedHeaders(body, secret),
+      headers: { ...signedHeaders(body, secret), 'content-type': contentType },
       body,
       signal: AbortSignal.timeout(SLACK_ACK_TIMEOUT_MS),
     });

@@ -100,6 +100,11 @@ export interface FakeSlackOptions {
   readonly channels: readonly string[];
   /** Known users and the user groups (subteam ids) they belong to. */
   readonly users?: Readonly<Record<string, { readonly groups: readonly string[] }>>;
+  /**
+   * Who is in each channel (conversations.members). A channel not named here has every known user in it
+   * (an incident channel the whole team joined).
+   */
+  readonly members?: Readonly<Record<string, readonly string[]>>;
   /** chat.postMessage per channel per second, after a burst of 3. Default 1. */
   readonly postRatePerChannelPerS?: number;
   /**
@@ -346,12 +351,20 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     'chat.postEphemeral': (args) => {
       const messages = channelOf(args);
       const channel = args.channel as string;
-      if (typeof args.user !== 'string' || !(args.user in users)) throw new ApiError('user_not_in_channel');
+      // Slack shows an ephemeral only to someone in the channel.
+      const user = args.user;
+      if (
+        typeof user !== 'string' ||
+        !(user in users) ||
+        !(opts.members?.[channel]?.includes(user) ?? true)
+      ) {
+        throw new ApiError('user_not_in_channel');
+      }
       const threadTs = checkThread(messages, args.thread_ts);
       const body = content(args);
       const list = ephemerals.get(channel) ?? [];
       const ts = nextTs();
-      list.push({ ts, user: args.user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
+      list.push({ ts, user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
       ephemerals.set(channel, list);
       return { message_ts: ts };
     },
@@ -421,6 +434,23 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
       const known = Object.values(users).some((u) => typeof group === 'string' && u.groups.includes(group));
       if (!known) throw new ApiError('no_such_subteam');
       return { users: members };
+    },
+
+    // Slack: cursor pagination, `limit` 1-1000 (default 100); the last page has an empty next_cursor.
+    'conversations.members': (args) => {
+      const channel = args.channel;
+      if (typeof channel !== 'string' || !channels.has(channel)) throw new ApiError('channel_not_found');
+      const limit = args.limit === undefined ? 100 : Number(args.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ApiError('invalid_limit');
+      const all = opts.members?.[channel] ?? Object.keys(users);
+      const cursor =
+        args.cursor === undefined || args.cursor === ''
+          ? 0
+          : Number.parseInt(String(args.cursor).replace(/^m/, ''), 10);
+      if (!Number.isInteger(cursor) || cursor < 0 || cursor > all.length)
+        throw new ApiError('invalid_cursor');
+      const next = cursor + limit < all.length ? `m${cursor + limit}` : '';
+      return { members: all.slice(cursor, cursor + limit), response_metadata: { next_cursor: next } };
     },
 
     'users.info': (args) => {

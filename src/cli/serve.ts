@@ -18,6 +18,7 @@ import { FloodLimit } from '../slack/flood-limit.js';
 import { HomeTab, threadPermalink } from '../slack/home.js';
 import { GroupMembership } from '../slack/membership.js';
 import { ThreadPoster } from '../slack/poster.js';
+import { SiteVisibility } from '../slack/site-visibility.js';
 import { ThreadCursors } from '../slack/thread-cursors.js';
 import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
 
@@ -59,12 +60,15 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   // The App Home tab links each run to its thread (the poster's cursor); auth.test tells the workspace's URL.
   let workspaceUrl = 'https://slack.com/';
   const cursors = new ThreadCursors(redis, config.queue.prefix);
+  const visibility = new SiteVisibility(posterClient, sites, logger);
   const home = new HomeTab({
     client: posterClient,
     service,
     membership: new GroupMembership(posterClient),
     approvers: config.approval.approvers,
     logger,
+    // Home shows a person the sites whose incident channels they are in.
+    sitesFor: (userId) => visibility.sitesFor(userId),
     permalink: async (runId) => {
       const c = await cursors.load(runId);
       return c.channel !== undefined && c.rootTs !== undefined

@@ -243,7 +243,8 @@ function elapsedSince(iso: string | undefined, now: Date): number | undefined {
 // Root message
 
 /** The run's root message: what runs where for whom, then a checklist of every step. */
-export function rootMessage(view: RunView, now: Date): SlackMessage {
+/** `requestedVia`: how the run was asked for outside Slack (the run record's, e.g. `terminal as alice`). */
+export function rootMessage(view: RunView, now: Date, requestedVia?: string): SlackMessage {
   const runId = inline(view.runId, 120);
   const active = view.status === 'running' || view.status === 'waiting_approval';
   const total =
@@ -268,7 +269,7 @@ export function rootMessage(view: RunView, now: Date): SlackMessage {
     (view.pendingApprovals > 0 && active ? ` · ${view.pendingApprovals} approval(s) pending` : '');
   const info = [
     `run id: ${runId}`,
-    `*Requested by* ${mention(view.requestedBy)}`,
+    `*Requested by* ${mention(view.requestedBy)}${requestedVia ? ` via ${inline(requestedVia, 60)}` : ''}`,
     `*Parameters* ${paramText}`,
     `*Status* ${status}`,
   ];

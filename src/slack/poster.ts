@@ -140,6 +140,8 @@ interface RunState {
   /** This replica's hold on the thread: checked before every Slack call and cursor write. */
   readonly lease: HeldLease;
   channel: string;
+  /** How the run was asked for when not from Slack (`terminal as alice`): the root message says so. */
+  readonly requestedVia: string | undefined;
   /** The cursor's lastId was advanced past events with nothing to post and not written yet. */
   cursorDirty: boolean;
   rootDirty: boolean;
@@ -389,6 +391,7 @@ export class ThreadPoster {
       cursor,
       lease,
       channel: cursor.channel ?? record.channel,
+      requestedVia: record.requestedVia,
       cursorDirty: false,
       // Events were handled after the root last changed (or the final update was lost in a restart).
       rootDirty:
@@ -523,7 +526,10 @@ export class ThreadPoster {
     if (run.cursor.rootTs === undefined) {
       const view = foldRunView(run.entries.slice(0, index + 1));
       // Before run.started there is no step list to show, and without a root there is no thread to post in.
-      if (view === undefined || !(await this.postRoot(run, rootMessage(view, this.now()), entry))) {
+      if (
+        view === undefined ||
+        !(await this.postRoot(run, rootMessage(view, this.now(), run.requestedVia), entry))
+      ) {
         if (view !== undefined) run.log.error({ event: entry.id }, 'no root message: event not posted');
         this.advance(run, entry);
         return;
@@ -848,7 +854,7 @@ export class ThreadPoster {
       run.log,
       run.channel,
       ts,
-      rootMessage(view, this.now()),
+      rootMessage(view, this.now(), run.requestedVia),
       'root message',
     );
     if (sent === 'deferred') {

@@ -7,11 +7,13 @@
 import type {
   BlockView,
   ButtonRef,
-  ChannelState,
   ConfirmView,
   ElementView,
   Inline,
+  InputView,
   MessageView,
+  ModalView,
+  PageState,
   RichText,
 } from './view-types.js';
 
@@ -52,13 +54,27 @@ const ui = {
   dialogText: byId<HTMLElement>('dialog-text'),
   dialogConfirm: byId<HTMLButtonElement>('dialog-confirm'),
   dialogDeny: byId<HTMLButtonElement>('dialog-deny'),
+  modalBackdrop: byId<HTMLElement>('modal-backdrop'),
+  modal: byId<HTMLFormElement>('modal'),
+  modalTitle: byId<HTMLElement>('modal-title'),
+  modalError: byId<HTMLElement>('modal-error'),
+  modalBlocks: byId<HTMLElement>('modal-blocks'),
+  modalClose: byId<HTMLButtonElement>('modal-close'),
+  modalSubmit: byId<HTMLButtonElement>('modal-submit'),
+  homeLink: byId<HTMLButtonElement>('home-link'),
+  home: byId<HTMLElement>('home'),
+  homeBlocks: byId<HTMLElement>('home-blocks'),
+  closeHome: byId<HTMLButtonElement>('close-home'),
   connection: byId<HTMLElement>('connection'),
   toast: byId<HTMLElement>('toast'),
 };
 
-let state: ChannelState | undefined;
+let state: PageState | undefined;
 let me = localStorage.getItem(USER_KEY) ?? '';
 let openThread: string | undefined;
+let homeOpen = false;
+/** The modal drawn, as JSON, so an unchanged one keeps its DOM (and what is being typed). */
+let drawnModal: { readonly user: string; readonly sig: string; readonly id: string } | undefined;
 
 // ----------------------------------------------------------------------------------------------------------
 // Rich text
@@ -293,7 +309,145 @@ function render(): void {
   if (root) {
     fill(ui.threadMessages, [root, ...s.messages.filter((m) => m.threadTs === root.ts && visible(m))], true);
   }
+  ui.home.hidden = !homeOpen;
+  if (homeOpen) {
+    const home = s.dialogs.homes[me];
+    ui.homeBlocks.replaceChildren(
+      ...(home === undefined
+        ? [h('div', 'bk-context', 'Waiting for capi-chatops to publish your Home tab…')]
+        : home.map(block)),
+    );
+  }
+  renderModal(s.dialogs.modals[me]);
 }
+
+// ----------------------------------------------------------------------------------------------------------
+// Modals: what the bot opened with views.open (and changed with views.update) for the person sending
+
+function inputField(b: InputView, typed: Map<string, string>, error: string | undefined): HTMLElement {
+  const box = h('div', 'modal-input');
+  const id = `input-${b.blockId}`;
+  const label = h('label', undefined, b.label);
+  label.htmlFor = id;
+  box.append(label);
+  const e = b.element;
+  if (e.kind === 'other') {
+    box.append(h('span', 'bk-unsupported', `[${e.type}]`));
+    return box;
+  }
+  const key = `${b.blockId}/${e.actionId}`;
+  let field: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement;
+  if (e.kind === 'text') {
+    field = e.multiline ? h('textarea') : h('input');
+    if (e.placeholder !== undefined) field.placeholder = e.placeholder;
+    if (e.maxLength !== undefined) field.maxLength = e.maxLength;
+    field.value = typed.get(key) ?? e.initial ?? '';
+  } else {
+    const select = h('select');
+    const none = h('option', undefined, e.placeholder ?? 'Choose…');
+    none.value = '';
+    select.append(
+      none,
+      ...e.options.map((o) => {
+        const opt = h('option', undefined, o.text);
+        opt.value = o.value;
+        return opt;
+      }),
+    );
+    const want = typed.get(key) ?? e.initial ?? '';
+    select.value = e.options.some((o) => o.value === want) ? want : '';
+    field = select;
+  }
+  field.id = id;
+  field.dataset.block = b.blockId;
+  field.dataset.action = e.actionId;
+  if (error !== undefined) field.setAttribute('aria-invalid', 'true');
+  box.append(field);
+  if (b.hint !== undefined) box.append(h('div', 'modal-hint', b.hint));
+  if (error !== undefined) {
+    const err = h('div', 'modal-input-error', error);
+    err.setAttribute('role', 'alert');
+    box.append(err);
+  }
+  return box;
+}
+
+/** What is typed into the modal now, by `block/action`. */
+function typedValues(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const el of ui.modalBlocks.querySelectorAll<
+    HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement
+  >('[data-block][data-action]')) {
+    out.set(`${el.dataset.block}/${el.dataset.action}`, el.value);
+  }
+  return out;
+}
+
+function renderModal(m: ModalView | undefined): void {
+  if (m === undefined) {
+    ui.modalBackdrop.hidden = true;
+    drawnModal = undefined;
+    return;
+  }
+  const sig = JSON.stringify(m);
+  if (drawnModal?.sig === sig && drawnModal.user === me) return;
+  // An update of the same dialog (the picker's list arriving, errors) keeps what was typed.
+  const typed = drawnModal?.id === m.id && drawnModal.user === me ? typedValues() : new Map<string, string>();
+  drawnModal = { user: me, sig, id: m.id };
+  ui.modalTitle.textContent = m.title;
+  ui.modalError.textContent = m.errors[''] ?? '';
+  ui.modalBlocks.replaceChildren(
+    ...m.blocks.map((b) => (b.type === 'input' ? inputField(b, typed, m.errors[b.blockId]) : block(b))),
+  );
+  ui.modalClose.textContent = m.close;
+  ui.modalSubmit.hidden = m.submit === undefined;
+  ui.modalSubmit.textContent = m.submit ?? '';
+  const wasHidden = ui.modalBackdrop.hidden;
+  ui.modalBackdrop.hidden = false;
+  if (wasHidden) ui.modalBlocks.querySelector<HTMLElement>('[data-block]')?.focus();
+}
+
+async function submitModal(): Promise<void> {
+  const id = drawnModal?.id;
+  if (id === undefined) return;
+  const values: Record<string, Record<string, string | null>> = {};
+  for (const [key, value] of typedValues()) {
+    const [blockId = '', actionId = ''] = key.split('/');
+    values[blockId] = { ...(values[blockId] ?? {}), [actionId]: value === '' ? null : value };
+  }
+  ui.modalSubmit.disabled = true;
+  const answer = await post('/api/submit', { user: me, viewId: id, values });
+  ui.modalSubmit.disabled = false;
+  if (!answer.ok) toast(`The dialog was not submitted: ${answer.problem ?? 'unknown error'}`);
+}
+
+async function cancelModal(): Promise<void> {
+  const id = drawnModal?.id;
+  if (id === undefined) return;
+  const answer = await post('/api/cancel', { user: me, viewId: id });
+  if (!answer.ok) toast(`The dialog did not close: ${answer.problem ?? 'unknown error'}`);
+}
+
+ui.modal.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void submitModal();
+});
+ui.modalClose.addEventListener('click', () => void cancelModal());
+ui.modalBackdrop.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') void cancelModal();
+});
+
+ui.homeLink.addEventListener('click', () => {
+  homeOpen = true;
+  render();
+  void post('/api/home', { user: me }).then((answer) => {
+    if (!answer.ok) toast(`The Home tab did not open: ${answer.problem ?? 'unknown error'}`);
+  });
+});
+ui.closeHome.addEventListener('click', () => {
+  homeOpen = false;
+  render();
+});
 
 // ----------------------------------------------------------------------------------------------------------
 // Actions
@@ -365,6 +519,8 @@ ui.asUser.addEventListener('change', () => {
   me = ui.asUser.value;
   localStorage.setItem(USER_KEY, me);
   render();
+  // The Home tab is each person's own: the new person opens theirs.
+  if (homeOpen) void post('/api/home', { user: me });
 });
 
 ui.composer.addEventListener('submit', (ev) => {
@@ -385,7 +541,7 @@ ui.closeThread.addEventListener('click', () => {
 
 const events = new EventSource('/events');
 events.addEventListener('state', (ev) => {
-  state = JSON.parse((ev as MessageEvent<string>).data) as ChannelState;
+  state = JSON.parse((ev as MessageEvent<string>).data) as PageState;
   ui.connection.textContent = '';
   render();
 });

@@ -125,3 +125,54 @@ export interface ChannelState {
   /** Oldest first; thread replies carry threadTs. */
   readonly messages: readonly MessageView[];
 }
+
+/** An input block of a modal: a text box or a static select, named as the submission names it. */
+export interface InputView {
+  readonly type: 'input';
+  readonly blockId: string;
+  readonly label: string;
+  readonly optional: boolean;
+  readonly hint?: string;
+  readonly element:
+    | {
+        readonly kind: 'text';
+        readonly actionId: string;
+        readonly multiline: boolean;
+        readonly placeholder?: string;
+        readonly maxLength?: number;
+        readonly initial?: string;
+      }
+    | {
+        readonly kind: 'select';
+        readonly actionId: string;
+        readonly placeholder?: string;
+        readonly options: readonly { readonly text: string; readonly value: string }[];
+        readonly initial?: string;
+      }
+    | { readonly kind: 'other'; readonly type: string };
+}
+
+/** The modal Slack shows a person (the one the fake holds open for them), as the page draws it. */
+export interface ModalView {
+  readonly id: string;
+  /** Changes with every views.update: the page redraws the dialog (keeping what was typed) when it does. */
+  readonly hash: string;
+  readonly title: string;
+  readonly submit?: string;
+  readonly close: string;
+  readonly blocks: readonly (BlockView | InputView)[];
+  /** `response_action: errors` from the app, by block_id; shown under the input. */
+  readonly errors: Readonly<Record<string, string>>;
+}
+
+export interface DialogsState {
+  /** Per person id: the modal open for them. */
+  readonly modals: Readonly<Record<string, ModalView>>;
+  /** Per person id: the Home tab last published for them. */
+  readonly homes: Readonly<Record<string, readonly BlockView[]>>;
+}
+
+/** What the server streams: the channel and what each person sees outside it. */
+export interface PageState extends ChannelState {
+  readonly dialogs: DialogsState;
+}
