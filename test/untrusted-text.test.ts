@@ -72,7 +72,19 @@ describe('Slack: untrusted names', () => {
 
   it('should show the loop item as a name when a thread post names it', () => {
     const post = threadMessage(
-      { id: '1-0', at: atSecond(1), event: { ...inner, type: 'guard.skipped', message: 'already gone' } },
+      {
+        id: '1-0',
+        at: atSecond(1),
+        event: {
+          ...inner,
+          type: 'step.finished',
+          status: 'skipped',
+          exitCode: null,
+          signal: null,
+          durationMs: 5,
+          message: 'already gone',
+        },
+      },
       {},
     );
     expect(textOf(post?.blocks)).toContain('item 1 of 1: `capi[U+200B]-mgmt-v2`');
@@ -107,6 +119,11 @@ describe('Slack: ephemeral replies escape like thread messages', () => {
       reply: async (t: string) => {
         replies.push(t);
       },
+      refuse: async (t: string) => {
+        replies.push(t);
+      },
+      // A lone site serving every channel: the run is this channel's to see.
+      siteFor: () => ({ site: { name: 'site-a' } }),
     } as unknown as CapiContext;
     await statusCommand(ctx, runId);
     return replies.join('\n');

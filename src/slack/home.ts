@@ -123,7 +123,10 @@ export function homeView(viewer: HomeViewer, data: HomeData, now: Date): Record<
         pending.length > 0
           ? ` · ${pending.length} approval(s) pending: ${text(pending[0]?.request.title ?? '', 100)}`
           : '';
-      return `${STATUS_EMOJI[run.status] ?? ''} ${runLabel(run, data.links)} · ${run.status.replace('_', ' ')}${step}${asks} · by ${mention(run.requestedBy)}`;
+      // The agent writes waiting_approval to the record only after the approval.requested event that
+      // republished this tab: an open request is what the run waits for, whatever the record says yet.
+      const status = pending.length > 0 && run.status === 'running' ? 'waiting_approval' : run.status;
+      return `${STATUS_EMOJI[status] ?? ''} ${runLabel(run, data.links)} · ${status.replace('_', ' ')}${step}${asks} · by ${mention(run.requestedBy)}`;
     });
     if (here.length > MAX_ACTIVE_PER_SITE)
       lines.push(`… and ${here.length - MAX_ACTIVE_PER_SITE} more active`);
