@@ -94,7 +94,14 @@ describe('capi-chatops agent with METRICS_PORT', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-agent-ops-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const siteFile = path.join(dir, 'site.yaml');
-    await writeFile(siteFile, stringify(sampleSiteData({ name: 'lab1' })));
+    // A deployable site (the agent refuses one without a pinned jumphost); nothing connects to it here.
+    const jumphost = {
+      host: '127.0.0.1',
+      user: 'ops',
+      private_key_path: path.join(dir, 'id'),
+      host_key: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+    };
+    await writeFile(siteFile, stringify(sampleSiteData({ name: 'lab1', jumphost })));
     const port = await freePort();
     const agent = await spawnAgent({
       siteFile,
