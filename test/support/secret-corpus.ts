@@ -242,7 +242,7 @@ export const SECRET_CORPUS: readonly CorpusEntry[] = [
       `export OS_APPLICATION_CREDENTIAL_SECRET="${spacedPassword}"`,
       `export DB_PASSWORD='${shellJoined}' # quoted the shell way`,
       `password = '${spacedPassword}'`,
-      'OS_AUTH_URL=https://10.12.4.50:5000/v3',
+      'OS_AUTH_URL=https://127.0.0.1:5000/v3',
     ].join('\n'),
     secrets: [
       dollarPassword,
@@ -251,27 +251,27 @@ export const SECRET_CORPUS: readonly CorpusEntry[] = [
       spacedPassword.split(' ')[2] as string,
       shellJoined.slice(-6),
     ],
-    keep: ['OS_AUTH_URL=https://10.12.4.50:5000/v3', 'quoted the shell way'],
+    keep: ['OS_AUTH_URL=https://127.0.0.1:5000/v3', 'quoted the shell way'],
   },
   {
     name: 'connection URLs with @ in the password',
     output: [
-      `transport_url = rabbit://openstack:${atPassword}@10.12.4.60:5672/`,
-      `connection = mysql+pymysql://keystone:${atPassword}@10.12.4.61/keystone`,
+      `transport_url = rabbit://openstack:${atPassword}@127.0.0.1:5672/`,
+      `connection = mysql+pymysql://keystone:${atPassword}@127.0.0.1/keystone`,
     ].join('\n'),
     secrets: [atPassword, atPassword.slice(2)],
-    keep: ['10.12.4.60:5672', '10.12.4.61/keystone'],
+    keep: ['127.0.0.1:5672', '127.0.0.1/keystone'],
   },
   {
     name: 'bash -x (a trace of commands taking a secret as an argument)',
     output: [
       `+ vault operator unseal ${traceKey}`,
       `+ vault login ${traceToken}`,
-      `+ curl -sf -u admin:${curlPassword} https://10.12.4.50:8200/v1/sys/health`,
+      `+ curl -sf -u admin:${curlPassword} https://127.0.0.1:8200/v1/sys/health`,
       '+ vault operator unseal',
     ].join('\n'),
     secrets: [traceKey, traceToken, curlPassword],
-    keep: ['https://10.12.4.50:8200/v1/sys/health', '+ vault operator unseal'],
+    keep: ['https://127.0.0.1:8200/v1/sys/health', '+ vault operator unseal'],
   },
   {
     name: 'ordinary output: ids and names operators need',
