@@ -255,3 +255,46 @@ describe('a paused agent that wakes up after another agent took its run', () => 
     expect(await sim.violations()).toEqual([]);
   });
 });
+
+describe('a quorum across an agent SIGKILL', () => {
+  it('should keep the first approval, wait for the second, and stop the VM once after a take-over', async () => {
+    h = await startHarness({
+      redis: db.redis,
+      prefix: db.prefix,
+      runbooks: shipped,
+      scenarios: ['healthy'],
+      approvers: ['U_ALICE', 'U_BOB'],
+      siteFields: { approval_quorum: { park: 2 } },
+    });
+    const sim = h.sims[0];
+    if (!sim) throw new Error('no sim');
+    const service = h.service;
+    // The agent process reads the quorum from its own site profile, as a deployed one does.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-quorum-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'site.yaml');
+    await writeFile(file, stringify({ ...sim.site, name: 'site-0', approval_quorum: { park: 2 } }));
+    const a = await spawnAgent({ siteFile: file, prefix: db.prefix });
+    cleanups.push(() => a.stop());
+    const run = await service.submit({ runbook: 'park', args: [], site: 'site-0', requestedBy: 'U_OPS' });
+    const asked = await waitForEvent(service, run.runId, isType('approval.requested'), 60_000);
+    const vote = (userId: string) =>
+      service.decide(asked.approvalId, { userId, groupIds: [] }, true, 'slack').then((r) => r.outcome);
+    expect(await vote('U_ALICE')).toBe('voted');
+
+    // A dies with one of two approvals in; B takes the run over.
+    a.child.kill('SIGKILL');
+    await a.exited;
+    await h.startAgent({ lockDurationMs: 1500, stalledIntervalMs: 500 });
+    // Alice again is still one approval; the step waits, nothing was sent.
+    expect(await vote('U_ALICE')).toBe('already_voted');
+    expect((await sim.journal()).filter((j) => j.action === 'server.stop')).toEqual([]);
+    expect(await vote('U_BOB')).toBe('decided');
+    expect((await waitForEvent(service, run.runId, isType('run.finished'), 60_000)).status).toBe('succeeded');
+    const stops = (await sim.journal()).filter((j) => j.ok && j.action === 'server.stop');
+    expect(stops).toHaveLength(1);
+    const decided = await service.getApproval(asked.approvalId);
+    expect(decided?.decision).toMatchObject({ approved: true, approvers: ['U_ALICE', 'U_BOB'] });
+    expect(await sim.violations()).toEqual([]);
+  });
+});
