@@ -155,15 +155,9 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       logger,
       reply,
       refuse: async (message) => {
-        const verdict = flood === undefined ? 'ok' : await flood.hit(userId, 'refusal');
-        if (verdict === 'ok') await reply(message);
-        else if (verdict === 'slow_down') await reply(flood?.slowDown() ?? message);
+        if (flood === undefined || (await flood.allow(userId, 'refusal', reply))) await reply(message);
       },
-      mayUpload: async () => {
-        const verdict = flood === undefined ? 'ok' : await flood.hit(userId, 'upload');
-        if (verdict === 'slow_down') await reply(flood?.slowDown() ?? '');
-        return verdict === 'ok';
-      },
+      mayUpload: async () => flood === undefined || (await flood.allow(userId, 'upload', reply)),
       siteFor,
       watch: (runId) => opts.threads?.watch(runId),
       ...(triggerId !== undefined ? { triggerId } : {}),

@@ -72,6 +72,16 @@ export class FloodLimit {
     return verdict === 0 ? 'ok' : verdict === 1 ? 'slow_down' : 'silent';
   }
 
+  /**
+   * Counts one `kind` of `userId` and says whether to go on with it (answer the refusal, send the upload);
+   * the hit that crosses the limit is told "slow down" through `tell`, the ones after it nothing.
+   */
+  async allow(userId: string, kind: FloodKind, tell: (text: string) => Promise<void>): Promise<boolean> {
+    const verdict = await this.hit(userId, kind);
+    if (verdict === 'slow_down') await tell(this.slowDown());
+    return verdict === 'ok';
+  }
+
   /** The one message a flooding user gets. */
   slowDown(): string {
     const seconds = Math.ceil(this.limits.windowMs / 1000);

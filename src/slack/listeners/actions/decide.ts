@@ -41,11 +41,8 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
       .then(() => undefined);
   // A refused click changed nothing: past the flood limit its clicker hears "slow down" once, then nothing,
   // and nothing more is stored for them (no ephemeral, no timeline line).
-  const mayAnswerRefusal = async (): Promise<boolean> => {
-    const verdict = deps.flood === undefined ? 'ok' : await deps.flood.hit(click.userId, 'refusal');
-    if (verdict === 'slow_down') await tell(deps.flood?.slowDown() ?? '');
-    return verdict === 'ok';
-  };
+  const mayAnswerRefusal = async (): Promise<boolean> =>
+    deps.flood === undefined || (await deps.flood.allow(click.userId, 'refusal', tell));
   const runId = (await deps.service.getApproval(click.approvalId))?.runId;
   const misplaced = await clickPlaceProblem(deps.places, { ...click, runId });
   if (misplaced !== undefined) {

@@ -40,9 +40,9 @@ export async function openReasonDialog(
   // Like Approve, the dialog opens only from the approval's own message, in its run's thread.
   const misplaced = await clickPlaceProblem(deps.places, { ...click, runId: stored?.runId });
   if (misplaced !== undefined) {
-    const verdict = deps.flood === undefined ? 'ok' : await deps.flood.hit(click.userId, 'refusal');
-    if (verdict === 'ok') await tell(misplaced);
-    else if (verdict === 'slow_down') await tell(deps.flood?.slowDown() ?? misplaced);
+    if (deps.flood === undefined || (await deps.flood.allow(click.userId, 'refusal', tell))) {
+      await tell(misplaced);
+    }
     return;
   }
   if (stored === null) {
