@@ -7,7 +7,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,6 +173,25 @@ async function startFipListener(dir: string, port: number): Promise<() => Promis
   };
 }
 
+/**
+ * One directory of links to every command in the system's PATH directories except `missing`: the PATH of a
+ * jumphost that lacks those tools, whatever this machine has installed.
+ */
+async function systemPathWithout(dir: string, missing: readonly string[]): Promise<string> {
+  const sysbin = path.join(dir, 'sysbin');
+  await mkdir(sysbin, { recursive: true });
+  const seen = new Set(missing);
+  for (const from of ['/usr/local/bin', '/usr/bin', '/bin']) {
+    const names = await readdir(from).catch(() => [] as string[]);
+    for (const name of names) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      await symlink(path.join(from, name), path.join(sysbin, name));
+    }
+  }
+  return sysbin;
+}
+
 export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJumphost> {
   if (!(opts.timeScale > 0)) throw new Error(`capi-sim: timeScale must be > 0 (got ${opts.timeScale})`);
   const root = packageRoot();
@@ -211,7 +230,10 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
         mode: 0o600,
       });
     }
-    for (const name of BINS) await writeFile(path.join(bin, name), wrapper(dir, name), { mode: 0o755 });
+    const missing: readonly string[] = scenario.jumphost.missing_tools;
+    for (const name of BINS.filter((b) => !missing.includes(b))) {
+      await writeFile(path.join(bin, name), wrapper(dir, name), { mode: 0o755 });
+    }
     materializeUnits(dir, state.juju, {
       node: process.execPath,
       unitTool: simBinPath('unit-tool'),
@@ -226,7 +248,13 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
     for (const name of VM_BINS) await writeFile(path.join(vmBin, name), wrapper(dir, name), { mode: 0o755 });
 
     stopListener = await startFipListener(dir, fipPort);
-    const sshd = await startSshd({ dir: path.join(dir, 'sshd'), homeDir: home, pathPrepend: [bin] });
+    const sshd = await startSshd({
+      dir: path.join(dir, 'sshd'),
+      homeDir: home,
+      pathPrepend: [bin],
+      // This machine may have a real kubectl or ssh in /usr/bin: a tool the scenario leaves out must be absent.
+      ...(missing.length > 0 ? { systemPath: [await systemPathWithout(dir, missing)] } : {}),
+    });
 
     const workload = state.coeClusters[0]?.name ?? 'capi-test-1';
     const site: SiteProfileData = {

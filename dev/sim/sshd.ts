@@ -28,6 +28,8 @@ export interface SshdOptions {
   readonly homeDir: string;
   /** Directories put in front of the session's PATH (the simulator's stand-in `openstack`, `kubectl`, `ssh`). */
   readonly pathPrepend: readonly string[];
+  /** The system part of the session's PATH; default /usr/local/bin, /usr/bin, /bin. */
+  readonly systemPath?: readonly string[];
 }
 
 export interface RunningSshd {
@@ -67,7 +69,10 @@ export async function startSshd(opts: SshdOptions): Promise<RunningSshd> {
   const user = os.userInfo().username;
   const configFile = path.join(dir, 'sshd_config');
   const logFile = path.join(dir, 'sshd.log');
-  const sessionPath = [...opts.pathPrepend.map((p) => path.resolve(p)), '/usr/local/bin', '/usr/bin', '/bin'];
+  const sessionPath = [
+    ...opts.pathPrepend.map((p) => path.resolve(p)),
+    ...(opts.systemPath ?? ['/usr/local/bin', '/usr/bin', '/bin']),
+  ];
 
   let lastError: Error | undefined;
   for (let attempt = 1; attempt <= PORT_ATTEMPTS; attempt++) {
