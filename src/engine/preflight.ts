@@ -41,8 +41,18 @@ export async function preflight(
       `${opts.runbook.name} cannot start: ${notOnPath(required)} and it requires ${required.length > 1 ? 'them' : 'it'}; nothing was run. Install ${required.join(', ')} on the jumphost or fix the PATH its non-interactive SSH sessions get (capi-chatops doctor checks it)`,
     );
   }
-  const env = siteEnv(opts.site);
+  return {
+    home,
+    tools: wanted.filter((t) => !missing.includes(t)),
+    missing,
+    env: siteEnvAt(opts.site, home),
+  };
+}
+
+/** The site's values as remote commands get them, `~/` resolved against the jumphost's $HOME. */
+export function siteEnvAt(site: SiteProfile, home: string): Record<string, string> {
+  const env = siteEnv(site);
   // Site paths are written ~/...; a quoted value would keep the ~ literally, so resolve it here.
   for (const [k, v] of Object.entries(env)) if (v.startsWith('~/')) env[k] = `${home}/${v.slice(2)}`;
-  return { home, tools: wanted.filter((t) => !missing.includes(t)), missing, env };
+  return env;
 }
