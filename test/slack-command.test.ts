@@ -26,6 +26,7 @@ describe('/capi command parsing', () => {
     ['status r1abc', { kind: 'status', runId: 'r1abc' }],
     ['cancel r1abc', { kind: 'cancel', runId: 'r1abc' }],
     ['timeline r1abc', { kind: 'timeline', runId: 'r1abc' }],
+    ['doctor', { kind: 'doctor' }],
     ['', { kind: 'help' }],
     ['help', { kind: 'help' }],
     // A runbook whose one argument can be picked from a list offers the list when the argument is left out.
@@ -42,6 +43,7 @@ describe('/capi command parsing', () => {
     ['stuck-delete a b', /`stuck-delete` takes CLUSTER: `\/capi stuck-delete CLUSTER`/],
     ['failover a b', /`failover` takes LB/],
     ['cancel', /`cancel` takes one run id/],
+    ['doctor lab1', /`doctor` takes no arguments/],
     ['cancel r1; rm -rf /', /takes one run id/],
     ['status <@U123>', /is not a run id/],
     ['constructor', /`constructor` is not a \/capi subcommand/],
@@ -53,12 +55,14 @@ describe('/capi command parsing', () => {
     expect(parsed.kind === 'invalid' ? parsed.problem : '').toMatch(problem);
   });
 
-  it('should open diagnose, status, timeline and help to anyone and keep the rest for operators', () => {
-    const open = ['diagnose', 'status', 'timeline r1', 'help'].map((t) => isReadOnly(capi.parse(t)));
+  it('should open diagnose, doctor, status, timeline and help to anyone and keep the rest for operators', () => {
+    const open = ['diagnose', 'doctor', 'status', 'timeline r1', 'help'].map((t) =>
+      isReadOnly(capi.parse(t)),
+    );
     const guarded = ['recover', 'park', 'sweep', 'cancel r1', 'failover x', 'stuck-delete x'].map((t) =>
       isReadOnly(capi.parse(t)),
     );
-    expect(open).toEqual([true, true, true, true]);
+    expect(open).toEqual([true, true, true, true, true]);
     expect(guarded).toEqual([false, false, false, false, false, false]);
   });
 
@@ -78,6 +82,7 @@ describe('/capi command parsing', () => {
       '/capi status [RUN]',
       '/capi cancel RUN',
       '/capi timeline RUN',
+      '/capi doctor',
       '/capi help',
     ]);
     expect(lines[6]).toBe(

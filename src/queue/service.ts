@@ -85,6 +85,8 @@ export interface RunServiceOptions {
    * are kept for RUN_RETENTION by the agent. Default: 7 days, and at most 1000 jobs per queue.
    */
   readonly jobRetention?: { readonly ageSeconds: number; readonly count: number };
+  /** How long a front waits for an agent's doctor checks. Default 5 min (a dozen checks, each bounded to 60 s). */
+  readonly doctorTimeoutMs?: number;
 }
 
 const NO_AGENT = 'no agent answered in time (is an agent serving this site running?)';
@@ -357,10 +359,7 @@ export class RunService {
    * A site's doctor checks on its jumphost and Redis, run by an agent through the site's read-only queue (a
    * front never reaches SSH): the lines, or `{ error }` when no agent answered in time.
    */
-  async doctor(
-    site: string,
-    opts: { readonly pollMs?: number; readonly timeoutMs?: number } = {},
-  ): Promise<DoctorResult> {
+  async doctor(site: string, opts: { readonly pollMs?: number } = {}): Promise<DoctorResult> {
     const data = DoctorJobSchema.parse({ site });
     const queue = this.queue(readOnlyQueue(this.site(site).queue));
     const job = await queue.add(DOCTOR_JOB_NAME, data, {
@@ -368,8 +367,7 @@ export class RunService {
       removeOnComplete: { age: 3600, count: 100 },
       removeOnFail: { age: 3600, count: 100 },
     });
-    // Each jumphost check is bounded (60 s) and there are a dozen; most take well under a second.
-    const done = await this.jobResult(queue, job, opts.timeoutMs ?? 5 * 60_000, opts.pollMs);
+    const done = await this.jobResult(queue, job, this.opts.doctorTimeoutMs ?? 5 * 60_000, opts.pollMs);
     if ('failed' in done) return { error: `the checks failed: ${done.failed}`.slice(0, 500) };
     if ('timedOut' in done) return { error: NO_AGENT };
     const parsed = DoctorResultSchema.safeParse(done.value);
