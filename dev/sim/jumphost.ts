@@ -7,7 +7,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,14 +21,18 @@ import { instantiateScenario, loadScenario } from './cloud/scenario.js';
 import { type CloudState, type JournalEntry, type Violation, validateState } from './cloud/schema.js';
 import { readJournal, readState, readViolations, writeStateAtomic } from './cloud/store.js';
 import { materializeUnits } from './cloud/units.js';
-import { startSshd } from './sshd.js';
+import { isRecording, startRecordedJumphost } from './recorded.js';
+import { startSshd, systemPathWithout } from './sshd.js';
 
 export type { Hold } from './cloud/holds.js';
 export type { CloudState, JournalEntry, Violation, ViolationRule } from './cloud/schema.js';
 export { SIM_CLIENT_KEY_DATA };
 
 export interface SimJumphostOptions {
-  /** A name in dev/sim/scenarios (e.g. `outage`) or a path to a scenario YAML file. */
+  /**
+   * A name in dev/sim/scenarios (e.g. `outage`), a path to a scenario YAML file, or a recording directory
+   * (`capi-chatops record`; dev/sim/recordings/): its recorded outputs answer the read-only runbooks' steps.
+   */
   readonly scenario: string;
   /** Real seconds per site second: 0.01 => a 210 s boot takes 2.1 s. */
   readonly timeScale: number;
@@ -87,7 +91,7 @@ export interface SimHold {
 }
 
 const BINS = ['openstack', 'kubectl', 'ssh', 'juju'] as const;
-const HELPERS = ['fip-listener', 'unit-tool'] as const;
+const HELPERS = ['fip-listener', 'unit-tool', 'replay'] as const;
 const VM_BINS = ['sudo', 'k8s'] as const;
 
 /** Where the built-in scenarios live, relative to the repository root. */
@@ -173,25 +177,6 @@ async function startFipListener(dir: string, port: number): Promise<() => Promis
   };
 }
 
-/**
- * One directory of links to every command in the system's PATH directories except `missing`: the PATH of a
- * jumphost that lacks those tools, whatever this machine has installed.
- */
-async function systemPathWithout(dir: string, missing: readonly string[]): Promise<string> {
-  const sysbin = path.join(dir, 'sysbin');
-  await mkdir(sysbin, { recursive: true });
-  const seen = new Set(missing);
-  for (const from of ['/usr/local/bin', '/usr/bin', '/bin']) {
-    const names = await readdir(from).catch(() => [] as string[]);
-    for (const name of names) {
-      if (seen.has(name)) continue;
-      seen.add(name);
-      await symlink(path.join(from, name), path.join(sysbin, name));
-    }
-  }
-  return sysbin;
-}
-
 export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJumphost> {
   if (!(opts.timeScale > 0)) throw new Error(`capi-sim: timeScale must be > 0 (got ${opts.timeScale})`);
   const root = packageRoot();
@@ -199,13 +184,27 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
     const js = simBinPath(name);
     if (!existsSync(js)) throw new Error(`capi-sim: ${js} is missing: run \`npm run build:dev\` first`);
   }
-  const scenario = loadScenario(opts.scenario, path.join(root, SCENARIOS));
+  const recording = isRecording(opts.scenario);
+  const scenario = recording ? undefined : loadScenario(opts.scenario, path.join(root, SCENARIOS));
   const dir =
     opts.dir === undefined ? await mkdtemp(path.join(os.tmpdir(), 'capi-sim-')) : path.resolve(opts.dir);
   const keep = process.env.CAPI_SIM_KEEP === '1';
   const cleanup = async () => {
     if (!keep) await rm(dir, { recursive: true, force: true });
   };
+  if (scenario === undefined) {
+    try {
+      return await startRecordedJumphost({
+        recording: opts.scenario,
+        dir,
+        replayJs: simBinPath('replay'),
+        cleanup,
+      });
+    } catch (err) {
+      await cleanup();
+      throw err;
+    }
+  }
 
   let stopListener: (() => Promise<void>) | null = null;
   try {

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -330,4 +330,23 @@ export function isRunning(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * One directory of links to every command in the system's PATH directories except `missing`: the PATH of a
+ * jumphost that lacks those tools, whatever this machine has installed.
+ */
+export async function systemPathWithout(dir: string, missing: readonly string[]): Promise<string> {
+  const sysbin = path.join(dir, 'sysbin');
+  await mkdir(sysbin, { recursive: true });
+  const seen = new Set(missing);
+  for (const from of ['/usr/local/bin', '/usr/bin', '/bin']) {
+    const names = await readdir(from).catch(() => [] as string[]);
+    for (const name of names) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      await symlink(path.join(from, name), path.join(sysbin, name));
+    }
+  }
+  return sysbin;
 }
