@@ -72,6 +72,8 @@ export interface SimJumphost {
   readonly target: JumphostTarget;
   readonly site: SiteProfileData;
   readonly dir: string;
+  /** What the scenario (or the recording) is, in a line. */
+  readonly description: string;
   journal(): Promise<JournalEntry[]>;
   violations(): Promise<Violation[]>;
   /** The visible state at this instant (time-driven transitions applied, nothing written). */
@@ -289,6 +291,7 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
       target: sshd.target,
       site,
       dir,
+      description: scenario.description,
       journal: async () => readJournal(dir),
       violations: async () => readViolations(dir),
       state: async () => {

@@ -99,6 +99,7 @@ export async function startRecordedJumphost(opts: {
     target: sshd.target,
     site,
     dir: opts.dir,
+    description: `the recording of site ${recording.meta.site} (${recording.meta.origin}, ${recording.meta.recorded_at}): read-only runbooks only`,
     journal: async () => [],
     violations: async () => [],
     state: nothing('cloud state'),
