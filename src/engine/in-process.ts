@@ -57,4 +57,7 @@ export class MemoryAttempts implements AttemptPort {
     const a = this.records.get(slot(step));
     if (a) this.records.set(slot(step), { ...a, outcome });
   }
+
+  /** Nobody else keeps a run of this journal (a terminal run): there is nothing to record for a refusal. */
+  async refused(): Promise<void> {}
 }
