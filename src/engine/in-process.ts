@@ -58,6 +58,6 @@ export class MemoryAttempts implements AttemptPort {
     if (a) this.records.set(slot(step), { ...a, outcome });
   }
 
-  /** Nobody else keeps a run of this journal (a terminal run): there is nothing to record for a refusal. */
+  /** A terminal run keeps no audit trail and runs unfenced, and this journal ends with it: nothing to record. */
   async refused(): Promise<void> {}
 }
