@@ -41,6 +41,22 @@ describe('the fence on the jumphost', () => {
     expect((await readFile(path.join(jump.home, '.capi-chatops/fence/r1fence'), 'utf8')).trim()).toBe('2');
   });
 
+  it('should refuse to run when the fence file on the jumphost holds anything but a token', async () => {
+    const dir = path.join(jump.home, '.capi-chatops', 'fence');
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'r3broken'), 'garbage\n');
+    const before = await sent();
+    const refused = await jump.executor.exec({
+      script: 'echo past-a-broken-fence >> ~/sent',
+      env: {},
+      timeoutMs: 10_000,
+      fence: { scope: 'r3broken', token: 3 },
+    });
+    expect(refused.code).toBe(74);
+    expect(refused.stderr).toMatch(/fence\/r3broken on the jumphost holds no token; nothing was run/);
+    expect(await sent()).toEqual(before);
+  });
+
   it("should run the owner's later commands without the fence lock once its token is on record", async () => {
     expect((await run(7, 'owner-first')).code).toBe(0);
     // Something else holds the run's fence lock (a stuck check, a slow disk): the owner's first command

@@ -54,6 +54,9 @@ export function withRemoteFence(script: string, fence: RemoteFence, retentionMs:
     `  find "$HOME/.capi-chatops/fence" -mindepth 1 -maxdepth 1 -type f ! -name ${shellQuote(fence.scope)} ! -name ${shellQuote(`${fence.scope}.*`)} -mmin +${minutes} -exec sh -c ${PRUNE} sh {} + 2>/dev/null`,
     `  exec 9>>${f}.lock && flock -w 30 9 || { echo "capi-chatops: cannot lock the run's fence file" >&2; exit 74; }`,
     `  capi_now=$(cat ${f} 2>/dev/null); capi_now=\${capi_now:-0}`,
+    // A file that holds anything but a token would make both comparisons below error out (false), and the
+    // step would run unfenced: refuse instead, naming the file, so nobody's run goes on past it.
+    `  case $capi_now in *[!0-9]*) echo "capi-chatops: the run's fence file ~/.capi-chatops/fence/${fence.scope} on the jumphost holds no token; nothing was run: check who wrote it, then remove it" >&2; exit 74;; esac`,
     `  if [ "$capi_now" -gt ${fence.token} ]; then echo "${REFUSED_MARK} token ${fence.token} < $capi_now" >&2; exit ${FENCE_REFUSED_EXIT}; fi`,
     `  if [ "$capi_now" -lt ${fence.token} ]; then echo ${fence.token} > ${f}.new && mv -f ${f}.new ${f} || exit 74; fi`,
     '  exec 9>&-',
