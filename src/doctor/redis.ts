@@ -5,6 +5,7 @@
  */
 import type { RedisClient } from '../queue/redis.js';
 import { configGet, isReplyError, MIN_REDIS_VERSION, versionAtLeast } from '../runs/redis-checks.js';
+import { durabilityOf } from '../runs/redis-durability.js';
 import { type DoctorLine, line } from './report.js';
 
 const ANSWER_MS = 5000;
@@ -44,6 +45,15 @@ export async function redisChecks(redis: RedisClient): Promise<DoctorLine[]> {
   }
   const lines: DoctorLine[] = [];
   const version = info === undefined ? undefined : /^redis_version:(\S+)/m.exec(info)?.[1];
+  // WAITAOF (7.2+) confirms a destructive attempt, a decision or a cancel on disk before anyone acts on it;
+  // without it the jumphost's attempt marker still refuses a second send, so it is said, not failed.
+  const durability = await answered(durabilityOf(redis)).catch(() => undefined);
+  const confirms =
+    durability === undefined
+      ? ''
+      : durability.waitaof
+        ? '; WAITAOF confirms destructive attempts, decisions and cancels on disk'
+        : '; no WAITAOF (Redis 7.2+): decisions and cancels are not confirmed on disk before people are told (the jumphost marker still refuses a second destructive send)';
   lines.push(
     version === undefined
       ? line(
@@ -53,7 +63,11 @@ export async function redisChecks(redis: RedisClient): Promise<DoctorLine[]> {
           `Check by hand that Redis is ${MIN_REDIS_VERSION} or newer.`,
         )
       : versionAtLeast(version, MIN_REDIS_VERSION)
-        ? line('redis version', 'ok', `${version} (at least ${MIN_REDIS_VERSION}, BullMQ's minimum)`)
+        ? line(
+            'redis version',
+            'ok',
+            `${version} (at least ${MIN_REDIS_VERSION}, BullMQ's minimum)${confirms}`,
+          )
         : line(
             'redis version',
             'fail',

@@ -1,7 +1,7 @@
 /**
  * A recorded step's answer (the simulator serving a recording, dev/sim/recorded.ts): prints what the step's
  * command printed on the recorded site and exits with its code. Which command: the step (CAPI_STEP), the
- * script's sha256 when the recording has it, and how many times this step asked before (a poll's attempts).
+ * script's sha256 when it matches one recorded, and how many times this step asked before (a poll's attempts).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -13,8 +13,10 @@ async function main(): Promise<number> {
   const step = process.env.CAPI_STEP ?? '';
   const sha = process.env.CAPI_SIM_SHA ?? '';
   const all = [...recording.runbooks.values()].flatMap((rb) => rb.commands.filter((c) => c.step === step));
+  // An agent's run wraps each script in its fence, so its sha differs from the recorded one: then the step's
+  // commands answer in the order they were recorded.
   const bySha = all.filter((c) => c.script_sha256 === sha);
-  const candidates = bySha.length > 0 ? bySha : all.filter((c) => c.script_sha256 === undefined);
+  const candidates = bySha.length > 0 ? bySha : all;
   if (candidates.length === 0) {
     process.stderr.write(`capi-sim (recording): step ${step} was not recorded\n`);
     return 127;
