@@ -26,9 +26,9 @@ usage:
       their versions, admin and project tokens, the mgmt VM's FIP, the mgmt kubeconfig, the juju login,
       Redis persistence and eviction, the Slack token's scopes and channels): one line each, ok / warn /
       fail with the fix; exit 0 all ok, 1 a warning, 2 a failure
-  capi-chatops record [--site NAME|FILE] --out DIR
-      run the read-only runbooks on the site and keep each command's exit code and redacted output, with
-      the tool versions, in DIR (YAML files to review)
+  capi-chatops record [--site NAME|FILE] --out DIR [--runbook NAME]...
+      run the read-only runbooks (or those named) on the site and keep each command's exit code and
+      redacted output, with the tool versions, in DIR (YAML files to review)
   capi-chatops check-recording DIR
       run every recorded step's parse, captures, known errors and summary against its recorded output;
       exit 1 when one throws or yields nothing
@@ -112,12 +112,17 @@ export async function main(argv: readonly string[], opts: MainOptions = {}): Pro
       case 'record': {
         const { values } = parseArgs({
           args: [...rest],
-          options: { site: { type: 'string' }, out: { type: 'string' } },
+          options: {
+            site: { type: 'string' },
+            out: { type: 'string' },
+            runbook: { type: 'string', multiple: true, default: [] },
+          },
         });
         if (values.out === undefined) return usage('record needs --out DIR (where the recording goes)');
         const { recordCommand } = await import('./recording.js');
         return await recordCommand({
           out: values.out,
+          runbooks: values.runbook,
           ...(values.site !== undefined ? { site: values.site } : {}),
         });
       }

@@ -35,7 +35,11 @@ async function oneSite(arg: string | undefined, siteFile: string | undefined): P
   );
 }
 
-export async function recordCommand(opts: { readonly site?: string; readonly out: string }): Promise<number> {
+export async function recordCommand(opts: {
+  readonly site?: string;
+  readonly out: string;
+  readonly runbooks: readonly string[];
+}): Promise<number> {
   const config = loadConfig();
   const runbooks = await loadRunbooks(config.commandsDir);
   const site = await oneSite(opts.site, config.siteFile);
@@ -46,7 +50,14 @@ export async function recordCommand(opts: { readonly site?: string; readonly out
       executor,
       runbooks,
       progress: (line) => process.stdout.write(`${terminalText(line)}\n`),
+      ...(opts.runbooks.length > 0 ? { only: opts.runbooks } : {}),
     });
+    if (recorded.length === 0) {
+      throw new CapiError(
+        ErrorCode.ConfigInvalid,
+        'nothing to record: no read-only runbook without parameters was asked for',
+      );
+    }
     await writeRecording(opts.out, meta, recorded);
     for (const [name, why] of Object.entries(meta.skipped)) {
       process.stdout.write(`${name}: not recorded (${why})\n`);

@@ -9,6 +9,7 @@ import type { SiteProfile } from '../config/site.js';
 import { probeJumphost } from '../doctor/tools.js';
 import { runToEnd } from '../engine/engine.js';
 import { inProcessApprovals, MemoryAttempts } from '../engine/in-process.js';
+import { CapiError, ErrorCode } from '../errors.js';
 import { redactText } from '../redact.js';
 import { newRunId } from '../run-id.js';
 import type { RunbookSet } from '../runbook/load.js';
@@ -57,12 +58,24 @@ export async function recordSite(opts: {
   readonly runbooks: RunbookSet;
   /** One line per runbook as it goes. */
   readonly progress: (line: string) => void;
+  /** Record only these runbooks (default: every one that can be recorded). */
+  readonly only?: readonly string[];
 }): Promise<{ readonly meta: RecordingMeta; readonly recorded: RecordedRunbook[] }> {
+  const unknown = (opts.only ?? []).filter((name) => !opts.runbooks.runbooks.has(name));
+  if (unknown.length > 0) {
+    throw new CapiError(
+      ErrorCode.RunbookNotFound,
+      `no runbook named ${unknown.join(', ')}; available: ${[...opts.runbooks.runbooks.keys()].join(', ')}`,
+    );
+  }
   const facts = await probeJumphost(opts.executor);
   const recorded: RecordedRunbook[] = [];
   const skipped: Record<string, string> = {};
   for (const rb of opts.runbooks.runbooks.values()) {
-    const why = notRecordable(rb);
+    const why =
+      opts.only !== undefined && !opts.only.includes(rb.name)
+        ? 'not asked for (--runbook)'
+        : notRecordable(rb);
     if (why !== undefined) {
       skipped[rb.name] = why;
       continue;
