@@ -127,7 +127,9 @@ export async function jumphostChecks(opts: JumphostCheckOptions): Promise<Doctor
           ),
     );
     // The mgmt VM's host key: the site profile pins none yet (the hop ssh uses StrictHostKeyChecking=no, as
-    // the seed's blocks do); once a profile can pin one, its check belongs here, next to the FIP it answers on.
+    // the seed's blocks do). Its check belongs here, next to the FIP it answers on, once a profile can pin one
+    // (issue 19): run the scope that checks it with `true` on the VM, and read a refusal the way runbooks do,
+    // through scopes.yaml's known_errors; no pin and no key recorded yet is a warning (nothing to compare).
 
     const kubeconfig = env.MGMT_KUBECONFIG ?? '';
     const present = await exec('test -s "$MGMT_KUBECONFIG" && echo present');
