@@ -219,7 +219,20 @@ describe('invalid runbook files', () => {
         '/runbooks/scopes.yaml',
         'scopes: {}\nknown_errors:\n  - id: broken\n    source: test\n    match: "cannot ("\n    message: m\n',
       ),
-    ).toThrow(/known_errors\[0\]\.match: must be a valid regular expression/);
+    ).toThrow(/known_errors\[0\]\.match: regex "cannot \(" does not compile/);
+  });
+
+  it('should hold known errors to the regex guard expressions get, so no remote output can hang an agent', () => {
+    const scopes = (match: string) =>
+      `scopes: {}\nknown_errors:\n  - id: slow\n    source: test\n    match: '${match}'\n    message: m\n`;
+    expect(() => parseKnownErrors('/runbooks/scopes.yaml', scopes('(a+)+$'))).toThrow(
+      /known_errors\[0\]\.match: regex "\(a\+\)\+\$" repeats a group that itself repeats/,
+    );
+    expect(() => parseKnownErrors('/runbooks/scopes.yaml', scopes('x'.repeat(201)))).toThrow(
+      /known_errors\[0\]\.match: regex .* is 201 characters long, over the limit of 200/,
+    );
+    const [ok] = parseKnownErrors('/runbooks/scopes.yaml', scopes('cannot get discharge from .*EOF'));
+    expect(ok?.match.test('ERROR cannot get discharge from https://c: EOF')).toBe(true);
   });
 
   it('should report YAML syntax errors with their line when the file is not YAML', async () => {

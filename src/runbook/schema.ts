@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compileRegex } from '../expr/index.js';
 import { PARAM_TYPE_NAMES } from './params.js';
 
 /**
@@ -237,21 +238,17 @@ const knownError = z.strictObject({
   id,
   /** Where the seed documents it, e.g. "appendix A juju-macaroon". */
   source: z.string().min(1),
-  /** A regular expression matched against the command's stderr, then its stdout. */
+  /**
+   * A regular expression matched against the command's stderr, then its stdout: held to the guard every
+   * expression's regex passes (length, no nested repetition), since it runs on whatever a remote CLI printed.
+   */
   match: z
     .string()
     .min(1)
-    .refine(
-      (pattern) => {
-        try {
-          new RegExp(pattern);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { error: 'must be a valid regular expression' },
-    ),
+    .superRefine((pattern, ctx) => {
+      const compiled = compileRegex(pattern);
+      if (typeof compiled === 'string') ctx.addIssue({ code: 'custom', message: compiled });
+    }),
   /** What the operator must do; shown as the step's failure. */
   message: z.string().min(1),
 });
