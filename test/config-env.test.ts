@@ -41,7 +41,7 @@ describe('loadConfig', () => {
       approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
       terminalUsers: new Map(),
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
-      ops: { metricsHost: '0.0.0.0' },
+      ops: { metricsHost: '127.0.0.1' },
       retention: { runMs: 30 * 86_400_000, maxOutputBytesPerRun: 4 * 1024 * 1024, maxLineBytes: 1024 * 1024 },
     });
   });

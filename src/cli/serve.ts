@@ -109,8 +109,6 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const app = createSlackApp({
     slack: config.slack,
     fetch: meteredFetch(ops.metrics),
-    // Alertmanager's webhook sits next to /slack/events in HTTP mode (on METRICS_PORT in Socket Mode).
-    httpRoutes: [...ops.routes(checks), ...alertRoutes],
     approvers: config.approval.approvers,
     operators: config.approval.operators,
     service,
@@ -145,7 +143,9 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   }
   const { port, host } = config.slack;
   const started = await app.start(host !== undefined ? { port, host } : port);
-  await ops.serve(checks, config.slack.appToken !== undefined ? alertRoutes : []);
+  // Health, readiness (whose reasons name internals), metrics and Alertmanager's webhook: on METRICS_PORT only,
+  // never next to /slack/events, which faces the internet.
+  await ops.serve(checks, alertRoutes);
   await poster.resumeAll();
   const where =
     config.slack.appToken !== undefined

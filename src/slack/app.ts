@@ -5,7 +5,6 @@ import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
 import type { SiteProfile } from '../config/site.js';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
-import type { OpsRoute } from '../ops/http.js';
 import type { RunService } from '../queue/service.js';
 import { validationMessage } from '../validation.js';
 import { APPROVE_ACTION_ID } from './blocks.js';
@@ -38,8 +37,6 @@ export interface SlackFrontOptions {
   readonly webApiRetries?: number;
   /** The Web API client's fetch (counts calls for /metrics). */
   readonly fetch?: FetchFunction;
-  /** Served next to /slack/events in HTTP mode (health and metrics); Socket Mode serves them elsewhere. */
-  readonly httpRoutes?: readonly OpsRoute[];
   /** Per-user flood limits on refusals and uploads (serve always sets it). */
   readonly flood?: FloodLimit;
   /** The App Home tab, published when someone opens it (app_home_opened). */
@@ -99,7 +96,6 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     const receiver = new HTTPReceiver({
       signingSecret: slack.signingSecret,
       logLevel: LogLevel.WARN,
-      ...(opts.httpRoutes !== undefined ? { customRoutes: [...opts.httpRoutes] } : {}),
       // A signed payload Bolt itself cannot take apart (a click without its user, say) throws before any
       // listener could ack; Bolt would answer 500 and Slack would show the person an error. It is acked
       // instead: nothing was done, and no listener saw it.
