@@ -18,6 +18,7 @@ import { FloodLimit } from '../slack/flood-limit.js';
 import { HomeTab, threadPermalink } from '../slack/home.js';
 import { GroupMembership } from '../slack/membership.js';
 import { ThreadPoster } from '../slack/poster.js';
+import { SeenSignatures } from '../slack/replay-guard.js';
 import { SiteVisibility } from '../slack/site-visibility.js';
 import { ThreadCursors } from '../slack/thread-cursors.js';
 import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
@@ -117,6 +118,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     logger,
     threads: poster,
     flood: new FloodLimit(redis, config.queue.prefix, config.slackFlood),
+    seen: new SeenSignatures(redis, config.queue.prefix),
     home,
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
