@@ -45,6 +45,7 @@ import {
   pickEnv,
   publicSite,
   render,
+  renderNames,
   renderOrSource,
   type Vars,
 } from './scope.js';
@@ -723,10 +724,10 @@ class Interpreter {
       runbook: this.opts.runbook.name,
       step: ref,
       title: shown(render(step.title, scope)),
-      summary: shown(render(a.summary, scope)),
+      summary: shown(renderNames(a.summary, scope)),
       commands: [shown(command)],
       targets: targets.map(shown),
-      evidence: a.evidence.map((t) => shown(render(t, scope))),
+      evidence: a.evidence.map((t) => shown(renderNames(t, scope))),
       requestedBy: this.opts.requestedBy,
       ...(quorum > 1 ? { quorum } : {}),
       digest: actionDigest({

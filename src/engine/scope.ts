@@ -5,7 +5,7 @@
  */
 import { magnumNamespace, type SiteProfile } from '../config/site.js';
 import { ParamError } from '../errors.js';
-import { type CompiledTemplate, evaluateExpr, renderCompiledTemplate } from '../expr/index.js';
+import { type CompiledTemplate, evaluateExpr, renderCompiledTemplate, toStr } from '../expr/index.js';
 import { redactText } from '../redact.js';
 import type { Command, EnvBinding, LeafStep } from '../runbook/model.js';
 import { checkParamValue } from '../runbook/params.js';
@@ -61,6 +61,25 @@ export function renderOrSource(t: CompiledTemplate, scope: Vars): string {
 
 export function render(t: CompiledTemplate, scope: Vars): string {
   return redactText(renderCompiledTemplate(t, scope));
+}
+
+/**
+ * For an approval's summary and evidence, whose values are names the cloud chose (a server, an LB, a host):
+ * each value becomes a code span, so a name such as `https://evil/sso` or `*prod*` reads as a name in every
+ * front, and Slack makes no link, mention or formatting of it. The runbook's own words stay text.
+ */
+export function renderNames(t: CompiledTemplate, scope: Vars): string {
+  return redactText(
+    t.parts
+      .map((part) => (typeof part === 'string' ? part : codeSpan(toStr(evaluateExpr(part, scope)))))
+      .join(''),
+  );
+}
+
+/** One line between backticks; a backtick inside is shown by its code point so it cannot close the span. */
+function codeSpan(value: string): string {
+  const text = value.replace(/\s+/g, ' ').trim().replace(/`/g, '[U+0060]');
+  return text === '' ? '' : `\`${text}\``;
 }
 
 /**
