@@ -39,7 +39,50 @@ describe('runbook files in commands/', () => {
       'stuck-delete',
       'sweep',
     ]);
-    expect([...scopes.keys()].sort()).toEqual(['admin', 'capi-project', 'mgmt-kube']);
+    expect([...scopes.keys()].sort()).toEqual(['admin', 'capi-project', 'mgmt-kube', 'mgmt-vm']);
+  });
+
+  it('should reach the mgmt VM only through mgmt_ssh, whose host key check is never turned off', async () => {
+    const { runbooks, scopes } = await loadRunbooks(COMMANDS);
+    const texts = [
+      ...[...scopes.values()].map((s) => s.preamble),
+      ...[...runbooks.values()].flatMap((rb) => leafSteps(rb.steps).map((s) => s.command.script)),
+    ];
+    for (const text of texts) {
+      expect(text).not.toMatch(/StrictHostKeyChecking=no|UserKnownHostsFile=\/dev\/null/);
+    }
+    const mgmtVm = scopes.get('mgmt-vm')?.preamble ?? '';
+    expect(mgmtVm).toMatch(/StrictHostKeyChecking="\$check"/);
+    expect(mgmtVm).toMatch(/check=yes[\s\S]*check=accept-new/);
+    const hops = [...runbooks.values()].flatMap((rb) =>
+      leafSteps(rb.steps)
+        .filter((s) => /\$MGMT_FIP|mgmt_ssh/.test(s.command.script) && !/\/dev\/tcp\//.test(s.command.script))
+        .map((s) => [`${rb.name}/${s.id}`, s.scope?.name, /(^|[^_])\bssh /m.test(s.command.script)]),
+    );
+    expect(hops).toEqual([
+      ['diagnose/mgmt-k8s', 'mgmt-vm', false],
+      ['recover/k8s-ready', 'mgmt-vm', false],
+      ['recover/kubeconfig', 'mgmt-vm', false],
+    ]);
+  });
+
+  it("should stop on OpenSSH's own words when the mgmt VM's host key is not the one on record", async () => {
+    const file = join(COMMANDS, 'scopes.yaml');
+    const known = parseKnownErrors(file, await readFile(file, 'utf8'));
+    const hostKey = known.find((k) => k.id === 'mgmt-host-key');
+    // As OpenSSH 9.2 prints them for HostKeyAlias=capi-mgmt-lab1: a changed key, and a pin the VM does not offer.
+    expect(
+      hostKey?.match.test('Host key for capi-mgmt-lab1 has changed and you have requested strict checking.'),
+    ).toBe(true);
+    expect(
+      hostKey?.match.test(
+        'No ED25519 host key is known for capi-mgmt-lab1 and you have requested strict checking.',
+      ),
+    ).toBe(true);
+    expect(
+      hostKey?.match.test('Host key for juju-unit-3 has changed and you have requested strict checking.'),
+    ).toBe(false);
+    expect(hostKey?.message).toMatch(/^the mgmt VM answered with a host key other than the one on record/);
   });
 
   it('should mark exactly the seed-listed destructive actions when loading the shipped runbooks', async () => {
@@ -211,6 +254,19 @@ describe('invalid runbook files', () => {
     expect(text).toMatch(/steps\[0\]\.verify\.check_by_hand: /);
     expect(text).toMatch(/steps\[1\]: .*verify/);
     expect(text).toMatch(/steps\[2\]: a destructive step needs `verify`/);
+  });
+
+  it('should refuse a step that parses a kubeconfig unless it is sensitive', async () => {
+    const err = refusal(
+      await parse(
+        'steps:\n  - id: one\n    title: One\n    run: cat kc\n    parse: kubeconfig\n  - id: two\n    title: Two\n    sensitive: true\n    run: cat kc\n    parse: kubeconfig\n',
+      ),
+    );
+    expect(err.issues).toEqual([
+      expect.stringMatching(
+        /steps\[0\]\.parse: parse: kubeconfig reads credentials: the step must say sensitive: true/,
+      ),
+    ]);
   });
 
   it('should refuse a known error whose pattern is not a regular expression', () => {

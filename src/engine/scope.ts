@@ -24,11 +24,13 @@ export function attemptVars(attempt: AttemptRecord): Vars {
 
 /** Why a command's result fails its step (a timeout, an exit code it does not allow), or undefined. */
 export function commandFailure(command: Command, result: ExecResult): string | undefined {
+  // A sensitive step's output stays out of its failure too.
+  const tail = command.sensitive ? '(output not shown: the step is sensitive)' : tailOf(result);
   if (result.timedOut) {
-    return `timed out after ${command.timeoutMs / 1000}s; the remote process group was killed${tailOf(result) ? `: ${tailOf(result)}` : ''}`;
+    return `timed out after ${command.timeoutMs / 1000}s; the remote process group was killed${tail ? `: ${tail}` : ''}`;
   }
   if (!exitAccepted(command, result.code) && !command.allowFailure) {
-    return `exited ${result.code ?? `by signal ${result.signal}`}: ${tailOf(result)}`;
+    return `exited ${result.code ?? `by signal ${result.signal}`}: ${tail}`;
   }
   return undefined;
 }
@@ -133,7 +135,8 @@ export function outputScope(scope: Vars, command: Command, result: ExecResult): 
   };
 }
 
-export function lastLine(result: ExecResult): string {
+export function lastLine(command: Command, result: ExecResult): string {
+  if (command.sensitive) return `exit ${result.code} (output not shown: the step is sensitive)`;
   const lines = `${result.stdout}\n${result.stderr}`.split('\n').filter((l) => l.trim() !== '');
   return redactText(lines.at(-1) ?? `exit ${result.code}`);
 }

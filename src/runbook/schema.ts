@@ -23,8 +23,8 @@ const duration = z
 const expr = z.string().min(1, { error: 'must be an expression, e.g. stdout == "ACTIVE"' });
 const template = z.string().min(1);
 const script = z.string().min(1, { error: 'must be a shell block' });
-const parse = z.enum(['text', 'lines', 'json', 'yaml'], {
-  error: 'must be one of text, lines, json, yaml',
+const parse = z.enum(['text', 'lines', 'json', 'yaml', 'kubeconfig'], {
+  error: 'must be one of text, lines, json, yaml, kubeconfig',
 });
 
 const exitCode = z.number().int().min(0).max(255, { error: 'must be an exit code 0-255' });
@@ -115,6 +115,11 @@ const common = {
   decide: z.array(decision).optional(),
   /** The facts a step derived, for people: one line rendered from its output and captures once it passed. */
   summary: template.optional(),
+  /**
+   * The step's output (its guard's and verify's too) is neither stored nor shown anywhere: no output lines, no
+   * output in a failure, its captures held as secrets. People see its summary, expect_message and decisions.
+   */
+  sensitive: z.boolean().default(false),
 };
 
 const approval = z.strictObject({
