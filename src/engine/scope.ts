@@ -73,7 +73,10 @@ export function render(t: CompiledTemplate, scope: Vars): string {
 export function renderNames(t: CompiledTemplate, scope: Vars): string {
   return redactText(
     t.parts
-      .map((part) => (typeof part === 'string' ? part : codeSpan(toStr(evaluateExpr(part, scope)))))
+      // Redacted before it is put on one line: what redaction recognises (a PEM block, `export X=`) spans lines.
+      .map((part) =>
+        typeof part === 'string' ? part : codeSpan(redactText(toStr(evaluateExpr(part, scope)))),
+      )
       .join(''),
   );
 }
