@@ -188,16 +188,17 @@ describe('docker-compose.yml', () => {
  * spans segments.
  */
 function ignoredByDocker(patterns: readonly string[], file: string): boolean {
-  const toRegex = (pattern: string) =>
-    new RegExp(
-      `^${pattern
-        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-        .replace(/\*\*\//g, '\u0000')
-        .replace(/\*\*/g, '.*')
-        .replace(/\*/g, '[^/]*')
-        .replace(/\?/g, '[^/]')
-        .replace(/\u0000/g, '(?:.*/)?')}$`,
-    );
+  const glob = (part: string) =>
+    part
+      .split('**')
+      .map((piece) =>
+        piece
+          .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+          .replace(/\*/g, '[^/]*')
+          .replace(/\?/g, '[^/]'),
+      )
+      .join('.*');
+  const toRegex = (pattern: string) => new RegExp(`^${pattern.split('**/').map(glob).join('(?:.*/)?')}$`);
   const parts = file.split('/');
   const candidates = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
   let ignored = false;
@@ -261,6 +262,8 @@ describe('.dockerignore', () => {
     expect(ignoredByDocker(['*', '!src'], 'src/a/b.ts')).toBe(false);
     expect(ignoredByDocker(['*', '!src', '**/*.pem'], 'src/a/k.pem')).toBe(true);
     expect(ignoredByDocker(['*.log'], 'logs/a.log')).toBe(false);
+    expect(ignoredByDocker(['**/.env.*'], 'src/.env.production')).toBe(true);
+    expect(ignoredByDocker(['**/.env.*'], 'src/.envy')).toBe(false);
   });
 });
 
