@@ -55,6 +55,9 @@ afterAll(async () => {
 interface Setup {
   readonly scenario?: string;
   readonly hostKey?: string;
+  /** Pin the mgmt VM's host key (default), then let another machine answer on its address. */
+  readonly pinMgmtKey?: boolean;
+  readonly replaceMgmtKey?: boolean;
   readonly redis?: RedisProcess;
   readonly botChannels?: readonly string[];
 }
@@ -70,9 +73,11 @@ async function doctor(setup: Setup = {}): Promise<Finished & { failing: string[]
   slacks.push(slack);
   const site = {
     ...sim.site,
+    ...(setup.pinMgmtKey !== false ? { mgmt_host_key: await sim.mgmtHostKey() } : {}),
     slack_channels: [CHANNEL],
     jumphost: { ...sim.site.jumphost, ...(setup.hostKey !== undefined ? { host_key: setup.hostKey } : {}) },
   };
+  if (setup.replaceMgmtKey === true) await sim.replaceMgmtHostKey();
   const file = path.join(dir, `${sim.site.name}-${sims.length}.yaml`);
   await writeFile(file, stringify(site));
   const r = await spawnCollecting(process.execPath, [BIN, 'doctor', '--site', file], {
@@ -114,6 +119,7 @@ describe('capi-chatops doctor', () => {
       'admin scope token',
       'project scope token',
       'mgmt VM FIP',
+      'mgmt VM host key',
       'mgmt kubeconfig',
       'juju login',
       'redis version',
@@ -128,14 +134,15 @@ describe('capi-chatops doctor', () => {
       /ok +juju login +valid: juju status -m openstack answers without a password prompt/,
     );
     expect(r.stdout).toMatch(/ok +redis persistence +AOF on \(appendfsync everysec\)/);
-    expect(r.stdout).toMatch(/site sim-healthy: 18 ok\n$/);
+    expect(r.stdout).toMatch(/ok +mgmt VM host key +the VM presents the pinned mgmt_host_key/);
+    expect(r.stdout).toMatch(/site sim-healthy: 19 ok\n$/);
 
     const kept = new Redis({ port: ready.port, host: '127.0.0.1' });
     try {
       const report = DoctorReportSchema.parse(
         JSON.parse((await kept.get(`${PREFIX}:doctor:sim-healthy`)) ?? ''),
       );
-      expect(report.lines).toHaveLength(18);
+      expect(report.lines).toHaveLength(19);
       expect(report.lines.every((l) => l.level === 'ok')).toBe(true);
     } finally {
       await kept.del(`${PREFIX}:doctor:sim-healthy`);
@@ -152,6 +159,25 @@ describe('capi-chatops doctor', () => {
       ),
     ]);
     expect(r.stdout).toContain('fix: If the jumphost was rebuilt, read its new key out of band');
+  });
+
+  it('should fail on the mgmt VM host key line when another machine answers on its address', async () => {
+    const r = await doctor({ replaceMgmtKey: true });
+    expect(r.code).toBe(2);
+    expect(r.failing).toEqual([
+      expect.stringMatching(/^FAIL \| mgmt VM host key \| mgmt-host-key: exit 255: .*capi-mgmt-sim-healthy/),
+    ]);
+    expect(r.stdout).toContain('fix: the mgmt VM answered with a host key other than the one on record');
+  });
+
+  it('should warn, with how to pin it, when the mgmt VM host key is neither pinned nor seen before', async () => {
+    const r = await doctor({ pinMgmtKey: false });
+    expect(r.code).toBe(1);
+    expect(r.failing).toEqual([
+      expect.stringMatching(
+        /^WARN \| mgmt VM host key \| not pinned \(mgmt_host_key\) and never seen from this jumphost \(~\/\.capi-chatops\/known_hosts\/sim-healthy\): the first run will trust whatever answers on 127\.0\.0\.1$/,
+      ),
+    ]);
   });
 
   it('should fail on the kubectl line, naming what refuses without it, when the jumphost lacks kubectl', async () => {

@@ -106,6 +106,8 @@ export async function startRecordedJumphost(opts: {
     hold: () => {
       throw new Error('capi-sim: a recording answers at once; nothing can be held');
     },
+    mgmtHostKey: nothing('mgmt VM (its steps answer from the recording)'),
+    replaceMgmtHostKey: nothing('mgmt VM (its steps answer from the recording)'),
     stop() {
       stopping ??= (async () => {
         await sshd.stop();

@@ -1,16 +1,17 @@
 /**
  * The site's jumphost, checked the way the runbooks will use it, read-only: reachable with the pinned host
  * key; its login shell and the PATH commands get; the four CLIs and their versions; a token in admin scope
- * and in the CAPI project's scope (the scopes.yaml preambles the runbooks use); the mgmt VM's FIP; the mgmt
- * kubeconfig and whether the mgmt cluster answers it; whether the juju login is still valid.
+ * and in the CAPI project's scope (the scopes.yaml preambles the runbooks use); the mgmt VM's FIP and host
+ * key; the mgmt kubeconfig and whether the mgmt cluster answers it; whether the juju login is still valid.
  */
-import type { SiteProfile } from '../config/site.js';
+import { mgmtKnownHostsFile, type SiteProfile } from '../config/site.js';
 import { siteEnvAt } from '../engine/preflight.js';
 import { tailOf } from '../engine/scope.js';
 import { withPreamble } from '../engine/script.js';
 import { asCodedError, HostKeyMismatchError } from '../errors.js';
 import { redactText } from '../redact.js';
 import type { RunbookSet } from '../runbook/load.js';
+import type { Scope } from '../runbook/model.js';
 import { JUMPHOST_TOOLS, type JumphostTool } from '../runbook/tools.js';
 import { connectSsh } from '../ssh/executor.js';
 import type { ExecResult, JumphostTarget, RemoteExecutor } from '../ssh/types.js';
@@ -116,8 +117,9 @@ export async function jumphostChecks(opts: JumphostCheckOptions): Promise<Doctor
     const probe = await exec(
       `timeout 5 bash -c 'exec 3<>"/dev/tcp/$MGMT_FIP/$MGMT_SSH_PORT"' 2>/dev/null && echo SSH-PORT-OK`,
     );
+    const fipUp = probe.stdout.includes('SSH-PORT-OK');
     lines.push(
-      probe.stdout.includes('SSH-PORT-OK')
+      fipUp
         ? line('mgmt VM FIP', 'ok', `${opts.site.mgmt_server} answers on ${fip} from the jumphost`)
         : line(
             'mgmt VM FIP',
@@ -126,10 +128,21 @@ export async function jumphostChecks(opts: JumphostCheckOptions): Promise<Doctor
             `${opts.site.mgmt_server} is down or still booting (D-041; sshd lags ACTIVE by ~3.5 min): /capi diagnose says which, /capi recover starts it.`,
           ),
     );
-    // The mgmt VM's host key: the site profile pins none yet (the hop ssh uses StrictHostKeyChecking=no, as
-    // the seed's blocks do). Its check belongs here, next to the FIP it answers on, once a profile can pin one
-    // (issue 19): run the scope that checks it with `true` on the VM, and read a refusal the way runbooks do,
-    // through scopes.yaml's known_errors; no pin and no key recorded yet is a warning (nothing to compare).
+    const mgmtVm = opts.runbooks.scopes.get('mgmt-vm');
+    if (mgmtVm !== undefined) {
+      lines.push(
+        !has('ssh')
+          ? notChecked('mgmt VM host key', 'ssh')
+          : !fipUp
+            ? line(
+                'mgmt VM host key',
+                'warn',
+                'not checked: the mgmt VM does not answer (mgmt VM FIP above)',
+                'Check again once it is up.',
+              )
+            : await mgmtHostKeyLine(exec, mgmtVm, opts.site, opts.runbooks),
+      );
+    }
 
     const kubeconfig = env.MGMT_KUBECONFIG ?? '';
     const present = await exec('test -s "$MGMT_KUBECONFIG" && echo present');
@@ -190,6 +203,55 @@ export async function jumphostChecks(opts: JumphostCheckOptions): Promise<Doctor
   } finally {
     await ssh.close();
   }
+}
+
+/**
+ * The mgmt VM's host key, checked as the runbooks check it (the `mgmt-vm` scope: the profile's mgmt_host_key,
+ * else the key first seen for the site, kept on the jumphost), by running `true` on the VM. With neither there
+ * is nothing to compare: the first run would trust whatever answers on the floating IP.
+ */
+async function mgmtHostKeyLine(
+  exec: (script: string) => Promise<ExecResult>,
+  scope: Scope,
+  site: SiteProfile,
+  runbooks: RunbookSet,
+): Promise<DoctorLine> {
+  const check = 'mgmt VM host key';
+  const pinned = site.mgmt_host_key !== undefined;
+  const r = await exec(
+    withPreamble(
+      scope,
+      [
+        'if [ -z "$MGMT_HOST_KEY" ] && ! [ -s "$MGMT_KNOWN_HOSTS" ]; then echo NOTHING-TO-COMPARE; exit 0; fi',
+        'mgmt_ssh true && echo HOST-KEY-OK',
+      ].join('\n'),
+    ),
+  );
+  if (r.stdout.includes('NOTHING-TO-COMPARE')) {
+    return line(
+      check,
+      'warn',
+      `not pinned (mgmt_host_key) and never seen from this jumphost (${mgmtKnownHostsFile(site)}): the first run will trust whatever answers on ${site.mgmt_fip}`,
+      `Pin it: mgmt_host_key in the site profile, the VM's own key (cat /etc/ssh/ssh_host_ed25519_key.pub on it, or the SSH HOST KEY block of openstack console log show ${site.mgmt_server}).`,
+    );
+  }
+  if (r.stdout.includes('HOST-KEY-OK')) {
+    return line(
+      check,
+      'ok',
+      pinned
+        ? 'the VM presents the pinned mgmt_host_key'
+        : `the VM presents the key first seen from this jumphost (${mgmtKnownHostsFile(site)}; not pinned)`,
+    );
+  }
+  const known = runbooks.knownErrors.find((k) => k.match.test(r.stderr) || k.match.test(r.stdout));
+  return line(
+    check,
+    'fail',
+    known !== undefined ? `${known.id}: ${failure(r)}` : `ssh to the mgmt VM: ${failure(r)}`,
+    known?.message ??
+      `The jumphost's ${site.mgmt_ssh_key} must be in ${site.mgmt_ssh_user}'s authorized_keys on ${site.mgmt_server} (mgmt_ssh_key, mgmt_ssh_user in the site profile).`,
+  );
 }
 
 function failure(r: ExecResult): string {
