@@ -1,4 +1,5 @@
 import type { AttemptPort, AttemptRecord, BeginAttempt, StepRef } from '../engine/events.js';
+import { stepSlot } from '../engine/slot.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Attempt, AttemptJournal } from '../runs/attempts.js';
@@ -27,7 +28,7 @@ export class RedisAttemptPort implements AttemptPort {
   ) {}
 
   async find(step: StepRef): Promise<AttemptRecord | undefined> {
-    const a = await this.journal.get(this.fence.runId, step.stepId, step.iteration?.n);
+    const a = await this.journal.get(this.fence.runId, stepSlot(step));
     return a && record(a);
   }
 
@@ -40,6 +41,7 @@ export class RedisAttemptPort implements AttemptPort {
       {
         runId: this.fence.runId,
         stepId: step.stepId,
+        slot: stepSlot(step),
         ...(step.iteration ? { iteration: step.iteration.n } : {}),
         approvalId: approval.approvalId,
         digest: approval.digest,
@@ -78,11 +80,11 @@ export class RedisAttemptPort implements AttemptPort {
   }
 
   async finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void> {
-    await this.journal.finish(this.fence, step.stepId, step.iteration?.n, {
+    await this.journal.finish(this.fence, stepSlot(step), {
       ...outcome,
       finishedAt: new Date().toISOString(),
     });
-    const attempt = await this.journal.get(this.fence.runId, step.stepId, step.iteration?.n);
+    const attempt = await this.journal.get(this.fence.runId, stepSlot(step));
     if (attempt) {
       this.audit.record({
         event: 'destructive.finished',
@@ -95,6 +97,10 @@ export class RedisAttemptPort implements AttemptPort {
         timedOut: outcome.timedOut,
       });
     }
+  }
+
+  async verified(step: StepRef): Promise<void> {
+    await this.journal.markVerified(this.fence, stepSlot(step));
   }
 }
 

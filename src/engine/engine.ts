@@ -49,6 +49,7 @@ import {
   type Vars,
 } from './scope.js';
 import { displayCommand, withPreamble } from './script.js';
+import { itemKey } from './slot.js';
 import { exitAccepted, stopOnKnownError } from './traps.js';
 
 /**
@@ -315,6 +316,7 @@ class Interpreter {
         bindEnv(step.env, { ...this.scope(), ...loopVars }, env, step.id);
         Object.assign(loopVars, pickEnv(env, step.env));
         const label = step.env.map((b) => env[b.name]).join(' ') || `#${n + 1}`;
+        const key = itemKey(item, Object.fromEntries(step.env.map((b) => [b.name, env[b.name] ?? ''])));
         const firstInner = resumed && n === resumed.n ? resumed.inner : 0;
         for (let inner = firstInner; inner < step.steps.length; inner++) {
           const leaf = step.steps[inner] as LeafStep;
@@ -323,7 +325,7 @@ class Interpreter {
           const innerRef: StepRef = {
             ...ref,
             stepId: `${step.id}/${leaf.id}`,
-            iteration: { n: n + 1, of: items.length, label },
+            iteration: { n: n + 1, of: items.length, label, key },
           };
           await this.runLeaf(innerRef, leaf, loopVars, env);
         }
@@ -672,6 +674,7 @@ class Interpreter {
     const message = tookEffect
       ? `${sent}; its outcome was not recorded, and reading back shows it took effect: ${render(check.say, outScope)}. Not sent again.`
       : `OUTCOME UNKNOWN: ${sent} by an agent that stopped before it returned, and reading back cannot show it took effect${failure ? ` (the check ${failure})` : ''}. It is NOT sent again. Check by hand: ${render(check.checkByHand, outScope)}`;
+    if (tookEffect) await this.opts.attempts.verified(ref);
     await this.emit({ ...ref, type: 'attempt.verified', attemptId: attempt.attemptId, tookEffect, message });
     if (!tookEffect) throw new Stop('failed', `${ref.stepId}: ${message}`, ref.stepId);
     return message;
@@ -732,7 +735,7 @@ class Interpreter {
       digest: actionDigest({
         runbook: this.opts.runbook.digest,
         stepId: ref.stepId,
-        iteration: ref.iteration?.n ?? null,
+        item: ref.iteration?.key ?? null,
         script: withPreamble(step.scope, step.command.script),
         env,
         targets,
