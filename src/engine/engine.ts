@@ -51,6 +51,7 @@ import {
 import { displayCommand, withPreamble } from './script.js';
 import { itemKey } from './slot.js';
 import { exitAccepted, stopOnKnownError } from './traps.js';
+import { checkByHandUnread, sentPhrase, unknownOutcome } from './unknown-outcome.js';
 
 /**
  * Runs one runbook, top to bottom, on one executor. Every remote command gets its scope preamble,
@@ -619,7 +620,21 @@ class Interpreter {
         command,
         at: begun.attempt.startedAt,
       });
-      const result = await this.execRaw(ref, step.command, step.scope, env);
+      let result: ExecResult;
+      try {
+        result = await this.execRaw(ref, step.command, step.scope, env);
+      } catch (err) {
+        // A cancel killed the command in flight: it may have landed. (A lost hold is the agent's to say.)
+        if (err instanceof Stop && err.status === 'cancelled' && !fencedBy(err, this.signal)) {
+          const check = checkByHandUnread(step, scope, begun.attempt);
+          throw new Stop(
+            'cancelled',
+            `${err.message}. ${unknownOutcome(begun.attempt, 'was killed before it returned', check)}`,
+            ref.stepId,
+          );
+        }
+        throw err;
+      }
       await this.opts.attempts.finish(ref, {
         exitCode: result.code,
         signal: result.signal,
@@ -646,7 +661,7 @@ class Interpreter {
     env: Record<string, string>,
     attempt: AttemptRecord,
   ): Promise<string> {
-    const sent = `\`${attempt.command.split('\n').at(-1) ?? attempt.command}\` was sent at ${attempt.startedAt} (attempt ${attempt.attemptId})`;
+    const sent = sentPhrase(attempt);
     if (attempt.outcome) {
       const { exitCode, signal, timedOut } = attempt.outcome;
       const ok =

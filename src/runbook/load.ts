@@ -125,12 +125,17 @@ export function parseScopes(file: string, text: string): Map<string, Scope> {
 
 /** The remote errors with a known cause (scopes.yaml `known_errors`), checked on every command. */
 export function parseKnownErrors(file: string, text: string): KnownError[] {
-  return parseScopesFile(file, text).known_errors.map((k) => ({
-    id: k.id,
-    source: k.source,
-    match: new RegExp(k.match),
-    message: k.message,
-  }));
+  return parseScopesFile(file, text).known_errors.map(compileKnownError);
+}
+
+/** One known error from its file's fields (also how a run's stored runbook copy gets its own back). */
+export function compileKnownError(k: {
+  readonly id: string;
+  readonly source: string;
+  readonly match: string;
+  readonly message: string;
+}): KnownError {
+  return { id: k.id, source: k.source, match: new RegExp(k.match), message: k.message };
 }
 
 /** Everything known while compiling one step: which names exist and where we are in the file. */
@@ -568,6 +573,7 @@ export function parseRunbook(
     readOnly: rb.read_only,
     exclusive: leaves.some((s) => s.kind === 'run' && s.destructive),
     file,
+    text,
     digest: digest.digest('hex'),
     params,
     steps,
