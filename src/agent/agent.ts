@@ -227,7 +227,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     known: { readonly runbook?: Runbook; readonly scope: Vars } = { scope: {} },
   ) => {
     const [open] = await openAttempts(attempts, run.runId);
-    const message = open === undefined ? why : `${why}. ${unreadOutcome(open, why, known)}`;
+    const message = open === undefined ? why : `${why}. ${unreadOutcome(open, known)}`;
     await finishRecord(run, fence, status, message);
     const event = {
       type: 'run.finished',
@@ -637,7 +637,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       record,
       fence,
       'failed',
-      `no agent holds run ${record.runId} any more: its job is ${job} while the run was ${record.status}; start it again if it is still wanted`,
+      `no agent holds run ${record.runId} any more: its job is ${job} while the run was ${record.status}`,
       record.createdAt,
       { scope, ...(runbook ? { runbook } : {}) },
     );

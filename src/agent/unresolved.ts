@@ -27,16 +27,15 @@ export function stepOf(runbook: Runbook | undefined, stepId: string): RunStep | 
 }
 
 /**
- * OUTCOME UNKNOWN for a run that ends without reading the cloud back: `why` says why nobody could (it is
- * the reason the run ends), the step's check_by_hand says what to look at.
+ * OUTCOME UNKNOWN for a run that ends without reading the cloud back (the reason it ends says why nobody
+ * could); the step's check_by_hand says what to look at.
  */
 export function unreadOutcome(
   attempt: Attempt,
-  why: string,
   known: { readonly runbook?: Runbook; readonly scope: Vars },
 ): string {
   const check = checkByHandUnread(stepOf(known.runbook, attempt.stepId), known.scope, attempt);
-  return unknownOutcome(attempt, `no agent saw it return (${why})`, check);
+  return unknownOutcome(attempt, 'no agent saw it return', check);
 }
 
 export function holdFor(attempt: Attempt, message: string): SiteHold {
