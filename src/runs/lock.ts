@@ -208,7 +208,7 @@ function parseHolds(key: string, hash: Record<string, string>): SiteHold[] {
         command: 'unknown',
         sentAt: '',
         heldAt: '',
-        message: `$keyholds an unreadable record for run ${runId}: read its attempts (capi-chatops export $runId)`,
+        message: `${key} holds an unreadable record for run ${runId}: read its attempts (capi-chatops export ${runId})`,
       };
     })
     .sort((a, b) => a.heldAt.localeCompare(b.heldAt));
