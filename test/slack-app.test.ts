@@ -245,7 +245,7 @@ describe('the Slack front over HTTP', () => {
     mark = slack.calls.length;
     await post(commandBody(OPERATOR, 'release server show: SHUTOFF, the stop landed'));
     expect(await ephemeralTo(slack, OPERATOR, mark)).toMatch(
-      /Released site site-0 \(held for run r-held-slack\)/,
+      /Released site `site-0` \(held for run `r-held-slack`\)/,
     );
     expect(await harness.service.holds('site-0')).toEqual([]);
   });
