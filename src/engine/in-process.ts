@@ -47,7 +47,7 @@ export class MemoryAttempts implements AttemptPort {
       startedAt: new Date().toISOString(),
     };
     this.records.set(stepSlot(step), attempt);
-    return { outcome: 'recorded' as const, attempt };
+    return { outcome: 'recorded' as const, attempt, slot: stepSlot(step) };
   }
 
   async finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void> {
