@@ -468,7 +468,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       reason:
         record.status === 'waiting_approval'
           ? 'an approval was decided (or expired)'
-          : `${record.status === 'interrupted' && record.message ? record.message : 'an agent took over this run after its previous agent stopped'}; the step it was on runs again, and a destructive step already attempted is read back, never sent again`,
+          : `an agent took over this run ${record.status === 'interrupted' && record.message ? `(${record.message})` : 'after its previous agent stopped'}; the step it was on runs again, and a destructive step already attempted is read back, never sent again`,
     };
     await registry.update(data.runId, { status: 'running' }, fence);
 
