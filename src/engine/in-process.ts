@@ -57,4 +57,7 @@ export class MemoryAttempts implements AttemptPort {
 
   /** Nothing outlives the process, so nothing is left open to settle. */
   async verified(): Promise<void> {}
+
+  /** A terminal run keeps no audit trail and runs unfenced, and this journal ends with it: nothing to record. */
+  async refused(): Promise<void> {}
 }
