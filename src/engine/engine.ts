@@ -151,7 +151,7 @@ class Interpreter {
     } catch (err) {
       // A fenced write can fail anywhere, the final run.finished included: stop, write nothing more.
       const fenced = fencedBy(err, this.signal);
-      if (fenced) return { status: 'fenced', why: fenced.message };
+      if (fenced) return { status: 'fenced', why: fenced.why };
       throw err;
     }
   }
