@@ -2,6 +2,7 @@ import { type CapiCommands, isReadOnly } from '../../command.js';
 import type { CapiContext } from '../../context.js';
 import { cancelCommand } from './cancel.js';
 import { pickCommand } from './pick.js';
+import { releaseCommand } from './release.js';
 import { runCommand } from './run.js';
 import { statusCommand } from './status.js';
 import { timelineCommand } from './timeline.js';
@@ -23,7 +24,7 @@ export async function dispatchCapi(
   }
   if (!isReadOnly(command) && !(await isOperator())) {
     await ctx.refuse(
-      'Only CAPI_OPERATORS may start or cancel runs; `/capi diagnose`, `status`, `timeline` and `help` are open to everyone.',
+      'Only CAPI_OPERATORS may start or cancel runs and release a held site; `/capi diagnose`, `status`, `timeline` and `help` are open to everyone.',
     );
     return;
   }
@@ -45,6 +46,9 @@ export async function dispatchCapi(
       return;
     case 'timeline':
       await timelineCommand(ctx, command.runId);
+      return;
+    case 'release':
+      await releaseCommand(ctx, command.reason);
       return;
   }
 }
