@@ -103,7 +103,8 @@ export class HostKeyMismatchError extends SshError {
 export class RunFencedError extends CapiError {
   constructor(
     readonly runId: string,
-    why: string,
+    /** What ended this agent's hold on the run, in a few words. */
+    readonly why: string,
   ) {
     super(
       ErrorCode.RunFenced,

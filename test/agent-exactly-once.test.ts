@@ -46,8 +46,11 @@ function withRunbook(yaml: string, name: string): RunbookSet {
   return { ...shipped, runbooks: new Map([...shipped.runbooks, [name, rb]]) };
 }
 
-/** One destructive step that appends its version to ~/zaps, so a changed runbook changes the action. */
-const zap = (version: string) =>
+/**
+ * One destructive step that appends a value to ~/zaps: by default the site's management server (a changed site
+ * profile changes the action), or what `run` says.
+ */
+const zap = (run = 'echo $MGMT_SERVER >> ~/zaps') =>
   withRunbook(
     `steps:
   - id: zap
@@ -61,7 +64,7 @@ const zap = (version: string) =>
       summary: Zap it
       targets: ["the thing"]
     verify: { run: cat ~/zaps, took_effect: "true", say: zapped, check_by_hand: cat ~/zaps }
-    run: echo ${version} >> ~/zaps
+    run: ${run}
 `,
     'zap',
   );
@@ -159,25 +162,24 @@ describe('the site lock during a long step', () => {
 
 describe('an approval bound to its action', () => {
   it('should ask again and run nothing on the old approval when the resumed run rebuilds a different action', async () => {
-    h = await startHarness({
-      redis: db.redis,
-      prefix: db.prefix,
-      runbooks: zap('v1'),
-      scenarios: ['healthy'],
-    });
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks: zap(), scenarios: ['healthy'] });
     const service = h.service;
-    const first = await h.startAgent({ runbooks: zap('v1') });
+    const first = await h.startAgent();
     const run = await service.submit({ runbook: 'zap', args: [], site: 'site-0', requestedBy: 'U_OPS' });
     const asked = await waitForEvent(service, run.runId, isType('approval.requested'));
+    expect(asked.request.commands[0]).toContain('echo capi-mgmt-v2');
     await eventually('the run to park at its approval', async () =>
       (await service.getRun(run.runId))?.status === 'waiting_approval' ? true : undefined,
     );
-    // A rolling upgrade: the old agent goes, the approval is given, an agent with a changed runbook resumes.
+    // A rolling upgrade: the old agent goes, the approval is given, an agent whose site profile names another
+    // management server resumes (the run keeps its runbook; the site's values are the agent's own).
     await first.close();
     expect(
       (await service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'test')).outcome,
     ).toBe('decided');
-    await h.startAgent({ runbooks: zap('v2') });
+    const site = h.sites.get('site-0');
+    if (!site) throw new Error('no site');
+    await h.startAgent({ sites: new Map([['site-0', { ...site, mgmt_server: 'capi-mgmt-v3' }]]) });
     const superseded = await waitForEvent(service, run.runId, isType('approval.superseded'));
     expect(superseded).toMatchObject({ approvalId: asked.approvalId, why: 'changed' });
     const again = await waitForEvent(
@@ -186,7 +188,7 @@ describe('an approval bound to its action', () => {
       (e): e is Extract<RunEvent, { type: 'approval.requested' }> =>
         e.type === 'approval.requested' && e.approvalId !== asked.approvalId,
     );
-    expect(again.request.commands[0]).toContain('echo v2');
+    expect(again.request.commands[0]).toContain('echo capi-mgmt-v3');
     await eventually('the run to park at the new approval', async () =>
       (await service.getRun(run.runId))?.status === 'waiting_approval' ? true : undefined,
     );
@@ -199,7 +201,7 @@ describe('an approval bound to its action', () => {
     const next = await decideNext(service, run.runId, true);
     expect(next.approvalId).toBe(again.approvalId);
     expect((await waitForEvent(service, run.runId, isType('run.finished'))).status).toBe('succeeded');
-    expect(await readFile(zaps, 'utf8')).toBe('v2\n');
+    expect(await readFile(zaps, 'utf8')).toBe('capi-mgmt-v3\n');
   });
 });
 

@@ -108,6 +108,65 @@ describe('a destructive step whose attempt is already on record', () => {
   });
 });
 
+/** Zaps every load balancer listed in ~/lbs, each after its own approval. */
+const ZAP_EACH = testRunbook(`steps:
+  - id: list
+    title: List
+    run: cat ~/lbs
+    parse: lines
+    capture:
+      lbs: out
+  - id: each
+    title: Zap each
+    for_each: lbs
+    as: lb
+    env:
+      LB: { value: lb, type: dns1123 }
+    steps:
+      - id: zap
+        title: Zap {LB}
+        destructive: true
+        guard:
+          - run: "true"
+            skip_when: "false"
+            say: never
+        approval:
+          summary: Zap {LB}
+          targets: ["{LB}"]
+        verify: { run: cat ~/zapped, took_effect: "true", say: zapped, check_by_hand: cat ~/zapped }
+        run: echo $LB >> ~/zapped
+`);
+
+describe('attempts keyed by the item, not its place in the list', () => {
+  it('should verify the attempt made for an item and send for a new one when the list is read again in another order', async () => {
+    await jump.write('zapped', '');
+    // One journal across both runs: the same run's attempts, its list read again (as a lost checkpoint would).
+    const attempts = new MemoryAttempts();
+    await jump.write('lbs', 'lb-a\n');
+    const first = recordedRun(ZAP_EACH, jump.executor, {
+      runId: 'items',
+      attempts,
+      approvals: scriptedApprovals(['approve']),
+    });
+    expect(await first.outcome).toMatchObject({ status: 'succeeded' });
+
+    // lb-b now stands where lb-a stood.
+    await jump.write('lbs', 'lb-b\nlb-a\n');
+    const approvals = scriptedApprovals(['approve', 'approve']);
+    const again = recordedRun(ZAP_EACH, jump.executor, { runId: 'items', attempts, approvals });
+    expect(await again.outcome).toMatchObject({ status: 'succeeded' });
+    // Each load balancer zapped once: lb-b was asked for and sent, lb-a's attempt was found, not sent again.
+    expect(await jump.lines('zapped')).toEqual(['lb-a', 'lb-b']);
+    expect(approvals.requests.map((r) => r.targets)).toEqual([['lb-b']]);
+    expect(ofType(again.events, 'attempt.verified')).toEqual([
+      expect.objectContaining({
+        iteration: expect.objectContaining({ n: 2, label: 'lb-a' }),
+        tookEffect: true,
+      }),
+    ]);
+  });
+});
+
 describe('patience that holds', () => {
   it('should count a hung poll command as an unmet attempt and keep polling until exhausted', async () => {
     const rb = testRunbook(`steps:

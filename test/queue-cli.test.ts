@@ -5,6 +5,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { RunFences } from '../src/runs/fence.js';
+import { TargetLock, targetKey } from '../src/runs/lock.js';
 import { type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { type Running, spawnCollecting } from './support/process.js';
@@ -187,5 +189,56 @@ describe('the terminal front on the queue', () => {
     const typed = await (await cli('carol', ['submit', 'park', '--site', file, '--as', 'U0APPROVE1'])).done;
     expect(typed.code).toBe(2);
     expect(await h.service.listRuns({})).toEqual([]);
+  });
+
+  it('should free a held site only for an operator who says what was checked, and audit it', async () => {
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
+    const file = await siteFile(h);
+    // The hold an agent leaves when a run ends while its destructive command may have landed.
+    const runId = 'r-held-1';
+    await new TargetLock(db.redis, db.prefix).hold(
+      targetKey('site-0'),
+      {
+        runId,
+        step: 'park-vm',
+        attemptId: `${runId}~park-vm~1`,
+        command: 'openstack server stop capi-mgmt-v2',
+        sentAt: '2025-03-04T10:00:00.000Z',
+        heldAt: '2025-03-04T10:01:00.000Z',
+        message: 'OUTCOME UNKNOWN: `openstack server stop capi-mgmt-v2` was sent at 2025-03-04T10:00:00.000Z',
+      },
+      await new RunFences(db.redis, db.prefix).take(runId),
+    );
+    const status = await (await cli('mallory', ['status'], { SITE_FILE: file })).done;
+    expect(status.stdout).toContain(`site site-0 HELD by run ${runId}`);
+    const refused = await (await cli('carol', ['submit', 'park', '--site', file, '--no-follow'])).done;
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/site site-0 is held: .*capi-chatops release site-0 --reason TEXT/);
+
+    const notOperator = await (await cli('bob', ['release', 'site-0', '--reason', 'looked'])).done;
+    expect(notOperator.code).toBe(2);
+    expect(notOperator.stderr).toMatch(/refused: bob \(Slack user U0APPROVE2\) is not in CAPI_OPERATORS/);
+    const noReason = await (await cli('carol', ['release', 'site-0'])).done;
+    expect(noReason.code).toBe(2);
+    expect(noReason.stderr).toMatch(/release needs --reason TEXT/);
+    expect(await h.service.holds('site-0')).toHaveLength(1);
+
+    const released = await (
+      await cli('carol', ['release', 'site-0', '--reason', 'server show says SHUTOFF: the stop landed'])
+    ).done;
+    expect(released.code).toBe(0);
+    expect(released.stdout).toContain(`released site site-0 from run ${runId}`);
+    expect(JSON.parse(released.stderr.trim())).toMatchObject({
+      audit: true,
+      event: 'site.released',
+      site: 'site-0',
+      by: 'U0REQUEST1',
+      reason: 'server show says SHUTOFF: the stop landed',
+      holds: [{ runId, command: 'openstack server stop capi-mgmt-v2' }],
+    });
+    expect(await h.service.holds('site-0')).toEqual([]);
+    const again = await (await cli('carol', ['release', 'site-0', '--reason', 'again'])).done;
+    expect(again.code).toBe(1);
+    expect(again.stdout).toContain('site site-0 is not held');
   });
 });

@@ -83,6 +83,7 @@ describe('run retention', () => {
       `${db.prefix}:run:${runId}:approval-slots`,
       `${db.prefix}:run:${runId}:attempts`,
       `${db.prefix}:run:${runId}:fence`,
+      `${db.prefix}:run:${runId}:runbook`,
       `${db.prefix}:slack:${runId}`,
       `${db.prefix}:approval:${approvals[0]?.approvalId}`,
     ];

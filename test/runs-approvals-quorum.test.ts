@@ -114,6 +114,7 @@ describe('an approval that needs several approvers', () => {
     const attempt = {
       runId: RUN,
       stepId: 'stop-mgmt',
+      slot: 'stop-mgmt',
       approvalId: id,
       digest: 'd1gest',
       command: 'openstack server stop capi-mgmt-v2',

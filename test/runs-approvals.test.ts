@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { ApprovalRequest } from '../src/engine/events.js';
+import { itemKey } from '../src/engine/slot.js';
 import { CapiError, ErrorCode, RunFencedError } from '../src/errors.js';
 import { ApprovalStore, approvalId, type DecideResult } from '../src/runs/approvals.js';
 import { RunFences } from '../src/runs/fence.js';
@@ -12,6 +13,8 @@ const RUN = 'r1test';
 const T0 = new Date('2025-03-04T10:00:00.000Z');
 const later = (ms: number) => new Date(T0.getTime() + ms);
 const MINUTE = 60_000;
+/** The identity key of load balancer n (what the engine derives from the values a loop binds). */
+const lb = (n: number) => itemKey({}, { LB_ID: `lb-${n}` });
 
 const request = (
   stepId = 'delete-lbs',
@@ -25,7 +28,7 @@ const request = (
     stepId,
     index: 2,
     total: 3,
-    ...(n === undefined ? {} : { iteration: { n, of: 2, label: `lb-${n}` } }),
+    ...(n === undefined ? {} : { iteration: { n, of: 2, label: `lb-${n}`, key: lb(n) } }),
   },
   title: 'Delete stale load balancers',
   summary,
@@ -49,22 +52,22 @@ function decisionOf(result: DecideResult) {
 describe('approvalId', () => {
   it('should give the same id when called again for the same run and step', () => {
     expect(approvalId(RUN, 'delete-lbs')).toBe(approvalId(RUN, 'delete-lbs'));
-    expect(approvalId(RUN, 'delete-lbs/delete', 2)).toBe(approvalId(RUN, 'delete-lbs/delete', 2));
+    expect(approvalId(RUN, 'delete-lbs/delete', lb(2))).toBe(approvalId(RUN, 'delete-lbs/delete', lb(2)));
   });
 
   it('should be usable as a BullMQ job id when the step is inside a loop', () => {
-    for (const id of [approvalId(RUN, 'delete-lbs'), approvalId('123', 'a:b/c d', 1)]) {
+    for (const id of [approvalId(RUN, 'delete-lbs'), approvalId('123', 'a:b/c d', lb(1))]) {
       expect(id).not.toContain(':');
       expect(id).not.toMatch(/^\d+$/);
     }
-    expect(approvalId(RUN, 'delete-lbs/delete', 2)).toBe('approval~r1test~delete-lbs%2Fdelete~2');
+    expect(approvalId(RUN, 'delete-lbs/delete', lb(2))).toBe(`approval~r1test~delete-lbs%2Fdelete~${lb(2)}`);
   });
 
-  it('should give different ids when run, step or iteration differ', () => {
+  it('should give different ids when run, step or item differ', () => {
     const ids = new Set([
       approvalId(RUN, 'a'),
-      approvalId(RUN, 'a', 1),
-      approvalId(RUN, 'a', 2),
+      approvalId(RUN, 'a', lb(1)),
+      approvalId(RUN, 'a', lb(2)),
       approvalId(RUN, 'a~1'),
       approvalId(RUN, 'b'),
       approvalId('r2test', 'a'),
@@ -72,8 +75,9 @@ describe('approvalId', () => {
     expect(ids.size).toBe(6);
   });
 
-  it('should refuse a run id that is not key-safe', () => {
+  it('should refuse a run id that is not key-safe, and an item named by its position', () => {
     expect(() => approvalId('r1:x', 'a')).toThrow(CapiError);
+    expect(() => approvalId(RUN, 'a', '2')).toThrow(RangeError);
   });
 });
 
@@ -132,7 +136,7 @@ describe('one approval, one exact action', () => {
     await store.decide(first.approval.approvalId, { approved: true, by: 'U0BBBBBBB' });
     const second = await store.open(request('delete-lbs', 'server B', 1, 'digest-B'), { timeoutMs: MINUTE });
     expect(second.created).toBe(true);
-    expect(second.approval.approvalId).toBe(approvalId(RUN, 'delete-lbs', 1, 2));
+    expect(second.approval.approvalId).toBe(approvalId(RUN, 'delete-lbs', lb(1), 2));
     expect(second.approval.decision).toBeUndefined();
     expect(second.superseded).toEqual({ approvalId: first.approval.approvalId, why: 'changed' });
     // The old request takes no decision any more, and the approval given for server A is gone with it.
@@ -318,8 +322,8 @@ describe('ApprovalStore.expireIfDue', () => {
 describe('ApprovalStore.pendingForRun', () => {
   it('should list only the undecided requests of the run when some were decided', async () => {
     const store = new ApprovalStore(db.redis, db.prefix);
-    const a = approvalId(RUN, 'delete-lbs/delete', 1);
-    const b = approvalId(RUN, 'delete-lbs/delete', 2);
+    const a = approvalId(RUN, 'delete-lbs/delete', lb(1));
+    const b = approvalId(RUN, 'delete-lbs/delete', lb(2));
     await create(store, request('delete-lbs/delete', 'one', 1), 30 * MINUTE, T0);
     await create(store, request('delete-lbs/delete', 'two', 2), 30 * MINUTE, later(MINUTE));
     await create(store, { ...request('x'), runId: 'r2test' }, MINUTE, T0);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CheckpointStore } from '../src/agent/checkpoints.js';
 import type { ApprovalRequest } from '../src/engine/events.js';
+import { itemKey, stepSlot } from '../src/engine/slot.js';
 import { RunFencedError } from '../src/errors.js';
 import { ApprovalStore } from '../src/runs/approvals.js';
 import { AttemptJournal } from '../src/runs/attempts.js';
@@ -15,10 +16,19 @@ const db = useTestRedis();
 const RUN = 'r1attempts';
 const MINUTE = 60_000;
 
+/** Item n of the loop: its identity key is the digest of the server id it binds. */
+const step = (n: number) => ({
+  stepId: 'sweep/delete-orphan',
+  index: 3,
+  total: 3,
+  iteration: { n, of: 2, label: `s-${n}`, key: itemKey({}, { SERVER_ID: `s-${n}` }) },
+});
+const slotOf = (n: number) => stepSlot(step(n));
+
 const request = (digest = 'digest-A', n = 1): ApprovalRequest => ({
   runId: RUN,
   runbook: 'sweep',
-  step: { stepId: 'sweep/delete-orphan', index: 3, total: 3, iteration: { n, of: 2, label: `s-${n}` } },
+  step: step(n),
   title: 'Delete orphaned amphora server',
   summary: 'Delete server A',
   commands: ['openstack server delete A'],
@@ -38,6 +48,7 @@ async function approved(digest = 'digest-A', n = 1, decidedAt?: Date) {
 const attempt = (approvalId: string, digest = 'digest-A', n = 1) => ({
   runId: RUN,
   stepId: 'sweep/delete-orphan',
+  slot: slotOf(n),
   iteration: n,
   approvalId,
   digest,
@@ -60,13 +71,13 @@ describe('the attempt journal', () => {
     // The approval was consumed by that attempt.
     expect((await new ApprovalStore(db.redis, db.prefix).get(id))?.consumedBy).toBe(first.attempt.attemptId);
 
-    await journal.finish(fence, 'sweep/delete-orphan', 1, {
+    await journal.finish(fence, slotOf(1), {
       exitCode: 0,
       signal: null,
       timedOut: false,
       finishedAt: new Date().toISOString(),
     });
-    expect((await journal.get(RUN, 'sweep/delete-orphan', 1))?.outcome).toMatchObject({ exitCode: 0 });
+    expect((await journal.get(RUN, slotOf(1)))?.outcome).toMatchObject({ exitCode: 0 });
   });
 
   it.each([
@@ -93,7 +104,7 @@ describe('the attempt journal', () => {
       await journal.begin(attempt(id), { fence, maxDecisionAgeMs: 30 * MINUTE });
       const second = await journal.begin(attempt(id, digest, 2), { fence, maxDecisionAgeMs: 30 * MINUTE });
       expect(second).toEqual({ outcome: 'refused', why: 'consumed' });
-      expect(await journal.get(RUN, 'sweep/delete-orphan', 2)).toBeUndefined();
+      expect(await journal.get(RUN, slotOf(2))).toBeUndefined();
       return;
     }
     const r = await journal.begin(attempt(id, digest), { fence, maxDecisionAgeMs: 30 * MINUTE });

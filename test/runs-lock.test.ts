@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { ParamError } from '../src/errors.js';
+import { ParamError, RunFencedError } from '../src/errors.js';
+import { RunFences } from '../src/runs/fence.js';
 import { TargetLock, targetKey } from '../src/runs/lock.js';
 import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
@@ -14,9 +15,38 @@ describe('TargetLock', () => {
   it('should refuse a second run and name the holder when the target is locked', async () => {
     const lock = new TargetLock(db.redis, db.prefix);
     expect(await lock.acquire(SITE, 'r1', MINUTE)).toEqual({ acquired: true });
-    expect(await lock.acquire(SITE, 'r2', MINUTE)).toEqual({ acquired: false, heldBy: 'r1' });
+    expect(await lock.acquire(SITE, 'r2', MINUTE)).toEqual({ acquired: false, heldBy: 'r1', hold: false });
     expect(await lock.holder(SITE)).toBe('r1');
     expect(await db.redis.get(`${db.prefix}:lock:site:site-a`)).toBe('r1');
+  });
+
+  it('should refuse every other run while a hold for an unresolved attempt stands, and keep it past the lock', async () => {
+    const lock = new TargetLock(db.redis, db.prefix);
+    const fences = new RunFences(db.redis, db.prefix);
+    await lock.acquire(SITE, 'r1', MINUTE);
+    const hold = {
+      runId: 'r1',
+      step: 'zap',
+      attemptId: 'r1~zap~1',
+      command: 'zap it',
+      sentAt: '2025-03-04T10:00:00.000Z',
+      heldAt: '2025-03-04T10:01:00.000Z',
+      message: 'OUTCOME UNKNOWN',
+    };
+    // Held first, then the run's own lock released: the target is never free in between.
+    await lock.hold(SITE, hold, await fences.take('r1'));
+    expect(await lock.release(SITE, 'r1')).toBe(true);
+    expect(await lock.acquire(SITE, 'r2', MINUTE)).toEqual({ acquired: false, heldBy: 'r1', hold: true });
+    expect(await db.redis.pttl(lock.holdKey(SITE))).toBe(-1);
+    expect(await lock.holds(SITE)).toEqual([hold]);
+    // A stale owner of the run cannot leave a hold.
+    const stale = await fences.take('r3');
+    await fences.take('r3');
+    await expect(lock.hold(SITE, { ...hold, runId: 'r3' }, stale)).rejects.toBeInstanceOf(RunFencedError);
+
+    expect(await lock.releaseHolds(SITE)).toEqual([hold]);
+    expect(await lock.releaseHolds(SITE)).toEqual([]);
+    expect(await lock.acquire(SITE, 'r2', MINUTE)).toEqual({ acquired: true });
   });
 
   it('should free the target when the holder releases it', async () => {

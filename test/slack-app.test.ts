@@ -6,6 +6,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import type { SiteProfile } from '../src/config/site.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { RunFences } from '../src/runs/fence.js';
+import { TargetLock, targetKey } from '../src/runs/lock.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { MISPLACED_CLICK_REPLY, threadApprovalPlaces } from '../src/slack/click-place.js';
 import { ThreadPoster } from '../src/slack/poster.js';
@@ -247,6 +249,39 @@ describe('the Slack front over HTTP', () => {
     expect(await harness.service.listRuns({})).toEqual([]);
     await post(commandBody(STRANGER, 'diagnose'));
     expect((await queuedRuns(harness))[0]?.runbook).toBe('diagnose');
+  });
+
+  it("should free the channel's held site for an operator who says what was checked, and refuse anyone else", async () => {
+    const { slack, harness } = await start();
+    // The hold an agent leaves when a run ends while its destructive command may have landed.
+    const runId = 'r-held-slack';
+    await new TargetLock(db.redis, db.prefix).hold(
+      targetKey('site-0'),
+      {
+        runId,
+        step: 'park-vm',
+        attemptId: `${runId}~park-vm~1`,
+        command: 'openstack server stop capi-mgmt-v2',
+        sentAt: '2025-03-04T10:00:00.000Z',
+        heldAt: '2025-03-04T10:01:00.000Z',
+        message: 'OUTCOME UNKNOWN',
+      },
+      await new RunFences(db.redis, db.prefix).take(runId),
+    );
+    await post(commandBody(STRANGER, 'release looked at it'));
+    expect(await ephemeralTo(slack, STRANGER)).toMatch(
+      /Only CAPI_OPERATORS may start or cancel runs and release/,
+    );
+    expect(await harness.service.holds('site-0')).toHaveLength(1);
+    let mark = slack.calls.length;
+    await post(commandBody(OPERATOR, 'park'));
+    expect(await ephemeralTo(slack, OPERATOR, mark)).toMatch(/site site-0 is held: .*run r-held-slack/);
+    mark = slack.calls.length;
+    await post(commandBody(OPERATOR, 'release server show: SHUTOFF, the stop landed'));
+    expect(await ephemeralTo(slack, OPERATOR, mark)).toMatch(
+      /Released site `site-0` \(held for run `r-held-slack`\)/,
+    );
+    expect(await harness.service.holds('site-0')).toEqual([]);
   });
 
   it('should refuse a click from someone who may not approve and let the first approver decide', async () => {

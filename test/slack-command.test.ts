@@ -27,6 +27,7 @@ describe('/capi command parsing', () => {
     ['cancel r1abc', { kind: 'cancel', runId: 'r1abc' }],
     ['timeline r1abc', { kind: 'timeline', runId: 'r1abc' }],
     ['doctor', { kind: 'doctor' }],
+    ['release  server show: SHUTOFF ', { kind: 'release', reason: 'server show: SHUTOFF' }],
     ['', { kind: 'help' }],
     ['help', { kind: 'help' }],
     // A runbook whose one argument can be picked from a list offers the list when the argument is left out.
@@ -45,6 +46,7 @@ describe('/capi command parsing', () => {
     ['cancel', /`cancel` takes one run id/],
     ['doctor lab1', /`doctor` takes no arguments/],
     ['cancel r1; rm -rf /', /takes one run id/],
+    ['release', /`release` needs what you checked by hand/],
     ['status <@U123>', /is not a run id/],
     ['constructor', /`constructor` is not a \/capi subcommand/],
     ['__proto__', /`__proto__` is not a \/capi subcommand/],
@@ -59,11 +61,17 @@ describe('/capi command parsing', () => {
     const open = ['diagnose', 'doctor', 'status', 'timeline r1', 'help'].map((t) =>
       isReadOnly(capi.parse(t)),
     );
-    const guarded = ['recover', 'park', 'sweep', 'cancel r1', 'failover x', 'stuck-delete x'].map((t) =>
-      isReadOnly(capi.parse(t)),
-    );
+    const guarded = [
+      'recover',
+      'park',
+      'sweep',
+      'cancel r1',
+      'failover x',
+      'stuck-delete x',
+      'release ok',
+    ].map((t) => isReadOnly(capi.parse(t)));
     expect(open).toEqual([true, true, true, true, true]);
-    expect(guarded).toEqual([false, false, false, false, false, false]);
+    expect(guarded).toEqual([false, false, false, false, false, false, false]);
   });
 
   it('should list every runbook with its arguments and summary, then the built-ins, in the usage', () => {
@@ -83,6 +91,7 @@ describe('/capi command parsing', () => {
       '/capi cancel RUN',
       '/capi timeline RUN',
       '/capi doctor',
+      '/capi release REASON',
       '/capi help',
     ]);
     expect(lines[6]).toBe(

@@ -1,11 +1,12 @@
-import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
+import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import type { RedisTarget } from '../config/env.js';
 import { resolveJumphost } from '../config/jumphost.js';
 import { mgmtHostKeyTrustNotice, type SiteProfile } from '../config/site.js';
 import type { DoctorResult } from '../doctor/report.js';
 import { runRunbook } from '../engine/engine.js';
-import { RunInterrupted, type RunOutcome } from '../engine/outcome.js';
+import { type Checkpoint, RunInterrupted, type RunOutcome } from '../engine/outcome.js';
+import { publicSite, type Vars } from '../engine/scope.js';
 import { asCodedError, RunFencedError } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -21,12 +22,14 @@ import {
 } from '../queue/job.js';
 import { cancelChannel, readOnlyQueue } from '../queue/queues.js';
 import { connectRedis, dedicatedConnection } from '../queue/redis.js';
+import { copyOfRunbook, restoreRunbook } from '../runbook/copy.js';
 import type { RunbookSet } from '../runbook/load.js';
+import type { Runbook } from '../runbook/model.js';
 import { validateParams } from '../runbook/params.js';
 import { ApprovalStore } from '../runs/approvals.js';
 import { AttemptJournal } from '../runs/attempts.js';
 import { type Fence, RunFences } from '../runs/fence.js';
-import { TargetLock, targetKey } from '../runs/lock.js';
+import { heldSiteMessage, TargetLock, targetKey } from '../runs/lock.js';
 import { RedisWriteConfirm } from '../runs/redis-durability.js';
 import { isFinalStatus, type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline } from '../runs/timeline.js';
@@ -37,10 +40,12 @@ import { RedisApprovalPort } from './approval-port.js';
 import { RedisAttemptPort } from './attempt-port.js';
 import { CheckpointStore } from './checkpoints.js';
 import { runDoctorJob } from './doctor.js';
+import { OrphanWatch } from './orphans.js';
 import { runPick } from './pick.js';
 import { RunRetention } from './retention.js';
 import { leasedExecutor, RunLease } from './run-lease.js';
 import { timelineSink } from './timeline-sink.js';
+import { holdFor, openAttempts, unreadOutcome } from './unresolved.js';
 
 export interface AgentOptions {
   readonly redis: RedisTarget;
@@ -54,10 +59,18 @@ export interface AgentOptions {
   readonly logger: Logger;
   /** Runs handled at once; a run waiting for approval does not count. Default 2. */
   readonly concurrency?: number;
-  /** How long a killed agent's run stays locked before another agent takes it (BullMQ lockDuration). */
+  /**
+   * How long a killed agent's run stays locked before another agent may take it (BullMQ lockDuration; renewed
+   * every half of it while the run lives). Default 10 s.
+   */
   readonly lockDurationMs?: number;
-  /** How often this agent looks for runs a dead agent left behind. */
+  /** How often this agent looks for runs a dead agent left behind (BullMQ stalledInterval). Default 5 s. */
   readonly stalledIntervalMs?: number;
+  /**
+   * A run not finished whose job is gone (completed, failed, removed) for this long, its record unchanged, is
+   * ended by the agents' watch over idle runs (never left "running" with no owner). Default 30 s.
+   */
+  readonly orphanGraceMs?: number;
   /** On shutdown, how long the running step may take to finish before it is interrupted. */
   readonly shutdownGraceMs?: number;
   /**
@@ -98,6 +111,15 @@ export interface Agent {
  * often as the fallback.
  */
 const DEFAULT_CANCEL_POLL_MS = 2000;
+/**
+ * A SIGKILLed agent's run is taken over within lockDuration + stalledInterval (plus the new agent's SSH
+ * connect): its job lock lapses at most 10 s after the agent's last renewal, and the next stalled-job check
+ * (every 5 s, one per queue whatever the number of agents) moves it back to the queue. See README
+ * "Processes and durable runs" for what each costs in Redis traffic.
+ */
+export const DEFAULT_LOCK_DURATION_MS = 10_000;
+export const DEFAULT_STALLED_INTERVAL_MS = 5_000;
+const DEFAULT_ORPHAN_GRACE_MS = 30_000;
 const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
 const DEFAULT_RETENTION_MS = 30 * 86_400_000;
 const DEFAULT_RETENTION_SWEEP_MS = 10 * 60_000;
@@ -152,17 +174,37 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   await cancels.subscribe(cancelChannel(opts.prefix));
   let stopping = false;
 
-  const exclusive = (job: RunJob) => opts.runbooks.runbooks.get(job.runbook)?.exclusive ?? true;
-
   /**
-   * The bookkeeping of a finished run, done before its run.finished event becomes visible. From here on its
+   * The bookkeeping of a finished run, done before its run.finished event becomes visible. A run that ends with
+   * a destructive attempt nobody saw return leaves its site held (audited) before its lock is released, so the
+   * site is never free in between; otherwise whoever sees the end also finds the site free. From here on its
    * keys expire after the retention (the sweep catches a run whose agent died before the expiry was set).
    */
-  const finishRecord = async (job: RunJob, fence: Fence, status: RunRecord['status'], message: string) => {
-    await registry.update(job.runId, { status, message }, fence);
-    if (exclusive(job)) await lock.release(targetKey(job.site), job.runId, fence);
-    await checkpoints.delete(job.runId, fence);
-    await retention.expireRun(job.runId, fence);
+  const finishRecord = async (
+    run: { readonly runId: string; readonly site: string },
+    fence: Fence,
+    status: RunRecord['status'],
+    message: string,
+  ) => {
+    await registry.update(run.runId, { status, message }, fence);
+    const target = targetKey(run.site);
+    const [open] = await openAttempts(attempts, run.runId);
+    if (open !== undefined) {
+      await lock.hold(target, holdFor(open, message), fence);
+      audit.record({
+        event: 'destructive.outcome_unknown',
+        runId: run.runId,
+        site: run.site,
+        step: open.slot ?? open.stepId,
+        attemptId: open.attemptId,
+        command: open.command,
+        message,
+      });
+    }
+    // A no-op for a run that does not hold the lock (a read-only one takes none).
+    await lock.release(target, run.runId, fence);
+    await checkpoints.delete(run.runId, fence);
+    await retention.expireRun(run.runId, fence);
   };
 
   /**
@@ -185,31 +227,39 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     waitingMs: await waitingMs(runId),
   });
 
-  /** Ends a run that never reached the engine (refused, cancelled while parked, jumphost unreachable). */
+  /**
+   * Ends a run that the engine does not end (refused, cancelled while parked, jumphost unreachable, nobody
+   * holds it any more). A destructive attempt of it that nobody saw return makes the end OUTCOME UNKNOWN:
+   * the message says which command may have landed and what to check (the step's check_by_hand, rendered
+   * with what `known` holds), and the site stays held.
+   */
   const endWithoutEngine = async (
-    job: RunJob,
+    run: { readonly runId: string; readonly site: string; readonly runbook: string },
     fence: Fence,
     status: 'failed' | 'cancelled',
-    message: string,
+    why: string,
     requestedAt: string,
+    known: { readonly runbook?: Runbook; readonly scope: Vars } = { scope: {} },
   ) => {
-    await finishRecord(job, fence, status, message);
+    const [open] = await openAttempts(attempts, run.runId);
+    const message = open === undefined ? why : `${why}. ${unreadOutcome(open, known)}`;
+    await finishRecord(run, fence, status, message);
     const event = {
       type: 'run.finished',
       status,
       message,
-      ...(await finalTimes(job.runId, requestedAt)),
+      ...(await finalTimes(run.runId, requestedAt)),
     } as const;
-    if ((await timeline.append(job.runId, event, 'run.finished', fence)) !== null) {
-      observe(job)(event);
+    if ((await timeline.append(run.runId, event, 'run.finished', fence)) !== null) {
+      observe(run)(event);
     }
   };
 
   /** Metrics and audit lines from the events a run stores. */
-  const observe = (job: RunJob) =>
+  const observe = (run: { readonly runId: string; readonly runbook: string }) =>
     runObserver({
-      runId: job.runId,
-      runbook: job.runbook,
+      runId: run.runId,
+      runbook: run.runbook,
       ...(opts.metrics ? { metrics: opts.metrics } : {}),
       audit,
       requestedAt: async (approvalId) => {
@@ -295,6 +345,64 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     return false;
   };
 
+  /**
+   * An agent that died between finishing the record and appending run.finished: append it now (deduplicated,
+   * so a run.finished that did land is not repeated).
+   */
+  const appendMissingFinish = async (record: RunRecord, fence: Fence) => {
+    const status = record.status as 'succeeded' | 'failed' | 'denied' | 'cancelled';
+    const message = record.message ?? status;
+    const times = await finalTimes(record.runId, record.createdAt);
+    const event = { type: 'run.finished', status, message, ...times } as const;
+    if ((await timeline.append(record.runId, event, 'run.finished', fence)) !== null) observe(record)(event);
+  };
+
+  /**
+   * The runbook the run started with, compiled from the copy stored at submit; never what is on disk now. A
+   * run an older front submitted (no copy) takes today's runbook only if nothing of it has happened yet.
+   * Otherwise `refused` says why it cannot resume.
+   */
+  const runbookOf = async (
+    data: RunJob,
+    record: RunRecord,
+    fence: Fence,
+  ): Promise<{ readonly runbook: Runbook } | { readonly refused: string }> => {
+    const stored = await registry.storedRunbook(data.runId);
+    if (stored === null) {
+      const onDisk = opts.runbooks.runbooks.get(data.runbook);
+      const untouched =
+        record.status === 'queued' &&
+        (await checkpoints.exists(data.runId)) === false &&
+        (await attempts.list(data.runId)).length === 0 &&
+        (await approvals.allForRun(data.runId)).length === 0;
+      if (onDisk !== undefined && untouched) {
+        await registry.adoptRunbook(data.runId, copyOfRunbook(opts.runbooks, onDisk), fence);
+        return { runbook: onDisk };
+      }
+      return {
+        refused:
+          onDisk === undefined
+            ? `it has no stored runbook and this agent has no runbook named ${data.runbook}`
+            : 'it has no stored copy of the runbook it started with (an older version submitted it) and it has begun: going on with the runbook on disk now could skip or repeat steps',
+      };
+    }
+    try {
+      const runbook = restoreRunbook(stored);
+      if (runbook.name !== data.runbook) {
+        return { refused: `its stored runbook is ${runbook.name}, not the ${data.runbook} it was asked for` };
+      }
+      return { runbook };
+    } catch (err) {
+      return { refused: asCodedError(err).message };
+    }
+  };
+
+  /** Why a run cannot take its site, in words an operator can act on. */
+  const siteBusy = async (site: string, held: { heldBy: string; hold: boolean }): Promise<string> =>
+    held.hold
+      ? heldSiteMessage(site, await lock.holds(targetKey(site)))
+      : `site ${site} is locked by run ${held.heldBy}`;
+
   const runJob = async (
     job: Job,
     data: RunJob,
@@ -305,13 +413,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     const record = await registry.get(data.runId);
     if (!record) throw new UnrecoverableError(`run ${data.runId} has no record: nothing to run`);
     if (isFinalStatus(record.status)) {
-      // An agent that died between finishing the record and appending run.finished: append it now
-      // (deduplicated, so a run.finished that did land is not repeated).
-      const status = record.status as 'succeeded' | 'failed' | 'denied' | 'cancelled';
-      const message = record.message ?? status;
-      const times = await finalTimes(data.runId, record.createdAt);
-      const event = { type: 'run.finished', status, message, ...times } as const;
-      if ((await timeline.append(data.runId, event, 'run.finished', fence)) !== null) observe(data)(event);
+      await appendMissingFinish(record, fence);
       return undefined;
     }
 
@@ -339,39 +441,60 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       );
       return undefined;
     }
-    const runbook = opts.runbooks.runbooks.get(data.runbook);
-    if (!runbook) {
-      await endWithoutEngine(
+    const known = (checkpoint?: Checkpoint) => ({
+      scope: { site: publicSite(site), params: { ...record.params }, ...(checkpoint?.captured ?? {}) },
+    });
+    const refuse = (why: string, runbook?: Runbook, checkpoint?: Checkpoint) =>
+      endWithoutEngine(
         data,
         fence,
         'failed',
-        `this agent has no runbook named ${data.runbook}`,
+        `run ${data.runId} cannot resume: ${why}; nothing more was run`,
         record.createdAt,
+        { ...known(checkpoint), ...(runbook ? { runbook } : {}) },
       );
+    const ofRun = await runbookOf(data, record, fence);
+    if ('refused' in ofRun) {
+      await refuse(ofRun.refused);
       return undefined;
     }
+    const { runbook } = ofRun;
     const target = targetKey(data.site);
     if (runbook.exclusive) {
       const held = await lock.acquire(target, data.runId, lockTtlMs, fence);
       if (!held.acquired) {
-        await endWithoutEngine(
-          data,
-          fence,
-          'failed',
-          `site ${data.site} is locked by run ${held.heldBy}`,
-          record.createdAt,
-        );
+        await endWithoutEngine(data, fence, 'failed', await siteBusy(data.site, held), record.createdAt, {
+          ...known(),
+          runbook,
+        });
         return undefined;
       }
     }
 
-    const checkpoint = await checkpoints.load(data.runId);
+    let checkpoint: Checkpoint | undefined;
+    try {
+      checkpoint = await checkpoints.load(data.runId);
+    } catch (err) {
+      await refuse(`its checkpoint cannot be read (${asCodedError(err).message})`, runbook);
+      return undefined;
+    }
+    if (checkpoint === undefined) {
+      // Step 0 again would read every list again: an attempt made for one item could be matched to another.
+      const made = await attempts.list(data.runId);
+      if (made.length > 0) {
+        await refuse(
+          `its checkpoint is gone while ${made.length} destructive attempt(s) of it are on record (${made.map((a) => a.slot ?? a.stepId).join(', ')}); it never restarts from the first step once something was sent. Read its timeline, check the site, and start a new run`,
+          runbook,
+        );
+        return undefined;
+      }
+    }
     const resume = checkpoint && {
       checkpoint,
       reason:
         record.status === 'waiting_approval'
           ? 'an approval was decided (or expired)'
-          : 'an agent took over this run after its previous agent stopped; the step it was on runs again, and a destructive step already attempted is verified, never sent again',
+          : `an agent took over this run ${record.status === 'interrupted' && record.message ? `(${record.message})` : 'after its previous agent stopped'}; the step it was on runs again, and a destructive step already attempted is read back, never sent again`,
     };
     await registry.update(data.runId, { status: 'running' }, fence);
 
@@ -391,6 +514,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         'failed',
         `cannot reach the jumphost: ${asCodedError(err).message}`,
         record.createdAt,
+        { ...known(checkpoint), runbook },
       );
       return undefined;
     }
@@ -449,7 +573,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       await ssh.close();
     }
 
-    if (outcome.status === 'fenced') throw new RunFencedError(data.runId, outcome.why);
+    if (outcome.status === 'fenced') return handOverLostRun(job, data, fence, token, outcome.why, log);
     if (outcome.status === 'suspended' || outcome.status === 'interrupted') {
       await checkpoints.save(data.runId, outcome.checkpoint, fence);
       if (outcome.status === 'suspended') {
@@ -464,7 +588,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           'run waiting for approval',
         );
       } else {
-        await registry.update(data.runId, { status: 'interrupted' }, fence);
+        await registry.update(
+          data.runId,
+          { status: 'interrupted', message: 'its agent shut down and handed it over' },
+          fence,
+        );
         await job.moveToDelayed(Date.now(), token);
         log.info('run interrupted by shutdown; another agent resumes it');
       }
@@ -475,21 +603,118 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   };
 
   /**
-   * Keeps the site locks of runs that no agent is running right now (queued, parked at an approval,
-   * handed over at shutdown) for as long as some agent of their site is alive.
+   * The run stopped because this agent's hold on it ended (its site lock or job lock lost, ownership not
+   * confirmed while Redis was away, or another agent took it). Whoever owns the run now ends it, never this
+   * agent otherwise: if another agent took it (a newer fence), that agent resumes it and this one writes
+   * nothing. If this agent is still the owner, it hands the run over at once instead of leaving it "running":
+   * the next agent (maybe this one) takes the site lock again and resumes at the step it was on, where a
+   * destructive command in flight is read back, never sent again: it went on, or the run ends OUTCOME UNKNOWN
+   * with the site held. Every write here is fenced, so a take-over racing it wins.
    */
-  const keepIdleLocks = async () => {
+  const handOverLostRun = async (
+    job: Job,
+    data: RunJob,
+    fence: Fence,
+    token: string | undefined,
+    why: string,
+    log: Logger,
+  ): Promise<undefined> => {
     try {
-      for (const r of await registry.list({ active: true, limit: 1000 })) {
-        if (!opts.sites.has(r.site) || !opts.runbooks.runbooks.get(r.runbook)?.exclusive) continue;
+      await fences.check(fence);
+    } catch (err) {
+      if (err instanceof RunFencedError) throw new RunFencedError(data.runId, why);
+      throw err;
+    }
+    const [open] = await openAttempts(attempts, data.runId);
+    const inFlight = open
+      ? `, while \`${open.command.split('\n').at(-1) ?? open.command}\` (attempt ${open.attemptId}) was in flight and was stopped`
+      : '';
+    const message = `its agent lost its hold on the run (${why})${inFlight}`;
+    await registry.update(data.runId, { status: 'interrupted', message }, fence);
+    log.warn({ why, attemptId: open?.attemptId }, 'lost the hold on a run: handed it over to be resumed');
+    await job.moveToDelayed(Date.now(), token);
+    throw new DelayedError();
+  };
+
+  /**
+   * Ends a run that nobody holds (see orphans.ts), as its owner from now on: a new fence first, so an agent
+   * that still believed it held the run writes nothing more. Its destructive attempt that nobody saw return
+   * makes it OUTCOME UNKNOWN, with the site held.
+   */
+  const endOrphan = async (seen: RunRecord, state: string) => {
+    const fence = await fences.take(seen.runId);
+    const record = await registry.get(seen.runId);
+    if (!record) return;
+    if (isFinalStatus(record.status)) {
+      await appendMissingFinish(record, fence);
+      return;
+    }
+    const stored = await registry.storedRunbook(record.runId);
+    let runbook: Runbook | undefined;
+    let captured: Record<string, unknown> = {};
+    try {
+      runbook = stored === null ? undefined : restoreRunbook(stored);
+      captured = { ...(await checkpoints.load(record.runId))?.captured };
+    } catch {
+      // What cannot be read only makes the check-by-hand text less specific.
+    }
+    const site = opts.sites.get(record.site);
+    const scope = { ...(site ? { site: publicSite(site) } : {}), params: { ...record.params }, ...captured };
+    const job = state === 'unknown' ? 'gone' : state;
+    await endWithoutEngine(
+      record,
+      fence,
+      'failed',
+      `no agent holds run ${record.runId} any more: its job is ${job} while the run was ${record.status}`,
+      record.createdAt,
+      { scope, ...(runbook ? { runbook } : {}) },
+    );
+    logger.warn({ runId: record.runId, job, status: record.status }, 'ended a run that no agent held');
+  };
+
+  /** Reads job states (the workers only take jobs). */
+  const stateQueues = new Map(
+    siteQueues
+      .flatMap((name) => [name, readOnlyQueue(name)])
+      .map((name) => [name, new Queue(name, { connection: store, prefix: opts.prefix })] as const),
+  );
+  for (const [name, q] of stateQueues) {
+    q.on('error', (err) => logger.warn({ queue: name, err: err.message }, 'queue error'));
+  }
+  const orphans = new OrphanWatch({
+    graceMs: opts.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS,
+    jobState: async (r) => (await stateQueues.get(r.queue)?.getJobState(r.runId)) ?? 'active',
+    end: endOrphan,
+  });
+
+  /**
+   * Keeps the site locks of runs that no agent is running right now (queued, parked at an approval,
+   * handed over at shutdown) for as long as some agent of their site is alive (the script renews only a
+   * lock the run holds), and ends the runs nobody holds any more.
+   */
+  const watchIdleRuns = async () => {
+    try {
+      const active = (await registry.list({ active: true, limit: 1000 })).filter((r) =>
+        stateQueues.has(r.queue),
+      );
+      for (const r of active) {
         if (r.status === 'running') continue;
         await lock.refreshIdle(targetKey(r.site), r.runId, registry.recordKey(r.runId), lockTtlMs);
       }
+      await orphans.look(active);
     } catch (err) {
-      logger.warn({ err: asCodedError(err).message }, 'cannot renew the locks of idle runs');
+      logger.warn({ err: asCodedError(err).message }, 'cannot look after the idle runs');
     }
   };
-  const idleKeeper = setInterval(() => void keepIdleLocks(), Math.max(50, Math.floor(lockTtlMs / 3)));
+  let watching: Promise<void> | undefined;
+  const idleKeeper = setInterval(
+    () => {
+      watching ??= watchIdleRuns().finally(() => {
+        watching = undefined;
+      });
+    },
+    Math.max(50, Math.floor(lockTtlMs / 3)),
+  );
   const stopSweeping = retention.startSweeping(opts.retentionSweepMs ?? DEFAULT_RETENTION_SWEEP_MS, logger);
 
   const workers = siteQueues.flatMap((name) =>
@@ -501,8 +726,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         connection: workerConnection,
         prefix: opts.prefix,
         concurrency,
-        lockDuration: opts.lockDurationMs ?? 30_000,
-        stalledInterval: opts.stalledIntervalMs ?? 30_000,
+        lockDuration: opts.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS,
+        stalledInterval: opts.stalledIntervalMs ?? DEFAULT_STALLED_INTERVAL_MS,
         // A run is resumable from its checkpoint, so a stall is not a reason to give it up.
         maxStalledCount: 10,
       });
@@ -545,6 +770,14 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       }
       clearTimeout(grace);
       countWorkers();
+      await watching;
+      for (const q of stateQueues.values()) {
+        try {
+          await q.close();
+        } catch (err) {
+          logger.warn({ err: asCodedError(err).message }, 'closing a queue failed');
+        }
+      }
       for (const conn of [workerConnection, cancels, store]) {
         try {
           await conn.quit();

@@ -1,4 +1,5 @@
 import type { AttemptPort, AttemptRecord, BeginAttempt, StepRef } from '../engine/events.js';
+import { stepSlot } from '../engine/slot.js';
 import { AttemptOnRecordError, CapiError, ErrorCode, type JumphostAheadError } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Attempt, AttemptJournal } from '../runs/attempts.js';
@@ -24,7 +25,7 @@ export class RedisAttemptPort implements AttemptPort {
   ) {}
 
   async find(step: StepRef): Promise<AttemptRecord | undefined> {
-    const a = await this.journal.get(this.fence.runId, step.stepId, step.iteration?.n);
+    const a = await this.journal.get(this.fence.runId, stepSlot(step));
     return a && record(a);
   }
 
@@ -37,6 +38,7 @@ export class RedisAttemptPort implements AttemptPort {
       {
         runId: this.fence.runId,
         stepId: step.stepId,
+        slot: stepSlot(step),
         ...(step.iteration ? { iteration: step.iteration.n } : {}),
         approvalId: approval.approvalId,
         digest: approval.digest,
@@ -75,11 +77,11 @@ export class RedisAttemptPort implements AttemptPort {
   }
 
   async finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void> {
-    await this.journal.finish(this.fence, step.stepId, step.iteration?.n, {
+    await this.journal.finish(this.fence, stepSlot(step), {
       ...outcome,
       finishedAt: new Date().toISOString(),
     });
-    const attempt = await this.journal.get(this.fence.runId, step.stepId, step.iteration?.n);
+    const attempt = await this.journal.get(this.fence.runId, stepSlot(step));
     if (attempt) {
       this.audit.record({
         event: 'destructive.finished',
@@ -94,6 +96,10 @@ export class RedisAttemptPort implements AttemptPort {
     }
   }
 
+  async verified(step: StepRef): Promise<void> {
+    await this.journal.markVerified(this.fence, stepSlot(step));
+  }
+
   /**
    * The audit trail said `destructive.sent` before the send; this says it was not sent after all, and why,
    * so the trail never claims a send the jumphost refused. A send refused for a newer owner's token is
@@ -103,14 +109,14 @@ export class RedisAttemptPort implements AttemptPort {
   async refused(step: StepRef, why: AttemptOnRecordError | JumphostAheadError): Promise<void> {
     const onRecord = why instanceof AttemptOnRecordError;
     if (!onRecord) {
-      await this.journal.finish(this.fence, step.stepId, step.iteration?.n, {
+      await this.journal.finish(this.fence, stepSlot(step), {
         exitCode: FENCE_REFUSED_EXIT,
         signal: null,
         timedOut: false,
         finishedAt: new Date().toISOString(),
       });
     }
-    const attempt = await this.journal.get(this.fence.runId, step.stepId, step.iteration?.n);
+    const attempt = await this.journal.get(this.fence.runId, stepSlot(step));
     this.audit.record({
       event: 'destructive.refused',
       runId: this.fence.runId,

@@ -37,6 +37,10 @@ export class CheckpointStore {
     );
   }
 
+  async exists(runId: string): Promise<boolean> {
+    return (await this.redis.exists(this.key(runId))) === 1;
+  }
+
   /** A checkpoint that does not parse is refused loudly: resuming from a guess could skip a guard. */
   async load(runId: string): Promise<Checkpoint | undefined> {
     const text = await this.redis.get(this.key(runId));

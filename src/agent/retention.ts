@@ -51,6 +51,7 @@ export class RunRetention {
     const o = this.opts;
     return [
       o.registry.recordKey(runId),
+      o.registry.runbookKey(runId),
       ...o.timeline.keys(runId),
       o.checkpoints.key(runId),
       o.attempts.key(runId),

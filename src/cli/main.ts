@@ -6,6 +6,7 @@ import {
   decideCommand,
   exportCommand,
   followCommand,
+  releaseCommand,
   statusCommand,
   submitCommand,
   timelineCommand,
@@ -46,8 +47,10 @@ usage:
   capi-chatops export RUN [--out DIR]     write RUN.md (timeline) and RUN.json (record, approvals,
       attempts, events) before RUN_RETENTION expires the run from Redis
   capi-chatops cancel RUN                 stop a run between steps and kill its running command
+  capi-chatops release SITE --reason TEXT free a site held after a run ended OUTCOME UNKNOWN, once what
+      its command did was checked by hand (the reason says what; audited)
   capi-chatops decide APPROVAL approve|deny [--reason TEXT]
-      submit, cancel and decide act as the Unix user running them, mapped to a Slack user by
+      submit, cancel, release and decide act as the Unix user running them, mapped to a Slack user by
       CAPI_TERMINAL_USERS (alice=U0123ABCD,...), with its user groups read from Slack
 
 exit codes: 0 succeeded, 1 failed, 2 refused before running (bad arguments or config),
@@ -212,6 +215,19 @@ export async function main(argv: readonly string[], opts: MainOptions = {}): Pro
       case 'status': {
         const { positionals } = parseArgs({ args: [...rest], allowPositionals: true });
         return await statusCommand(positionals[0]);
+      }
+      case 'release': {
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: { reason: { type: 'string' } },
+        });
+        const [site] = positionals;
+        if (site === undefined || positionals.length !== 1)
+          return usage('release needs one SITE (the site profile name)');
+        if (values.reason === undefined)
+          return usage('release needs --reason TEXT: say what you checked by hand');
+        return await releaseCommand({ site, reason: values.reason, unixUser });
       }
       case 'decide': {
         const { values, positionals } = parseArgs({

@@ -104,6 +104,13 @@ export function statusCommand(runId?: string): Promise<number> {
       }
       return 0;
     }
+    for (const site of service.siteNames()) {
+      for (const h of await service.holds(site)) {
+        process.stdout.write(
+          `${terminalText(`site ${site} HELD by run ${h.runId} since ${h.heldAt}: ${h.message} (capi-chatops release ${site} --reason TEXT once checked)`)}\n`,
+        );
+      }
+    }
     const runs = await service.listRuns({ limit: 20 });
     if (runs.length === 0) process.stdout.write('no runs yet\n');
     for (const r of runs) process.stdout.write(`${describeRun(r)}\n`);
@@ -177,6 +184,34 @@ export function cancelCommand(runId: string, unixUser: UnixUserSource): Promise<
     );
     if (record.unconfirmed !== undefined) {
       process.stderr.write(`${unconfirmedNotice('cancel', record.unconfirmed)}\n`);
+    }
+    return 0;
+  });
+}
+
+/**
+ * Frees a site held after a run ended OUTCOME UNKNOWN, once an operator has checked by hand what its command
+ * did; the reason (what was checked) is required and audited. Operators only, like cancel.
+ */
+export function releaseCommand(opts: {
+  readonly site: string;
+  readonly reason: string;
+  readonly unixUser: UnixUserSource;
+}): Promise<number> {
+  return withRunService([], async (service, session) => {
+    const person = session.identify(opts.unixUser());
+    if (!(await isListed(person, session.operators))) {
+      throw notAnOperator(person, 'may release a site held after an unknown outcome');
+    }
+    const released = await service.release(opts.site, person.userId, opts.reason, person.via);
+    if (released.length === 0) {
+      process.stdout.write(`site ${terminalText(opts.site)} is not held: nothing to release\n`);
+      return 1;
+    }
+    for (const h of released) {
+      process.stdout.write(
+        `${terminalText(`released site ${opts.site} from run ${h.runId} (attempt ${h.attemptId}: ${h.command}), checked by hand: ${opts.reason}`)}\n`,
+      );
     }
     return 0;
   });

@@ -58,7 +58,9 @@ import {
   type Vars,
 } from './scope.js';
 import { displayCommand, withPreamble } from './script.js';
+import { itemKey } from './slot.js';
 import { exitAccepted, stopOnKnownError } from './traps.js';
+import { checkByHandUnread, sentPhrase, unknownOutcome } from './unknown-outcome.js';
 
 /**
  * Runs one runbook, top to bottom, on one executor. Every remote command gets its scope preamble,
@@ -177,7 +179,7 @@ class Interpreter {
     } catch (err) {
       // A fenced write can fail anywhere, the final run.finished included: stop, write nothing more.
       const fenced = fencedBy(err, this.signal);
-      if (fenced) return { status: 'fenced', why: fenced.message };
+      if (fenced) return { status: 'fenced', why: fenced.why };
       throw err;
     }
   }
@@ -373,6 +375,7 @@ class Interpreter {
         bindEnv(step.env, { ...this.scope(), ...loopVars }, env, step.id);
         Object.assign(loopVars, pickEnv(env, step.env));
         const label = step.env.map((b) => env[b.name]).join(' ') || `#${n + 1}`;
+        const key = itemKey(item, Object.fromEntries(step.env.map((b) => [b.name, env[b.name] ?? ''])));
         const firstInner = resumed && n === resumed.n ? resumed.inner : 0;
         for (let inner = firstInner; inner < step.steps.length; inner++) {
           const leaf = step.steps[inner] as LeafStep;
@@ -381,7 +384,7 @@ class Interpreter {
           const innerRef: StepRef = {
             ...ref,
             stepId: `${step.id}/${leaf.id}`,
-            iteration: { n: n + 1, of: items.length, label },
+            iteration: { n: n + 1, of: items.length, label, key },
           };
           const notObservable = this.unobserved.steps.get(innerRef.stepId);
           if (notObservable !== undefined) await this.runUnobservable(innerRef, leaf, notObservable);
@@ -723,6 +726,15 @@ class Interpreter {
           shown: redactText(this.secrets.mask(command)),
         });
       } catch (err) {
+        // A cancel killed the command in flight: it may have landed. (A lost hold is the agent's to say.)
+        if (err instanceof Stop && err.status === 'cancelled' && !fencedBy(err, this.signal)) {
+          const check = checkByHandUnread(step, scope, begun.attempt);
+          throw new Stop(
+            'cancelled',
+            `${err.message}. ${unknownOutcome(begun.attempt, 'was killed before it returned', check)}`,
+            ref.stepId,
+          );
+        }
         if (err instanceof JumphostAheadError) await this.opts.attempts.refused(ref, err);
         if (!(err instanceof AttemptOnRecordError)) throw err;
         // Redis lost an earlier attempt of this step (a restore, a rollback, a failover); the jumphost did not.
@@ -761,7 +773,7 @@ class Interpreter {
     const shown = attempt.command.split('\n').at(-1) ?? attempt.command;
     const sent = onJumphost
       ? `the jumphost refused to send \`${shown}\` again: an earlier send of this step is on record there, made at ${attempt.startedAt} (${onJumphost.marker}), which Redis had lost`
-      : `\`${shown}\` was sent at ${attempt.startedAt} (attempt ${attempt.attemptId})`;
+      : sentPhrase(attempt);
     if (attempt.outcome) {
       const { exitCode, signal, timedOut } = attempt.outcome;
       const ok =
@@ -792,6 +804,7 @@ class Interpreter {
     const message = tookEffect
       ? `${sent}; its outcome was not recorded, and reading back shows it took effect: ${render(check.say, outScope)}. Not sent again.`
       : `${unknown} It is NOT sent again. Check by hand: ${render(check.checkByHand, outScope)}`;
+    if (tookEffect) await this.opts.attempts.verified(ref);
     await this.emit({ ...ref, type: 'attempt.verified', attemptId: attempt.attemptId, tookEffect, message });
     if (!tookEffect) throw new Stop('failed', `${ref.stepId}: ${message}`, ref.stepId);
     return message;
@@ -852,7 +865,7 @@ class Interpreter {
       digest: actionDigest({
         runbook: this.opts.runbook.digest,
         stepId: ref.stepId,
-        iteration: ref.iteration?.n ?? null,
+        item: ref.iteration?.key ?? null,
         script: withPreamble(step.scope, step.command.script),
         env,
         targets,

@@ -27,8 +27,16 @@ export interface StepRef {
   /** 1-based position among the runbook's top-level steps. */
   readonly index: number;
   readonly total: number;
-  /** Set inside a for_each: which item (1-based) of how many. */
-  readonly iteration?: { readonly n: number; readonly of: number; readonly label: string };
+  /**
+   * Set inside a for_each: which item (1-based) of how many, for people; `key` is the item's identity (see
+   * slot.ts), what its attempt and approval are keyed by. Events stored before keys existed lack it.
+   */
+  readonly iteration?: {
+    readonly n: number;
+    readonly of: number;
+    readonly label: string;
+    readonly key?: string;
+  };
 }
 
 export interface ApprovalRequest {
@@ -45,7 +53,7 @@ export interface ApprovalRequest {
   /** Distinct approvers needed, when more than one (the runbook's, raised by the site profile). */
   readonly quorum?: number;
   /**
-   * sha256 over the runbook's content, the step, the iteration, the exact command after binding, the bound
+   * sha256 over the runbook's content, the step, the item's identity, the exact command after binding, the bound
    * values and the targets: what an approval of this request authorizes, and nothing else.
    */
   readonly digest: string;
@@ -240,6 +248,11 @@ export interface AttemptPort {
     command: string,
   ): Promise<BeginAttempt>;
   finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void>;
+  /**
+   * An attempt whose outcome was unknown was read back and took effect: it is settled, and a run that ends
+   * later does not leave its site held for it.
+   */
+  verified(step: StepRef): Promise<void>;
   /**
    * The jumphost refused the send `begin` just recorded, and nothing of it ran there: an earlier send's
    * marker is on record (the attempt is then verified, never sent), or it has seen a newer owner's token

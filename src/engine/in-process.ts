@@ -10,6 +10,7 @@ import type {
   AttemptRecord,
   StepRef,
 } from './events.js';
+import { stepSlot } from './slot.js';
 
 /** Every request is new, and `ask` decides it while the run waits. */
 export function inProcessApprovals(
@@ -25,15 +26,11 @@ export function inProcessApprovals(
   };
 }
 
-function slot(step: StepRef): string {
-  return `${step.stepId}#${step.iteration?.n ?? 0}`;
-}
-
 export class MemoryAttempts implements AttemptPort {
   private readonly records = new Map<string, AttemptRecord>();
 
   async find(step: StepRef): Promise<AttemptRecord | undefined> {
-    return this.records.get(slot(step));
+    return this.records.get(stepSlot(step));
   }
 
   async begin(
@@ -41,22 +38,25 @@ export class MemoryAttempts implements AttemptPort {
     approval: { readonly approvalId: string; readonly digest: string },
     command: string,
   ) {
-    const existing = this.records.get(slot(step));
+    const existing = this.records.get(stepSlot(step));
     if (existing) return { outcome: 'exists' as const, attempt: existing };
     const attempt: AttemptRecord = {
-      attemptId: `${slot(step)}~${this.records.size + 1}`,
+      attemptId: `${stepSlot(step)}~${this.records.size + 1}`,
       approvalId: approval.approvalId,
       command,
       startedAt: new Date().toISOString(),
     };
-    this.records.set(slot(step), attempt);
-    return { outcome: 'recorded' as const, attempt, slot: slot(step) };
+    this.records.set(stepSlot(step), attempt);
+    return { outcome: 'recorded' as const, attempt, slot: stepSlot(step) };
   }
 
   async finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void> {
-    const a = this.records.get(slot(step));
-    if (a) this.records.set(slot(step), { ...a, outcome });
+    const a = this.records.get(stepSlot(step));
+    if (a) this.records.set(stepSlot(step), { ...a, outcome });
   }
+
+  /** Nothing outlives the process, so nothing is left open to settle. */
+  async verified(): Promise<void> {}
 
   /** A terminal run keeps no audit trail and runs unfenced, and this journal ends with it: nothing to record. */
   async refused(): Promise<void> {}

@@ -112,6 +112,33 @@ export type AuditEvent =
         }
     ))
   | {
+      /**
+       * A run ended while this destructive command may have landed (nobody saw it return, nothing could read
+       * it back): its site stays held until an operator releases it (site.released).
+       */
+      readonly event: 'destructive.outcome_unknown';
+      readonly runId: string;
+      readonly site: string;
+      readonly step: string;
+      readonly attemptId: string;
+      readonly command: string;
+      readonly message: string;
+    }
+  | {
+      /** An operator released a site held for unresolved attempts, saying why (checked by hand). */
+      readonly event: 'site.released';
+      readonly site: string;
+      readonly by: string;
+      readonly via?: string;
+      readonly reason: string;
+      /** Each run whose hold was released, with its attempt. */
+      readonly holds: readonly {
+        readonly runId: string;
+        readonly attemptId: string;
+        readonly command: string;
+      }[];
+    }
+  | {
       readonly event: 'run.cancel_requested';
       readonly runId: string;
       readonly by: string;

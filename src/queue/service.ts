@@ -7,6 +7,7 @@ import { CapiError, ErrorCode } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Metrics } from '../ops/metrics.js';
 import { newRunId } from '../run-id.js';
+import { copyOfRunbook } from '../runbook/copy.js';
 import type { RunbookSet } from '../runbook/load.js';
 import type { Runbook } from '../runbook/model.js';
 import { validateParams } from '../runbook/params.js';
@@ -14,7 +15,7 @@ import { ApprovalStore, type DecideResult, type StoredApproval } from '../runs/a
 import { type Attempt, AttemptJournal } from '../runs/attempts.js';
 import { decisionReasonSchema } from '../runs/decision-reason.js';
 import { DoctorReports } from '../runs/doctor-reports.js';
-import { TargetLock, targetKey } from '../runs/lock.js';
+import { heldSiteMessage, type SiteHold, TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { RedisWriteConfirm, type WriteConfirm } from '../runs/redis-durability.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
@@ -43,6 +44,7 @@ export type {
   PickResult,
   Refusal,
   RunRecord,
+  SiteHold,
   StoredApproval,
   TimelineEntry,
 };
@@ -97,6 +99,18 @@ export interface RunServiceOptions {
 const NO_AGENT = 'no agent answered in time (is an agent serving this site running?)';
 
 export const DEFAULT_JOB_RETENTION = { ageSeconds: 7 * 86_400, count: 1000 } as const;
+
+/** A site name as typed (release, holds): the job payload's own rule, checked before any key is built. */
+function siteName(site: string): string {
+  const parsed = RunJobSchema.shape.site.safeParse(site);
+  if (!parsed.success) {
+    throw new CapiError(
+      ErrorCode.ParamInvalid,
+      `'${site.slice(0, 64)}' is not a site name (a site profile's name)`,
+    );
+  }
+  return parsed.data;
+}
 
 /** The lock outlives any approval wait; the agent shortens it again while it works. */
 export function lockTtlMs(approvalTimeoutMs: number): number {
@@ -263,8 +277,12 @@ export class RunService {
         runbook: job.runbook,
         site: job.site,
         requestedBy: job.requestedBy,
-        reason: `site busy with run ${lock.heldBy}`,
+        reason: lock.hold
+          ? `site held for run ${lock.heldBy}'s unresolved attempt`
+          : `site busy with run ${lock.heldBy}`,
       });
+      if (lock.hold)
+        throw new CapiError(ErrorCode.TargetBusy, heldSiteMessage(job.site, await this.holds(job.site)));
       const running = await this.registry.get(lock.heldBy);
       throw new CapiError(
         ErrorCode.TargetBusy,
@@ -274,16 +292,20 @@ export class RunService {
       );
     }
     try {
-      const record = await this.registry.create({
-        runId: job.runId,
-        runbook: job.runbook,
-        params,
-        site: job.site,
-        queue: runbook.exclusive ? this.site(job.site).queue : readOnlyQueue(this.site(job.site).queue),
-        requestedBy: job.requestedBy,
-        ...(request.via !== undefined ? { requestedVia: request.via } : {}),
-        ...(job.channel !== undefined ? { channel: job.channel } : {}),
-      });
+      const record = await this.registry.create(
+        {
+          runId: job.runId,
+          runbook: job.runbook,
+          params,
+          site: job.site,
+          queue: runbook.exclusive ? this.site(job.site).queue : readOnlyQueue(this.site(job.site).queue),
+          requestedBy: job.requestedBy,
+          ...(request.via !== undefined ? { requestedVia: request.via } : {}),
+          ...(job.channel !== undefined ? { channel: job.channel } : {}),
+        },
+        // Every resume runs this copy, whatever is deployed by then.
+        { runbook: copyOfRunbook(this.opts.runbooks, runbook) },
+      );
       const keep = this.opts.jobRetention ?? DEFAULT_JOB_RETENTION;
       const retention = { age: keep.ageSeconds, count: keep.count };
       await this.queue(record.queue).add(RUN_JOB_NAME, job, {
@@ -307,6 +329,42 @@ export class RunService {
       if (runbook.exclusive) await this.lock.release(target, job.runId);
       throw err;
     }
+  }
+
+  /**
+   * Why the site stays locked after its runs ended: each run that ended while a destructive command of it may
+   * have landed (OUTCOME UNKNOWN), oldest first. Empty when nothing holds it.
+   */
+  holds(site: string): Promise<SiteHold[]> {
+    return this.lock.holds(targetKey(siteName(site)));
+  }
+
+  /**
+   * An operator has checked by hand what the held runs may have done, and frees the site for runs that can
+   * change the cloud again, saying why (required: it is the record of the check). Audited with every hold it
+   * released. Returns them; empty when the site was not held (nothing changed).
+   */
+  async release(site: string, by: string, reason: string, via?: string): Promise<SiteHold[]> {
+    const name = siteName(site);
+    const parsed = decisionReasonSchema.safeParse(reason);
+    if (!parsed.success || parsed.data === '') {
+      const why = parsed.success
+        ? 'say what was checked by hand (it is kept in the audit trail)'
+        : parsed.error.issues.map((i) => i.message).join('; ');
+      throw new CapiError(ErrorCode.ParamInvalid, `reason: ${why}`);
+    }
+    const released = await this.lock.releaseHolds(targetKey(name));
+    if (released.length > 0) {
+      this.audit.record({
+        event: 'site.released',
+        site: name,
+        by,
+        ...(via !== undefined ? { via } : {}),
+        reason: parsed.data,
+        holds: released.map((h) => ({ runId: h.runId, attemptId: h.attemptId, command: h.command })),
+      });
+    }
+    return released;
   }
 
   /**

@@ -127,13 +127,23 @@ export function parseScopes(file: string, text: string): Map<string, Scope> {
 
 /** The remote errors with a known cause (scopes.yaml `known_errors`), checked on every command. */
 export function parseKnownErrors(file: string, text: string): KnownError[] {
-  return parseScopesFile(file, text).known_errors.map((k) => ({
-    id: k.id,
-    source: k.source,
-    // The schema refused every pattern the guard refuses: this is the RegExp it compiled.
-    match: compileRegex(k.match) as RegExp,
-    message: k.message,
-  }));
+  // The schema refused every pattern the guard refuses: compileKnownError gets the RegExp it compiled.
+  return parseScopesFile(file, text).known_errors.map(compileKnownError);
+}
+
+/**
+ * One known error from its file's fields, its pattern through the same regex guard as every expression
+ * (also how a run's stored runbook copy gets its own back: a pattern the guard now refuses is refused).
+ */
+export function compileKnownError(k: {
+  readonly id: string;
+  readonly source: string;
+  readonly match: string;
+  readonly message: string;
+}): KnownError {
+  const match = compileRegex(k.match);
+  if (typeof match === 'string') throw new RunbookError('known_errors', [`${k.id}: ${match}`]);
+  return { id: k.id, source: k.source, match, message: k.message };
 }
 
 /** Everything known while compiling one step: which names exist and where we are in the file. */
@@ -616,6 +626,7 @@ export function parseRunbook(
     readOnly: rb.read_only,
     exclusive: leaves.some((s) => s.kind === 'run' && s.destructive),
     file,
+    text,
     digest: digest.digest('hex'),
     params,
     steps,

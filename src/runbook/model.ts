@@ -169,6 +169,8 @@ export interface Runbook {
   /** True when a step is destructive: such a run takes the site's exclusive lock. */
   readonly exclusive: boolean;
   readonly file: string;
+  /** The file's content as it was read: what a run stores at submit and resumes with (see copy.ts). */
+  readonly text: string;
   /** sha256 of the runbook file and the scope preambles it uses: an approval is bound to it. */
   readonly digest: string;
   readonly params: readonly RunbookParam[];

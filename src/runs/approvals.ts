@@ -7,8 +7,8 @@
  * with skewed clocks agree on whether a request has expired. Callers may pass `now` (tests, replays).
  *
  * One approval, one attempt, one exact action: a request carries the digest of what it authorizes (the
- * runbook's content, the step, the iteration, the exact command, the bound values and the targets). A
- * step's "slot" (step + iteration) points at its current request; a request whose action changed, or whose
+ * runbook's content, the step, the item, the exact command, the bound values and the targets). A step's
+ * slot (stepSlot: the step and the item's identity, never its position) points at its current request; a request whose action changed, or whose
  * approval went stale before it was used, is superseded by a new round in the same slot, and a decision on
  * a superseded request is refused. The attempt that uses an approval consumes it (see attempts.ts).
  *
@@ -22,11 +22,12 @@
  *                                    consumedAt once an attempt used it; votes (JSON array of {by, at, note,
  *                                    via}) while a request that needs several approvers collects them
  * - `p:run:<runId>:approvals`        sorted set of the run's approval ids, scored by requestedAt
- * - `p:run:<runId>:approval-slots`   hash: slot (`<stepId>#<iteration>`) -> the slot's current approval id
+ * - `p:run:<runId>:approval-slots`   hash: slot (stepSlot) -> the slot's current approval id
  */
 
 import { z } from 'zod';
 import type { ApprovalDecision, ApprovalRequest } from '../engine/events.js';
+import { stepSlot } from '../engine/slot.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import type { RedisClient } from '../queue/redis.js';
 import { describeZodIssues } from '../validation.js';
@@ -124,24 +125,20 @@ export interface ApprovalStoreOptions {
 /**
  * Deterministic, so a resumed run finds its request again, and usable as a BullMQ job id: no `:` and never
  * all digits. Parts are percent-encoded around a `~` separator, so distinct inputs give distinct ids
- * (`loop/step` becomes `loop%2Fstep`). Round 1 has no suffix; a request that supersedes another in the same
- * slot is round 2, 3, ... (`~r2`, never a bare number, so it cannot be read as an iteration).
+ * (`loop/step` becomes `loop%2Fstep`). Inside a for_each the item's identity key follows the step (see
+ * src/engine/slot.ts; hex, never a position). Round 1 has no suffix; a request that supersedes another in
+ * the same slot is round 2, 3, ... (`~r2`: hex has no `r`, so it cannot be read as an item key).
  */
-export function approvalId(runId: string, stepId: string, iteration?: number, round = 1): string {
+export function approvalId(runId: string, stepId: string, item?: string, round = 1): string {
   assertRunId(runId);
-  if (iteration !== undefined && (!Number.isSafeInteger(iteration) || iteration < 0)) {
-    throw new RangeError('iteration must be a whole number >= 0');
+  if (item !== undefined && !/^[0-9a-f]{8,64}$/.test(item)) {
+    throw new RangeError('item must be the hex identity key of a for_each item');
   }
   if (!Number.isSafeInteger(round) || round < 1) throw new RangeError('round must be a whole number >= 1');
   const parts = ['approval', encodePart(runId), encodePart(stepId)];
-  if (iteration !== undefined) parts.push(String(iteration));
+  if (item !== undefined) parts.push(item);
   if (round > 1) parts.push(`r${round}`);
   return parts.join('~');
-}
-
-/** The slot of a step: one current request per step and loop iteration. */
-export function approvalSlot(stepId: string, iteration?: number): string {
-  return `${stepId}#${iteration ?? 0}`;
 }
 
 function encodePart(text: string): string {
@@ -348,13 +345,13 @@ export class ApprovalStore {
       if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a whole number > 0`);
     }
     const { stepId, iteration } = request.step;
-    const slot = approvalSlot(stepId, iteration?.n);
+    const slot = stepSlot(request.step);
     const slots = this.slotsKey(request.runId);
     // Optimistic: read the slot, then let the script confirm it did not move (another agent, a retry).
     for (let tries = 0; tries < 5; tries++) {
       const current = await this.redis.hget(slots, slot);
       const round = current === null ? 1 : roundOf(current) + 1;
-      const id = approvalId(request.runId, stepId, iteration?.n, round);
+      const id = approvalId(request.runId, stepId, iteration?.key, round);
       const reply = (await evalFenced(
         this.redis,
         OPEN,

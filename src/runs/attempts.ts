@@ -4,13 +4,16 @@
  * is never sent again, by this agent or any other: a resumed run reads the attempt back and verifies the
  * action's effect instead of acting again.
  *
- * Keys (`p` = prefix): `p:run:<runId>:attempts` hash: slot (`<stepId>#<iteration>`) -> attempt JSON.
+ * An attempt whose outcome is not on record and that no read-back showed took effect is "open": its command
+ * may or may not have landed. A run that ends with an open attempt keeps its site held (see lock.ts) until an
+ * operator releases it.
+ *
+ * Keys (`p` = prefix): `p:run:<runId>:attempts` hash: slot (stepSlot: step id and item identity) -> attempt JSON.
  */
 
 import { z } from 'zod';
 import { CapiError, ErrorCode } from '../errors.js';
 import type { RedisClient } from '../queue/redis.js';
-import { approvalSlot } from './approvals.js';
 import { evalFenced, type Fence } from './fence.js';
 import { assertRunId } from './registry.js';
 
@@ -18,6 +21,9 @@ export const attemptSchema = z.object({
   attemptId: z.string().min(1),
   runId: z.string().min(1),
   stepId: z.string().min(1),
+  /** Where it is keyed (stepSlot); absent on attempts recorded before slots named the item's identity. */
+  slot: z.string().min(1).exactOptional(),
+  /** Which item of the loop it was, for people (1-based position when it was made). */
   iteration: z.number().int().exactOptional(),
   approvalId: z.string().min(1),
   digest: z.string().min(1),
@@ -35,11 +41,18 @@ export const attemptSchema = z.object({
       finishedAt: z.string(),
     })
     .exactOptional(),
+  /** ISO time a later owner read the cloud back and saw the action take effect (its outcome was unknown). */
+  verifiedAt: z.string().exactOptional(),
 });
 export type Attempt = z.infer<typeof attemptSchema>;
 
+/** Sent (or about to be), and nobody knows whether it landed: no outcome on record, no read-back that says so. */
+export function isOpen(attempt: Attempt): boolean {
+  return attempt.outcome === undefined && attempt.verifiedAt === undefined;
+}
+
 export type BeginResult =
-  /** `slot` is the step's field in the journal (approvalSlot): the jumphost's attempt marker is named by it. */
+  /** `slot` is the step's field in the journal (stepSlot): the jumphost's attempt marker is named by it. */
   | { readonly outcome: 'recorded'; readonly attempt: Attempt; readonly slot: string }
   /** An attempt is already on record for this step: never send again; verify it instead. */
   | { readonly outcome: 'exists'; readonly attempt: Attempt }
@@ -76,13 +89,13 @@ redis.call('HSET', KEYS[1], ARGV[1], text)
 return {'recorded', text}
 `;
 
-// KEYS: attempts hash. ARGV: slot, outcome JSON. The attempt must be there: an outcome without an attempt
+// KEYS: attempts hash. ARGV: slot, field, JSON value. The attempt must be there: an outcome without an attempt
 // would be a record of something nobody journaled.
-const FINISH = `
+const SET_FIELD = `
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if not existing then return false end
 local attempt = cjson.decode(existing)
-attempt['outcome'] = cjson.decode(ARGV[2])
+attempt[ARGV[2]] = cjson.decode(ARGV[3])
 local text = cjson.encode(attempt)
 redis.call('HSET', KEYS[1], ARGV[1], text)
 return text
@@ -91,6 +104,8 @@ return text
 export interface NewAttempt {
   readonly runId: string;
   readonly stepId: string;
+  /** stepSlot of the step: what the attempt is keyed by. */
+  readonly slot: string;
   readonly iteration?: number;
   readonly approvalId: string;
   readonly digest: string;
@@ -108,8 +123,8 @@ export class AttemptJournal {
     return `${this.prefix}:run:${runId}:attempts`;
   }
 
-  async get(runId: string, stepId: string, iteration?: number): Promise<Attempt | undefined> {
-    const text = await this.redis.hget(this.key(runId), approvalSlot(stepId, iteration));
+  async get(runId: string, slot: string): Promise<Attempt | undefined> {
+    const text = await this.redis.hget(this.key(runId), slot);
     return text === null ? undefined : decode(this.key(runId), text);
   }
 
@@ -127,12 +142,13 @@ export class AttemptJournal {
     attempt: NewAttempt,
     opts: { readonly fence: Fence; readonly maxDecisionAgeMs: number; readonly now?: Date },
   ): Promise<BeginResult> {
-    const slot = approvalSlot(attempt.stepId, attempt.iteration);
+    const { slot } = attempt;
     const attemptId = `${attempt.runId}~${slot}~${opts.fence.token}`;
     const draft: Attempt = {
       attemptId,
       runId: attempt.runId,
       stepId: attempt.stepId,
+      slot,
       ...(attempt.iteration !== undefined ? { iteration: attempt.iteration } : {}),
       approvalId: attempt.approvalId,
       digest: attempt.digest,
@@ -161,23 +177,27 @@ export class AttemptJournal {
       : { outcome: 'recorded', attempt: stored, slot };
   }
 
-  async finish(
-    fence: Fence,
-    stepId: string,
-    iteration: number | undefined,
-    outcome: NonNullable<Attempt['outcome']>,
-  ): Promise<void> {
+  async finish(fence: Fence, slot: string, outcome: NonNullable<Attempt['outcome']>): Promise<void> {
+    await this.setField(fence, slot, 'outcome', outcome);
+  }
+
+  /** A later owner read the cloud back and saw this attempt take effect: it is no longer open. */
+  async markVerified(fence: Fence, slot: string, at: Date = new Date()): Promise<void> {
+    await this.setField(fence, slot, 'verifiedAt', at.toISOString());
+  }
+
+  private async setField(fence: Fence, slot: string, field: string, value: unknown): Promise<void> {
     const reply = await evalFenced(
       this.redis,
-      FINISH,
+      SET_FIELD,
       [this.key(fence.runId)],
-      [approvalSlot(stepId, iteration), JSON.stringify(outcome)],
+      [slot, field, JSON.stringify(value)],
       fence,
     );
     if (reply === null) {
       throw new CapiError(
         ErrorCode.StoredDataInvalid,
-        `run ${fence.runId}: no attempt on record for ${stepId} to finish`,
+        `run ${fence.runId}: no attempt on record for ${slot} to update`,
       );
     }
   }

@@ -18,7 +18,9 @@ export const stepRefSchema = z.object({
   stepId: z.string(),
   index: int,
   total: int,
-  iteration: z.object({ n: int, of: int, label: z.string() }).exactOptional(),
+  iteration: z
+    .object({ n: int, of: int, label: z.string(), key: z.string().exactOptional() })
+    .exactOptional(),
 }) satisfies z.ZodType<StepRef>;
 
 export const approvalRequestSchema = z.object({

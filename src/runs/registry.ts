@@ -5,6 +5,8 @@
  *
  * Keys (`p` = prefix):
  * - `p:run:<runId>`     hash: the record; `params` is JSON, every other field a plain string
+ * - `p:run:<runId>:runbook` string: the runbook the run started with (src/runbook/copy.ts), written with the
+ *                       record; every resume runs it
  * - `p:runs`            sorted set of every run id, scored by createdAt (ms)
  * - `p:runs:active`     sorted set of the ids whose status is not final, scored by createdAt (ms)
  */
@@ -147,10 +149,12 @@ const patchSchema = z.object({
 
 const FINAL_LUA_TABLE = `{${FINAL_STATUSES.map((s) => `['${s}']=true`).join(',')}}`;
 
-// KEYS: record, all-runs index, active index. ARGV: runId, createdAt ms, then field/value pairs.
+// KEYS: record, all-runs index, active index, runbook copy. ARGV: runId, createdAt ms, runbook copy or '',
+// then field/value pairs.
 const CREATE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[3] ~= '' then redis.call('SET', KEYS[4], ARGV[3]) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 local final = ${FINAL_LUA_TABLE}
 if not final[redis.call('HGET', KEYS[1], 'status')] then redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1]) end
@@ -205,6 +209,32 @@ export class RunRegistry {
     return `${this.prefix}:run:${runId}`;
   }
 
+  /** The run's stored runbook copy (see src/runbook/copy.ts). */
+  runbookKey(runId: string): string {
+    return `${this.prefix}:run:${runId}:runbook`;
+  }
+
+  /** The runbook copy stored with the run; null when there is none (a run submitted by an older version). */
+  async storedRunbook(runId: string): Promise<string | null> {
+    assertRunId(runId);
+    return this.redis.get(this.runbookKey(runId));
+  }
+
+  /**
+   * Stores the copy for a run that has none, under the owner's fence: a run an older front submitted, taken
+   * up before any step ran. Never replaces a copy already stored.
+   */
+  async adoptRunbook(runId: string, copy: string, fence: Fence): Promise<void> {
+    assertRunId(runId);
+    await evalFenced(
+      this.redis,
+      "redis.call('SET', KEYS[1], ARGV[1], 'NX') return 1",
+      [this.runbookKey(runId)],
+      [copy],
+      fence,
+    );
+  }
+
   /** Milliseconds until the run's record expires (RUN_RETENTION after it finished); null while it is kept. */
   async expiresInMs(runId: string): Promise<number | null> {
     assertRunId(runId);
@@ -220,7 +250,8 @@ export class RunRegistry {
     return `${this.prefix}:runs:active`;
   }
 
-  async create(record: NewRunRecord): Promise<RunRecord> {
+  /** `runbook`: the copy of the runbook the run starts with, stored in the same atomic step as the record. */
+  async create(record: NewRunRecord, opts: { readonly runbook?: string } = {}): Promise<RunRecord> {
     assertRunId(record.runId);
     const parsed = newRecordSchema.safeParse(record);
     if (!parsed.success) {
@@ -236,12 +267,14 @@ export class RunRegistry {
     const full: RunRecord = { ...parsed.data, status: 'queued', createdAt: iso, updatedAt: iso };
     const created = await this.redis.eval(
       CREATE,
-      3,
+      4,
       this.recordKey(record.runId),
       this.indexKey,
       this.activeKey,
+      this.runbookKey(record.runId),
       record.runId,
       String(now.getTime()),
+      opts.runbook ?? '',
       ...toFields(full),
     );
     if (created !== 1) {

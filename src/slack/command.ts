@@ -19,6 +19,8 @@ export type CapiCommand =
   | { readonly kind: 'status'; readonly runId?: string }
   | { readonly kind: 'cancel'; readonly runId: string }
   | { readonly kind: 'timeline'; readonly runId: string }
+  /** Frees this channel's site, held after a run ended OUTCOME UNKNOWN, saying what was checked by hand. */
+  | { readonly kind: 'release'; readonly reason: string }
   /** A runbook whose one argument can be picked from a list, typed without it: the front offers the list. */
   | { readonly kind: 'pick'; readonly runbook: string; readonly readOnly: boolean }
   | { readonly kind: 'doctor' }
@@ -35,6 +37,10 @@ const BUILT_IN: readonly (readonly [name: string, usage: string])[] = [
   [
     'doctor',
     "`/capi doctor` -- is this channel's site ready? Read-only checks of its jumphost, Redis and Slack, each with its fix",
+  ],
+  [
+    'release',
+    "`/capi release REASON` -- free this channel's site, held after a run ended OUTCOME UNKNOWN, once checked by hand (REASON: what was checked)",
   ],
   ['help', '`/capi help` -- this list'],
 ];
@@ -117,6 +123,17 @@ export function capiCommands(runbooks: Iterable<CapiRunbook>): CapiCommands {
       }
       return RUN_ID_PATTERN.test(runId) ? { kind: sub, runId } : badRunId(runId);
     }
+    if (sub === 'release') {
+      // The reason is the rest of the text as typed (line breaks kept); RunService checks it.
+      const reason = text.trim().slice('release'.length).trim();
+      if (reason === '') {
+        return {
+          kind: 'invalid',
+          problem: '`release` needs what you checked by hand: `/capi release REASON`',
+        };
+      }
+      return { kind: 'release', reason };
+    }
     return { kind: 'invalid', problem: `${slackName(sub, 40)} is not a /capi subcommand` };
   };
   return { usage, parse };
@@ -131,5 +148,6 @@ function badRunId(text: string): CapiCommand {
 
 /** Subcommands anyone in the channel may use; the rest need CAPI_OPERATORS. */
 export function isReadOnly(command: CapiCommand): boolean {
-  return command.kind === 'run' || command.kind === 'pick' ? command.readOnly : command.kind !== 'cancel';
+  if (command.kind === 'run' || command.kind === 'pick') return command.readOnly;
+  return command.kind !== 'cancel' && command.kind !== 'release';
 }

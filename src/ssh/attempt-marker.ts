@@ -24,7 +24,7 @@ import { retentionMinutes } from './retention.js';
 export interface AttemptMarker {
   /** The run id: one directory per run. */
   readonly runId: string;
-  /** The attempt journal's slot for the step (see approvalSlot): one marker per slot. */
+  /** The attempt journal's slot for the step (see stepSlot): one marker per slot. */
   readonly slot: string;
   /** The approved action's digest: the marker file's name. */
   readonly digest: string;

@@ -197,6 +197,8 @@ export async function spawnAgent(opts: {
   readonly redisUrl?: string;
   readonly lockDurationMs?: number;
   readonly stalledIntervalMs?: number;
+  /** Run with the lock timings the product ships (no --lock-duration-ms / --stalled-interval-ms). */
+  readonly shippedTimings?: boolean;
   readonly env?: Readonly<Record<string, string>>;
 }): Promise<AgentProcess> {
   const { spawn } = await import('node:child_process');
@@ -210,10 +212,14 @@ export async function spawnAgent(opts: {
       opts.siteFile,
       '--concurrency',
       '1',
-      '--lock-duration-ms',
-      String(opts.lockDurationMs ?? 1500),
-      '--stalled-interval-ms',
-      String(opts.stalledIntervalMs ?? 500),
+      ...(opts.shippedTimings
+        ? []
+        : [
+            '--lock-duration-ms',
+            String(opts.lockDurationMs ?? 1500),
+            '--stalled-interval-ms',
+            String(opts.stalledIntervalMs ?? 500),
+          ]),
     ],
     {
       env: {

@@ -3,6 +3,7 @@ import type { CapiContext } from '../../context.js';
 import { cancelCommand } from './cancel.js';
 import { doctorCommand } from './doctor.js';
 import { pickCommand } from './pick.js';
+import { releaseCommand } from './release.js';
 import { runCommand } from './run.js';
 import { statusCommand } from './status.js';
 import { timelineCommand } from './timeline.js';
@@ -24,7 +25,7 @@ export async function dispatchCapi(
   }
   if (!isReadOnly(command) && !(await isOperator())) {
     await ctx.refuse(
-      'Only CAPI_OPERATORS may start or cancel runs; `/capi diagnose`, `doctor`, `status`, `timeline` and `help` are open to everyone.',
+      'Only CAPI_OPERATORS may start or cancel runs and release a held site; `/capi diagnose`, `doctor`, `status`, `timeline` and `help` are open to everyone.',
     );
     return;
   }
@@ -49,6 +50,9 @@ export async function dispatchCapi(
       return;
     case 'doctor':
       await doctorCommand(ctx);
+      return;
+    case 'release':
+      await releaseCommand(ctx, command.reason);
       return;
   }
 }
