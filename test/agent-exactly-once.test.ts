@@ -274,7 +274,7 @@ describe('a quorum across an agent SIGKILL', () => {
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const file = path.join(dir, 'site.yaml');
     await writeFile(file, stringify({ ...sim.site, name: 'site-0', approval_quorum: { park: 2 } }));
-    const a = await spawnAgent({ siteFile: file, prefix: db.prefix });
+    const a = await spawnAgent({ siteFile: file, prefix: db.prefix, approvers: ['U_ALICE', 'U_BOB'] });
     cleanups.push(() => a.stop());
     const run = await service.submit({ runbook: 'park', args: [], site: 'site-0', requestedBy: 'U_OPS' });
     const asked = await waitForEvent(service, run.runId, isType('approval.requested'), 60_000);

@@ -322,9 +322,10 @@ describe('agentOptions', () => {
       typeof agentOptions
     >[2];
     const logger = createLogger({ level: 'silent', name: 'test' });
-    expect(agentOptions(loadConfig({}), new Map(), runbooks, logger).concurrency).toBe(2);
+    expect(agentOptions(loadConfig({}), new Map(), runbooks, { verifiers: {} }, logger).concurrency).toBe(2);
     expect(
-      agentOptions(loadConfig({ AGENT_CONCURRENCY: '20' }), new Map(), runbooks, logger).concurrency,
+      agentOptions(loadConfig({ AGENT_CONCURRENCY: '20' }), new Map(), runbooks, { verifiers: {} }, logger)
+        .concurrency,
     ).toBe(20);
   });
 });

@@ -198,5 +198,10 @@ export async function loadAllowedSigners(file: string): Promise<AllowedSigners> 
       `cannot read ${file} (${(err as Error).message}): it lists each operator's SSH public key after their Slack user id`,
     ]);
   }
-  return parseAllowedSigners(text, file);
+  try {
+    return parseAllowedSigners(text, file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new ConfigError(ErrorCode.ConfigInvalid, `CAPI_ALLOWED_SIGNERS (${file})`, err.issues);
+  }
 }

@@ -520,6 +520,13 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
         ),
       ]);
     }
+    case 'approval.rejected':
+      // The decision in the store is one the agent that would run the command does not accept.
+      return post(`Step ${e.index} of ${e.total}: decision refused, nothing was run`, [
+        section(
+          `:no_entry: ${where(e)}: the agent refused the decision recorded as ${mention(e.by)}'s: ${inline(e.reason, 500)}. Nothing destructive was run; the run stops here.`,
+        ),
+      ]);
     case 'approval.superseded':
       return post(`Step ${e.index} of ${e.total}: approval asked again`, [
         section(
