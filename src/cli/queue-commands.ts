@@ -58,7 +58,7 @@ export async function submitCommand(
   },
   terminal: Terminal,
 ): Promise<number> {
-  return withRunService(terminal, opts.siteFiles, async (service, session) => {
+  return withRunService(terminal, 'act', opts.siteFiles, async (service, session) => {
     const person = session.identify(terminal.unixUser());
     const readOnly = service.runbooks().find((rb) => rb.name === opts.runbook)?.readOnly === true;
     if (!readOnly && !(await isListed(person, session.operators))) {
@@ -89,11 +89,11 @@ function onlySite(service: RunService): string {
 }
 
 export function followCommand(runId: string, verbose: boolean, terminal: Terminal): Promise<number> {
-  return withRunService(terminal, [], (service) => followRun(service, runId, verbose));
+  return withRunService(terminal, 'read', [], (service) => followRun(service, runId, verbose));
 }
 
 export function statusCommand(runId: string | undefined, terminal: Terminal): Promise<number> {
-  return withRunService(terminal, [], async (service) => {
+  return withRunService(terminal, 'read', [], async (service) => {
     if (runId !== undefined) {
       const record = await service.getRun(runId);
       if (!record)
@@ -127,7 +127,7 @@ function describeRun(r: RunRecord): string {
 }
 
 export function timelineCommand(runId: string, terminal: Terminal): Promise<number> {
-  return withRunService(terminal, [], async (service) => {
+  return withRunService(terminal, 'read', [], async (service) => {
     const entries = await service.readTimeline(runId);
     if (entries.length === 0) throw new CapiError(ErrorCode.RunNotFound, `run ${runId} has no timeline`);
     process.stdout.write(renderMarkdown(entries));
@@ -140,7 +140,7 @@ export function timelineCommand(runId: string, terminal: Terminal): Promise<numb
  * `<run>.json` (the record, every approval with its decision, every destructive attempt, every event).
  */
 export function exportCommand(runId: string, outDir: string, terminal: Terminal): Promise<number> {
-  return withRunService(terminal, [], async (service) => {
+  return withRunService(terminal, 'read', [], async (service) => {
     const archive = await service.archiveRun(runId);
     if (!archive) {
       throw new CapiError(
@@ -172,7 +172,7 @@ export function exportCommand(runId: string, outDir: string, terminal: Terminal)
 }
 
 export function cancelCommand(runId: string, terminal: Terminal): Promise<number> {
-  return withRunService(terminal, [], async (service, session) => {
+  return withRunService(terminal, 'act', [], async (service, session) => {
     const person = session.identify(terminal.unixUser());
     if (!(await isListed(person, session.operators))) throw notAnOperator(person, 'may cancel runs');
     const record = await service.cancel(runId, person.userId, person.via);
@@ -225,7 +225,7 @@ export function decideCommand(
   if (opts.verdict !== 'approve' && opts.verdict !== 'deny') {
     throw new CapiError(ErrorCode.ConfigInvalid, `say approve or deny, not '${opts.verdict}'`);
   }
-  return withRunService(terminal, [], async (service, session) => {
+  return withRunService(terminal, 'act', [], async (service, session) => {
     const person = session.identify(terminal.unixUser());
     const signer = checkedSigner(session, person.userId, signingKeyFile(opts.key));
     // No group counts here: a terminal cannot vouch for a membership (the agent counts a group only in a

@@ -35,6 +35,9 @@ export interface TerminalSession {
   readonly policyFile: string;
 }
 
+/** What a command does: `read` commands act as nobody and may run without the policy file. */
+export type CommandKind = 'read' | 'act';
+
 /**
  * Wires one terminal command to the queue: the deployment's configuration (its policy file, never the
  * caller's environment: config/terminal.ts), a Redis connection and the RunService every front uses; closed
@@ -42,10 +45,13 @@ export interface TerminalSession {
  */
 export async function withRunService<T>(
   terminal: Terminal,
+  kind: CommandKind,
   siteFiles: readonly string[],
   fn: (service: RunService, session: TerminalSession) => Promise<T>,
 ): Promise<T> {
-  const { config, policyFile, ignored } = await loadTerminalConfig(terminal.policy);
+  const loaded = await loadTerminalConfig(terminal.policy, process.env, { readOnly: kind === 'read' });
+  const { config, ignored } = loaded;
+  const policyFile = loaded.policyFile ?? 'your environment (no policy file: read-only commands only)';
   if (ignored.length > 0) {
     process.stderr.write(
       `note: ignoring ${ignored.join(', ')} from your environment: the terminal's rules come from ${policyFile}\n`,
@@ -87,8 +93,12 @@ export async function withRunService<T>(
         )
       : undefined;
   const session: TerminalSession = {
-    identify: (account) =>
-      terminalPerson(account, config.terminalUsers, membership, config.approval.trustSlackGroups),
+    identify: (account) => {
+      // Only a policy file names people; a command that acts on someone's behalf has read one.
+      if (loaded.policyFile === undefined)
+        throw new Error('a read-only terminal command has no one to identify');
+      return terminalPerson(account, config.terminalUsers, membership, config.approval.trustSlackGroups);
+    },
     operators: config.approval.operators,
     approvers: config.approval.approvers,
     trustSlackGroups: config.approval.trustSlackGroups,

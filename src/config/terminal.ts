@@ -14,6 +14,7 @@
  * Whatever the terminal concludes is an early, clear answer only: the agent judges every decision again with
  * its own configuration and verifies its signature (src/runs/judge.ts).
  */
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CapiError, ConfigError, ErrorCode } from '../errors.js';
@@ -62,8 +63,8 @@ const POLICY_VARIABLES = [
 
 export interface TerminalConfig {
   readonly config: AppConfig;
-  /** Where the policy came from, for messages. */
-  readonly policyFile: string;
+  /** Where the policy came from, for messages; undefined when there is none (a read-only command). */
+  readonly policyFile?: string;
   /** Policy variables set in the caller's environment that were ignored. */
   readonly ignored: readonly string[];
 }
@@ -103,11 +104,20 @@ export async function assertRootOwned(file: string): Promise<void> {
   }
 }
 
+/**
+ * The terminal's configuration. `readOnly`: the command acts as nobody (status, follow, timeline, export);
+ * on a host without a policy file (a laptop exporting a postmortem) it then takes its connection from the
+ * environment as before: it grants no right and checks none.
+ */
 export async function loadTerminalConfig(
   source: PolicySource,
   env: NodeJS.ProcessEnv = process.env,
+  opts: { readonly readOnly?: boolean } = {},
 ): Promise<TerminalConfig> {
   const file = source.kind === 'installed' ? POLICY_FILE : source.file;
+  if (opts.readOnly === true && source.kind === 'installed' && !existsSync(file)) {
+    return { config: loadConfig(env), ignored: [] };
+  }
   let text: string;
   try {
     if (source.kind === 'installed') await assertRootOwned(file);
