@@ -126,7 +126,7 @@ export async function loadTerminalConfig(
     if (err instanceof CapiError) throw err;
     throw new CapiError(
       ErrorCode.ConfigInvalid,
-      `cannot read the deployment's policy file ${file} (${(err as Error).message}): the terminal takes its rules from it, never from your environment; ask whoever installed capi-chatops (README, "The terminal front")`,
+      `cannot read the deployment's policy file ${file} (${(err as Error).message}): the terminal takes its rules from it, never from your environment; ask whoever installed capi-chatops (README, "Security: identity and authorization")`,
     );
   }
   const policy = parseEnvFile(text, file);
