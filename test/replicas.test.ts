@@ -3,6 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RunService } from '../src/queue/service.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { testDecisionKeys } from './support/decision-keys.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -31,6 +32,8 @@ async function replica(hh: Harness): Promise<RunService> {
     approvalTimeoutMs: 60_000,
     approvers: ['U_APPROVER'],
     allowSelfApproval: false,
+    // Every replica signs with serve's one key.
+    decisionSigner: testDecisionKeys().signer,
     logger: quietLogger,
   });
   cleanups.push(async () => {
