@@ -210,6 +210,21 @@ describe('a decision written straight into Redis', () => {
         reason: 'it carries no signature',
       },
     } as Parameters<typeof threadMessage>[0]);
+    const group = threadMessage({
+      id: '1-0',
+      at: new Date().toISOString(),
+      event: {
+        type: 'approval.rejected',
+        stepId: 'stop-mgmt-vm',
+        index: 2,
+        total: 3,
+        approvalId: 'approval~r~stop-mgmt-vm',
+        by: 'S0APPROVERS',
+        reason: 'it carries no signature',
+      },
+    } as Parameters<typeof threadMessage>[0]);
+    // A forged record naming a group must not notify the group.
+    expect(JSON.stringify(group)).not.toContain('subteam');
     expect(JSON.stringify(message)).toMatch(
       /the agent refused the decision recorded as <@U0MALLORY1>'s: it carries no signature\. Nothing destructive was run/,
     );
