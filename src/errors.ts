@@ -110,6 +110,39 @@ export class RunFencedError extends CapiError {
   }
 }
 
+/**
+ * The jumphost refused a destructive send: the step's attempt marker is already there, so an earlier send
+ * of this step reached the jumphost (its attempt record in Redis was lost since). Nothing of the step ran.
+ */
+export class AttemptOnRecordError extends CapiError {
+  readonly runId: string;
+  readonly slot: string;
+  /** The marker's path on the jumphost (under the jumphost user's home). */
+  readonly marker: string;
+  /** When the first send was made (UTC, the jumphost's clock); absent when its marker has no time. */
+  readonly sentAt?: string;
+  /** The action digest of the first send, when its marker says. */
+  readonly digest?: string;
+
+  constructor(found: {
+    readonly runId: string;
+    readonly slot: string;
+    readonly marker: string;
+    readonly sentAt?: string;
+    readonly digest?: string;
+  }) {
+    super(
+      ErrorCode.AttemptRecorded,
+      `run ${found.runId}: the jumphost refused to send ${found.slot} again: an earlier send is on record there (${found.marker}, sent ${found.sentAt ?? 'at an unknown time'}); nothing was sent`,
+    );
+    this.runId = found.runId;
+    this.slot = found.slot;
+    this.marker = found.marker;
+    if (found.sentAt !== undefined) this.sentAt = found.sentAt;
+    if (found.digest !== undefined) this.digest = found.digest;
+  }
+}
+
 export function isCodedError(err: unknown): err is CodedError {
   return err instanceof Error && typeof (err as Partial<CodedError>).code === 'string';
 }

@@ -55,7 +55,7 @@ afterEach(async () => {
 });
 
 /** The deployment's policy file for this test (the installed one is /etc/capi-chatops/policy.env). */
-async function policyFile(slackUrl: string): Promise<string> {
+async function policyFile(slackUrl: string, more: Record<string, string>): Promise<string> {
   const file = path.join(keys, `policy-${db.prefix}.env`);
   await writeFile(
     file,
@@ -68,13 +68,19 @@ async function policyFile(slackUrl: string): Promise<string> {
       `CAPI_TERMINAL_USERS=${TERMINAL_USERS}`,
       `CAPI_ALLOWED_SIGNERS=${path.join(keys, 'allowed_signers')}`,
       `SLACK_API_URL=${slackUrl}`,
+      ...Object.entries(more).map(([k, v]) => `${k}=${v}`),
     ].join('\n'),
   );
   return file;
 }
 
 /** `capi-chatops ARGS` typed by Unix user `who` on the agent's host, with their own key for decisions. */
-async function cli(who: string, args: string[], extraEnv: Record<string, string> = {}): Promise<Running> {
+async function cli(
+  who: string,
+  args: string[],
+  extraEnv: Record<string, string> = {},
+  extraPolicy: Record<string, string> = {},
+): Promise<Running> {
   fake ??= await startFakeSlack({
     token: TOKEN,
     channels: ['C0INCIDENT'],
@@ -90,7 +96,7 @@ async function cli(who: string, args: string[], extraEnv: Record<string, string>
   return spawnCollecting(process.execPath, [CLI_AS, who, ...withKey], {
     env: {
       ...process.env,
-      CAPI_DEV_POLICY_FILE: await policyFile(fake.url),
+      CAPI_DEV_POLICY_FILE: await policyFile(fake.url, extraPolicy),
       SLACK_BOT_TOKEN: TOKEN,
       ...extraEnv,
     },
@@ -235,8 +241,14 @@ describe('the terminal front on the queue', () => {
     const notOperator = await (await cli('bob', ['cancel', runId])).done;
     expect(notOperator.code).toBe(2);
     expect(notOperator.stderr).toMatch(/refused: bob \(Slack user U0APPROVE2\) is not in CAPI_OPERATORS/);
-    const cancel = await (await cli('alice', ['cancel', runId])).done;
+    // This Redis has no replica: asked (by the deployment) to confirm the cancel on one, it cannot, and alice
+    // is told so.
+    const cancel = await (await cli('alice', ['cancel', runId], {}, { REDIS_WAIT_REPLICAS: '1' })).done;
     expect(cancel.code).toBe(0);
+    expect(cancel.stdout).toContain(`cancel requested for run ${runId}`);
+    expect(cancel.stderr).toContain(
+      'Your cancel is recorded, but Redis could not confirm it is safe on disk or on a replica (it reached 0 of 1 Redis replica(s) within 2000 ms)',
+    );
     const finished = await waitForEvent(h.service, runId, isType('run.finished'));
     expect(finished).toMatchObject({ status: 'cancelled', message: expect.stringContaining('U0APPROVE1') });
   });

@@ -215,7 +215,8 @@ export interface AttemptRecord {
 }
 
 export type BeginAttempt =
-  | { readonly outcome: 'recorded'; readonly attempt: AttemptRecord }
+  /** `slot` names the step in the journal; the jumphost's attempt marker is named by it too. */
+  | { readonly outcome: 'recorded'; readonly attempt: AttemptRecord; readonly slot: string }
   | { readonly outcome: 'exists'; readonly attempt: AttemptRecord }
   /** The approval does not authorize this attempt; `stale` and `superseded` mean: ask again. */
   | { readonly outcome: 'refused'; readonly why: string };

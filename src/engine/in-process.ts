@@ -50,7 +50,7 @@ export class MemoryAttempts implements AttemptPort {
       startedAt: new Date().toISOString(),
     };
     this.records.set(slot(step), attempt);
-    return { outcome: 'recorded' as const, attempt };
+    return { outcome: 'recorded' as const, attempt, slot: slot(step) };
   }
 
   async finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void> {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import ssh2, { type ClientChannel, type Client as SshClient } from 'ssh2';
 import { CapiError, ErrorCode, HostKeyMismatchError, SshError } from '../errors.js';
+import { throwIfOnRecord, withAttemptMarker } from './attempt-marker.js';
 import { FINGERPRINT_HOW_TO, fingerprintOf, isFingerprint } from './hostkey.js';
 import { LineSplitter } from './line-splitter.js';
 import { buildRemoteCommand, killCommand, MARKER_LINE } from './remote-command.js';
@@ -30,6 +31,8 @@ export interface SshExecutorOptions {
   readonly maxLineBytes?: number;
   /** Called once when the connection goes down without close() having been called. */
   readonly onDisconnect?: (err: Error | undefined) => void;
+  /** How long other runs' attempt markers are kept on the jumphost (RUN_RETENTION), default 30 days. */
+  readonly attemptRetentionMs?: number;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -43,6 +46,7 @@ export const SSH_EXECUTOR_DEFAULTS = {
   killGraceMs: 5_000,
   maxOutputBytes: 16 * 1024 * 1024,
   maxLineBytes: 1024 * 1024,
+  attemptRetentionMs: 30 * 86_400_000,
 } as const;
 
 export async function connectSsh(opts: SshExecutorOptions): Promise<RemoteExecutor> {
@@ -268,10 +272,15 @@ class SshExecutor implements RemoteExecutor {
         `timeoutMs must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${req.timeoutMs}`,
       );
     }
-    const command = buildRemoteCommand(
-      req.fence ? withRemoteFence(req.script, req.fence) : req.script,
-      req.env,
-    );
+    // The fence first: a stale owner is refused before it could claim a marker.
+    const marked = req.attempt
+      ? withAttemptMarker(
+          req.script,
+          req.attempt,
+          this.opts.attemptRetentionMs ?? SSH_EXECUTOR_DEFAULTS.attemptRetentionMs,
+        )
+      : req.script;
+    const command = buildRemoteCommand(req.fence ? withRemoteFence(marked, req.fence) : marked, req.env);
     if (req.signal?.aborted) {
       return {
         stdout: '',
@@ -287,6 +296,7 @@ class SshExecutor implements RemoteExecutor {
       this.run(command, req, resolve, reject),
     );
     if (req.fence) throwIfFenced(req.fence, result.code, result.stderr);
+    if (req.attempt) throwIfOnRecord(req.attempt, result.code, result.stderr);
     return result;
   }
 
