@@ -51,7 +51,7 @@ async function parkedAtApproval(
     prefix,
     runbooks,
     scenarios: ['healthy'],
-    approvers: ['U_APPROVER'],
+    approvers: ['U0APPROVER'],
     ...more,
   });
   cleanups.push(() => h.stop());
@@ -113,18 +113,18 @@ async function expectRefused(
 describe('a decision written straight into Redis', () => {
   it('should be refused without a signature, and nothing runs', async () => {
     const { hh, run, asked, audit, store, prefix } = await parkedAtApproval();
-    await store.decide(asked.approvalId, { approved: true, by: 'U_APPROVER', via: 'slack' });
+    await store.decide(asked.approvalId, { approved: true, by: 'U0APPROVER', via: 'slack' });
     await wake(hh, prefix, run.runId);
-    await expectRefused(hh, run.runId, audit, 'U_APPROVER', /carries no signature/);
+    await expectRefused(hh, run.runId, audit, 'U0APPROVER', /carries no signature/);
   });
 
   it('should be refused with a signature by another key, or for another action, and nothing runs', async () => {
     const { hh, run, asked, audit, store, prefix } = await parkedAtApproval();
     const forger = serviceSigner(generateKeyPairSync('ed25519').privateKey);
-    const signed = await forger.sign(statement(asked.approvalId, asked.request.digest, 'U_APPROVER'));
-    await store.decide(asked.approvalId, { approved: true, by: 'U_APPROVER', via: 'slack', signed });
+    const signed = await forger.sign(statement(asked.approvalId, asked.request.digest, 'U0APPROVER'));
+    await store.decide(asked.approvalId, { approved: true, by: 'U0APPROVER', via: 'slack', signed });
     await wake(hh, prefix, run.runId);
-    await expectRefused(hh, run.runId, audit, 'U_APPROVER', /does not verify with serve's key/);
+    await expectRefused(hh, run.runId, audit, 'U0APPROVER', /does not verify with serve's key/);
 
     // serve's real signature, but over another action: it approves nothing here.
     const {
@@ -136,17 +136,17 @@ describe('a decision written straight into Redis', () => {
       prefix: prefix2,
     } = await parkedAtApproval();
     const other = await testDecisionKeys().signer.sign(
-      statement(asked2.approvalId, 'sha256:other', 'U_APPROVER'),
+      statement(asked2.approvalId, 'sha256:other', 'U0APPROVER'),
     );
-    await store2.decide(asked2.approvalId, { approved: true, by: 'U_APPROVER', via: 'slack', signed: other });
+    await store2.decide(asked2.approvalId, { approved: true, by: 'U0APPROVER', via: 'slack', signed: other });
     await wake(hh2, prefix2, run2.runId);
-    await expectRefused(hh2, run2.runId, audit2, 'U_APPROVER', /another approval or another action/);
+    await expectRefused(hh2, run2.runId, audit2, 'U0APPROVER', /another approval or another action/);
   });
 
   it("should be refused when signed by serve for someone outside the agent's own approvers", async () => {
     // A front with a wider list than the agent (misconfigured, or compromised): the agent's list counts.
     const { hh, run, asked, audit } = await parkedAtApproval({
-      service: { approvers: ['U_APPROVER', 'U0MALLORY1'] },
+      service: { approvers: ['U0APPROVER', 'U0MALLORY1'] },
     });
     const r = await hh.service.decide(
       asked.approvalId,
@@ -166,7 +166,7 @@ describe('a decision written straight into Redis', () => {
 
   it('should be refused when the requester approved their own run, signature and all', async () => {
     const { hh, run, asked, audit, store, prefix } = await parkedAtApproval({
-      approvers: ['U_APPROVER', 'U_REQUESTER'],
+      approvers: ['U0APPROVER', 'U_REQUESTER'],
     });
     const signed = await testDecisionKeys().signer.sign(
       statement(asked.approvalId, asked.request.digest, 'U_REQUESTER'),

@@ -161,7 +161,7 @@ describe('runs that outlive trouble', () => {
           REDIS_URL,
           QUEUE_PREFIX: db.prefix,
           LOG_LEVEL: 'info',
-          ...decisionEnv(['U_APPROVER']),
+          ...decisionEnv(['U0APPROVER']),
         },
         stdio: ['ignore', process.env.CAPI_DEBUG_CHILD ? 'inherit' : 'ignore', 'inherit'],
       },

@@ -59,7 +59,7 @@ export async function startHarness(opts: {
     }),
   );
   const approvalTimeoutMs = opts.approvalTimeoutMs ?? 60_000;
-  const approvers = opts.approvers ?? ['U_APPROVER'];
+  const approvers = opts.approvers ?? ['U0APPROVER'];
   const trustSlackGroups = opts.trustSlackGroups ?? true;
   const service = new RunService({
     redis: opts.redis,
@@ -152,7 +152,7 @@ export async function decideNext(
   service: RunService,
   runId: string,
   approved: boolean,
-  by = 'U_APPROVER',
+  by = 'U0APPROVER',
   timeoutMs = 30_000,
 ): Promise<{ approvalId: string; result: Awaited<ReturnType<RunService['decide']>> }> {
   const abort = new AbortController();
@@ -187,7 +187,7 @@ export async function approveEverything(
     const id = e.approvalId;
     const stored = await service.getApproval(id);
     if (!stored || stored.decision || stored.superseded) continue;
-    const result = await service.decide(id, { userId: 'U_APPROVER', groupIds: [] }, true, 'test');
+    const result = await service.decide(id, { userId: 'U0APPROVER', groupIds: [] }, true, 'test');
     if (result.outcome === 'decided') approved += 1;
   }
   return approved;
@@ -213,7 +213,7 @@ export async function spawnAgent(opts: {
   readonly lockDurationMs?: number;
   readonly stalledIntervalMs?: number;
   readonly env?: Readonly<Record<string, string>>;
-  /** CAPI_APPROVERS of the agent, which judges every decision (default U_APPROVER, the harness's). */
+  /** CAPI_APPROVERS of the agent, which judges every decision (default U0APPROVER, the harness's). */
   readonly approvers?: readonly string[];
 }): Promise<AgentProcess> {
   const { spawn } = await import('node:child_process');
@@ -238,7 +238,7 @@ export async function spawnAgent(opts: {
         REDIS_URL: opts.redisUrl ?? REDIS_URL,
         QUEUE_PREFIX: opts.prefix,
         LOG_LEVEL: 'info',
-        ...decisionEnv(opts.approvers ?? ['U_APPROVER']),
+        ...decisionEnv(opts.approvers ?? ['U0APPROVER']),
         ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
