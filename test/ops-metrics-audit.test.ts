@@ -100,8 +100,12 @@ describe('metrics and the audit trail of a run', () => {
       requestedBy: 'U_REQUESTER',
     });
     const asked = await waitForEvent(h.service, run.runId, isType('approval.requested'));
+    // Parked: its record says so, then its job moves to the delayed set (two writes, in that order).
     await eventually('the run parked at its approval', async () =>
-      (await series(metrics, 'capi_runs_active', { status: 'waiting_approval' })) === 1 ? true : undefined,
+      (await series(metrics, 'capi_runs_active', { status: 'waiting_approval' })) === 1 &&
+      (await series(metrics, 'capi_queue_jobs', { queue: 'jobs', state: 'delayed' })) === 1
+        ? true
+        : undefined,
     );
     expect(await series(metrics, 'capi_approval_oldest_wait_seconds')).toBeGreaterThan(0);
     expect(await series(metrics, 'capi_queue_jobs', { queue: 'jobs', state: 'delayed' })).toBe(1);
