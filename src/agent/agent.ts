@@ -359,7 +359,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     try {
       ssh = await connectSsh({
         target: resolveJumphost(site, opts.jumphostEnv),
-        attemptRetentionMs: opts.retentionMs ?? DEFAULT_RETENTION_MS,
+        jumphostRetentionMs: opts.retentionMs ?? DEFAULT_RETENTION_MS,
         ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
       });
       opts.metrics?.sshConnects.inc({ result: 'ok' });

@@ -1,9 +1,10 @@
 import type { AttemptPort, AttemptRecord, BeginAttempt, StepRef } from '../engine/events.js';
-import { CapiError, ErrorCode } from '../errors.js';
+import { AttemptOnRecordError, CapiError, ErrorCode, type JumphostAheadError } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Attempt, AttemptJournal } from '../runs/attempts.js';
 import type { Fence } from '../runs/fence.js';
 import { NO_CONFIRM, type WriteConfirm } from '../runs/redis-durability.js';
+import { FENCE_REFUSED_EXIT } from '../ssh/remote-fence.js';
 
 /** The engine's attempt journal on Redis, every write under the owner's fence; each attempt is audited. */
 export class RedisAttemptPort implements AttemptPort {
@@ -91,6 +92,39 @@ export class RedisAttemptPort implements AttemptPort {
         timedOut: outcome.timedOut,
       });
     }
+  }
+
+  /**
+   * The audit trail said `destructive.sent` before the send; this says it was not sent after all, and why,
+   * so the trail never claims a send the jumphost refused. A send refused for a newer owner's token is
+   * closed in the journal with the refused command's exit status: nothing of it ran, nothing may have
+   * landed.
+   */
+  async refused(step: StepRef, why: AttemptOnRecordError | JumphostAheadError): Promise<void> {
+    const onRecord = why instanceof AttemptOnRecordError;
+    if (!onRecord) {
+      await this.journal.finish(this.fence, step.stepId, step.iteration?.n, {
+        exitCode: FENCE_REFUSED_EXIT,
+        signal: null,
+        timedOut: false,
+        finishedAt: new Date().toISOString(),
+      });
+    }
+    const attempt = await this.journal.get(this.fence.runId, step.stepId, step.iteration?.n);
+    this.audit.record({
+      event: 'destructive.refused',
+      runId: this.fence.runId,
+      step: stepName(step),
+      ...(attempt ? { attemptId: attempt.attemptId, digest: attempt.digest } : {}),
+      ...(onRecord
+        ? {
+            reason: 'attempt_on_record',
+            marker: why.marker,
+            sentAt: why.sentAt ?? 'unknown',
+            ...(why.digest !== undefined ? { sentDigest: why.digest } : {}),
+          }
+        : { reason: 'jumphost_fence_ahead', fence: why.token, jumphostFence: why.seen }),
+    });
   }
 }
 

@@ -69,7 +69,7 @@ export async function runFromTerminal(opts: TerminalRunOptions): Promise<number>
   const executor = await connectSsh({
     target,
     maxLineBytes: config.retention.maxLineBytes,
-    attemptRetentionMs: config.retention.runMs,
+    jumphostRetentionMs: config.retention.runMs,
   });
   const approvals = createTerminalApprovals({
     input: process.stdin,

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { approvalQuorum } from '../config/site.js';
-import { AttemptOnRecordError, asCodedError } from '../errors.js';
+import { AttemptOnRecordError, asCodedError, JumphostAheadError } from '../errors.js';
 import { evaluateBoolean, evaluateExpr } from '../expr/index.js';
 import { createLineRedactor, REDACTED, redactText } from '../redact.js';
 import { leafSteps } from '../runbook/load.js';
@@ -630,8 +630,10 @@ class Interpreter {
           shown: redactText(this.secrets.mask(command)),
         });
       } catch (err) {
+        if (err instanceof JumphostAheadError) await this.opts.attempts.refused(ref, err);
         if (!(err instanceof AttemptOnRecordError)) throw err;
         // Redis lost an earlier attempt of this step (a restore, a rollback, a failover); the jumphost did not.
+        await this.opts.attempts.refused(ref, err);
         const first = { ...begun.attempt, startedAt: err.sentAt ?? 'an unknown time' };
         return { kind: 'verified', message: await this.verify(ref, step, scope, env, first, err) };
       }

@@ -3,6 +3,8 @@
  * the engine knows nothing of them. Every string here has already been redacted.
  */
 
+import type { AttemptOnRecordError, JumphostAheadError } from '../errors.js';
+
 /** How a step ended: the one list, which the stored schema, the run record and the fronts derive from. */
 export const STEP_STATUSES = ['ok', 'failed', 'skipped', 'denied', 'cancelled', 'interrupted'] as const;
 export type StepStatus = (typeof STEP_STATUSES)[number];
@@ -233,6 +235,12 @@ export interface AttemptPort {
     command: string,
   ): Promise<BeginAttempt>;
   finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void>;
+  /**
+   * The jumphost refused the send `begin` just recorded, and nothing of it ran there: an earlier send's
+   * marker is on record (the attempt is then verified, never sent), or it has seen a newer owner's token
+   * while Redis names this one (the attempt is closed as not sent, and the run ends).
+   */
+  refused(step: StepRef, why: AttemptOnRecordError | JumphostAheadError): Promise<void>;
 }
 
 /**

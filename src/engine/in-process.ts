@@ -57,4 +57,7 @@ export class MemoryAttempts implements AttemptPort {
     const a = this.records.get(slot(step));
     if (a) this.records.set(slot(step), { ...a, outcome });
   }
+
+  /** A terminal run keeps no audit trail and runs unfenced, and this journal ends with it: nothing to record. */
+  async refused(): Promise<void> {}
 }

@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import { AttemptOnRecordError } from '../errors.js';
 import { RUN_ID_PATTERN } from '../run-id.js';
 import { shellQuote } from './quote.js';
+import { retentionMinutes } from './retention.js';
 
 export interface AttemptMarker {
   /** The run id: one directory per run. */
@@ -59,10 +60,7 @@ export function withAttemptMarker(script: string, marker: AttemptMarker, retenti
   if (!RUN_ID_PATTERN.test(marker.runId)) throw new RangeError('an attempt marker needs a run id');
   if (!DIGEST.test(marker.digest)) throw new RangeError('an attempt marker needs a hex action digest');
   if (marker.slot === '') throw new RangeError('an attempt marker needs a slot');
-  if (!Number.isFinite(retentionMs) || retentionMs < 60_000) {
-    throw new RangeError('the attempt markers are kept for at least a minute');
-  }
-  const minutes = Math.ceil(retentionMs / 60_000);
+  const minutes = retentionMinutes(retentionMs);
   const runDir = `"$HOME/.capi-chatops/attempts/"${shellQuote(marker.runId)}`;
   const claim = `${runDir}/${shellQuote(slotKey(marker.slot))}`;
   const file = `${claim}/${shellQuote(marker.digest)}`;

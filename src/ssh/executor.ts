@@ -31,8 +31,11 @@ export interface SshExecutorOptions {
   readonly maxLineBytes?: number;
   /** Called once when the connection goes down without close() having been called. */
   readonly onDisconnect?: (err: Error | undefined) => void;
-  /** How long other runs' attempt markers are kept on the jumphost (RUN_RETENTION), default 30 days. */
-  readonly attemptRetentionMs?: number;
+  /**
+   * How long other runs' attempt markers and fence files are kept on the jumphost after their last write
+   * there (RUN_RETENTION), default 30 days.
+   */
+  readonly jumphostRetentionMs?: number;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -46,7 +49,7 @@ export const SSH_EXECUTOR_DEFAULTS = {
   killGraceMs: 5_000,
   maxOutputBytes: 16 * 1024 * 1024,
   maxLineBytes: 1024 * 1024,
-  attemptRetentionMs: 30 * 86_400_000,
+  jumphostRetentionMs: 30 * 86_400_000,
 } as const;
 
 export async function connectSsh(opts: SshExecutorOptions): Promise<RemoteExecutor> {
@@ -272,15 +275,13 @@ class SshExecutor implements RemoteExecutor {
         `timeoutMs must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${req.timeoutMs}`,
       );
     }
+    const retentionMs = this.opts.jumphostRetentionMs ?? SSH_EXECUTOR_DEFAULTS.jumphostRetentionMs;
     // The fence first: a stale owner is refused before it could claim a marker.
-    const marked = req.attempt
-      ? withAttemptMarker(
-          req.script,
-          req.attempt,
-          this.opts.attemptRetentionMs ?? SSH_EXECUTOR_DEFAULTS.attemptRetentionMs,
-        )
-      : req.script;
-    const command = buildRemoteCommand(req.fence ? withRemoteFence(marked, req.fence) : marked, req.env);
+    const marked = req.attempt ? withAttemptMarker(req.script, req.attempt, retentionMs) : req.script;
+    const command = buildRemoteCommand(
+      req.fence ? withRemoteFence(marked, req.fence, retentionMs) : marked,
+      req.env,
+    );
     if (req.signal?.aborted) {
       return {
         stdout: '',
