@@ -28,35 +28,20 @@ export interface DecisionJudge {
   readonly verifiers: DecisionVerifiers;
 }
 
-/** Which rule refused: audited as is; `reason` says it in words for the thread. */
-export type RejectionRule =
-  | 'unsigned'
-  | 'bad_signature'
-  | 'not_this_action'
-  | 'not_an_approver'
-  | 'requester'
-  | 'quorum';
-
 export type Judgement =
-  | { readonly ok: true; readonly decision: ApprovalDecision; readonly groups: readonly string[] }
-  | { readonly ok: false; readonly by: string; readonly rule: RejectionRule; readonly reason: string };
+  | { readonly ok: true; readonly decision: ApprovalDecision }
+  /** `reason` says in words which rule refused, for the thread and the audit line. */
+  | { readonly ok: false; readonly by: string; readonly reason: string };
 
 interface Verified {
   readonly statement: DecisionStatement;
   /** The ids that are one person: the decider, and every id their SSH key is listed for. */
   readonly person: readonly string[];
-  /** The group that granted the right, when not the decider's own id. */
-  readonly group?: string;
 }
 
 type Refused = Extract<Judgement, { ok: false }>;
 
-const refuse = (by: string, rule: RejectionRule, reason: string): Refused => ({
-  ok: false,
-  by,
-  rule,
-  reason,
-});
+const refuse = (by: string, reason: string): Refused => ({ ok: false, by, reason });
 
 /**
  * The decision on `request` (the agent's own: its digest, requester and quorum) as stored under
@@ -70,7 +55,7 @@ export function judgeDecision(
 ): Judgement | undefined {
   const d = stored.decision;
   if (d === undefined) return undefined;
-  if (!d.approved && d.reason === 'expired') return { ok: true, decision: d, groups: [] };
+  if (!d.approved && d.reason === 'expired') return { ok: true, decision: d };
   const quorum = request.quorum ?? 1;
   // Each approval of a step that needs several is its own signed statement; otherwise the decision is one.
   const items =
@@ -87,7 +72,6 @@ export function judgeDecision(
   if (!d.approved) {
     return {
       ok: true,
-      groups: last.group !== undefined ? [last.group] : [],
       decision: {
         approved: false,
         by: last.statement.decider,
@@ -107,13 +91,11 @@ export function judgeDecision(
       verified.length > counted.length ? ' (some approvals are by one person under several ids)' : '';
     return refuse(
       last.statement.decider,
-      'quorum',
       `the step needs ${quorum} different approvers and the decision has ${counted.length}${same}`,
     );
   }
   return {
     ok: true,
-    groups: [...new Set(counted.flatMap((c) => (c.group !== undefined ? [c.group] : [])))],
     decision: {
       approved: true,
       by: last.statement.decider,
@@ -133,46 +115,33 @@ function verifyOne(
   { policy, verifiers }: DecisionJudge,
 ): Verified | Refused {
   if (signed === undefined) {
-    return refuse(
-      by,
-      'unsigned',
-      'it carries no signature (it was not taken in Slack or with capi-chatops decide)',
-    );
+    return refuse(by, 'it carries no signature (it was not taken in Slack or with capi-chatops decide)');
   }
   const statement = parseStatement(signed.statement);
-  if ('problem' in statement) return refuse(by, 'bad_signature', statement.problem);
+  if ('problem' in statement) return refuse(by, statement.problem);
   let person = [statement.decider];
   if (signed.signer === 'service') {
     if (verifiers.service === undefined) {
-      return refuse(
-        by,
-        'bad_signature',
-        'it was signed by serve and this agent has no CAPI_DECISION_VERIFY_KEY',
-      );
+      return refuse(by, 'it was signed by serve and this agent has no CAPI_DECISION_VERIFY_KEY');
     }
     if (!verifyServiceSignature(verifiers.service, signed.statement, signed.signature)) {
-      return refuse(by, 'bad_signature', "its signature does not verify with serve's key");
+      return refuse(by, "its signature does not verify with serve's key");
     }
   } else {
     if (verifiers.allowedSigners === undefined) {
-      return refuse(
-        by,
-        'bad_signature',
-        'it was signed with an SSH key and this agent has no CAPI_ALLOWED_SIGNERS',
-      );
+      return refuse(by, 'it was signed with an SSH key and this agent has no CAPI_ALLOWED_SIGNERS');
     }
     const checked = verifiers.allowedSigners.verify(statement.decider, signed.statement, signed.signature);
-    if (!checked.ok) return refuse(by, 'bad_signature', checked.why);
+    if (!checked.ok) return refuse(by, checked.why);
     person = [...new Set([statement.decider, ...verifiers.allowedSigners.principalsOf(checked.fingerprint)])];
   }
   if (statement.approvalId !== approvalId || statement.digest !== request.digest) {
-    return refuse(by, 'not_this_action', 'the signed statement is for another approval or another action');
+    return refuse(by, 'the signed statement is for another approval or another action');
   }
   if (statement.decider !== by || (statement.verdict === 'approve') !== approved) {
-    return refuse(by, 'not_this_action', `the stored decision does not say what ${statement.decider} signed`);
+    return refuse(by, `the stored decision does not say what ${statement.decider} signed`);
   }
   const who = statement.decider;
-  let group: string | undefined;
   if (!policy.approvers.includes(who)) {
     const g = statement.group;
     // Only serve vouches for a group: it read the membership from Slack with its own token at the click.
@@ -184,26 +153,17 @@ function verifyOne(
             ? `only a decision taken in Slack can count membership of ${g}; a terminal decision counts for an approver listed by user id`
             : `their right would come from the user group ${g} and this agent does not trust Slack groups (CAPI_TRUST_SLACK_GROUPS)`
           : 'they are not in CAPI_APPROVERS';
-      return refuse(who, 'not_an_approver', `${who} may not decide: ${why}`);
+      return refuse(who, `${who} may not decide: ${why}`);
     }
-    group = g;
   }
   if (who === request.requestedBy) {
     const quorum = request.quorum ?? 1;
     if (quorum > 1) {
-      return refuse(
-        who,
-        'requester',
-        `${who} asked for this run, and the step needs ${quorum} approvers besides them`,
-      );
+      return refuse(who, `${who} asked for this run, and the step needs ${quorum} approvers besides them`);
     }
     if (!policy.allowSelfApproval) {
-      return refuse(
-        who,
-        'requester',
-        `${who} asked for this run and may not decide it (CAPI_ALLOW_SELF_APPROVAL is off)`,
-      );
+      return refuse(who, `${who} asked for this run and may not decide it (CAPI_ALLOW_SELF_APPROVAL is off)`);
     }
   }
-  return { statement, person, ...(group !== undefined ? { group } : {}) };
+  return { statement, person };
 }
