@@ -79,11 +79,11 @@ describe('the agent', () => {
   });
 
   it('should tell a second decision who decided first', async () => {
-    const hh = await harness(['healthy'], { approvers: ['U_APPROVER', 'U_SECOND'] });
+    const hh = await harness(['healthy'], { approvers: ['U0APPROVER', 'U_SECOND'] });
     await hh.startAgent();
     const run = await hh.submit('park');
-    // U_APPROVER denies; U_SECOND, also an approver, approves a moment later and is told who was first.
-    const first = await decideNext(hh.service, run.runId, false, 'U_APPROVER');
+    // U0APPROVER denies; U_SECOND, also an approver, approves a moment later and is told who was first.
+    const first = await decideNext(hh.service, run.runId, false, 'U0APPROVER');
     expect(first.result.outcome).toBe('decided');
     const second = await hh.service.decide(
       first.approvalId,
@@ -93,8 +93,8 @@ describe('the agent', () => {
     );
     expect(second.outcome).toBe('already_decided');
     if (second.outcome !== 'already_decided') throw new Error('unreachable');
-    expect(second.approval.decision).toMatchObject({ approved: false, by: 'U_APPROVER', reason: 'denied' });
-    expect((await hh.service.getApproval(first.approvalId))?.decision).toMatchObject({ by: 'U_APPROVER' });
+    expect(second.approval.decision).toMatchObject({ approved: false, by: 'U0APPROVER', reason: 'denied' });
+    expect((await hh.service.getApproval(first.approvalId))?.decision).toMatchObject({ by: 'U0APPROVER' });
     expect((await waitForEvent(hh.service, run.runId, isType('run.finished'))).status).toBe('denied');
     expect(await stops(hh)).toBe(0);
   });
@@ -102,8 +102,8 @@ describe('the agent', () => {
   it('should refuse a decision from the requester or from someone not in CAPI_APPROVERS', async () => {
     const hh = await harness(['healthy']);
     await hh.startAgent();
-    const run = await hh.submit('park', { requestedBy: 'U_APPROVER' });
-    const self = await decideNext(hh.service, run.runId, true, 'U_APPROVER');
+    const run = await hh.submit('park', { requestedBy: 'U0APPROVER' });
+    const self = await decideNext(hh.service, run.runId, true, 'U0APPROVER');
     expect(self.result).toEqual({ outcome: 'refused', refusal: { kind: 'own_run' } });
     const stranger = await hh.service.decide(
       self.approvalId,
@@ -113,10 +113,10 @@ describe('the agent', () => {
     );
     expect(stranger).toEqual({
       outcome: 'refused',
-      refusal: { kind: 'not_an_approver', approvers: ['U_APPROVER'] },
+      refusal: { kind: 'not_an_approver', approvers: ['U0APPROVER'] },
     });
     expect((await hh.service.getApproval(self.approvalId))?.decision).toBeUndefined();
-    await hh.service.cancel(run.runId, 'U_APPROVER');
+    await hh.service.cancel(run.runId, 'U0APPROVER');
   });
 
   it('should refuse a second run on the same site with a pointer to the running one', async () => {
