@@ -13,6 +13,7 @@ import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, quietLogger, startHarness } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
 
 /** Alertmanager's webhook on serve's HTTP server (Bolt's customRoutes, as serve wires it). */
 
@@ -34,7 +35,7 @@ afterEach(async () => {
 });
 
 async function world() {
-  const slack = await startFakeSlack({ token: TOKEN, channels: [CHANNEL] });
+  const slack = await startFakeSlack({ token: TOKEN, channels: [CHANNEL], ...FAST_FAKE_SLACK });
   stops.push(() => slack.close());
   const h: Harness = await startHarness({
     redis: db.redis,
@@ -55,6 +56,7 @@ async function world() {
     prefix: db.prefix,
     service: h.service,
     logger: quietLogger,
+    ...FAST_POSTER,
   });
   stops.push(() => poster.close());
   const app = createSlackApp({
