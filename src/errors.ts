@@ -26,6 +26,7 @@ export const ErrorCode = {
   NotAllowed: 'capi_not_allowed',
   RunFenced: 'capi_run_fenced',
   AttemptRecorded: 'capi_attempt_recorded',
+  JumphostAhead: 'capi_jumphost_fence_ahead',
   NotReplicated: 'capi_not_replicated',
   Unknown: 'capi_unknown',
 } as const;
@@ -107,6 +108,72 @@ export class RunFencedError extends CapiError {
       ErrorCode.RunFenced,
       `run ${runId}: this agent no longer owns the run (${why}); it stops without writing or sending anything more`,
     );
+  }
+}
+
+/**
+ * The jumphost refused a command of this run: it has seen a newer owner's fencing token (`seen`) than this
+ * agent's (`token`). Nothing of the command ran. Usually another agent took the run over; when Redis still
+ * names this agent the owner, it is JumphostAheadError instead.
+ */
+export class JumphostFencedError extends RunFencedError {
+  constructor(
+    runId: string,
+    readonly token: number,
+    readonly seen: number,
+  ) {
+    super(runId, `the jumphost refused the command: token ${token} < ${seen}`);
+  }
+}
+
+/**
+ * The jumphost refused a command of the run's rightful owner: Redis names this agent the owner, but the
+ * jumphost has seen a newer token for the run, which only a Redis that lost writes (or whose clock went back)
+ * can explain. Nothing of the command ran; the run ends with this message.
+ */
+export class JumphostAheadError extends CapiError {
+  constructor(
+    readonly runId: string,
+    readonly token: number,
+    readonly seen: number,
+  ) {
+    super(
+      ErrorCode.JumphostAhead,
+      `the jumphost refused the command: it has seen a newer owner's fencing token for run ${runId} (${seen}) than this agent's (${token}), while Redis names this agent the run's owner. Redis has lost writes (restarted from an older snapshot, restored from a backup, or failed over onto a replica that lagged) or its host's clock went back. Nothing of this command ran and the run stops here. Check what Redis lost (INFO persistence, INFO replication) and the Redis hosts' clocks, then start a new run if it is still needed: a new run has its own token on the jumphost (~/.capi-chatops/fence/<run>)`,
+    );
+  }
+}
+
+/**
+ * The jumphost refused a destructive send: the step's attempt marker is already there, so an earlier send
+ * of this step reached the jumphost (its attempt record in Redis was lost since). Nothing of the step ran.
+ */
+export class AttemptOnRecordError extends CapiError {
+  readonly runId: string;
+  readonly slot: string;
+  /** The marker's path on the jumphost (under the jumphost user's home). */
+  readonly marker: string;
+  /** When the first send was made (UTC, the jumphost's clock); absent when its marker has no time. */
+  readonly sentAt?: string;
+  /** The action digest of the first send, when its marker says. */
+  readonly digest?: string;
+
+  constructor(found: {
+    readonly runId: string;
+    readonly slot: string;
+    readonly marker: string;
+    readonly sentAt?: string;
+    readonly digest?: string;
+  }) {
+    super(
+      ErrorCode.AttemptRecorded,
+      `run ${found.runId}: the jumphost refused to send ${found.slot} again: an earlier send is on record there (${found.marker}, sent ${found.sentAt ?? 'at an unknown time'}); nothing was sent`,
+    );
+    this.runId = found.runId;
+    this.slot = found.slot;
+    this.marker = found.marker;
+    if (found.sentAt !== undefined) this.sentAt = found.sentAt;
+    if (found.digest !== undefined) this.digest = found.digest;
   }
 }
 

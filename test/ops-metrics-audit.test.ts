@@ -1,15 +1,15 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type AuditEvent, createAuditLog } from '../src/ops/audit.js';
+import { createAuditLog } from '../src/ops/audit.js';
 import { Metrics } from '../src/ops/metrics.js';
 import { redisSnapshotSource } from '../src/ops/redis-snapshot.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { ApprovalStore } from '../src/runs/approvals.js';
 import { RunRegistry } from '../src/runs/registry.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { auditSink } from './support/audit-sink.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 
@@ -54,17 +54,6 @@ async function series(
       Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want),
   );
   return hit?.value;
-}
-
-function auditSink(): { stream: Writable; events: () => (AuditEvent & { audit: boolean; msg: string })[] } {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(...String(chunk).split('\n').filter(Boolean));
-      done();
-    },
-  });
-  return { stream, events: () => lines.map((l) => JSON.parse(l)) };
 }
 
 describe('metrics and the audit trail of a run', () => {

@@ -162,8 +162,13 @@ describe('the terminal front on the queue', () => {
     const notOperator = await (await cli('bob', ['cancel', runId])).done;
     expect(notOperator.code).toBe(2);
     expect(notOperator.stderr).toMatch(/refused: bob \(Slack user U0APPROVE2\) is not in CAPI_OPERATORS/);
-    const cancel = await (await cli('alice', ['cancel', runId])).done;
+    // This Redis has no replica: asked to confirm the cancel on one, it cannot, and alice is told so.
+    const cancel = await (await cli('alice', ['cancel', runId], { REDIS_WAIT_REPLICAS: '1' })).done;
     expect(cancel.code).toBe(0);
+    expect(cancel.stdout).toContain(`cancel requested for run ${runId}`);
+    expect(cancel.stderr).toContain(
+      'Your cancel is recorded, but Redis could not confirm it is safe on disk or on a replica (it reached 0 of 1 Redis replica(s) within 2000 ms)',
+    );
     const finished = await waitForEvent(h.service, runId, isType('run.finished'));
     expect(finished).toMatchObject({ status: 'cancelled', message: expect.stringContaining('U0APPROVE1') });
   });

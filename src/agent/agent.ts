@@ -18,6 +18,7 @@ import { ApprovalStore } from '../runs/approvals.js';
 import { AttemptJournal } from '../runs/attempts.js';
 import { type Fence, RunFences } from '../runs/fence.js';
 import { TargetLock, targetKey } from '../runs/lock.js';
+import { RedisWriteConfirm } from '../runs/redis-durability.js';
 import { isFinalStatus, type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline } from '../runs/timeline.js';
 import { connectSsh } from '../ssh/executor.js';
@@ -69,7 +70,7 @@ export interface AgentOptions {
   readonly maxOutputBytesPerRun?: number;
   /** Bytes kept of one output line, in memory and in the timeline (RUN_MAX_LINE_BYTES). */
   readonly maxLineBytes?: number;
-  /** How long a destructive attempt's record may take to reach its replicas (see ReplicaWait). */
+  /** How long confirming a destructive attempt's record (WAITAOF, WAIT) may take. Default 5 s. */
   readonly waitReplicasTimeoutMs?: number;
 }
 
@@ -123,11 +124,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     fences,
     checkpoints,
   });
-  const replicaWait = {
+  // On the store connection, which made the writes to confirm.
+  const writes = new RedisWriteConfirm(store, {
     replicas: opts.redis.waitReplicas,
     timeoutMs: opts.waitReplicasTimeoutMs ?? 5_000,
-    wait: (replicas: number, timeoutMs: number) => store.wait(replicas, timeoutMs),
-  };
+  });
   /** The runs this process is running, by job id: aborted on shutdown or when BullMQ loses their lock. */
   const running = new Map<string, AbortController>();
   /** Each running run's "read the record for a cancel now", for the cancels published on pub/sub. */
@@ -352,6 +353,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     try {
       ssh = await connectSsh({
         target: resolveJumphost(site, opts.jumphostEnv),
+        jumphostRetentionMs: opts.retentionMs ?? DEFAULT_RETENTION_MS,
         ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
       });
       opts.metrics?.sshConnects.inc({ result: 'ok' });
@@ -399,7 +401,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         requestedBy: record.requestedBy,
         executor: leasedExecutor(ssh, fence, lease),
         approvals: new RedisApprovalPort(approvals, opts.approvalTimeoutMs, fence),
-        attempts: new RedisAttemptPort(attempts, fence, opts.approvalTimeoutMs, audit, replicaWait),
+        attempts: new RedisAttemptPort(attempts, fence, opts.approvalTimeoutMs, audit, writes),
         emit: timelineSink(fence, {
           timeline,
           registry,

@@ -1,19 +1,10 @@
 import type { AttemptPort, AttemptRecord, BeginAttempt, StepRef } from '../engine/events.js';
-import { CapiError, ErrorCode } from '../errors.js';
+import { AttemptOnRecordError, CapiError, ErrorCode, type JumphostAheadError } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Attempt, AttemptJournal } from '../runs/attempts.js';
 import type { Fence } from '../runs/fence.js';
-
-/**
- * Redis replication is asynchronous: a failover right after the attempt was recorded could lose the record,
- * and the run, resumed on the new master, would send the command again. With `replicas` > 0 the command is
- * sent only once that many replicas hold the record (WAIT).
- */
-export interface ReplicaWait {
-  readonly replicas: number;
-  readonly timeoutMs: number;
-  wait(replicas: number, timeoutMs: number): Promise<number>;
-}
+import { NO_CONFIRM, type WriteConfirm } from '../runs/redis-durability.js';
+import { FENCE_REFUSED_EXIT } from '../ssh/remote-fence.js';
 
 /** The engine's attempt journal on Redis, every write under the owner's fence; each attempt is audited. */
 export class RedisAttemptPort implements AttemptPort {
@@ -23,7 +14,13 @@ export class RedisAttemptPort implements AttemptPort {
     /** An approval decided longer ago than this is asked again instead of being used. */
     private readonly maxDecisionAgeMs: number,
     private readonly audit: AuditLog = NO_AUDIT,
-    private readonly replicaWait?: ReplicaWait,
+    /**
+     * Redis answers before the record is on disk or on a replica: a crash or a failover right after it could
+     * lose the record (and the approval's consumption), and the resumed run would send again. The command is
+     * sent only once the record is confirmed where this Redis can confirm it (WAITAOF, WAIT); where it
+     * cannot, the jumphost's attempt marker is the last word.
+     */
+    private readonly writes: WriteConfirm = NO_CONFIRM,
   ) {}
 
   async find(step: StepRef): Promise<AttemptRecord | undefined> {
@@ -49,7 +46,7 @@ export class RedisAttemptPort implements AttemptPort {
     );
     if (r.outcome === 'refused') return r;
     if (r.outcome === 'recorded') {
-      await this.replicated(step, r.attempt);
+      await this.confirmed(step, r.attempt);
       this.audit.record({
         event: 'destructive.sent',
         runId: this.fence.runId,
@@ -60,20 +57,20 @@ export class RedisAttemptPort implements AttemptPort {
         command: r.attempt.command,
       });
     }
-    return { outcome: r.outcome, attempt: record(r.attempt) };
+    return r.outcome === 'recorded'
+      ? { outcome: r.outcome, attempt: record(r.attempt), slot: r.slot }
+      : { outcome: r.outcome, attempt: record(r.attempt) };
   }
 
-  /** Throws before anything is sent when the record did not reach enough replicas in time. */
-  private async replicated(step: StepRef, attempt: Attempt): Promise<void> {
-    const w = this.replicaWait;
-    if (w === undefined || w.replicas <= 0) return;
-    const acked = await w.wait(w.replicas, w.timeoutMs);
-    if (acked >= w.replicas) return;
+  /** Throws before anything is sent when a confirmation was asked of Redis and fell short. */
+  private async confirmed(step: StepRef, attempt: Attempt): Promise<void> {
+    const c = await this.writes.confirm();
+    if (c.kind !== 'short') return;
     throw new CapiError(
       ErrorCode.NotReplicated,
-      `${stepName(step)}: the attempt record reached ${acked} of ${w.replicas} Redis replica(s) within ${w.timeoutMs} ms, ` +
-        'so a failover could lose it and the command could be sent twice; the command was NOT sent. ' +
-        `Check the replicas (INFO replication), then start a new run (attempt ${attempt.attemptId} stays on record)`,
+      `${stepName(step)}: the attempt record is not confirmed: ${c.why}, so Redis could still lose it and the ` +
+        'command could be sent twice; the command was NOT sent. Check Redis (INFO persistence, INFO ' +
+        `replication), then start a new run (attempt ${attempt.attemptId} stays on record)`,
     );
   }
 
@@ -95,6 +92,39 @@ export class RedisAttemptPort implements AttemptPort {
         timedOut: outcome.timedOut,
       });
     }
+  }
+
+  /**
+   * The audit trail said `destructive.sent` before the send; this says it was not sent after all, and why,
+   * so the trail never claims a send the jumphost refused. A send refused for a newer owner's token is
+   * closed in the journal with the refused command's exit status: nothing of it ran, nothing may have
+   * landed.
+   */
+  async refused(step: StepRef, why: AttemptOnRecordError | JumphostAheadError): Promise<void> {
+    const onRecord = why instanceof AttemptOnRecordError;
+    if (!onRecord) {
+      await this.journal.finish(this.fence, step.stepId, step.iteration?.n, {
+        exitCode: FENCE_REFUSED_EXIT,
+        signal: null,
+        timedOut: false,
+        finishedAt: new Date().toISOString(),
+      });
+    }
+    const attempt = await this.journal.get(this.fence.runId, step.stepId, step.iteration?.n);
+    this.audit.record({
+      event: 'destructive.refused',
+      runId: this.fence.runId,
+      step: stepName(step),
+      ...(attempt ? { attemptId: attempt.attemptId, digest: attempt.digest } : {}),
+      ...(onRecord
+        ? {
+            reason: 'attempt_on_record',
+            marker: why.marker,
+            sentAt: why.sentAt ?? 'unknown',
+            ...(why.digest !== undefined ? { sentDigest: why.digest } : {}),
+          }
+        : { reason: 'jumphost_fence_ahead', fence: why.token, jumphostFence: why.seen }),
+    });
   }
 }
 

@@ -1,4 +1,4 @@
-import { RunFencedError } from '../errors.js';
+import { JumphostAheadError, JumphostFencedError, RunFencedError } from '../errors.js';
 import type { Fence, RunFences } from '../runs/fence.js';
 import type { TargetLock } from '../runs/lock.js';
 import type { RemoteExecutor } from '../ssh/types.js';
@@ -43,6 +43,16 @@ export class RunLease {
     }
   }
 
+  /** Whether Redis names this lease's fence the run's newest right now; false when it cannot say. */
+  async ownerInRedis(): Promise<boolean> {
+    try {
+      await this.opts.fences.check(this.opts.fence);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   private async confirm(): Promise<void> {
     if (this.lost) return;
     const { fence, fences, siteLock, ttlMs } = this.opts;
@@ -71,12 +81,24 @@ export class RunLease {
 /**
  * Every command of the run carries the run's fence to the jumphost, and none is sent once the lease is
  * gone: the jumphost refuses an older owner even if this agent's Redis check was made before a pause.
+ *
+ * A refusal means another agent took the run over, unless Redis still names this agent the owner: then the
+ * jumphost's newer token is one Redis has forgotten, and stopping quietly would leave the run to nobody (or
+ * hand it to the next agent, refused the same way). It becomes JumphostAheadError, which ends the run with
+ * the cause and what to do.
  */
 export function leasedExecutor(inner: RemoteExecutor, fence: Fence, lease: RunLease): RemoteExecutor {
   return {
     async exec(req) {
       lease.assertHeld();
-      return inner.exec({ ...req, fence: { scope: fence.runId, token: fence.token } });
+      try {
+        return await inner.exec({ ...req, fence: { scope: fence.runId, token: fence.token } });
+      } catch (err) {
+        if (err instanceof JumphostFencedError && (await lease.ownerInRedis())) {
+          throw new JumphostAheadError(fence.runId, err.token, err.seen);
+        }
+        throw err;
+      }
     },
     close: () => inner.close(),
   };

@@ -7,9 +7,9 @@ import { CapiError, ErrorCode } from '../errors.js';
 import { createLogger } from '../log.js';
 import { type ReadinessCheck, redisCheck } from '../ops/http.js';
 import { processOps } from '../ops/process-ops.js';
-import { connectRedis, describeRedis } from '../queue/redis.js';
+import { connectRedis } from '../queue/redis.js';
 import { loadRunbooks, type RunbookSet } from '../runbook/load.js';
-import { checkRedisForProduction } from '../runs/redis-checks.js';
+import { reportRedisAtStartup } from '../runs/redis-checks.js';
 
 export interface AgentCommandOptions {
   readonly siteFiles: readonly string[];
@@ -78,8 +78,7 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<number
   // Health checks and metrics scrapes read Redis on this connection; the agent has its own.
   const redis = connectRedis(config.redis, 'store', logger);
   await redis.ping();
-  for (const warning of await checkRedisForProduction(redis))
-    logger.warn({ redis: describeRedis(config.redis) }, warning);
+  await reportRedisAtStartup(redis, config.redis, logger);
   const ops = processOps({ config, redis, sites, logger });
 
   const agent = await startAgent({

@@ -5,7 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CapiError, ErrorCode } from '../errors.js';
-import { describeRefusal } from '../fronts/format.js';
+import { describeRefusal, unconfirmedNotice } from '../fronts/format.js';
 import { renderMarkdown } from '../fronts/postmortem.js';
 import { terminalText } from '../fronts/sanitize.js';
 import { createTerminalTimeline } from '../fronts/terminal.js';
@@ -175,6 +175,9 @@ export function cancelCommand(runId: string, unixUser: UnixUserSource): Promise<
     process.stdout.write(
       `cancel requested for run ${record.runId} (${record.status}); its agent stops it now\n`,
     );
+    if (record.unconfirmed !== undefined) {
+      process.stderr.write(`${unconfirmedNotice('cancel', record.unconfirmed)}\n`);
+    }
     return 0;
   });
 }
@@ -199,6 +202,10 @@ export function decideCommand(opts: {
       person.via,
       opts.reason !== undefined ? { reason: opts.reason } : {},
     );
+    if (result.unconfirmed !== undefined) {
+      const what = opts.verdict === 'approve' ? 'approval' : 'denial';
+      process.stderr.write(`${unconfirmedNotice(what, result.unconfirmed)}\n`);
+    }
     switch (result.outcome) {
       case 'decided':
         process.stdout.write(`${opts.verdict === 'approve' ? 'approved' : 'denied'}: the run continues\n`);

@@ -66,7 +66,11 @@ export async function runFromTerminal(opts: TerminalRunOptions): Promise<number>
 
   const target = resolveJumphost(site, config.jumphost);
   const operator = `${userInfo().username}@${hostname()}`;
-  const executor = await connectSsh({ target, maxLineBytes: config.retention.maxLineBytes });
+  const executor = await connectSsh({
+    target,
+    maxLineBytes: config.retention.maxLineBytes,
+    jumphostRetentionMs: config.retention.runMs,
+  });
   const approvals = createTerminalApprovals({
     input: process.stdin,
     output: process.stdout,

@@ -8,10 +8,10 @@ import { createLogger } from '../log.js';
 import { type ReadinessCheck, redisCheck } from '../ops/http.js';
 import { meteredFetch } from '../ops/metrics.js';
 import { processOps } from '../ops/process-ops.js';
-import { connectRedis, describeRedis } from '../queue/redis.js';
+import { connectRedis } from '../queue/redis.js';
 import { RunService } from '../queue/service.js';
 import { loadRunbooks } from '../runbook/load.js';
-import { checkRedisForProduction } from '../runs/redis-checks.js';
+import { reportRedisAtStartup } from '../runs/redis-checks.js';
 import { createSlackApp } from '../slack/app.js';
 import { threadApprovalPlaces } from '../slack/click-place.js';
 import { FloodLimit } from '../slack/flood-limit.js';
@@ -34,8 +34,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const logger = createLogger({ level: config.logLevel, name: 'capi-chatops' });
   const runbooks = await loadRunbooks(config.commandsDir);
   const redis = connectRedis(config.redis, 'store', logger);
-  for (const warning of await checkRedisForProduction(redis))
-    logger.warn({ redis: describeRedis(config.redis) }, warning);
+  await reportRedisAtStartup(redis, config.redis, logger);
   const ops = processOps({ config, redis, sites, logger });
 
   const service = new RunService({
@@ -49,6 +48,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     logger,
     audit: ops.audit,
     metrics: ops.metrics,
+    waitReplicas: config.redis.waitReplicas,
   });
   // The poster handles 429s itself (Retry-After, order kept), so its client must not retry behind its back.
   const posterClient = new WebClient(config.slack.botToken, {

@@ -45,6 +45,7 @@ export async function withRunService<T>(
       destination: pino.destination({ dest: 2, sync: true }),
       ...(config.ops.auditLogFile !== undefined ? { file: config.ops.auditLogFile } : {}),
     }),
+    waitReplicas: config.redis.waitReplicas,
   });
   // Group membership is read from Slack, as the Slack front reads it; never typed on the command line.
   const membership =

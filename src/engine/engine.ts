@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { approvalQuorum } from '../config/site.js';
-import { asCodedError } from '../errors.js';
+import { AttemptOnRecordError, asCodedError, JumphostAheadError } from '../errors.js';
 import { evaluateBoolean, evaluateExpr } from '../expr/index.js';
 import { createLineRedactor, REDACTED, redactText } from '../redact.js';
 import { leafSteps } from '../runbook/load.js';
@@ -13,7 +13,7 @@ import type {
   RunStep,
   Scope,
 } from '../runbook/model.js';
-import type { ExecResult } from '../ssh/types.js';
+import type { AttemptMarker, ExecResult } from '../ssh/types.js';
 import { CapturedSecrets, holdsMarker } from './captured-secrets.js';
 import { cancelMessage, fencedBy, Pause, Stop, Suspend, stepStatusOf } from './control.js';
 import { actionDigest } from './digest.js';
@@ -468,6 +468,7 @@ class Interpreter {
     command: Command,
     scope: Scope | undefined,
     env: Record<string, string>,
+    attempt?: AttemptMarker,
   ): Promise<ExecResult> {
     this.refuseLostSecret(ref, env);
     const redact = { stdout: createLineRedactor(), stderr: createLineRedactor() };
@@ -479,6 +480,7 @@ class Interpreter {
       env: { ...env, CAPI_RUN_ID: this.opts.runId, CAPI_STEP: ref.stepId },
       timeoutMs: command.timeoutMs,
       signal: this.signal,
+      ...(attempt ? { attempt } : {}),
       onLine: (stream, line) => {
         pending.push(
           Promise.resolve(this.emit({ ...ref, type: 'step.output', stream, line: redact[stream](line) })),
@@ -617,7 +619,23 @@ class Interpreter {
         command,
         at: begun.attempt.startedAt,
       });
-      const result = await this.execRaw(ref, step.command, step.scope, env);
+      let result: ExecResult;
+      try {
+        // The jumphost keeps its own record of the send (the executor's attempt marker), whatever Redis forgets.
+        result = await this.execRaw(ref, step.command, step.scope, env, {
+          runId: this.opts.runId,
+          slot: begun.slot,
+          digest: approved.digest,
+          shown: redactText(this.secrets.mask(command)),
+        });
+      } catch (err) {
+        if (err instanceof JumphostAheadError) await this.opts.attempts.refused(ref, err);
+        if (!(err instanceof AttemptOnRecordError)) throw err;
+        // Redis lost an earlier attempt of this step (a restore, a rollback, a failover); the jumphost did not.
+        await this.opts.attempts.refused(ref, err);
+        const first = { ...begun.attempt, startedAt: err.sentAt ?? 'an unknown time' };
+        return { kind: 'verified', message: await this.verify(ref, step, scope, env, first, err) };
+      }
       await this.opts.attempts.finish(ref, {
         exitCode: result.code,
         signal: result.signal,
@@ -636,6 +654,7 @@ class Interpreter {
    * An attempt is on record: its command was sent (or was about to be) by an earlier owner of this run.
    * A recorded exit status decides like it would have; an unknown one is read back with the step's
    * verify check. Returns the step's message when the action took effect; stops the run otherwise.
+   * `onJumphost`: Redis had no record of it, the jumphost refused the send because its marker has one.
    */
   private async verify(
     ref: StepRef,
@@ -643,8 +662,12 @@ class Interpreter {
     scope: Vars,
     env: Record<string, string>,
     attempt: AttemptRecord,
+    onJumphost?: AttemptOnRecordError,
   ): Promise<string> {
-    const sent = `\`${attempt.command.split('\n').at(-1) ?? attempt.command}\` was sent at ${attempt.startedAt} (attempt ${attempt.attemptId})`;
+    const shown = attempt.command.split('\n').at(-1) ?? attempt.command;
+    const sent = onJumphost
+      ? `the jumphost refused to send \`${shown}\` again: an earlier send of this step is on record there, made at ${attempt.startedAt} (${onJumphost.marker}), which Redis had lost`
+      : `\`${shown}\` was sent at ${attempt.startedAt} (attempt ${attempt.attemptId})`;
     if (attempt.outcome) {
       const { exitCode, signal, timedOut } = attempt.outcome;
       const ok =
@@ -669,9 +692,12 @@ class Interpreter {
     const failure = commandFailure(check.command, result);
     const outScope = { ...outputScope(scope, check.command, result), attempt: attemptVars(attempt) };
     const tookEffect = failure === undefined && evaluateBoolean(check.tookEffect, outScope);
+    const unknown = onJumphost
+      ? `OUTCOME UNKNOWN: ${sent}. The first send may have landed, and reading back cannot show it took effect${failure ? ` (the check ${failure})` : ''}.`
+      : `OUTCOME UNKNOWN: ${sent} by an agent that stopped before it returned, and reading back cannot show it took effect${failure ? ` (the check ${failure})` : ''}.`;
     const message = tookEffect
       ? `${sent}; its outcome was not recorded, and reading back shows it took effect: ${render(check.say, outScope)}. Not sent again.`
-      : `OUTCOME UNKNOWN: ${sent} by an agent that stopped before it returned, and reading back cannot show it took effect${failure ? ` (the check ${failure})` : ''}. It is NOT sent again. Check by hand: ${render(check.checkByHand, outScope)}`;
+      : `${unknown} It is NOT sent again. Check by hand: ${render(check.checkByHand, outScope)}`;
     await this.emit({ ...ref, type: 'attempt.verified', attemptId: attempt.attemptId, tookEffect, message });
     if (!tookEffect) throw new Stop('failed', `${ref.stepId}: ${message}`, ref.stepId);
     return message;

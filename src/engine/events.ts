@@ -3,6 +3,8 @@
  * the engine knows nothing of them. Every string here has already been redacted.
  */
 
+import type { AttemptOnRecordError, JumphostAheadError } from '../errors.js';
+
 /** How a step ended: the one list, which the stored schema, the run record and the fronts derive from. */
 export const STEP_STATUSES = ['ok', 'failed', 'skipped', 'denied', 'cancelled', 'interrupted'] as const;
 export type StepStatus = (typeof STEP_STATUSES)[number];
@@ -205,7 +207,8 @@ export interface AttemptRecord {
 }
 
 export type BeginAttempt =
-  | { readonly outcome: 'recorded'; readonly attempt: AttemptRecord }
+  /** `slot` names the step in the journal; the jumphost's attempt marker is named by it too. */
+  | { readonly outcome: 'recorded'; readonly attempt: AttemptRecord; readonly slot: string }
   | { readonly outcome: 'exists'; readonly attempt: AttemptRecord }
   /** The approval does not authorize this attempt; `stale` and `superseded` mean: ask again. */
   | { readonly outcome: 'refused'; readonly why: string };
@@ -222,6 +225,12 @@ export interface AttemptPort {
     command: string,
   ): Promise<BeginAttempt>;
   finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void>;
+  /**
+   * The jumphost refused the send `begin` just recorded, and nothing of it ran there: an earlier send's
+   * marker is on record (the attempt is then verified, never sent), or it has seen a newer owner's token
+   * while Redis names this one (the attempt is closed as not sent, and the run ends).
+   */
+  refused(step: StepRef, why: AttemptOnRecordError | JumphostAheadError): Promise<void>;
 }
 
 /**

@@ -50,11 +50,14 @@ export class MemoryAttempts implements AttemptPort {
       startedAt: new Date().toISOString(),
     };
     this.records.set(slot(step), attempt);
-    return { outcome: 'recorded' as const, attempt };
+    return { outcome: 'recorded' as const, attempt, slot: slot(step) };
   }
 
   async finish(step: StepRef, outcome: NonNullable<AttemptRecord['outcome']>): Promise<void> {
     const a = this.records.get(slot(step));
     if (a) this.records.set(slot(step), { ...a, outcome });
   }
+
+  /** A terminal run keeps no audit trail and runs unfenced, and this journal ends with it: nothing to record. */
+  async refused(): Promise<void> {}
 }

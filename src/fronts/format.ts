@@ -56,3 +56,12 @@ export function describeRefusal(refusal: Refusal, name: (id: string) => string =
       return `you asked for this run; this step needs ${refusal.quorum} approvers other than you`;
   }
 }
+
+/**
+ * Said to the person whose cancel or decision Redis could not confirm durable: it is recorded, and it
+ * holds unless Redis fails in the next moments, in which case it may be gone and has to be made again.
+ */
+export function unconfirmedNotice(what: 'cancel' | 'approval' | 'denial', why: string): string {
+  const again = what === 'cancel' ? 'cancel again' : 'decide again';
+  return `Your ${what} is recorded, but Redis could not confirm it is safe on disk or on a replica (${why}): if Redis fails in the next moments it may be lost. Check the run's status and ${again} if it does not show.`;
+}

@@ -90,6 +90,27 @@ export type AuditEvent =
       readonly signal: string | null;
       readonly timedOut: boolean;
     }
+  | ({
+      readonly event: 'destructive.refused';
+      readonly runId: string;
+      readonly step: string;
+      readonly attemptId?: string;
+      readonly digest?: string;
+    } & (
+      | {
+          /** An earlier send's marker is on the jumphost: when it was sent (the marker's time) and what. */
+          readonly reason: 'attempt_on_record';
+          readonly marker: string;
+          readonly sentAt: string;
+          readonly sentDigest?: string;
+        }
+      | {
+          /** The jumphost has seen a newer owner's fencing token (jumphostFence) than this agent's (fence). */
+          readonly reason: 'jumphost_fence_ahead';
+          readonly fence: number;
+          readonly jumphostFence: number;
+        }
+    ))
   | {
       readonly event: 'run.cancel_requested';
       readonly runId: string;

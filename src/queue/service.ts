@@ -14,6 +14,7 @@ import { type Attempt, AttemptJournal } from '../runs/attempts.js';
 import { decisionReasonSchema } from '../runs/decision-reason.js';
 import { TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
+import { RedisWriteConfirm, type WriteConfirm } from '../runs/redis-durability.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
 import {
@@ -71,6 +72,10 @@ export interface RunServiceOptions {
    * are kept for RUN_RETENTION by the agent. Default: 7 days, and at most 1000 jobs per queue.
    */
   readonly jobRetention?: { readonly ageSeconds: number; readonly count: number };
+  /** REDIS_WAIT_REPLICAS: decisions and cancels are confirmed on that many replicas (WAIT). Default 0. */
+  readonly waitReplicas?: number;
+  /** How long confirming a decision or a cancel (WAITAOF, WAIT) may take. Default 2 s: a Slack dialog waits for it and must be answered within 3 s. */
+  readonly confirmTimeoutMs?: number;
 }
 
 export const DEFAULT_JOB_RETENTION = { ageSeconds: 7 * 86_400, count: 1000 } as const;
@@ -80,7 +85,13 @@ export function lockTtlMs(approvalTimeoutMs: number): number {
   return approvalTimeoutMs + 60 * 60_000;
 }
 
-export type DecisionOutcome = DecideResult | { outcome: 'refused'; refusal: Refusal };
+/**
+ * `unconfirmed`: the write is made, but Redis could not confirm it is durable (WAITAOF, WAIT fell short), so
+ * a Redis crash or failover in the next moments may lose it; the front tells the person so, plainly.
+ */
+export type Confirmed<T> = T & { readonly unconfirmed?: string };
+
+export type DecisionOutcome = Confirmed<DecideResult | { outcome: 'refused'; refusal: Refusal }>;
 
 /**
  * What every front (Slack, terminal) does with runs: start one, cancel one, decide an approval, look
@@ -94,6 +105,7 @@ export class RunService {
   private readonly attempts: AttemptJournal;
   private readonly lock: TargetLock;
   private readonly audit: AuditLog;
+  private readonly writes: WriteConfirm;
   private readonly queues = new Map<string, Queue>();
   private closing: Promise<void> | undefined;
 
@@ -104,6 +116,16 @@ export class RunService {
     this.attempts = new AttemptJournal(opts.redis, opts.prefix);
     this.lock = new TargetLock(opts.redis, opts.prefix);
     this.audit = opts.audit ?? NO_AUDIT;
+    this.writes = new RedisWriteConfirm(opts.redis, {
+      replicas: opts.waitReplicas ?? 0,
+      timeoutMs: opts.confirmTimeoutMs ?? 2_000,
+    });
+  }
+
+  /** Why the writes made so far could not be confirmed durable; undefined when they were (or cannot be). */
+  private async unconfirmed(): Promise<string | undefined> {
+    const c = await this.writes.confirm();
+    return c.kind === 'short' ? c.why : undefined;
   }
 
   siteNames(): string[] {
@@ -347,13 +369,15 @@ export class RunService {
    * Records who asked. A running agent sees it between steps and kills the running command; a run
    * parked on an approval is woken so its agent can end it now rather than at the expiry.
    */
-  async cancel(runId: string, by: string, via?: string): Promise<RunRecord> {
+  async cancel(runId: string, by: string, via?: string): Promise<Confirmed<RunRecord>> {
     const record = await this.registry.requestCancel(runId, by);
+    // Before anyone is told it is done: a cancel Redis loses lets an approved step be sent after all.
+    const unconfirmed = await this.unconfirmed();
     this.audit.record({ event: 'run.cancel_requested', runId, by, ...(via !== undefined ? { via } : {}) });
     // The running agent hears it at once (it also reads the record every few seconds, in case it missed it).
     await this.opts.redis.publish(cancelChannel(this.opts.prefix), runId);
     await this.wake(record);
-    return record;
+    return unconfirmed === undefined ? record : { ...record, unconfirmed };
   }
 
   /**
@@ -397,6 +421,9 @@ export class RunService {
       via,
       ...(reason !== undefined ? { note: reason } : {}),
     });
+    // A denial Redis loses would be pending again; confirmed before the decider is told it is done.
+    const unconfirmed =
+      result.outcome === 'decided' || result.outcome === 'voted' ? await this.unconfirmed() : undefined;
     if (result.outcome === 'decided') {
       const d = result.approval.decision;
       this.audit.record({
@@ -439,7 +466,7 @@ export class RunService {
       const record = await this.registry.get(stored.runId);
       if (record) await this.wake(record);
     }
-    return result;
+    return unconfirmed === undefined ? result : { ...result, unconfirmed };
   }
 
   /**

@@ -39,7 +39,8 @@ export const attemptSchema = z.object({
 export type Attempt = z.infer<typeof attemptSchema>;
 
 export type BeginResult =
-  | { readonly outcome: 'recorded'; readonly attempt: Attempt }
+  /** `slot` is the step's field in the journal (approvalSlot): the jumphost's attempt marker is named by it. */
+  | { readonly outcome: 'recorded'; readonly attempt: Attempt; readonly slot: string }
   /** An attempt is already on record for this step: never send again; verify it instead. */
   | { readonly outcome: 'exists'; readonly attempt: Attempt }
   /** The approval does not authorize this attempt (why says how); ask again or stop. */
@@ -155,7 +156,9 @@ export class AttemptJournal {
     )) as [string, string];
     if (outcome === 'refused') return { outcome, why: payload as ApprovalRefusal };
     const stored = decode(this.key(attempt.runId), payload);
-    return outcome === 'exists' ? { outcome, attempt: stored } : { outcome: 'recorded', attempt: stored };
+    return outcome === 'exists'
+      ? { outcome, attempt: stored }
+      : { outcome: 'recorded', attempt: stored, slot };
   }
 
   async finish(

@@ -1,8 +1,13 @@
 /**
  * Fencing tokens: who owns a run right now. Every agent that starts (or takes over, or resumes) a run
- * takes a new token with INCR; every state write of the run and every destructive send checks, in the
- * same atomic step, that the token is still the newest. An agent that was only paused (GC, SIGSTOP, a
- * frozen VM) past its job lock wakes up holding an older token: its writes are refused and it stops.
+ * takes a new token; every state write of the run and every destructive send checks, in the same atomic
+ * step, that the token is still the newest. An agent that was only paused (GC, SIGSTOP, a frozen VM) past
+ * its job lock wakes up holding an older token: its writes are refused and it stops.
+ *
+ * A token is never below one taken before it, even when Redis lost the counter since (restarted from an
+ * older snapshot, restored from a backup, failed over onto a replica that lagged): the jumphost keeps the
+ * newest token it has seen (remote-fence.ts) and refuses lower ones, so a counter that went back would
+ * have the rightful owner's every command refused. See TAKE for how.
  *
  * Keys (`p` = prefix): `p:run:<runId>:fence` string, the newest token.
  */
@@ -61,6 +66,33 @@ export async function evalFenced(
   }
 }
 
+/**
+ * The new token: max(INCR, the Redis server's clock in milliseconds since the epoch), in one script. While
+ * Redis keeps its writes, INCR alone makes each token larger than the last. When Redis lost them, the
+ * clock floor still does, and correctness needs only this: a take-over gets a larger token than any token
+ * an earlier owner used on the jumphost. An earlier token is at most the floor of its own take plus the
+ * takes within that same millisecond, so a later take is larger as long as the clock it reads is not behind
+ * the clock the earlier take read by more than the time between the two takes.
+ *
+ * The clock is the Redis server's (TIME), never the agents': agents on different hosts may disagree by any
+ * amount, and all of them take tokens through the one server that holds the key. Restarted from a snapshot,
+ * it is the same host's clock, later. After a failover or a restore onto another host, it is that host's
+ * clock, and the switch itself takes longer than NTP-kept hosts disagree (a Sentinel waits
+ * down-after-milliseconds before it even starts; a restore takes minutes). Only a Redis host whose clock
+ * went back (stepped by hand or by a broken NTP) can still yield a token the jumphost refuses; the run then
+ * ends saying so (see JumphostAheadError), never silently.
+ */
+const TAKE = `
+local n = redis.call('INCR', KEYS[1])
+local t = redis.call('TIME')
+local floor = t[1] .. string.sub(string.format('%06d', tonumber(t[2])), 1, 3)
+if n < tonumber(floor) then
+  redis.call('SET', KEYS[1], floor)
+  return floor
+end
+return tostring(n)
+`;
+
 export class RunFences {
   constructor(
     private readonly redis: RedisClient,
@@ -75,7 +107,7 @@ export class RunFences {
   /** A new, newer token: every fence taken before it is stale from this moment. */
   async take(runId: string): Promise<Fence> {
     const key = this.key(runId);
-    const token = await this.redis.incr(key);
+    const token = Number(await this.redis.eval(TAKE, 1, key));
     return { runId, key, token };
   }
 

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import ssh2, { type ClientChannel, type Client as SshClient } from 'ssh2';
 import { CapiError, ErrorCode, HostKeyMismatchError, SshError } from '../errors.js';
+import { throwIfOnRecord, withAttemptMarker } from './attempt-marker.js';
 import { FINGERPRINT_HOW_TO, fingerprintOf, isFingerprint } from './hostkey.js';
 import { LineSplitter } from './line-splitter.js';
 import { buildRemoteCommand, killCommand, MARKER_LINE } from './remote-command.js';
@@ -30,6 +31,11 @@ export interface SshExecutorOptions {
   readonly maxLineBytes?: number;
   /** Called once when the connection goes down without close() having been called. */
   readonly onDisconnect?: (err: Error | undefined) => void;
+  /**
+   * How long other runs' attempt markers and fence files are kept on the jumphost after their last write
+   * there (RUN_RETENTION), default 30 days.
+   */
+  readonly jumphostRetentionMs?: number;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -43,6 +49,7 @@ export const SSH_EXECUTOR_DEFAULTS = {
   killGraceMs: 5_000,
   maxOutputBytes: 16 * 1024 * 1024,
   maxLineBytes: 1024 * 1024,
+  jumphostRetentionMs: 30 * 86_400_000,
 } as const;
 
 export async function connectSsh(opts: SshExecutorOptions): Promise<RemoteExecutor> {
@@ -268,8 +275,11 @@ class SshExecutor implements RemoteExecutor {
         `timeoutMs must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${req.timeoutMs}`,
       );
     }
+    const retentionMs = this.opts.jumphostRetentionMs ?? SSH_EXECUTOR_DEFAULTS.jumphostRetentionMs;
+    // The fence first: a stale owner is refused before it could claim a marker.
+    const marked = req.attempt ? withAttemptMarker(req.script, req.attempt, retentionMs) : req.script;
     const command = buildRemoteCommand(
-      req.fence ? withRemoteFence(req.script, req.fence) : req.script,
+      req.fence ? withRemoteFence(marked, req.fence, retentionMs) : marked,
       req.env,
     );
     if (req.signal?.aborted) {
@@ -287,6 +297,7 @@ class SshExecutor implements RemoteExecutor {
       this.run(command, req, resolve, reject),
     );
     if (req.fence) throwIfFenced(req.fence, result.code, result.stderr);
+    if (req.attempt) throwIfOnRecord(req.attempt, result.code, result.stderr);
     return result;
   }
 

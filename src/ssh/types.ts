@@ -1,6 +1,8 @@
 /** The executor port: what the runbook engine needs from a remote shell. ssh2 implements it. */
+import type { AttemptMarker } from './attempt-marker.js';
 import type { RemoteFence } from './remote-fence.js';
 
+export type { AttemptMarker } from './attempt-marker.js';
 export type { RemoteFence } from './remote-fence.js';
 
 export type OutputStream = 'stdout' | 'stderr';
@@ -21,6 +23,11 @@ export interface ExecRequest {
    * owner older than the newest one seen there is refused (RunFencedError) and nothing of it runs.
    */
   readonly fence?: RemoteFence;
+  /**
+   * A destructive send: the jumphost claims the step's attempt marker before the script runs, and refuses
+   * (AttemptOnRecordError, nothing of the step runs) when an earlier send of the step claimed it already.
+   */
+  readonly attempt?: AttemptMarker;
 }
 
 export interface ExecResult {

@@ -1,6 +1,6 @@
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
-import { describeRefusal } from '../../../fronts/format.js';
+import { describeRefusal, unconfirmedNotice } from '../../../fronts/format.js';
 import type { RunService } from '../../../queue/service.js';
 import { mention, quorumNotice } from '../../blocks.js';
 import { type ApprovalPlaces, clickPlaceProblem } from '../../click-place.js';
@@ -56,6 +56,9 @@ export async function decideAction(deps: DecideDeps, click: Click): Promise<void
     click.approved,
     'slack',
   );
+  if (result.unconfirmed !== undefined) {
+    await tell(unconfirmedNotice(click.approved ? 'approval' : 'denial', result.unconfirmed));
+  }
   if (result.outcome === 'decided') {
     deps.onDecided(click.approvalId);
     return;

@@ -1,4 +1,5 @@
 import { asCodedError } from '../../../errors.js';
+import { unconfirmedNotice } from '../../../fronts/format.js';
 import { type CapiContext, runIsHere } from '../../context.js';
 import { slackName, slackText } from '../../escape.js';
 
@@ -11,8 +12,10 @@ export async function cancelCommand(ctx: CapiContext, runId: string): Promise<vo
   }
   try {
     const record = await ctx.service.cancel(runId, ctx.userId);
+    const unsure =
+      record.unconfirmed !== undefined ? ` ${unconfirmedNotice('cancel', record.unconfirmed)}` : '';
     await ctx.reply(
-      `Cancel requested for run ${slackName(record.runId, 100)} (${record.status}); its thread will show when it stopped.`,
+      `Cancel requested for run ${slackName(record.runId, 100)} (${record.status}); its thread will show when it stopped.${slackText(unsure, 600)}`,
     );
   } catch (err) {
     await refuseCancel(ctx, runId, asCodedError(err).message);

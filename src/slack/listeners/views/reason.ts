@@ -1,6 +1,6 @@
 import type { ViewResponseAction } from '@slack/bolt';
 import type { Logger } from 'pino';
-import { describeRefusal } from '../../../fronts/format.js';
+import { describeRefusal, unconfirmedNotice } from '../../../fronts/format.js';
 import { decisionReasonSchema, type RunService } from '../../../queue/service.js';
 import { validationMessage } from '../../../validation.js';
 import { quorumNotice } from '../../blocks.js';
@@ -77,11 +77,30 @@ export async function submitReason(deps: ReasonSubmitDeps, body: unknown): Promi
   );
   switch (result.outcome) {
     case 'decided':
-      deps.onDecided(approvalId);
-      return undefined;
     case 'voted':
       deps.onDecided(approvalId);
-      return undefined;
+      if (result.unconfirmed === undefined) return undefined;
+      // Recorded, but not yet safe from a Redis failure: the dialog says so instead of just closing.
+      return {
+        response_action: 'update',
+        view: {
+          type: 'modal',
+          title: { type: 'plain_text', text: 'Recorded, not confirmed' },
+          close: { type: 'plain_text', text: 'Close' },
+          blocks: [
+            {
+              type: 'section',
+              text: {
+                type: 'plain_text',
+                text: unconfirmedNotice(
+                  meta.data.kind === 'approve' ? 'approval' : 'denial',
+                  result.unconfirmed,
+                ).slice(0, 3000),
+              },
+            },
+          ],
+        },
+      };
     case 'already_voted':
       return refuse(quorumNotice(result.outcome, result.approval));
     case 'refused':
