@@ -75,6 +75,8 @@ export default defineConfig({
           name: 'unit',
           include: UNIT,
           setupFiles: ['test/support/unit-guard.ts'],
+          // One process per worker for all of them: no file here mocks a module or changes the environment.
+          isolate: false,
         },
       },
       {

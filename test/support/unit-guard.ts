@@ -6,8 +6,9 @@
  */
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
-import { REDIS_URL } from './redis.js';
 
+/** As test/support/redis.ts reads it (not imported: ioredis would load into every unit file for this). */
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MOVE =
   'unit tests start no process and use no Redis: list this file in vitest.config.ts as integration';
 
@@ -22,12 +23,18 @@ for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execF
 syncBuiltinESMExports();
 
 const redisPort = Number(new URL(REDIS_URL).port || 6379);
-const connect = net.Socket.prototype.connect;
-net.Socket.prototype.connect = function guardedConnect(this: net.Socket, ...args: unknown[]) {
-  // net.connect() hands its arguments on normalized: [options, callback].
-  const first = Array.isArray(args[0]) ? args[0][0] : args[0];
-  const port =
-    typeof first === 'object' && first !== null && 'port' in first ? Number(first.port) : Number(first);
-  if (port === redisPort) throw new Error(`${MOVE} (it connected to Redis at ${REDIS_URL})`);
-  return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
-} as typeof connect;
+const GUARDED = Symbol.for('capi-unit-guard');
+const proto = net.Socket.prototype as net.Socket & { [GUARDED]?: true };
+// The project runs its files in one process (isolate: false), and this file before each of them: wrap once.
+if (!proto[GUARDED]) {
+  const connect = proto.connect;
+  proto.connect = function guardedConnect(this: net.Socket, ...args: unknown[]) {
+    // net.connect() hands its arguments on normalized: [options, callback].
+    const first = Array.isArray(args[0]) ? args[0][0] : args[0];
+    const port =
+      typeof first === 'object' && first !== null && 'port' in first ? Number(first.port) : Number(first);
+    if (port === redisPort) throw new Error(`${MOVE} (it connected to Redis at ${REDIS_URL})`);
+    return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
+  } as typeof connect;
+  proto[GUARDED] = true;
+}
