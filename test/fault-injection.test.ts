@@ -238,10 +238,10 @@ const CASES: Case[] = [
   { runbook: 'recover', args: [], scenario: 'outage' },
 ];
 
-const where = matrix.full
+const killedAt = matrix.full
   ? 'every step boundary and inside every destructive command'
   : 'every destructive step boundary, inside every cloud-changing step, and sampled other points';
-describe(`SIGKILL at ${where}`, () => {
+describe(`SIGKILL at ${killedAt}`, () => {
   it.each(CASES)(
     '$runbook on $scenario: each cloud change at most once, every run explained',
     async (c) => {
