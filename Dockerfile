@@ -5,8 +5,9 @@ COPY package.json package-lock.json ./
 # The product only: tsconfig.build.json compiles src/ (no simulator, no fake Slack, no benchmarks, no test key).
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# npm ci refuses this lockfile (bullmq's optional platform packages); install resolves the same tree.
-RUN npm install --no-audit --no-fund && npm prune --omit=dev
+# npm ci installs exactly the lockfile's tree (and fails when package.json and the lockfile disagree); its
+# prepare script builds dist/src. Then the dev dependencies go.
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
 # The image holds the product only: compiled sources, production dependencies, the runbooks.
 FROM node:20-bookworm-slim
@@ -22,7 +23,8 @@ COPY commands ./commands
 # A numeric user, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 ENV NODE_ENV=production
-# /healthz, /readyz and /metrics for every process (serve in both Slack modes, agent); PORT is Slack's HTTP.
+# /healthz, /readyz and /metrics for every process (serve in both Slack modes, agent), on 127.0.0.1 unless
+# METRICS_HOST says otherwise; PORT is Slack's HTTP and nothing else.
 ENV METRICS_PORT=9464
 EXPOSE 3000 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["node", "bin/healthcheck.js", "/healthz"]

@@ -15,6 +15,7 @@ export const ErrorCode = {
   SshExec: 'capi_ssh_exec',
   SshOutputTooLarge: 'capi_ssh_output_too_large',
   OutputParse: 'capi_output_parse',
+  KubeconfigRefused: 'capi_kubeconfig_refused',
   RemoteKnownError: 'capi_remote_known_error',
   VerifyFailed: 'capi_verify_failed',
   RunIdInvalid: 'capi_run_id_invalid',

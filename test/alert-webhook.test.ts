@@ -1,25 +1,20 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { WebClient } from '@slack/web-api';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlack } from '../dev/slack/fake-slack.js';
 import { CapiError } from '../src/errors.js';
 import { ALERT_WEBHOOK_PATH, alertWebhookRoute } from '../src/fronts/alert-webhook.js';
+import { startOpsServer } from '../src/ops/http.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
 import { ThreadPoster } from '../src/slack/poster.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, quietLogger, startHarness } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
 
-/** Alertmanager's webhook on serve's HTTP server (Bolt's customRoutes, as serve wires it). */
+/** Alertmanager's webhook on serve's ops server (METRICS_PORT, as serve wires it). */
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
 const TOKEN = ['xoxb', '3434343434', '5656565656565', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = 'fedcba9876543210fedcba9876543210';
 const WEBHOOK_TOKEN = 'alertmanager-token-0123456789abcdef0123456789';
 const CHANNEL = 'C0INCIDENT';
 
@@ -59,16 +54,8 @@ async function world() {
     ...FAST_POSTER,
   });
   stops.push(() => poster.close());
-  const app = createSlackApp({
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
-    approvers: [],
-    operators: [],
-    service: h.service,
-    sites: h.sites,
-    logger: quietLogger,
-    webApiRetries: 0,
-    httpRoutes: [
+  const server = await startOpsServer(
+    [
       alertWebhookRoute({
         token: WEBHOOK_TOKEN,
         service: h.service,
@@ -77,10 +64,11 @@ async function world() {
         onStarted: (runId) => poster.watch(runId),
       }),
     ],
-  });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${ALERT_WEBHOOK_PATH}`;
+    { host: '127.0.0.1', port: 0 },
+    quietLogger,
+  );
+  stops.push(() => server.close());
+  const url = `http://127.0.0.1:${server.port}${ALERT_WEBHOOK_PATH}`;
   const deliver = async (body: unknown, token: string | null = WEBHOOK_TOKEN) => {
     const res = await fetch(url, {
       method: 'POST',

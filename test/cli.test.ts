@@ -121,7 +121,7 @@ describe('capi-chatops run against the simulated jumphost', () => {
       await writeFile(file, stringify(sim.site));
       const r = await cli(['run', 'park', '--site', file, ...flags], input);
       expect(r.code).toBe(exitCode);
-      expect(r.stdout).toContain('!!! APPROVAL NEEDED: Stop the CAPI management VM capi-mgmt-v2');
+      expect(r.stdout).toContain('!!! APPROVAL NEEDED: Stop the CAPI management VM `capi-mgmt-v2`');
       const stopsRecorded = (await sim.journal()).filter((j) => j.ok && j.action === 'server.stop');
       expect(stopsRecorded).toHaveLength(stops);
     } finally {

@@ -9,9 +9,11 @@ import {
   loadConfig,
   parseDuration,
 } from '../src/config/env.js';
+import { mgmtHostKeyTrustNotice, parseSiteProfile, siteEnv } from '../src/config/site.js';
 import { CapiError, ConfigError, ErrorCode } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { PEM } from './support/secrets.js';
+import { sampleSiteData } from './support/site.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const hostKey = `SHA256:${'uN3q7yH0Vb8kQm2xT5rZp9wL4cJ6dF1sA0gE7hK3nM'.padEnd(43, 'x')}`;
@@ -41,7 +43,7 @@ describe('loadConfig', () => {
       approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
       terminalUsers: new Map(),
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
-      ops: { metricsHost: '0.0.0.0' },
+      ops: { metricsHost: '127.0.0.1' },
       retention: { runMs: 30 * 86_400_000, maxOutputBytesPerRun: 4 * 1024 * 1024, maxLineBytes: 1024 * 1024 },
     });
   });
@@ -326,5 +328,37 @@ describe('agentOptions', () => {
     expect(
       agentOptions(loadConfig({ AGENT_CONCURRENCY: '20' }), new Map(), runbooks, logger).concurrency,
     ).toBe(20);
+  });
+});
+
+describe('site profile: the mgmt VM host key', () => {
+  const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
+
+  it('should pin the public key without its comment and hand the mgmt-vm scope the pin and the record file', () => {
+    const site = parseSiteProfile(
+      sampleSiteData({ name: 'lab1', mgmt_host_key: `${KEY} root@capi-mgmt-v2` }),
+      't',
+    );
+    expect(site.mgmt_host_key).toBe(KEY);
+    expect(siteEnv(site)).toMatchObject({
+      MGMT_HOST_KEY: KEY,
+      MGMT_KNOWN_HOSTS: '~/.capi-chatops/known_hosts/lab1',
+    });
+    expect(mgmtHostKeyTrustNotice(site)).toBeUndefined();
+    const unpinned = parseSiteProfile(sampleSiteData({ name: 'lab1' }), 't');
+    expect(siteEnv(unpinned).MGMT_HOST_KEY).toBe('');
+    expect(mgmtHostKeyTrustNotice(unpinned)).toMatch(/^site lab1: mgmt_host_key is not pinned/);
+  });
+
+  it('should refuse a fingerprint or a key whose data names another type, saying where to find the key', () => {
+    for (const bad of [
+      `SHA256:${'q'.repeat(43)}`,
+      KEY.replace('ssh-ed25519', 'ssh-rsa'),
+      'ssh-ed25519 not-base64!',
+    ]) {
+      expect(() => parseSiteProfile(sampleSiteData({ mgmt_host_key: bad }), 'site.yaml'), bad).toThrow(
+        /mgmt_host_key: must be the mgmt VM's public host key on one line, e\.g\. ssh-ed25519 .*ssh_host_ed25519_key\.pub/,
+      );
+    }
   });
 });

@@ -61,6 +61,21 @@ describe('the deployment checks at start-up', () => {
     ).toEqual([]);
   });
 
+  it('should refuse an Alertmanager webhook token without an ops port: the webhook is never served on PORT', () => {
+    const env = {
+      CAPI_OPERATORS: 'U0OPERATOR',
+      CAPI_APPROVERS: 'S0APPROVERS',
+      SLACK_BOT_TOKEN: TOKEN,
+      SLACK_SIGNING_SECRET: SECRET,
+      ALERT_WEBHOOK_TOKEN: 'a'.repeat(32),
+    };
+    const site = sites(parseSiteProfile(siteData('lab1', pinned), 't'));
+    expect(deploymentProblems(loadConfig(env), site, 'serve')).toEqual([
+      expect.stringMatching(/^ALERT_WEBHOOK_TOKEN is set but METRICS_PORT is not: .*set METRICS_PORT/),
+    ]);
+    expect(deploymentProblems(loadConfig({ ...env, METRICS_PORT: '9464' }), site, 'serve')).toEqual([]);
+  });
+
   it('should let JUMPHOST_HOST_KEY pin the host key of a site whose profile does not', () => {
     const config = loadConfig({
       JUMPHOST_HOST: '192.0.2.5',

@@ -128,6 +128,19 @@ describe('capi-chatops agent with METRICS_PORT', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(metrics).toMatch(/^capi_agent_workers_running\{queue="jobs"\} 1$/m);
     expect(metrics).toMatch(/^capi_queue_jobs\{queue="jobs",state="waiting"\} 0$/m);
+    // The site pins no mgmt VM host key: the agent says once how it is trusted instead.
+    const trust = agent
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('trusted on first use'));
+    expect(trust).toHaveLength(1);
+    expect(JSON.parse(trust[0] as string)).toMatchObject({
+      level: 40,
+      site: 'lab1',
+      msg: expect.stringMatching(
+        /^site lab1: mgmt_host_key is not pinned, .* ~\/\.capi-chatops\/known_hosts\/lab1 /,
+      ),
+    });
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
   });

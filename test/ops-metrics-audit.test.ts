@@ -80,7 +80,7 @@ describe('metrics and the audit trail of a run', () => {
     });
     cleanups.push(() => snapshot.close());
     metrics.readFromRedis(snapshot.read);
-    await h.startAgent({ metrics, audit });
+    const agent = await h.startAgent({ metrics, audit });
 
     const run = await h.service.submit({
       runbook: 'park',
@@ -89,11 +89,14 @@ describe('metrics and the audit trail of a run', () => {
       requestedBy: 'U_REQUESTER',
     });
     const asked = await waitForEvent(h.service, run.runId, isType('approval.requested'));
-    await eventually('the run parked at its approval', async () =>
-      (await series(metrics, 'capi_runs_active', { status: 'waiting_approval' })) === 1 ? true : undefined,
+    // The record says waiting_approval a moment before BullMQ moves the job to the delayed set.
+    await eventually('the run parked at its approval, its job delayed', async () =>
+      (await series(metrics, 'capi_runs_active', { status: 'waiting_approval' })) === 1 &&
+      (await series(metrics, 'capi_queue_jobs', { queue: 'jobs', state: 'delayed' })) === 1
+        ? true
+        : undefined,
     );
     expect(await series(metrics, 'capi_approval_oldest_wait_seconds')).toBeGreaterThan(0);
-    expect(await series(metrics, 'capi_queue_jobs', { queue: 'jobs', state: 'delayed' })).toBe(1);
     expect(await series(metrics, 'capi_queue_workers', { queue: 'jobs' })).toBe(1);
 
     const refused = await h.service.decide(
@@ -135,7 +138,9 @@ describe('metrics and the audit trail of a run', () => {
       /^capi_runs_finished_total\{runbook="park",status="succeeded"\} 1$/m,
     );
 
-    // Cancel and a refused request (the site is busy) are audited too.
+    // Cancel and a refused request (the site is busy) are audited too. The second run is cancelled while
+    // queued, with no agent to race the cancel: against a VM already SHUTOFF it would otherwise finish first.
+    await agent.close();
     const second = await h.service.submit({
       runbook: 'park',
       args: [],
@@ -146,7 +151,8 @@ describe('metrics and the audit trail of a run', () => {
       h.service.submit({ runbook: 'park', args: [], site: 'site-0', requestedBy: 'U_OTHER' }),
     ).rejects.toThrow(/already has a run in progress/);
     await h.service.cancel(second.runId, 'U_CANCELLER');
-    await waitForEvent(h.service, second.runId, isType('run.finished'));
+    await h.startAgent({ metrics, audit });
+    expect((await waitForEvent(h.service, second.runId, isType('run.finished'))).status).toBe('cancelled');
     await counted(metrics, 'capi_runs_finished_total', { runbook: 'park', status: 'cancelled' });
 
     const stored = await h.service.getApproval(asked.approvalId);

@@ -39,7 +39,50 @@ describe('runbook files in commands/', () => {
       'stuck-delete',
       'sweep',
     ]);
-    expect([...scopes.keys()].sort()).toEqual(['admin', 'capi-project', 'mgmt-kube']);
+    expect([...scopes.keys()].sort()).toEqual(['admin', 'capi-project', 'mgmt-kube', 'mgmt-vm']);
+  });
+
+  it('should reach the mgmt VM only through mgmt_ssh, whose host key check is never turned off', async () => {
+    const { runbooks, scopes } = await loadRunbooks(COMMANDS);
+    const texts = [
+      ...[...scopes.values()].map((s) => s.preamble),
+      ...[...runbooks.values()].flatMap((rb) => leafSteps(rb.steps).map((s) => s.command.script)),
+    ];
+    for (const text of texts) {
+      expect(text).not.toMatch(/StrictHostKeyChecking=no|UserKnownHostsFile=\/dev\/null/);
+    }
+    const mgmtVm = scopes.get('mgmt-vm')?.preamble ?? '';
+    expect(mgmtVm).toMatch(/StrictHostKeyChecking="\$check"/);
+    expect(mgmtVm).toMatch(/check=yes[\s\S]*check=accept-new/);
+    const hops = [...runbooks.values()].flatMap((rb) =>
+      leafSteps(rb.steps)
+        .filter((s) => /\$MGMT_FIP|mgmt_ssh/.test(s.command.script) && !/\/dev\/tcp\//.test(s.command.script))
+        .map((s) => [`${rb.name}/${s.id}`, s.scope?.name, /(^|[^_])\bssh /m.test(s.command.script)]),
+    );
+    expect(hops).toEqual([
+      ['diagnose/mgmt-k8s', 'mgmt-vm', false],
+      ['recover/k8s-ready', 'mgmt-vm', false],
+      ['recover/kubeconfig', 'mgmt-vm', false],
+    ]);
+  });
+
+  it("should stop on OpenSSH's own words when the mgmt VM's host key is not the one on record", async () => {
+    const file = join(COMMANDS, 'scopes.yaml');
+    const known = parseKnownErrors(file, await readFile(file, 'utf8'));
+    const hostKey = known.find((k) => k.id === 'mgmt-host-key');
+    // As OpenSSH 9.2 prints them for HostKeyAlias=capi-mgmt-lab1: a changed key, and a pin the VM does not offer.
+    expect(
+      hostKey?.match.test('Host key for capi-mgmt-lab1 has changed and you have requested strict checking.'),
+    ).toBe(true);
+    expect(
+      hostKey?.match.test(
+        'No ED25519 host key is known for capi-mgmt-lab1 and you have requested strict checking.',
+      ),
+    ).toBe(true);
+    expect(
+      hostKey?.match.test('Host key for juju-unit-3 has changed and you have requested strict checking.'),
+    ).toBe(false);
+    expect(hostKey?.message).toMatch(/^the mgmt VM answered with a host key other than the one on record/);
   });
 
   it('should mark exactly the seed-listed destructive actions when loading the shipped runbooks', async () => {
@@ -213,13 +256,39 @@ describe('invalid runbook files', () => {
     expect(text).toMatch(/steps\[2\]: a destructive step needs `verify`/);
   });
 
+  it('should refuse a step that parses a kubeconfig unless it is sensitive', async () => {
+    const err = refusal(
+      await parse(
+        'steps:\n  - id: one\n    title: One\n    run: cat kc\n    parse: kubeconfig\n  - id: two\n    title: Two\n    sensitive: true\n    run: cat kc\n    parse: kubeconfig\n',
+      ),
+    );
+    expect(err.issues).toEqual([
+      expect.stringMatching(
+        /steps\[0\]\.parse: parse: kubeconfig reads credentials: the step must say sensitive: true/,
+      ),
+    ]);
+  });
+
   it('should refuse a known error whose pattern is not a regular expression', () => {
     expect(() =>
       parseKnownErrors(
         '/runbooks/scopes.yaml',
         'scopes: {}\nknown_errors:\n  - id: broken\n    source: test\n    match: "cannot ("\n    message: m\n',
       ),
-    ).toThrow(/known_errors\[0\]\.match: must be a valid regular expression/);
+    ).toThrow(/known_errors\[0\]\.match: regex "cannot \(" does not compile/);
+  });
+
+  it('should hold known errors to the regex guard expressions get, so no remote output can hang an agent', () => {
+    const scopes = (match: string) =>
+      `scopes: {}\nknown_errors:\n  - id: slow\n    source: test\n    match: '${match}'\n    message: m\n`;
+    expect(() => parseKnownErrors('/runbooks/scopes.yaml', scopes('(a+)+$'))).toThrow(
+      /known_errors\[0\]\.match: regex "\(a\+\)\+\$" repeats a group that itself repeats/,
+    );
+    expect(() => parseKnownErrors('/runbooks/scopes.yaml', scopes('x'.repeat(201)))).toThrow(
+      /known_errors\[0\]\.match: regex .* is 201 characters long, over the limit of 200/,
+    );
+    const [ok] = parseKnownErrors('/runbooks/scopes.yaml', scopes('cannot get discharge from .*EOF'));
+    expect(ok?.match.test('ERROR cannot get discharge from https://c: EOF')).toBe(true);
   });
 
   it('should report YAML syntax errors with their line when the file is not YAML', async () => {

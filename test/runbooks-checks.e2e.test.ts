@@ -68,7 +68,7 @@ describe('haproxy (D-045 / DOCFIX-031)', () => {
       [['haproxy on juju unit magnum/0 in model openstack -- this unit only'], [RELOAD('magnum/0')]],
     ]);
     expect(r.requests[0]?.evidence[0]).toMatch(
-      /^haproxy's own verdict on keystone\/1: keystone\/1: keystone-public_127\.0\.4\.22\/keystone-0 \(L7STS 400\);/,
+      /^haproxy's own verdict on `keystone\/1`: `keystone\/1: keystone-public_127\.0\.4\.22\/keystone-0 \(L7STS 400\);/,
     );
     // One unit at a time: keystone/1 is reloaded and re-swept before magnum/0 is even checked.
     const started = ofType(r.events, 'step.started').map((e) =>

@@ -23,7 +23,7 @@ afterEach(async () => {
 });
 
 describe('npm start', () => {
-  it('should answer /capi from Slack, mirror the run into a thread, serve health, metrics and audit, and stop cleanly on SIGTERM', async () => {
+  it('should answer /capi from Slack, mirror the run into a thread, serve health, metrics and audit on the ops port only, and stop cleanly on SIGTERM', async () => {
     const fake: FakeSlack = await startFakeSlack({
       token: TOKEN,
       channels: [CHANNEL],
@@ -37,6 +37,7 @@ describe('npm start', () => {
     const siteFile = path.join(dir, 'site.yaml');
     await writeFile(siteFile, stringify({ ...sim.site, name: 'lab1', slack_channels: [CHANNEL] }));
     const port = await freePort();
+    const opsPort = await freePort();
 
     const child = spawn(process.execPath, [BIN, 'serve'], {
       env: {
@@ -48,6 +49,8 @@ describe('npm start', () => {
         SLACK_SIGNING_SECRET: SECRET,
         SLACK_API_URL: fake.url,
         PORT: String(port),
+        METRICS_PORT: String(opsPort),
+        ALERT_WEBHOOK_TOKEN: 'alertmanager-token-0123456789abcdef0123456789',
         CAPI_OPERATORS: 'U0OPERATOR',
         CAPI_APPROVERS: 'U0APPROVER',
         LOG_LEVEL: 'info',
@@ -95,14 +98,23 @@ describe('npm start', () => {
       body,
     });
     expect(res.status).toBe(200);
-    // Health and readiness next to /slack/events: Redis answers, auth.test passed, the agent's workers run.
-    expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ status: 'ok' });
-    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    // Health and readiness on the ops port: Redis answers, auth.test passed, the agent's workers run.
+    const ops = `http://127.0.0.1:${opsPort}`;
+    expect(await (await fetch(`${ops}/healthz`)).json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${ops}/readyz`);
     expect(await ready.json()).toEqual({
       status: 'ready',
       checks: { redis: { ok: true }, slack: { ok: true }, agent: { ok: true } },
     });
     expect(ready.status).toBe(200);
+    // Never next to /slack/events, which faces the internet; and the ops port answers on loopback only.
+    for (const route of ['/healthz', '/readyz', '/metrics']) {
+      expect((await fetch(`http://127.0.0.1:${port}${route}`)).status, route).toBe(404);
+    }
+    const unsigned = { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' };
+    expect((await fetch(`http://127.0.0.1:${port}/alerts/alertmanager`, unsigned)).status).toBe(404);
+    expect((await fetch(`${ops}/alerts/alertmanager`, unsigned)).status).toBe(401);
+    await expect(fetch(`http://127.0.0.2:${opsPort}/healthz`)).rejects.toThrow();
 
     // The run's root message ends in its final state; the thread under it holds the run. Posts go at
     // Slack's real pace here (about one a second), so the whole thread takes most of the test's minute.
@@ -124,7 +136,7 @@ describe('npm start', () => {
       /all good: ubuntu-jammy-kube-v1\.32\.13 .* carries kube_version=v1\.32\.13/,
     );
 
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const metrics = await (await fetch(`${ops}/metrics`)).text();
     expect(metrics).toMatch(/^capi_runs_finished_total\{runbook="image-check",status="succeeded"\} 1$/m);
     expect(metrics).toMatch(/^capi_slack_api_calls_total\{method="auth.test",result="ok"\} [1-9]/m);
     expect(metrics).toMatch(/^capi_slack_api_calls_total\{method="chat.postMessage",result="ok"\} [1-9]/m);

@@ -3,6 +3,7 @@
  * (`node dist/dev/sim/bin/X.js` with CAPI_SIM_DIR), without sshd. vitest builds dist/ first (test/support/build.ts).
  */
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -10,6 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, test } from 'vitest';
 import YAML from 'yaml';
+import { newHostKey } from '../dev/sim/cloud/hostkey.js';
 import { kubeconfigYaml, SIM_CLIENT_KEY_DATA } from '../dev/sim/cloud/kubeconfig.js';
 import { pickAmphoraHost } from '../dev/sim/cloud/model.js';
 import { instantiateScenario, loadScenario } from '../dev/sim/cloud/scenario.js';
@@ -815,6 +817,93 @@ describe.concurrent('hop ssh and the VM side', () => {
         code: 255,
         stderr: expect.stringContaining('Permission denied (publickey).'),
       });
+    } finally {
+      await close();
+    }
+  });
+
+  test("should check the VM's host key as OpenSSH does: record it on first use, refuse another, never run anything then", async ({
+    expect,
+  }) => {
+    const sim = await makeSim('healthy', 1);
+    const { port, close } = await withVmPort(sim);
+    const known = path.join(sim.home, '.capi-chatops', 'known_hosts', 'lab1');
+    const checked = (strict: string, file = known) => [
+      '-n',
+      '-i',
+      '~/.ssh/id_ed25519',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'HostKeyAlias=capi-mgmt-lab1',
+      '-o',
+      `StrictHostKeyChecking=${strict}`,
+      '-o',
+      `UserKnownHostsFile=${file}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      '-p',
+      String(port),
+      'ubuntu@127.0.0.1',
+      'echo ran-on-vm',
+    ];
+    const sessions = () => {
+      let n = 0;
+      sim.patch((s) => {
+        n = s.mgmt.hopSessions;
+      });
+      return n;
+    };
+    try {
+      let served = '';
+      sim.patch((s) => {
+        served = s.mgmt.hostKey;
+      });
+      // Strict, nothing on record: refused before anything runs.
+      expect(await sim.tool('ssh', checked('yes'))).toMatchObject({
+        code: 255,
+        stdout: '',
+        stderr:
+          'No ED25519 host key is known for capi-mgmt-lab1 and you have requested strict checking.\r\nHost key verification failed.\r\n',
+      });
+      expect(sessions()).toBe(0);
+      // accept-new: the first key is recorded under the alias (silently at LogLevel=ERROR), then checked.
+      expect(await sim.tool('ssh', checked('accept-new'))).toMatchObject({
+        code: 0,
+        stdout: 'ran-on-vm\n',
+        stderr: '',
+      });
+      expect(await readFile(known, 'utf8')).toBe(`capi-mgmt-lab1 ssh-ed25519 ${served}\n`);
+      expect((await sim.tool('ssh', checked('yes'))).stdout).toBe('ran-on-vm\n');
+      expect(sessions()).toBe(2);
+
+      // Another machine on the address: a new key is refused in OpenSSH's words, and nothing runs.
+      sim.patch((s) => {
+        s.mgmt.hostKey = newHostKey();
+      });
+      const changed = await sim.tool('ssh', checked('accept-new'));
+      expect(changed.code).toBe(255);
+      expect(changed.stdout).toBe('');
+      expect(changed.stderr).toContain('@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n');
+      expect(changed.stderr).toContain(`Offending ED25519 key in ${known}:1\r\n`);
+      expect(changed.stderr).toMatch(
+        /Host key for capi-mgmt-lab1 has changed and you have requested strict checking\.\r\nHost key verification failed\.\r\n$/,
+      );
+      expect(sessions()).toBe(2);
+      expect(await readFile(known, 'utf8')).toBe(`capi-mgmt-lab1 ssh-ed25519 ${served}\n`);
+
+      // A hashed known_hosts line (HashKnownHosts yes) names the host just as well.
+      let now = '';
+      sim.patch((s) => {
+        now = s.mgmt.hostKey;
+      });
+      const salt = Buffer.from('0123456789abcdef0123');
+      const hash = createHmac('sha1', salt).update('capi-mgmt-lab1').digest('base64');
+      const hashed = path.join(sim.home, 'hashed_known_hosts');
+      await writeFile(hashed, `|1|${salt.toString('base64')}|${hash} ssh-ed25519 ${now}\n`);
+      expect((await sim.tool('ssh', checked('yes', hashed))).stdout).toBe('ran-on-vm\n');
     } finally {
       await close();
     }

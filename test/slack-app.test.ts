@@ -9,6 +9,7 @@ import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { MISPLACED_CLICK_REPLY, threadApprovalPlaces } from '../src/slack/click-place.js';
 import { ThreadPoster } from '../src/slack/poster.js';
+import { REPLAYED_REPLY, SeenSignatures } from '../src/slack/replay-guard.js';
 import { FOREIGN_TEAM_REPLY, UNKNOWN_CLICK_REPLY } from '../src/slack/request-guard.js';
 import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
@@ -62,7 +63,7 @@ afterEach(async () => {
  */
 async function start(
   opts: { scenarios?: string[]; links?: string[][]; teamId?: string } = {},
-): Promise<{ harness: Harness; slack: FakeSlack }> {
+): Promise<{ harness: Harness; slack: FakeSlack; replica: () => App }> {
   fake = await startFakeSlack({
     token: TOKEN,
     channels: [CHANNEL, ELSEWHERE],
@@ -97,26 +98,29 @@ async function start(
   const sites = new Map<string, SiteProfile>(
     [...h.sites.values()].map((site, i) => [site.name, { ...site, slack_channels: opts.links?.[i] ?? [] }]),
   );
-  app = createSlackApp({
-    slack: {
-      botToken: TOKEN,
-      signingSecret: SECRET,
-      apiUrl: fake.url,
-      port: 0,
-      ...(opts.teamId !== undefined ? { teamId: opts.teamId } : {}),
-    },
-    approvers: ['S0APPROVERS'],
-    operators: [OPERATOR],
-    service: h.service,
-    sites,
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    logger: quietLogger,
-    threads: poster,
-    webApiRetries: 0,
-  });
+  const replica = () =>
+    createSlackApp({
+      slack: {
+        botToken: TOKEN,
+        signingSecret: SECRET,
+        apiUrl: (fake as FakeSlack).url,
+        port: 0,
+        ...(opts.teamId !== undefined ? { teamId: opts.teamId } : {}),
+      },
+      approvers: ['S0APPROVERS'],
+      operators: [OPERATOR],
+      service: (h as Harness).service,
+      sites,
+      approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
+      logger: quietLogger,
+      ...(poster !== undefined ? { threads: poster } : {}),
+      webApiRetries: 0,
+      seen: new SeenSignatures(db.redis, db.prefix),
+    });
+  app = replica();
   const server = (await app.start(0)) as Server;
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { harness: h, slack: fake };
+  return { harness: h, slack: fake, replica };
 }
 
 const signed = (body: string, ts?: number, secret = SECRET) => signedHeaders(body, secret, ts);
@@ -176,6 +180,36 @@ describe('the Slack front over HTTP', () => {
     expect((await post(body, signed(body, undefined, 'not-the-secret'))).status).toBe(401);
     expect((await post(body, signed(body, Math.floor(Date.now() / 1000) - 6 * 60))).status).toBe(401);
     expect(await db.redis.keys(`${db.prefix}:run:*`)).toEqual([]);
+  });
+
+  it('should refuse a signed /capi request it has taken before, on this replica and on another', async () => {
+    const { harness, replica } = await start();
+    const body = commandBody(OPERATOR, 'park');
+    const headers = signed(body);
+    expect((await post(body, headers)).status).toBe(200);
+    const [run] = await queuedRuns(harness);
+    await waitForEvent(harness.service, run?.runId as string, isType('approval.requested'));
+
+    // The same bytes again, within Bolt's five minutes: a captured request sent a second time.
+    const again = await post(body, headers);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ response_type: 'ephemeral', text: REPLAYED_REPLY });
+    const other = replica();
+    const otherServer = (await other.start(0)) as Server;
+    try {
+      const otherBase = `http://127.0.0.1:${(otherServer.address() as AddressInfo).port}`;
+      const elsewhere = await postToBolt(otherBase, body, headers);
+      expect(await elsewhere.json()).toEqual({ response_type: 'ephemeral', text: REPLAYED_REPLY });
+    } finally {
+      await other.stop();
+    }
+    expect((await harness.service.listRuns({})).map((r) => r.runId)).toEqual([run?.runId]);
+
+    // The same command typed again is a new request (its own trigger id and timestamp) and is taken.
+    expect((await post(commandBody(OPERATOR, 'image-check ubuntu-jammy-kube-v1.32.13'))).status).toBe(200);
+    await eventually('the second command queued', async () =>
+      (await harness.service.listRuns({})).length === 2 ? true : undefined,
+    );
   });
 
   it('should ack at once and queue the run when an operator types /capi in the site channel', async () => {

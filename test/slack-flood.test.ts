@@ -17,6 +17,7 @@ import {
   postToBolt,
   signedHeaders,
   slashCommandBody,
+  viewSubmissionBody,
 } from './support/slack-requests.js';
 
 /**
@@ -49,6 +50,8 @@ interface World {
   readonly harness: Harness;
   readonly audit: string[];
   send(body: string): Promise<void>;
+  /** The receiver's answer, for requests whose ack carries it (a dialog's submission). */
+  answer(body: string): Promise<unknown>;
 }
 
 async function world(): Promise<World> {
@@ -95,6 +98,12 @@ async function world(): Promise<World> {
     audit,
     send: async (body) => {
       expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
+    },
+    answer: async (body) => {
+      const res = await postToBolt(base, body, signedHeaders(body, SECRET));
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      return text === '' ? undefined : JSON.parse(text);
     },
   };
 }
@@ -179,6 +188,43 @@ describe('flood limits over signed requests', () => {
     // The approver's click still decides.
     await w.send(click(APPROVER, approvalId));
     expect((await waitForEvent(w.harness.service, runId, isType('run.finished'))).status).toBe('succeeded');
+  });
+
+  it('should refuse reason dialogs from a flooding submitter without looking at them, and store no more refusals', async () => {
+    const w = await world();
+    await w.send(command(OPERATOR, 'park'));
+    const runId = await eventually(
+      'the park run',
+      async () => (await w.harness.service.listRuns({}))[0]?.runId,
+    );
+    await waitForEvent(w.harness.service, runId, isType('approval.requested'));
+    const approvalId = (await w.harness.service.pendingApprovals(runId))[0]?.approvalId as string;
+    await w.send(
+      buttonClickBody({
+        user: STRANGER,
+        channel: CHANNEL,
+        actionId: 'capi_deny',
+        value: approvalId,
+        triggerId: w.slack.issueTrigger(STRANGER),
+      }),
+    );
+    const dialog = await eventually('the deny dialog', () => w.slack.modals()[0]);
+    const submit = () =>
+      w.answer(
+        viewSubmissionBody({ user: STRANGER, view: dialog, values: { capi_reason: { reason: 'no' } } }),
+      );
+    const shown = (answer: unknown) => (answer as { errors?: { capi_reason?: string } }).errors?.capi_reason;
+
+    for (let i = 1; i <= LIMITS.refusals; i++) {
+      expect(shown(await submit())).toMatch(/^Not recorded: you are not in CAPI_APPROVERS/);
+    }
+    const refusedTimeline = async () =>
+      (await w.harness.service.readTimeline(runId)).filter((e) => e.event.type === 'approval.refused').length;
+    expect(await refusedTimeline()).toBe(LIMITS.refusals);
+    // Past the limit: the dialog says slow down (closing it would read as recorded), and nothing is stored.
+    for (let i = 0; i < 4; i++) expect(shown(await submit())).toMatch(/^Slow down: /);
+    expect(await refusedTimeline()).toBe(LIMITS.refusals);
+    expect((await w.harness.service.getApproval(approvalId))?.decision).toBeUndefined();
   });
 
   it('should upload the timeline up to the limit, say slow down once, then upload nothing', async () => {

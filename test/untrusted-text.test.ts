@@ -11,6 +11,7 @@ import type { CapiContext } from '../src/slack/context.js';
 import { escapeSlack, slackName } from '../src/slack/escape.js';
 import { statusCommand } from '../src/slack/listeners/commands/status.js';
 import { stepLogFile } from '../src/slack/log-file.js';
+import { recordedRun, scriptedApprovals, testRunbook } from './support/engine.js';
 import {
   approvalRequest,
   atSecond,
@@ -20,6 +21,7 @@ import {
   stepFinished,
   stepOutput,
 } from './support/events.js';
+import { ScriptedExecutor } from './support/scripted-executor.js';
 
 /** Names a hostile cloud (or a careless operator) could give a server, an LB or a cluster. */
 const RLO = '\u202E';
@@ -92,6 +94,66 @@ describe('Slack: untrusted names', () => {
 
   it('should escape control characters and keep Slack entities when escapeSlack sees them', () => {
     expect(escapeSlack(`a\rb\u0007<!here>${RLO}`)).toBe('a^Mb^G&lt;!here&gt;[U+202E]');
+  });
+});
+
+describe('approval summaries: names from the cloud', () => {
+  // A load balancer whose name is a link, a mention and formatting, read from the cloud and named in the approval.
+  const runbook = testRunbook(`
+steps:
+  - id: read
+    title: Read the load balancer
+    run: lb-show
+    parse: json
+    capture:
+      lb: out
+  - id: failover
+    title: Fail over the load balancer
+    destructive: true
+    guard:
+      - run: lb-show
+        skip_when: "false"
+        say: never
+    approval:
+      summary: "Fail over load balancer {lb.name} ({lb.id})"
+      targets: ["load balancer {lb.id}"]
+      evidence: ["{lb.name} is provisioning={lb.status}"]
+    verify:
+      run: lb-show
+      took_effect: "true"
+      say: done
+      check_by_hand: lb-show
+    run: lb-failover
+`);
+  const name = 'https://evil.example/sso *now* <!here>';
+  const lb = { id: 'lb-1', name, status: 'ERROR' };
+
+  it('should put every name the cloud chose in a code span, so no summary or evidence can link or format', async () => {
+    const executor = new ScriptedExecutor([['lb-show', { stdout: JSON.stringify(lb) }]]);
+    const approvals = scriptedApprovals(['deny']);
+    const { outcome } = recordedRun(runbook, executor, { approvals });
+    expect((await outcome).status).toBe('denied');
+    const [asked] = approvals.requests;
+    expect(asked?.summary).toBe(`Fail over load balancer \`${name}\` (\`lb-1\`)`);
+    expect(asked?.evidence).toEqual([`\`${name}\` is provisioning=\`ERROR\``]);
+
+    const sections = approvalMessage(stored(asked as ApprovalRequest), new Date())
+      .blocks.flatMap((b) => ((b as { type?: string }).type === 'section' ? [JSON.stringify(b)] : []))
+      .join('\n');
+    // Outside the code spans, Slack would make a link of the URL: none is left there.
+    const outsideSpans = sections.replace(/`[^`]*`/g, '');
+    expect(outsideSpans).not.toContain('https://');
+    expect(outsideSpans).not.toContain('*now*');
+    expect(sections).toContain('`https://evil.example/sso *now* &lt;!here&gt;`');
+  });
+
+  it('should keep a backtick in a name from closing its span', async () => {
+    const executor = new ScriptedExecutor([
+      ['lb-show', { stdout: JSON.stringify({ ...lb, name: 'a` https://x' }) }],
+    ]);
+    const approvals = scriptedApprovals(['deny']);
+    await recordedRun(runbook, executor, { approvals }).outcome;
+    expect(approvals.requests[0]?.summary).toBe('Fail over load balancer `a[U+0060] https://x` (`lb-1`)');
   });
 });
 

@@ -6,6 +6,13 @@ import { APPROVE_ACTION_ID } from '../../src/slack/blocks.js';
 /** The fake Slack's workspace: serve accepts requests from the team auth.test reports, and no other. */
 const TEAM_ID = FAKE_BOT.teamId;
 
+let triggers = 0;
+/** Every command and click gets its own trigger id from Slack: serve refuses a request whose signature it saw. */
+function freshTriggerId(): string {
+  triggers += 1;
+  return `${Date.now()}.${process.pid}.${triggers}`;
+}
+
 export function signedHeaders(body: string, secret: string): Record<string, string> {
   const ts = Math.floor(Date.now() / 1000);
   return {
@@ -28,7 +35,7 @@ export function slashCommand(user: string, channel: string, text: string): strin
     text,
     api_app_id: 'A0BENCH01',
     response_url: 'http://127.0.0.1:9/unused',
-    trigger_id: '1.2.3',
+    trigger_id: freshTriggerId(),
   }).toString();
 }
 
@@ -54,7 +61,7 @@ export function approveClick(user: string, channel: string, ts: string, approval
       },
     ],
     response_url: 'http://127.0.0.1:9/unused',
-    trigger_id: '1.2.3',
+    trigger_id: freshTriggerId(),
   };
   return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
 }

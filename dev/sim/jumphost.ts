@@ -15,11 +15,12 @@ import { shellQuote } from '../../src/ssh/quote.js';
 import type { JumphostTarget } from '../../src/ssh/types.js';
 import { freePort } from '../net.js';
 import { addHold, type Hold, holdReached, releaseAll, releaseHold } from './cloud/holds.js';
+import { hostKeyLine, newHostKey } from './cloud/hostkey.js';
 import { kubeconfigYaml, SIM_CLIENT_KEY_DATA } from './cloud/kubeconfig.js';
 import { settle } from './cloud/model.js';
 import { instantiateScenario, loadScenario } from './cloud/scenario.js';
 import { type CloudState, type JournalEntry, type Violation, validateState } from './cloud/schema.js';
-import { readJournal, readState, readViolations, writeStateAtomic } from './cloud/store.js';
+import { readJournal, readState, readViolations, withState, writeStateAtomic } from './cloud/store.js';
 import { materializeUnits } from './cloud/units.js';
 import { startSshd } from './sshd.js';
 
@@ -77,6 +78,13 @@ export interface SimJumphost {
    * held and fails after `timeoutMs` saying which hold never came.
    */
   hold(spec: Hold): SimHold;
+  /** The mgmt VM's public host key as a site profile pins it (`ssh-ed25519 AAAA...`). */
+  mgmtHostKey(): Promise<string>;
+  /**
+   * Another machine answers on the mgmt VM's address from now on: it presents a new host key (returned) and,
+   * when `kubeconfig` says so, hands out that kubeconfig from `k8s config` (see MgmtSchema.kubeconfig).
+   */
+  replaceMgmtHostKey(opts?: { readonly kubeconfig?: CloudState['mgmt']['kubeconfig'] }): Promise<string>;
   /** Idempotent: releases every hold, stops the FIP listener and sshd, removes `dir` unless CAPI_SIM_KEEP=1. */
   stop(): Promise<void>;
 }
@@ -269,6 +277,13 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
         settle(s, Date.now());
         return s;
       },
+      mgmtHostKey: async () => hostKeyLine(readState(dir).mgmt.hostKey),
+      replaceMgmtHostKey: async (more = {}) =>
+        withState(dir, (s) => {
+          s.mgmt.hostKey = newHostKey();
+          if (more.kubeconfig !== undefined) s.mgmt.kubeconfig = more.kubeconfig;
+          return hostKeyLine(s.mgmt.hostKey);
+        }),
       hold(spec) {
         addHold(dir, spec);
         return {

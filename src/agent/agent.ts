@@ -2,7 +2,7 @@ import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import type { RedisTarget } from '../config/env.js';
 import { resolveJumphost } from '../config/jumphost.js';
-import type { SiteProfile } from '../config/site.js';
+import { mgmtHostKeyTrustNotice, type SiteProfile } from '../config/site.js';
 import { runRunbook } from '../engine/engine.js';
 import { RunInterrupted, type RunOutcome } from '../engine/outcome.js';
 import { asCodedError, RunFencedError } from '../errors.js';
@@ -99,6 +99,10 @@ const DEFAULT_RETENTION_SWEEP_MS = 10 * 60_000;
  */
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const { logger } = opts;
+  for (const site of opts.sites.values()) {
+    const notice = mgmtHostKeyTrustNotice(site);
+    if (notice !== undefined) logger.warn({ site: site.name }, notice);
+  }
   const siteQueues = [...new Set([...opts.sites.values()].map((s) => s.queue))];
   const lockTtlMs = opts.siteLockTtlMs ?? DEFAULT_SITE_LOCK_TTL_MS;
   const audit = opts.audit ?? NO_AUDIT;

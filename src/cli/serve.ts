@@ -18,6 +18,7 @@ import { FloodLimit } from '../slack/flood-limit.js';
 import { HomeTab, threadPermalink } from '../slack/home.js';
 import { GroupMembership } from '../slack/membership.js';
 import { ThreadPoster } from '../slack/poster.js';
+import { SeenSignatures } from '../slack/replay-guard.js';
 import { SiteVisibility } from '../slack/site-visibility.js';
 import { ThreadCursors } from '../slack/thread-cursors.js';
 import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
@@ -109,8 +110,6 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const app = createSlackApp({
     slack: config.slack,
     fetch: meteredFetch(ops.metrics),
-    // Alertmanager's webhook sits next to /slack/events in HTTP mode (on METRICS_PORT in Socket Mode).
-    httpRoutes: [...ops.routes(checks), ...alertRoutes],
     approvers: config.approval.approvers,
     operators: config.approval.operators,
     service,
@@ -119,6 +118,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     logger,
     threads: poster,
     flood: new FloodLimit(redis, config.queue.prefix, config.slackFlood),
+    seen: new SeenSignatures(redis, config.queue.prefix),
     home,
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
@@ -145,7 +145,9 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   }
   const { port, host } = config.slack;
   const started = await app.start(host !== undefined ? { port, host } : port);
-  await ops.serve(checks, config.slack.appToken !== undefined ? alertRoutes : []);
+  // Health, readiness (whose reasons name internals), metrics and Alertmanager's webhook: on METRICS_PORT only,
+  // never next to /slack/events, which faces the internet.
+  await ops.serve(checks, alertRoutes);
   await poster.resumeAll();
   const where =
     config.slack.appToken !== undefined

@@ -35,6 +35,11 @@ export function deploymentProblems(
         'SLACK_BOT_TOKEN is not set: the Bot User OAuth Token (xoxb-…, OAuth & Permissions page)',
       );
     }
+    if (config.ops.alertWebhookToken !== undefined && config.ops.metricsPort === undefined) {
+      problems.push(
+        "ALERT_WEBHOOK_TOKEN is set but METRICS_PORT is not: Alertmanager's webhook is served on the ops port only (never on PORT, which faces Slack); set METRICS_PORT, e.g. 9464",
+      );
+    }
     if (slack.appToken === undefined && slack.signingSecret === undefined) {
       problems.push(
         'SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it (Basic Information > App Credentials), or set SLACK_APP_TOKEN (xapp-…) for Socket Mode',

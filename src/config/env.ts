@@ -31,6 +31,8 @@ export const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
 export const DEFAULT_THREAD_LEASE_TTL_MS = 15_000;
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
 export const DEFAULT_PORT = 3000;
+/** The ops routes answer on loopback only unless METRICS_HOST opens them (readiness reasons name internals). */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
 export const DEFAULT_CLUSTER_QUEUE_PREFIX = '{capi}';
 export const DEFAULT_RUN_RETENTION_MS = 30 * 86_400_000;
 export const DEFAULT_MAX_OUTPUT_BYTES_PER_RUN = 4 * 1024 * 1024;
@@ -89,10 +91,11 @@ export interface AppConfig {
   };
   readonly ops: {
     /**
-     * Where /healthz, /readyz and /metrics listen for the agent and for Socket Mode (METRICS_PORT; 0 picks a
-     * free port). In HTTP mode they are also served on PORT next to /slack/events.
+     * Where /healthz, /readyz, /metrics and Alertmanager's webhook listen (METRICS_PORT; 0 picks a free port):
+     * a port of their own, never PORT, which faces Slack and the internet. Unset: they are not served.
      */
     readonly metricsPort?: number;
+    /** The address they listen on (METRICS_HOST); loopback unless the deployment opens it on purpose. */
     readonly metricsHost: string;
     /** Audit lines are also appended here (AUDIT_LOG_FILE). */
     readonly auditLogFile?: string;
@@ -477,7 +480,9 @@ const envSchema = z.object({
     .optional(),
   METRICS_HOST: z
     .string()
-    .regex(/^[A-Za-z0-9.:-]+$/, { error: 'must be the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' })
+    .regex(/^[A-Za-z0-9.:-]+$/, {
+      error: 'must be the address to listen on, e.g. 127.0.0.1 (the default) or 0.0.0.0',
+    })
     .optional(),
   AUDIT_LOG_FILE: pathSchema('the audit log file').optional(),
   ALERT_WEBHOOK_TOKEN: z
@@ -560,7 +565,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     ops: {
       ...(e.METRICS_PORT !== undefined ? { metricsPort: e.METRICS_PORT } : {}),
-      metricsHost: e.METRICS_HOST ?? '0.0.0.0',
+      metricsHost: e.METRICS_HOST ?? DEFAULT_METRICS_HOST,
       ...(e.AUDIT_LOG_FILE !== undefined ? { auditLogFile: e.AUDIT_LOG_FILE } : {}),
       ...(e.ALERT_WEBHOOK_TOKEN !== undefined ? { alertWebhookToken: e.ALERT_WEBHOOK_TOKEN } : {}),
     },

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, ErrorCode } from '../errors.js';
-import { FINGERPRINT_PATTERN } from '../ssh/hostkey.js';
+import { FINGERPRINT_PATTERN, openSshPublicKey } from '../ssh/hostkey.js';
 import { describeZodIssues } from '../validation.js';
 
 const projectId = z.string().regex(/^[0-9a-f]{32}$/, {
@@ -25,6 +25,23 @@ const hostKey = z.string().regex(FINGERPRINT_PATTERN, {
     'must be an OpenSSH SHA256 fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the jumphost)',
 });
 
+/**
+ * The mgmt VM's host key, pinned: the public key itself (OpenSSH's known_hosts holds keys, not fingerprints),
+ * normalised to `type base64` with the comment dropped.
+ */
+const publicHostKey = z.string().transform((text, ctx) => {
+  const key = openSshPublicKey(text);
+  if (key === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        "must be the mgmt VM's public host key on one line, e.g. ssh-ed25519 AAAAC3Nz... (on the VM: cat /etc/ssh/ssh_host_ed25519_key.pub; cloud-init prints it at first boot: openstack console log show <mgmt server>)",
+    });
+    return z.NEVER;
+  }
+  return key;
+});
+
 export const SiteProfileSchema = z.strictObject({
   name: dnsLabel,
   openrc: remotePath,
@@ -36,6 +53,11 @@ export const SiteProfileSchema = z.strictObject({
     .string()
     .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'must be a POSIX user name, e.g. ubuntu' }),
   mgmt_ssh_key: remotePath,
+  /**
+   * Pins the mgmt VM's SSH host key. Unset: the first key the VM presents is recorded for the site on the
+   * jumphost (trust on first use) and any other key later stops the run before anything is read from the VM.
+   */
+  mgmt_host_key: publicHostKey.optional(),
   mgmt_kubeconfig: remotePath,
   workload_cluster: dnsLabel,
   /** The juju model of the OpenStack control plane (`juju status -m <model>`), as the seed's `-m openstack`. */
@@ -156,6 +178,20 @@ export function magnumNamespace(site: SiteProfile): string {
   return `magnum-${site.capi_project_id}`;
 }
 
+/** Where the jumphost keeps the mgmt VM's host key first seen for this site (trust on first use). */
+export function mgmtKnownHostsFile(site: SiteProfile): string {
+  return `~/.capi-chatops/known_hosts/${site.name}`;
+}
+
+/**
+ * What an operator is told once at start-up about a site whose mgmt VM host key is not pinned; undefined when
+ * it is pinned.
+ */
+export function mgmtHostKeyTrustNotice(site: SiteProfile): string | undefined {
+  if (site.mgmt_host_key !== undefined) return undefined;
+  return `site ${site.name}: mgmt_host_key is not pinned, so the mgmt VM's host key is trusted on first use: the first key it presents is recorded in ${mgmtKnownHostsFile(site)} on the jumphost, and any other key later stops the run before anything is read from the VM. Pin the key in the site profile to check it from the first connection`;
+}
+
 /** The site values every remote script may read, as environment variables. */
 export function siteEnv(site: SiteProfile): Record<string, string> {
   return {
@@ -168,6 +204,10 @@ export function siteEnv(site: SiteProfile): Record<string, string> {
     MGMT_SSH_PORT: String(site.mgmt_ssh_port),
     MGMT_SSH_USER: site.mgmt_ssh_user,
     MGMT_SSH_KEY: site.mgmt_ssh_key,
+    // The mgmt-vm scope (scopes.yaml) checks the VM's host key against the pin, else against the key first
+    // seen for this site, kept in the agent's state directory on the jumphost.
+    MGMT_HOST_KEY: site.mgmt_host_key ?? '',
+    MGMT_KNOWN_HOSTS: mgmtKnownHostsFile(site),
     MGMT_KUBECONFIG: site.mgmt_kubeconfig,
     WORKLOAD_CLUSTER: site.workload_cluster,
     JUJU_MODEL: site.juju_model,

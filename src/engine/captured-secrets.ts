@@ -9,7 +9,8 @@
  *   (`lostIn`) rather than sent with the placeholder.
  *
  * A captured string is a secret when its capture's name or the key above it names one (`app_secret`,
- * `{"secret": ...}`), or when redaction changes it (the parts it hides are learned).
+ * `{"secret": ...}`), when its step is `sensitive: true`, or when redaction changes it (the parts it hides are
+ * learned).
  */
 import { isSecretKey, REDACTED, REDACTED_PRIVATE_KEY, redactText } from '../redact.js';
 
@@ -21,14 +22,17 @@ export class CapturedSecrets {
   private readonly values = new Set<string>();
   /** Longest first, so a secret that contains another is masked whole. */
   private ordered: string[] = [];
+  /** Captures whose every string is a secret, however short (a sensitive step's). */
+  private readonly secretNames = new Set<string>();
 
   get size(): number {
     return this.values.size;
   }
 
-  /** Learns the secrets inside one captured value. */
-  learn(name: string, value: unknown): void {
-    this.walk(value, isSecretKey(name));
+  /** Learns the secrets inside one captured value; every string in it when `secret` (a sensitive step's). */
+  learn(name: string, value: unknown, secret = false): void {
+    if (secret) this.secretNames.add(name);
+    this.walk(value, secret || isSecretKey(name));
     this.ordered = [...this.values].sort((a, b) => b.length - a.length);
   }
 
@@ -65,7 +69,7 @@ export class CapturedSecrets {
 
   /** What may be stored of a captured value: known secrets masked, then redacted. */
   storable(name: string, value: unknown): unknown {
-    if (isSecretKey(name)) return mapStrings(value, () => REDACTED);
+    if (isSecretKey(name) || this.secretNames.has(name)) return mapStrings(value, () => REDACTED);
     return mapStrings(this.maskDeep(value), redactText, true);
   }
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { approvalQuorum } from '../config/site.js';
-import { AttemptOnRecordError, asCodedError, JumphostAheadError } from '../errors.js';
-import { evaluateBoolean, evaluateExpr } from '../expr/index.js';
+import { AttemptOnRecordError, asCodedError, ErrorCode, JumphostAheadError } from '../errors.js';
+import { ExprEvalError, evaluateBoolean, evaluateExpr } from '../expr/index.js';
 import { createLineRedactor, REDACTED, redactText } from '../redact.js';
 import { leafSteps } from '../runbook/load.js';
 import type {
@@ -45,6 +45,7 @@ import {
   pickEnv,
   publicSite,
   render,
+  renderNames,
   renderOrSource,
   type Vars,
 } from './scope.js';
@@ -67,6 +68,23 @@ export async function runToEnd(opts: RunOptions): Promise<FinishedRun> {
     throw new Error(`run ${opts.runId} stopped (${outcome.status}), but this caller cannot resume it`);
   }
   return outcome;
+}
+
+/**
+ * Why a step failed, for the thread. A sensitive step's output must not leak through its failure: an
+ * expression's error quotes the values it met, a parse error the text's first lines, so those say only what
+ * failed. Errors the product words itself (a refused kubeconfig, an SSH failure) carry no output and stay.
+ */
+function failureOf(step: LeafStep, err: unknown): string {
+  const coded = asCodedError(err);
+  if (!step.command.sensitive) return coded.message;
+  if (err instanceof ExprEvalError) {
+    return `\`${err.source}\` could not be evaluated on the output (not shown: the step is sensitive)`;
+  }
+  if (coded.code === ErrorCode.OutputParse) {
+    return `the command's output is not valid ${step.command.parse} (not shown: the step is sensitive)`;
+  }
+  return coded.message;
 }
 
 function lostSecretStop(stepId: string, what: string, lost: readonly string[]): Stop {
@@ -269,7 +287,7 @@ class Interpreter {
     try {
       return render(step.summary, scope);
     } catch (err) {
-      return redactText(`(summary not shown: ${asCodedError(err).message})`);
+      return redactText(`(summary not shown: ${failureOf(step, err)})`);
     }
   }
 
@@ -429,7 +447,8 @@ class Interpreter {
         const value = evaluateExpr(e, outScope);
         outScope[name] = value;
         this.captured[name] = value;
-        this.secrets.learn(name, value);
+        // What a sensitive step captured came from output nobody may see: held as a secret, never stored.
+        this.secrets.learn(name, value, step.command.sensitive);
       }
       summary = this.summaryOf(step, outScope);
       if (step.expect && !evaluateBoolean(step.expect.that, outScope)) {
@@ -456,7 +475,7 @@ class Interpreter {
         if (err.status !== 'finished') await finished(stepStatusOf(err, this.signal), undefined, err.message);
         throw err;
       }
-      const message = `${ref.stepId}: ${asCodedError(err).message}`;
+      const message = `${ref.stepId}: ${failureOf(step, err)}`;
       await finished('failed', undefined, message);
       throw new Stop('failed', message, ref.stepId);
     }
@@ -482,6 +501,8 @@ class Interpreter {
       signal: this.signal,
       ...(attempt ? { attempt } : {}),
       onLine: (stream, line) => {
+        // A sensitive step's output goes nowhere: no event, so no thread, timeline, log or terminal has it.
+        if (command.sensitive) return;
         pending.push(
           Promise.resolve(this.emit({ ...ref, type: 'step.output', stream, line: redact[stream](line) })),
         );
@@ -533,7 +554,7 @@ class Interpreter {
         await this.emit({ ...ref, type: 'poll.attempt', attempt, of: step.attempts, summary: failure });
         continue;
       }
-      const summary = step.progress ? render(step.progress, outScope) : lastLine(result);
+      const summary = step.progress ? render(step.progress, outScope) : lastLine(step.command, result);
       await this.emit({ ...ref, type: 'poll.attempt', attempt, of: step.attempts, summary });
       if (step.failWhen && evaluateBoolean(step.failWhen.that, outScope)) {
         const why = step.failWhen.message
@@ -749,10 +770,10 @@ class Interpreter {
       runbook: this.opts.runbook.name,
       step: ref,
       title: shown(render(step.title, scope)),
-      summary: shown(render(a.summary, scope)),
+      summary: shown(renderNames(a.summary, scope)),
       commands: [shown(command)],
       targets: targets.map(shown),
-      evidence: a.evidence.map((t) => shown(render(t, scope))),
+      evidence: a.evidence.map((t) => shown(renderNames(t, scope))),
       requestedBy: this.opts.requestedBy,
       ...(quorum > 1 ? { quorum } : {}),
       digest: actionDigest({

@@ -1,6 +1,7 @@
 import { parse as parseYaml } from 'yaml';
 import { CapiError, ErrorCode } from '../errors.js';
 import type { ParseMode } from '../runbook/model.js';
+import { parseKubeconfig } from './kubeconfig.js';
 
 /** Turns a command's stdout into the `out` that expressions read. */
 export function parseOutput(mode: ParseMode, stdout: string): unknown {
@@ -14,6 +15,8 @@ export function parseOutput(mode: ParseMode, stdout: string): unknown {
       return parseStructured(mode, trimmed, () => JSON.parse(trimmed));
     case 'yaml':
       return parseStructured(mode, trimmed, () => parseYaml(trimmed));
+    case 'kubeconfig':
+      return parseKubeconfig(trimmed);
   }
 }
 

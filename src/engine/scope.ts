@@ -5,7 +5,7 @@
  */
 import { magnumNamespace, type SiteProfile } from '../config/site.js';
 import { ParamError } from '../errors.js';
-import { type CompiledTemplate, evaluateExpr, renderCompiledTemplate } from '../expr/index.js';
+import { type CompiledTemplate, evaluateExpr, renderCompiledTemplate, toStr } from '../expr/index.js';
 import { redactText } from '../redact.js';
 import type { Command, EnvBinding, LeafStep } from '../runbook/model.js';
 import { checkParamValue } from '../runbook/params.js';
@@ -24,11 +24,13 @@ export function attemptVars(attempt: AttemptRecord): Vars {
 
 /** Why a command's result fails its step (a timeout, an exit code it does not allow), or undefined. */
 export function commandFailure(command: Command, result: ExecResult): string | undefined {
+  // A sensitive step's output stays out of its failure too.
+  const tail = command.sensitive ? '(output not shown: the step is sensitive)' : tailOf(result);
   if (result.timedOut) {
-    return `timed out after ${command.timeoutMs / 1000}s; the remote process group was killed${tailOf(result) ? `: ${tailOf(result)}` : ''}`;
+    return `timed out after ${command.timeoutMs / 1000}s; the remote process group was killed${tail ? `: ${tail}` : ''}`;
   }
   if (!exitAccepted(command, result.code) && !command.allowFailure) {
-    return `exited ${result.code ?? `by signal ${result.signal}`}: ${tailOf(result)}`;
+    return `exited ${result.code ?? `by signal ${result.signal}`}: ${tail}`;
   }
   return undefined;
 }
@@ -61,6 +63,28 @@ export function renderOrSource(t: CompiledTemplate, scope: Vars): string {
 
 export function render(t: CompiledTemplate, scope: Vars): string {
   return redactText(renderCompiledTemplate(t, scope));
+}
+
+/**
+ * For an approval's summary and evidence, whose values are names the cloud chose (a server, an LB, a host):
+ * each value becomes a code span, so a name such as `https://evil/sso` or `*prod*` reads as a name in every
+ * front, and Slack makes no link, mention or formatting of it. The runbook's own words stay text.
+ */
+export function renderNames(t: CompiledTemplate, scope: Vars): string {
+  return redactText(
+    t.parts
+      // Redacted before it is put on one line: what redaction recognises (a PEM block, `export X=`) spans lines.
+      .map((part) =>
+        typeof part === 'string' ? part : codeSpan(redactText(toStr(evaluateExpr(part, scope)))),
+      )
+      .join(''),
+  );
+}
+
+/** One line between backticks; a backtick inside is shown by its code point so it cannot close the span. */
+function codeSpan(value: string): string {
+  const text = value.replace(/\s+/g, ' ').trim().replace(/`/g, '[U+0060]');
+  return text === '' ? '' : `\`${text}\``;
 }
 
 /**
@@ -114,7 +138,8 @@ export function outputScope(scope: Vars, command: Command, result: ExecResult): 
   };
 }
 
-export function lastLine(result: ExecResult): string {
+export function lastLine(command: Command, result: ExecResult): string {
+  if (command.sensitive) return `exit ${result.code} (output not shown: the step is sensitive)`;
   const lines = `${result.stdout}\n${result.stderr}`.split('\n').filter((l) => l.trim() !== '');
   return redactText(lines.at(-1) ?? `exit ${result.code}`);
 }

@@ -1,5 +1,5 @@
 export { ExprEvalError, ExprSyntaxError } from './errors.js';
-export { isTruthy, MAX_REGEX_LENGTH, toStr } from './evaluate.js';
+export { compileRegex, isTruthy, MAX_REGEX_LENGTH, toStr } from './evaluate.js';
 export {
   type CompiledExpr,
   type CompiledTemplate,

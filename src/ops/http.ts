@@ -1,6 +1,7 @@
 /**
- * /healthz, /readyz and /metrics: served next to /slack/events on PORT in HTTP mode (Bolt's customRoutes),
- * and on METRICS_PORT by the agent and in Socket Mode.
+ * /healthz, /readyz and /metrics (and, in `serve`, Alertmanager's webhook): on METRICS_PORT, a port of their
+ * own bound to METRICS_HOST (loopback by default), never on PORT next to /slack/events, which faces Slack and
+ * the internet: /readyz's reasons and /metrics name the deployment's internals.
  *
  * - /healthz: the process answers (liveness: restart it when this fails).
  * - /readyz: every named check passes (readiness: send it no traffic until then); the JSON body names each

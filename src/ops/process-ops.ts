@@ -14,8 +14,7 @@ import { redisSnapshotSource } from './redis-snapshot.js';
 export interface ProcessOps {
   readonly metrics: Metrics;
   readonly audit: AuditLog;
-  routes(checks: Readonly<Record<string, ReadinessCheck>>): OpsRoute[];
-  /** Serves the routes (and `extra`) on METRICS_PORT when it is set; undefined otherwise. */
+  /** Serves the routes (and `extra`) on METRICS_PORT at METRICS_HOST when it is set; undefined otherwise. */
   serve(
     checks: Readonly<Record<string, ReadinessCheck>>,
     extra?: readonly OpsRoute[],
@@ -45,11 +44,9 @@ export function processOps(opts: {
   });
   metrics.readFromRedis(snapshot.read);
   let server: OpsServer | undefined;
-  const routes = (checks: Readonly<Record<string, ReadinessCheck>>) => opsRoutes({ metrics, checks });
   return {
     metrics,
     audit,
-    routes,
     async serve(checks, extra = []) {
       const port = config.ops.metricsPort;
       if (port === undefined) {
@@ -59,7 +56,7 @@ export function processOps(opts: {
         return undefined;
       }
       server = await startOpsServer(
-        [...routes(checks), ...extra],
+        [...opsRoutes({ metrics, checks }), ...extra],
         { host: config.ops.metricsHost, port },
         logger,
       );

@@ -9,6 +9,7 @@ import {
   type CompiledExpr,
   type CompiledTemplate,
   compileExpr,
+  compileRegex,
   compileTemplate,
   freeVariables,
   templateFreeVariables,
@@ -128,7 +129,8 @@ export function parseKnownErrors(file: string, text: string): KnownError[] {
   return parseScopesFile(file, text).known_errors.map((k) => ({
     id: k.id,
     source: k.source,
-    match: new RegExp(k.match),
+    // The schema refused every pattern the guard refuses: this is the RegExp it compiled.
+    match: compileRegex(k.match) as RegExp,
     message: k.message,
   }));
 }
@@ -180,6 +182,7 @@ function checkNames(ctx: Ctx, path: Path, names: readonly string[], local: reado
 
 function command(
   ctx: Ctx,
+  sensitive: boolean,
   raw: {
     run: string;
     parse: Command['parse'];
@@ -197,7 +200,18 @@ function command(
     onKnownError: raw.known_errors,
     knownErrors: ctx.knownErrors,
     timeoutMs: raw.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(raw.timeout),
+    sensitive,
   };
+}
+
+/** A kubeconfig holds the cluster's admin credentials: a step that reads one must keep its output hidden. */
+function checkSensitiveParse(ctx: Ctx, path: Path, parse: Command['parse'], sensitive: boolean): void {
+  if (parse === 'kubeconfig' && !sensitive) {
+    ctx.problems.add(
+      path,
+      'parse: kubeconfig reads credentials: the step must say sensitive: true, so its output is never stored or shown',
+    );
+  }
 }
 
 function envBindings(
@@ -335,12 +349,17 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
     return undefined;
   }
   const s = parsed.data;
+  checkSensitiveParse(ctx, [...path, 'parse'], s.parse, s.sensitive);
+  for (const [i, g] of (s.guard ?? []).entries()) {
+    checkSensitiveParse(ctx, [...path, 'guard', i, 'parse'], g.parse, s.sensitive);
+  }
+  if (s.verify) checkSensitiveParse(ctx, [...path, 'verify', 'parse'], s.verify.parse, s.sensitive);
   const { env, title, scope } = common(ctx, path, s);
   const guard: GuardCheck[] = (s.guard ?? []).flatMap((g, i) => {
     const p = [...path, 'guard', i];
     const skipWhen = expr(ctx, [...p, 'skip_when'], g.skip_when, OUTPUT_NAMES);
     const say = tpl(ctx, [...p, 'say'], g.say, OUTPUT_NAMES);
-    return skipWhen && say ? [{ command: command(ctx, g), skipWhen, say }] : [];
+    return skipWhen && say ? [{ command: command(ctx, s.sensitive, g), skipWhen, say }] : [];
   });
   const approval = s.approval && {
     summary: tpl(ctx, [...path, 'approval', 'summary'], s.approval.summary),
@@ -348,7 +367,7 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
     evidence: s.approval.evidence.map((t, i) => tpl(ctx, [...path, 'approval', 'evidence', i], t)),
   };
   const verify = s.verify && {
-    command: command(ctx, s.verify),
+    command: command(ctx, s.sensitive, s.verify),
     tookEffect: expr(ctx, [...path, 'verify', 'took_effect'], s.verify.took_effect, VERIFY_NAMES),
     say: tpl(ctx, [...path, 'verify', 'say'], s.verify.say, VERIFY_NAMES),
     checkByHand: tpl(ctx, [...path, 'verify', 'check_by_hand'], s.verify.check_by_hand, VERIFY_NAMES),
@@ -362,7 +381,7 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
     ...(s.note !== undefined ? { note: s.note } : {}),
     ...(scope ? { scope } : {}),
     env,
-    command: command(ctx, s),
+    command: command(ctx, s.sensitive, s),
     destructive: s.destructive,
     ...(approval?.summary
       ? {
@@ -398,6 +417,7 @@ function pollStep(ctx: Ctx, path: Path, raw: unknown): PollStep | undefined {
   }
   const s = parsed.data;
   const p = s.poll;
+  checkSensitiveParse(ctx, [...path, 'poll', 'parse'], p.parse, s.sensitive);
   const { env, title, scope } = common(ctx, path, s);
   const pp = [...path, 'poll'];
   const until = expr(ctx, [...pp, 'until'], p.until, OUTPUT_NAMES);
@@ -419,7 +439,7 @@ function pollStep(ctx: Ctx, path: Path, raw: unknown): PollStep | undefined {
     ...(s.note !== undefined ? { note: s.note } : {}),
     ...(scope ? { scope } : {}),
     env,
-    command: command(ctx, p),
+    command: command(ctx, s.sensitive, p),
     attempts: p.attempts,
     everyMs: parseDuration(p.every),
     firstAfterMs: p.first_after === undefined ? 0 : parseDuration(p.first_after),

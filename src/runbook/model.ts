@@ -3,7 +3,8 @@ import type { ParamType } from './params.js';
 
 /** A runbook after loading: every expression compiled, every reference checked. */
 
-export type ParseMode = 'text' | 'lines' | 'json' | 'yaml';
+/** `kubeconfig`: a kubeconfig checked before use (no exec or auth-provider users); see engine/kubeconfig.ts. */
+export type ParseMode = 'text' | 'lines' | 'json' | 'yaml' | 'kubeconfig';
 
 export interface Scope {
   readonly name: string;
@@ -29,6 +30,8 @@ export interface Command {
   readonly onKnownError: 'stop' | 'observe';
   readonly knownErrors: readonly KnownError[];
   readonly timeoutMs: number;
+  /** Its output is never emitted, stored or put in a message (the step's `sensitive: true`). */
+  readonly sensitive: boolean;
 }
 
 export interface EnvBinding {

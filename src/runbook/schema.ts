@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compileRegex } from '../expr/index.js';
 import { PARAM_TYPE_NAMES } from './params.js';
 
 /**
@@ -22,8 +23,8 @@ const duration = z
 const expr = z.string().min(1, { error: 'must be an expression, e.g. stdout == "ACTIVE"' });
 const template = z.string().min(1);
 const script = z.string().min(1, { error: 'must be a shell block' });
-const parse = z.enum(['text', 'lines', 'json', 'yaml'], {
-  error: 'must be one of text, lines, json, yaml',
+const parse = z.enum(['text', 'lines', 'json', 'yaml', 'kubeconfig'], {
+  error: 'must be one of text, lines, json, yaml, kubeconfig',
 });
 
 const exitCode = z.number().int().min(0).max(255, { error: 'must be an exit code 0-255' });
@@ -114,6 +115,11 @@ const common = {
   decide: z.array(decision).optional(),
   /** The facts a step derived, for people: one line rendered from its output and captures once it passed. */
   summary: template.optional(),
+  /**
+   * The step's output (its guard's and verify's too) is neither stored nor shown anywhere: no output lines, no
+   * output in a failure, its captures held as secrets. People see its summary, expect_message and decisions.
+   */
+  sensitive: z.boolean().default(false),
 };
 
 const approval = z.strictObject({
@@ -237,21 +243,17 @@ const knownError = z.strictObject({
   id,
   /** Where the seed documents it, e.g. "appendix A juju-macaroon". */
   source: z.string().min(1),
-  /** A regular expression matched against the command's stderr, then its stdout. */
+  /**
+   * A regular expression matched against the command's stderr, then its stdout: held to the guard every
+   * expression's regex passes (length, no nested repetition), since it runs on whatever a remote CLI printed.
+   */
   match: z
     .string()
     .min(1)
-    .refine(
-      (pattern) => {
-        try {
-          new RegExp(pattern);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { error: 'must be a valid regular expression' },
-    ),
+    .superRefine((pattern, ctx) => {
+      const compiled = compileRegex(pattern);
+      if (typeof compiled === 'string') ctx.addIssue({ code: 'custom', message: compiled });
+    }),
   /** What the operator must do; shown as the step's failure. */
   message: z.string().min(1),
 });

@@ -5,7 +5,6 @@ import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
 import type { SiteProfile } from '../config/site.js';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
-import type { OpsRoute } from '../ops/http.js';
 import type { RunService } from '../queue/service.js';
 import { validationMessage } from '../validation.js';
 import { APPROVE_ACTION_ID } from './blocks.js';
@@ -21,6 +20,7 @@ import { registerHomeOpened } from './listeners/events/home.js';
 import { registerReasonDialogs } from './listeners/reason.js';
 import { registerPickSubmission } from './listeners/views/pick.js';
 import { GroupMembership } from './membership.js';
+import { replayGuard, type SeenSignatures, signedRequestHeaders } from './replay-guard.js';
 import { requestGuard, UNKNOWN_CLICK_REPLY } from './request-guard.js';
 
 export interface SlackFrontOptions {
@@ -38,12 +38,12 @@ export interface SlackFrontOptions {
   readonly webApiRetries?: number;
   /** The Web API client's fetch (counts calls for /metrics). */
   readonly fetch?: FetchFunction;
-  /** Served next to /slack/events in HTTP mode (health and metrics); Socket Mode serves them elsewhere. */
-  readonly httpRoutes?: readonly OpsRoute[];
   /** Per-user flood limits on refusals and uploads (serve always sets it). */
   readonly flood?: FloodLimit;
   /** The App Home tab, published when someone opens it (app_home_opened). */
   readonly home?: HomeTab;
+  /** HTTP mode: signatures already taken, so a replayed request is refused (serve always sets it). */
+  readonly seen?: SeenSignatures;
 }
 
 /** Slack gives up on an answer after 3 s; what no listener acked is answered a little before. */
@@ -99,7 +99,8 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     const receiver = new HTTPReceiver({
       signingSecret: slack.signingSecret,
       logLevel: LogLevel.WARN,
-      ...(opts.httpRoutes !== undefined ? { customRoutes: [...opts.httpRoutes] } : {}),
+      // The signature and its timestamp reach the replay check (replay-guard.ts) through the context.
+      customPropertiesExtractor: signedRequestHeaders,
       // A signed payload Bolt itself cannot take apart (a click without its user, say) throws before any
       // listener could ack; Bolt would answer 500 and Slack would show the person an error. It is acked
       // instead: nothing was done, and no listener saw it.
@@ -128,6 +129,9 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     app = new App({ ...common, receiver });
   }
   const membership = new GroupMembership(app.client);
+  if (opts.seen !== undefined && slack.appToken === undefined) {
+    app.use(replayGuard({ seen: opts.seen, logger }));
+  }
   app.use(requestGuard({ workspace: workspaceOf(app, slack.teamId, logger), logger }));
   const siteFor = siteResolver(opts.sites);
   // Every runbook the service can start is a subcommand; a runbook named like a built-in stops start-up here.

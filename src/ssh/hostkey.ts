@@ -26,3 +26,27 @@ export function fingerprintOfPublicKeyLine(line: string): string {
   }
   return fingerprintOf(Buffer.from(blob, 'base64'));
 }
+
+/** The host key types an OpenSSH server offers. */
+const HOST_KEY_TYPES = new Set([
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'ssh-rsa',
+]);
+
+/**
+ * An OpenSSH public host key as `type base64` (a .pub line; a trailing comment is dropped), or undefined when
+ * the text is not one: the base64 must decode to a key blob that names the same type, as ssh itself checks.
+ */
+export function openSshPublicKey(text: string): string | undefined {
+  const [type, blob] = text.trim().split(/\s+/);
+  if (type === undefined || blob === undefined || !HOST_KEY_TYPES.has(type)) return undefined;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) return undefined;
+  const bytes = Buffer.from(blob, 'base64');
+  if (bytes.length < 4) return undefined;
+  const len = bytes.readUInt32BE(0);
+  if (bytes.length < 4 + len || bytes.subarray(4, 4 + len).toString('latin1') !== type) return undefined;
+  return `${type} ${blob}`;
+}

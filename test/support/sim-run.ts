@@ -26,9 +26,16 @@ export async function runOnSim(opts: {
   readonly sims: SimJumphost[];
   /** Runs while the "human" is deciding (e.g. to change the cloud under the run). */
   readonly onAsk?: (req: ApprovalRequest, sim: SimJumphost) => Promise<void>;
+  /** A simulator already running (a second run on the same site); `scenario` is then not used. */
+  readonly sim?: SimJumphost;
+  /** Site profile fields over the simulator's own (e.g. mgmt_host_key). */
+  readonly siteFields?: Readonly<Record<string, unknown>>;
 }) {
-  const sim = await startSimJumphost({ scenario: opts.scenario, timeScale: opts.timeScale });
-  opts.sims.push(sim);
+  let sim = opts.sim;
+  if (sim === undefined) {
+    sim = await startSimJumphost({ scenario: opts.scenario, timeScale: opts.timeScale });
+    opts.sims.push(sim);
+  }
   const runbook = opts.runbooks.runbooks.get(opts.runbook);
   if (!runbook) throw new Error(`no runbook ${opts.runbook}`);
   const executor = await connectSsh({ target: sim.target });
@@ -40,7 +47,7 @@ export async function runOnSim(opts: {
       runId: `e2e-${opts.runbook}`,
       runbook,
       params: validateParams(runbook, opts.args ?? []),
-      site: parseSiteProfile(sim.site, 'simulated site'),
+      site: parseSiteProfile({ ...sim.site, ...opts.siteFields }, 'simulated site'),
       requestedBy: 'U_REQUESTER',
       executor,
       approvals,

@@ -37,6 +37,16 @@ export function signedHeaders(
   };
 }
 
+let triggers = 0;
+/**
+ * A trigger id as Slack gives every command and click its own: two requests of a test are never the same bytes,
+ * so the bot's replay check (a signature seen before is refused) sees what it would see from Slack.
+ */
+export function freshTriggerId(): string {
+  triggers += 1;
+  return `${Date.now()}.${process.pid}.${triggers}`;
+}
+
 export function slashCommandBody(opts: {
   user: string;
   channel: string;
@@ -57,7 +67,7 @@ export function slashCommandBody(opts: {
     text: opts.text,
     api_app_id: 'A0CAPI',
     response_url: 'http://127.0.0.1:9/unused',
-    trigger_id: opts.triggerId ?? '1.2.3',
+    trigger_id: opts.triggerId ?? freshTriggerId(),
   }).toString();
 }
 
@@ -99,7 +109,7 @@ export function buttonClickBody(opts: {
       },
     ],
     response_url: 'http://127.0.0.1:9/unused',
-    trigger_id: opts.triggerId ?? '1.2.3',
+    trigger_id: opts.triggerId ?? freshTriggerId(),
   };
   return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
 }

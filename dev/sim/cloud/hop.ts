@@ -9,7 +9,8 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { appendViolation, readState } from './store.js';
+import { verifyHostKey } from './hostkey.js';
+import { appendViolation, readState, withState } from './store.js';
 
 const WITH_ARG = new Set('BbcDEeFIiJLlmOopQRSWw');
 const FLAGS = new Set('46AaCfGgKkMNnqsTtVvXxYy');
@@ -249,36 +250,26 @@ async function hop(opts: HopOptions): Promise<number> {
       `kex_exchange_identification: Connection closed by remote host (capi-sim: nothing simulated behind ${host}:${port})\n`,
     );
   }
-  const hostLabel = port === 22 ? dialHost : `[${dialHost}]:${port}`;
-  const strict = (p.config.get('stricthostkeychecking') ?? 'ask').toLowerCase();
-  const knownHostsFile = expandHome(p.config.get('userknownhostsfile') ?? '~/.ssh/known_hosts', home);
-  const known =
-    knownHostsFile !== '/dev/null' &&
-    fs.existsSync(knownHostsFile) &&
-    fs
-      .readFileSync(knownHostsFile, 'utf8')
-      .split('\n')
-      .some((l) => (l.split(/\s+/)[0] ?? '').split(',').includes(hostLabel));
-  if (!known) {
-    if (strict === 'no' || strict === 'off' || strict === 'accept-new') {
-      if (!quiet)
-        io.stderr.write(
-          `Warning: Permanently added '${hostLabel}' (ED25519) to the list of known hosts.\r\n`,
-        );
-      if (strict === 'accept-new' && knownHostsFile !== '/dev/null') {
-        fs.mkdirSync(path.dirname(knownHostsFile), { recursive: true });
-        fs.appendFileSync(
-          knownHostsFile,
-          `${hostLabel} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIcapisimFAKEHOSTKEY\n`,
-        );
-      }
-    } else {
-      throw new HopExit(
-        255,
-        `No ED25519 host key is known for ${hostLabel} and you have requested strict checking.\nHost key verification failed.\n`,
-      );
-    }
-  }
+  // The host key is checked before any authentication, so a refused key means nothing ran on the VM.
+  const files = (value: string | undefined, fallback: string) =>
+    (value ?? fallback)
+      .split(/\s+/)
+      .filter((f) => f !== '')
+      .map((f) => expandHome(f, home));
+  const verdict = verifyHostKey({
+    name: p.config.get('hostkeyalias') ?? (port === 22 ? dialHost : `[${dialHost}]:${port}`),
+    strict: (p.config.get('stricthostkeychecking') ?? 'ask').toLowerCase(),
+    userFiles: files(p.config.get('userknownhostsfile'), '~/.ssh/known_hosts ~/.ssh/known_hosts2'),
+    globalFiles: files(
+      p.config.get('globalknownhostsfile'),
+      '/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2',
+    ),
+    quiet,
+    served: state.mgmt.hostKey,
+  });
+  const silent = p.flags.has('q') || (p.config.get('loglevel') ?? '').toLowerCase() === 'quiet';
+  if (!silent) io.stderr.write(verdict.stderr);
+  if (!verdict.ok) return 255;
 
   const user = p.user ?? env.USER ?? 'root';
   const explicit = p.identities.map((f) => expandHome(f, home));
@@ -329,6 +320,10 @@ async function hop(opts: HopOptions): Promise<number> {
     });
   }
 
+  // A session on the VM: what a test counts to show nothing was read from a machine whose key was refused.
+  withState(opts.dir, (s) => {
+    s.mgmt.hopSessions += 1;
+  });
   const vmHome = path.join(opts.dir, 'vm-home');
   fs.mkdirSync(vmHome, { recursive: true });
   const vmEnv: NodeJS.ProcessEnv = {

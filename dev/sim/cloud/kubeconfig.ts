@@ -19,6 +19,28 @@ export const SIM_CA_DATA = b64(
   '-----BEGIN CERTIFICATE-----\nMIIBcapisimFAKEclusterCAcertificate0000000000000000000000000000000\n-----END CERTIFICATE-----\n',
 );
 
+/** A server that is not the mgmt endpoint (loopback, like everything the simulator names). */
+export const FOREIGN_SERVER = 'https://127.0.0.66:6443';
+
+/**
+ * What a machine that is not the mgmt VM would hand out as its kubeconfig: kubectl runs a user's `exec`
+ * command to get credentials, so this one would run a command of its author's on the jumphost.
+ */
+export function execUserKubeconfigYaml(server: string): string {
+  return kubeconfigYaml(server).replace(
+    `    client-certificate-data: ${SIM_CLIENT_CERT_DATA}\n    client-key-data: ${SIM_CLIENT_KEY_DATA}\n`,
+    [
+      '    exec:',
+      '      apiVersion: client.authentication.k8s.io/v1beta1',
+      '      command: sh',
+      '      args: ["-c", "touch ~/capi-sim-exec-ran; echo {}"]',
+      '      interactiveMode: Never',
+      `    client-key-data: ${SIM_CLIENT_KEY_DATA}`,
+      '',
+    ].join('\n'),
+  );
+}
+
 export function kubeconfigYaml(server: string): string {
   return [
     'apiVersion: v1',

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { newHostKey } from './hostkey.js';
 import { instantiateJuju, JujuScenarioError, JujuScenarioSchema } from './juju-model.js';
 import type { CloudState, KubeObject, Port, Server } from './schema.js';
 import { CloudStateSchema } from './schema.js';
@@ -145,6 +146,8 @@ const ScenarioSchema = z.object({
       node_ip: Loopback,
       k8s_version: Str.default('v1.32.3'),
       uptime_s: Secs.default(86_400 * 12),
+      /** What `k8s config` on the VM prints (see MgmtSchema.kubeconfig). */
+      kubeconfig: z.enum(['admin', 'exec-user', 'foreign-server']).default('admin'),
     })
     .strict(),
   flavors: z.record(
@@ -940,6 +943,9 @@ export function instantiateScenario(sc: ScenarioData, now: number, timeScale: nu
       bootCount: 0,
       k8sStatusCalls: 0,
       k8sStatusErrorCalls: sc.boot.k8s_status_error_calls,
+      hostKey: newHostKey(),
+      kubeconfig: sc.mgmt.kubeconfig,
+      hopSessions: 0,
     },
     loadbalancers,
     amphorae,

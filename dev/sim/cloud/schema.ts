@@ -110,6 +110,15 @@ export const MgmtSchema = z.object({
   k8sStatusCalls: Int,
   /** 1-based `k8s status` call numbers (before ready) that hit the k8sd control.socket deadline. */
   k8sStatusErrorCalls: z.array(Int),
+  /** The ed25519 host key (base64 blob) of whatever answers on the VM's address (cloud/hostkey.ts). */
+  hostKey: z.string(),
+  /**
+   * What `k8s config` prints: the admin kubeconfig, or one a machine that is not the mgmt VM would hand out
+   * (a user whose `exec` runs a command on the jumphost, or a server that is not the mgmt endpoint).
+   */
+  kubeconfig: z.enum(['admin', 'exec-user', 'foreign-server']),
+  /** Sessions the hop opened on the VM (commands run there). */
+  hopSessions: Int,
 });
 
 export const FailoverSchema = z.object({

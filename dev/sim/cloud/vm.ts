@@ -3,7 +3,7 @@
  * (its wrapper lives in a separate bin dir that is on the VM's PATH, not the jumphost's).
  */
 import type { CliResult } from './cli.js';
-import { kubeconfigYaml } from './kubeconfig.js';
+import { execUserKubeconfigYaml, FOREIGN_SERVER, kubeconfigYaml } from './kubeconfig.js';
 import { runKubectl } from './kubectl.js';
 import { mgmtView } from './model.js';
 import { readState, withState } from './store.js';
@@ -116,7 +116,15 @@ export async function runK8s(opts: K8sOptions): Promise<CliResult> {
       else if (a.startsWith('--server=')) server = a.slice('--server='.length);
       else if (a === '--server' && rest[i + 1] !== undefined) server = rest[++i] ?? server;
     }
-    return { code: 0, stdout: kubeconfigYaml(server), stderr: '' };
+    const served = state.mgmt.kubeconfig;
+    return {
+      code: 0,
+      stdout:
+        served === 'exec-user'
+          ? execUserKubeconfigYaml(server)
+          : kubeconfigYaml(served === 'foreign-server' ? FOREIGN_SERVER : server),
+      stderr: '',
+    };
   }
   return {
     code: 1,
