@@ -11,7 +11,6 @@ const UNIT = [
   'architecture',
   'bench-system-report',
   'config-env',
-  'deploy',
   'engine-interpreter',
   'expr',
   'fake-slack',
