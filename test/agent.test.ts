@@ -3,6 +3,7 @@ import { CapiError, ErrorCode } from '../src/errors.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { targetKey } from '../src/runs/lock.js';
 import { decideNext, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -35,6 +36,10 @@ describe('the agent', () => {
     await hh.startAgent();
     const run = await hh.submit('park');
     expect(run.status).toBe('queued');
+    // Decided once the job is parked: a decision that lands first is taken without a park, and no resume.
+    await eventually('the run parked on its approval', async () =>
+      (await hh.service.getRun(run.runId))?.status === 'waiting_approval' ? true : undefined,
+    );
     const { result } = await decideNext(hh.service, run.runId, true);
     expect(result.outcome).toBe('decided');
     const finished = await waitForEvent(hh.service, run.runId, isType('run.finished'));
@@ -57,7 +62,8 @@ describe('the agent', () => {
     await hh.startAgent({ concurrency: 1 });
     const waiting = await hh.submit('park');
     await waitForEvent(hh.service, waiting.runId, isType('approval.requested'));
-    const other = await hh.submit('diagnose', { site: 'site-1' });
+    // A three-step read-only runbook stands for any of them (diagnose's two dozen steps only make the wait longer).
+    const other = await hh.submit('appcred-check', { site: 'site-1' });
     const otherDone = await waitForEvent(hh.service, other.runId, isType('run.finished'));
     expect(otherDone.status).toBe('succeeded');
     expect((await hh.service.getRun(waiting.runId))?.status).toBe('waiting_approval');
@@ -158,7 +164,7 @@ describe('the agent', () => {
     const finished = await waitForEvent(hh.service, first.runId, isType('run.finished'));
     expect(finished.status).toBe({ deny: 'denied', cancel: 'cancelled', fail: 'failed' }[how]);
     if (how === 'cancel') expect(finished.message).toContain('U_CANCELLER');
-    const next = await hh.submit('diagnose');
+    const next = await hh.submit('appcred-check');
     expect((await waitForEvent(hh.service, next.runId, isType('run.finished'))).status).toBe('succeeded');
   });
 });
