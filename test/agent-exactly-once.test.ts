@@ -175,7 +175,7 @@ describe('an approval bound to its action', () => {
     // management server resumes (the run keeps its runbook; the site's values are the agent's own).
     await first.close();
     expect(
-      (await service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'test')).outcome,
+      (await service.decide(asked.approvalId, { userId: 'U0APPROVER', groupIds: [] }, true, 'test')).outcome,
     ).toBe('decided');
     const site = h.sites.get('site-0');
     if (!site) throw new Error('no site');
@@ -196,7 +196,7 @@ describe('an approval bound to its action', () => {
     expect(await readFile(zaps, 'utf8').catch(() => 'nothing')).toBe('nothing');
     // A click on the old message changes nothing.
     expect(
-      (await service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'test')).outcome,
+      (await service.decide(asked.approvalId, { userId: 'U0APPROVER', groupIds: [] }, true, 'test')).outcome,
     ).toBe('superseded');
     const next = await decideNext(service, run.runId, true);
     expect(next.approvalId).toBe(again.approvalId);
@@ -265,7 +265,7 @@ describe('a quorum across an agent SIGKILL', () => {
       prefix: db.prefix,
       runbooks: shipped,
       scenarios: ['healthy'],
-      approvers: ['U_ALICE', 'U_BOB'],
+      approvers: ['U0ALICE01', 'U0BOB0001'],
       siteFields: { approval_quorum: { park: 2 } },
     });
     const sim = h.sims[0];
@@ -276,27 +276,27 @@ describe('a quorum across an agent SIGKILL', () => {
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const file = path.join(dir, 'site.yaml');
     await writeFile(file, stringify({ ...sim.site, name: 'site-0', approval_quorum: { park: 2 } }));
-    const a = await spawnAgent({ siteFile: file, prefix: db.prefix });
+    const a = await spawnAgent({ siteFile: file, prefix: db.prefix, approvers: ['U0ALICE01', 'U0BOB0001'] });
     cleanups.push(() => a.stop());
     const run = await service.submit({ runbook: 'park', args: [], site: 'site-0', requestedBy: 'U_OPS' });
     const asked = await waitForEvent(service, run.runId, isType('approval.requested'), 60_000);
     const vote = (userId: string) =>
       service.decide(asked.approvalId, { userId, groupIds: [] }, true, 'slack').then((r) => r.outcome);
-    expect(await vote('U_ALICE')).toBe('voted');
+    expect(await vote('U0ALICE01')).toBe('voted');
 
     // A dies with one of two approvals in; B takes the run over.
     a.child.kill('SIGKILL');
     await a.exited;
     await h.startAgent({ lockDurationMs: 1500, stalledIntervalMs: 500 });
     // Alice again is still one approval; the step waits, nothing was sent.
-    expect(await vote('U_ALICE')).toBe('already_voted');
+    expect(await vote('U0ALICE01')).toBe('already_voted');
     expect((await sim.journal()).filter((j) => j.action === 'server.stop')).toEqual([]);
-    expect(await vote('U_BOB')).toBe('decided');
+    expect(await vote('U0BOB0001')).toBe('decided');
     expect((await waitForEvent(service, run.runId, isType('run.finished'), 60_000)).status).toBe('succeeded');
     const stops = (await sim.journal()).filter((j) => j.ok && j.action === 'server.stop');
     expect(stops).toHaveLength(1);
     const decided = await service.getApproval(asked.approvalId);
-    expect(decided?.decision).toMatchObject({ approved: true, approvers: ['U_ALICE', 'U_BOB'] });
+    expect(decided?.decision).toMatchObject({ approved: true, approvers: ['U0ALICE01', 'U0BOB0001'] });
     expect(await sim.violations()).toEqual([]);
   });
 });

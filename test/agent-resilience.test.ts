@@ -10,6 +10,7 @@ import type { RunEvent } from '../src/engine/events.js';
 import { loadRunbooks, parseRunbook, type RunbookSet } from '../src/runbook/load.js';
 import { connectSsh } from '../src/ssh/executor.js';
 import { approveEverything, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { decisionEnv } from './support/decision-keys.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -155,7 +156,13 @@ describe('runs that outlive trouble', () => {
         '500',
       ],
       {
-        env: { ...process.env, REDIS_URL, QUEUE_PREFIX: db.prefix, LOG_LEVEL: 'info' },
+        env: {
+          ...process.env,
+          REDIS_URL,
+          QUEUE_PREFIX: db.prefix,
+          LOG_LEVEL: 'info',
+          ...decisionEnv(['U0APPROVER']),
+        },
         stdio: ['ignore', process.env.CAPI_DEBUG_CHILD ? 'inherit' : 'ignore', 'inherit'],
       },
     );

@@ -3,6 +3,7 @@ import { CapiError, ErrorCode } from '../src/errors.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { targetKey } from '../src/runs/lock.js';
 import { decideNext, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -35,6 +36,10 @@ describe('the agent', () => {
     await hh.startAgent();
     const run = await hh.submit('park');
     expect(run.status).toBe('queued');
+    // Decided once the job is parked: a decision that lands first is taken without a park, and no resume.
+    await eventually('the run parked on its approval', async () =>
+      (await hh.service.getRun(run.runId))?.status === 'waiting_approval' ? true : undefined,
+    );
     const { result } = await decideNext(hh.service, run.runId, true);
     expect(result.outcome).toBe('decided');
     const finished = await waitForEvent(hh.service, run.runId, isType('run.finished'));
@@ -57,7 +62,8 @@ describe('the agent', () => {
     await hh.startAgent({ concurrency: 1 });
     const waiting = await hh.submit('park');
     await waitForEvent(hh.service, waiting.runId, isType('approval.requested'));
-    const other = await hh.submit('diagnose', { site: 'site-1' });
+    // A three-step read-only runbook stands for any of them (diagnose's two dozen steps only make the wait longer).
+    const other = await hh.submit('appcred-check', { site: 'site-1' });
     const otherDone = await waitForEvent(hh.service, other.runId, isType('run.finished'));
     expect(otherDone.status).toBe('succeeded');
     expect((await hh.service.getRun(waiting.runId))?.status).toBe('waiting_approval');
@@ -79,11 +85,11 @@ describe('the agent', () => {
   });
 
   it('should tell a second decision who decided first', async () => {
-    const hh = await harness(['healthy'], { approvers: ['U_APPROVER', 'U_SECOND'] });
+    const hh = await harness(['healthy'], { approvers: ['U0APPROVER', 'U_SECOND'] });
     await hh.startAgent();
     const run = await hh.submit('park');
-    // U_APPROVER denies; U_SECOND, also an approver, approves a moment later and is told who was first.
-    const first = await decideNext(hh.service, run.runId, false, 'U_APPROVER');
+    // U0APPROVER denies; U_SECOND, also an approver, approves a moment later and is told who was first.
+    const first = await decideNext(hh.service, run.runId, false, 'U0APPROVER');
     expect(first.result.outcome).toBe('decided');
     const second = await hh.service.decide(
       first.approvalId,
@@ -93,8 +99,8 @@ describe('the agent', () => {
     );
     expect(second.outcome).toBe('already_decided');
     if (second.outcome !== 'already_decided') throw new Error('unreachable');
-    expect(second.approval.decision).toMatchObject({ approved: false, by: 'U_APPROVER', reason: 'denied' });
-    expect((await hh.service.getApproval(first.approvalId))?.decision).toMatchObject({ by: 'U_APPROVER' });
+    expect(second.approval.decision).toMatchObject({ approved: false, by: 'U0APPROVER', reason: 'denied' });
+    expect((await hh.service.getApproval(first.approvalId))?.decision).toMatchObject({ by: 'U0APPROVER' });
     expect((await waitForEvent(hh.service, run.runId, isType('run.finished'))).status).toBe('denied');
     expect(await stops(hh)).toBe(0);
   });
@@ -102,8 +108,8 @@ describe('the agent', () => {
   it('should refuse a decision from the requester or from someone not in CAPI_APPROVERS', async () => {
     const hh = await harness(['healthy']);
     await hh.startAgent();
-    const run = await hh.submit('park', { requestedBy: 'U_APPROVER' });
-    const self = await decideNext(hh.service, run.runId, true, 'U_APPROVER');
+    const run = await hh.submit('park', { requestedBy: 'U0APPROVER' });
+    const self = await decideNext(hh.service, run.runId, true, 'U0APPROVER');
     expect(self.result).toEqual({ outcome: 'refused', refusal: { kind: 'own_run' } });
     const stranger = await hh.service.decide(
       self.approvalId,
@@ -113,10 +119,10 @@ describe('the agent', () => {
     );
     expect(stranger).toEqual({
       outcome: 'refused',
-      refusal: { kind: 'not_an_approver', approvers: ['U_APPROVER'] },
+      refusal: { kind: 'not_an_approver', approvers: ['U0APPROVER'] },
     });
     expect((await hh.service.getApproval(self.approvalId))?.decision).toBeUndefined();
-    await hh.service.cancel(run.runId, 'U_APPROVER');
+    await hh.service.cancel(run.runId, 'U0APPROVER');
   });
 
   it('should refuse a second run on the same site with a pointer to the running one', async () => {
@@ -158,7 +164,7 @@ describe('the agent', () => {
     const finished = await waitForEvent(hh.service, first.runId, isType('run.finished'));
     expect(finished.status).toBe({ deny: 'denied', cancel: 'cancelled', fail: 'failed' }[how]);
     if (how === 'cancel') expect(finished.message).toContain('U_CANCELLER');
-    const next = await hh.submit('diagnose');
+    const next = await hh.submit('appcred-check');
     expect((await waitForEvent(hh.service, next.runId, isType('run.finished'))).status).toBe('succeeded');
   });
 });

@@ -9,6 +9,7 @@ import { ThreadPoster } from '../src/slack/poster.js';
 import { type Harness, quietLogger, startHarness } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
 
 /** Alertmanager's webhook on serve's ops server (METRICS_PORT, as serve wires it). */
 
@@ -29,7 +30,7 @@ afterEach(async () => {
 });
 
 async function world() {
-  const slack = await startFakeSlack({ token: TOKEN, channels: [CHANNEL] });
+  const slack = await startFakeSlack({ token: TOKEN, channels: [CHANNEL], ...FAST_FAKE_SLACK });
   stops.push(() => slack.close());
   const h: Harness = await startHarness({
     redis: db.redis,
@@ -50,6 +51,7 @@ async function world() {
     prefix: db.prefix,
     service: h.service,
     logger: quietLogger,
+    ...FAST_POSTER,
   });
   stops.push(() => poster.close());
   const server = await startOpsServer(

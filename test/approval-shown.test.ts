@@ -140,7 +140,7 @@ describe('a parked run whose approval was shown late', () => {
     // Nothing resumed, nothing expired at the old expiry: a click now is a decision.
     const decided = await h.service.decide(
       asked.approvalId,
-      { userId: 'U_APPROVER', groupIds: [] },
+      { userId: 'U0APPROVER', groupIds: [] },
       true,
       'test',
     );

@@ -82,10 +82,11 @@ describe('the layers', () => {
       ),
     ).toEqual(
       // The thread poster keeps its own cursors and its replica lease in Redis (its state, not the runs'),
-      // given the client; so do the per-user flood counters.
+      // given the client; so do the per-user flood counters and the signatures already seen (replays).
       [
         'src/slack/flood-limit.ts imports ioredis',
         'src/slack/poster.ts imports ioredis',
+        'src/slack/replay-guard.ts imports ioredis',
         'src/slack/thread-cursors.ts imports ioredis',
         'src/slack/thread-lease.ts imports ioredis',
       ],

@@ -40,7 +40,14 @@ describe('loadConfig', () => {
       threadLeaseTtlMs: 15_000,
       agentConcurrency: 2,
       slackFlood: { refusals: 5, uploads: 3, windowMs: 60_000 },
-      approval: { timeoutMs: 30 * 60_000, approvers: [], operators: [], allowSelfApproval: false },
+      approval: {
+        timeoutMs: 30 * 60_000,
+        approvers: [],
+        operators: [],
+        allowSelfApproval: false,
+        trustSlackGroups: false,
+      },
+      decisions: {},
       terminalUsers: new Map(),
       slack: { apiUrl: 'https://slack.com/api/', port: 3000 },
       ops: { metricsHost: '127.0.0.1' },
@@ -78,6 +85,10 @@ describe('loadConfig', () => {
       CAPI_OPERATORS: 'U0999ZZZZ',
       CAPI_ALLOW_SELF_APPROVAL: 'true',
       CAPI_TERMINAL_USERS: 'alice=U0123ABCD, bob.ops=W0456EFGH',
+      CAPI_TRUST_SLACK_GROUPS: 'true',
+      CAPI_DECISION_SIGNING_KEY: '/etc/capi/decision.key',
+      CAPI_DECISION_VERIFY_KEY: '/etc/capi/decision.pub',
+      CAPI_ALLOWED_SIGNERS: '/etc/capi/allowed_signers',
       SLACK_TEAM_ID: 'T0123ABCD',
       SLACK_BOT_TOKEN: ['xoxb', '1', 'abc'].join('-'),
       SLACK_SIGNING_SECRET: '0123456789abcdef0123456789abcdef',
@@ -115,6 +126,12 @@ describe('loadConfig', () => {
         approvers: ['U0123ABCD', 'W0456EFGH', 'S0789IJKL'],
         operators: ['U0999ZZZZ'],
         allowSelfApproval: true,
+        trustSlackGroups: true,
+      },
+      decisions: {
+        signingKeyFile: '/etc/capi/decision.key',
+        verifyKeyFile: '/etc/capi/decision.pub',
+        allowedSignersFile: '/etc/capi/allowed_signers',
       },
       terminalUsers: new Map([
         ['alice', 'U0123ABCD'],
@@ -324,9 +341,10 @@ describe('agentOptions', () => {
       typeof agentOptions
     >[2];
     const logger = createLogger({ level: 'silent', name: 'test' });
-    expect(agentOptions(loadConfig({}), new Map(), runbooks, logger).concurrency).toBe(2);
+    expect(agentOptions(loadConfig({}), new Map(), runbooks, { verifiers: {} }, logger).concurrency).toBe(2);
     expect(
-      agentOptions(loadConfig({ AGENT_CONCURRENCY: '20' }), new Map(), runbooks, logger).concurrency,
+      agentOptions(loadConfig({ AGENT_CONCURRENCY: '20' }), new Map(), runbooks, { verifiers: {} }, logger)
+        .concurrency,
     ).toBe(20);
   });
 });

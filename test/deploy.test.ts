@@ -297,7 +297,10 @@ describe('deploy/systemd', () => {
       expect(body).toMatch(/^User=capi$/m);
       expect(body).toMatch(/^KillSignal=SIGTERM$/m);
       expect(Number(/^TimeoutStopSec=(\d+)$/m.exec(body)?.[1])).toBeGreaterThanOrEqual(15);
-      expect(body).toMatch(/^EnvironmentFile=\/etc\/capi-chatops\/env$/m);
+      // The shared policy first, the secrets after: the terminal reads the same policy file.
+      expect(body).toMatch(
+        /^EnvironmentFile=\/etc\/capi-chatops\/policy\.env\nEnvironmentFile=\/etc\/capi-chatops\/env$/m,
+      );
       expect(body).toMatch(
         /^ExecStart=\/usr\/bin\/node \/opt\/capi-chatops\/bin\/capi-chatops.js (serve|agent)$/m,
       );

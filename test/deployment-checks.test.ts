@@ -1,9 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { deploymentProblems } from '../src/config/deployment.js';
+import { deploymentProblems, loadDeployment } from '../src/config/deployment.js';
 import { loadConfig } from '../src/config/env.js';
 import { parseSiteProfile, type SiteProfile } from '../src/config/site.js';
 import { spawnCollecting } from './support/process.js';
@@ -28,6 +29,11 @@ const siteData = (name: string, jumphost?: Record<string, unknown>) => ({
 });
 const pinned = { host: '192.0.2.5', user: 'ops', private_key_path: '/etc/capi/id', host_key: HOST_KEY };
 const sites = (...list: SiteProfile[]) => new Map(list.map((s) => [s.name, s]));
+/** What every agent needs to judge decisions: its approvers and serve's public key. */
+const AGENT_ENV = {
+  CAPI_APPROVERS: 'U0APPROVER',
+  CAPI_DECISION_VERIFY_KEY: '/etc/capi-chatops/decision.pub',
+};
 
 let dir: string | undefined;
 afterEach(async () => {
@@ -40,6 +46,8 @@ describe('the deployment checks at start-up', () => {
     const config = loadConfig({
       CAPI_OPERATORS: 'U0OPERATOR',
       CAPI_APPROVERS: 'S0APPROVERS',
+      CAPI_TRUST_SLACK_GROUPS: 'true',
+      CAPI_DECISION_SIGNING_KEY: '/etc/capi-chatops/decision.key',
       SLACK_BOT_TOKEN: TOKEN,
       SLACK_SIGNING_SECRET: SECRET,
     });
@@ -54,10 +62,15 @@ describe('the deployment checks at start-up', () => {
       CAPI_APPROVERS: 'U0APPROVER',
       SLACK_BOT_TOKEN: TOKEN,
       SLACK_APP_TOKEN: ['xapp', '1', 'A01', 'abc'].join('-'),
+      CAPI_DECISION_SIGNING_KEY: '/etc/capi-chatops/decision.key',
     });
     expect(deploymentProblems(socket, new Map(), 'serve')).toEqual([]);
     expect(
-      deploymentProblems(loadConfig({}), sites(parseSiteProfile(siteData('lab1', pinned), 't')), 'agent'),
+      deploymentProblems(
+        loadConfig(AGENT_ENV),
+        sites(parseSiteProfile(siteData('lab1', pinned), 't')),
+        'agent',
+      ),
     ).toEqual([]);
   });
 
@@ -65,6 +78,8 @@ describe('the deployment checks at start-up', () => {
     const env = {
       CAPI_OPERATORS: 'U0OPERATOR',
       CAPI_APPROVERS: 'S0APPROVERS',
+      CAPI_TRUST_SLACK_GROUPS: 'true',
+      CAPI_DECISION_SIGNING_KEY: '/etc/capi-chatops/decision.key',
       SLACK_BOT_TOKEN: TOKEN,
       SLACK_SIGNING_SECRET: SECRET,
       ALERT_WEBHOOK_TOKEN: 'a'.repeat(32),
@@ -82,8 +97,66 @@ describe('the deployment checks at start-up', () => {
       JUMPHOST_USER: 'ops',
       JUMPHOST_PRIVATE_KEY_PATH: '/etc/capi/id',
       JUMPHOST_HOST_KEY: HOST_KEY,
+      ...AGENT_ENV,
     });
     expect(deploymentProblems(config, sites(parseSiteProfile(siteData('lab1'), 't')), 'agent')).toEqual([]);
+  });
+
+  it('should refuse user groups in the rules unless the deployment trusts Slack groups', () => {
+    const config = loadConfig({
+      ...AGENT_ENV,
+      CAPI_APPROVERS: 'U0APPROVER,S0APPROVERS',
+      CAPI_OPERATORS: 'S0ONCALL01',
+    });
+    expect(deploymentProblems(config, new Map(), 'agent')).toEqual([
+      expect.stringMatching(
+        /^CAPI_APPROVERS names user groups \(S0APPROVERS\) and CAPI_TRUST_SLACK_GROUPS is not true: by default any workspace member can edit a user group/,
+      ),
+      expect.stringMatching(/^CAPI_OPERATORS names user groups \(S0ONCALL01\)/),
+    ]);
+    const trusted = loadConfig({
+      ...AGENT_ENV,
+      CAPI_APPROVERS: 'S0APPROVERS',
+      CAPI_TRUST_SLACK_GROUPS: 'true',
+    });
+    expect(deploymentProblems(trusted, new Map(), 'agent')).toEqual([]);
+  });
+
+  it('should refuse an agent that could verify no decision, and one that judges against no approvers', () => {
+    expect(deploymentProblems(loadConfig({}), new Map(), 'agent')).toEqual([
+      expect.stringMatching(/^CAPI_APPROVERS is empty: this agent judges every decision against it/),
+      expect.stringMatching(/^CAPI_DECISION_VERIFY_KEY is not set: this agent could verify no decision/),
+    ]);
+  });
+
+  it("should refuse serve's decision key when other accounts can read it, at start-up with the rest", async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'capi-deploy-'));
+    const key = path.join(dir, 'decision.key');
+    await writeFile(key, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+      mode: 0o644,
+    });
+    await chmod(key, 0o644);
+    const err = await loadDeployment('serve', async () => new Map(), {
+      CAPI_OPERATORS: 'U0OPERATOR',
+      CAPI_APPROVERS: 'U0APPROVER',
+      SLACK_BOT_TOKEN: TOKEN,
+      SLACK_SIGNING_SECRET: SECRET,
+      CAPI_DECISION_SIGNING_KEY: key,
+    }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(
+      /CAPI_DECISION_SIGNING_KEY: .*decision\.key can be read by other accounts \(mode 644\): chmod 600 it/,
+    );
+    await chmod(key, 0o600);
+    const ok = await loadDeployment('serve', async () => new Map(), {
+      CAPI_OPERATORS: 'U0OPERATOR',
+      CAPI_APPROVERS: 'U0APPROVER',
+      SLACK_BOT_TOKEN: TOKEN,
+      SLACK_SIGNING_SECRET: SECRET,
+      CAPI_DECISION_SIGNING_KEY: key,
+    });
+    // serve's own agent verifies with the public half of serve's key.
+    expect(ok.keys.signer).toBeDefined();
+    expect(ok.keys.verifiers.service?.asymmetricKeyType).toBe('ed25519');
   });
 
   it('should refuse to start serve and name every problem at once, with exit 2, when the deployment cannot work', async () => {
@@ -107,6 +180,9 @@ describe('the deployment checks at start-up', () => {
     expect(r.stderr).toMatch(/CAPI_OPERATORS is empty: nobody could start or cancel a run/);
     expect(r.stderr).toMatch(/CAPI_APPROVERS is empty: every destructive step would be refused/);
     expect(r.stderr).toMatch(/SLACK_SIGNING_SECRET is not set: .*or set SLACK_APP_TOKEN/);
+    expect(r.stderr).toMatch(
+      /CAPI_DECISION_SIGNING_KEY is not set: serve signs every decision taken in Slack with it/,
+    );
     expect(r.stderr).toMatch(/site lab2: missing JUMPHOST_HOST_KEY \(or jumphost.host_key\)/);
     expect(r.stderr).not.toMatch(/site lab1/);
     expect(r.stdout).not.toMatch(/capi-chatops ready/);
@@ -148,6 +224,8 @@ describe('the deployment checks at start-up', () => {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', REDIS_URL },
     }).done;
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/this agent deployment is invalid:\n {2}- site lab2: missing JUMPHOST_HOST_KEY/);
+    expect(r.stderr).toMatch(
+      /this agent deployment is invalid:\n[\s\S]* {2}- site lab2: missing JUMPHOST_HOST_KEY/,
+    );
   });
 });

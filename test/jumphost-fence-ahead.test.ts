@@ -48,7 +48,7 @@ describe('a jumphost that has seen a newer token than Redis gives the run', () =
       when: 'after',
     });
     expect(
-      (await h.service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'x')).outcome,
+      (await h.service.decide(asked.approvalId, { userId: 'U0APPROVER', groupIds: [] }, true, 'x')).outcome,
     ).toBe('decided');
     await hold.reached(30_000);
     const ahead = Date.now() + 3_600_000;

@@ -106,7 +106,7 @@ describe('metrics and the audit trail of a run', () => {
       'slack',
     );
     expect(refused.outcome).toBe('refused');
-    await h.service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'slack');
+    await h.service.decide(asked.approvalId, { userId: 'U0APPROVER', groupIds: [] }, true, 'slack');
     expect((await waitForEvent(h.service, run.runId, isType('run.finished'))).status).toBe('succeeded');
     await counted(metrics, 'capi_runs_finished_total', { runbook: 'park', status: 'succeeded' });
 
@@ -173,7 +173,7 @@ describe('metrics and the audit trail of a run', () => {
     expect(first[1]).toMatchObject({ digest, step: 'stop-mgmt-vm', requestedBy: 'U_REQUESTER' });
     expect((first[1] as unknown as { targets: string[] }).targets[0]).toMatch(/^nova server [0-9a-f-]{36} /);
     expect(first[2]).toMatchObject({ by: 'U_NOBODY', reason: expect.stringMatching(/approver/i) });
-    expect(first[3]).toMatchObject({ decision: 'approved', by: 'U_APPROVER', via: 'slack', digest });
+    expect(first[3]).toMatchObject({ decision: 'approved', by: 'U0APPROVER', via: 'slack', digest });
     expect(first[4]).toMatchObject({ digest, command: expect.stringContaining('openstack server stop') });
     expect(first[5]).toMatchObject({ digest, exitCode: 0, timedOut: false });
     expect(first[6]).toMatchObject({ status: 'succeeded' });

@@ -1,4 +1,5 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +8,9 @@ import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { RunFences } from '../src/runs/fence.js';
 import { TargetLock, targetKey } from '../src/runs/lock.js';
+import { loadAllowedSigners } from '../src/signing/allowed-signers.js';
 import { type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
+import { testJudge } from './support/decision-keys.js';
 import { eventually } from './support/eventually.js';
 import { type Running, spawnCollecting } from './support/process.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
@@ -16,19 +19,33 @@ import { REDIS_URL, useTestRedis } from './support/redis.js';
 const CLI_AS = new URL('../dist/dev/cli-as.js', import.meta.url).pathname;
 const TOKEN = ['xoxb', '4444444444', '5555555555555', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
 /**
- * alice: operator and approver; bob: approver through the Slack user group S0APPROVERS (Slack says so, not
- * the command line); carol: operator only; mallory: no mapping at all.
+ * alice: operator and approver; bob: approver; dave: approver only through the Slack user group S0APPROVERS
+ * (which counts in Slack, never at a terminal); carol: operator only; mallory: no mapping at all. Each signs
+ * with their own SSH key, listed for them in the deployment's allowed_signers.
  */
-const TERMINAL_USERS = 'alice=U0APPROVE1,bob=U0APPROVE2,carol=U0REQUEST1';
+const TERMINAL_USERS = 'alice=U0APPROVE1,bob=U0APPROVE2,carol=U0REQUEST1,dave=U0GROUPIE1';
+const PEOPLE = ['alice', 'bob', 'carol', 'dave'] as const;
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
 const db = useTestRedis();
 let runbooks: RunbookSet;
 let h: Harness | undefined;
 let dir: string | undefined;
 let fake: FakeSlack | undefined;
+/** Each person's SSH key pair, and the deployment's allowed_signers listing them. */
+let keys: string;
 
 beforeAll(async () => {
   runbooks = await loadRunbooks(COMMANDS);
+  keys = await mkdtemp(path.join(os.tmpdir(), 'capi-queue-cli-keys-'));
+  const lines: string[] = [];
+  for (const who of PEOPLE) {
+    const file = path.join(keys, who);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', who, '-f', file]);
+    const id = new RegExp(`${who}=(\\w+)`).exec(TERMINAL_USERS)?.[1] as string;
+    lines.push(`${id} ${(await readFile(`${file}.pub`, 'utf8')).trim()}`);
+  }
+  await writeFile(path.join(keys, 'allowed_signers'), `${lines.join('\n')}\n`);
+  return () => rm(keys, { recursive: true, force: true });
 });
 afterEach(async () => {
   await h?.stop();
@@ -39,27 +56,50 @@ afterEach(async () => {
   dir = undefined;
 });
 
-/** `capi-chatops ARGS` typed by Unix user `who` on the agent's host. */
-async function cli(who: string, args: string[], extraEnv: Record<string, string> = {}): Promise<Running> {
+/** The deployment's policy file for this test (the installed one is /etc/capi-chatops/policy.env). */
+async function policyFile(slackUrl: string, more: Record<string, string>): Promise<string> {
+  const file = path.join(keys, `policy-${db.prefix}.env`);
+  await writeFile(
+    file,
+    [
+      `REDIS_URL=${REDIS_URL}`,
+      `QUEUE_PREFIX=${db.prefix}`,
+      'CAPI_APPROVERS=U0APPROVE1,U0APPROVE2,S0APPROVERS',
+      'CAPI_OPERATORS=U0APPROVE1,U0REQUEST1',
+      'CAPI_TRUST_SLACK_GROUPS=true',
+      `CAPI_TERMINAL_USERS=${TERMINAL_USERS}`,
+      `CAPI_ALLOWED_SIGNERS=${path.join(keys, 'allowed_signers')}`,
+      `SLACK_API_URL=${slackUrl}`,
+      ...Object.entries(more).map(([k, v]) => `${k}=${v}`),
+    ].join('\n'),
+  );
+  return file;
+}
+
+/** `capi-chatops ARGS` typed by Unix user `who` on the agent's host, with their own key for decisions. */
+async function cli(
+  who: string,
+  args: string[],
+  extraEnv: Record<string, string> = {},
+  extraPolicy: Record<string, string> = {},
+): Promise<Running> {
   fake ??= await startFakeSlack({
     token: TOKEN,
     channels: ['C0INCIDENT'],
     users: {
       U0APPROVE1: { groups: [] },
-      U0APPROVE2: { groups: ['S0APPROVERS'] },
+      U0APPROVE2: { groups: [] },
       U0REQUEST1: { groups: [] },
+      U0GROUPIE1: { groups: ['S0APPROVERS'] },
     },
   });
-  return spawnCollecting(process.execPath, [CLI_AS, who, ...args], {
+  const withKey =
+    args[0] === 'decide' && !args.includes('--key') ? [...args, '--key', path.join(keys, who)] : args;
+  return spawnCollecting(process.execPath, [CLI_AS, who, ...withKey], {
     env: {
       ...process.env,
-      REDIS_URL,
-      QUEUE_PREFIX: db.prefix,
-      CAPI_APPROVERS: 'U0APPROVE1,S0APPROVERS',
-      CAPI_OPERATORS: 'U0APPROVE1,U0REQUEST1',
-      CAPI_TERMINAL_USERS: TERMINAL_USERS,
+      CAPI_DEV_POLICY_FILE: await policyFile(fake.url, extraPolicy),
       SLACK_BOT_TOKEN: TOKEN,
-      SLACK_API_URL: fake.url,
       ...extraEnv,
     },
   });
@@ -95,8 +135,17 @@ describe('the terminal front on the queue', () => {
   });
 
   it('should refuse the requester and accept an approver when approvals are decided from another terminal', async () => {
-    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
-    await h.startAgent();
+    const approvers = ['U0APPROVE1', 'U0APPROVE2', 'S0APPROVERS'];
+    h = await startHarness({
+      redis: db.redis,
+      prefix: db.prefix,
+      runbooks,
+      scenarios: ['healthy'],
+      approvers,
+    });
+    // The agent verifies each terminal decision against the deployment's allowed_signers.
+    const allowedSigners = await loadAllowedSigners(path.join(keys, 'allowed_signers'));
+    await h.startAgent({ decisions: { ...testJudge(approvers), verifiers: { allowedSigners } } });
     const file = await siteFile(h);
     const submit = await cli('alice', ['submit', 'park', '--site', file]);
     const hh = h;
@@ -110,6 +159,35 @@ describe('the terminal front on the queue', () => {
     const stranger = await (await cli('carol', ['decide', approvalLine, 'approve'])).done;
     expect(stranger.code).toBe(3);
     expect(stranger.stderr).toMatch(/refused: you are not in CAPI_APPROVERS/);
+    // carol's own rules in her own environment change nothing: the deployment's policy file decides.
+    const ownRules = await (
+      await cli('carol', ['decide', approvalLine, 'approve'], {
+        CAPI_APPROVERS: 'U0REQUEST1',
+        CAPI_TERMINAL_USERS: 'carol=U0APPROVE2',
+        CAPI_ALLOW_SELF_APPROVAL: 'true',
+      })
+    ).done;
+    expect(ownRules.code).toBe(3);
+    expect(ownRules.stderr).toMatch(
+      /note: ignoring CAPI_APPROVERS, CAPI_ALLOW_SELF_APPROVAL, CAPI_TERMINAL_USERS from your environment: the terminal's rules come from /,
+    );
+    expect(ownRules.stderr).toMatch(/refused: you are not in CAPI_APPROVERS/);
+    // dave is an approver through a Slack group only: that counts in Slack, where serve vouches for it.
+    const groupie = await (await cli('dave', ['decide', approvalLine, 'approve'])).done;
+    expect(groupie.code).toBe(3);
+    expect(groupie.stderr).toMatch(/a user group counts only for a decision taken in Slack/);
+    // bob signing with alice's key: the deployment lists another key for him, so nothing is recorded.
+    const wrongKey = await (
+      await cli('bob', ['decide', approvalLine, 'approve', '--key', path.join(keys, 'alice')])
+    ).done;
+    expect(wrongKey.code).toBe(2);
+    expect(wrongKey.stderr).toMatch(
+      /refused: the signature was not made with a key .* lists for U0APPROVE2; the agents would refuse this decision/,
+    );
+    // root is nobody in particular.
+    const root = await (await cli('root', ['decide', approvalLine, 'approve'])).done;
+    expect(root.code).toBe(2);
+    expect(root.stderr).toMatch(/refused: 'root' is root, not a person's account/);
 
     // Nobody can claim to be someone else, or to be in a group, any more.
     for (const typed of [['--as=U0APPROVE2'], ['--group', 'S0APPROVERS']]) {
@@ -126,7 +204,7 @@ describe('the terminal front on the queue', () => {
     );
     expect((await hh.service.getApproval(approvalLine))?.decision).toBeUndefined();
 
-    // bob is an approver only through the Slack user group: Slack says so.
+    // bob signs with his own key.
     const ok = await (
       await cli('bob', ['decide', approvalLine, 'approve', '--reason', 'checked the VM is idle'])
     ).done;
@@ -140,8 +218,9 @@ describe('the terminal front on the queue', () => {
       via: 'terminal as bob',
       reason: 'checked the VM is idle',
     });
-    expect((await hh.service.getApproval(approvalLine))?.decidedVia).toBe('terminal as bob');
-    expect(fake?.calls.filter((c) => c.method === 'usergroups.users.list').length).toBeGreaterThan(0);
+    const stored = await hh.service.getApproval(approvalLine);
+    expect(stored?.decidedVia).toBe('terminal as bob');
+    expect(stored?.decisionSigned).toMatchObject({ signer: 'ssh' });
     const again = await (await cli('bob', ['decide', approvalLine, 'deny'])).done;
     expect(again.stdout + again.stderr).toMatch(/already decided: approved by U0APPROVE2/);
 
@@ -164,8 +243,9 @@ describe('the terminal front on the queue', () => {
     const notOperator = await (await cli('bob', ['cancel', runId])).done;
     expect(notOperator.code).toBe(2);
     expect(notOperator.stderr).toMatch(/refused: bob \(Slack user U0APPROVE2\) is not in CAPI_OPERATORS/);
-    // This Redis has no replica: asked to confirm the cancel on one, it cannot, and alice is told so.
-    const cancel = await (await cli('alice', ['cancel', runId], { REDIS_WAIT_REPLICAS: '1' })).done;
+    // This Redis has no replica: asked (by the deployment) to confirm the cancel on one, it cannot, and alice
+    // is told so.
+    const cancel = await (await cli('alice', ['cancel', runId], {}, { REDIS_WAIT_REPLICAS: '1' })).done;
     expect(cancel.code).toBe(0);
     expect(cancel.stdout).toContain(`cancel requested for run ${runId}`);
     expect(cancel.stderr).toContain(
@@ -183,6 +263,20 @@ describe('the terminal front on the queue', () => {
     expect(bob.stderr).toMatch(
       /refused: bob \(Slack user U0APPROVE2\) is not in CAPI_OPERATORS, who may start runs/,
     );
+    // A copy of the runbooks that calls park read-only, in bob's own environment, changes nothing.
+    const copy = path.join(dir as string, 'commands');
+    await cp(COMMANDS, copy, { recursive: true });
+    const park = path.join(copy, 'park.yaml');
+    await writeFile(
+      park,
+      (await readFile(park, 'utf8')).replace(/^name: park$/m, 'name: park\nread_only: true'),
+    );
+    const disguised = await (
+      await cli('bob', ['submit', 'park', '--site', file, '--no-follow'], { COMMANDS_DIR: copy })
+    ).done;
+    expect(disguised.code).toBe(2);
+    expect(disguised.stderr).toMatch(/note: ignoring COMMANDS_DIR from your environment/);
+    expect(disguised.stderr).toMatch(/is not in CAPI_OPERATORS, who may start runs/);
     const mallory = await (await cli('mallory', ['submit', 'diagnose', '--site', file, '--no-follow'])).done;
     expect(mallory.code).toBe(2);
     expect(mallory.stderr).toMatch(/the Unix user 'mallory' is not in CAPI_TERMINAL_USERS/);
@@ -209,7 +303,8 @@ describe('the terminal front on the queue', () => {
       },
       await new RunFences(db.redis, db.prefix).take(runId),
     );
-    const status = await (await cli('mallory', ['status'], { SITE_FILE: file })).done;
+    // The deployment's site profiles name the sites whose holds `status` lists.
+    const status = await (await cli('mallory', ['status'], {}, { SITE_FILE: file })).done;
     expect(status.stdout).toContain(`site site-0 HELD by run ${runId}`);
     const refused = await (await cli('carol', ['submit', 'park', '--site', file, '--no-follow'])).done;
     expect(refused.code).toBe(2);

@@ -19,7 +19,7 @@ import { type RedisProcess, scratchDir, startRedisProcess } from './support/redi
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
 const LB = '1b000000-0000-4000-8000-000000000001';
 const PREFIX = 'capi-rollback';
-const APPROVER = { userId: 'U_APPROVER', groupIds: [] };
+const APPROVER = { userId: 'U0APPROVER', groupIds: [] };
 
 let runbooks: RunbookSet;
 const cleanups: (() => Promise<void>)[] = [];

@@ -13,6 +13,7 @@ import { startSimJumphost } from '../dev/sim/jumphost.js';
 import { startFakeSlack } from '../dev/slack/fake-slack.js';
 import { RunTimeline } from '../src/runs/timeline.js';
 import { APPROVE_ACTION_ID } from '../src/slack/blocks.js';
+import { testDecisionKeys } from './support/decision-keys.js';
 import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
@@ -84,6 +85,7 @@ describe('two serve replicas', () => {
       SLACK_API_URL: fake.url,
       CAPI_OPERATORS: 'U0OPERATOR',
       CAPI_APPROVERS: 'U0APPROVER',
+      CAPI_DECISION_SIGNING_KEY: testDecisionKeys().privateFile,
       THREAD_LEASE_TTL: '1500ms',
       LOG_LEVEL: 'info',
     };

@@ -3,6 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RunService } from '../src/queue/service.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { testDecisionKeys } from './support/decision-keys.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
@@ -29,8 +30,10 @@ async function replica(hh: Harness): Promise<RunService> {
     runbooks,
     sites: hh.sites,
     approvalTimeoutMs: 60_000,
-    approvers: ['U_APPROVER'],
+    approvers: ['U0APPROVER'],
     allowSelfApproval: false,
+    // Every replica signs with serve's one key.
+    decisionSigner: testDecisionKeys().signer,
     logger: quietLogger,
   });
   cleanups.push(async () => {
@@ -56,8 +59,8 @@ describe('several serve replicas and agents on one Redis', () => {
     const asked = await waitForEvent(other, run.runId, isType('approval.requested'));
     // Both replicas click at once: one decision wins, the other is told who decided.
     const results = await Promise.all([
-      other.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'slack'),
-      h.service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'slack'),
+      other.decide(asked.approvalId, { userId: 'U0APPROVER', groupIds: [] }, true, 'slack'),
+      h.service.decide(asked.approvalId, { userId: 'U0APPROVER', groupIds: [] }, true, 'slack'),
     ]);
     expect(results.map((r) => r.outcome).sort()).toEqual(['already_decided', 'decided']);
     expect((await waitForEvent(h.service, run.runId, isType('run.finished'))).status).toBe('succeeded');

@@ -112,7 +112,7 @@ describe('run retention', () => {
     const json = JSON.parse(await readFile(path.join(dir, 'postmortems', `${runId}.json`), 'utf8'));
     expect(json.record).toMatchObject({ runId, status: 'succeeded', requestedBy: 'U_REQUESTER' });
     expect(json.approvals).toEqual([
-      expect.objectContaining({ decision: expect.objectContaining({ approved: true, by: 'U_APPROVER' }) }),
+      expect.objectContaining({ decision: expect.objectContaining({ approved: true, by: 'U0APPROVER' }) }),
     ]);
     expect(json.attempts).toEqual([
       expect.objectContaining({ stepId: 'stop-mgmt-vm', outcome: expect.objectContaining({ exitCode: 0 }) }),

@@ -135,7 +135,7 @@ describe('an approval that needs several approvers', () => {
 });
 
 describe('who counts towards a quorum', () => {
-  const policy = { approvers: ['S0APPROVE1', REQUESTER], allowSelfApproval: true };
+  const policy = { approvers: ['S0APPROVE1', REQUESTER], allowSelfApproval: true, trustSlackGroups: true };
   it('should never count the requester, even where self-approval is allowed', () => {
     const requester = { userId: REQUESTER, groupIds: [] };
     expect(mayDecide(requester, request(), policy)).toEqual({ allowed: true });

@@ -41,7 +41,7 @@ const request = (digest = 'digest-A', n = 1): ApprovalRequest => ({
 async function approved(digest = 'digest-A', n = 1, decidedAt?: Date) {
   const store = new ApprovalStore(db.redis, db.prefix);
   const { approval } = await store.open(request(digest, n), { timeoutMs: 30 * MINUTE });
-  await store.decide(approval.approvalId, { approved: true, by: 'U_APPROVER' }, decidedAt);
+  await store.decide(approval.approvalId, { approved: true, by: 'U0APPROVER' }, decidedAt);
   return approval.approvalId;
 }
 

@@ -15,17 +15,26 @@ const request: ApprovalRequest = {
   requestedBy: REQUESTER,
   digest: 'd1gest',
 };
-const policy = { approvers: ['U0APPROVE1', 'S0ONCALL01'], allowSelfApproval: false };
+const policy = { approvers: ['U0APPROVE1', 'S0ONCALL01'], allowSelfApproval: false, trustSlackGroups: true };
 
 describe('mayDecide', () => {
   it('should allow a user when their user id is in the approvers', () => {
     expect(mayDecide({ userId: 'U0APPROVE1', groupIds: [] }, request, policy)).toEqual({ allowed: true });
   });
 
-  it('should allow a user when one of their groups is in the approvers', () => {
+  it('should allow a user when one of their groups is in the approvers, naming the group', () => {
     expect(
       mayDecide({ userId: 'U0OTHER001', groupIds: ['S0DEVS0001', 'S0ONCALL01'] }, request, policy),
-    ).toEqual({ allowed: true });
+    ).toEqual({ allowed: true, group: 'S0ONCALL01' });
+  });
+
+  it('should let no group grant the right unless the deployment trusts Slack groups', () => {
+    const untrusted = { ...policy, trustSlackGroups: false };
+    expect(mayDecide({ userId: 'U0OTHER001', groupIds: ['S0ONCALL01'] }, request, untrusted)).toEqual({
+      allowed: false,
+      refusal: { kind: 'not_an_approver', approvers: ['U0APPROVE1', 'S0ONCALL01'] },
+    });
+    expect(mayDecide({ userId: 'U0APPROVE1', groupIds: [] }, request, untrusted)).toEqual({ allowed: true });
   });
 
   it('should refuse and name the approvers when the user is not in them', () => {
@@ -53,9 +62,10 @@ describe('mayDecide', () => {
   });
 
   it('should allow the requester when self-approval is on and they are an approver', () => {
-    const selfOk = { approvers: ['S0ONCALL01'], allowSelfApproval: true };
+    const selfOk = { approvers: ['S0ONCALL01'], allowSelfApproval: true, trustSlackGroups: true };
     expect(mayDecide({ userId: REQUESTER, groupIds: ['S0ONCALL01'] }, request, selfOk)).toEqual({
       allowed: true,
+      group: 'S0ONCALL01',
     });
   });
 

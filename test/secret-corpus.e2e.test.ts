@@ -26,6 +26,7 @@ import {
   SECRET_CORPUS,
   SERVER_NAME,
 } from './support/secret-corpus.js';
+import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
 import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
 
 /**
@@ -125,6 +126,7 @@ describe('the secret corpus through a real run', () => {
         token: TOKEN,
         channels: [CHANNEL],
         users: { [LEAD]: { groups: [] }, [APPROVER]: { groups: [] } },
+        ...FAST_FAKE_SLACK,
       });
       stops.push(() => fake.close());
       const h = await startHarness({
@@ -143,6 +145,7 @@ describe('the secret corpus through a real run', () => {
         prefix: db.prefix,
         service: h.service,
         logger,
+        ...FAST_POSTER,
       });
       stops.push(() => poster.close());
       const app = createSlackApp({

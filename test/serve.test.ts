@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import { freePort } from '../dev/net.js';
 import { type SimJumphost, startSimJumphost } from '../dev/sim/jumphost.js';
 import { FAKE_BOT, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { testDecisionKeys } from './support/decision-keys.js';
 import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';
 
@@ -53,6 +54,7 @@ describe('npm start', () => {
         ALERT_WEBHOOK_TOKEN: 'alertmanager-token-0123456789abcdef0123456789',
         CAPI_OPERATORS: 'U0OPERATOR',
         CAPI_APPROVERS: 'U0APPROVER',
+        CAPI_DECISION_SIGNING_KEY: testDecisionKeys().privateFile,
         LOG_LEVEL: 'info',
         AUDIT_LOG_FILE: path.join(dir, 'audit.jsonl'),
       },

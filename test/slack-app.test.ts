@@ -17,6 +17,7 @@ import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
 import {
   buttonClickBody,
   postToBolt,
@@ -74,6 +75,7 @@ async function start(
       [STRANGER]: { groups: [] },
       [VISITOR]: { groups: ['S0APPROVERS'] },
     },
+    ...FAST_FAKE_SLACK,
   });
   h = await startHarness({
     redis: db.redis,
@@ -93,6 +95,7 @@ async function start(
     prefix: db.prefix,
     service: h.service,
     logger: quietLogger,
+    ...FAST_POSTER,
   });
   const sites = new Map<string, SiteProfile>(
     [...h.sites.values()].map((site, i) => [site.name, { ...site, slack_channels: opts.links?.[i] ?? [] }]),

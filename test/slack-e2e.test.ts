@@ -12,6 +12,7 @@ import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
 import {
   approvalMessageTs,
   buttonClickBody,
@@ -57,6 +58,7 @@ async function world(scenario: string): Promise<World> {
     token: TOKEN,
     channels: [CHANNEL],
     users: { [LEAD]: { groups: [] }, [APPROVER]: { groups: [] } },
+    ...FAST_FAKE_SLACK,
   });
   stops.push(() => fake.close());
   const h = await startHarness({
@@ -78,6 +80,7 @@ async function world(scenario: string): Promise<World> {
     prefix: db.prefix,
     service: h.service,
     logger: quietLogger,
+    ...FAST_POSTER,
   });
   stops.push(() => poster.close());
   const app: App = createSlackApp({

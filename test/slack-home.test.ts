@@ -15,6 +15,7 @@ import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
 import {
   approvalMessageTs,
   buttonClickBody,
@@ -57,6 +58,7 @@ async function world(opts: { links?: string[][]; members?: Record<string, string
     channels: [CHANNEL, ...links.flat().filter((c) => c !== CHANNEL)],
     users: { [OPERATOR]: { groups: [] }, [APPROVER]: { groups: ['S0APPROVERS'] }, [VISITOR]: { groups: [] } },
     ...(opts.members !== undefined ? { members: opts.members } : {}),
+    ...FAST_FAKE_SLACK,
   });
   stops.push(() => slack.close());
   const h: Harness = await startHarness({
@@ -101,6 +103,7 @@ async function world(opts: { links?: string[][]; members?: Record<string, string
     service: h.service,
     logger: quietLogger,
     onRunEvent: (_runId, type) => home.runEvent(type),
+    ...FAST_POSTER,
   });
   stops.push(() => poster.close());
   const app = createSlackApp({

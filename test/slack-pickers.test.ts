@@ -53,7 +53,7 @@ async function world(scenario: string) {
   const app = createSlackApp({
     approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
     slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
-    approvers: ['U_APPROVER'],
+    approvers: ['U0APPROVER'],
     operators: [OPERATOR],
     service: h.service,
     sites: h.sites,

@@ -226,7 +226,7 @@ describe('ThreadPoster', () => {
       expect(a.text).toMatch(/^Approved: /);
       expect(a.updates).toBeGreaterThanOrEqual(1);
       expect(hasButtons(a)).toBe(false);
-      expect(JSON.stringify(a.blocks)).toContain(':white_check_mark: *Approved* by U_APPROVER');
+      expect(JSON.stringify(a.blocks)).toContain(':white_check_mark: *Approved* by <@U0APPROVER>');
     }
     // Each log file follows the post of its step (or the catch-up post of its steps) and holds the raw output.
     const files = thread.replies.filter((m) => m.files !== undefined);

@@ -12,6 +12,7 @@ import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
 import {
   approvalMessageTs,
   buttonClickBody,
@@ -46,6 +47,7 @@ async function world() {
     token: TOKEN,
     channels: [CHANNEL],
     users: { [LEAD]: { groups: [] }, [ALICE]: { groups: [] }, [BOB]: { groups: [] } },
+    ...FAST_FAKE_SLACK,
   });
   stops.push(() => slack.close());
   const audit: AuditEvent[] = [];
@@ -70,6 +72,7 @@ async function world() {
     prefix: db.prefix,
     service: h.service,
     logger: quietLogger,
+    ...FAST_POSTER,
   });
   stops.push(() => poster.close());
   const app = createSlackApp({

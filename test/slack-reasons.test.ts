@@ -146,10 +146,21 @@ describe('the reason dialog', () => {
     const decided = await waitForEvent(w.h.service, runId, isType('approval.decided'));
     expect(decided.decision).toMatchObject({ approved: false, by: APPROVER, note: reason });
     expect((await waitForEvent(w.h.service, runId, isType('run.finished'))).status).toBe('denied');
+    // The right came from the user group: the audit line names it, and serve signed it into the statement.
     expect(w.audit.find((e) => e.event === 'approval.decided')).toMatchObject({
       decision: 'denied',
       by: APPROVER,
+      group: 'S0APPROVERS',
       reason,
+    });
+    const signed = (await w.h.service.getApproval(approvalId))?.decisionSigned;
+    expect(signed?.signer).toBe('service');
+    expect(JSON.parse(signed?.statement ?? '{}')).toMatchObject({
+      decider: APPROVER,
+      verdict: 'deny',
+      group: 'S0APPROVERS',
+      note: reason,
+      digest: stored?.request.digest,
     });
     // In the thread the reason is text: no channel-wide mention, no link.
     const message = approvalMessage((await w.h.service.getApproval(approvalId)) as never, new Date());

@@ -3,6 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeDecisionKey } from '../../dev/decision-key.js';
 import { freePort } from '../../dev/net.js';
 import { type Children, rssSampler, waitForLine } from './processes.js';
 
@@ -32,6 +33,8 @@ export interface ServeProcess {
 
 export async function startServe(opts: ServeOptions, children: Children): Promise<ServeProcess> {
   const port = await freePort();
+  // serve signs every Slack decision; a key made for this run, next to its log.
+  const key = await writeDecisionKey(path.dirname(opts.logFile));
   const log = openSync(opts.logFile, 'a');
   // For looking into a figure: node flags such as `--cpu-prof --cpu-prof-dir=DIR`, space separated.
   const nodeArgs = (process.env.CAPI_BENCH_SERVE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
@@ -50,6 +53,7 @@ export async function startServe(opts: ServeOptions, children: Children): Promis
       PORT: String(port),
       CAPI_OPERATORS: OPERATOR,
       CAPI_APPROVERS: APPROVER,
+      CAPI_DECISION_SIGNING_KEY: key.privateFile,
       LOG_LEVEL: 'info',
     },
     stdio: ['ignore', log, log],

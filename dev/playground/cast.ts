@@ -47,10 +47,14 @@ export const VISITOR: Person = {
 };
 export const PEOPLE: readonly Person[] = [OPERATOR, APPROVER, VISITOR];
 
-/** The environment serve gets for these rules. */
+/**
+ * The environment serve gets for these rules. The approver's right comes from a user group, so the
+ * playground trusts Slack groups; a real workspace restricts user-group editing to admins first (README).
+ */
 export const RULES_ENV = {
   CAPI_OPERATORS: OPERATOR.id,
   CAPI_APPROVERS: [OPERATOR.id, APPROVER_GROUP.id].join(','),
+  CAPI_TRUST_SLACK_GROUPS: 'true',
 } as const;
 
 export function personById(id: string): Person | undefined {

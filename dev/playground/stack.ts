@@ -13,6 +13,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
+import { writeDecisionKey } from '../decision-key.js';
 import { freePort } from '../net.js';
 import { type SimJumphost, startSimJumphost } from '../sim/jumphost.js';
 import { type FakeSlack, startFakeSlack } from '../slack/fake-slack.js';
@@ -75,6 +76,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-playground-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
 
+    // serve signs every decision taken in Slack with its own key, made here for this stack.
+    const key = await writeDecisionKey(dir);
     const siteFile = path.join(dir, 'site.yaml');
     await writeFile(siteFile, stringify({ ...sim.site, slack_channels: [CHANNEL.id] }));
     const port = await freePort();
@@ -99,6 +102,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         PORT: String(port),
         HOST: '127.0.0.1',
         ...RULES_ENV,
+        CAPI_DECISION_SIGNING_KEY: key.privateFile,
         LOG_LEVEL: opts.logLevel ?? 'info',
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -29,6 +29,7 @@ import { validateParams } from '../runbook/params.js';
 import { ApprovalStore } from '../runs/approvals.js';
 import { AttemptJournal } from '../runs/attempts.js';
 import { type Fence, RunFences } from '../runs/fence.js';
+import type { DecisionJudge } from '../runs/judge.js';
 import { heldSiteMessage, TargetLock, targetKey } from '../runs/lock.js';
 import { RedisWriteConfirm } from '../runs/redis-durability.js';
 import { isFinalStatus, type RunRecord, RunRegistry } from '../runs/registry.js';
@@ -56,6 +57,11 @@ export interface AgentOptions {
   readonly jumphostEnv: Partial<JumphostTarget>;
   readonly runbooks: RunbookSet;
   readonly approvalTimeoutMs: number;
+  /**
+   * How this agent judges a decision before it acts on it: its own policy (approvers, self-approval, groups)
+   * and the keys signed decisions must verify with. Never taken from the request or the decision.
+   */
+  readonly decisions: DecisionJudge;
   readonly logger: Logger;
   /** Runs handled at once; a run waiting for approval does not count. Default 2. */
   readonly concurrency?: number;
@@ -550,7 +556,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         site,
         requestedBy: record.requestedBy,
         executor: leasedExecutor(ssh, fence, lease),
-        approvals: new RedisApprovalPort(approvals, opts.approvalTimeoutMs, fence),
+        approvals: new RedisApprovalPort(approvals, opts.approvalTimeoutMs, fence, opts.decisions),
         attempts: new RedisAttemptPort(attempts, fence, opts.approvalTimeoutMs, audit, writes),
         emit: timelineSink(fence, {
           timeline,

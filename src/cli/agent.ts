@@ -10,6 +10,7 @@ import { processOps } from '../ops/process-ops.js';
 import { connectRedis } from '../queue/redis.js';
 import { loadRunbooks, type RunbookSet } from '../runbook/load.js';
 import { reportRedisAtStartup } from '../runs/redis-checks.js';
+import type { DecisionKeys } from '../signing/keys.js';
 
 export interface AgentCommandOptions {
   readonly siteFiles: readonly string[];
@@ -49,6 +50,7 @@ export function agentOptions(
   config: AppConfig,
   sites: ReadonlyMap<string, SiteProfile>,
   runbooks: RunbookSet,
+  keys: DecisionKeys,
   logger: Logger,
 ): AgentOptions {
   return {
@@ -58,6 +60,14 @@ export function agentOptions(
     jumphostEnv: config.jumphost,
     runbooks,
     approvalTimeoutMs: config.approval.timeoutMs,
+    decisions: {
+      policy: {
+        approvers: config.approval.approvers,
+        allowSelfApproval: config.approval.allowSelfApproval,
+        trustSlackGroups: config.approval.trustSlackGroups,
+      },
+      verifiers: keys.verifiers,
+    },
     siteLockTtlMs: config.siteLockTtlMs,
     retentionMs: config.retention.runMs,
     maxOutputBytesPerRun: config.retention.maxOutputBytesPerRun,
@@ -69,7 +79,7 @@ export function agentOptions(
 
 /** `capi-chatops agent`: serve the sites' queues until SIGINT/SIGTERM, then stop gracefully. */
 export async function runAgentCommand(opts: AgentCommandOptions): Promise<number> {
-  const { config, sites } = await loadDeployment('agent', (c) =>
+  const { config, sites, keys } = await loadDeployment('agent', (c) =>
     loadSites(siteFilesFrom(opts.siteFiles, c.siteFile)),
   );
   const logger = createLogger({ level: config.logLevel, name: 'agent' });
@@ -82,7 +92,7 @@ export async function runAgentCommand(opts: AgentCommandOptions): Promise<number
   const ops = processOps({ config, redis, sites, logger });
 
   const agent = await startAgent({
-    ...agentOptions(config, sites, runbooks, logger),
+    ...agentOptions(config, sites, runbooks, keys, logger),
     metrics: ops.metrics,
     audit: ops.audit,
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),

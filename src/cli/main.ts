@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { PolicySource } from '../config/terminal.js';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import { runAgentCommand } from './agent.js';
 import {
@@ -12,6 +13,7 @@ import {
   timelineCommand,
 } from './queue-commands.js';
 import { listRunbooks, runFromTerminal } from './run.js';
+import type { Terminal } from './session.js';
 import { systemUnixUser, type UnixUserSource } from './terminal-identity.js';
 
 const USAGE = `capi-chatops -- CAPI/Magnum recovery runbooks with a human approval before every destructive step
@@ -49,16 +51,24 @@ usage:
   capi-chatops cancel RUN                 stop a run between steps and kill its running command
   capi-chatops release SITE --reason TEXT free a site held after a run ended OUTCOME UNKNOWN, once what
       its command did was checked by hand (the reason says what; audited)
-  capi-chatops decide APPROVAL approve|deny [--reason TEXT]
-      submit, cancel, release and decide act as the Unix user running them, mapped to a Slack user by
-      CAPI_TERMINAL_USERS (alice=U0123ABCD,...), with its user groups read from Slack
+  capi-chatops decide APPROVAL approve|deny [--reason TEXT] [--key FILE]
+      signed with your SSH key (default ~/.ssh/id_ed25519, id_ecdsa or id_rsa), which the
+      deployment's allowed_signers lists for you
+      submit, cancel, release and decide act as the Unix user running them (never root or a system
+      account), mapped to a Slack user by CAPI_TERMINAL_USERS; the terminal's rules come from
+      /etc/capi-chatops/policy.env, never from your environment
 
 exit codes: 0 succeeded, 1 failed, 2 refused before running (bad arguments or config),
             3 denied or expired approval, 130 cancelled`;
 
-/** What main() takes from its surroundings; tests run it as another Unix user without being root. */
+/**
+ * What main() takes from its surroundings. The installed command passes nothing: it acts as the account
+ * running it, under the policy file installed at /etc/capi-chatops/policy.env. The repository's tests and
+ * demos (dev/cli-as.ts) name another account and a policy file of their own.
+ */
 export interface MainOptions {
   readonly unixUser?: UnixUserSource;
+  readonly policy?: PolicySource;
 }
 
 // Typed identities are gone: a terminal acts as the Unix user that runs it, never as someone it names.
@@ -66,7 +76,10 @@ const TYPED_IDENTITY = /^--(as|group)(=|$)/;
 
 export async function main(argv: readonly string[], opts: MainOptions = {}): Promise<number> {
   const [command, ...rest] = argv;
-  const unixUser = opts.unixUser ?? systemUnixUser;
+  const terminal: Terminal = {
+    unixUser: opts.unixUser ?? systemUnixUser,
+    policy: opts.policy ?? { kind: 'installed' },
+  };
   const typed = rest.find((a) => TYPED_IDENTITY.test(a));
   if (typed !== undefined) {
     return usage(
@@ -178,15 +191,17 @@ export async function main(argv: readonly string[], opts: MainOptions = {}): Pro
         });
         const [runbook, ...args] = positionals;
         if (runbook === undefined) return usage('submit needs a RUNBOOK name (capi-chatops list shows them)');
-        return await submitCommand({
-          runbook,
-          args,
-          siteFiles: values.site,
-          ...(values.on !== undefined ? { on: values.on } : {}),
-          unixUser,
-          follow: !values['no-follow'],
-          verbose: values.verbose,
-        });
+        return await submitCommand(
+          {
+            runbook,
+            args,
+            siteFiles: values.site,
+            ...(values.on !== undefined ? { on: values.on } : {}),
+            follow: !values['no-follow'],
+            verbose: values.verbose,
+          },
+          terminal,
+        );
       }
       case 'follow':
       case 'timeline':
@@ -198,9 +213,9 @@ export async function main(argv: readonly string[], opts: MainOptions = {}): Pro
         });
         const [runId] = positionals;
         if (runId === undefined) return usage(`${command} needs a RUN id (capi-chatops status lists them)`);
-        if (command === 'follow') return await followCommand(runId, values.verbose);
-        if (command === 'timeline') return await timelineCommand(runId);
-        return await cancelCommand(runId, unixUser);
+        if (command === 'follow') return await followCommand(runId, values.verbose, terminal);
+        if (command === 'timeline') return await timelineCommand(runId, terminal);
+        return await cancelCommand(runId, terminal);
       }
       case 'export': {
         const { values, positionals } = parseArgs({
@@ -210,11 +225,11 @@ export async function main(argv: readonly string[], opts: MainOptions = {}): Pro
         });
         const [runId] = positionals;
         if (runId === undefined) return usage('export needs a RUN id (capi-chatops status lists them)');
-        return await exportCommand(runId, values.out);
+        return await exportCommand(runId, values.out, terminal);
       }
       case 'status': {
         const { positionals } = parseArgs({ args: [...rest], allowPositionals: true });
-        return await statusCommand(positionals[0]);
+        return await statusCommand(positionals[0], terminal);
       }
       case 'release': {
         const { values, positionals } = parseArgs({
@@ -227,23 +242,26 @@ export async function main(argv: readonly string[], opts: MainOptions = {}): Pro
           return usage('release needs one SITE (the site profile name)');
         if (values.reason === undefined)
           return usage('release needs --reason TEXT: say what you checked by hand');
-        return await releaseCommand({ site, reason: values.reason, unixUser });
+        return await releaseCommand({ site, reason: values.reason }, terminal);
       }
       case 'decide': {
         const { values, positionals } = parseArgs({
           args: [...rest],
           allowPositionals: true,
-          options: { reason: { type: 'string' } },
+          options: { reason: { type: 'string' }, key: { type: 'string' } },
         });
         const [approvalId, verdict] = positionals;
         if (approvalId === undefined || verdict === undefined)
           return usage('decide needs an APPROVAL id and approve|deny');
-        return await decideCommand({
-          approvalId,
-          verdict,
-          unixUser,
-          ...(values.reason !== undefined ? { reason: values.reason } : {}),
-        });
+        return await decideCommand(
+          {
+            approvalId,
+            verdict,
+            ...(values.reason !== undefined ? { reason: values.reason } : {}),
+            ...(values.key !== undefined ? { key: values.key } : {}),
+          },
+          terminal,
+        );
       }
       case undefined:
       case 'help':

@@ -10,9 +10,11 @@ import { renderMarkdown } from '../fronts/postmortem.js';
 import { terminalText } from '../fronts/sanitize.js';
 import { createTerminalTimeline } from '../fronts/terminal.js';
 import type { RunRecord, RunService } from '../queue/service.js';
+import { signingKeyFile, sshKeygenSigner } from '../signing/ssh-keygen.js';
+import type { DecisionSigner, SignedDecision } from '../signing/statement.js';
 import { EXIT_CODES } from './run.js';
-import { withRunService } from './session.js';
-import { isListed, type UnixUserSource } from './terminal-identity.js';
+import { type Terminal, type TerminalSession, withRunService } from './session.js';
+import { isListed } from './terminal-identity.js';
 
 /** Prints a run's timeline from its start and keeps printing until it finishes; returns its exit code. */
 async function followRun(service: RunService, runId: string, verbose: boolean): Promise<number> {
@@ -45,17 +47,19 @@ function notAnOperator(person: { unixUser: string; userId: string }, what: strin
   );
 }
 
-export async function submitCommand(opts: {
-  readonly runbook: string;
-  readonly args: readonly string[];
-  readonly siteFiles: readonly string[];
-  readonly on?: string;
-  readonly unixUser: UnixUserSource;
-  readonly follow: boolean;
-  readonly verbose: boolean;
-}): Promise<number> {
-  return withRunService(opts.siteFiles, async (service, session) => {
-    const person = session.identify(opts.unixUser());
+export async function submitCommand(
+  opts: {
+    readonly runbook: string;
+    readonly args: readonly string[];
+    readonly siteFiles: readonly string[];
+    readonly on?: string;
+    readonly follow: boolean;
+    readonly verbose: boolean;
+  },
+  terminal: Terminal,
+): Promise<number> {
+  return withRunService(terminal, 'act', opts.siteFiles, async (service, session) => {
+    const person = session.identify(terminal.unixUser());
     const readOnly = service.runbooks().find((rb) => rb.name === opts.runbook)?.readOnly === true;
     if (!readOnly && !(await isListed(person, session.operators))) {
       throw notAnOperator(person, 'may start runs that can change the cloud');
@@ -84,12 +88,12 @@ function onlySite(service: RunService): string {
   );
 }
 
-export function followCommand(runId: string, verbose: boolean): Promise<number> {
-  return withRunService([], (service) => followRun(service, runId, verbose));
+export function followCommand(runId: string, verbose: boolean, terminal: Terminal): Promise<number> {
+  return withRunService(terminal, 'read', [], (service) => followRun(service, runId, verbose));
 }
 
-export function statusCommand(runId?: string): Promise<number> {
-  return withRunService([], async (service) => {
+export function statusCommand(runId: string | undefined, terminal: Terminal): Promise<number> {
+  return withRunService(terminal, 'read', [], async (service) => {
     if (runId !== undefined) {
       const record = await service.getRun(runId);
       if (!record)
@@ -129,8 +133,8 @@ function describeRun(r: RunRecord): string {
   );
 }
 
-export function timelineCommand(runId: string): Promise<number> {
-  return withRunService([], async (service) => {
+export function timelineCommand(runId: string, terminal: Terminal): Promise<number> {
+  return withRunService(terminal, 'read', [], async (service) => {
     const entries = await service.readTimeline(runId);
     if (entries.length === 0) throw new CapiError(ErrorCode.RunNotFound, `run ${runId} has no timeline`);
     process.stdout.write(renderMarkdown(entries));
@@ -142,8 +146,8 @@ export function timelineCommand(runId: string): Promise<number> {
  * Writes a run's postmortem before its retention runs out: `<run>.md` (the timeline as Markdown) and
  * `<run>.json` (the record, every approval with its decision, every destructive attempt, every event).
  */
-export function exportCommand(runId: string, outDir: string): Promise<number> {
-  return withRunService([], async (service) => {
+export function exportCommand(runId: string, outDir: string, terminal: Terminal): Promise<number> {
+  return withRunService(terminal, 'read', [], async (service) => {
     const archive = await service.archiveRun(runId);
     if (!archive) {
       throw new CapiError(
@@ -174,9 +178,9 @@ export function exportCommand(runId: string, outDir: string): Promise<number> {
   });
 }
 
-export function cancelCommand(runId: string, unixUser: UnixUserSource): Promise<number> {
-  return withRunService([], async (service, session) => {
-    const person = session.identify(unixUser());
+export function cancelCommand(runId: string, terminal: Terminal): Promise<number> {
+  return withRunService(terminal, 'act', [], async (service, session) => {
+    const person = session.identify(terminal.unixUser());
     if (!(await isListed(person, session.operators))) throw notAnOperator(person, 'may cancel runs');
     const record = await service.cancel(runId, person.userId, person.via);
     process.stdout.write(
@@ -193,13 +197,12 @@ export function cancelCommand(runId: string, unixUser: UnixUserSource): Promise<
  * Frees a site held after a run ended OUTCOME UNKNOWN, once an operator has checked by hand what its command
  * did; the reason (what was checked) is required and audited. Operators only, like cancel.
  */
-export function releaseCommand(opts: {
-  readonly site: string;
-  readonly reason: string;
-  readonly unixUser: UnixUserSource;
-}): Promise<number> {
-  return withRunService([], async (service, session) => {
-    const person = session.identify(opts.unixUser());
+export function releaseCommand(
+  opts: { readonly site: string; readonly reason: string },
+  terminal: Terminal,
+): Promise<number> {
+  return withRunService(terminal, 'act', [], async (service, session) => {
+    const person = session.identify(terminal.unixUser());
     if (!(await isListed(person, session.operators))) {
       throw notAnOperator(person, 'may release a site held after an unknown outcome');
     }
@@ -217,25 +220,59 @@ export function releaseCommand(opts: {
   });
 }
 
-export function decideCommand(opts: {
-  readonly approvalId: string;
-  readonly verdict: string;
-  readonly unixUser: UnixUserSource;
-  /** Why, in the decider's words: stored with the decision and audited. */
-  readonly reason?: string;
-}): Promise<number> {
+/**
+ * Signs with the operator's own key, then checks at once that the deployment's allowed_signers accepts the
+ * signature for this person, as every agent will: a decision no agent would accept is not recorded at all.
+ */
+function checkedSigner(session: TerminalSession, userId: string, keyFile: string): DecisionSigner {
+  const { allowedSigners } = session;
+  if (allowedSigners === undefined) {
+    throw new CapiError(
+      ErrorCode.NotAllowed,
+      `${session.policyFile} sets no CAPI_ALLOWED_SIGNERS, so no agent could verify a decision signed here; decide in Slack, or ask whoever runs capi-chatops to list your SSH key for ${userId}. Nothing was done.`,
+    );
+  }
+  const signer = sshKeygenSigner(keyFile);
+  return {
+    async sign(statement): Promise<SignedDecision> {
+      const signed = await signer.sign(statement);
+      const checked = allowedSigners.verify(userId, statement, signed.signature);
+      if (!checked.ok) {
+        throw new CapiError(
+          ErrorCode.NotAllowed,
+          `refused: ${checked.why}; the agents would refuse this decision. Sign with the key listed for you (--key FILE), or ask whoever runs capi-chatops to add your public key for ${userId} to ${allowedSigners.source}. Nothing was done.`,
+        );
+      }
+      return signed;
+    },
+  };
+}
+
+export function decideCommand(
+  opts: {
+    readonly approvalId: string;
+    readonly verdict: string;
+    /** Why, in the decider's words: signed, stored with the decision and audited. */
+    readonly reason?: string;
+    /** The SSH key to sign with (default ~/.ssh/id_ed25519, id_ecdsa, id_rsa). */
+    readonly key?: string;
+  },
+  terminal: Terminal,
+): Promise<number> {
   if (opts.verdict !== 'approve' && opts.verdict !== 'deny') {
     throw new CapiError(ErrorCode.ConfigInvalid, `say approve or deny, not '${opts.verdict}'`);
   }
-  return withRunService([], async (service, session) => {
-    const person = session.identify(opts.unixUser());
-    const groupIds = await person.groupsAmong(session.approvers);
+  return withRunService(terminal, 'act', [], async (service, session) => {
+    const person = session.identify(terminal.unixUser());
+    const signer = checkedSigner(session, person.userId, signingKeyFile(opts.key));
+    // No group counts here: a terminal cannot vouch for a membership (the agent counts a group only in a
+    // decision serve signed after asking Slack itself), so only an approver listed by user id decides here.
     const result = await service.decide(
       opts.approvalId,
-      { userId: person.userId, groupIds },
+      { userId: person.userId, groupIds: [] },
       opts.verdict === 'approve',
       person.via,
-      opts.reason !== undefined ? { reason: opts.reason } : {},
+      { signer, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) },
     );
     if (result.unconfirmed !== undefined) {
       const what = opts.verdict === 'approve' ? 'approval' : 'denial';
@@ -268,11 +305,17 @@ export function decideCommand(opts: {
           `superseded: this request was replaced (${result.approval.superseded?.why === 'stale' ? 'it was approved too long ago' : 'the action changed'}); decide the newer request (capi-chatops status RUN lists it)\n`,
         );
         return 1;
-      case 'refused':
-        process.stderr.write(`refused: ${describeRefusal(result.refusal)}\n`);
+      case 'refused': {
+        const viaGroup =
+          result.refusal.kind === 'not_an_approver' &&
+          result.refusal.approvers.some((id) => id.startsWith('S'))
+            ? ' (a user group counts only for a decision taken in Slack; from a terminal, only an approver listed by user id decides)'
+            : '';
+        process.stderr.write(`refused: ${describeRefusal(result.refusal)}${viaGroup}\n`);
         // The thread and the postmortem show a refused decision, as they do for a refused click.
         await service.recordRefusal(opts.approvalId, person.userId, describeRefusal(result.refusal));
         return 3;
+      }
       case 'not_found':
         process.stderr.write(
           `no approval ${opts.approvalId} (capi-chatops status RUN lists a run's pending ones)\n`,

@@ -29,7 +29,7 @@ import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
  * leave the others running.
  */
 export async function serveCommand(siteFiles: readonly string[]): Promise<number> {
-  const { config, sites } = await loadDeployment('serve', (c) =>
+  const { config, sites, keys } = await loadDeployment('serve', (c) =>
     loadSites(siteFilesFrom(siteFiles, c.siteFile)),
   );
   const logger = createLogger({ level: config.logLevel, name: 'capi-chatops' });
@@ -46,6 +46,9 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     approvalTimeoutMs: config.approval.timeoutMs,
     approvers: config.approval.approvers,
     allowSelfApproval: config.approval.allowSelfApproval,
+    trustSlackGroups: config.approval.trustSlackGroups,
+    // Every decision taken in Slack is signed with serve's key: the agents accept no unsigned one.
+    ...(keys.signer !== undefined ? { decisionSigner: keys.signer } : {}),
     logger,
     audit: ops.audit,
     metrics: ops.metrics,
@@ -123,7 +126,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
   agent = await startAgent({
-    ...agentOptions(config, sites, runbooks, logger),
+    ...agentOptions(config, sites, runbooks, keys, logger),
     metrics: ops.metrics,
     audit: ops.audit,
   });

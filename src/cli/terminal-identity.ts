@@ -1,17 +1,58 @@
 /**
  * Who a terminal command acts as: the Unix account running it, mapped to one Slack user by
- * CAPI_TERMINAL_USERS (set by whoever runs capi-chatops on the host), with its user groups read from Slack
- * like the Slack front reads them. Nothing typed on the command line names a person or a group: a typed
- * `--as` let anyone who could reach Redis approve as any approver, or submit "as" a colleague and then
- * approve their own run.
+ * CAPI_TERMINAL_USERS (in the deployment's policy file), with its user groups read from Slack like the Slack
+ * front reads them. Nothing typed on the command line names a person or a group: a typed `--as` let anyone
+ * who could reach Redis approve as any approver, or submit "as" a colleague and then approve their own run.
+ * Root and system accounts are refused: they are nobody in particular.
  */
 import { userInfo } from 'node:os';
 import { CapiError, ErrorCode } from '../errors.js';
 import type { MembershipPort } from '../slack/membership.js';
 
-/** The Unix user running this process; tests pass another source (no root needed to act as alice). */
-export type UnixUserSource = () => string;
-export const systemUnixUser: UnixUserSource = () => userInfo().username;
+/** A Unix account as the terminal sees it. */
+export interface UnixAccount {
+  readonly name: string;
+  readonly uid: number;
+  /** Its login shell (from the password database). */
+  readonly shell: string;
+}
+
+/** The Unix account running this process; tests pass another source (no root needed to act as alice). */
+export type UnixUserSource = () => UnixAccount;
+export const systemUnixUser: UnixUserSource = () => {
+  const u = userInfo();
+  return { name: u.username, uid: u.uid, shell: u.shell ?? '' };
+};
+
+/**
+ * The lowest uid of a person's account: Debian's and RHEL's UID_MIN (/etc/login.defs). Below it are root
+ * (0) and the system accounts packages create (daemon, www-data, redis, the service account capi-chatops
+ * itself runs as on most hosts).
+ */
+export const FIRST_PERSON_UID = 1000;
+/** Shells of accounts nobody logs in to (nobody, service accounts with uids above UID_MIN). */
+const NO_LOGIN_SHELL = /\/(nologin|false)$/;
+
+/**
+ * Refuses root and system accounts (uid < 1000, or a nologin/false shell): a decision, a run or a cancel
+ * must be someone's, and such an account is shared by whoever can become it (sudo, a compromised service).
+ */
+export function assertPersonAccount(account: UnixAccount): void {
+  const why =
+    account.uid === 0
+      ? 'root'
+      : account.uid < FIRST_PERSON_UID
+        ? `a system account (uid ${account.uid} < ${FIRST_PERSON_UID})`
+        : NO_LOGIN_SHELL.test(account.shell)
+          ? `a service account (its shell is ${account.shell})`
+          : undefined;
+  if (why !== undefined) {
+    throw new CapiError(
+      ErrorCode.NotAllowed,
+      `refused: '${account.name}' is ${why}, not a person's account; run capi-chatops as yourself (your own login, listed in CAPI_TERMINAL_USERS). Nothing was done.`,
+    );
+  }
+}
 
 export interface TerminalPerson {
   readonly unixUser: string;
@@ -29,10 +70,13 @@ export interface TerminalPerson {
  * than guessed.
  */
 export function terminalPerson(
-  unixUser: string,
+  account: UnixAccount,
   terminalUsers: ReadonlyMap<string, string>,
   membership: MembershipPort | undefined,
+  trustSlackGroups = true,
 ): TerminalPerson {
+  assertPersonAccount(account);
+  const unixUser = account.name;
   const userId = terminalUsers.get(unixUser);
   if (userId === undefined) {
     throw new CapiError(
@@ -47,7 +91,8 @@ export function terminalPerson(
     via: `terminal as ${unixUser}`,
     async groupsAmong(candidates) {
       const groups = candidates.filter((id) => id.startsWith('S'));
-      if (groups.length === 0) return [];
+      // Groups grant nothing unless the deployment trusts them (CAPI_TRUST_SLACK_GROUPS).
+      if (groups.length === 0 || !trustSlackGroups) return [];
       if (membership === undefined) {
         throw new CapiError(
           ErrorCode.ConfigInvalid,

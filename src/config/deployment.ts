@@ -5,6 +5,7 @@
  * every click; a site without a pinned host key failed only when its first run tried to connect.
  */
 import { CapiError, ConfigError, ErrorCode } from '../errors.js';
+import { type DecisionKeys, loadDecisionKeys } from '../signing/keys.js';
 import { type AppConfig, loadConfig } from './env.js';
 import { resolveJumphost } from './jumphost.js';
 import type { SiteProfile } from './site.js';
@@ -18,8 +19,40 @@ export function deploymentProblems(
   role: DeploymentRole,
 ): string[] {
   const problems: string[] = [];
+  const { approval, decisions } = config;
+  if (!approval.trustSlackGroups) {
+    for (const [name, list] of [
+      ['CAPI_APPROVERS', approval.approvers],
+      ['CAPI_OPERATORS', approval.operators],
+    ] as const) {
+      const groups = list.filter((id) => id.startsWith('S'));
+      if (groups.length > 0) {
+        problems.push(
+          `${name} names user groups (${groups.join(', ')}) and CAPI_TRUST_SLACK_GROUPS is not true: by default any workspace member can edit a user group and so make themselves an approver; list user ids (U…), or restrict user-group editing to admins (Slack admin settings) and set CAPI_TRUST_SLACK_GROUPS=true`,
+        );
+      }
+    }
+  }
+  if (role === 'agent') {
+    // The agent judges every decision itself, with its own policy and keys (src/runs/judge.ts).
+    if (approval.approvers.length === 0) {
+      problems.push(
+        'CAPI_APPROVERS is empty: this agent judges every decision against it and would refuse every destructive step; set it as serve has it, e.g. CAPI_APPROVERS=U0456LEAD',
+      );
+    }
+    if (decisions.verifyKeyFile === undefined && decisions.allowedSignersFile === undefined) {
+      problems.push(
+        "CAPI_DECISION_VERIFY_KEY is not set: this agent could verify no decision; set it to serve's public key (openssl pkey -in decision.key -pubout), and CAPI_ALLOWED_SIGNERS for decisions from the terminal",
+      );
+    }
+  }
   if (role === 'serve') {
-    const { slack, approval } = config;
+    const { slack } = config;
+    if (decisions.signingKeyFile === undefined) {
+      problems.push(
+        'CAPI_DECISION_SIGNING_KEY is not set: serve signs every decision taken in Slack with it and the agents accept no other; make one with `openssl genpkey -algorithm ed25519 -out /etc/capi-chatops/decision.key`, readable by the service account only',
+      );
+    }
     if (approval.operators.length === 0) {
       problems.push(
         'CAPI_OPERATORS is empty: nobody could start or cancel a run; list Slack user ids (U…) or user-group ids (S…), e.g. CAPI_OPERATORS=S0123ONCALL',
@@ -72,7 +105,7 @@ export async function loadDeployment(
   role: DeploymentRole,
   loadSites: (config: AppConfig) => Promise<Map<string, SiteProfile>>,
   env: NodeJS.ProcessEnv = process.env,
-): Promise<{ config: AppConfig; sites: Map<string, SiteProfile> }> {
+): Promise<{ config: AppConfig; sites: Map<string, SiteProfile>; keys: DecisionKeys }> {
   const problems: string[] = [];
   let config: AppConfig;
   try {
@@ -96,6 +129,14 @@ export async function loadDeployment(
     else if (err instanceof CapiError) problems.push(err.message);
     else throw err;
   }
+  let keys: DecisionKeys = { verifiers: {} };
+  try {
+    keys = await loadDecisionKeys(config.decisions);
+  } catch (err) {
+    if (err instanceof ConfigError) problems.push(...err.issues.map((issue) => `${err.source}: ${issue}`));
+    else if (err instanceof CapiError) problems.push(err.message);
+    else throw err;
+  }
   const reported = new Set(problems.map(variableOf).filter((v) => v !== undefined));
   for (const problem of deploymentProblems(config, sites, role)) {
     const variable = variableOf(problem);
@@ -103,5 +144,5 @@ export async function loadDeployment(
   }
   if (problems.length > 0)
     throw new ConfigError(ErrorCode.ConfigInvalid, `this ${role} deployment`, problems);
-  return { config, sites };
+  return { config, sites, keys };
 }

@@ -70,6 +70,20 @@ export interface AppConfig {
     readonly approvers: readonly string[];
     readonly operators: readonly string[];
     readonly allowSelfApproval: boolean;
+    /**
+     * Whether a Slack user group (S…) in CAPI_APPROVERS or CAPI_OPERATORS grants anything
+     * (CAPI_TRUST_SLACK_GROUPS, default false): by default any workspace member can edit a user group.
+     */
+    readonly trustSlackGroups: boolean;
+  };
+  /** The keys decisions are signed and verified with (see src/signing). */
+  readonly decisions: {
+    /** serve's Ed25519 private key (CAPI_DECISION_SIGNING_KEY): it signs every decision taken in Slack. */
+    readonly signingKeyFile?: string;
+    /** serve's public key (CAPI_DECISION_VERIFY_KEY): an agent verifies Slack decisions with it. */
+    readonly verifyKeyFile?: string;
+    /** OpenSSH allowed_signers (CAPI_ALLOWED_SIGNERS): Slack user ids -> operators' SSH public keys. */
+    readonly allowedSignersFile?: string;
   };
   /**
    * Unix user -> Slack user id (CAPI_TERMINAL_USERS): who a terminal command acts as. The terminal never
@@ -433,6 +447,10 @@ const envSchema = z.object({
   CAPI_OPERATORS: slackIdListSchema.optional(),
   CAPI_ALLOW_SELF_APPROVAL: booleanSchema.optional(),
   CAPI_TERMINAL_USERS: terminalUsersSchema.optional(),
+  CAPI_TRUST_SLACK_GROUPS: booleanSchema.optional(),
+  CAPI_DECISION_SIGNING_KEY: pathSchema("serve's Ed25519 private key (PEM)").optional(),
+  CAPI_DECISION_VERIFY_KEY: pathSchema("serve's Ed25519 public key (PEM)").optional(),
+  CAPI_ALLOWED_SIGNERS: pathSchema('the allowed_signers file').optional(),
 
   SLACK_BOT_TOKEN: z
     .string()
@@ -552,6 +570,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       approvers: e.CAPI_APPROVERS ?? [],
       operators: e.CAPI_OPERATORS ?? [],
       allowSelfApproval: e.CAPI_ALLOW_SELF_APPROVAL ?? false,
+      trustSlackGroups: e.CAPI_TRUST_SLACK_GROUPS ?? false,
+    },
+    decisions: {
+      ...(e.CAPI_DECISION_SIGNING_KEY !== undefined ? { signingKeyFile: e.CAPI_DECISION_SIGNING_KEY } : {}),
+      ...(e.CAPI_DECISION_VERIFY_KEY !== undefined ? { verifyKeyFile: e.CAPI_DECISION_VERIFY_KEY } : {}),
+      ...(e.CAPI_ALLOWED_SIGNERS !== undefined ? { allowedSignersFile: e.CAPI_ALLOWED_SIGNERS } : {}),
     },
     terminalUsers: e.CAPI_TERMINAL_USERS ?? new Map(),
     slack: {

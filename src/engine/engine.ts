@@ -20,6 +20,7 @@ import { actionDigest } from './digest.js';
 import {
   ApprovalPending,
   type ApprovalPort,
+  ApprovalRejected,
   type ApprovalRequest,
   type AttemptRecord,
   type EventSink,
@@ -888,6 +889,23 @@ class Interpreter {
       decision = await this.opts.approvals.decision(opened.approvalId, request, this.signal);
     } catch (err) {
       if (err instanceof ApprovalPending) throw new Suspend(err.approvalId, err.expiresAt);
+      if (err instanceof ApprovalRejected) {
+        // The decision in the store is not one this agent accepts (forged, for another action, or by someone
+        // its policy does not allow): the thread says so, and the run stops with nothing sent.
+        const reason = redactText(err.reason);
+        await this.emit({
+          ...ref,
+          type: 'approval.rejected',
+          approvalId: err.approvalId,
+          by: err.by,
+          reason,
+        });
+        throw new Stop(
+          'failed',
+          `${ref.stepId}: the decision on ${err.approvalId} was refused by the agent (${reason}); nothing destructive was run`,
+          ref.stepId,
+        );
+      }
       throw err;
     } finally {
       this.waited += Date.now() - asked;

@@ -134,6 +134,16 @@ export type RunEvent =
       readonly approvalId: string;
       readonly decision: ApprovalDecision;
     })
+  /**
+   * The agent refused a stored decision (no valid signature, not this action, a decider its own policy does
+   * not allow, too few distinct approvers): nothing ran, and the run stops.
+   */
+  | (StepRef & {
+      readonly type: 'approval.rejected';
+      readonly approvalId: string;
+      readonly by: string;
+      readonly reason: string;
+    })
   /** A request nobody may decide any more: the action changed, or its approval went stale before use. */
   | (StepRef & {
       readonly type: 'approval.superseded';
@@ -272,5 +282,21 @@ export class ApprovalPending extends Error {
   ) {
     super(`approval ${approvalId} is pending until ${expiresAt}`);
     this.name = 'ApprovalPending';
+  }
+}
+
+/**
+ * Thrown by an ApprovalPort whose stored decision fails the agent's own judgement: the engine shows why and
+ * stops the run before anything destructive is sent.
+ */
+export class ApprovalRejected extends Error {
+  constructor(
+    readonly approvalId: string,
+    /** Who the stored decision says decided. */
+    readonly by: string,
+    readonly reason: string,
+  ) {
+    super(`the decision on approval ${approvalId} was refused: ${reason}`);
+    this.name = 'ApprovalRejected';
   }
 }

@@ -236,6 +236,11 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
       case 'approval.decided':
         out.push(`- ${t} ${describeDecision(e.decision)}`);
         break;
+      case 'approval.rejected':
+        out.push(
+          `- ${t} the agent refused the decision by ${md(e.by)} on ${md(e.approvalId)}: ${md(e.reason)}; nothing destructive was run`,
+        );
+        break;
       case 'approval.superseded':
         out.push(
           `- ${t} approval ${e.approvalId} superseded by ${e.supersededBy}: ${

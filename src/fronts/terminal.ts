@@ -93,6 +93,8 @@ function describeEvent(e: RunEvent): string {
       return `    -- guard: ${e.message}`;
     case 'approval.requested':
       return formatApproval(e.request);
+    case 'approval.rejected':
+      return `    !! the agent refused the decision by ${e.by} on ${e.approvalId}: ${e.reason}; nothing destructive was run`;
     case 'approval.superseded':
       return `    -- approval ${e.approvalId} is superseded by ${e.supersededBy}: ${e.why === 'stale' ? 'it was given too long ago to still stand' : 'the action it approved has changed'}; asking again`;
     case 'attempt.started':

@@ -46,6 +46,8 @@ export type AuditEvent =
       readonly decision: 'approved' | 'denied';
       readonly by: string;
       readonly via: string;
+      /** The user group that made `by` an approver, when their own id is not in CAPI_APPROVERS. */
+      readonly group?: string;
       /** The decider's reason, when one was given (untrusted text, redacted like every audit line). */
       readonly reason?: string;
       /** Every approver, in order, when the step needed several. */
@@ -59,11 +61,22 @@ export type AuditEvent =
       readonly digest: string;
       readonly by: string;
       readonly via: string;
+      /** The user group that made `by` an approver, when their own id is not in CAPI_APPROVERS. */
+      readonly group?: string;
       readonly count: number;
       readonly quorum: number;
       readonly reason?: string;
     }
   | { readonly event: 'approval.expired'; readonly runId: string; readonly approvalId: string }
+  | {
+      /** The agent refused a stored decision (unsigned, forged, another action, outside its policy). */
+      readonly event: 'approval.rejected';
+      readonly runId: string;
+      readonly approvalId: string;
+      readonly step: string;
+      readonly by: string;
+      readonly reason: string;
+    }
   | {
       readonly event: 'approval.refused';
       readonly runId: string;

@@ -29,7 +29,7 @@ export interface RedisSnapshot {
   readonly oldestApprovalWaitSeconds: number;
 }
 
-export type ApprovalOutcome = 'approved' | 'denied' | 'expired' | 'refused' | 'superseded';
+export type ApprovalOutcome = 'approved' | 'denied' | 'expired' | 'refused' | 'rejected' | 'superseded';
 export type SlackCallResult = 'ok' | '429' | '5xx' | 'error';
 
 /** Every metric name the product exports (the alert rules are checked against this list). */

@@ -64,6 +64,18 @@ export function runObserver(opts: RunObserverOptions): (event: RunEvent) => void
       case 'approval.superseded':
         approval('superseded');
         break;
+      case 'approval.rejected':
+        // No human made this one: the agent refused what the store held. A SIEM should hear of it.
+        approval('rejected');
+        audit.record({
+          event: 'approval.rejected',
+          runId,
+          approvalId: event.approvalId,
+          step: event.stepId,
+          by: event.by,
+          reason: event.reason,
+        });
+        break;
       case 'attempt.started':
         metrics?.destructiveCommands.inc({ runbook, step: event.stepId });
         break;

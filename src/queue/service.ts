@@ -20,6 +20,7 @@ import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { RedisWriteConfirm, type WriteConfirm } from '../runs/redis-durability.js';
 import { type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
+import { type DecisionSigner, statementText } from '../signing/statement.js';
 import {
   DOCTOR_JOB_NAME,
   DoctorJobSchema,
@@ -79,6 +80,13 @@ export interface RunServiceOptions {
   readonly approvalTimeoutMs: number;
   readonly approvers: readonly string[];
   readonly allowSelfApproval: boolean;
+  /** Whether user groups in `approvers` grant the right (CAPI_TRUST_SLACK_GROUPS); default false. */
+  readonly trustSlackGroups?: boolean;
+  /**
+   * Signs every decision this front records (serve: its own key). A terminal has none and passes the
+   * operator's SSH signer with each decision instead. No signer: decide() records nothing.
+   */
+  readonly decisionSigner?: DecisionSigner;
   readonly logger: Logger;
   /** Run requests, decisions, refusals and cancels are audited here, where a human makes them. */
   readonly audit?: AuditLog;
@@ -500,15 +508,17 @@ export class RunService {
   }
 
   /**
-   * Policy first (who may decide), then the atomic first-decision-wins write, then wake the run. `reason` is
-   * the decider's own words (optional): validated here, stored with the decision, audited.
+   * Policy first (who may decide), then the decision as a signed statement (the agent acts on nothing else),
+   * then the atomic first-decision-wins write, then wake the run. `reason` is the decider's own words
+   * (optional): validated here, signed and stored with the decision, audited. `signer` signs this decision
+   * instead of the service's own (a terminal: the operator's SSH key).
    */
   async decide(
     approvalId: string,
     approver: Approver,
     approved: boolean,
     via: string,
-    opts: { readonly reason?: string } = {},
+    opts: { readonly reason?: string; readonly signer?: DecisionSigner } = {},
   ): Promise<DecisionOutcome> {
     const parsedReason = decisionReasonSchema.safeParse(opts.reason ?? '');
     if (!parsedReason.success) {
@@ -521,6 +531,7 @@ export class RunService {
     const allowed = mayDecide(approver, stored.request, {
       approvers: this.opts.approvers,
       allowSelfApproval: this.opts.allowSelfApproval,
+      trustSlackGroups: this.opts.trustSlackGroups ?? false,
     });
     if (!allowed.allowed) {
       this.audit.record({
@@ -534,10 +545,31 @@ export class RunService {
       this.opts.metrics?.approvals.inc({ runbook: stored.request.runbook, outcome: 'refused' });
       return { outcome: 'refused', refusal: allowed.refusal };
     }
+    const signer = opts.signer ?? this.opts.decisionSigner;
+    if (signer === undefined) {
+      throw new CapiError(
+        ErrorCode.NotAllowed,
+        'this front has no key to sign decisions with (serve: CAPI_DECISION_SIGNING_KEY), and the agents act on no unsigned decision; nothing was recorded',
+      );
+    }
+    const group = allowed.group;
+    const signed = await signer.sign(
+      statementText({
+        approvalId,
+        digest: stored.request.digest,
+        decider: approver.userId,
+        verdict: approved ? 'approve' : 'deny',
+        at: new Date().toISOString(),
+        via,
+        ...(group !== undefined ? { group } : {}),
+        ...(reason !== undefined ? { note: reason } : {}),
+      }),
+    );
     const result = await this.approvals.decide(approvalId, {
       approved,
       by: approver.userId,
       via,
+      signed,
       ...(reason !== undefined ? { note: reason } : {}),
     });
     // A denial Redis loses would be pending again; confirmed before the decider is told it is done.
@@ -553,6 +585,7 @@ export class RunService {
         decision: approved ? 'approved' : 'denied',
         by: approver.userId,
         via,
+        ...(group !== undefined ? { group } : {}),
         ...(reason !== undefined ? { reason } : {}),
         ...(d?.approved && d.approvers !== undefined ? { approvers: d.approvers } : {}),
       });
@@ -567,6 +600,7 @@ export class RunService {
         digest: stored.request.digest,
         by: approver.userId,
         via,
+        ...(group !== undefined ? { group } : {}),
         count,
         quorum,
         ...(reason !== undefined ? { reason } : {}),

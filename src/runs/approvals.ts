@@ -18,9 +18,11 @@
  *                                    people can see it), shownAt (epoch ms, when a front first showed it;
  *                                    see markShown), and once decided: decisionApproved ('1'/'0'),
  *                                    decisionBy, decisionAt (epoch ms), decisionReason, decisionNote,
- *                                    decidedVia; supersededAt + supersededWhy once replaced; consumedBy +
- *                                    consumedAt once an attempt used it; votes (JSON array of {by, at, note,
- *                                    via}) while a request that needs several approvers collects them
+ *                                    decidedVia, decisionSigned (the signed statement, JSON: see
+ *                                    src/signing/statement.ts); supersededAt + supersededWhy once replaced;
+ *                                    consumedBy + consumedAt once an attempt used it; votes (JSON array of
+ *                                    {by, at, note, via, signed}) while a request that needs several
+ *                                    approvers collects them
  * - `p:run:<runId>:approvals`        sorted set of the run's approval ids, scored by requestedAt
  * - `p:run:<runId>:approval-slots`   hash: slot (stepSlot) -> the slot's current approval id
  */
@@ -30,6 +32,7 @@ import type { ApprovalDecision, ApprovalRequest } from '../engine/events.js';
 import { stepSlot } from '../engine/slot.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import type { RedisClient } from '../queue/redis.js';
+import { type SignedDecision, signedDecisionSchema } from '../signing/statement.js';
 import { describeZodIssues } from '../validation.js';
 import { approvalRequestSchema } from './event-schema.js';
 import { evalFenced, type Fence } from './fence.js';
@@ -48,6 +51,11 @@ export interface StoredApproval {
   /** ISO time a front first showed it to the people who may decide (e.g. posted in Slack). */
   readonly shownAt?: string;
   readonly decision?: ApprovalDecision;
+  /**
+   * The decision as its front signed it. Only what verifies counts: the agent judges the decision from this,
+   * never from the fields beside it (anyone who can write to Redis can write those).
+   */
+  readonly decisionSigned?: SignedDecision;
   /** Which front recorded the decision (e.g. `slack`, `terminal`), when it said. */
   readonly decidedVia?: string;
   /** Replaced by a newer request for the same step: nobody may decide it any more. */
@@ -67,6 +75,8 @@ export interface ApprovalVote {
   readonly at: string;
   readonly note?: string;
   readonly via?: string;
+  /** This approval as its front signed it. */
+  readonly signed?: SignedDecision;
 }
 
 /** `changed`: the rebuilt action differs from what was approved; `stale`: approved too long before use. */
@@ -115,6 +125,8 @@ export interface DecisionInput {
   readonly note?: string;
   /** Which front recorded it. */
   readonly via?: string;
+  /** The decision as the front signed it: what the agent verifies before it acts on the decision. */
+  readonly signed?: SignedDecision;
 }
 
 export interface ApprovalStoreOptions {
@@ -193,7 +205,8 @@ redis.call('ZADD', KEYS[2], now, ARGV[3])
 return {'created', redis.call('HGETALL', KEYS[4]), replaced, why}
 `;
 
-// KEYS: approval. ARGV: mode ('decide' | 'expire'), now ms or '', approved ('1'/'0'), by, note, via.
+// KEYS: approval. ARGV: mode ('decide' | 'expire'), now ms or '', approved ('1'/'0'), by, note, via, signed
+// statement JSON or ''.
 // Returns {outcome} or {outcome, flat hash}. Order matters: a superseded request takes no decision at all;
 // an existing decision stands even past expiry (it was taken in time); only an undecided request can
 // expire, and it expires at expiresAt, not at the moment somebody noticed.
@@ -226,6 +239,7 @@ if ARGV[3] == '1' and quorum > 1 then
   local vote = {by = ARGV[4], at = now}
   if ARGV[5] ~= '' then vote['note'] = ARGV[5] end
   if ARGV[6] ~= '' then vote['via'] = ARGV[6] end
+  if ARGV[7] ~= '' then vote['signed'] = ARGV[7] end
   table.insert(votes, vote)
   redis.call('HSET', KEYS[1], 'votes', cjson.encode(votes))
   if #votes < quorum then return {'voted', redis.call('HGETALL', KEYS[1])} end
@@ -234,6 +248,7 @@ redis.call('HSET', KEYS[1], 'decisionApproved', ARGV[3], 'decisionBy', ARGV[4], 
 if ARGV[3] == '0' then redis.call('HSET', KEYS[1], 'decisionReason', 'denied') end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'decisionNote', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'decidedVia', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'decisionSigned', ARGV[7]) end
 return {'decided', redis.call('HGETALL', KEYS[1])}
 `;
 
@@ -279,6 +294,7 @@ const storedSchema = z.object({
   decisionReason: z.enum(['denied', 'expired']).exactOptional(),
   decisionNote: z.string().exactOptional(),
   decidedVia: z.string().exactOptional(),
+  decisionSigned: jsonText.pipe(signedDecisionSchema).exactOptional(),
   supersededAt: epochMs.exactOptional(),
   supersededWhy: z.enum(['changed', 'stale']).exactOptional(),
   consumedBy: z.string().exactOptional(),
@@ -291,6 +307,7 @@ const storedSchema = z.object({
           at: epochMs,
           note: z.string().exactOptional(),
           via: z.string().exactOptional(),
+          signed: jsonText.pipe(signedDecisionSchema).exactOptional(),
         }),
       ),
     )
@@ -468,6 +485,7 @@ export class ApprovalStore {
       decision?.by ?? '',
       decision?.note ?? '',
       decision?.via ?? '',
+      decision?.signed === undefined ? '' : JSON.stringify(decision.signed),
     )) as ScriptReply;
     if (outcome === 'not_found' || flat === undefined) return { outcome: 'not_found' };
     const approval = this.mustParse(approvalId, flatToObject(flat));
@@ -510,6 +528,7 @@ function parseStored(
     at: new Date(v.at).toISOString(),
     ...(v.note !== undefined ? { note: v.note } : {}),
     ...(v.via !== undefined ? { via: v.via } : {}),
+    ...(v.signed !== undefined ? { signed: v.signed } : {}),
   }));
   let decision: ApprovalDecision | undefined;
   if (h.decisionAt !== undefined) {
@@ -545,6 +564,7 @@ function parseStored(
       expiresAt: new Date(h.expiresAt).toISOString(),
       ...(h.shownAt !== undefined ? { shownAt: new Date(h.shownAt).toISOString() } : {}),
       ...(decision !== undefined ? { decision } : {}),
+      ...(h.decisionSigned !== undefined ? { decisionSigned: h.decisionSigned } : {}),
       ...(h.decidedVia !== undefined ? { decidedVia: h.decidedVia } : {}),
       ...(h.supersededAt !== undefined
         ? {

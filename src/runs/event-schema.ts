@@ -131,6 +131,13 @@ const eventSchemas = {
     approvalId: z.string(),
     decision: approvalDecisionSchema,
   }),
+  'approval.rejected': z.object({
+    ...ref,
+    type: z.literal('approval.rejected'),
+    approvalId: z.string(),
+    by: z.string(),
+    reason: z.string(),
+  }),
   'approval.superseded': z.object({
     ...ref,
     type: z.literal('approval.superseded'),

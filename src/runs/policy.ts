@@ -14,6 +14,11 @@ export interface ApprovalPolicy {
   /** CAPI_APPROVERS: Slack user ids (U…, W…) and user-group ids (S…). */
   readonly approvers: readonly string[];
   readonly allowSelfApproval: boolean;
+  /**
+   * Whether a user group in `approvers` grants the right (CAPI_TRUST_SLACK_GROUPS). Off by default: any
+   * workspace member can edit a Slack user group unless an admin restricted it.
+   */
+  readonly trustSlackGroups: boolean;
 }
 
 export type Refusal =
@@ -26,12 +31,15 @@ export type Refusal =
   /** The user asked for the run and the step needs `quorum` approvers: the requester never counts. */
   | { readonly kind: 'own_run_quorum'; readonly quorum: number };
 
-export type MayDecide = { allowed: true } | { allowed: false; refusal: Refusal };
+/** Allowed: `group` is the user group that granted the right, when the user's own id is not listed. */
+export type MayDecide = { allowed: true; group?: string } | { allowed: false; refusal: Refusal };
 
 export function mayDecide(approver: Approver, request: ApprovalRequest, policy: ApprovalPolicy): MayDecide {
-  const listed =
-    policy.approvers.includes(approver.userId) || approver.groupIds.some((g) => policy.approvers.includes(g));
-  if (!listed) {
+  const direct = policy.approvers.includes(approver.userId);
+  const group = policy.trustSlackGroups
+    ? approver.groupIds.find((g) => policy.approvers.includes(g))
+    : undefined;
+  if (!direct && group === undefined) {
     return policy.approvers.length === 0
       ? { allowed: false, refusal: { kind: 'no_approvers' } }
       : { allowed: false, refusal: { kind: 'not_an_approver', approvers: policy.approvers } };
@@ -44,5 +52,5 @@ export function mayDecide(approver: Approver, request: ApprovalRequest, policy: 
     if (quorum > 1) return { allowed: false, refusal: { kind: 'own_run_quorum', quorum } };
     if (!policy.allowSelfApproval) return { allowed: false, refusal: { kind: 'own_run' } };
   }
-  return { allowed: true };
+  return direct || group === undefined ? { allowed: true } : { allowed: true, group };
 }

@@ -521,6 +521,15 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
         ),
       ]);
     }
+    case 'approval.rejected':
+      // The decision in the store is one the agent that would run the command does not accept.
+      return post(`Step ${e.index} of ${e.total}: decision refused, nothing was run`, [
+        section(
+          // Who the refused record names is unverified: a person's id is shown as them, anything else (a
+          // group id included: it would notify the whole group) as a code span.
+          `:no_entry: ${where(e)}: the agent refused the decision recorded as ${/^[UW][A-Z0-9]{2,20}$/.test(e.by) ? mention(e.by) : slackName(e.by, 80)}'s: ${inline(e.reason, 500)}. Nothing destructive was run; the run stops here.`,
+        ),
+      ]);
     case 'approval.superseded':
       return post(`Step ${e.index} of ${e.total}: approval asked again`, [
         section(

@@ -12,6 +12,7 @@ import {
 } from '../../src/queue/service.js';
 import type { RunbookSet } from '../../src/runbook/load.js';
 import type { TimelineEntry } from '../../src/runs/timeline.js';
+import { decisionEnv, testDecisionKeys, testJudge } from './decision-keys.js';
 import { REDIS_URL } from './redis.js';
 
 export const quietLogger = pino({ level: 'silent' });
@@ -38,6 +39,8 @@ export async function startHarness(opts: {
   readonly approvalTimeoutMs?: number;
   readonly redisUrl?: string;
   readonly approvers?: readonly string[];
+  /** Whether user groups in `approvers` count, for the fronts and the agents alike (default true here). */
+  readonly trustSlackGroups?: boolean;
   /** Audit, metrics, job retention for the fronts' side. */
   readonly service?: Partial<RunServiceOptions>;
   /** Extra site profile fields for every site (e.g. approval_quorum), validated like a profile file. */
@@ -56,14 +59,19 @@ export async function startHarness(opts: {
     }),
   );
   const approvalTimeoutMs = opts.approvalTimeoutMs ?? 60_000;
+  const approvers = opts.approvers ?? ['U0APPROVER'];
+  const trustSlackGroups = opts.trustSlackGroups ?? true;
   const service = new RunService({
     redis: opts.redis,
     prefix: opts.prefix,
     runbooks: opts.runbooks,
     sites,
     approvalTimeoutMs,
-    approvers: opts.approvers ?? ['U_APPROVER'],
+    approvers,
     allowSelfApproval: false,
+    trustSlackGroups,
+    // Decisions are signed as serve signs them; the agents below verify them with the same test key.
+    decisionSigner: testDecisionKeys().signer,
     logger: quietLogger,
     ...opts.service,
   });
@@ -82,6 +90,13 @@ export async function startHarness(opts: {
         jumphostEnv: {},
         runbooks: opts.runbooks,
         approvalTimeoutMs,
+        // The agent's own policy is the fronts' (one deployment), unless a test gives it another.
+        decisions: testJudge(approvers, {
+          trustSlackGroups,
+          ...(opts.service?.allowSelfApproval !== undefined
+            ? { allowSelfApproval: opts.service.allowSelfApproval }
+            : {}),
+        }),
         logger: quietLogger,
         concurrency: 1,
         lockDurationMs: 2000,
@@ -137,7 +152,7 @@ export async function decideNext(
   service: RunService,
   runId: string,
   approved: boolean,
-  by = 'U_APPROVER',
+  by = 'U0APPROVER',
   timeoutMs = 30_000,
 ): Promise<{ approvalId: string; result: Awaited<ReturnType<RunService['decide']>> }> {
   const abort = new AbortController();
@@ -172,7 +187,7 @@ export async function approveEverything(
     const id = e.approvalId;
     const stored = await service.getApproval(id);
     if (!stored || stored.decision || stored.superseded) continue;
-    const result = await service.decide(id, { userId: 'U_APPROVER', groupIds: [] }, true, 'test');
+    const result = await service.decide(id, { userId: 'U0APPROVER', groupIds: [] }, true, 'test');
     if (result.outcome === 'decided') approved += 1;
   }
   return approved;
@@ -200,6 +215,8 @@ export async function spawnAgent(opts: {
   /** Run with the lock timings the product ships (no --lock-duration-ms / --stalled-interval-ms). */
   readonly shippedTimings?: boolean;
   readonly env?: Readonly<Record<string, string>>;
+  /** CAPI_APPROVERS of the agent, which judges every decision (default U0APPROVER, the harness's). */
+  readonly approvers?: readonly string[];
 }): Promise<AgentProcess> {
   const { spawn } = await import('node:child_process');
   const bin = new URL('../../bin/capi-chatops.js', import.meta.url).pathname;
@@ -227,6 +244,7 @@ export async function spawnAgent(opts: {
         REDIS_URL: opts.redisUrl ?? REDIS_URL,
         QUEUE_PREFIX: opts.prefix,
         LOG_LEVEL: 'info',
+        ...decisionEnv(opts.approvers ?? ['U0APPROVER']),
         ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -118,10 +118,10 @@ export function scriptedApprovals(
       await onAsk?.(req);
       const answer = answers[requests.length - 1] ?? 'deny';
       const at = new Date().toISOString();
-      if (answer === 'approve') return { approved: true, by: 'U_APPROVER', at };
+      if (answer === 'approve') return { approved: true, by: 'U0APPROVER', at };
       return {
         approved: false,
-        by: answer === 'expire' ? 'expiry' : 'U_APPROVER',
+        by: answer === 'expire' ? 'expiry' : 'U0APPROVER',
         at,
         reason: answer === 'expire' ? 'expired' : 'denied',
       };
