@@ -137,6 +137,7 @@ describe('capi-chatops list', () => {
     expect(r.stdout).toMatch(/^ {2}failover LB\n/m);
     expect(r.stdout).toMatch(/^ {2}stuck-delete CLUSTER\n/m);
     expect(r.stdout).toMatch(/^ {2}diagnose {2}\(read-only\)/m);
+    expect(r.stdout).toMatch(/^ {2}recover\n.*\n {6}requires on the jumphost: openstack, kubectl, ssh\n/m);
   });
 });
 

@@ -376,3 +376,109 @@ describe('suspending and resuming a run', () => {
     expect(executor.calls).toEqual([]);
   });
 });
+
+/**
+ * A read-only runbook on a jumphost without juju: one juju read, a value computed from it in a later
+ * openstack step, a loop fed only by the juju read, and a report reading all of them.
+ */
+const DEGRADING = testRunbook(`read_only: true
+steps:
+  - id: vm
+    title: Mgmt VM
+    run: openstack server show capi-mgmt-v2 -f value -c status
+    capture:
+      vm_status: stdout
+  - id: units
+    title: juju units
+    run: juju status --format json
+    parse: json
+    capture:
+      units: keys(out.applications)
+  - id: lbs
+    title: LBs
+    run: openstack loadbalancer list -f value -c id
+    parse: lines
+    capture:
+      lbs: out
+      lbs_and_units: len(out) + len(units)
+    decide:
+      - when: len(units) > 99
+        fail: "too many units"
+  - id: per-unit
+    title: Each unit
+    for_each: units
+    as: unit
+    env:
+      UNIT: { value: unit, type: juju-unit }
+    steps:
+      - id: probe
+        title: Probe {UNIT}
+        run: openstack server show "$UNIT"
+        capture:
+          probed: stdout
+  - id: verdict
+    title: Verdict
+    report:
+      - issue: mgmt VM down
+        when: vm_status == "SHUTOFF"
+        say: "the mgmt VM is SHUTOFF"
+      - issue: too few units
+        when: len(units) < 3
+        say: "fewer than three units"
+      - issue: LB count
+        when: lbs_and_units > 10
+        say: "many"
+    none: "all good"
+`);
+
+describe('a jumphost without a tool the runbook does not require', () => {
+  it('should run what it can, say what it could not observe and never call the rest all good', async () => {
+    const executor = new ScriptedExecutor(
+      [
+        ['server show capi-mgmt-v2', { stdout: 'ACTIVE\n' }],
+        ['loadbalancer list', { stdout: 'lb-1\n' }],
+      ],
+      ['juju'],
+    );
+    const { outcome, events } = recordedRun(DEGRADING, executor);
+    expect(await outcome).toMatchObject({ status: 'succeeded' });
+    expect(ofType(events, 'preflight')[0]).toMatchObject({ tools: ['openstack'], missing: ['juju'] });
+    expect(ofType(events, 'step.finished').map((e) => [e.stepId, e.status, e.message])).toEqual([
+      ['vm', 'ok', undefined],
+      [
+        'units',
+        'unobservable',
+        "not observable: juju is not on the jumphost's PATH; leaves undecided: too few units, LB count",
+      ],
+      // Runs; its decision about the unknown units is not taken, and lbs_and_units stays unknown, not 1.
+      ['lbs', 'ok', undefined],
+      [
+        'per-unit',
+        'unobservable',
+        "not observable: its input units was not observable (juju is not on the jumphost's PATH)",
+      ],
+      ['verdict', 'ok', '0 finding(s), 2 undecided'],
+    ]);
+    // Nothing was sent for the juju step nor for the loop it feeds.
+    expect(executor.calls.map((c) => c.script)).toEqual([
+      'openstack server show capi-mgmt-v2 -f value -c status',
+      'openstack loadbalancer list -f value -c id',
+    ]);
+    expect(ofType(events, 'decision').map((e) => e.message)).toEqual([
+      "undecided, not observable (juju is not on the jumphost's PATH): too few units, LB count",
+      'no known issue matched among the 1 that could be decided; 2 could not be decided (above), so this is not an all-clear',
+    ]);
+  });
+
+  it('should say all good only when every finding could be decided', async () => {
+    const executor = new ScriptedExecutor([
+      ['server show capi-mgmt-v2', { stdout: 'ACTIVE\n' }],
+      ['juju status', { stdout: '{"applications": {"a/0": {}, "b/0": {}, "c/0": {}}}\n' }],
+      ['loadbalancer list', { stdout: 'lb-1\n' }],
+      ['openstack server show "$UNIT"', { stdout: 'ACTIVE\n' }],
+    ]);
+    const { outcome, events } = recordedRun(DEGRADING, executor);
+    expect(await outcome).toMatchObject({ status: 'succeeded' });
+    expect(ofType(events, 'decision').map((e) => e.message)).toEqual(['all good']);
+  });
+});

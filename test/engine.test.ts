@@ -123,16 +123,36 @@ describe('runbook engine over a real sshd', () => {
     expect(lines).toEqual(['OS_PASSWORD=[REDACTED]', 'client-key-data: [REDACTED]']);
   });
 
-  it('should fail before any step when a CLI the runbook uses is missing on the jumphost', async () => {
-    const rb = testRunbook(`steps:
+  it('should fail before any step when a CLI the runbook requires is missing on the jumphost', async () => {
+    const rb = testRunbook(`requires: [openstack]
+steps:
   - id: list
     title: List
     run: openstack server list
 `);
     const { outcome, events } = run(rb);
     expect(await outcome).toMatchObject({ status: 'failed' });
-    expect((await outcome).message).toMatch(/the jumphost lacks openstack on its PATH/);
+    expect((await outcome).message).toMatch(
+      /^test cannot start: openstack is not on the jumphost's PATH and it requires it; nothing was run/,
+    );
     expect(ofType(events, 'step.started')).toHaveLength(0);
+  });
+
+  it('should run the other steps and call the one needing a missing CLI not observable when it is not required', async () => {
+    const rb = testRunbook(`steps:
+  - id: list
+    title: List
+    run: openstack server list
+  - id: home
+    title: Home
+    run: echo "$HOME"
+`);
+    const { outcome, events } = run(rb);
+    expect(await outcome).toMatchObject({ status: 'succeeded' });
+    expect(ofType(events, 'step.finished').map((e) => [e.stepId, e.status, e.message])).toEqual([
+      ['list', 'unobservable', "not observable: openstack is not on the jumphost's PATH"],
+      ['home', 'ok', undefined],
+    ]);
   });
 
   it('should give a failing command its exit code and last stderr lines when it is not allowed to fail', async () => {

@@ -855,3 +855,24 @@ describe('templates', () => {
     expect(compileTemplate('plain').parts).toEqual(['plain']);
   });
 });
+
+describe('default() falling back', () => {
+  it('should say which field was missing when default() falls back outside a list function, and stay quiet inside one', () => {
+    const paths: (string | undefined)[] = [];
+    const onFallback = (p: string | undefined) => paths.push(p);
+    const out = { items: [{ name: 'a' }, { name: 'b', status: { ready: true } }] };
+    expect(
+      evaluateExpr(compileExpr('default(out.health_status, "unreadable")'), { out }, { onFallback }),
+    ).toBe('unreadable');
+    expect(evaluateExpr(compileExpr('default(out["Image Name"], "")'), { out }, { onFallback })).toBe('');
+    expect(
+      evaluateExpr(compileExpr('default(find(out.items, it.name == "z"), 1)'), { out }, { onFallback }),
+    ).toBe(1);
+    // A field missing from some elements is data, not a changed shape.
+    expect(
+      evaluateExpr(compileExpr('map(out.items, default(it.status.ready, false))'), { out }, { onFallback }),
+    ).toEqual([false, true]);
+    expect(evaluateExpr(compileExpr('default(out.items, [])'), { out }, { onFallback })).toHaveLength(2);
+    expect(paths).toEqual(['out.health_status', 'out["Image Name"]', undefined]);
+  });
+});

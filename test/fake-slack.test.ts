@@ -186,6 +186,50 @@ describe('fake Slack: channel members', () => {
   });
 });
 
+describe('fake Slack: the bot in its channels, and its token scopes', () => {
+  it('should say which channels the bot is in and refuse its posts elsewhere, as Slack does', async () => {
+    const outside = await startFakeSlack({ token: TOKEN, channels: [OPS, OTHER], botChannels: [OPS] });
+    try {
+      const slack = new WebClient(TOKEN, { slackApiUrl: outside.url, retryConfig: { retries: 0 } });
+      expect((await slack.conversations.info({ channel: OPS })).channel).toMatchObject({
+        id: OPS,
+        is_member: true,
+      });
+      expect((await slack.conversations.info({ channel: OTHER })).channel).toMatchObject({
+        is_member: false,
+      });
+      await expect(slack.conversations.info({ channel: 'C0NOWHERE' })).rejects.toMatchObject(
+        refusedWith('channel_not_found'),
+      );
+      await expect(slack.chat.postMessage({ channel: OTHER, text: 'hi' })).rejects.toMatchObject(
+        refusedWith('not_in_channel'),
+      );
+      expect((await slack.chat.postMessage({ channel: OPS, text: 'hi' })).ok).toBe(true);
+    } finally {
+      await outside.close();
+    }
+  });
+
+  it("should name the token's scopes on every answer and refuse conversations.* without channels:read", async () => {
+    const narrow = await startFakeSlack({
+      token: TOKEN,
+      channels: [OPS],
+      scopes: ['commands', 'chat:write'],
+    });
+    try {
+      const slack = new WebClient(TOKEN, { slackApiUrl: narrow.url, retryConfig: { retries: 0 } });
+      expect((await slack.auth.test()).response_metadata?.scopes).toEqual(['commands', 'chat:write']);
+      await expect(slack.conversations.info({ channel: OPS })).rejects.toMatchObject(
+        refusedWith('missing_scope'),
+      );
+      // The default is what the manifest lists.
+      expect((await client().auth.test()).response_metadata?.scopes).toContain('channels:read');
+    } finally {
+      await narrow.close();
+    }
+  });
+});
+
 describe('fake Slack: Block Kit limits', () => {
   const cases: { name: string; blocks: unknown[]; errors: string[] }[] = [
     {

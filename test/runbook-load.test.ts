@@ -318,3 +318,72 @@ describe('invalid runbook files', () => {
     });
   });
 });
+
+describe('the jumphost tools a runbook calls and requires', () => {
+  const file = '/runbooks/tools.yaml';
+  const DESTRUCTIVE_STEP = `  - id: zap
+    title: Zap
+    destructive: true
+    scope: admin
+    guard:
+      - run: juju status --format json
+        skip_when: "false"
+        say: nothing
+    approval: { summary: zap, targets: ["x"] }
+    verify: { run: "true", took_effect: "true", say: ok, check_by_hand: look }
+    run: |
+      # kubectl is only named in this comment
+      ssh -i ~/.ssh/id_ed25519 host 'uptime' </dev/null
+      juju ssh -m "$JUJU_MODEL" keystone/0 'hostname' </dev/null
+`;
+
+  it('should find each tool where it is called, not in comments, paths or other words, and not ssh in juju ssh', async () => {
+    const sc = await scopes();
+    const rb = parseRunbook(
+      file,
+      `name: tools\n${HEADER}requires: [openstack, ssh, juju]\nsteps:\n${DESTRUCTIVE_STEP}  - id: read
+    title: Read
+    run: test -s ~/.ssh/config && ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub; echo "$MGMT_SSH_KEY"
+`,
+      sc,
+    );
+    expect(leafSteps(rb.steps).map((s) => [s.id, s.tools])).toEqual([
+      ['zap', ['ssh', 'juju']],
+      ['read', []],
+    ]);
+    expect(rb.requires).toEqual(['openstack', 'ssh', 'juju']);
+  });
+
+  it('should refuse a destructive runbook whose requires leaves out a tool its steps call', async () => {
+    const sc = await scopes();
+    const err = refusal(() =>
+      parseRunbook(file, `name: tools\n${HEADER}requires: [openstack]\nsteps:\n${DESTRUCTIVE_STEP}`, sc),
+    );
+    expect(err.issues).toEqual([
+      expect.stringMatching(
+        /requires: must list ssh, juju: step 'zap' is destructive, so the runbook refuses to start without every tool its steps call rather than stop half-way \(write requires: \[openstack, ssh, juju\]\)$/,
+      ),
+    ]);
+  });
+
+  it('should refuse a tool it does not know in requires', async () => {
+    const sc = await scopes();
+    const err = refusal(() =>
+      parseRunbook(
+        file,
+        `name: tools\n${HEADER}requires: [helm]\nsteps:\n  - id: a\n    title: A\n    run: "true"\n`,
+        sc,
+      ),
+    );
+    expect(err.issues).toEqual([
+      expect.stringMatching(/requires\[0\]: must be one of openstack, kubectl, ssh, juju$/),
+    ]);
+  });
+
+  it('should make recover require openstack, kubectl and ssh and leave diagnose requiring nothing', async () => {
+    const { runbooks } = await loadRunbooks(COMMANDS);
+    expect(runbooks.get('recover')?.requires).toEqual(['openstack', 'kubectl', 'ssh']);
+    expect(runbooks.get('diagnose')?.requires).toEqual([]);
+    expect(runbooks.get('diagnose')?.tools).toEqual(['openstack', 'kubectl', 'ssh', 'juju']);
+  });
+});

@@ -957,6 +957,8 @@ describe('scenario files', () => {
       'lb-pending',
       'magnum-unhealthy',
       'no-headroom',
+      'no-juju',
+      'no-kubectl',
       'outage',
       'parked',
       'reappearing-amphora',

@@ -26,6 +26,7 @@ describe('/capi command parsing', () => {
     ['status r1abc', { kind: 'status', runId: 'r1abc' }],
     ['cancel r1abc', { kind: 'cancel', runId: 'r1abc' }],
     ['timeline r1abc', { kind: 'timeline', runId: 'r1abc' }],
+    ['doctor', { kind: 'doctor' }],
     ['release  server show: SHUTOFF ', { kind: 'release', reason: 'server show: SHUTOFF' }],
     ['', { kind: 'help' }],
     ['help', { kind: 'help' }],
@@ -43,6 +44,7 @@ describe('/capi command parsing', () => {
     ['stuck-delete a b', /`stuck-delete` takes CLUSTER: `\/capi stuck-delete CLUSTER`/],
     ['failover a b', /`failover` takes LB/],
     ['cancel', /`cancel` takes one run id/],
+    ['doctor lab1', /`doctor` takes no arguments/],
     ['cancel r1; rm -rf /', /takes one run id/],
     ['release', /`release` needs what you checked by hand/],
     ['status <@U123>', /is not a run id/],
@@ -55,8 +57,10 @@ describe('/capi command parsing', () => {
     expect(parsed.kind === 'invalid' ? parsed.problem : '').toMatch(problem);
   });
 
-  it('should open diagnose, status, timeline and help to anyone and keep the rest for operators', () => {
-    const open = ['diagnose', 'status', 'timeline r1', 'help'].map((t) => isReadOnly(capi.parse(t)));
+  it('should open diagnose, doctor, status, timeline and help to anyone and keep the rest for operators', () => {
+    const open = ['diagnose', 'doctor', 'status', 'timeline r1', 'help'].map((t) =>
+      isReadOnly(capi.parse(t)),
+    );
     const guarded = [
       'recover',
       'park',
@@ -66,7 +70,7 @@ describe('/capi command parsing', () => {
       'stuck-delete x',
       'release ok',
     ].map((t) => isReadOnly(capi.parse(t)));
-    expect(open).toEqual([true, true, true, true]);
+    expect(open).toEqual([true, true, true, true, true]);
     expect(guarded).toEqual([false, false, false, false, false, false, false]);
   });
 
@@ -86,6 +90,7 @@ describe('/capi command parsing', () => {
       '/capi status [RUN]',
       '/capi cancel RUN',
       '/capi timeline RUN',
+      '/capi doctor',
       '/capi release REASON',
       '/capi help',
     ]);

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { BOT_SCOPES } from '../src/doctor/slack.js';
 
 /**
  * slack/manifest.yaml against the fields Slack's app manifest accepts (docs.slack.dev, "App manifest
@@ -122,6 +123,7 @@ const SCOPE_OF: Readonly<Record<string, string | null>> = {
   'usergroups.users.list': 'usergroups:read',
   // channels:read for public channels; groups:read (also granted) for private incident channels.
   'conversations.members': 'channels:read',
+  'conversations.info': 'channels:read',
   'views.open': null,
   'views.update': null,
   'views.publish': null,
@@ -162,6 +164,10 @@ describe('slack/manifest.yaml', () => {
       const scope = SCOPE_OF[method];
       if (scope) expect([...granted], `${method} needs ${scope}`).toContain(scope);
     }
+  });
+
+  it('should list the same bot scopes doctor checks the token for', () => {
+    expect([...BOT_SCOPES].sort()).toEqual([...(manifest.oauth_config?.scopes?.bot ?? [])].sort());
   });
 
   it('should enable the Home tab with its event, and interactivity for buttons and dialogs, at /slack/events', () => {

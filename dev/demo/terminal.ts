@@ -19,11 +19,10 @@ export async function runTerminalDemo(opts: {
   const sim = await startSimJumphost({ scenario: opts.scenario, timeScale: opts.timeScale });
   try {
     const site = parseSiteProfile(sim.site, 'the simulated site');
-    const initial = await sim.state();
     process.stdout.write(
       [
         `simulated jumphost: sshd on ${sim.target.host}:${sim.target.port}, host key ${sim.target.hostKey}`,
-        `scenario ${opts.scenario}: ${initial.description}`,
+        `scenario ${opts.scenario}: ${sim.description}`,
         `time runs ${1 / opts.timeScale}x faster than on a real site; nothing leaves 127.0.0.1`,
         opts.yes
           ? 'every destructive step is approved automatically (--yes)'

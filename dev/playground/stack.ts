@@ -119,7 +119,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       sim,
       fake,
       siteName: sim.site.name,
-      scenarioDescription: (await sim.state()).description,
+      scenarioDescription: sim.description,
       requestUrl: `http://127.0.0.1:${port}/slack/events`,
       signingSecret,
       logPath,

@@ -22,14 +22,18 @@ import { instantiateScenario, loadScenario } from './cloud/scenario.js';
 import { type CloudState, type JournalEntry, type Violation, validateState } from './cloud/schema.js';
 import { readJournal, readState, readViolations, withState, writeStateAtomic } from './cloud/store.js';
 import { materializeUnits } from './cloud/units.js';
-import { startSshd } from './sshd.js';
+import { isRecording, startRecordedJumphost } from './recorded.js';
+import { startSshd, systemPathWithout } from './sshd.js';
 
 export type { Hold } from './cloud/holds.js';
 export type { CloudState, JournalEntry, Violation, ViolationRule } from './cloud/schema.js';
 export { SIM_CLIENT_KEY_DATA };
 
 export interface SimJumphostOptions {
-  /** A name in dev/sim/scenarios (e.g. `outage`) or a path to a scenario YAML file. */
+  /**
+   * A name in dev/sim/scenarios (e.g. `outage`), a path to a scenario YAML file, or a recording directory
+   * (`capi-chatops record`; dev/sim/recordings/): its recorded outputs answer the read-only runbooks' steps.
+   */
   readonly scenario: string;
   /** Real seconds per site second: 0.01 => a 210 s boot takes 2.1 s. */
   readonly timeScale: number;
@@ -69,6 +73,8 @@ export interface SimJumphost {
   readonly target: JumphostTarget;
   readonly site: SiteProfileData;
   readonly dir: string;
+  /** What the scenario (or the recording) is, in a line. */
+  readonly description: string;
   journal(): Promise<JournalEntry[]>;
   violations(): Promise<Violation[]>;
   /** The visible state at this instant (time-driven transitions applied, nothing written). */
@@ -95,7 +101,7 @@ export interface SimHold {
 }
 
 const BINS = ['openstack', 'kubectl', 'ssh', 'juju'] as const;
-const HELPERS = ['fip-listener', 'unit-tool'] as const;
+const HELPERS = ['fip-listener', 'unit-tool', 'replay'] as const;
 const VM_BINS = ['sudo', 'k8s'] as const;
 
 /** Where the built-in scenarios live, relative to the repository root. */
@@ -188,13 +194,27 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
     const js = simBinPath(name);
     if (!existsSync(js)) throw new Error(`capi-sim: ${js} is missing: run \`npm run build:dev\` first`);
   }
-  const scenario = loadScenario(opts.scenario, path.join(root, SCENARIOS));
+  const recording = isRecording(opts.scenario);
+  const scenario = recording ? undefined : loadScenario(opts.scenario, path.join(root, SCENARIOS));
   const dir =
     opts.dir === undefined ? await mkdtemp(path.join(os.tmpdir(), 'capi-sim-')) : path.resolve(opts.dir);
   const keep = process.env.CAPI_SIM_KEEP === '1';
   const cleanup = async () => {
     if (!keep) await rm(dir, { recursive: true, force: true });
   };
+  if (scenario === undefined) {
+    try {
+      return await startRecordedJumphost({
+        recording: opts.scenario,
+        dir,
+        replayJs: simBinPath('replay'),
+        cleanup,
+      });
+    } catch (err) {
+      await cleanup();
+      throw err;
+    }
+  }
 
   let stopListener: (() => Promise<void>) | null = null;
   try {
@@ -219,7 +239,10 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
         mode: 0o600,
       });
     }
-    for (const name of BINS) await writeFile(path.join(bin, name), wrapper(dir, name), { mode: 0o755 });
+    const missing: readonly string[] = scenario.jumphost.missing_tools;
+    for (const name of BINS.filter((b) => !missing.includes(b))) {
+      await writeFile(path.join(bin, name), wrapper(dir, name), { mode: 0o755 });
+    }
     materializeUnits(dir, state.juju, {
       node: process.execPath,
       unitTool: simBinPath('unit-tool'),
@@ -234,7 +257,13 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
     for (const name of VM_BINS) await writeFile(path.join(vmBin, name), wrapper(dir, name), { mode: 0o755 });
 
     stopListener = await startFipListener(dir, fipPort);
-    const sshd = await startSshd({ dir: path.join(dir, 'sshd'), homeDir: home, pathPrepend: [bin] });
+    const sshd = await startSshd({
+      dir: path.join(dir, 'sshd'),
+      homeDir: home,
+      pathPrepend: [bin],
+      // This machine may have a real kubectl or ssh in /usr/bin: a tool the scenario leaves out must be absent.
+      ...(missing.length > 0 ? { systemPath: [await systemPathWithout(dir, missing)] } : {}),
+    });
 
     const workload = state.coeClusters[0]?.name ?? 'capi-test-1';
     const site: SiteProfileData = {
@@ -270,6 +299,7 @@ export async function startSimJumphost(opts: SimJumphostOptions): Promise<SimJum
       target: sshd.target,
       site,
       dir,
+      description: scenario.description,
       journal: async () => readJournal(dir),
       violations: async () => readViolations(dir),
       state: async () => {

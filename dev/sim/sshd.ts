@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +28,8 @@ export interface SshdOptions {
   readonly homeDir: string;
   /** Directories put in front of the session's PATH (the simulator's stand-in `openstack`, `kubectl`, `ssh`). */
   readonly pathPrepend: readonly string[];
+  /** The system part of the session's PATH; default /usr/local/bin, /usr/bin, /bin. */
+  readonly systemPath?: readonly string[];
 }
 
 export interface RunningSshd {
@@ -67,7 +69,10 @@ export async function startSshd(opts: SshdOptions): Promise<RunningSshd> {
   const user = os.userInfo().username;
   const configFile = path.join(dir, 'sshd_config');
   const logFile = path.join(dir, 'sshd.log');
-  const sessionPath = [...opts.pathPrepend.map((p) => path.resolve(p)), '/usr/local/bin', '/usr/bin', '/bin'];
+  const sessionPath = [
+    ...opts.pathPrepend.map((p) => path.resolve(p)),
+    ...(opts.systemPath ?? ['/usr/local/bin', '/usr/bin', '/bin']),
+  ];
 
   let lastError: Error | undefined;
   for (let attempt = 1; attempt <= PORT_ATTEMPTS; attempt++) {
@@ -325,4 +330,23 @@ export function isRunning(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * One directory of links to every command in the system's PATH directories except `missing`: the PATH of a
+ * jumphost that lacks those tools, whatever this machine has installed.
+ */
+export async function systemPathWithout(dir: string, missing: readonly string[]): Promise<string> {
+  const sysbin = path.join(dir, 'sysbin');
+  await mkdir(sysbin, { recursive: true });
+  const seen = new Set(missing);
+  for (const from of ['/usr/local/bin', '/usr/bin', '/bin']) {
+    const names = await readdir(from).catch(() => [] as string[]);
+    for (const name of names) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      await symlink(path.join(from, name), path.join(sysbin, name));
+    }
+  }
+  return sysbin;
 }

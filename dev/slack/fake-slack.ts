@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { BOT_SCOPES } from '../../src/doctor/slack.js';
 import { blockKitError } from './block-kit.js';
 import { findViewViolations, type ViewKind } from './views.js';
 
@@ -105,6 +106,18 @@ export interface FakeSlackOptions {
    * (an incident channel the whole team joined).
    */
   readonly members?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * The channels the bot is a member of (conversations.info's `is_member`); chat.postMessage elsewhere is
+   * refused with not_in_channel, as Slack refuses a bot outside a channel. Default: every channel.
+   */
+  readonly botChannels?: readonly string[];
+  /** Channel names for conversations.info (default `incident-<id in lowercase>`). */
+  readonly channelNames?: Readonly<Record<string, string>>;
+  /**
+   * The bot token's scopes, sent in the `x-oauth-scopes` header of every answer to that token as Slack does.
+   * conversations.* without channels:read answer missing_scope. Default: the scopes slack/manifest.yaml lists.
+   */
+  readonly scopes?: readonly string[];
   /** chat.postMessage per channel per second, after a burst of 3. Default 1. */
   readonly postRatePerChannelPerS?: number;
   /**
@@ -202,6 +215,14 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     if (window.length >= limit) return Math.max(1, Math.ceil(((window[0] as number) + span - now) / 1000));
     window.push(now);
     return 0;
+  };
+
+  const scopes = opts.scopes ?? BOT_SCOPES;
+  const botIn = (channel: string) => opts.botChannels?.includes(channel) ?? true;
+  const needScope = (scope: string) => {
+    if (!scopes.includes(scope)) {
+      throw new ApiError('missing_scope', { needed: scope, provided: scopes.join(',') });
+    }
   };
 
   const channelOf = (args: Record<string, unknown>, field = 'channel'): StoredMessage[] => {
@@ -328,6 +349,7 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     'chat.postMessage': (args) => {
       const messages = channelOf(args);
       const channel = args.channel as string;
+      if (!botIn(channel)) throw new ApiError('not_in_channel');
       const threadTs = checkThread(messages, args.thread_ts);
       const body = content(args);
       if (!takePostToken(channel)) throw new RateLimited(1);
@@ -436,8 +458,27 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
       return { users: members };
     },
 
+    // Slack: the channel as the token sees it; `is_member` says whether the bot is in it.
+    'conversations.info': (args) => {
+      needScope('channels:read');
+      const channel = args.channel;
+      if (typeof channel !== 'string' || !channels.has(channel)) throw new ApiError('channel_not_found');
+      return {
+        channel: {
+          id: channel,
+          name: opts.channelNames?.[channel] ?? `incident-${channel.toLowerCase()}`,
+          is_channel: true,
+          is_private: false,
+          is_archived: false,
+          is_member: botIn(channel),
+          created: 1_700_000_000,
+        },
+      };
+    },
+
     // Slack: cursor pagination, `limit` 1-1000 (default 100); the last page has an empty next_cursor.
     'conversations.members': (args) => {
+      needScope('channels:read');
       const channel = args.channel;
       if (typeof channel !== 'string' || !channels.has(channel)) throw new ApiError('channel_not_found');
       const limit = args.limit === undefined ? 100 : Number(args.limit);
@@ -498,12 +539,15 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     res: ServerResponse,
   ) => {
     if (injected(method, args, res)) return;
+    let scopeHeader: Record<string, string> = {};
     const answer = (status: number, body: Record<string, unknown>, headers: Record<string, string> = {}) => {
       record(method, args, status, body);
-      send(res, status, body, headers);
+      send(res, status, body, { ...scopeHeader, ...headers });
     };
     if (token === undefined || token === '') return answer(200, { ok: false, error: 'not_authed' });
     if (token !== opts.token) return answer(200, { ok: false, error: 'invalid_auth' });
+    // Slack names the token's scopes on every answer to it (the Web API client reads them from here).
+    scopeHeader = { 'x-oauth-scopes': scopes.join(',') };
     const impl = methods[method];
     if (!impl) return answer(200, { ok: false, error: 'unknown_method' });
     const wait = methodWait(method);

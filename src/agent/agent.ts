@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { RedisTarget } from '../config/env.js';
 import { resolveJumphost } from '../config/jumphost.js';
 import { mgmtHostKeyTrustNotice, type SiteProfile } from '../config/site.js';
+import type { DoctorResult } from '../doctor/report.js';
 import { runRunbook } from '../engine/engine.js';
 import { type Checkpoint, RunInterrupted, type RunOutcome } from '../engine/outcome.js';
 import { publicSite, type Vars } from '../engine/scope.js';
@@ -10,7 +11,15 @@ import { asCodedError, RunFencedError } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Metrics } from '../ops/metrics.js';
 import { runObserver } from '../ops/run-observer.js';
-import { PICK_JOB_NAME, PickJobSchema, type PickResult, type RunJob, RunJobSchema } from '../queue/job.js';
+import {
+  DOCTOR_JOB_NAME,
+  DoctorJobSchema,
+  PICK_JOB_NAME,
+  PickJobSchema,
+  type PickResult,
+  type RunJob,
+  RunJobSchema,
+} from '../queue/job.js';
 import { cancelChannel, readOnlyQueue } from '../queue/queues.js';
 import { connectRedis, dedicatedConnection } from '../queue/redis.js';
 import { copyOfRunbook, restoreRunbook } from '../runbook/copy.js';
@@ -31,6 +40,7 @@ import { validationMessage } from '../validation.js';
 import { RedisApprovalPort } from './approval-port.js';
 import { RedisAttemptPort } from './attempt-port.js';
 import { CheckpointStore } from './checkpoints.js';
+import { runDoctorJob } from './doctor.js';
 import { OrphanWatch } from './orphans.js';
 import { runPick } from './pick.js';
 import { RunRetention } from './retention.js';
@@ -266,7 +276,19 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         logger.debug({ err: asCodedError(err).message }, 'cannot read an approval for metrics'),
     });
 
-  const processor = async (job: Job, token?: string): Promise<RunOutcome | PickResult | undefined> => {
+  const processor = async (
+    job: Job,
+    token?: string,
+  ): Promise<RunOutcome | PickResult | DoctorResult | undefined> => {
+    if (job.name === DOCTOR_JOB_NAME) {
+      const doctor = DoctorJobSchema.safeParse(job.data);
+      if (!doctor.success)
+        throw new UnrecoverableError(`job ${job.id} is not a doctor job: ${validationMessage(doctor.error)}`);
+      return runDoctorJob(
+        { sites: opts.sites, runbooks: opts.runbooks, jumphostEnv: opts.jumphostEnv, redis: store },
+        doctor.data,
+      );
+    }
     if (job.name === PICK_JOB_NAME) {
       const pick = PickJobSchema.safeParse(job.data);
       if (!pick.success)

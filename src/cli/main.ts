@@ -24,6 +24,17 @@ usage:
       asks y/N (--yes approves them all; --dry-run prints every command without connecting;
       --verbose prints every output line instead of the first 15 of each command)
   capi-chatops list [--commands DIR]      the runbooks and their arguments
+  capi-chatops doctor [--site NAME|FILE]...
+      read-only readiness checks per site (jumphost and its host key, login shell and PATH, the CLIs and
+      their versions, admin and project tokens, the mgmt VM's FIP, the mgmt kubeconfig, the juju login,
+      Redis persistence and eviction, the Slack token's scopes and channels): one line each, ok / warn /
+      fail with the fix; exit 0 all ok, 1 a warning, 2 a failure
+  capi-chatops record [--site NAME|FILE] --out DIR [--runbook NAME]...
+      run the read-only runbooks (or those named) on the site and keep each command's exit code and
+      redacted output, with the tool versions, in DIR (YAML files to review)
+  capi-chatops check-recording DIR
+      run every recorded step's parse, captures, known errors and summary against its recorded output;
+      exit 1 when one throws or yields nothing
   capi-chatops serve [--site FILE]...     the Slack front (/capi, approval buttons, run threads) and an
       agent in one process (npm start); SLACK_BOT_TOKEN plus SLACK_SIGNING_SECRET (HTTP on PORT)
       or SLACK_APP_TOKEN (Socket Mode)
@@ -105,6 +116,38 @@ export async function main(argv: readonly string[], opts: MainOptions = {}): Pro
         const { values } = parseArgs({ args: [...rest], options: { commands: { type: 'string' } } });
         process.stdout.write(await listRunbooks(values.commands));
         return 0;
+      }
+      case 'doctor': {
+        const { values } = parseArgs({
+          args: [...rest],
+          options: { site: { type: 'string', multiple: true, default: [] } },
+        });
+        const { doctorCommand } = await import('./doctor.js');
+        return await doctorCommand({ sites: values.site });
+      }
+      case 'record': {
+        const { values } = parseArgs({
+          args: [...rest],
+          options: {
+            site: { type: 'string' },
+            out: { type: 'string' },
+            runbook: { type: 'string', multiple: true, default: [] },
+          },
+        });
+        if (values.out === undefined) return usage('record needs --out DIR (where the recording goes)');
+        const { recordCommand } = await import('./recording.js');
+        return await recordCommand({
+          out: values.out,
+          runbooks: values.runbook,
+          ...(values.site !== undefined ? { site: values.site } : {}),
+        });
+      }
+      case 'check-recording': {
+        const { positionals } = parseArgs({ args: [...rest], allowPositionals: true });
+        const [dir] = positionals;
+        if (dir === undefined) return usage('check-recording needs the recording DIR');
+        const { checkRecordingCommand } = await import('./recording.js');
+        return await checkRecordingCommand(dir);
       }
       case 'demo':
         // The simulator is development code, not part of the product build or image.

@@ -36,7 +36,9 @@ export async function listRunbooks(commandsDir?: string): Promise<string> {
       const params = rb.params
         .map((p) => `\n      ${p.name.toUpperCase()}: ${p.description} (${p.type})`)
         .join('');
-      return `  ${rb.name}${args}${rb.readOnly ? '  (read-only)' : ''}\n      ${rb.summary}${params}`;
+      const needs =
+        rb.requires.length > 0 ? `\n      requires on the jumphost: ${rb.requires.join(', ')}` : '';
+      return `  ${rb.name}${args}${rb.readOnly ? '  (read-only)' : ''}\n      ${rb.summary}${params}${needs}`;
     })
     .join('\n')}\n`;
 }

@@ -29,6 +29,14 @@ import {
   type StepStatus,
 } from './events.js';
 import {
+  NOTHING_UNOBSERVED,
+  readsUnobserved,
+  type Unobserved,
+  undecidedBy,
+  undecidedFindings,
+  unobservable,
+} from './observability.js';
+import {
   type Checkpoint,
   type FinishedRun,
   RunInterrupted,
@@ -109,6 +117,8 @@ class Interpreter {
   private top: number;
   private loop: Checkpoint['loop'];
   private env: Record<string, string> = {};
+  /** What this jumphost cannot show: steps calling a missing tool, and what they would have captured. */
+  private unobserved: Unobserved = NOTHING_UNOBSERVED;
   /** When the run was asked for: its duration counts from here, across resumes. */
   private readonly started: number;
   /** Time this call spent waiting for approval decisions (the in-process ports decide while the run waits). */
@@ -206,7 +216,11 @@ class Interpreter {
         const step = runbook.steps[this.top] as (typeof runbook.steps)[number];
         const ref: StepRef = { stepId: step.id, index: this.top + 1, total: this.total };
         let jump: string | undefined;
-        if (step.kind === 'for_each') {
+        const notObservable = this.unobserved.steps.get(step.id);
+        if (notObservable !== undefined && step.kind !== 'report') {
+          await this.saveCheckpoint();
+          await this.runUnobservable(ref, step, notObservable);
+        } else if (step.kind === 'for_each') {
           jump = await this.runLoop(ref, step);
         } else {
           await this.saveCheckpoint();
@@ -299,9 +313,35 @@ class Interpreter {
   }
 
   private async preflight(): Promise<Record<string, string>> {
-    const { home, tools, env } = await preflight(this.opts, this.signal);
-    await this.emit({ type: 'preflight', home, tools });
+    const { home, tools, missing, env } = await preflight(this.opts, this.signal);
+    this.unobserved = unobservable(this.opts.runbook, missing);
+    await this.emit({ type: 'preflight', home, tools, ...(missing.length > 0 ? { missing } : {}) });
     return env;
+  }
+
+  /**
+   * A step this jumphost cannot observe (it calls a tool missing from the PATH, or reads only what such a
+   * step would have found): shown as such, with the known issues it leaves undecided; its captures are null.
+   */
+  private async runUnobservable(ref: StepRef, step: LeafStep | ForEachStep, why: string): Promise<void> {
+    const started = Date.now();
+    await this.emit({
+      ...ref,
+      type: 'step.started',
+      kind: step.kind,
+      title: renderOrSource(step.title, this.scope()),
+      destructive: false,
+    });
+    const leaves = step.kind === 'for_each' ? step.steps : [step];
+    for (const leaf of leaves) for (const [name] of leaf.capture) this.captured[name] = null;
+    const undecided = undecidedBy(this.opts.runbook, this.unobserved, step.id);
+    await this.stepFinished(
+      ref,
+      started,
+      'unobservable',
+      undefined,
+      `not observable: ${why}${undecided.length > 0 ? `; leaves undecided: ${undecided.join(', ')}` : ''}`,
+    );
   }
 
   private async runLoop(ref: StepRef, step: ForEachStep): Promise<undefined> {
@@ -347,7 +387,9 @@ class Interpreter {
             stepId: `${step.id}/${leaf.id}`,
             iteration: { n: n + 1, of: items.length, label, key },
           };
-          await this.runLeaf(innerRef, leaf, loopVars, env);
+          const notObservable = this.unobserved.steps.get(innerRef.stepId);
+          if (notObservable !== undefined) await this.runUnobservable(innerRef, leaf, notObservable);
+          else await this.runLeaf(innerRef, leaf, loopVars, env);
         }
       }
     } catch (err) {
@@ -377,12 +419,34 @@ class Interpreter {
       title: render(step.title, scope),
       destructive: false,
     });
-    const found = step.findings.filter((f) => evaluateBoolean(f.when, scope));
+    // A finding that reads what this jumphost could not observe is undecided: neither found nor "none".
+    const { undecided, decidable } = undecidedFindings(this.unobserved, step.findings);
+    const found = decidable.filter((f) => evaluateBoolean(f.when, scope));
     for (const f of found) await this.emit({ ...ref, type: 'decision', message: render(f.say, scope) });
-    if (found.length === 0 && step.none) {
-      await this.emit({ ...ref, type: 'decision', message: render(step.none, scope) });
+    for (const [why, issues] of undecided) {
+      await this.emit({
+        ...ref,
+        type: 'decision',
+        message: `undecided, not observable (${why}): ${issues.join(', ')}`,
+      });
     }
-    await this.stepFinished(ref, started, 'ok', undefined, `${found.length} finding(s)`);
+    const open = [...undecided.values()].flat().length;
+    if (found.length === 0 && open === 0 && step.none) {
+      await this.emit({ ...ref, type: 'decision', message: render(step.none, scope) });
+    } else if (found.length === 0 && open > 0) {
+      await this.emit({
+        ...ref,
+        type: 'decision',
+        message: `no known issue matched among the ${decidable.length} that could be decided; ${open} could not be decided (above), so this is not an all-clear`,
+      });
+    }
+    await this.stepFinished(
+      ref,
+      started,
+      'ok',
+      undefined,
+      `${found.length} finding(s)${open > 0 ? `, ${open} undecided` : ''}`,
+    );
     return undefined;
   }
 
@@ -448,6 +512,12 @@ class Interpreter {
       }
 
       for (const [name, e] of step.capture) {
+        // Computed from something this jumphost could not observe: unknown too (observability.ts), not a guess.
+        if (this.unobserved.values.has(name)) {
+          outScope[name] = null;
+          this.captured[name] = null;
+          continue;
+        }
         const value = evaluateExpr(e, outScope);
         outScope[name] = value;
         this.captured[name] = value;
@@ -455,14 +525,17 @@ class Interpreter {
         this.secrets.learn(name, value, step.command.sensitive);
       }
       summary = this.summaryOf(step, outScope);
-      if (step.expect && !evaluateBoolean(step.expect.that, outScope)) {
+      // An expectation or decision about an unobserved value cannot be judged: it is not applied.
+      const judgeable = (e: Parameters<typeof readsUnobserved>[1]) =>
+        readsUnobserved(this.unobserved, e) === undefined;
+      if (step.expect && judgeable(step.expect.that) && !evaluateBoolean(step.expect.that, outScope)) {
         const why = step.expect.message
           ? render(step.expect.message, outScope)
           : `expected ${step.expect.that.source}`;
         throw new Stop('failed', `${ref.stepId}: ${why}`, ref.stepId);
       }
       for (const d of step.decide) {
-        if (!evaluateBoolean(d.when, outScope)) continue;
+        if (!judgeable(d.when) || !evaluateBoolean(d.when, outScope)) continue;
         if (d.say) await this.emit({ ...ref, type: 'decision', message: render(d.say, outScope) });
         if (d.outcome?.kind === 'fail')
           throw new Stop('failed', render(d.outcome.message, outScope), ref.stepId);

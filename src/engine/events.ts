@@ -6,7 +6,16 @@
 import type { AttemptOnRecordError, JumphostAheadError } from '../errors.js';
 
 /** How a step ended: the one list, which the stored schema, the run record and the fronts derive from. */
-export const STEP_STATUSES = ['ok', 'failed', 'skipped', 'denied', 'cancelled', 'interrupted'] as const;
+export const STEP_STATUSES = [
+  'ok',
+  'failed',
+  'skipped',
+  'denied',
+  'cancelled',
+  'interrupted',
+  /** It calls a tool missing from the jumphost's PATH (or reads only what such a step would have found). */
+  'unobservable',
+] as const;
 export type StepStatus = (typeof STEP_STATUSES)[number];
 /** How a run ended: the one list; these are also the run record's final statuses. */
 export const RUN_STATUSES = ['succeeded', 'failed', 'denied', 'cancelled'] as const;
@@ -91,7 +100,13 @@ export type RunEvent =
       readonly reason: string;
       readonly atStep: string;
     }
-  | { readonly type: 'preflight'; readonly home: string; readonly tools: readonly string[] }
+  | {
+      readonly type: 'preflight';
+      readonly home: string;
+      readonly tools: readonly string[];
+      /** Tools the runbook's steps call that are not on the jumphost's PATH: their steps are not observable. */
+      readonly missing?: readonly string[];
+    }
   | (StepRef & {
       readonly type: 'step.started';
       readonly kind: 'run' | 'poll' | 'for_each' | 'report';

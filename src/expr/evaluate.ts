@@ -155,14 +155,41 @@ interface Frame {
   readonly value: unknown;
 }
 
-export function evaluate(ast: Node, source: string, scope: Readonly<Record<string, unknown>>): unknown {
-  return new Evaluator(source, scope).eval(ast, undefined);
+export interface EvalOptions {
+  /**
+   * Called when `default(x, fallback)` outside a list function falls back because `x` is null: `path` is `x` as
+   * written when it is a plain chain of fields (`out.items`), else undefined. check-recording uses it to tell a
+   * capture that only "worked" because a field was missing from the output.
+   */
+  readonly onFallback?: (path: string | undefined) => void;
+}
+
+export function evaluate(
+  ast: Node,
+  source: string,
+  scope: Readonly<Record<string, unknown>>,
+  options: EvalOptions = {},
+): unknown {
+  return new Evaluator(source, scope, options).eval(ast, undefined);
+}
+
+/** `out.items`, `out["Image Name"]`: a chain of fields from a variable, as written; undefined for anything else. */
+function fieldPath(node: Node): string | undefined {
+  if (node.kind === 'var') return node.name;
+  if (node.kind !== 'member' || node.key.kind !== 'literal') return undefined;
+  const base = fieldPath(node.object);
+  const key = node.key.value;
+  if (base === undefined) return undefined;
+  return typeof key === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(key)
+    ? `${base}.${key}`
+    : `${base}[${JSON.stringify(key)}]`;
 }
 
 class Evaluator {
   constructor(
     private readonly source: string,
     private readonly scope: Readonly<Record<string, unknown>>,
+    private readonly options: EvalOptions,
   ) {}
 
   private fail(at: Node, reason: string): never {
@@ -541,8 +568,10 @@ class Evaluator {
       }
       case 'default': {
         const v = this.value(node, 0, it);
+        if (v !== null && v !== undefined) return v;
+        if (it === undefined) this.options.onFallback?.(fieldPath(this.arg(node, 0)));
         // The fallback is only evaluated when needed, so it may itself be something that fails on present data.
-        return v === null || v === undefined ? this.value(node, 1, it) : v;
+        return this.value(node, 1, it);
       }
       case 'sum': {
         let total = 0;

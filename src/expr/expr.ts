@@ -1,6 +1,9 @@
 import { CapiError } from '../errors.js';
 import { ExprEvalError, ExprSyntaxError } from './errors.js';
-import { evaluate, isTruthy, toStr } from './evaluate.js';
+import { type EvalOptions, evaluate, isTruthy, toStr } from './evaluate.js';
+
+export type { EvalOptions } from './evaluate.js';
+
 import { type Node, parse } from './parser.js';
 
 /** Several expressions plus their surrounding text; the bound is generous for Slack messages. */
@@ -27,9 +30,9 @@ export function compileExpr(source: string): CompiledExpr {
 }
 
 /** Throws ExprEvalError naming what failed; never coerces types behind the operator's back. */
-export function evaluateExpr(expr: CompiledExpr, scope: Scope): unknown {
+export function evaluateExpr(expr: CompiledExpr, scope: Scope, options?: EvalOptions): unknown {
   try {
-    return evaluate(expr.ast, expr.source, scope) ?? null;
+    return evaluate(expr.ast, expr.source, scope, options) ?? null;
   } catch (err) {
     if (err instanceof CapiError) throw err;
     // e.g. stack exhaustion on pathological data: still report it as this expression's failure.

@@ -5,6 +5,7 @@ export {
   type CompiledTemplate,
   compileExpr,
   compileTemplate,
+  type EvalOptions,
   evaluateBoolean,
   evaluateExpr,
   freeVariables,

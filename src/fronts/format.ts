@@ -32,6 +32,7 @@ export const STEP_LABEL: Readonly<Record<StepStatus, string>> = {
   denied: 'DENIED',
   cancelled: 'CANCELLED',
   interrupted: 'INTERRUPTED',
+  unobservable: 'NOT OBSERVABLE',
 };
 
 /** Beyond this many, a refusal lists a few approvers and counts the rest: it must stay readable. */

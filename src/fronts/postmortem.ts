@@ -4,6 +4,7 @@
  */
 import type { ApprovalDecision, RunEvent, StepRef } from '../engine/events.js';
 import type { TimelineEntry } from '../queue/service.js';
+import { notOnPath } from '../runbook/tools.js';
 import { formatDuration, formatRunDuration, STEP_LABEL } from './format.js';
 import { terminalText } from './sanitize.js';
 
@@ -189,7 +190,12 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
         );
         break;
       case 'preflight':
-        out.push(`- ${t} jumphost ready (HOME=${md(e.home)}; ${md(e.tools.join(', ')) || 'no CLIs'} found)`);
+        out.push(
+          `- ${t} jumphost ready (HOME=${md(e.home)}; ${md(e.tools.join(', ')) || 'no CLIs'} found)` +
+            (e.missing?.length
+              ? `; ${md(notOnPath(e.missing))}: the steps that call it are not observable`
+              : ''),
+        );
         break;
       case 'step.started':
         out.push(

@@ -10,6 +10,7 @@ import type {
 } from '../engine/events.js';
 import { inProcessApprovals } from '../engine/in-process.js';
 import { redactText } from '../redact.js';
+import { notOnPath } from '../runbook/tools.js';
 import { formatDuration, formatRunDuration, STEP_LABEL } from './format.js';
 import { terminalText } from './sanitize.js';
 
@@ -79,7 +80,7 @@ function describeEvent(e: RunEvent): string {
     case 'run.resumed':
       return `=== resumed at ${e.atStep}: ${e.reason}`;
     case 'preflight':
-      return `--- jumphost ready (HOME=${e.home}; ${e.tools.join(', ') || 'no CLIs'} found)`;
+      return `--- jumphost ready (HOME=${e.home}; ${e.tools.join(', ') || 'no CLIs'} found)${e.missing?.length ? `; ${notOnPath(e.missing)}: the steps that call ${e.missing.length > 1 ? 'them' : 'it'} are not observable` : ''}`;
     case 'step.started':
       return `>>> ${where(e)} ${e.title}${e.destructive ? '  [DESTRUCTIVE]' : ''}`;
     case 'step.output':

@@ -49,3 +49,16 @@ export const PickResultSchema = z.union([
   z.strictObject({ error: z.string().min(1).max(500) }),
 ]);
 export type PickResult = z.infer<typeof PickResultSchema>;
+
+/**
+ * A site's doctor checks on the jumphost and Redis (src/doctor), run by an agent on the site's read-only queue:
+ * the Slack front never reaches SSH. It takes no lock, starts no run and changes nothing.
+ */
+export const DoctorJobSchema = z.strictObject({
+  site: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { error: 'site must be a site profile name' }),
+});
+export type DoctorJob = z.infer<typeof DoctorJobSchema>;
+
+export const DOCTOR_JOB_NAME = 'doctor';

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Job, Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { SiteProfile } from '../config/site.js';
+import { type DoctorReport, type DoctorResult, DoctorResultSchema } from '../doctor/report.js';
 import { CapiError, ErrorCode } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -13,6 +14,7 @@ import { validateParams } from '../runbook/params.js';
 import { ApprovalStore, type DecideResult, type StoredApproval } from '../runs/approvals.js';
 import { type Attempt, AttemptJournal } from '../runs/attempts.js';
 import { decisionReasonSchema } from '../runs/decision-reason.js';
+import { DoctorReports } from '../runs/doctor-reports.js';
 import { heldSiteMessage, type SiteHold, TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
 import { RedisWriteConfirm, type WriteConfirm } from '../runs/redis-durability.js';
@@ -20,6 +22,8 @@ import { type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
 import { type DecisionSigner, statementText } from '../signing/statement.js';
 import {
+  DOCTOR_JOB_NAME,
+  DoctorJobSchema,
   PICK_JOB_NAME,
   PickJobSchema,
   type PickResult,
@@ -33,7 +37,18 @@ import type { RedisClient } from './redis.js';
 
 export { decisionReasonSchema, REASON_MAX_CHARS } from '../runs/decision-reason.js';
 // What the fronts see of runs: the door's own vocabulary, so no front imports src/runs or src/queue internals.
-export type { Approver, Attempt, PickResult, Refusal, RunRecord, SiteHold, StoredApproval, TimelineEntry };
+export type {
+  Approver,
+  Attempt,
+  DoctorReport,
+  DoctorResult,
+  PickResult,
+  Refusal,
+  RunRecord,
+  SiteHold,
+  StoredApproval,
+  TimelineEntry,
+};
 
 /** Everything stored about one run: what a postmortem export writes before RUN_RETENTION ends. */
 export interface RunArchive {
@@ -81,11 +96,15 @@ export interface RunServiceOptions {
    * are kept for RUN_RETENTION by the agent. Default: 7 days, and at most 1000 jobs per queue.
    */
   readonly jobRetention?: { readonly ageSeconds: number; readonly count: number };
+  /** How long a front waits for an agent's doctor checks. Default 5 min (a dozen checks, each bounded to 60 s). */
+  readonly doctorTimeoutMs?: number;
   /** REDIS_WAIT_REPLICAS: decisions and cancels are confirmed on that many replicas (WAIT). Default 0. */
   readonly waitReplicas?: number;
   /** How long confirming a decision or a cancel (WAITAOF, WAIT) may take. Default 2 s: a Slack dialog waits for it and must be answered within 3 s. */
   readonly confirmTimeoutMs?: number;
 }
+
+const NO_AGENT = 'no agent answered in time (is an agent serving this site running?)';
 
 export const DEFAULT_JOB_RETENTION = { ageSeconds: 7 * 86_400, count: 1000 } as const;
 
@@ -125,6 +144,7 @@ export class RunService {
   private readonly approvals: ApprovalStore;
   private readonly attempts: AttemptJournal;
   private readonly lock: TargetLock;
+  private readonly doctorReports: DoctorReports;
   private readonly audit: AuditLog;
   private readonly writes: WriteConfirm;
   private readonly queues = new Map<string, Queue>();
@@ -136,6 +156,7 @@ export class RunService {
     this.approvals = new ApprovalStore(opts.redis, opts.prefix);
     this.attempts = new AttemptJournal(opts.redis, opts.prefix);
     this.lock = new TargetLock(opts.redis, opts.prefix);
+    this.doctorReports = new DoctorReports(opts.redis, opts.prefix);
     this.audit = opts.audit ?? NO_AUDIT;
     this.writes = new RedisWriteConfirm(opts.redis, {
       replicas: opts.waitReplicas ?? 0,
@@ -414,20 +435,61 @@ export class RunService {
       removeOnComplete: { age: 3600, count: 100 },
       removeOnFail: { age: 3600, count: 100 },
     });
-    // Waits on Redis (the job's state), never on Slack; the agent's own timeout bounds the listing.
-    const deadline = Date.now() + param.pick.timeoutMs + 15_000;
+    // The agent's own timeout bounds the listing.
+    const done = await this.jobResult(queue, job, param.pick.timeoutMs + 15_000, opts.pollMs);
+    if ('failed' in done) return { error: `the listing failed: ${done.failed}` };
+    if ('timedOut' in done) return { error: NO_AGENT };
+    const parsed = PickResultSchema.safeParse(done.value);
+    return parsed.success ? parsed.data : { error: 'the listing returned something unreadable' };
+  }
+
+  /**
+   * A site's doctor checks on its jumphost and Redis, run by an agent through the site's read-only queue (a
+   * front never reaches SSH): the lines, or `{ error }` when no agent answered in time.
+   */
+  async doctor(site: string, opts: { readonly pollMs?: number } = {}): Promise<DoctorResult> {
+    const data = DoctorJobSchema.parse({ site });
+    const queue = this.queue(readOnlyQueue(this.site(site).queue));
+    const job = await queue.add(DOCTOR_JOB_NAME, data, {
+      attempts: 1,
+      removeOnComplete: { age: 3600, count: 100 },
+      removeOnFail: { age: 3600, count: 100 },
+    });
+    const done = await this.jobResult(queue, job, this.opts.doctorTimeoutMs ?? 5 * 60_000, opts.pollMs);
+    if ('failed' in done) return { error: `the checks failed: ${done.failed}`.slice(0, 500) };
+    if ('timedOut' in done) return { error: NO_AGENT };
+    const parsed = DoctorResultSchema.safeParse(done.value);
+    return parsed.success ? parsed.data : { error: 'the checks returned something unreadable' };
+  }
+
+  /** Keeps a site's doctor report as its last one (the Home tab shows it). */
+  saveDoctorReport(report: DoctorReport): Promise<void> {
+    return this.doctorReports.save(report);
+  }
+
+  /** The last doctor report of every site that has one. */
+  lastDoctorReports(): Promise<Map<string, DoctorReport>> {
+    return this.doctorReports.last(this.siteNames());
+  }
+
+  /** Waits on Redis (the job's state), never on Slack: the job's return value, or why there is none. */
+  private async jobResult(
+    queue: Queue,
+    job: Job,
+    timeoutMs: number,
+    pollMs = 200,
+  ): Promise<{ value: unknown } | { failed: string } | { timedOut: true }> {
+    const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const state = await job.getState();
       if (state === 'completed' || state === 'failed') {
         const done = await Job.fromId(queue, job.id as string);
-        if (state === 'failed' || !done)
-          return { error: `the listing failed: ${done?.failedReason ?? 'no result'}` };
-        const parsed = PickResultSchema.safeParse(done.returnvalue);
-        return parsed.success ? parsed.data : { error: 'the listing returned something unreadable' };
+        if (state === 'failed' || !done) return { failed: done?.failedReason ?? 'no result' };
+        return { value: done.returnvalue };
       }
-      await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 200));
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
     }
-    return { error: 'no agent answered in time (is an agent serving this site running?)' };
+    return { timedOut: true };
   }
 
   /**

@@ -40,6 +40,7 @@ import {
   type RunStepYaml,
   ScopesFileSchema,
 } from './schema.js';
+import { JUMPHOST_TOOLS, toolsIn } from './tools.js';
 
 export const SCOPES_FILE = 'scopes.yaml';
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
@@ -303,7 +304,7 @@ function reportStep(ctx: Ctx, path: Path, raw: unknown): ReportStep | undefined 
   const findings = s.report.flatMap((f, i) => {
     const when = expr(ctx, [...path, 'report', i, 'when'], f.when);
     const say = tpl(ctx, [...path, 'report', i, 'say'], f.say);
-    return when && say ? [{ when, say }] : [];
+    return when && say ? [{ when, say, issue: f.issue ?? issueOf(f.say) }] : [];
   });
   const none = s.none === undefined ? undefined : tpl(ctx, [...path, 'none'], s.none);
   if (!title) return undefined;
@@ -315,6 +316,16 @@ function reportStep(ctx: Ctx, path: Path, raw: unknown): ReportStep | undefined 
     findings,
     ...(none ? { none } : {}),
   };
+}
+
+/** A finding without `issue:` is named by the start of what it says, up to its first colon. */
+function issueOf(say: string): string {
+  const head =
+    say
+      .replace(/\{[^}]*\}/g, '…')
+      .split(/: /)[0]
+      ?.trim() ?? say;
+  return head.length > 60 ? `${head.slice(0, 59)}…` : head;
 }
 
 function common(ctx: Ctx, path: Path, s: RunStepYaml | z.infer<typeof PollStepSchema>) {
@@ -404,6 +415,12 @@ function runStep(ctx: Ctx, path: Path, raw: unknown): RunStep | undefined {
         }
       : {}),
     guard,
+    tools: toolsIn(
+      scope?.preamble ?? '',
+      s.run,
+      ...(s.guard ?? []).map((g) => g.run),
+      ...(s.verify ? [s.verify.run] : []),
+    ),
     ...(verify?.tookEffect && verify.say && verify.checkByHand
       ? {
           verify: {
@@ -450,6 +467,7 @@ function pollStep(ctx: Ctx, path: Path, raw: unknown): PollStep | undefined {
     ...(scope ? { scope } : {}),
     env,
     command: command(ctx, s.sensitive, p),
+    tools: toolsIn(scope?.preamble ?? '', p.run),
     attempts: p.attempts,
     everyMs: parseDuration(p.every),
     firstAfterMs: p.first_after === undefined ? 0 : parseDuration(p.first_after),
@@ -585,8 +603,18 @@ export function parseRunbook(
     };
   });
 
-  problems.throwIfAny();
   const leaves = leafSteps(steps);
+  const tools = JUMPHOST_TOOLS.filter((t) => leaves.some((s) => s.tools.includes(t)));
+  const destructive = leaves.find((s) => s.kind === 'run' && s.destructive);
+  const unlisted = tools.filter((t) => !rb.requires.includes(t));
+  // A runbook that can change the cloud must not start, then stop half-way at a step whose tool is missing.
+  if (destructive !== undefined && unlisted.length > 0) {
+    problems.add(
+      ['requires'],
+      `must list ${unlisted.join(', ')}: step '${destructive.id}' is destructive, so the runbook refuses to start without every tool its steps call rather than stop half-way (write requires: [${JUMPHOST_TOOLS.filter((t) => tools.includes(t) || rb.requires.includes(t)).join(', ')}])`,
+    );
+  }
+  problems.throwIfAny();
   const digest = createHash('sha256').update(text);
   for (const name of [...new Set(leaves.flatMap((s) => (s.scope ? [s.scope.name] : [])))].sort()) {
     digest.update(`\0scope ${name}\0${scopes.get(name)?.preamble ?? ''}`);
@@ -602,6 +630,8 @@ export function parseRunbook(
     digest: digest.digest('hex'),
     params,
     steps,
+    requires: JUMPHOST_TOOLS.filter((t) => rb.requires.includes(t)),
+    tools,
   };
 }
 

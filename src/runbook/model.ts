@@ -1,5 +1,6 @@
 import type { CompiledExpr, CompiledTemplate } from '../expr/index.js';
 import type { ParamType } from './params.js';
+import type { JumphostTool } from './tools.js';
 
 /** A runbook after loading: every expression compiled, every reference checked. */
 
@@ -79,6 +80,8 @@ interface StepBase {
   readonly decide: readonly Decision[];
   /** What the step found, in a line for people (the thread post's finding); rendered once the step passed. */
   readonly summary?: CompiledTemplate;
+  /** The jumphost tools its commands call (scope preamble, command, guards, read-back). */
+  readonly tools: readonly JumphostTool[];
 }
 
 export interface RunStep extends StepBase {
@@ -122,13 +125,20 @@ export interface ForEachStep {
   readonly steps: readonly LeafStep[];
 }
 
+export interface Finding {
+  readonly when: CompiledExpr;
+  readonly say: CompiledTemplate;
+  /** Its short name, e.g. `D-045 haproxy DOWN`: what the report names when the finding cannot be decided. */
+  readonly issue: string;
+}
+
 /** Runs nothing remotely: states every finding whose condition holds (diagnose's verdict). */
 export interface ReportStep {
   readonly kind: 'report';
   readonly id: string;
   readonly title: CompiledTemplate;
   readonly note?: string;
-  readonly findings: readonly { readonly when: CompiledExpr; readonly say: CompiledTemplate }[];
+  readonly findings: readonly Finding[];
   readonly none?: CompiledTemplate;
 }
 
@@ -165,4 +175,8 @@ export interface Runbook {
   readonly digest: string;
   readonly params: readonly RunbookParam[];
   readonly steps: readonly Step[];
+  /** The jumphost tools it cannot do without: a run refuses to start when one is missing. */
+  readonly requires: readonly JumphostTool[];
+  /** Every jumphost tool any of its steps calls. */
+  readonly tools: readonly JumphostTool[];
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { compileRegex } from '../expr/index.js';
 import { PARAM_TYPE_NAMES } from './params.js';
+import { JUMPHOST_TOOLS } from './tools.js';
 
 /**
  * The YAML shape of a runbook in commands/. Messages say what to write instead, because the
@@ -202,7 +203,14 @@ export const ReportStepSchema = z.strictObject({
   title: template,
   note: z.string().optional(),
   report: z
-    .array(z.strictObject({ when: expr, say: template }))
+    .array(
+      z.strictObject({
+        when: expr,
+        say: template,
+        /** The known issue's short name (`D-045 haproxy DOWN`): what a run names when it cannot decide it. */
+        issue: z.string().min(1).max(80).optional(),
+      }),
+    )
     .min(1, { error: 'a report lists at least one finding (when + say)' }),
   none: template.optional(),
 });
@@ -234,6 +242,15 @@ export const RunbookFileSchema = z.strictObject({
   summary: z.string().min(1),
   source: z.string().min(1),
   read_only: z.boolean().default(false),
+  /**
+   * The jumphost tools the runbook cannot do without: a run refuses to start, before any step, when one is
+   * not on the jumphost's PATH. A step needing a tool that is missing and not listed is "not observable" and
+   * the run goes on (diagnosis degrades, never refuses); a runbook with a destructive step must list every
+   * tool its steps call, so it never half-runs.
+   */
+  requires: z
+    .array(z.enum(JUMPHOST_TOOLS, { error: `must be one of ${JUMPHOST_TOOLS.join(', ')}` }))
+    .default([]),
   params: z.array(ParamSchema).default([]),
   steps: z.array(z.unknown()).min(1, { error: 'a runbook needs at least one step' }),
 });

@@ -90,7 +90,12 @@ const eventSchemas = {
     by: z.string(),
     reason: z.string(),
   }),
-  preflight: z.object({ type: z.literal('preflight'), home: z.string(), tools: z.array(z.string()) }),
+  preflight: z.object({
+    type: z.literal('preflight'),
+    home: z.string(),
+    tools: z.array(z.string()),
+    missing: z.array(z.string()).exactOptional(),
+  }),
   'step.started': z.object({
     ...ref,
     type: z.literal('step.started'),

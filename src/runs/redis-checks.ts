@@ -12,11 +12,11 @@ import { confirmPlan, durabilityOf, type RedisDurability } from './redis-durabil
 export const MIN_REDIS_VERSION = '6.2.0';
 
 /** Errors Redis itself answered with (unknown or renamed command, ACL NOPERM), as opposed to no answer at all. */
-function isReplyError(err: unknown): err is Error {
+export function isReplyError(err: unknown): err is Error {
   return err instanceof Error && err.name === 'ReplyError';
 }
 
-async function configGet(redis: RedisClient, name: string): Promise<string | undefined> {
+export async function configGet(redis: RedisClient, name: string): Promise<string | undefined> {
   const reply = (await redis.config('GET', name)) as unknown;
   if (!Array.isArray(reply)) return undefined;
   const at = reply.indexOf(name);

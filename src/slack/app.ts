@@ -164,6 +164,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       mayUpload: async () => flood === undefined || (await flood.allow(userId, 'upload', reply)),
       siteFor,
       watch: (runId) => opts.threads?.watch(runId),
+      refreshHome: () => opts.home?.changed(),
       ...(triggerId !== undefined ? { triggerId } : {}),
     };
     const isOperator = async () =>

@@ -211,6 +211,7 @@ const STEP_EMOJI: Readonly<Record<StepViewStatus, string>> = {
   denied: ':no_entry:',
   cancelled: ':no_entry_sign:',
   interrupted: ':double_vertical_bar:',
+  unobservable: ':grey_question:',
 };
 
 const RUN_EMOJI: Readonly<Record<RunViewStatus, string>> = {
@@ -287,7 +288,7 @@ export function rootMessage(view: RunView, now: Date, requestedVia?: string): Sl
   const checklist = checklistLines(view, now, MESSAGE_TEXT_BUDGET - fixed);
 
   const counts = countBy(view.steps.map((s) => s.status));
-  const done = (counts.ok ?? 0) + (counts.skipped ?? 0);
+  const done = (counts.ok ?? 0) + (counts.skipped ?? 0) + (counts.unobservable ?? 0);
   return {
     text: fallbackText(
       `${view.runbook} on ${view.site}: ${RUN_WORD[view.status]} (${done}/${view.steps.length} steps done, run ${view.runId})`,
@@ -583,8 +584,9 @@ function stepPost(e: Extract<TimelineEntry['event'], { type: 'step.finished' }>,
       : e.signal !== null
         ? ` · signal ${inline(e.signal, 20)}`
         : '';
+  const status = e.status === 'unobservable' ? 'not observable' : e.status;
   const lines = [
-    `${STEP_EMOJI[e.status]} ${where(e)} ${e.status}: ${name}${code} · ${formatDuration(e.durationMs)}`,
+    `${STEP_EMOJI[e.status]} ${where(e)} ${status}: ${name}${code} · ${formatDuration(e.durationMs)}`,
   ];
   const facts: string[] = [];
   if (e.summary !== undefined) facts.push(e.summary);
@@ -624,7 +626,7 @@ function stepPost(e: Extract<TimelineEntry['event'], { type: 'step.finished' }>,
   // The notification says the step's first finding too: what people see without opening the thread.
   const first = facts[0] ?? e.message;
   const said = first === undefined ? '' : ` · ${first}`;
-  return post(`Step ${e.index} of ${e.total} ${e.status}: ${ctx.title ?? e.stepId}${said}`, blocks);
+  return post(`Step ${e.index} of ${e.total} ${status}: ${ctx.title ?? e.stepId}${said}`, blocks);
 }
 
 /** A line already escaped, cut to fit one section, never inside an entity (`&amp;`) or a `<...>` token. */

@@ -23,6 +23,7 @@ export type CapiCommand =
   | { readonly kind: 'release'; readonly reason: string }
   /** A runbook whose one argument can be picked from a list, typed without it: the front offers the list. */
   | { readonly kind: 'pick'; readonly runbook: string; readonly readOnly: boolean }
+  | { readonly kind: 'doctor' }
   | { readonly kind: 'help' }
   | { readonly kind: 'invalid'; readonly problem: string };
 
@@ -33,6 +34,10 @@ const BUILT_IN: readonly (readonly [name: string, usage: string])[] = [
   ['status', '`/capi status [RUN]` -- active and recent runs, or one run'],
   ['cancel', '`/capi cancel RUN` -- stop a run between steps, killing its running command'],
   ['timeline', '`/capi timeline RUN` -- one run as Markdown for the postmortem'],
+  [
+    'doctor',
+    "`/capi doctor` -- is this channel's site ready? Read-only checks of its jumphost, Redis and Slack, each with its fix",
+  ],
   [
     'release',
     "`/capi release REASON` -- free this channel's site, held after a run ended OUTCOME UNKNOWN, once checked by hand (REASON: what was checked)",
@@ -99,6 +104,14 @@ export function capiCommands(runbooks: Iterable<CapiRunbook>): CapiCommands {
       const [runId] = rest;
       if (runId === undefined) return { kind: 'status' };
       return RUN_ID_PATTERN.test(runId) ? { kind: 'status', runId } : badRunId(runId);
+    }
+    if (sub === 'doctor') {
+      return rest.length === 0
+        ? { kind: 'doctor' }
+        : {
+            kind: 'invalid',
+            problem: "`doctor` takes no arguments: `/capi doctor` checks this channel's site",
+          };
     }
     if (sub === 'cancel' || sub === 'timeline') {
       const [runId] = rest;

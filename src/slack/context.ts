@@ -23,6 +23,8 @@ export interface CapiContext {
   siteFor(channelId: string): { site: SiteProfile } | { problem: string };
   /** Called after a run is submitted from Slack so its thread starts at once. */
   watch(runId: string): void;
+  /** Something the Home tab shows changed outside a run (a doctor report): republish it for recent viewers. */
+  refreshHome?(): void;
   /** The command's trigger_id: opens a dialog (a picker) within 3 s of the command, once. */
   readonly triggerId?: string;
 }

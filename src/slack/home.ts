@@ -8,8 +8,10 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
-import type { RunRecord, RunService, StoredApproval } from '../queue/service.js';
+import { countsText, worstLevel } from '../doctor/report.js';
+import type { DoctorReport, RunRecord, RunService, StoredApproval } from '../queue/service.js';
 import { escapeSlack, mention } from './blocks.js';
+import { DOCTOR_EMOJI } from './doctor-message.js';
 import type { GroupMembership } from './membership.js';
 
 /** Run events that change what the Home tab shows. */
@@ -37,6 +39,8 @@ export interface HomeData {
   readonly pending: ReadonlyMap<string, readonly StoredApproval[]>;
   /** Run id -> permalink of its thread, when it has one. */
   readonly links: ReadonlyMap<string, string>;
+  /** Site -> its last doctor report (`/capi doctor`, `capi-chatops doctor`). */
+  readonly doctor?: ReadonlyMap<string, DoctorReport>;
 }
 
 export interface HomeViewer {
@@ -89,6 +93,19 @@ function packed(lines: readonly string[]): Record<string, unknown>[] {
   return out;
 }
 
+/** The site's last doctor report in a line: how it went, when, and which checks need a look. */
+function doctorLine(report: DoctorReport | undefined): string {
+  if (report === undefined)
+    return ':stethoscope: No doctor report yet: `/capi doctor` in its channel checks it';
+  const worst = worstLevel(report.lines);
+  const open = report.lines.filter((l) => l.level !== 'ok').map((l) => l.check);
+  return (
+    `:stethoscope: Last doctor ${DOCTOR_EMOJI[worst]} ${text(countsText(report.lines), 60)} · ` +
+    `${text(report.at.slice(0, 16).replace('T', ' '), 20)} UTC` +
+    (open.length > 0 ? ` · needs a look: ${text(open.join(', '), 400)}` : '')
+  );
+}
+
 /** The Home tab for one person: a view object of type home (at most 100 blocks, whatever the data). */
 export function homeView(viewer: HomeViewer, data: HomeData, now: Date): Record<string, unknown> {
   const blocks: Record<string, unknown>[] = [
@@ -115,6 +132,10 @@ export function homeView(viewer: HomeViewer, data: HomeData, now: Date): Record<
 
   for (const site of data.sites.slice(0, MAX_SITES)) {
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `*Site ${text(site, 63)}*` } });
+    blocks.push({
+      type: 'context',
+      elements: [{ type: 'mrkdwn', text: doctorLine(data.doctor?.get(site)) }],
+    });
     const here = active.filter((r) => r.site === site);
     const lines = here.slice(0, MAX_ACTIVE_PER_SITE).map((run) => {
       const pending = data.pending.get(run.runId) ?? [];
@@ -198,7 +219,12 @@ export class HomeTab {
 
   /** A run event: republish for recent viewers, once per coalescing window. */
   runEvent(type: string): void {
-    if (this.closed || !HOME_EVENTS.has(type) || this.timer !== undefined) return;
+    if (HOME_EVENTS.has(type)) this.changed();
+  }
+
+  /** Something shown changed (a run, a doctor report): republish for recent viewers, once per coalescing window. */
+  changed(): void {
+    if (this.closed || this.timer !== undefined) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       const since = Date.now() - (this.opts.recentMs ?? 15 * 60_000);
@@ -226,7 +252,7 @@ export class HomeTab {
       const link = await this.opts.permalink?.(run.runId);
       if (link !== undefined) links.set(run.runId, link);
     }
-    return { active, finished, pending, links };
+    return { active, finished, pending, links, doctor: await this.opts.service.lastDoctorReports() };
   }
 
   private async publish(users: readonly string[]): Promise<void> {

@@ -1,7 +1,7 @@
 /**
  * An in-memory RemoteExecutor for the interpreter's fast tests: every command is answered by the first rule
  * whose pattern its script contains, in the order given. No process, no sshd: a run takes milliseconds.
- * The engine's preflight is answered as a jumphost with every CLI would answer it.
+ * The engine's preflight is answered as a jumphost with every CLI (but `missingTools`) would answer it.
  */
 import type { ExecRequest, ExecResult, RemoteExecutor } from '../../src/ssh/types.js';
 
@@ -26,7 +26,11 @@ export class ScriptedExecutor implements RemoteExecutor {
   readonly unanswered: string[] = [];
   private readonly counts = new Map<Rule, number>();
 
-  constructor(private readonly rules: readonly Rule[]) {}
+  constructor(
+    private readonly rules: readonly Rule[],
+    /** CLIs the preflight reports missing from the jumphost's PATH (default: none). */
+    private readonly missingTools: readonly string[] = [],
+  ) {}
 
   /** The scripts sent that contain `text`. */
   sent(text: string): string[] {
@@ -35,7 +39,11 @@ export class ScriptedExecutor implements RemoteExecutor {
 
   async exec(req: ExecRequest): Promise<ExecResult> {
     if (req.signal?.aborted) return result({ code: 143 }, { cancelled: true });
-    if ('CAPI_TOOLS' in req.env) return result({ stdout: `${SCRIPTED_HOME}\n` });
+    if ('CAPI_TOOLS' in req.env) {
+      const asked = (req.env.CAPI_TOOLS ?? '').split(' ');
+      const missing = this.missingTools.filter((t) => asked.includes(t)).map((t) => `missing ${t}\n`);
+      return result({ stdout: `${SCRIPTED_HOME}\n${missing.join('')}` });
+    }
     this.calls.push(req);
     const rule = this.rules.find(([pattern]) =>
       typeof pattern === 'string' ? req.script.includes(pattern) : pattern.test(req.script),

@@ -224,8 +224,15 @@ export async function runHopSsh(opts: HopOptions): Promise<number> {
   }
 }
 
+/** What Ubuntu 24.04's client prints for `ssh -V` (on stderr, as OpenSSH does). */
+const SSH_VERSION = 'OpenSSH_9.6p1 Ubuntu-3ubuntu13.5, OpenSSL 3.0.13 30 Jan 2024\n';
+
 async function hop(opts: HopOptions): Promise<number> {
   const { io, env } = opts;
+  if (opts.argv.includes('-V')) {
+    io.stderr.write(SSH_VERSION);
+    return 0;
+  }
   const p = parseSshArgs(opts.argv);
   const host = p.host ?? '';
   const port = p.port ?? 22;

@@ -373,6 +373,11 @@ const ScenarioSchema = z.object({
   security_groups: z
     .record(z.string(), z.object({ name: Str, project: Str, description: z.string().default('') }).strict())
     .default({}),
+  /** The jumphost itself: CLIs missing from the PATH its SSH sessions get (a cloud that is not Charmed has no juju). */
+  jumphost: z
+    .object({ missing_tools: z.array(z.enum(['openstack', 'kubectl', 'ssh', 'juju'])).default([]) })
+    .strict()
+    .default({ missing_tools: [] }),
 });
 
 export type ScenarioData = z.infer<typeof ScenarioSchema>;

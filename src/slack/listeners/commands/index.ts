@@ -1,6 +1,7 @@
 import { type CapiCommands, isReadOnly } from '../../command.js';
 import type { CapiContext } from '../../context.js';
 import { cancelCommand } from './cancel.js';
+import { doctorCommand } from './doctor.js';
 import { pickCommand } from './pick.js';
 import { releaseCommand } from './release.js';
 import { runCommand } from './run.js';
@@ -24,7 +25,7 @@ export async function dispatchCapi(
   }
   if (!isReadOnly(command) && !(await isOperator())) {
     await ctx.refuse(
-      'Only CAPI_OPERATORS may start or cancel runs and release a held site; `/capi diagnose`, `status`, `timeline` and `help` are open to everyone.',
+      'Only CAPI_OPERATORS may start or cancel runs and release a held site; `/capi diagnose`, `doctor`, `status`, `timeline` and `help` are open to everyone.',
     );
     return;
   }
@@ -46,6 +47,9 @@ export async function dispatchCapi(
       return;
     case 'timeline':
       await timelineCommand(ctx, command.runId);
+      return;
+    case 'doctor':
+      await doctorCommand(ctx);
       return;
     case 'release':
       await releaseCommand(ctx, command.reason);
