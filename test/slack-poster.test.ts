@@ -3,8 +3,9 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeMessage, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import type { RunbookSet } from '../src/runbook/load.js';
 import { loadRunbooks } from '../src/runbook/load.js';
-import { approvalMessage, catchUpMessage, stepContext, threadMessage } from '../src/slack/blocks.js';
-import { catchUpLogFile, stepLogFile, wantsLogFile } from '../src/slack/log-file.js';
+import { approvalStory } from '../src/slack/approval-story.js';
+import { approvalMessage, catchUpMessage, outputPlace, stepContext, threadPost } from '../src/slack/blocks.js';
+import { stepLogFile } from '../src/slack/log-file.js';
 import { ThreadPoster, type ThreadPosterOptions } from '../src/slack/poster.js';
 import {
   approveEverything,
@@ -111,12 +112,15 @@ async function expectedThread(hh: Harness, runId: string): Promise<Expected[]> {
     if (e.type === 'approval.requested') {
       const stored = await hh.service.getApproval(e.approvalId);
       if (!stored) throw new Error('approval not stored');
-      out.push({ type: e.type, index: i, text: approvalMessage(stored, new Date()).text });
+      const story = approvalStory(entries, e.approvalId);
+      out.push({ type: e.type, index: i, text: approvalMessage(stored, new Date(), { story }).text });
       continue;
     }
-    const ctx = e.type === 'step.finished' ? stepContext(entries.slice(0, i + 1), e) : {};
-    const message = threadMessage(entry, ctx);
-    if (message) out.push({ type: e.type, index: i, text: message.text, blocks: message.blocks });
+    // Only the events with a post of their own: an approval's story edits its message.
+    const shown = threadPost(entries, i);
+    if (shown?.kind === 'post') {
+      out.push({ type: e.type, index: i, text: shown.message.text, blocks: shown.message.blocks });
+    }
   }
   return out;
 }
@@ -239,16 +243,13 @@ describe('ThreadPoster', () => {
       const file = slack.files().find((f) => f.id === share.files?.[0]);
       expect(file).toMatchObject({ channel: INCIDENT, thread_ts: thread.root.ts });
       expect(file?.filename).toMatch(new RegExp(`^${run.runId}-[A-Za-z0-9_.-]+\\.log$`));
-      if (want?.type === 'catch-up') {
-        const approval = expected[n - 1];
-        const log = catchUpLogFile(run.runId, entries, want.index, approval?.index ?? -1);
-        expect(file?.bytes.toString('utf8')).toBe(log?.content);
-        continue;
-      }
+      // A catch-up post has no file: a file only ever follows its own step's post.
+      expect(want?.type).toBe('step.finished');
       const finished = entries[want?.index ?? -1];
       if (finished?.event.type !== 'step.finished') throw new Error('a log file after something else');
-      const output = stepContext(entries.slice(0, (want?.index ?? 0) + 1), finished.event).output ?? [];
-      expect(wantsLogFile(entries, want?.index ?? -1)).toBe(true);
+      const ctx = stepContext(entries.slice(0, (want?.index ?? 0) + 1), finished.event);
+      const output = ctx.output ?? [];
+      expect(outputPlace(ctx, finished.event.summary)).toBe('file');
       expect(output.length).toBeGreaterThan(0);
       expect(file?.bytes.toString('utf8')).toBe(`${output.join('\n')}\n`);
       expect(file?.bytes.toString('utf8')).toBe(stepLogFile(run.runId, entries, want?.index ?? -1)?.content);

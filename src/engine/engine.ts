@@ -376,6 +376,8 @@ class Interpreter {
         bindEnv(step.env, { ...this.scope(), ...loopVars }, env, step.id);
         Object.assign(loopVars, pickEnv(env, step.env));
         const label = step.env.map((b) => env[b.name]).join(' ') || `#${n + 1}`;
+        // What people call the item; rendered like a title (a name from the cloud, redacted when emitted).
+        const name = step.label ? render(step.label, { ...this.scope(), ...loopVars }) : undefined;
         const key = itemKey(item, Object.fromEntries(step.env.map((b) => [b.name, env[b.name] ?? ''])));
         const firstInner = resumed && n === resumed.n ? resumed.inner : 0;
         for (let inner = firstInner; inner < step.steps.length; inner++) {
@@ -385,7 +387,7 @@ class Interpreter {
           const innerRef: StepRef = {
             ...ref,
             stepId: `${step.id}/${leaf.id}`,
-            iteration: { n: n + 1, of: items.length, label, key },
+            iteration: { n: n + 1, of: items.length, label, ...(name ? { name } : {}), key },
           };
           const notObservable = this.unobserved.steps.get(innerRef.stepId);
           if (notObservable !== undefined) await this.runUnobservable(innerRef, leaf, notObservable);

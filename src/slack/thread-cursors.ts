@@ -12,8 +12,8 @@
  *                             `decided:<approvalId>`       '1' once that message shows its final state (the
  *                                                          decision, or closed when the run ended without one)
  *                             `file`                       stream id of a step.finished whose log file is still
- *                                                          to upload (its message is posted), or `<from>..<to>`:
- *                                                          the events a catch-up post covered (to exclusive)
+ *                                                          to upload (its message is posted); a `<from>..<to>`
+ *                                                          range (an older version's catch-up file) is dropped
  *                             `ahead`                      stream id of an approval.requested posted ahead of
  *                                                          the events before it: their catch-up post is owed
  *                             `done`                       '1' once run.finished is posted and the root final
