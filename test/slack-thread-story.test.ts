@@ -66,7 +66,10 @@ interface World {
   readonly poster: ThreadPoster;
 }
 
-async function world(scenario: string): Promise<World> {
+async function world(
+  scenario: string,
+  more: Partial<Parameters<typeof startHarness>[0]> = {},
+): Promise<World> {
   const fake = await startFakeSlack({
     token: TOKEN,
     channels: [CHANNEL],
@@ -80,6 +83,7 @@ async function world(scenario: string): Promise<World> {
     runbooks,
     scenarios: [scenario],
     approvers: [APPROVER],
+    ...more,
   });
   stops.push(() => h.stop());
   await h.startAgent();
@@ -123,16 +127,161 @@ function threadOf(fake: FakeSlack): { root: FakeMessage; replies: FakeMessage[] 
   return { root, replies: all.filter((m) => m.thread_ts === root.ts) };
 }
 
-describe('the incident thread', () => {
-  it('dump', async () => {
+/** The first line a reply shows (its notification text), or the file it shares. */
+const said = (fake: FakeSlack, m: FakeMessage): string =>
+  m.files ? `file ${fake.files().find((f) => f.id === m.files?.[0])?.filename}` : m.text;
+
+/** What a raw `-o json` or `-f yaml` tail looks like in a post. */
+const RAW_OUTPUT = /"(apiVersion|items|metadata|kind)"\s*:|provisioning_status: |^\s*[{[]\s*$/m;
+/** The posts the thread no longer makes: each said what an approval message or the checklist says. */
+const NOISE =
+  /^(Run resumed|Catching up|Output of|Step \d+ of \d+ (approved|denied|approval expired|: sending))/;
+
+const E = (n: number) => `5e000000-0000-4000-8000-0000000000e${n}`;
+const LB_ID = '1b000000-0000-4000-8000-000000000001';
+const LB_NAME = 'k8s-clusterapi-cluster-magnum-c0ffee00c0ffee00c0ffee00c0ffee00-capi-test-1-q8w4n-kubeapi';
+
+describe('the incident thread, as an on-call lead would tell it', () => {
+  it('should tell a recover with four approvals in at most 20 messages, every decision and outcome on its approval message', async () => {
     const w = await world(path.join(dir, 'three-zombies.yaml'));
     const run = await w.h.submit('recover', { channel: CHANNEL, requestedBy: LEAD });
     w.poster.watch(run.runId);
     for (let i = 0; i < 4; i++) await decideNext(w.h.service, run.runId, true, APPROVER);
     const finished = await waitForEvent(w.h.service, run.runId, isType('run.finished'), 120_000);
+    expect(finished.status).toBe('succeeded');
     await w.poster.settled(run.runId);
+
     const { root, replies } = threadOf(w.fake);
-    console.log(finished.status, '\nROOT:', text(root));
-    for (const m of replies) console.log('-----', m.files ? `FILE ${m.files}` : '', '\n', text(m));
+    // The root and every reply, approval messages and file shares included.
+    expect(1 + replies.length).toBeLessThanOrEqual(20);
+    // What each says, in order: what the steps found, each decision's whole story, the run's end.
+    const orphan = (n: number) =>
+      new RegExp(`^Approved: Delete orphaned amphora server ${E(n)} \\(run \\S+\\) · done in `);
+    const story = [
+      /^Step 1 of 19 ok: Read the mgmt VM's state · capi-mgmt-v2 is SHUTOFF \(parked or D-041\) -&gt; starting it$/,
+      /^Step 12 of 19 ok: Read the load balancers \(DECISION\) · 1 LB\(s\): 0 ACTIVE, 1 in ERROR$/,
+      /^Step 14 of 19 ok: Compare with nova's amphora servers \(extras are orphans\) · 4 amphora server\(s\) in nova, 3 not in octavia's list$/,
+      new RegExp(`^file ${run.runId}-find-orphans\\.log$`),
+      orphan(2),
+      orphan(3),
+      orphan(1),
+      /^Step 16 of 19 ok: Check \+1 amphora headroom before failing over \S+ · 1 of 3 hypervisor\(s\) can place one more amphora$/,
+      new RegExp(`^file ${run.runId}-failover_headroom-1\\.log$`),
+      new RegExp(`^Approved: Fail over load balancer ${LB_ID} \\(run \\S+\\) · done in `),
+      /^Run succeeded after .+, .+ of it waiting for approval: recovered: mgmt VM up/,
+    ];
+    const lines = replies.map((m) => said(w.fake, m));
+    expect(lines).toHaveLength(story.length);
+    lines.forEach((line, i) => expect(line).toMatch(story[i] as RegExp));
+    for (const m of replies) {
+      expect(m.text).not.toMatch(NOISE);
+      expect(text(m)).not.toMatch(RAW_OUTPUT);
+    }
+
+    // Each approval message is its decision's story: asked, decided, sent, outcome; edited, never re-posted.
+    const approvals = replies.filter((m) => m.text.startsWith('Approved: '));
+    expect(approvals).toHaveLength(4);
+    for (const a of approvals) {
+      const t = text(a);
+      expect(t).toMatch(/\*Targets \(1\)\*/);
+      expect(t).toMatch(/\*Evidence \(3\)\*/);
+      expect(t).toMatch(/· expires <!date\^\d+\^/);
+      expect(t).toMatch(/:white_check_mark: \*Approved\* by <@U0APPROVER> at <!date\^\d+\^/);
+      expect(t).toMatch(/:rocket: \*Sent\* at <!date\^\d+\^/);
+      expect(t).toMatch(/:white_check_mark: \*Done\*: exit 0 in \S+/);
+      expect(t).not.toContain('capi_approve');
+      expect(a.updates).toBeGreaterThanOrEqual(2);
+    }
+    // Names, not ids: the item as a person knows it, its ids in a code span after it.
+    for (const n of [1, 2, 3]) {
+      const a = approvals.find((m) => m.text.includes(E(n))) as FakeMessage;
+      expect(text(a)).toMatch(
+        new RegExp(
+          `item \\d of 3: nova server amphora-a0000000-0000-4000-8000-0000000000e${n} \\((ERROR|ACTIVE)\\) \`${E(n)} a0000000-0000-4000-8000-0000000000e${n}\``,
+        ),
+      );
+    }
+    expect(text(approvals[3] as FakeMessage)).toContain(
+      `item 1 of 1: load balancer ${LB_NAME}, VIP 127.0.10.50 \`${LB_ID}\``,
+    );
+
+    // Every fact is still there: what the steps that only confirmed found is in the root's checklist.
+    const checklist = text(root);
+    for (const fact of [
+      /Check every CAPI controller pod is Running · step 10 of 19 · \S+ · 10 of 10 controller pods Running/,
+      /Check every Machine is Running · step 11 of 19 · \S+ · 2 of 2 Machines Running/,
+      /Every amphora ALLOCATED · step 17 of 19 · \S+ · 1 of 1 amphora\(e\) ALLOCATED/,
+      /Magnum health of capi-test-1 · step 19 of 19 · \S+ · Magnum health UNHEALTHY/,
+      /:white_check_mark: \*succeeded\* after /,
+    ]) {
+      expect(checklist).toMatch(fact);
+    }
+    const thread = replies.map(text).join('\n');
+    expect(thread).toContain('1 LB(s) provisioning=ERROR');
+    expect(thread).toMatch(/3 orphaned amphora server\(s\): /);
+    // The cloud agrees: the three zombies are gone, the LB was failed over.
+    const journal = (await w.h.sims[0]?.journal()) ?? [];
+    expect(journal.filter((j) => j.action === 'server.delete')).toHaveLength(3);
   }, 120_000);
+
+  it('should say a denial once in the thread, on the approval message, and once at the run end', async () => {
+    const w = await world('outage');
+    const run = await w.h.submit('recover', { channel: CHANNEL, requestedBy: LEAD });
+    w.poster.watch(run.runId);
+    await decideNext(w.h.service, run.runId, false, APPROVER);
+    const finished = await waitForEvent(w.h.service, run.runId, isType('run.finished'), 120_000);
+    expect(finished.status).toBe('denied');
+    await w.poster.settled(run.runId);
+
+    const { root, replies } = threadOf(w.fake);
+    const denials = replies.filter((m) => /denied/i.test(text(m)));
+    expect(denials.map((m) => m.text)).toEqual([
+      expect.stringMatching(/^Denied: Delete orphaned amphora server /),
+      expect.stringMatching(
+        /^Run denied after .*: sweep\/delete-orphan: denied by U0APPROVER; nothing destructive was run$/,
+      ),
+    ]);
+    expect(replies.at(-1)).toBe(denials[1]);
+    const message = text(denials[0] as FakeMessage);
+    expect(message).toMatch(/:no_entry: \*Denied\* by <@U0APPROVER> at <!date\^\d+\^/);
+    expect(message).not.toMatch(/\*Sent\*|\*Done\*|capi_approve/);
+    for (const m of replies) expect(m.text).not.toMatch(NOISE);
+    expect(text(root)).toMatch(/\*DENIED\*/);
+    const journal = (await w.h.sims[0]?.journal()) ?? [];
+    expect(journal.filter((j) => j.action === 'server.delete')).toEqual([]);
+  }, 120_000);
+
+  it('should never show a decision the agent refused as approved: its message says the agent refused it and why', async () => {
+    // A front with a wider approver list than the agent (misconfigured, or compromised): the agent's counts.
+    const w = await world('healthy', { service: { approvers: [APPROVER, 'U0MALLORY1'] } });
+    const run = await w.h.submit('park', { channel: CHANNEL, requestedBy: LEAD });
+    w.poster.watch(run.runId);
+    const asked = await waitForEvent(w.h.service, run.runId, isType('approval.requested'));
+    const r = await w.h.service.decide(
+      asked.approvalId,
+      { userId: 'U0MALLORY1', groupIds: [] },
+      true,
+      'slack',
+    );
+    expect(r.outcome).toBe('decided');
+    const finished = await waitForEvent(w.h.service, run.runId, isType('run.finished'), 60_000);
+    expect(finished.status).toBe('failed');
+    await w.poster.settled(run.runId);
+
+    const { replies } = threadOf(w.fake);
+    const approval = replies.find((m) =>
+      JSON.stringify(m.blocks).includes(asked.request.title),
+    ) as FakeMessage;
+    expect(approval.text).toMatch(/^Refused by the agent: /);
+    const t = text(approval);
+    expect(t).not.toMatch(/Approved\* by|\*Sent\*|\*Done\*/);
+    expect(t).toMatch(
+      /:no_entry: \*Decision refused by the agent\* at <!date\^\d+\^[^>]+>: the decision recorded as <@U0MALLORY1>'s was not accepted \(.*U0MALLORY1 may not decide: they are not in CAPI_APPROVERS.*\)\. Nothing destructive was run; the run stops here\./,
+    );
+    // Said on the approval message and at the run's end, not in a post of its own.
+    expect(replies.filter((m) => /refused/i.test(text(m)))).toEqual([approval, replies.at(-1)]);
+    expect(replies.at(-1)?.text).toMatch(/^Run failed after .*refused by the agent/);
+    const journal = (await w.h.sims[0]?.journal()) ?? [];
+    expect(journal.filter((j) => j.action === 'server.stop')).toEqual([]);
+  }, 60_000);
 });

@@ -34,8 +34,8 @@ function refKey(ref: { readonly stepId: string; readonly iteration?: { readonly 
 
 /**
  * For each timeline index whose event belongs to an approval's story, that approval's id. A step's end
- * belongs to the approval asked (or the attempt verified) since the step last started; a verify after a
- * take-over belongs to the approval its attempt was sent under.
+ * belongs to the approval asked or decided (or the attempt verified) since the step last started; a verify
+ * after a take-over belongs to the approval its attempt was sent under.
  */
 export function storyOwners(entries: readonly TimelineEntry[], upTo = entries.length): Map<number, string> {
   const owners = new Map<number, string>();
@@ -54,6 +54,10 @@ export function storyOwners(entries: readonly TimelineEntry[], upTo = entries.le
         break;
       case 'approval.decided':
       case 'approval.rejected':
+        // A resumed run finds the decision it was parked on without asking again: the step's round is its.
+        round.set(refKey(e), e.approvalId);
+        owners.set(i, e.approvalId);
+        break;
       case 'approval.superseded':
       case 'approval.voted':
         owners.set(i, e.approvalId);

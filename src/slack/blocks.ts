@@ -455,7 +455,7 @@ export function stepContext(entries: readonly TimelineEntry[], ref: StepRef): Th
 
 function where(ref: StepRef): string {
   const it = ref.iteration
-    ? ` · item ${ref.iteration.n} of ${ref.iteration.of}: ${itemName(ref.iteration, 80)}`
+    ? ` · item ${ref.iteration.n} of ${ref.iteration.of}: ${itemName(ref.iteration, 200)}`
     : '';
   return `*Step ${ref.index} of ${ref.total}*${it}`;
 }
@@ -465,7 +465,7 @@ function where(ref: StepRef): string {
  * its ids in a code span; only the ids (in a code span) when the runbook names it no other way.
  */
 export function itemName(iteration: NonNullable<StepRef['iteration']>, max: number): string {
-  const ids = slackName(iteration.label, max);
+  const ids = slackName(iteration.label, Math.min(max, 80));
   return iteration.name === undefined ? ids : `${inline(iteration.name, max)} ${ids}`;
 }
 
