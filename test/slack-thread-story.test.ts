@@ -172,7 +172,7 @@ describe('the incident thread, as an on-call lead would tell it', () => {
     ];
     const lines = replies.map((m) => said(w.fake, m));
     expect(lines).toHaveLength(story.length);
-    lines.forEach((line, i) => expect(line).toMatch(story[i] as RegExp));
+    for (const [i, line] of lines.entries()) expect(line).toMatch(story[i] as RegExp);
     for (const m of replies) {
       expect(m.text).not.toMatch(NOISE);
       expect(text(m)).not.toMatch(RAW_OUTPUT);
