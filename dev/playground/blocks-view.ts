@@ -22,7 +22,7 @@ export function textObject(value: unknown, ctx: MrkdwnContext): RichText {
 }
 
 /** A plain_text object's text (headers, button labels, dialog titles): entities decoded, emoji unless `emoji: false`. */
-export function plainText(value: unknown): string {
+function plainText(value: unknown): string {
   return isObject(value) ? plainLine(str(value.text), value.emoji !== false) : '';
 }
 
