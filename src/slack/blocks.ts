@@ -1,7 +1,8 @@
 /**
- * Block Kit messages for a run: the root message (a live checklist, edited in place), one thread post per
- * event worth a notification, and the approval request with its buttons. Pure functions of state: they make
- * no Slack calls, so a restarted front rebuilds the same messages from the timeline.
+ * Block Kit messages for a run: the root message (a live checklist, edited in place), a thread post when
+ * something was found or changed (threadPost), and the approval request with its buttons, which tells its
+ * decision's story. Pure functions of state: they make no Slack calls, so a restarted front rebuilds the
+ * same messages from the timeline.
  *
  * Every string that came from a command, a runbook or a person is redacted (again: redaction is idempotent,
  * and a builder must not trust that its caller did it), Slack-escaped so it cannot mention @channel, link or

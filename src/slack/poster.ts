@@ -1,8 +1,9 @@
 /**
  * One run's timeline, mirrored into a Slack thread: a root message (the live checklist, edited in place) in
- * the run's channel, and under it one post per finished step (what it found) and per event worth a
- * notification, the approval requests with their buttons (edited in place once decided) and the raw outputs
- * as log files.
+ * the run's channel, and under it a post when something was found or changed (a step's findings, a step
+ * that failed, the run's end; blocks.ts threadPost decides), each approval request with its buttons, edited
+ * in place as its decision's story goes on (decided, sent, outcome: approval-story.ts), and a log file after
+ * a post whose step printed more than the post can show.
  *
  * Exactly once, in order, across restarts: each run has one serial worker that reads its timeline in stream
  * order and posts one message at a time; a post's place in the timeline (the cursor) is written to Redis only
