@@ -905,7 +905,21 @@ describe("the decision's story on its approval message", () => {
       stepFinished(inner1, 'failed', 50, null, `delete-lbs/delete-lb: ${message}`),
     ]);
     expect(verified.text).toMatch(/· OUTCOME UNKNOWN$/);
-    expect(allText(verified)).toContain(`:rotating_light: *OUTCOME UNKNOWN*: ${message}`);
+    expect(allText(verified)).toContain(
+      `:rotating_light: *OUTCOME UNKNOWN*: ${message.slice('OUTCOME UNKNOWN: '.length)}`,
+    );
+    // A failure on record before the take-over is known, not unknown: never sent again, and said so.
+    const onRecord =
+      'openstack loadbalancer failover lb-1 was sent at 10:00:31 and exited 1; it is not retried';
+    const known = told([
+      ...asked,
+      sent,
+      stepStarted(inner1, 'Delete load balancer lb-1', 'run', true),
+      { ...inner1, type: 'attempt.verified', attemptId: 'at-1', tookEffect: false, message: onRecord },
+    ]);
+    expect(known.text).toMatch(/· failed$/);
+    expect(allText(known)).toContain(`:x: *FAILED* before a take-over: ${onRecord}`);
+    expect(allText(known)).not.toContain('OUTCOME UNKNOWN');
     const ended = told([
       ...asked,
       sent,

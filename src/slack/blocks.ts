@@ -904,10 +904,14 @@ function storyLines(story: ApprovalStory): string[] {
   }
   const v = story.verified;
   if (v) {
+    const unknown = UNKNOWN_PREFIX.exec(v.message);
     lines.push(
       v.tookEffect
         ? `:mag: *Read back after a take-over*: ${inline(v.message, 2000)}`
-        : `:rotating_light: *OUTCOME UNKNOWN*: ${inline(v.message, 2500)}`,
+        : unknown
+          ? `:rotating_light: *OUTCOME UNKNOWN*: ${inline(v.message.slice(unknown[0].length), 2500)}`
+          : // An attempt whose failure was on record before a take-over: known, and never sent again.
+            `:x: *FAILED* before a take-over: ${inline(v.message, 2000)}`,
     );
   }
   const f = story.finished;
@@ -942,9 +946,13 @@ function storyLines(story: ApprovalStory): string[] {
   return lines;
 }
 
+/** How the engine starts a read-back's message when it cannot show the action took effect. */
+const UNKNOWN_PREFIX = /^OUTCOME UNKNOWN: /;
+
 /** The outcome in a word or two, for the notification text. */
 function outcomeWord(story: ApprovalStory): string | undefined {
-  if (story.verified && !story.verified.tookEffect) return 'OUTCOME UNKNOWN';
+  const v = story.verified;
+  if (v && !v.tookEffect) return UNKNOWN_PREFIX.test(v.message) ? 'OUTCOME UNKNOWN' : 'failed';
   const f = story.finished;
   if (f)
     return f.status === 'ok'
