@@ -876,6 +876,42 @@ describe("the decision's story on its approval message", () => {
     for (const i of [6, 7, 9]) expect(threadPost(tl, i)).toMatchObject({ kind: 'approval', approvalId: id });
   });
 
+  it("should tell what the item's next steps read after the action, there and not in posts of their own", () => {
+    const watch = ref('delete-lbs/watch', 3, 4, { n: 1, of: 2, label: 'lb-1' });
+    const events: RunEvent[] = [
+      ...asked,
+      sent,
+      stepFinished(inner1, 'ok', 1200),
+      stepStarted(watch, 'Watch lb-1 until ACTIVE', 'poll'),
+      { ...watch, type: 'poll.attempt', attempt: 3, of: 60, summary: 'prov=ACTIVE op=ONLINE' },
+      stepFinished(watch, 'ok', 30_000),
+    ];
+    const m = told(events);
+    expect(allText(m)).toContain(
+      ':white_check_mark: *Then* Watch lb-1 until ACTIVE: done in 30.0s · attempt 3 of 60: prov=ACTIVE op=ONLINE',
+    );
+    expect(threadPost(entries(events), events.length - 1)).toMatchObject({
+      kind: 'approval',
+      approvalId: id,
+    });
+    const failed = told([
+      ...events.slice(0, -1),
+      stepFinished(watch, 'failed', 15_000, null, 'failover of lb-1 FAILED: read octavia-worker.log'),
+    ]);
+    expect(failed.text).toMatch(/· Watch lb-1 until ACTIVE: failed$/);
+    expect(allText(failed)).toContain(
+      ':x: *Then* Watch lb-1 until ACTIVE: FAILED in 15.0s · attempt 3 of 60: prov=ACTIVE op=ONLINE · failover of lb-1 FAILED: read octavia-worker.log',
+    );
+    // The next item is its own story.
+    const inner2 = ref('delete-lbs/delete-lb', 3, 4, { n: 2, of: 2, label: 'lb-2' });
+    const next = entries([
+      ...events,
+      stepStarted(inner2, 'Delete lb-2', 'run', true),
+      stepFinished(inner2, 'skipped', 5, null, 'gone'),
+    ]);
+    expect(threadPost(next, next.length - 1)?.kind).toBe('post');
+  });
+
   it('should say FAILED with the exit and why, or that the check right before acting found it unneeded', () => {
     const failed = told([
       ...asked,

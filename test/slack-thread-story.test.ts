@@ -204,6 +204,10 @@ describe('the incident thread, as an on-call lead would tell it', () => {
     expect(text(approvals[3] as FakeMessage)).toContain(
       `item 1 of 1: load balancer ${LB_NAME}, VIP 127.0.10.50 \`${LB_ID}\``,
     );
+    // The failover's outcome is what watching the LB read afterwards, on the same message.
+    expect(text(approvals[3] as FakeMessage)).toMatch(
+      /:white_check_mark: \*Then\* Watch \S+ until ACTIVE or ERROR: done in \S+ · attempt \d+ of 60: prov=ACTIVE op=ONLINE/,
+    );
 
     // Every fact is still there: what the steps that only confirmed found is in the root's checklist.
     const checklist = text(root);

@@ -24,24 +24,51 @@ export interface ApprovalStory {
     readonly message?: string;
     readonly summary?: string;
   };
+  /**
+   * The steps of the same loop item that came after the action and read its result (a failover's watch
+   * until ACTIVE): what the action did, so they are told here rather than in posts of their own.
+   */
+  readonly then: readonly FollowUp[];
   /** The run ended (run.finished is in the timeline). */
   readonly runEnded: boolean;
 }
 
-function refKey(ref: { readonly stepId: string; readonly iteration?: { readonly n: number } }): string {
+export interface FollowUp {
+  readonly title: string;
+  readonly status: StepStatus;
+  readonly durationMs: number;
+  readonly summary?: string;
+  readonly message?: string;
+  /** A poll's last reading. */
+  readonly poll?: { readonly attempt: number; readonly of: number; readonly summary: string };
+}
+
+type Ref = { readonly stepId: string; readonly iteration?: { readonly n: number } };
+
+function refKey(ref: Ref): string {
   return `${ref.stepId}#${ref.iteration?.n ?? 0}`;
+}
+
+/** The loop item an inner step belongs to (`loop#n`); undefined for a top-level step. */
+function itemKey(ref: Ref): string | undefined {
+  const slash = ref.stepId.indexOf('/');
+  return slash === -1 || ref.iteration === undefined
+    ? undefined
+    : `${ref.stepId.slice(0, slash)}#${ref.iteration.n}`;
 }
 
 /**
  * For each timeline index whose event belongs to an approval's story, that approval's id. A step's end
  * belongs to the approval asked or decided (or the attempt verified) since the step last started; a verify
- * after a take-over belongs to the approval its attempt was sent under.
+ * after a take-over belongs to the approval its attempt was sent under; once an approved action of a loop
+ * item passed, the item's later steps (reading its result) belong to it too.
  */
 export function storyOwners(entries: readonly TimelineEntry[], upTo = entries.length): Map<number, string> {
   const owners = new Map<number, string>();
   const latest = new Map<string, string>();
   const sentUnder = new Map<string, string>();
   const round = new Map<string, string>();
+  const followedBy = new Map<string, string>();
   for (let i = 0; i < upTo; i++) {
     const e = (entries[i] as TimelineEntry).event;
     switch (e.type) {
@@ -75,8 +102,15 @@ export function storyOwners(entries: readonly TimelineEntry[], upTo = entries.le
         break;
       }
       case 'step.finished': {
+        const item = itemKey(e);
         const id = round.get(refKey(e));
-        if (id !== undefined) owners.set(i, id);
+        if (id !== undefined) {
+          owners.set(i, id);
+          if (item !== undefined && e.status === 'ok') followedBy.set(item, id);
+          break;
+        }
+        const after = item === undefined ? undefined : followedBy.get(item);
+        if (after !== undefined) owners.set(i, after);
         break;
       }
       default:
@@ -111,14 +145,36 @@ export function approvalStory(entries: readonly TimelineEntry[], approvalId: str
   let verified: ApprovalStory['verified'];
   let finished: ApprovalStory['finished'];
   let runEnded = false;
+  let own: string | undefined;
+  const then: FollowUp[] = [];
+  const titles = new Map<string, string>();
+  const polls = new Map<string, NonNullable<FollowUp['poll']>>();
   entries.forEach((entry, i) => {
     const e = entry.event;
     if (e.type === 'run.finished') runEnded = true;
+    if (e.type === 'step.started') {
+      titles.set(refKey(e), e.title);
+      polls.delete(refKey(e));
+    }
+    if (e.type === 'poll.attempt') polls.set(refKey(e), { attempt: e.attempt, of: e.of, summary: e.summary });
+    if ((e.type === 'approval.requested' || e.type === 'approval.decided') && e.approvalId === approvalId) {
+      own = refKey(e);
+    }
     if (owners.get(i) !== approvalId) return;
     if (e.type === 'approval.rejected') refused = { by: e.by, reason: e.reason, at: entry.at };
     else if (e.type === 'attempt.started') sent = { at: e.at };
     else if (e.type === 'attempt.verified') verified = { tookEffect: e.tookEffect, message: e.message };
-    else if (e.type === 'step.finished') {
+    else if (e.type === 'step.finished' && own !== undefined && refKey(e) !== own) {
+      const poll = polls.get(refKey(e));
+      then.push({
+        title: titles.get(refKey(e)) ?? e.stepId,
+        status: e.status,
+        durationMs: e.durationMs,
+        ...(e.summary !== undefined ? { summary: e.summary } : {}),
+        ...(e.message !== undefined ? { message: e.message } : {}),
+        ...(poll !== undefined ? { poll } : {}),
+      });
+    } else if (e.type === 'step.finished') {
       finished = {
         status: e.status,
         exitCode: e.exitCode,
@@ -134,6 +190,7 @@ export function approvalStory(entries: readonly TimelineEntry[], approvalId: str
     ...(sent ? { sent } : {}),
     ...(verified ? { verified } : {}),
     ...(finished ? { finished } : {}),
+    then,
     runEnded,
   };
 }

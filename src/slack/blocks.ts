@@ -10,7 +10,7 @@
  */
 
 import type { StepRef, StepStatus } from '../engine/events.js';
-import { formatDuration, formatRunDuration } from '../fronts/format.js';
+import { formatDuration, formatRunDuration, STEP_LABEL } from '../fronts/format.js';
 import type { StoredApproval, TimelineEntry } from '../queue/service.js';
 import { createLineRedactor, redactText } from '../redact.js';
 import { type ApprovalStory, storyOwner } from './approval-story.js';
@@ -938,6 +938,19 @@ function storyLines(story: ApprovalStory): string[] {
           : `${word}${story.sent || f.exitCode !== null ? `: ${took}` : ''}${said.length > 0 ? ` · ${said.join(' · ')}` : ''}`,
       );
     }
+    for (const t of story.then) {
+      const facts = [
+        t.summary,
+        t.poll ? `attempt ${t.poll.attempt} of ${t.poll.of}: ${t.poll.summary}` : undefined,
+        t.message,
+      ]
+        .filter((x): x is string => x !== undefined)
+        .map((x) => inline(x, 1000));
+      const word = t.status === 'ok' ? 'done' : STEP_LABEL[t.status];
+      lines.push(
+        `${STEP_EMOJI[t.status]} *Then* ${inline(t.title, 200)}: ${word} in ${formatDuration(t.durationMs)}${facts.length > 0 ? ` · ${facts.join(' · ')}` : ''}`,
+      );
+    }
   } else if (story.sent && !v && story.runEnded) {
     lines.push(
       ':rotating_light: *OUTCOME UNKNOWN*: the run ended before the command reported back. Read the target back before doing anything else; `/capi timeline` shows what was sent and when.',
@@ -954,6 +967,8 @@ function outcomeWord(story: ApprovalStory): string | undefined {
   const v = story.verified;
   if (v && !v.tookEffect) return UNKNOWN_PREFIX.test(v.message) ? 'OUTCOME UNKNOWN' : 'failed';
   const f = story.finished;
+  const then = story.then.find((t) => t.status !== 'ok');
+  if (f?.status === 'ok' && then !== undefined) return `${then.title}: ${then.status}`;
   if (f)
     return f.status === 'ok'
       ? `done in ${formatDuration(f.durationMs)}`
