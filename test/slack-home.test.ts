@@ -139,7 +139,7 @@ const homeText = (slack: FakeSlack, user: string) => JSON.stringify(slack.home(u
 describe('the App Home tab', () => {
   it('should show an approver what waits for them first, with the run, its step and a link to its thread', async () => {
     const w = await world();
-    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', slack: w.slack }));
     const runId = await eventually('a run', async () => (await w.h.service.listRuns({}))[0]?.runId);
     await waitForEvent(w.h.service, runId, isType('approval.requested'));
     await eventually(
@@ -257,7 +257,7 @@ describe('the App Home tab', () => {
       links: [[CHANNEL], [OTHER]],
       members: { [CHANNEL]: [OPERATOR, APPROVER], [OTHER]: [...crowd, APPROVER] },
     });
-    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', slack: w.slack }));
     const runId = await eventually('a run', async () => (await w.h.service.listRuns({}))[0]?.runId);
     await waitForEvent(w.h.service, runId, isType('approval.requested'));
 
