@@ -319,17 +319,18 @@ export class RunService {
     const ttlMs = lockTtlMs(this.opts.approvalTimeoutMs);
     for (let tries = 0; tries < 5; tries++) {
       const current = await this.readOnly.claimed(key);
-      const going = current === undefined ? undefined : await this.runOfClaim(current);
+      const going = current === undefined ? undefined : await this.runOfClaim(key, current);
+      if (going === 'changed') continue;
       if (going !== undefined) return this.join(going, request, automation, ttlMs);
       const runId = newRunId();
+      // Claimed before the limits are counted: whoever asks meanwhile joins this run, and no limit refuses them.
+      const claim = await this.readOnly.claim(key, current, runId, ttlMs);
+      if (claim === undefined) continue; // another front claimed it since: join that run on the next turn
       const person = automation === undefined ? request.requestedBy : undefined;
       const hit = await this.readOnly.take(person, request.site, runId);
-      if (hit !== undefined) throw this.limitRefusal(hit, runbook.name, request);
-      const claim = await this.readOnly.claim(key, current, runId, ttlMs);
-      if (claim === undefined) {
-        // Another front claimed it between the read and the claim: join that run on the next turn.
-        await this.readOnly.untake(person, request.site, runId);
-        continue;
+      if (hit !== undefined) {
+        await this.readOnly.unclaim(key, claim);
+        throw this.limitRefusal(hit, runbook.name, request);
       }
       try {
         return { kind: 'started', record: await this.enqueue(runbook, params, request, runId) };
@@ -345,14 +346,18 @@ export class RunService {
     );
   }
 
-  /** The run a claim names while it is queued or running; undefined when it ended or never started. */
-  private async runOfClaim(claim: Claim): Promise<RunRecord | undefined> {
+  /**
+   * The run a claim names while it is queued or running; undefined when it ended or never started; `changed`
+   * when the claim was given up or taken over meanwhile (look again).
+   */
+  private async runOfClaim(key: string, claim: Claim): Promise<RunRecord | 'changed' | undefined> {
     // A claim just made is a run another front is creating now: its record follows within moments.
     const deadline = Math.min(claim.at + CLAIM_GRACE_MS, Date.now() + CLAIM_GRACE_MS);
     for (;;) {
       const record = await this.registry.get(claim.runId);
       if (record !== null) return isFinalStatus(record.status) ? undefined : record;
       if (Date.now() >= deadline) return undefined;
+      if ((await this.readOnly.claimed(key))?.raw !== claim.raw) return 'changed';
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
