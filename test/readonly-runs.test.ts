@@ -195,6 +195,23 @@ describe('read-only runs from Slack', () => {
     ]);
   });
 
+  it('should start one diagnosis for 30 /capi diagnose from one person at once, and tell each of the 29 others why', async () => {
+    const w = await world({ perPerson: 3, perSite: 30, windowMs: 60_000 });
+    const mark = w.slack.calls.length;
+    await Promise.all(Array.from({ length: 30 }, () => w.send(ALICE, 'diagnose')));
+    const replies = await eventually('29 replies to Alice', () => {
+      const got = w.slack.calls
+        .slice(mark)
+        .filter((c) => c.method === 'response_url' && c.args.user === ALICE);
+      return got.length >= 29 ? got : undefined;
+    });
+    expect(await w.h.service.listRuns({})).toHaveLength(1);
+    const [run] = await w.h.service.listRuns({});
+    expect(replies.every((c) => String(c.args.text).includes(`run id: \`${run?.runId}\``))).toBe(true);
+    expect(replies.every((c) => String(c.args.text).includes('you joined it'))).toBe(true);
+    expect(w.slack.calls.filter((c) => c.method === 'chat.postEphemeral')).toEqual([]);
+  });
+
   it('should refuse read-only runs past the per-person and the per-site limit, saying which and when to retry', async () => {
     const w = await world({ perPerson: 2, perSite: 3, windowMs: 60_000 });
     await w.send(ALICE, imageCheck(1));
