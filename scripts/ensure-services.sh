@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the tests and the demo need is on this machine: OpenSSH's sshd (the simulated
 # jumphost is a real sshd on 127.0.0.1), with --redis Redis on 127.0.0.1:6379, and with --chromium
-# Debian's headless Chromium at /usr/bin/chromium (the playground's browser test drives it; nothing
-# ever downloads a browser of its own).
+# Debian's headless Chromium at /usr/bin/chromium and a colour emoji font (the playground's browser test
+# drives it; nothing ever downloads a browser of its own).
 # Idempotent and quiet when everything is there. Usage: ensure-services.sh [--redis] [--chromium]
 set -euo pipefail
 
@@ -31,6 +31,8 @@ need=()
 if $want_redis && ! command -v redis-server >/dev/null 2>&1; then need+=(redis-server); fi
 # fonts-liberation: without any font package Chromium draws the page's text as empty boxes.
 if $want_chromium && [ ! -x /usr/bin/chromium ]; then need+=(chromium fonts-liberation); fi
+# The playground shows Slack's emoji as Unicode characters: without a colour emoji font they are boxes.
+if $want_chromium && [ ! -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then need+=(fonts-noto-color-emoji); fi
 [ ${#need[@]} -eq 0 ] || install_packages "${need[@]}"
 
 if $want_redis && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

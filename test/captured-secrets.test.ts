@@ -9,7 +9,8 @@ import { ScriptedExecutor } from './support/scripted-executor.js';
 const SECRET = 'Tr0ub4dor-3x';
 
 /** Mints an application credential, passes its secret to a later command, talks about it, asks to use it. */
-const MINT = testRunbook(`steps:
+const MINT = testRunbook(`requires: [openstack]
+steps:
   - id: mint
     title: Mint a credential
     run: openstack application credential create capi-ci -f json -c secret -c id

@@ -12,9 +12,20 @@ import { launchChromium, type TestBrowser } from './support/browser.js';
  * `/capi recover`, watches the thread, and an approver denies it with a reason in Slack's dialog; a second
  * run's requester is refused approving their own run, and an approver approves through the confirm dialog
  * until the load balancer is recovered.
+ *
+ * Screenshots go to test-artifacts/ (git-ignored); `npm run screenshots` (CAPI_DOCS_SCREENSHOTS=1) writes
+ * the README's into docs/ instead: the channel with a run's checklist, the confirm dialog over an approval,
+ * the Deny dialog and the Home tab.
  */
 
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
+const DOCS = new URL('../docs/', import.meta.url).pathname;
+const FOR_DOCS = process.env.CAPI_DOCS_SCREENSHOTS === '1';
+
+/** A screenshot: the README's (docs/) when asked for, else one to look at after a run (test-artifacts/). */
+async function shot(page: Page, name: string, docs = false): Promise<void> {
+  await page.screenshot({ path: `${FOR_DOCS && docs ? DOCS : ARTIFACTS}${name}.png` });
+}
 /** Slack paces the bot at about a post a second; the recover thread is ~45 posts. */
 const THREAD_MS = 120_000;
 
@@ -67,7 +78,7 @@ describe('the playground in a browser', () => {
     await see('the reason dialog', () => dialog.waitFor({ timeout: 10_000 }));
     expect(await dialog.textContent()).toContain('Fail over load balancer');
     await dialog.getByLabel('Why? (optional)').fill('<b>the LB came back</b> by itself');
-    await page.screenshot({ path: `${ARTIFACTS}playground-reason-dialog.png` });
+    await shot(page, 'playground-deny-dialog', true);
     await dialog.getByRole('button', { name: 'Deny', exact: true }).click();
     await see('the dialog closing', () => dialog.waitFor({ state: 'hidden', timeout: 10_000 }));
 
@@ -103,9 +114,16 @@ describe('the playground in a browser', () => {
     await see('the thread link', () => root.locator('.replies').waitFor({ timeout: 20_000 }));
     await root.locator('.replies').click();
     const thread = page.locator('#thread-messages');
-    await see('the first step in the thread', () =>
-      thread.locator('.message', { hasText: 'Step 1 of 17 ok' }).waitFor({ timeout: 20_000 }),
-    );
+    // Slack's emoji as Slack shows them: the root's checklist ticks its first step with ✅, not with
+    // the shortcode the bot sent (and the step count is the runbook's, whatever it is today).
+    const firstStep = root.locator('.bk-section .line', {
+      hasText: /✅ Read the mgmt VM's state · step 1 of \d+/,
+    });
+    await see("step 1 ticked with ✅ in the root's checklist", () => firstStep.waitFor({ timeout: 20_000 }));
+    const tick = firstStep.locator('.emoji').first();
+    expect(await tick.textContent()).toBe('✅');
+    expect(await tick.getAttribute('title')).toBe(':white_check_mark:');
+    expect(await root.textContent()).not.toContain(':white_check_mark:');
 
     const approval = thread.locator('.message', { hasText: 'Approval needed: Fail over load balancer' });
     const approve = approval.getByRole('button', { name: 'Approve', exact: true });
@@ -123,15 +141,31 @@ describe('the playground in a browser', () => {
     expect(await refusal.textContent()).toMatch(/you asked for this run; another approver must decide/);
     expect(await refusal.locator('.only-you').textContent()).toContain('Only visible to you');
     await refusal.scrollIntoViewIfNeeded();
-    await page.screenshot({ path: `${ARTIFACTS}playground-mid-run.png` });
+    await shot(page, 'playground-mid-run');
 
-    // The approver does not see Olivia's ephemeral; approving goes through the same dialog.
+    // The approver does not see Olivia's ephemeral; their Home tab lists what waits for them.
     await page.selectOption('#as-user', APPROVER.id);
     await refusal.waitFor({ state: 'detached' });
+    await page.click('#home-link');
+    const home = page.locator('#home-blocks');
+    await see('the approval waiting for the approver on their Home tab', () =>
+      home
+        .locator('.bk-section', { hasText: /Fail over load balancer .* asked by @olivia/ })
+        .waitFor({ timeout: 20_000 }),
+    );
+    expect(await home.locator('.bk-section').first().textContent()).toBe('✋ Waiting for you');
+    // One side pane, as in Slack: Home covers the thread, which is back when Home closes.
+    expect(await page.locator('#thread').isHidden()).toBe(true);
+    await shot(page, 'playground-home', true);
+    await page.click('#close-home');
+    await approval.waitFor();
+
+    // Approving goes through the same dialog as Olivia's attempt (the request in view behind it).
+    await approval.evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await approve.click();
     await dialog.waitFor();
     expect(await dialog.textContent()).toContain('Fail over load balancer');
-    await page.screenshot({ path: `${ARTIFACTS}playground-confirm.png` });
+    await shot(page, 'playground-approve-confirm', true);
     await dialog.getByRole('button', { name: 'Approve' }).click();
 
     await see('the approval message saying who approved', () =>
@@ -144,7 +178,7 @@ describe('the playground in a browser', () => {
     await see('the run summary at the end of the thread', () =>
       thread.locator('.message', { hasText: 'Run succeeded after' }).waitFor({ timeout: THREAD_MS }),
     );
-    await page.screenshot({ path: `${ARTIFACTS}playground-finished.png` });
+    await shot(page, 'playground-run', true);
 
     // The cloud itself, not the bot's word: the LB is back, failed over exactly once.
     const cloud = await pg.stack.sim.state();

@@ -1,4 +1,8 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { textObject } from '../dev/playground/blocks-view.js';
+import { emojiChar } from '../dev/playground/emoji.js';
 import { formatSlackDate, type MrkdwnContext, parseMrkdwn, richToText } from '../dev/playground/mrkdwn.js';
 import { escapeSlack } from '../src/slack/blocks.js';
 
@@ -125,15 +129,68 @@ describe('playground mrkdwn', () => {
     ]);
   });
 
-  it('should keep emoji shortcodes as text and not mistake clock times or host:port for them', () => {
-    expect(parse(':white_check_mark: at 10:30:00 on host:port:x')).toEqual([
+  it("should show an emoji shortcode as Slack's character, keep an unknown one as text, and not mistake clock times or host:port for them", () => {
+    expect(parse(':white_check_mark: at 10:30:00 on host:port:x :not_an_emoji: :warning:')).toEqual([
       {
         k: 'p',
         inlines: [
-          { k: 'emoji', name: 'white_check_mark' },
-          { k: 'text', text: ' at 10:30:00 on host:port:x' },
+          { k: 'emoji', name: 'white_check_mark', char: '\u2705' },
+          { k: 'text', text: ' at 10:30:00 on host:port:x :not_an_emoji: ' },
+          // Slack shows the emoji presentation (with VS16) where the data says so.
+          { k: 'emoji', name: 'warning', char: '\u26A0\uFE0F' },
         ],
       },
     ]);
+    // Slack's aliases and skin tones: `:+1::skin-tone-3:` is a thumbs up with its modifier.
+    expect(richToText(parse(':+1::skin-tone-3: :thumbsup:'))).toBe(':+1::skin-tone-3: :thumbsup:');
+    expect(parse(':+1::skin-tone-3:')).toEqual([
+      {
+        k: 'p',
+        inlines: [
+          { k: 'emoji', name: '+1', char: '\u{1F44D}' },
+          { k: 'emoji', name: 'skin-tone-3', char: '\u{1F3FC}' },
+        ],
+      },
+    ]);
+    // Nothing inside code becomes an emoji.
+    expect(parse('`:warning:`')).toEqual([{ k: 'p', inlines: [{ k: 'code', text: ':warning:' }] }]);
+  });
+
+  it('should show emoji in plain_text as Slack does, unless the text object says emoji: false', () => {
+    const plain = (emoji?: boolean) =>
+      textObject(
+        {
+          type: 'plain_text',
+          text: 'Doctor :stethoscope: :nope: 10:30:',
+          ...(emoji === undefined ? {} : { emoji }),
+        },
+        ctx,
+      );
+    expect(plain(true)).toEqual([
+      { k: 'p', inlines: [{ k: 'text', text: 'Doctor \u{1FA7A} :nope: 10:30:' }] },
+    ]);
+    expect(plain()).toEqual(plain(true));
+    expect(plain(false)).toEqual([
+      { k: 'p', inlines: [{ k: 'text', text: 'Doctor :stethoscope: :nope: 10:30:' }] },
+    ]);
+  });
+
+  it('should know every emoji shortcode the product writes in its messages', () => {
+    const src = new URL('../src/', import.meta.url).pathname;
+    const used = new Set<string>();
+    for (const file of readdirSync(src, { recursive: true, encoding: 'utf8' })) {
+      if (!file.endsWith('.ts')) continue;
+      // A shortcode in a message, not a Redis key part like `${prefix}:run:` or `p:lock:<target>`.
+      const text = readFileSync(join(src, file), 'utf8');
+      for (const m of text.matchAll(/(?<![\p{L}\p{N}:}$]):([a-z0-9_+-]+):(?![\p{L}\p{N}{$])/gu)) {
+        used.add(m[1] as string);
+      }
+    }
+    // The checklist's and the approval's own marks are among them.
+    expect([...used]).toEqual(
+      expect.arrayContaining(['white_check_mark', 'grey_question', 'stethoscope', 'warning']),
+    );
+    const unknown = [...used].filter((name) => emojiChar(name) === undefined);
+    expect(unknown, 'shortcodes Slack would show as text').toEqual([]);
   });
 });

@@ -143,7 +143,7 @@ describe('the playground page', () => {
             type: 'mrkdwn',
             text:
               `*bold* _it_ ~gone~ \`inline\` <https://example.org/runbooks|the runbook> <@${APPROVER.id}> ` +
-              `<!subteam^S0APPROVERS> <!date^${epoch}^{date_num}|fallback> :rocket: ` +
+              `<!subteam^S0APPROVERS> <!date^${epoch}^{date_num}|fallback> :rocket: :not_an_emoji: ` +
               '&lt;img src=x onerror=alert(1)&gt; <javascript:alert(2)|not a link>\n```\nline 1\n  <script>alert(3)</script>\n```',
           },
           fields: [{ type: 'mrkdwn', text: '*Site*\nlab1' }],
@@ -162,7 +162,10 @@ describe('the playground page', () => {
     expect(await m.locator('a[href="https://example.org/runbooks"]').textContent()).toBe('the runbook');
     expect(await m.locator('.mention').allTextContents()).toEqual(['@arjun', '@capi-approvers', '@olivia']);
     expect(await m.locator('time').textContent()).toMatch(/^\d{4}-\d{2}-\d{2}$/);
-    expect(await m.locator('.emoji').textContent()).toBe(':rocket:');
+    // Slack's emoji: the character, its shortcode on hover; a name Slack does not know stays text.
+    expect(await m.locator('.emoji').textContent()).toBe('🚀');
+    expect(await m.locator('.emoji').getAttribute('title')).toBe(':rocket:');
+    expect(await m.locator('.bk-section').textContent()).toContain('🚀 :not_an_emoji: ');
     expect(await m.locator('pre').textContent()).toBe('line 1\n  <script>alert(3)</script>');
     expect(await m.textContent()).toContain('<img src=x onerror=alert(1)> not a link');
     // Nothing the bot wrote became an element: no image, no script, no link but the https one.

@@ -22,6 +22,10 @@ const TOKEN = ['xoxb', '5555555555', '6666666666666', 'fakeFAKEfakeFAKEfakeFAKE'
 const CHANNEL = 'C0INCIDENT';
 const WORD = 'kangaroo-VIOLET-29';
 const OTHER = 'wombat-AMBER-31';
+// The runbook prints the words from two halves: the run stores a copy of its runbook, which must not be what
+// makes the words show up under the run's Redis prefix.
+const WORD_PARTS = 'kangaroo VIOLET-29';
+const OTHER_PARTS = 'wombat AMBER-31';
 
 const PEEK = `name: peek
 summary: Reads a credential and checks another (test)
@@ -31,8 +35,8 @@ steps:
     title: Read the service credential
     sensitive: true
     run: |
-      printf 'credential ${WORD}\\nsecond line\\n'
-      printf 'note ${WORD}\\n' >&2
+      printf 'credential %s-%s\\nsecond line\\n' ${WORD_PARTS}
+      printf 'note %s-%s\\n' ${WORD_PARTS} >&2
     parse: lines
     capture:
       first: out[0]
@@ -41,7 +45,7 @@ steps:
     title: Check the other credential
     sensitive: true
     run: |
-      printf 'expected ${OTHER}\\n' >&2
+      printf 'expected %s-%s\\n' ${OTHER_PARTS} >&2
       exit 3
 `;
 

@@ -4,7 +4,9 @@ import { WebClient } from '@slack/web-api';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
 import { findViewViolations } from '../dev/slack/views.js';
+import type { SiteHold } from '../src/queue/service.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { TargetLock, targetKey } from '../src/runs/lock.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { threadApprovalPlaces } from '../src/slack/click-place.js';
 import { HomeTab, homeView, threadPermalink } from '../src/slack/home.js';
@@ -287,6 +289,39 @@ describe('the App Home tab', () => {
       w.slack.calls.filter((c) => c.method === 'conversations.members' && c.args.channel === channel);
     expect(reads(CHANNEL)).toHaveLength(1);
     expect(reads(OTHER)).toHaveLength(2);
+  });
+
+  it('should show a held site with the command that may have landed, and drop it once released in the channel', async () => {
+    const w = await world({ links: [[CHANNEL]] });
+    // What an agent writes when its run ends not knowing whether a destructive command landed.
+    const hold: SiteHold = {
+      runId: 'r0held0001',
+      step: 'failover#1',
+      attemptId: 'a1',
+      command: 'openstack loadbalancer failover `lb-a`',
+      sentAt: '2026-12-08T00:10:00.000Z',
+      heldAt: '2026-12-08T00:11:00.000Z',
+      message: 'OUTCOME UNKNOWN',
+    };
+    const lock = new TargetLock(db.redis, db.prefix);
+    await db.redis.hset(lock.holdKey(targetKey('site-0')), hold.runId, JSON.stringify(hold));
+    await w.openHome(OPERATOR);
+    const held = await eventually('the Home tab saying the site is held', () => {
+      const text = homeText(w.slack, OPERATOR);
+      return text.includes('Held') ? text : undefined;
+    });
+    expect(held).toContain('r0held0001');
+    expect(held).toContain('failover#1');
+    // The command stays one code span: its own backticks cannot end it.
+    expect(held).toMatch(/`openstack loadbalancer failover [^`]*lb-a[^`]*`/);
+
+    await w.form(
+      slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'release checked lb-a by hand: ACTIVE' }),
+    );
+    await eventually('the Home tab republished without the hold', () =>
+      homeText(w.slack, OPERATOR).includes('Held') ? undefined : true,
+    );
+    expect(await w.h.service.holds('site-0')).toEqual([]);
   });
 
   it('should stay within Slack limits for a Home tab with many sites and runs', () => {

@@ -3,7 +3,7 @@
  * accessory), context, divider, actions with buttons and their confirm dialogs. The JSON is whatever the bot
  * sent; nothing is trusted to have the right shape, and an unknown block shows as its JSON text.
  */
-import { decodeEntities, type MrkdwnContext, parseMrkdwn, parsePlain } from './mrkdwn.js';
+import { type MrkdwnContext, parseMrkdwn, parsePlain, plainLine } from './mrkdwn.js';
 import type { BlockView, ConfirmView, ElementView, RichText } from './web/view-types.js';
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -18,12 +18,12 @@ function str(value: unknown): string {
 export function textObject(value: unknown, ctx: MrkdwnContext): RichText {
   if (!isObject(value)) return [];
   const text = str(value.text);
-  return value.type === 'mrkdwn' ? parseMrkdwn(text, ctx) : parsePlain(text);
+  return value.type === 'mrkdwn' ? parseMrkdwn(text, ctx) : parsePlain(text, value.emoji !== false);
 }
 
-/** A plain_text object's text (headers, button labels, dialog titles), entities decoded. */
+/** A plain_text object's text (headers, button labels, dialog titles): entities decoded, emoji unless `emoji: false`. */
 function plainText(value: unknown): string {
-  return isObject(value) ? decodeEntities(str(value.text)) : '';
+  return isObject(value) ? plainLine(str(value.text), value.emoji !== false) : '';
 }
 
 function style(value: unknown): 'primary' | 'danger' | undefined {
@@ -88,7 +88,7 @@ export function blocksView(blocks: readonly unknown[], messageTs: string, ctx: M
           type: 'context',
           elements: elements.map((e) =>
             isObject(e) && e.type === 'image'
-              ? parsePlain(`[image: ${str(e.alt_text)}]`)
+              ? parsePlain(`[image: ${str(e.alt_text)}]`, false)
               : textObject(e, ctx),
           ),
         };

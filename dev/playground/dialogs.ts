@@ -8,7 +8,7 @@
 import type { FakeSlack, FakeView } from '../slack/fake-slack.js';
 import { blocksView } from './blocks-view.js';
 import type { Person } from './cast.js';
-import { decodeEntities, type MrkdwnContext } from './mrkdwn.js';
+import { type MrkdwnContext, plainLine } from './mrkdwn.js';
 import type { BlockView, DialogsState, InputView, ModalView } from './web/view-types.js';
 
 /** What the page sends: per block_id, per action_id, the text typed or the option value chosen (null: none). */
@@ -24,7 +24,9 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 function plain(value: unknown): string {
-  return isObject(value) && typeof value.text === 'string' ? decodeEntities(value.text) : '';
+  return isObject(value) && typeof value.text === 'string'
+    ? plainLine(value.text, value.emoji !== false)
+    : '';
 }
 
 function inputView(block: Record<string, unknown>): InputView {

@@ -1,11 +1,13 @@
 /**
  * Slack's mrkdwn, parsed into plain data (web/view-types.ts) the page turns into DOM nodes: bold, italics,
  * strike, inline code, code blocks, quotes, links `<url|text>`, user, group and channel mentions, `@here`,
- * `<!date^…>` and emoji shortcodes (kept as text). Close enough to Slack's own rules to judge a message:
+ * `<!date^…>` and emoji shortcodes (the character Slack shows, via emoji.ts; one Slack does not know stays
+ * text). Close enough to Slack's own rules to judge a message:
  * `*`, `_` and `~` open only after a non-word character and close only before one, nothing is formatted
  * inside code, and the three entities Slack escapes (&amp; &lt; &gt;) are decoded only at the end, so
  * escaped text can never become a mention, a link or a date.
  */
+import { emojiChar, emojify } from './emoji.js';
 import type { Inline, RichBlock, RichText } from './web/view-types.js';
 
 export interface MrkdwnContext {
@@ -51,14 +53,20 @@ export function parseMrkdwn(text: string, ctx: MrkdwnContext): RichText {
   return out;
 }
 
-/** plain_text: no formatting; emoji shortcodes still show as shortcodes. */
-export function parsePlain(text: string): RichText {
+/** plain_text: no formatting; with `emoji` (Slack's default) known shortcodes become their characters. */
+export function parsePlain(text: string, emoji = true): RichText {
   const inlines: Inline[] = [];
   text.split('\n').forEach((line, n) => {
     if (n > 0) inlines.push({ k: 'br' });
-    if (line !== '') inlines.push({ k: 'text', text: decodeEntities(line) });
+    if (line !== '') inlines.push({ k: 'text', text: plainLine(line, emoji) });
   });
   return [{ k: 'p', inlines }];
+}
+
+/** A plain_text line as shown: entities decoded, shortcodes (when `emoji`) replaced. */
+export function plainLine(text: string, emoji = true): string {
+  const decoded = decodeEntities(text);
+  return emoji ? emojify(decoded) : decoded;
 }
 
 /** Runs of `>` lines are one quote; other runs of lines one paragraph. */
@@ -86,7 +94,8 @@ function lineBlocks(text: string, ctx: MrkdwnContext): RichBlock[] {
 }
 
 const EMPHASIS: Readonly<Record<string, 'b' | 'i' | 's'>> = { '*': 'b', _: 'i', '~': 's' };
-const EMOJI = /^:([a-z0-9_+'-]*[a-z][a-z0-9_+'-]*):/;
+/** Only names Slack knows become emoji (emoji.ts), so `:+1:` and `:100:` are, and a stray `:30:` is not. */
+const EMOJI = /^:([a-z0-9_+'-]+):/;
 
 function isWordChar(ch: string | undefined): boolean {
   return ch !== undefined && /[\p{L}\p{N}]/u.test(ch);
@@ -154,8 +163,14 @@ export function parseInline(s: string, ctx: MrkdwnContext): Inline[] {
     if (c === ':' && !isWordChar(s[i - 1])) {
       const emoji = EMOJI.exec(s.slice(i));
       if (emoji) {
-        flush();
-        out.push({ k: 'emoji', name: emoji[1] as string });
+        const name = emoji[1] as string;
+        const char = emojiChar(name);
+        // A name Slack does not know is shown as the text that was sent, colons and all.
+        if (char === undefined) buf += emoji[0];
+        else {
+          flush();
+          out.push({ k: 'emoji', name, char });
+        }
         i += emoji[0].length;
         continue;
       }
@@ -286,7 +301,7 @@ function ago(ms: number): string {
   return future ? `in ${amount}` : `${amount} ago`;
 }
 
-/** The rich text as a terminal shows it (the headless demo's transcript). */
+/** The rich text as a terminal shows it (the headless demo's transcript); emoji as the shortcodes sent. */
 export function richToText(rich: RichText): string {
   return rich
     .map((b) => {

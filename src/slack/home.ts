@@ -9,9 +9,10 @@
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { countsText, worstLevel } from '../doctor/report.js';
-import type { DoctorReport, RunRecord, RunService, StoredApproval } from '../queue/service.js';
+import type { DoctorReport, RunRecord, RunService, SiteHold, StoredApproval } from '../queue/service.js';
 import { escapeSlack, mention } from './blocks.js';
 import { DOCTOR_EMOJI } from './doctor-message.js';
+import { slackName } from './escape.js';
 import type { GroupMembership } from './membership.js';
 
 /** Run events that change what the Home tab shows. */
@@ -41,6 +42,8 @@ export interface HomeData {
   readonly links: ReadonlyMap<string, string>;
   /** Site -> its last doctor report (`/capi doctor`, `capi-chatops doctor`). */
   readonly doctor?: ReadonlyMap<string, DoctorReport>;
+  /** Site -> its holds: runs that ended not knowing whether their destructive command landed. */
+  readonly holds?: ReadonlyMap<string, readonly SiteHold[]>;
 }
 
 export interface HomeViewer {
@@ -106,6 +109,22 @@ function doctorLine(report: DoctorReport | undefined): string {
   );
 }
 
+/**
+ * A held site first, above its runs: no run that can change the cloud starts there until someone checks by hand
+ * what the unresolved command did and releases the site, saying what was checked.
+ */
+function holdLines(holds: readonly SiteHold[], links: ReadonlyMap<string, string>): string[] {
+  return [
+    `:warning: *Held*: ${holds.length === 1 ? 'a run' : `${holds.length} runs`} ended not knowing whether a destructive command landed. Check by hand, then \`/capi release REASON\` in its channel.`,
+    ...holds.map((h) => {
+      const link = links.get(h.runId);
+      const run = link !== undefined ? `<${link}|${text(h.runId, 80)}>` : text(h.runId, 80);
+      const sent = h.sentAt !== '' ? ` · sent ${text(h.sentAt.slice(0, 16).replace('T', ' '), 20)} UTC` : '';
+      return `• run ${run} · step ${slackName(h.step, 100)}${sent} · ${slackName(h.command, 300)}`;
+    }),
+  ];
+}
+
 /** The Home tab for one person: a view object of type home (at most 100 blocks, whatever the data). */
 export function homeView(viewer: HomeViewer, data: HomeData, now: Date): Record<string, unknown> {
   const blocks: Record<string, unknown>[] = [
@@ -136,6 +155,8 @@ export function homeView(viewer: HomeViewer, data: HomeData, now: Date): Record<
       type: 'context',
       elements: [{ type: 'mrkdwn', text: doctorLine(data.doctor?.get(site)) }],
     });
+    const holds = data.holds?.get(site) ?? [];
+    if (holds.length > 0) blocks.push(...packed(holdLines(holds, data.links)));
     const here = active.filter((r) => r.site === site);
     const lines = here.slice(0, MAX_ACTIVE_PER_SITE).map((run) => {
       const pending = data.pending.get(run.runId) ?? [];
@@ -252,7 +273,12 @@ export class HomeTab {
       const link = await this.opts.permalink?.(run.runId);
       if (link !== undefined) links.set(run.runId, link);
     }
-    return { active, finished, pending, links, doctor: await this.opts.service.lastDoctorReports() };
+    const holds = new Map<string, SiteHold[]>();
+    for (const site of this.opts.service.siteNames()) {
+      const held = await this.opts.service.holds(site);
+      if (held.length > 0) holds.set(site, held);
+    }
+    return { active, finished, pending, links, doctor: await this.opts.service.lastDoctorReports(), holds };
   }
 
   private async publish(users: readonly string[]): Promise<void> {

@@ -115,8 +115,11 @@ function inline(n: Inline): Node {
       return t;
     }
     case 'emoji': {
-      const span = h('span', 'emoji', `:${n.name}:`);
-      span.title = `emoji :${n.name}:`;
+      // As Slack: the character, with its shortcode on hover and for screen readers.
+      const span = h('span', 'emoji', n.char);
+      span.title = `:${n.name}:`;
+      span.setAttribute('role', 'img');
+      span.setAttribute('aria-label', `:${n.name}:`);
       return span;
     }
     case 'br':
@@ -240,6 +243,7 @@ function message(m: MessageView, inThread: boolean): HTMLElement {
     link.type = 'button';
     link.addEventListener('click', () => {
       openThread = m.ts;
+      homeOpen = false;
       render();
     });
     body.append(link);
@@ -305,8 +309,9 @@ function render(): void {
     openThread === undefined
       ? undefined
       : s.messages.find((m) => m.ts === openThread && m.threadTs === undefined);
-  ui.thread.hidden = root === undefined;
-  if (root) {
+  // One side pane, as in Slack: Home covers the open thread, which is back when Home closes.
+  ui.thread.hidden = root === undefined || homeOpen;
+  if (root && !homeOpen) {
     fill(ui.threadMessages, [root, ...s.messages.filter((m) => m.threadTs === root.ts && visible(m))], true);
   }
   ui.home.hidden = !homeOpen;

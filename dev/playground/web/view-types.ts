@@ -14,8 +14,8 @@ export type Inline =
   | { readonly k: 'mention'; readonly kind: 'user' | 'group' | 'channel' | 'special'; readonly label: string }
   /** `<!date^…>` formatted for the reader; `fallback` is what Slack clients without it show. */
   | { readonly k: 'date'; readonly text: string; readonly fallback: string }
-  /** Emoji shortcodes are shown as text, e.g. `:white_check_mark:`. */
-  | { readonly k: 'emoji'; readonly name: string }
+  /** A shortcode Slack knows, e.g. `white_check_mark`, and the character it shows (✅); unknown ones are text. */
+  | { readonly k: 'emoji'; readonly name: string; readonly char: string }
   | { readonly k: 'br' };
 
 export type RichBlock =

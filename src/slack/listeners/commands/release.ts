@@ -19,6 +19,7 @@ export async function releaseCommand(ctx: CapiContext, reason: string): Promise<
       await ctx.reply(`Site ${slackName(site, 100)} is not held: nothing to release.`);
       return;
     }
+    ctx.refreshHome?.();
     const runs = released.map((h) => slackName(h.runId, 100)).join(', ');
     await ctx.reply(
       `Released site ${slackName(site, 100)} (held for run ${runs}); runs that can change the cloud may start again.`,
