@@ -316,7 +316,12 @@ describe('the App Home tab', () => {
     expect(held).toMatch(/`openstack loadbalancer failover [^`]*lb-a[^`]*`/);
 
     await w.form(
-      slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'release checked lb-a by hand: ACTIVE' }),
+      slashCommandBody({
+        user: OPERATOR,
+        channel: CHANNEL,
+        text: 'release checked lb-a by hand: ACTIVE',
+        slack: w.slack,
+      }),
     );
     await eventually('the Home tab republished without the hold', () =>
       homeText(w.slack, OPERATOR).includes('Held') ? undefined : true,
