@@ -25,6 +25,8 @@ export const ErrorCode = {
   StoredDataInvalid: 'capi_stored_data_invalid',
   TargetBusy: 'capi_target_busy',
   NotAllowed: 'capi_not_allowed',
+  /** A read-only run past its per-person or per-site limit (CAPI_READONLY_PER_PERSON, CAPI_READONLY_PER_SITE). */
+  LimitReached: 'capi_limit_reached',
   RunFenced: 'capi_run_fenced',
   AttemptRecorded: 'capi_attempt_recorded',
   JumphostAhead: 'capi_jumphost_fence_ahead',

@@ -78,7 +78,12 @@ async function siteFile(hh: Harness): Promise<string> {
 }
 
 describe('read-only runs beside a recovery', () => {
-  // A three-step read-only runbook stands for any of them (diagnose's two dozen steps only make the wait longer).
+  // A short read-only runbook stands for any of them (diagnose's two dozen steps only make the wait longer), on six
+  // different images: six distinct runs (six identical asks would join one run).
+  const IMAGES = ['ubuntu-24.04-noble', 'ubuntu-jammy-kube-v1.32.13', 'cirros-0.6.2'].flatMap((name, i) => [
+    name,
+    `1e000000-0000-4000-8000-00000000000${i + 1}`,
+  ]);
   it('should neither refuse nor delay /capi recover while read-only checks run in a loop', async () => {
     h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks: shipped, scenarios: ['healthy'] });
     await h.startAgent({ concurrency: 1, readOnlyConcurrency: 1 });
@@ -86,7 +91,12 @@ describe('read-only runs beside a recovery', () => {
     const diagnoses = [];
     for (let i = 0; i < 6; i++) {
       diagnoses.push(
-        await service.submit({ runbook: 'appcred-check', args: [], site: 'site-0', requestedBy: `U_${i}` }),
+        await service.submit({
+          runbook: 'image-check',
+          args: [IMAGES[i] as string],
+          site: 'site-0',
+          requestedBy: `U_${i}`,
+        }),
       );
     }
     const recover = await service.submit({
@@ -96,6 +106,7 @@ describe('read-only runs beside a recovery', () => {
       requestedBy: 'U_OPS',
     });
     await waitForEvent(service, recover.runId, isType('run.started'));
+    expect(new Set(diagnoses.map((d) => d.runId)).size).toBe(6);
     const done = await Promise.all(diagnoses.map((d) => service.getRun(d.runId)));
     // The recovery started while most of the diagnoses were still queued behind each other.
     expect(done.filter((r) => r && isFinalStatus(r.status)).length).toBeLessThan(diagnoses.length);

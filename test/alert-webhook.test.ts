@@ -6,7 +6,7 @@ import { ALERT_WEBHOOK_PATH, alertWebhookRoute } from '../src/fronts/alert-webho
 import { startOpsServer } from '../src/ops/http.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { ThreadPoster } from '../src/slack/poster.js';
-import { type Harness, quietLogger, startHarness } from './support/agent.js';
+import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
 import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
@@ -29,7 +29,8 @@ afterEach(async () => {
   for (const stop of stops.splice(0).reverse()) await stop();
 });
 
-async function world() {
+/** `agent: false` leaves the runs queued (the thread starts once an agent is started with `h.startAgent`). */
+async function world(opts: { readonly agent?: boolean } = {}) {
   const slack = await startFakeSlack({ token: TOKEN, channels: [CHANNEL], ...FAST_FAKE_SLACK });
   stops.push(() => slack.close());
   const h: Harness = await startHarness({
@@ -40,7 +41,7 @@ async function world() {
     siteFields: { slack_channels: [CHANNEL] },
   });
   stops.push(() => h.stop());
-  await h.startAgent();
+  if (opts.agent ?? true) await h.startAgent();
   const poster = new ThreadPoster({
     client: new WebClient(TOKEN, {
       slackApiUrl: slack.url,
@@ -88,12 +89,15 @@ async function world() {
 }
 
 /** An Alertmanager webhook delivery (format version 4) for one alert group. */
-function group(over: { groupKey?: string; status?: 'firing' | 'resolved'; site?: string } = {}) {
+function group(
+  over: { groupKey?: string; status?: 'firing' | 'resolved'; site?: string; alertname?: string } = {},
+) {
   const status = over.status ?? 'firing';
-  const labels = { alertname: 'CapiClusterNotReady', site: over.site ?? 'site-0', severity: 'page' };
+  const alertname = over.alertname ?? 'CapiClusterNotReady';
+  const labels = { alertname, site: over.site ?? 'site-0', severity: 'page' };
   return {
     version: '4',
-    groupKey: over.groupKey ?? '{}:{alertname="CapiClusterNotReady", site="site-0"}',
+    groupKey: over.groupKey ?? `{}:{alertname="${alertname}", site="site-0"}`,
     truncatedAlerts: 0,
     status,
     receiver: 'capi-chatops',
@@ -165,28 +169,80 @@ describe('the Alertmanager webhook', () => {
     expect(root.text).toMatch(/diagnose on site-0/);
 
     expect((await w.deliver(group({ status: 'resolved' }))).status).toBe(200);
+    // Firing again once the first diagnosis ended: a new one (while it went, the group would join it).
+    await waitForEvent(w.h.service, runId, isType('run.finished'), 60_000);
     const next = await w.deliver(group());
     expect(next.status).toBe(202);
     expect(next.body?.runId).not.toBe(runId);
   });
 
+  it('should start ONE diagnosis for ten alert groups of one site, the others joining it, each shown in its thread', async () => {
+    const w = await world({ agent: false });
+    const names = Array.from({ length: 10 }, (_, i) => `CapiAlert${i}`);
+    // An alert storm: the ten groups arrive at once.
+    const answers = await Promise.all(names.map((alertname) => w.deliver(group({ alertname }))));
+    const runs = await w.h.service.listRuns({});
+    expect(runs).toHaveLength(1);
+    const runId = runs[0]?.runId as string;
+    expect(answers.map((a) => a.body?.runId)).toEqual(names.map(() => runId));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 200, 202]);
+    expect(answers.filter((a) => a.status === 200).map((a) => a.body?.status)).toEqual(
+      Array(9).fill('joined the diagnosis going'),
+    );
+    // A group firing again is the same group: it neither starts nor joins anything again.
+    expect((await w.deliver(group({ alertname: 'CapiAlert3' }))).body).toEqual({
+      status: 'already diagnosed',
+      runId,
+    });
+    const joins = (await w.h.service.readTimeline(runId)).flatMap((e) =>
+      e.event.type === 'run.joined' ? [e.event.note] : [],
+    );
+    expect(joins).toHaveLength(9);
+
+    // The diagnosis runs; its thread shows each alert that joined it, once.
+    await w.h.startAgent();
+    await waitForEvent(w.h.service, runId, isType('run.finished'), 60_000);
+    await w.poster.settled(runId);
+    const thread = w.slack
+      .messages(CHANNEL)
+      .filter((m) => m.thread_ts !== undefined && m.text.includes('joined it'))
+      .map((m) => JSON.stringify(m.blocks));
+    expect(thread).toHaveLength(9);
+    for (const note of joins) {
+      const name = /^CapiAlert\d/.exec(note ?? '')?.[0];
+      expect(thread.filter((t) => t.includes(`${name} {site=`))).toHaveLength(1);
+    }
+    expect(joins.every((n) => /^CapiAlert\d \{site="site-0"\}$/.test(n ?? ''))).toBe(true);
+    expect(await w.h.service.listRuns({})).toHaveLength(1);
+  });
+
   it('should never let automation start a runbook that can change anything', async () => {
     const w = await world();
     await expect(
-      w.h.service.submitOnce('k', 60_000, {
-        runbook: 'park',
-        args: [],
-        site: 'site-0',
-        requestedBy: 'alertmanager',
-      }),
+      w.h.service.submitOnce(
+        'k',
+        60_000,
+        {
+          runbook: 'park',
+          args: [],
+          site: 'site-0',
+          requestedBy: 'alertmanager',
+        },
+        { note: 'test' },
+      ),
     ).rejects.toThrow(CapiError);
     await expect(
-      w.h.service.submitOnce('k', 60_000, {
-        runbook: 'park',
-        args: [],
-        site: 'site-0',
-        requestedBy: 'alertmanager',
-      }),
+      w.h.service.submitOnce(
+        'k',
+        60_000,
+        {
+          runbook: 'park',
+          args: [],
+          site: 'site-0',
+          requestedBy: 'alertmanager',
+        },
+        { note: 'test' },
+      ),
     ).rejects.toThrow(/only a read-only runbook can be started automatically/);
     expect(await w.h.service.listRuns({})).toEqual([]);
     await eventually('no dedup key left behind', async () =>

@@ -148,9 +148,67 @@ describe('fake Slack: messages and threads', () => {
       slack.chat.postEphemeral({ channel: OPS, user: 'U0NOBODY', text: 'x' }),
     ).rejects.toMatchObject(refusedWith('user_not_in_channel'));
     expect(fake.ephemerals(OPS)).toEqual([
-      { ts: expect.any(String), user: 'U0ALICE01', text: 'only you', blocks: [] },
+      { ts: expect.any(String), via: 'chat.postEphemeral', user: 'U0ALICE01', text: 'only you', blocks: [] },
     ]);
     expect(fake.messages(OPS)).toEqual([]);
+  });
+});
+
+describe("fake Slack: a command's response_url", () => {
+  const respond = (url: string, body: unknown) =>
+    fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
+  it('should show what is posted to it to the person who typed the command, and record each post', async () => {
+    const url = fake.issueResponseUrl('U0ALICE01', OPS);
+    expect(url.startsWith(fake.url.replace(/\/api\/$/, '/commands/'))).toBe(true);
+    const res = await respond(url, { response_type: 'ephemeral', text: 'only you' });
+    expect({ status: res.status, body: await res.json() }).toEqual({ status: 200, body: { ok: true } });
+    expect(await (await respond(url, { response_type: 'in_channel', text: 'everyone' })).json()).toEqual({
+      ok: true,
+    });
+    expect(fake.ephemerals(OPS)).toEqual([
+      { ts: expect.any(String), via: 'response_url', user: 'U0ALICE01', text: 'only you', blocks: [] },
+    ]);
+    expect(fake.messages(OPS).map((m) => m.text)).toEqual(['everyone']);
+    expect(fake.calls.map((c) => [c.method, c.args.text, c.args.user, c.status])).toEqual([
+      ['response_url', 'only you', 'U0ALICE01', 200],
+      ['response_url', 'everyone', 'U0ALICE01', 200],
+    ]);
+  });
+
+  it('should take five messages within 30 minutes, then refuse (used_url, expired_url), as Slack does', async () => {
+    const url = fake.issueResponseUrl('U0ALICE01', OPS);
+    for (let i = 1; i <= 5; i++) expect((await respond(url, { text: `reply ${i}` })).status).toBe(200);
+    const sixth = await respond(url, { text: 'reply 6' });
+    expect({ status: sixth.status, body: await sixth.json() }).toMatchObject({
+      status: 404,
+      body: { ok: false, error: 'used_url' },
+    });
+    const later = fake.issueResponseUrl('U0ALICE01', OPS);
+    now += 30 * 60_000 + 1;
+    expect(await (await respond(later, { text: 'too late' })).json()).toEqual({
+      ok: false,
+      error: 'expired_url',
+    });
+    expect(await (await respond(`${later}x`, { text: 'made up' })).json()).toEqual({
+      ok: false,
+      error: 'invalid_url',
+    });
+    expect(fake.ephemerals(OPS).map((e) => e.text)).toEqual([1, 2, 3, 4, 5].map((i) => `reply ${i}`));
+  });
+
+  it('should refuse what Slack would refuse: no text, broken blocks, replacing a message a command has not', async () => {
+    const url = fake.issueResponseUrl('U0ALICE01', OPS);
+    const answer = async (body: unknown) =>
+      (await (await respond(url, body)).json()) as { ok: boolean; error?: string };
+    expect((await answer({})).error).toBe('no_text');
+    expect((await answer({ text: 'x', blocks: [{ type: 'nope' }] })).ok).toBe(false);
+    expect((await answer({ text: 'x', replace_original: true })).error).toBe('no_original_message');
+    expect(fake.ephemerals(OPS)).toEqual([]);
   });
 });
 

@@ -168,6 +168,16 @@ describe('Slack API call metrics', () => {
     await expect(client.chat.postMessage({ channel: 'C0NOWHERE', text: 'd' })).rejects.toThrow(
       /channel_not_found/,
     );
+    // A /capi reply through the command's response_url is counted as one, its token-like path never a label.
+    const respond = meteredFetch(metrics);
+    const url = fake.issueResponseUrl('U0ALICE01', 'C0OPS0001');
+    const post = (text: string) =>
+      respond(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ text }),
+      });
+    for (let i = 0; i < 6; i++) await post(`reply ${i}`);
 
     const { values } = await metrics.slackCalls.get();
     const counts = Object.fromEntries(values.map((v) => [`${v.labels.method} ${v.labels.result}`, v.value]));
@@ -177,6 +187,8 @@ describe('Slack API call metrics', () => {
       'chat.postMessage 5xx': 1,
       'chat.postMessage ok': 1,
       'chat.postMessage error': 1,
+      'response_url ok': 5,
+      'response_url error': 1,
     });
   });
 });

@@ -205,6 +205,21 @@ describe('renderMarkdown', () => {
     expect(lines).toContain('| Status | **RUNNING** (no run.finished event yet) |');
   });
 
+  it('should list who joined the run, a person or an alert group, as they asked', () => {
+    const md = renderMarkdown([
+      entry('10:00:00', { type: 'run.joined', by: 'U0CCCCCCC' }),
+      entry('10:00:00', {
+        type: 'run.joined',
+        by: 'alertmanager',
+        via: 'alertmanager',
+        note: 'CapiDown {site="a"}',
+      }),
+      entry('10:00:01', started),
+    ]);
+    expect(md).toMatch(/- `10:00:00` U0CCCCCCC asked for the same run and joined this one/);
+    expect(md).toMatch(/- `10:00:00` alert .*CapiDown.* asked for the same run and joined this one/);
+  });
+
   it('should fence output that itself contains a code fence when a line has backticks', () => {
     const md = renderMarkdown([entry('10:00:00', started), entry('10:00:01', output('```yaml'))]);
     expect(md).toContain('````\n```yaml\n````');

@@ -93,7 +93,7 @@ describe('two serve replicas', () => {
     trace('replicas up');
     const [first] = replicas as [Replica, Replica];
 
-    const command = slashCommandBody({ user: 'U0OPERATOR', channel: CHANNEL, text: 'park' });
+    const command = slashCommandBody({ user: 'U0OPERATOR', channel: CHANNEL, text: 'park', slack: fake });
     expect((await postToBolt(first.base, command, signedHeaders(command, SECRET))).status).toBe(200);
     const approval = await eventually(
       'the approval message in the thread',

@@ -169,7 +169,7 @@ describe('the secret corpus through a real run', () => {
       const send = async (body: string) =>
         expect((await postToBolt(base, body, signedHeaders(body, SIGNING))).status).toBe(200);
 
-      await send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: 'leak' }));
+      await send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: 'leak', slack: fake }));
       const approvalId = await eventually(
         'an approval with buttons in the channel',
         () =>
@@ -214,8 +214,8 @@ describe('the secret corpus through a real run', () => {
       const runId = /approval~([^~]+)~/.exec(approvalId)?.[1] as string;
       expect((await waitForEvent(h.service, runId, isType('run.finished'), 60_000)).status).toBe('succeeded');
       await poster.settled(runId);
-      await send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: `status ${runId}` }));
-      await send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: `timeline ${runId}` }));
+      await send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: `status ${runId}`, slack: fake }));
+      await send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: `timeline ${runId}`, slack: fake }));
       await eventually('the timeline upload', () =>
         fake.files().find((f) => f.filename.endsWith('-timeline.md')),
       );

@@ -126,7 +126,15 @@ async function start(
 }
 
 const signed = (body: string, ts?: number, secret = SECRET) => signedHeaders(body, secret, ts);
-const commandBody = (user: string, text: string) => slashCommandBody({ user, channel: CHANNEL, text });
+/** The fake of the running test: where each command's response_url points. */
+const responseUrls = {
+  issueResponseUrl: (user: string, channel: string) => {
+    if (fake === undefined) throw new Error('start() the fake Slack before building a command');
+    return fake.issueResponseUrl(user, channel);
+  },
+};
+const commandBody = (user: string, text: string) =>
+  slashCommandBody({ user, channel: CHANNEL, text, slack: responseUrls });
 const clickBody = (
   user: string,
   actionId: string,
@@ -135,12 +143,15 @@ const clickBody = (
 ) => buttonClickBody({ user, channel: CHANNEL, actionId, value, ...more });
 const post = (body: string, headers = signed(body)) => postToBolt(base, body, headers);
 
+/** A reply only its reader sees: a command's goes to its response_url, a click's by chat.postEphemeral. */
+const REPLY_METHODS = new Set(['chat.postEphemeral', 'response_url']);
+
 /** The text of the next ephemeral the fake delivered to `user` (after call number `from`). */
 function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
   return eventually(`an ephemeral to ${user}`, () => {
     const hit = slack.calls
       .slice(from)
-      .find((c) => c.method === 'chat.postEphemeral' && c.args.user === user && c.status === 200);
+      .find((c) => REPLY_METHODS.has(c.method) && c.args.user === user && c.status === 200);
     return hit ? String(hit.args.text) : undefined;
   });
 }
@@ -329,7 +340,13 @@ describe('the Slack front over HTTP', () => {
   it('should refuse a command and a click from another workspace, and change nothing', async () => {
     const { slack, harness } = await start();
     const foreign = await post(
-      slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', team: 'T0OTHERCO' }),
+      slashCommandBody({
+        user: OPERATOR,
+        channel: CHANNEL,
+        text: 'park',
+        team: 'T0OTHERCO',
+        slack: responseUrls,
+      }),
     );
     expect(foreign.status).toBe(200);
     expect(await foreign.json()).toEqual({ response_type: 'ephemeral', text: FOREIGN_TEAM_REPLY });
@@ -349,14 +366,24 @@ describe('the Slack front over HTTP', () => {
   it('should take only the workspace SLACK_TEAM_ID names, and no org-wide install', async () => {
     const { slack, harness } = await start({ teamId: 'T0CONFIGD1' });
     // The token's own workspace (what auth.test says) is not the configured one: refused too.
-    const other = await post(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+    const other = await post(
+      slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', slack: responseUrls }),
+    );
     expect(await other.json()).toEqual({ response_type: 'ephemeral', text: FOREIGN_TEAM_REPLY });
     const orgWide = await post(
-      `${slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', team: 'T0CONFIGD1' })}&is_enterprise_install=true`,
+      `${slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', team: 'T0CONFIGD1', slack: responseUrls })}&is_enterprise_install=true`,
     );
     expect(await orgWide.json()).toEqual({ response_type: 'ephemeral', text: FOREIGN_TEAM_REPLY });
     expect(await harness.service.listRuns({})).toEqual([]);
-    await post(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'help', team: 'T0CONFIGD1' }));
+    await post(
+      slashCommandBody({
+        user: OPERATOR,
+        channel: CHANNEL,
+        text: 'help',
+        team: 'T0CONFIGD1',
+        slack: responseUrls,
+      }),
+    );
     expect(await ephemeralTo(slack, OPERATOR)).toContain('`/capi help` -- this list');
   });
 
@@ -430,7 +457,7 @@ describe('the Slack front over HTTP', () => {
     const unknown = 'r-20260101-000000-abcdef';
     const ask = async (channel: string, text: string) => {
       const mark = slack.calls.length;
-      await post(slashCommandBody({ user: STRANGER, channel, text }));
+      await post(slashCommandBody({ user: STRANGER, channel, text, slack: responseUrls }));
       return ephemeralTo(slack, STRANGER, mark);
     };
     expect(await ask(CHANNEL, 'status')).toBe('No runs yet.');
@@ -443,7 +470,14 @@ describe('the Slack front over HTTP', () => {
     expect(slack.calls.filter((c) => c.method === 'files.completeUploadExternal')).toEqual([]);
 
     expect(await ask(ELSEWHERE, 'status')).toContain(`run id: \`${theirs.runId}\``);
-    await post(slashCommandBody({ user: STRANGER, channel: ELSEWHERE, text: `timeline ${theirs.runId}` }));
+    await post(
+      slashCommandBody({
+        user: STRANGER,
+        channel: ELSEWHERE,
+        text: `timeline ${theirs.runId}`,
+        slack: responseUrls,
+      }),
+    );
     await eventually("the timeline file in its own site's channel", () =>
       slack.calls.find((c) => c.method === 'files.completeUploadExternal' && c.status === 200),
     );

@@ -79,7 +79,7 @@ async function world(scenario: string, opts: { readonly agent: boolean; readonly
   stops.push(() => app.stop());
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const doctor = async () => {
-    const body = slashCommandBody({ user: VISITOR, channel: CHANNEL, text: 'doctor' });
+    const body = slashCommandBody({ user: VISITOR, channel: CHANNEL, text: 'doctor', slack });
     expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
   };
   return { slack, home, doctor };

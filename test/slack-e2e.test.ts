@@ -100,7 +100,7 @@ async function world(scenario: string): Promise<World> {
 }
 
 async function slash(w: World, user: string, text: string): Promise<void> {
-  const body = slashCommandBody({ user, channel: CHANNEL, text });
+  const body = slashCommandBody({ user, channel: CHANNEL, text, slack: w.fake });
   expect((await postToBolt(w.base, body, signedHeaders(body, SECRET))).status).toBe(200);
 }
 

@@ -108,7 +108,8 @@ async function world(): Promise<World> {
   };
 }
 
-const command = (user: string, text: string) => slashCommandBody({ user, channel: CHANNEL, text });
+const command = (w: World, user: string, text: string) =>
+  slashCommandBody({ user, channel: CHANNEL, text, slack: w.slack });
 const click = (user: string, value: string) =>
   buttonClickBody({ user, channel: CHANNEL, actionId: 'capi_approve', value });
 const ephemeralsTo = (w: World, user: string) => w.slack.ephemerals(CHANNEL).filter((e) => e.user === user);
@@ -123,7 +124,7 @@ const ephemeralCount = (w: World, user: string, n: number) =>
  */
 async function barrier(w: World): Promise<void> {
   const before = ephemeralsTo(w, APPROVER).length;
-  await w.send(command(APPROVER, 'help'));
+  await w.send(command(w, APPROVER, 'help'));
   await ephemeralCount(w, APPROVER, before + 1);
 }
 
@@ -131,30 +132,30 @@ describe('flood limits over signed requests', () => {
   it('should answer refused commands up to the limit, say slow down once, then ignore the user for the window', async () => {
     const w = await world();
     for (let i = 1; i <= LIMITS.refusals; i++) {
-      await w.send(command(STRANGER, 'park'));
+      await w.send(command(w, STRANGER, 'park'));
       await ephemeralCount(w, STRANGER, i);
     }
     expect(ephemeralsTo(w, STRANGER).map((e) => e.text)).toEqual(
       Array(LIMITS.refusals).fill(expect.stringMatching(/^Only CAPI_OPERATORS may start or cancel runs/)),
     );
-    await w.send(command(STRANGER, 'no-such-subcommand'));
+    await w.send(command(w, STRANGER, 'no-such-subcommand'));
     await ephemeralCount(w, STRANGER, LIMITS.refusals + 1);
     expect(ephemeralsTo(w, STRANGER).at(-1)?.text).toMatch(/^Slow down: .* ignored/);
 
     // Flooded: nothing more is said or done for them, not even what they may normally do.
-    for (const text of ['park', 'bogus', 'help', 'diagnose']) await w.send(command(STRANGER, text));
+    for (const text of ['park', 'bogus', 'help', 'diagnose']) await w.send(command(w, STRANGER, text));
     await barrier(w);
     expect(ephemeralsTo(w, STRANGER)).toHaveLength(LIMITS.refusals + 1);
     expect(await w.harness.service.listRuns({})).toEqual([]);
     // Someone else is not affected.
-    await w.send(command(OPERATOR, 'bogus'));
+    await w.send(command(w, OPERATOR, 'bogus'));
     await ephemeralCount(w, OPERATOR, 1);
     expect(ephemeralsTo(w, OPERATOR)[0]?.text).toMatch(/is not a \/capi subcommand/);
   });
 
   it('should stop storing refused clicks, their ephemerals and audit lines once the clicker floods', async () => {
     const w = await world();
-    await w.send(command(OPERATOR, 'park'));
+    await w.send(command(w, OPERATOR, 'park'));
     const runId = await eventually(
       'the park run',
       async () => (await w.harness.service.listRuns({}))[0]?.runId,
@@ -192,7 +193,7 @@ describe('flood limits over signed requests', () => {
 
   it('should refuse reason dialogs from a flooding submitter without looking at them, and store no more refusals', async () => {
     const w = await world();
-    await w.send(command(OPERATOR, 'park'));
+    await w.send(command(w, OPERATOR, 'park'));
     const runId = await eventually(
       'the park run',
       async () => (await w.harness.service.listRuns({}))[0]?.runId,
@@ -229,25 +230,25 @@ describe('flood limits over signed requests', () => {
 
   it('should upload the timeline up to the limit, say slow down once, then upload nothing', async () => {
     const w = await world();
-    await w.send(command(OPERATOR, 'park'));
+    await w.send(command(w, OPERATOR, 'park'));
     const runId = await eventually(
       'the park run',
       async () => (await w.harness.service.listRuns({}))[0]?.runId,
     );
     await waitForEvent(w.harness.service, runId, isType('approval.requested'));
-    await w.send(command(OPERATOR, `cancel ${runId}`));
+    await w.send(command(w, OPERATOR, `cancel ${runId}`));
     await waitForEvent(w.harness.service, runId, isType('run.finished'));
     const uploads = () => w.slack.files().filter((f) => f.filename === `${runId}-timeline.md`).length;
 
     // Anyone may read a timeline; a stranger repeating it is the flood.
     for (let i = 1; i <= LIMITS.uploads; i++) {
-      await w.send(command(STRANGER, `timeline ${runId}`));
+      await w.send(command(w, STRANGER, `timeline ${runId}`));
       await eventually(`upload ${i}`, () => (uploads() >= i ? true : undefined));
     }
-    await w.send(command(STRANGER, `timeline ${runId}`));
+    await w.send(command(w, STRANGER, `timeline ${runId}`));
     await ephemeralCount(w, STRANGER, 1);
     expect(ephemeralsTo(w, STRANGER)[0]?.text).toMatch(/^Slow down/);
-    for (let i = 0; i < 3; i++) await w.send(command(STRANGER, `timeline ${runId}`));
+    for (let i = 0; i < 3; i++) await w.send(command(w, STRANGER, `timeline ${runId}`));
     await barrier(w);
     expect(uploads()).toBe(LIMITS.uploads);
     expect(ephemeralsTo(w, STRANGER)).toHaveLength(1);

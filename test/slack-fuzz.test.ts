@@ -201,6 +201,7 @@ describe('the Slack front under fuzzed requests', () => {
           user: pick([OPERATOR, STRANGER, APPROVER]),
           channel: pick([CHANNEL, ELSEWHERE]),
           text,
+          slack: fake,
         }),
       );
     }

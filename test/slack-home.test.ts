@@ -141,7 +141,7 @@ const homeText = (slack: FakeSlack, user: string) => JSON.stringify(slack.home(u
 describe('the App Home tab', () => {
   it('should show an approver what waits for them first, with the run, its step and a link to its thread', async () => {
     const w = await world();
-    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', slack: w.slack }));
     const runId = await eventually('a run', async () => (await w.h.service.listRuns({}))[0]?.runId);
     await waitForEvent(w.h.service, runId, isType('approval.requested'));
     await eventually(
@@ -259,7 +259,7 @@ describe('the App Home tab', () => {
       links: [[CHANNEL], [OTHER]],
       members: { [CHANNEL]: [OPERATOR, APPROVER], [OTHER]: [...crowd, APPROVER] },
     });
-    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+    await w.form(slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', slack: w.slack }));
     const runId = await eventually('a run', async () => (await w.h.service.listRuns({}))[0]?.runId);
     await waitForEvent(w.h.service, runId, isType('approval.requested'));
 
@@ -316,7 +316,12 @@ describe('the App Home tab', () => {
     expect(held).toMatch(/`openstack loadbalancer failover [^`]*lb-a[^`]*`/);
 
     await w.form(
-      slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'release checked lb-a by hand: ACTIVE' }),
+      slashCommandBody({
+        user: OPERATOR,
+        channel: CHANNEL,
+        text: 'release checked lb-a by hand: ACTIVE',
+        slack: w.slack,
+      }),
     );
     await eventually('the Home tab republished without the hold', () =>
       homeText(w.slack, OPERATOR).includes('Held') ? undefined : true,

@@ -74,7 +74,7 @@ async function world(scenario: string) {
     send,
     /** Types `/capi <text>` as `user` with a fresh trigger_id. */
     slash: (user: string, text: string) =>
-      send(slashCommandBody({ user, channel: CHANNEL, text, triggerId: slack.issueTrigger(user) })),
+      send(slashCommandBody({ user, channel: CHANNEL, text, slack, triggerId: slack.issueTrigger(user) })),
     choose: (user: string, view: FakeView, value: string) =>
       send(viewSubmissionBody({ user, view, values: { capi_pick: { value: { selected: value } } } })),
   };
@@ -86,11 +86,14 @@ const loaded = (slack: FakeSlack) =>
     timeoutMs: 30_000,
   });
 
+/** A typed command's replies go to its response_url; a picker's choice has none and goes by chat.postEphemeral. */
+const REPLY_METHODS = new Set(['chat.postEphemeral', 'response_url']);
+
 function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
   return eventually(`an ephemeral to ${user}`, () => {
     const hit = slack.calls
       .slice(from)
-      .find((c) => c.method === 'chat.postEphemeral' && c.args.user === user && c.status === 200);
+      .find((c) => REPLY_METHODS.has(c.method) && c.args.user === user && c.status === 200);
     return hit ? String(hit.args.text) : undefined;
   });
 }

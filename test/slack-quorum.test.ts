@@ -107,7 +107,12 @@ function ephemeralTo(slack: FakeSlack, user: string, from: number): Promise<stri
   return eventually(`an ephemeral to ${user}`, () => {
     const hit = slack.calls
       .slice(from)
-      .find((c) => c.method === 'chat.postEphemeral' && c.args.user === user && c.status === 200);
+      .find(
+        (c) =>
+          (c.method === 'chat.postEphemeral' || c.method === 'response_url') &&
+          c.args.user === user &&
+          c.status === 200,
+      );
     return hit ? String(hit.args.text) : undefined;
   });
 }
@@ -121,7 +126,7 @@ const approvalText = (slack: FakeSlack) =>
 describe('a step that needs two approvers, in Slack', () => {
   it('should show who approved so far, count each person once, never count the requester, and run after the second', async () => {
     const w = await world();
-    await w.send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: 'park' }));
+    await w.send(slashCommandBody({ user: LEAD, channel: CHANNEL, text: 'park', slack: w.slack }));
     const runId = await eventually('a run', async () => (await w.h.service.listRuns({}))[0]?.runId);
     await waitForEvent(w.h.service, runId, isType('approval.requested'));
     const [pending] = await w.h.service.pendingApprovals(runId);

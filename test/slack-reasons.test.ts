@@ -92,7 +92,7 @@ async function send(w: World, body: string): Promise<Response> {
 
 /** `park` as the operator, parked at its approval: the approval id. */
 async function parkedAtApproval(w: World): Promise<{ runId: string; approvalId: string }> {
-  await send(w, slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park' }));
+  await send(w, slashCommandBody({ user: OPERATOR, channel: CHANNEL, text: 'park', slack: w.slack }));
   const runId = await eventually('a queued run', async () => (await w.h.service.listRuns({}))[0]?.runId);
   await waitForEvent(w.h.service, runId, isType('approval.requested'));
   const [pending] = await w.h.service.pendingApprovals(runId);

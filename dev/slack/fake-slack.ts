@@ -37,6 +37,8 @@ export interface FakeMessage {
 export interface FakeEphemeral {
   /** The message_ts Slack answered with: ephemerals are ordered among the channel's messages by it. */
   readonly ts: string;
+  /** How it was sent: chat.postEphemeral (app-wide Tier 4 limit) or a command's response_url (no app limit). */
+  readonly via: 'chat.postEphemeral' | 'response_url';
   readonly user: string;
   readonly thread_ts?: string;
   readonly text: string;
@@ -82,6 +84,13 @@ export interface FakeSlack {
    * within triggerTtlMs (3 s) of this call, on the fake's clock.
    */
   issueTrigger(user: string): string;
+  /**
+   * A response_url as Slack puts in a slash command by `user` in `channel`: it takes up to
+   * responseUrlUses (5) messages within responseUrlTtlMs (30 min) of this call, on the fake's clock. Each POST
+   * is recorded as a call of method `response_url`; an ephemeral one is kept with the channel's ephemerals
+   * (`via: 'response_url'`), an `in_channel` one as a channel message.
+   */
+  issueResponseUrl(user: string, channel: string): string;
   /** Every modal opened, in order, as it is now. */
   modals(): FakeView[];
   /** The Home tab last published for `user`. */
@@ -130,6 +139,10 @@ export interface FakeSlackOptions {
   readonly methodLimitWindowMs?: number;
   /** How long a trigger_id stays usable for views.open (Slack: 3 s). Default 3000. */
   readonly triggerTtlMs?: number;
+  /** How long a response_url takes messages (Slack: 30 min). Default 1800000. */
+  readonly responseUrlTtlMs?: number;
+  /** How many messages a response_url takes (Slack: 5). Default 5. */
+  readonly responseUrlUses?: number;
   /** Epoch ms; lets a test move time for the rate limiter instead of sleeping. Default Date.now. */
   readonly clock?: () => number;
 }
@@ -180,6 +193,7 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
   const buckets = new Map<string, { tokens: number; at: number }>();
   const methodWindows = new Map<string, number[]>();
   const triggers = new Map<string, { user: string; issuedAt: number; used: boolean }>();
+  const responseUrls = new Map<string, { user: string; channel: string; issuedAt: number; uses: number }>();
   const views = new Map<string, FakeView>();
   const homes = new Map<string, string>();
   let viewCounter = 0;
@@ -297,6 +311,20 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     return stored;
   };
 
+  const keepEphemeral = (
+    channel: string,
+    user: string,
+    via: FakeEphemeral['via'],
+    body: { text: string; blocks: unknown[] },
+    threadTs?: string,
+  ): string => {
+    const list = ephemerals.get(channel) ?? [];
+    const ts = nextTs();
+    list.push({ ts, via, user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
+    ephemerals.set(channel, list);
+    return ts;
+  };
+
   const viewJson = (v: FakeView) => ({ ...structuredClone(v.view), id: v.id, hash: v.hash, type: v.type });
 
   const methods: Record<string, (args: Record<string, unknown>) => Record<string, unknown>> = {
@@ -384,11 +412,7 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
       }
       const threadTs = checkThread(messages, args.thread_ts);
       const body = content(args);
-      const list = ephemerals.get(channel) ?? [];
-      const ts = nextTs();
-      list.push({ ts, user, ...(threadTs !== undefined ? { thread_ts: threadTs } : {}), ...body });
-      ephemerals.set(channel, list);
-      return { message_ts: ts };
+      return { message_ts: keepEphemeral(channel, user, 'chat.postEphemeral', body, threadTs) };
     },
 
     'files.getUploadURLExternal': (args) => {
@@ -584,6 +608,53 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
     send(res, status, body);
   };
 
+  /**
+   * A POST to a response_url (JSON, as Bolt's respond() sends it). Slack answers a spent or expired URL with
+   * 404 (`used_url`, `expired_url`); replace_original and delete_original need a message the command does not
+   * have, so they are refused here rather than ignored.
+   */
+  const handleResponseUrl = (token: string, raw: Buffer, res: ServerResponse) => {
+    let args: Record<string, unknown> = {};
+    const answer = (status: number, body: Record<string, unknown>) => {
+      record('response_url', args, status, body);
+      send(res, status, body);
+    };
+    try {
+      const parsed: unknown = JSON.parse(raw.toString('utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error('not an object');
+      args = parsed as Record<string, unknown>;
+    } catch {
+      return answer(400, { ok: false, error: 'invalid_payload' });
+    }
+    const target = responseUrls.get(token);
+    if (target === undefined) return answer(404, { ok: false, error: 'invalid_url' });
+    args = { ...args, user: target.user, channel: target.channel };
+    if (clock() - target.issuedAt > (opts.responseUrlTtlMs ?? 30 * 60_000))
+      return answer(404, { ok: false, error: 'expired_url' });
+    if (target.uses >= (opts.responseUrlUses ?? 5)) return answer(404, { ok: false, error: 'used_url' });
+    if (args.replace_original === true || args.delete_original === true)
+      return answer(400, { ok: false, error: 'no_original_message' });
+    const type = args.response_type ?? 'ephemeral';
+    if (type !== 'ephemeral' && type !== 'in_channel')
+      return answer(400, { ok: false, error: 'invalid_response_type' });
+    let body: { text: string; blocks: unknown[] };
+    try {
+      body = content(args);
+    } catch (err) {
+      if (err instanceof ApiError) return answer(400, { ok: false, error: err.error, ...err.extra });
+      throw err;
+    }
+    target.uses += 1;
+    const messages = channels.get(target.channel);
+    if (type === 'in_channel' && messages !== undefined) {
+      messages.push({ ts: nextTs(), ...body, updates: 0 });
+    } else {
+      keepEphemeral(target.channel, target.user, 'response_url', body);
+    }
+    answer(200, { ok: true });
+  };
+
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -594,6 +665,8 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
         if (req.method !== 'POST') return send(res, 405, 'POST only');
         const upload = /^\/upload\/([A-Za-z0-9]+)$/.exec(url.pathname);
         if (upload) return await handleUpload(upload[1] as string, req, raw, res);
+        const respond = /^\/commands\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
+        if (respond) return handleResponseUrl(respond[1] as string, raw, res);
         const api = /^\/api\/([A-Za-z0-9_.]+)$/.exec(url.pathname);
         if (!api) return send(res, 404, 'not found');
         const method = api[1] as string;
@@ -629,6 +702,11 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
       const id = `${Math.floor(clock() / 1000)}.${triggers.size + 1}.${randomBytes(8).toString('hex')}`;
       triggers.set(id, { user, issuedAt: clock(), used: false });
       return id;
+    },
+    issueResponseUrl(user, channel) {
+      const token = randomBytes(12).toString('hex');
+      responseUrls.set(token, { user, channel, issuedAt: clock(), uses: 0 });
+      return `${baseUrl}/commands/${token}`;
     },
     modals: () => [...views.values()].filter((v) => v.type === 'modal').map((v) => structuredClone(v)),
     home(user) {

@@ -65,14 +65,19 @@ export async function submitCommand(
       throw notAnOperator(person, 'may start runs that can change the cloud');
     }
     const site = opts.on ?? onlySite(service);
-    const record = await service.submit({
+    const result = await service.start({
       runbook: opts.runbook,
       args: opts.args,
       site,
       requestedBy: person.userId,
       via: person.via,
     });
-    process.stdout.write(`run id: ${record.runId} (${record.runbook} on ${record.site}, queued)\n`);
+    const record = result.record;
+    process.stdout.write(
+      result.kind === 'joined'
+        ? `run id: ${record.runId} (${record.runbook} on ${record.site}, ${record.status}): the same read-only run was already going, requested by ${record.requestedBy}; joined it\n`
+        : `run id: ${record.runId} (${record.runbook} on ${record.site}, queued)\n`,
+    );
     return opts.follow ? await followRun(service, record.runId, opts.verbose) : 0;
   });
 }

@@ -47,6 +47,7 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     approvers: config.approval.approvers,
     allowSelfApproval: config.approval.allowSelfApproval,
     trustSlackGroups: config.approval.trustSlackGroups,
+    readOnlyLimits: config.readOnlyLimits,
     // Every decision taken in Slack is signed with serve's key: the agents accept no unsigned one.
     ...(keys.signer !== undefined ? { decisionSigner: keys.signer } : {}),
     logger,

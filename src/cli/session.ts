@@ -74,6 +74,7 @@ export async function withRunService<T>(
     approvers: config.approval.approvers,
     allowSelfApproval: config.approval.allowSelfApproval,
     trustSlackGroups: config.approval.trustSlackGroups,
+    readOnlyLimits: config.readOnlyLimits,
     logger,
     // Runs asked for, decisions and cancels from a terminal are audited like Slack's; stdout is the user's.
     audit: createAuditLog({

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { CapiError, ConfigError, ErrorCode } from '../errors.js';
+import { DEFAULT_READONLY_LIMITS } from '../runs/readonly-runs.js';
 import { FINGERPRINT_PATTERN } from '../ssh/hostkey.js';
 import type { JumphostTarget } from '../ssh/types.js';
 import { describeZodIssues } from '../validation.js';
@@ -62,6 +63,15 @@ export interface AppConfig {
   readonly threadLeaseTtlMs: number;
   /** Runs one agent process works on at once (AGENT_CONCURRENCY); runs parked at an approval do not count. */
   readonly agentConcurrency: number;
+  /**
+   * Read-only runs (diagnose) started per person and per site in a sliding window (CAPI_READONLY_PER_PERSON,
+   * CAPI_READONLY_PER_SITE, CAPI_READONLY_WINDOW); an identical one asked for while one goes joins it instead.
+   */
+  readonly readOnlyLimits: {
+    readonly perPerson: number;
+    readonly perSite: number;
+    readonly windowMs: number;
+  };
   /** Per Slack user and window: refused clicks/commands and timeline uploads before one "slow down". */
   readonly slackFlood: { readonly refusals: number; readonly uploads: number; readonly windowMs: number };
   readonly approval: {
@@ -436,6 +446,15 @@ const envSchema = z.object({
   SLACK_FLOOD_REFUSALS: countSchema('refused clicks and commands per user per window', 5).optional(),
   SLACK_FLOOD_UPLOADS: countSchema('/capi timeline uploads per user per window', 3).optional(),
   SLACK_FLOOD_WINDOW: timerDuration('1m').optional(),
+  CAPI_READONLY_PER_PERSON: countSchema(
+    'read-only runs one person may start per CAPI_READONLY_WINDOW',
+    DEFAULT_READONLY_LIMITS.perPerson,
+  ).optional(),
+  CAPI_READONLY_PER_SITE: countSchema(
+    'read-only runs started on one site per CAPI_READONLY_WINDOW, by anyone or any alert',
+    DEFAULT_READONLY_LIMITS.perSite,
+  ).optional(),
+  CAPI_READONLY_WINDOW: timerDuration('10m').optional(),
   AGENT_CONCURRENCY: z
     .string()
     .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
@@ -563,6 +582,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       refusals: e.SLACK_FLOOD_REFUSALS ?? 5,
       uploads: e.SLACK_FLOOD_UPLOADS ?? 3,
       windowMs: e.SLACK_FLOOD_WINDOW ?? 60_000,
+    },
+    readOnlyLimits: {
+      perPerson: e.CAPI_READONLY_PER_PERSON ?? DEFAULT_READONLY_LIMITS.perPerson,
+      perSite: e.CAPI_READONLY_PER_SITE ?? DEFAULT_READONLY_LIMITS.perSite,
+      windowMs: e.CAPI_READONLY_WINDOW ?? DEFAULT_READONLY_LIMITS.windowMs,
     },
     agentConcurrency: e.AGENT_CONCURRENCY ?? DEFAULT_AGENT_CONCURRENCY,
     approval: {

@@ -187,6 +187,19 @@ export type RunEvent =
       readonly by: string;
       readonly reason: string;
     }
+  /**
+   * Someone asked for this same read-only run while it went (a person, an alert group) and joined it instead
+   * of starting another: written by the application service, not the engine.
+   */
+  | {
+      readonly type: 'run.joined';
+      /** A Slack user id, or `alertmanager`. */
+      readonly by: string;
+      /** Where it was asked from when not Slack (`terminal as alice`, `alertmanager`). */
+      readonly via?: string;
+      /** What asked, for automation: the alert group (its name and labels). */
+      readonly note?: string;
+    }
   | (StepRef & {
       readonly type: 'step.finished';
       readonly status: StepStatus;

@@ -1,15 +1,17 @@
 /**
  * Alerts start a diagnosis: Alertmanager's webhook (POST /alerts/alertmanager, JSON version 4) on serve's HTTP
- * server. A firing alert group whose labels name a site gets one `diagnose` run (read-only) posted to that
- * site's Slack channel, once per group until the group resolves (or DIAGNOSE_ONCE_TTL passes); nothing the
- * webhook does can start a destructive run. Authenticated with a bearer token compared in constant time.
+ * server. A firing alert group whose labels name a site gets a `diagnose` run (read-only) posted to that
+ * site's Slack channel, once per group until the group resolves (or DIAGNOSE_ONCE_TTL passes). Many groups for
+ * one site start ONE diagnosis: while it is queued or running the others join it (RunService.start, the same
+ * join an identical `/capi diagnose` gets), each shown once in its thread. Nothing the webhook does can start a
+ * destructive run. Authenticated with a bearer token compared in constant time.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { SiteProfile } from '../config/site.js';
-import { asCodedError } from '../errors.js';
+import { asCodedError, ErrorCode } from '../errors.js';
 import type { OpsRoute } from '../ops/http.js';
 import type { RunService } from '../queue/service.js';
 import { describeZodIssues } from '../validation.js';
@@ -86,6 +88,16 @@ function readBody(req: IncomingMessage): Promise<Buffer | 'too_large'> {
   });
 }
 
+/** `CapiClusterNotReady {cluster="c1", site="s1"}`: the group as Alertmanager's own UI names it. */
+function alertGroupName(groupLabels: Readonly<Record<string, string>>): string {
+  const { alertname, ...rest } = groupLabels;
+  const labels = Object.keys(rest)
+    .sort()
+    .map((k) => `${k}=${JSON.stringify(rest[k])}`)
+    .join(', ');
+  return `${alertname ?? 'alert'} {${labels}}`.slice(0, 300);
+}
+
 export function alertWebhookRoute(opts: AlertWebhookOptions): OpsRoute {
   const siteLabel = opts.siteLabel ?? 'site';
   const json = (res: ServerResponse, status: number, body: unknown) => {
@@ -127,18 +139,30 @@ export function alertWebhookRoute(opts: AlertWebhookOptions): OpsRoute {
         error: `site ${site.name} has no slack_channels: nowhere to post the diagnosis`,
       });
     }
-    const result = await opts.service.submitOnce(key, opts.onceTtlMs ?? 4 * 3600_000, {
-      runbook: ALERT_RUNBOOK,
-      args: [],
-      site: site.name,
-      requestedBy: 'alertmanager',
-      channel,
-    });
-    if ('duplicateOf' in result)
-      return json(res, 200, { status: 'already diagnosed', runId: result.duplicateOf });
-    opts.onStarted?.(result.started.runId);
-    opts.logger.info({ runId: result.started.runId, site: site.name }, 'an alert started a diagnosis');
-    return json(res, 202, { status: 'diagnosis started', runId: result.started.runId });
+    let result: Awaited<ReturnType<RunService['submitOnce']>>;
+    try {
+      result = await opts.service.submitOnce(
+        key,
+        opts.onceTtlMs ?? 4 * 3600_000,
+        { runbook: ALERT_RUNBOOK, args: [], site: site.name, requestedBy: 'alertmanager', channel },
+        { note: alertGroupName(alert.groupLabels) },
+      );
+    } catch (err) {
+      const coded = asCodedError(err);
+      if (coded.code !== ErrorCode.LimitReached) throw err;
+      // The site's read-only limit: Alertmanager retries a failed delivery, by then the window may allow it.
+      opts.logger.warn({ site: site.name, err: coded.message }, 'an alert found the site at its limit');
+      return json(res, 429, { error: coded.message });
+    }
+    if (result.kind === 'duplicate')
+      return json(res, 200, { status: 'already diagnosed', runId: result.runId });
+    if (result.kind === 'joined') {
+      opts.logger.info({ runId: result.record.runId, site: site.name }, 'an alert joined a diagnosis');
+      return json(res, 200, { status: 'joined the diagnosis going', runId: result.record.runId });
+    }
+    opts.onStarted?.(result.record.runId);
+    opts.logger.info({ runId: result.record.runId, site: site.name }, 'an alert started a diagnosis');
+    return json(res, 202, { status: 'diagnosis started', runId: result.record.runId });
   };
   return {
     path: ALERT_WEBHOOK_PATH,

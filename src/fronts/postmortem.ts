@@ -181,6 +181,11 @@ function timeline(entries: readonly TimelineEntry[]): string[] {
       case 'run.resumed':
         out.push(`- ${t} run resumed at ${md(e.atStep)}: ${md(e.reason)}`);
         break;
+      case 'run.joined':
+        out.push(
+          `- ${t} ${e.note !== undefined ? `alert ${md(e.note)}` : md(e.by)}${e.via && e.note === undefined ? ` (${md(e.via)})` : ''} asked for the same run and joined this one`,
+        );
+        break;
       case 'approval.refused':
         out.push(`- ${t} a decision by ${md(e.by)} was refused: ${md(e.reason)}`);
         break;

@@ -77,6 +77,8 @@ function describeEvent(e: RunEvent): string {
       return `    -- a decision by ${e.by} was refused: ${e.reason}`;
     case 'approval.voted':
       return `    -- approved by ${e.by} (${e.count} of ${e.of} approvers)${e.note ? `: ${e.note}` : ''}`;
+    case 'run.joined':
+      return `    -- ${e.note ?? e.by}${e.via && e.note === undefined ? ` (${e.via})` : ''} asked for the same run and joined this one`;
     case 'run.resumed':
       return `=== resumed at ${e.atStep}: ${e.reason}`;
     case 'preflight':

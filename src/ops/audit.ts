@@ -21,6 +21,17 @@ export type AuditEvent =
       readonly via?: string;
       readonly channel?: string;
     }
+  /** Someone asked for a read-only run identical to one queued or running, and joined it. */
+  | {
+      readonly event: 'run.joined';
+      readonly runId: string;
+      readonly runbook: string;
+      readonly site: string;
+      readonly requestedBy: string;
+      readonly via?: string;
+      /** What asked, for automation: the alert group. */
+      readonly note?: string;
+    }
   | {
       readonly event: 'run.refused';
       readonly runbook: string;

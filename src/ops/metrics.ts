@@ -208,11 +208,12 @@ export class Metrics {
 export function meteredFetch(metrics: Metrics, inner: typeof fetch = globalThis.fetch): FetchFunction {
   return async (input, init) => {
     const url = new URL(String(input));
-    // `https://slack.com/api/chat.postMessage` -> `chat.postMessage`; anything else (a file's upload URL) is
-    // one bucket, so a URL that carries a token-like path never becomes a label.
+    // `https://slack.com/api/chat.postMessage` -> `chat.postMessage`; a command's response_url
+    // (`https://hooks.slack.com/commands/…`) -> `response_url`; anything else (a file's upload URL) is one
+    // bucket, so a URL that carries a token-like path never becomes a label.
     const last = url.pathname.split('/').at(-1) ?? '';
     const api = /^[a-z]+(\.[A-Za-z]+)+$/.test(last);
-    const method = api ? last : 'other';
+    const method = api ? last : url.pathname.startsWith('/commands/') ? 'response_url' : 'other';
     try {
       const res = await inner(input, init as RequestInit | undefined);
       metrics.slackCalls.inc({ method, result: await slackResult(res, api) });

@@ -17,8 +17,16 @@ import { decisionReasonSchema } from '../runs/decision-reason.js';
 import { DoctorReports } from '../runs/doctor-reports.js';
 import { heldSiteMessage, type SiteHold, TargetLock, targetKey } from '../runs/lock.js';
 import { type Approver, mayDecide, type Refusal } from '../runs/policy.js';
+import {
+  type Claim,
+  DEFAULT_READONLY_LIMITS,
+  inWords,
+  type LimitHit,
+  type ReadOnlyLimits,
+  ReadOnlyRuns,
+} from '../runs/readonly-runs.js';
 import { RedisWriteConfirm, type WriteConfirm } from '../runs/redis-durability.js';
-import { type RunRecord, RunRegistry } from '../runs/registry.js';
+import { isFinalStatus, type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
 import { type DecisionSigner, statementText } from '../signing/statement.js';
 import {
@@ -102,7 +110,26 @@ export interface RunServiceOptions {
   readonly waitReplicas?: number;
   /** How long confirming a decision or a cancel (WAITAOF, WAIT) may take. Default 2 s: a Slack dialog waits for it and must be answered within 3 s. */
   readonly confirmTimeoutMs?: number;
+  /** Read-only runs started per person and per site in a window (CAPI_READONLY_*). */
+  readonly readOnlyLimits?: ReadOnlyLimits;
 }
+
+/**
+ * What asking for a run did: started one, or joined the identical read-only run already queued or running
+ * (`firstJoin`: this asker's join was new, and its thread shows it).
+ */
+export type RunStart =
+  | { readonly kind: 'started'; readonly record: RunRecord }
+  | { readonly kind: 'joined'; readonly record: RunRecord; readonly firstJoin: boolean };
+
+/** Automation asking for a read-only run (an alert group): no person's limit, and the joins say what asked. */
+export interface AutomatedAsk {
+  /** What asked, shown in the joined run's thread: an alert group's name and labels. */
+  readonly note: string;
+}
+
+/** A claim this young whose run record is not written yet is a run being created by another front. */
+const CLAIM_GRACE_MS = 10_000;
 
 const NO_AGENT = 'no agent answered in time (is an agent serving this site running?)';
 
@@ -145,6 +172,7 @@ export class RunService {
   private readonly attempts: AttemptJournal;
   private readonly lock: TargetLock;
   private readonly doctorReports: DoctorReports;
+  private readonly readOnly: ReadOnlyRuns;
   private readonly audit: AuditLog;
   private readonly writes: WriteConfirm;
   private readonly queues = new Map<string, Queue>();
@@ -157,6 +185,7 @@ export class RunService {
     this.attempts = new AttemptJournal(opts.redis, opts.prefix);
     this.lock = new TargetLock(opts.redis, opts.prefix);
     this.doctorReports = new DoctorReports(opts.redis, opts.prefix);
+    this.readOnly = new ReadOnlyRuns(opts.redis, opts.prefix, opts.readOnlyLimits ?? DEFAULT_READONLY_LIMITS);
     this.audit = opts.audit ?? NO_AUDIT;
     this.writes = new RedisWriteConfirm(opts.redis, {
       replicas: opts.waitReplicas ?? 0,
@@ -251,11 +280,18 @@ export class RunService {
     return q;
   }
 
-  /**
-   * Validates everything a human typed before anything is stored, takes the site's lock (one run per
-   * target), records the run and enqueues it. Refused requests leave nothing behind.
-   */
+  /** The run that serves this request: the one started, or the identical read-only run it joined (see start). */
   async submit(request: RunRequest): Promise<RunRecord> {
+    return (await this.start(request)).record;
+  }
+
+  /**
+   * Validates everything a human typed before anything is stored. A run that can change the cloud takes the
+   * site's lock (one run per target); a read-only one joins the identical run already queued or running, or
+   * starts within the per-person and per-site limits. Then the run is recorded and enqueued. Refused requests
+   * leave nothing behind. `automation`: an alert asked, not a person (no person's limit applies).
+   */
+  async start(request: RunRequest, automation?: AutomatedAsk): Promise<RunStart> {
     const runbook = this.opts.runbooks.runbooks.get(request.runbook);
     if (!runbook) {
       throw new CapiError(
@@ -265,8 +301,125 @@ export class RunService {
     }
     const params = validateParams(runbook, request.args);
     this.site(request.site);
+    if (runbook.exclusive) return { kind: 'started', record: await this.enqueue(runbook, params, request) };
+    return this.startOrJoin(runbook, params, request, automation);
+  }
+
+  /**
+   * A read-only run: joins the identical one queued or running; else, within the limits, claims the ask (so a
+   * second front asking at the same moment joins this one) and starts it.
+   */
+  private async startOrJoin(
+    runbook: Runbook,
+    params: Readonly<Record<string, string>>,
+    request: RunRequest,
+    automation: AutomatedAsk | undefined,
+  ): Promise<RunStart> {
+    const key = this.readOnly.sameKey(request.site, runbook.name, request.args);
+    const ttlMs = lockTtlMs(this.opts.approvalTimeoutMs);
+    for (let tries = 0; tries < 5; tries++) {
+      const current = await this.readOnly.claimed(key);
+      const going = current === undefined ? undefined : await this.runOfClaim(key, current);
+      if (going === 'changed') continue;
+      if (going !== undefined) return this.join(going, request, automation, ttlMs);
+      const runId = newRunId();
+      // Claimed before the limits are counted: whoever asks meanwhile joins this run, and no limit refuses them.
+      const claim = await this.readOnly.claim(key, current, runId, ttlMs);
+      if (claim === undefined) continue; // another front claimed it since: join that run on the next turn
+      const person = automation === undefined ? request.requestedBy : undefined;
+      const hit = await this.readOnly.take(person, request.site, runId);
+      if (hit !== undefined) {
+        await this.readOnly.unclaim(key, claim);
+        throw this.limitRefusal(hit, runbook.name, request);
+      }
+      try {
+        return { kind: 'started', record: await this.enqueue(runbook, params, request, runId) };
+      } catch (err) {
+        await this.readOnly.unclaim(key, claim);
+        await this.readOnly.untake(person, request.site, runId);
+        throw err;
+      }
+    }
+    throw new CapiError(
+      ErrorCode.TargetBusy,
+      `the same ${runbook.name} kept being started meanwhile; ask again`,
+    );
+  }
+
+  /**
+   * The run a claim names while it is queued or running; undefined when it ended or never started; `changed`
+   * when the claim was given up or taken over meanwhile (look again).
+   */
+  private async runOfClaim(key: string, claim: Claim): Promise<RunRecord | 'changed' | undefined> {
+    // A claim just made is a run another front is creating now: its record follows within moments.
+    const deadline = Math.min(claim.at + CLAIM_GRACE_MS, Date.now() + CLAIM_GRACE_MS);
+    for (;;) {
+      const record = await this.registry.get(claim.runId);
+      if (record !== null) return isFinalStatus(record.status) ? undefined : record;
+      if (Date.now() >= deadline) return undefined;
+      if ((await this.readOnly.claimed(key))?.raw !== claim.raw) return 'changed';
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** Joins `record`: audited; the run's thread (its timeline) shows each asker once. */
+  private async join(
+    record: RunRecord,
+    request: RunRequest,
+    automation: AutomatedAsk | undefined,
+    ttlMs: number,
+  ): Promise<RunStart> {
+    const who = JSON.stringify([request.requestedBy, request.via ?? '', automation?.note ?? '']);
+    const firstJoin = await this.readOnly.joined(record.runId, who, ttlMs);
+    if (firstJoin) {
+      await this.timeline.append(record.runId, {
+        type: 'run.joined',
+        by: request.requestedBy,
+        ...(request.via !== undefined ? { via: request.via } : {}),
+        ...(automation !== undefined ? { note: automation.note } : {}),
+      });
+    }
+    this.audit.record({
+      event: 'run.joined',
+      runId: record.runId,
+      runbook: record.runbook,
+      site: record.site,
+      requestedBy: request.requestedBy,
+      ...(request.via !== undefined ? { via: request.via } : {}),
+      ...(automation !== undefined ? { note: automation.note } : {}),
+    });
+    return { kind: 'joined', record, firstJoin };
+  }
+
+  /** The refusal of a read-only run past a limit: which limit, and when to ask again. */
+  private limitRefusal(hit: LimitHit, runbook: string, request: RunRequest): CapiError {
+    const window = inWords(hit.windowMs);
+    const why =
+      hit.limit === 'person'
+        ? `you started ${hit.count} read-only runs in the last ${window} (the CAPI_READONLY_PER_PERSON limit)`
+        : `site ${request.site} had ${hit.count} read-only runs started in the last ${window} (the CAPI_READONLY_PER_SITE limit)`;
+    this.audit.record({
+      event: 'run.refused',
+      runbook,
+      site: request.site,
+      requestedBy: request.requestedBy,
+      reason: `read-only limit per ${hit.limit}: ${hit.count} per ${window}`,
+    });
+    return new CapiError(
+      ErrorCode.LimitReached,
+      `${why}. Try again in ${inWords(hit.retryInMs)}; \`status\` shows the runs going.`,
+    );
+  }
+
+  /** Takes the site's lock when the run can change the cloud, records the run and enqueues it. */
+  private async enqueue(
+    runbook: Runbook,
+    params: Readonly<Record<string, string>>,
+    request: RunRequest,
+    runId: string = newRunId(),
+  ): Promise<RunRecord> {
     const job: RunJob = RunJobSchema.parse({
-      runId: newRunId(),
+      runId,
       runbook: runbook.name,
       args: [...request.args],
       site: request.site,
@@ -377,14 +530,17 @@ export class RunService {
 
   /**
    * Starts a read-only run once per `key` until `forgetOnce(key)` or `ttlMs` passes (an alert group firing
-   * again and again gets one diagnosis). Refuses a runbook that can change anything: automation never starts a
-   * destructive run. Resolves with the run started, or the id of the run already started for the key.
+   * again and again gets one diagnosis), or joins the identical run already going (many alert groups for one
+   * site: one diagnosis, each group shown in its thread). Refuses a runbook that can change anything:
+   * automation never starts a destructive run. Resolves with the run started or joined, or the id of the run
+   * already started for the key.
    */
   async submitOnce(
     key: string,
     ttlMs: number,
     request: RunRequest,
-  ): Promise<{ started: RunRecord } | { duplicateOf: string }> {
+    automation: AutomatedAsk,
+  ): Promise<RunStart | { readonly kind: 'duplicate'; readonly runId: string }> {
     const runbook = this.opts.runbooks.runbooks.get(request.runbook);
     if (!runbook?.readOnly || runbook.exclusive) {
       throw new CapiError(
@@ -395,11 +551,13 @@ export class RunService {
     const dedup = this.onceKey(key);
     // Claimed first, atomically: two deliveries of one alert group at once start one run.
     const claimed = await this.opts.redis.set(dedup, 'starting', 'PX', ttlMs, 'NX');
-    if (claimed === null) return { duplicateOf: (await this.opts.redis.get(dedup)) ?? 'starting' };
+    if (claimed === null) {
+      return { kind: 'duplicate', runId: (await this.opts.redis.get(dedup)) ?? 'starting' };
+    }
     try {
-      const started = await this.submit(request);
-      await this.opts.redis.set(dedup, started.runId, 'PX', ttlMs, 'XX');
-      return { started };
+      const result = await this.start(request, automation);
+      await this.opts.redis.set(dedup, result.record.runId, 'PX', ttlMs, 'XX');
+      return result;
     } catch (err) {
       await this.opts.redis.del(dedup);
       throw err;

@@ -96,6 +96,12 @@ const eventSchemas = {
     by: z.string(),
     reason: z.string(),
   }),
+  'run.joined': z.object({
+    type: z.literal('run.joined'),
+    by: z.string(),
+    via: z.string().exactOptional(),
+    note: z.string().exactOptional(),
+  }),
   preflight: z.object({
     type: z.literal('preflight'),
     home: z.string(),

@@ -1,3 +1,4 @@
+import type { RespondFn } from '@slack/bolt';
 import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
 import type { FetchFunction, WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
@@ -55,6 +56,10 @@ const CommandPayload = z.object({
   channel_id: z.string().min(1),
   text: z.string().default(''),
   trigger_id: z.string().min(1).max(200).optional(),
+  response_url: z
+    .url({ protocol: /^https?$/ })
+    .max(2000)
+    .optional(),
 });
 const ActionPayload = z.object({
   user: z.object({ id: z.string().min(1) }),
@@ -137,20 +142,22 @@ export function createSlackApp(opts: SlackFrontOptions): App {
   // Every runbook the service can start is a subcommand; a runbook named like a built-in stops start-up here.
   const commands = capiCommands(opts.service.runbooks());
 
-  /** A /capi command as typed, or a picker's choice as the same text: one path, the same checks. */
+  /**
+   * A /capi command as typed, or a picker's choice as the same text: one path, the same checks. `respond`
+   * posts to the command's response_url; without one (a picker's choice) replies go by chat.postEphemeral.
+   */
   const runCapi = async (
     client: WebClient,
     userId: string,
     channelId: string,
     text: string,
     triggerId: string | undefined,
+    respond?: RespondFn,
   ): Promise<void> => {
     const { flood } = opts;
     // A user past a flood limit is acked and otherwise ignored until the window ends.
     if (flood !== undefined && (await flood.blocked(userId))) return;
-    const reply = async (message: string) => {
-      await client.chat.postEphemeral({ channel: channelId, user: userId, text: message });
-    };
+    const reply = replyTo(client, channelId, userId, respond, logger);
     const ctx: CapiContext = {
       userId,
       channelId,
@@ -179,7 +186,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     }
   };
 
-  app.command('/capi', async ({ ack, body, client }) => {
+  app.command('/capi', async ({ ack, body, client, respond }) => {
     await ack();
     const parsed = CommandPayload.safeParse(body);
     if (!parsed.success) {
@@ -187,7 +194,9 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       return;
     }
     const { user_id: userId, channel_id: channelId, text, trigger_id: triggerId } = parsed.data;
-    await runCapi(client, userId, channelId, text, triggerId);
+    // Bolt's respond() posts to the body's response_url; it is used only once that URL passed the check above.
+    const viaUrl = parsed.data.response_url !== undefined ? respond : undefined;
+    await runCapi(client, userId, channelId, text, triggerId, viaUrl);
   });
   registerPickSubmission(app, { siteFor, logger, runCapi });
 
@@ -246,6 +255,33 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     logger.error({ err: err.message }, 'slack listener error');
   });
   return app;
+}
+
+/**
+ * How a /capi command's answer reaches the person who typed it: the command's response_url (Slack counts no
+ * app-wide rate limit on it; chat.postEphemeral is Tier 4, about 100 a minute for the whole app, and in an
+ * incident most would be refused), else chat.postEphemeral. A response_url that refuses (spent after 5
+ * messages, expired after 30 minutes) is not the person's fault: the answer then goes by chat.postEphemeral.
+ */
+function replyTo(
+  client: WebClient,
+  channel: string,
+  user: string,
+  respond: RespondFn | undefined,
+  logger: Logger,
+): (text: string) => Promise<void> {
+  const ephemeral = async (text: string) => {
+    await client.chat.postEphemeral({ channel, user, text });
+  };
+  if (respond === undefined) return ephemeral;
+  return async (text) => {
+    try {
+      await respond({ response_type: 'ephemeral', text });
+    } catch (err) {
+      logger.warn({ err: asCodedError(err).message }, 'response_url refused the reply: sent as an ephemeral');
+      await ephemeral(text);
+    }
+  };
 }
 
 /**

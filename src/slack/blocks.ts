@@ -595,6 +595,16 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
           ),
         ],
       );
+    case 'run.joined': {
+      // The note is an alert group's labels (Alertmanager's text): a code span, so it cannot link or mention.
+      const who = e.note !== undefined ? `Alert ${slackName(e.note, 300)}` : mention(e.by);
+      const via = e.via !== undefined && e.note === undefined ? ` via ${inline(e.via, 60)}` : '';
+      return post(`${e.note !== undefined ? 'An alert' : 'Someone'} asked for this run again and joined it`, [
+        section(
+          `:link: ${who}${via} asked for the same run while this one goes: joined it here instead of starting another.`,
+        ),
+      ]);
+    }
     case 'run.finished': {
       const took = formatRunDuration(e.durationMs, e.waitingMs);
       const lines = [`${RUN_EMOJI[e.status]} *Run ${RUN_WORD[e.status]}* after ${took}`];

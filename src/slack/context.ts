@@ -10,7 +10,7 @@ export interface CapiContext {
   readonly service: RunService;
   readonly client: WebClient;
   readonly logger: Logger;
-  /** Tells only the person who typed the command (chat.postEphemeral). */
+  /** Tells only the person who typed the command (the command's response_url, else chat.postEphemeral). */
   reply(text: string): Promise<void>;
   /**
    * A refused command (bad input, no right, nothing to act on): told like reply, unless the user floods

@@ -35,6 +35,7 @@ import {
   postsInThread,
   rootMessage,
   type SlackMessage,
+  threadMessage,
   threadPost,
 } from './blocks.js';
 import { stepLogFile } from './log-file.js';
@@ -539,6 +540,7 @@ export class ThreadPoster {
         this.advance(run, entry);
         return;
       }
+      await this.postEarlyJoins(run, index);
       if (e.type === 'run.started') return;
     }
     if (e.type !== 'step.output') run.rootDirty = true;
@@ -687,6 +689,17 @@ export class ThreadPoster {
     run.lease.assertHeld();
     await this.cursors.save(run.runId, fields);
     return true;
+  }
+
+  /**
+   * Who joined the run while it was queued (an identical ask, an alert group) came before run.started, when
+   * there was no thread yet: their posts go in the thread right after its root.
+   */
+  private async postEarlyJoins(run: RunState, index: number): Promise<void> {
+    for (const early of run.entries.slice(0, index)) {
+      const message = early.event.type === 'run.joined' ? threadMessage(early) : undefined;
+      if (message !== undefined) await this.postInThread(run, message, early);
+    }
   }
 
   private async postInThread(run: RunState, message: SlackMessage, entry: TimelineEntry) {

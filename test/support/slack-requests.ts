@@ -51,10 +51,17 @@ export function slashCommandBody(opts: {
   user: string;
   channel: string;
   text: string;
+  /** The fake Slack the command's response_url points to (the bot's replies go there). */
+  slack: Pick<FakeSlack, 'issueResponseUrl'>;
+  /** A command without a response_url (the bot then falls back to chat.postEphemeral). */
+  withoutResponseUrl?: true;
   team?: string;
   /** From FakeSlack.issueTrigger, for a command that opens a dialog. */
   triggerId?: string;
 }): string {
+  const responseUrl = opts.withoutResponseUrl
+    ? {}
+    : { response_url: opts.slack.issueResponseUrl(opts.user, opts.channel) };
   return new URLSearchParams({
     token: 'legacy',
     team_id: opts.team ?? TEAM_ID,
@@ -66,7 +73,7 @@ export function slashCommandBody(opts: {
     command: '/capi',
     text: opts.text,
     api_app_id: 'A0CAPI',
-    response_url: 'http://127.0.0.1:9/unused',
+    ...responseUrl,
     trigger_id: opts.triggerId ?? freshTriggerId(),
   }).toString();
 }
