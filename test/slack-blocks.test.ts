@@ -640,7 +640,12 @@ describe('approvalMessage', () => {
       const blocks = blocksOf(m);
       expect(m.text).toBe(c.text);
       expect(blocks.some((b) => b.type === 'actions')).toBe(false);
-      expect(blocks.slice(0, -1)).toEqual(undecided.slice(0, -1));
+      // The header says where the decision stands; everything else the request said stays as it was.
+      expect(blocks[0]).toEqual({
+        type: 'header',
+        text: { type: 'plain_text', text: `${c.text.split(':')[0]}: Delete load balancer lb-1`, emoji: true },
+      });
+      expect(blocks.slice(1, -1)).toEqual(undecided.slice(1, -1));
       expect(blocks.at(-1)).toEqual({ type: 'context', elements: [{ type: 'mrkdwn', text: c.line }] });
     }
   });

@@ -183,6 +183,8 @@ describe('the incident thread, as an on-call lead would tell it', () => {
     expect(approvals).toHaveLength(4);
     for (const a of approvals) {
       const t = text(a);
+      // Its header says where the decision stands (the first text after the notification).
+      expect(t.split('\n')[1]).toMatch(/^Approved: /);
       expect(t).toMatch(/\*Targets \(1\)\*/);
       expect(t).toMatch(/\*Evidence \(3\)\*/);
       expect(t).toMatch(/· expires <!date\^\d+\^/);
@@ -248,6 +250,7 @@ describe('the incident thread, as an on-call lead would tell it', () => {
     expect(replies.at(-1)).toBe(denials[1]);
     const message = text(denials[0] as FakeMessage);
     expect(message).toMatch(/:no_entry: \*Denied\* by <@U0APPROVER> at <!date\^\d+\^/);
+    expect(message.split('\n')[1]).toMatch(/^Denied: Delete orphaned amphora server /);
     expect(message).not.toMatch(/\*Sent\*|\*Done\*|capi_approve/);
     for (const m of replies) expect(m.text).not.toMatch(NOISE);
     expect(text(root)).toMatch(/\*DENIED\*/);
@@ -279,6 +282,7 @@ describe('the incident thread, as an on-call lead would tell it', () => {
     expect(approval.text).toMatch(/^Refused by the agent: /);
     const t = text(approval);
     expect(t).not.toMatch(/Approved\* by|\*Sent\*|\*Done\*/);
+    expect(t.split('\n')[1]).toBe(`Refused by the agent: ${asked.request.title}`);
     expect(t).toMatch(
       /:no_entry: \*Decision refused by the agent\* at <!date\^\d+\^[^>]+>: the decision recorded as <@U0MALLORY1>'s was not accepted \(.*U0MALLORY1 may not decide: they are not in CAPI_APPROVERS.*\)\. Nothing destructive was run; the run stops here\./,
     );

@@ -759,7 +759,25 @@ export function approvalMessage(
   opts: { readonly runEnded?: boolean; readonly story?: ApprovalStory } = {},
 ): SlackMessage {
   const r = approval.request;
-  const blocks: Record<string, unknown>[] = [header(`Approval needed: ${r.title}`)];
+  const d = approval.decision;
+  const story = opts.story;
+  const refused = story?.refused;
+  const state =
+    refused !== undefined
+      ? 'Refused by the agent'
+      : d === undefined
+        ? approval.superseded !== undefined
+          ? 'Superseded'
+          : opts.runEnded === true
+            ? 'Closed without a decision'
+            : 'Approval needed'
+        : d.approved
+          ? 'Approved'
+          : d.reason === 'expired'
+            ? 'Expired'
+            : 'Denied';
+  // The header says where the decision stands: the first thing anyone reads of it, as it changes.
+  const blocks: Record<string, unknown>[] = [header(`${state}: ${r.title}`)];
 
   const about = [
     inline(r.summary, 1200),
@@ -784,9 +802,6 @@ export function approvalMessage(
     context(`Requested by ${mention(r.requestedBy)} at ${slackDate(approval.requestedAt)}${expiry}`),
   );
 
-  const d = approval.decision;
-  const story = opts.story;
-  const refused = story?.refused;
   const quorum = r.quorum ?? 1;
   if (quorum > 1 && d === undefined && refused === undefined)
     blocks.push(context(quorumLine(approval, quorum)));
@@ -878,20 +893,6 @@ export function approvalMessage(
     });
   }
 
-  const state =
-    refused !== undefined
-      ? 'Refused by the agent'
-      : d === undefined
-        ? approval.superseded !== undefined
-          ? 'Superseded'
-          : opts.runEnded === true
-            ? 'Closed without a decision'
-            : 'Approval needed'
-        : d.approved
-          ? 'Approved'
-          : d.reason === 'expired'
-            ? 'Expired'
-            : 'Denied';
   const outcome = refused === undefined && d?.approved === true && story ? outcomeWord(story) : undefined;
   return {
     text: fallbackText(`${state}: ${r.title} (run ${r.runId})${outcome ? ` · ${outcome}` : ''}`),
