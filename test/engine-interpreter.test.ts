@@ -482,3 +482,49 @@ describe('a jumphost without a tool the runbook does not require', () => {
     expect(ofType(events, 'decision').map((e) => e.message)).toEqual(['all good']);
   });
 });
+
+describe("a loop item's name (the runbook's label:)", () => {
+  const named = (label: string) =>
+    testRunbook(`steps:
+  - id: list
+    title: List items
+    run: cat ~/items
+    parse: lines
+    capture:
+      items: out
+  - id: each
+    title: Show each item
+    for_each: items
+    as: item
+    label: ${JSON.stringify(label)}
+    env:
+      ITEM: { value: item, type: uuid }
+    steps:
+      - id: show
+        title: Show {ITEM}
+        run: show-item "$ITEM"
+`);
+  const host = () =>
+    new ScriptedExecutor([
+      ['show-item', () => ({})],
+      ['cat ~/items', () => ({ stdout: `${A}\n${B}\n` })],
+    ]);
+
+  it('should name each item from its label, its ids kept apart', async () => {
+    const { outcome, events } = recordedRun(named('item {upper(item)}'), host());
+    expect(await outcome).toMatchObject({ status: 'succeeded' });
+    const started = ofType(events, 'step.started').filter((e) => e.stepId === 'each/show');
+    expect(started.map((e) => e.iteration)).toMatchObject([
+      { n: 1, of: 2, label: A, name: `item ${A.toUpperCase()}` },
+      { n: 2, of: 2, label: B, name: `item ${B.toUpperCase()}` },
+    ]);
+  });
+
+  it('should show an item by its ids, and go on, when its label cannot be rendered', async () => {
+    const { outcome, events } = recordedRun(named('item {num(item)}'), host());
+    expect(await outcome).toMatchObject({ status: 'succeeded' });
+    const started = ofType(events, 'step.started').filter((e) => e.stepId === 'each/show');
+    expect(started.map((e) => e.iteration?.name)).toEqual([undefined, undefined]);
+    expect(started.map((e) => e.iteration?.label)).toEqual([A, B]);
+  });
+});

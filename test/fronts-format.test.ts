@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { describeRefusal, formatDuration } from '../src/fronts/format.js';
+import { describeRefusal, formatDuration, itemText } from '../src/fronts/format.js';
+import { formatEvent } from '../src/fronts/terminal.js';
 import { mention } from '../src/slack/blocks.js';
+import { ref } from './support/events.js';
 
 describe('describeRefusal', () => {
   it('should name the approvers as Slack mentions in Slack and as ids elsewhere', () => {
@@ -35,5 +37,27 @@ describe('formatDuration', () => {
     [3_723_000, '1h 2m 3s'],
   ])('should write %d ms as %s', (ms, text) => {
     expect(formatDuration(ms)).toBe(text);
+  });
+});
+
+describe('itemText', () => {
+  it('should show a loop item by its name with its ids after it, and by its ids alone without a name', () => {
+    expect(itemText({ label: '1b00-id', name: 'load balancer kubeapi, VIP 10.0.0.5' })).toBe(
+      'load balancer kubeapi, VIP 10.0.0.5 [1b00-id]',
+    );
+    expect(itemText({ label: '1b00-id' })).toBe('1b00-id');
+    const line = formatEvent({
+      ...ref('sweep/delete-orphan', 15, 19, {
+        n: 1,
+        of: 3,
+        label: '5e00 a000',
+        name: 'nova server amphora-a000',
+      }),
+      type: 'step.started',
+      kind: 'run',
+      title: 'Delete it',
+      destructive: true,
+    });
+    expect(line).toContain('sweep/delete-orphan (1/3 nova server amphora-a000 [5e00 a000])');
   });
 });

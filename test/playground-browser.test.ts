@@ -67,7 +67,10 @@ describe('the playground in a browser', () => {
     await see('the thread link', () => root.locator('.replies').waitFor({ timeout: 20_000 }));
     await root.locator('.replies').click();
     const thread = page.locator('#thread-messages');
-    const approval = thread.locator('.message', { hasText: 'Approval needed: Fail over load balancer' });
+    // Found by its request's title: its header says where the decision stands, and changes with it.
+    const approval = thread.locator('.message', {
+      has: page.locator('.bk-header', { hasText: 'Fail over load balancer' }),
+    });
     const deny = approval.getByRole('button', { name: 'Deny…' });
     await see('the approval request with its Deny… button', () => deny.waitFor({ timeout: THREAD_MS }));
 
@@ -125,7 +128,10 @@ describe('the playground in a browser', () => {
     expect(await tick.getAttribute('title')).toBe(':white_check_mark:');
     expect(await root.textContent()).not.toContain(':white_check_mark:');
 
-    const approval = thread.locator('.message', { hasText: 'Approval needed: Fail over load balancer' });
+    // Found by its request's title: its header says where the decision stands, and changes with it.
+    const approval = thread.locator('.message', {
+      has: page.locator('.bk-header', { hasText: 'Fail over load balancer' }),
+    });
     const approve = approval.getByRole('button', { name: 'Approve', exact: true });
     await see('the approval request with its buttons', () => approve.waitFor({ timeout: THREAD_MS }));
     expect(await approval.locator('pre').first().textContent()).toContain('openstack loadbalancer failover');

@@ -232,6 +232,25 @@ describe('invalid runbook files', () => {
     expect(err.issues).toEqual([expect.stringMatching(/steps\[0\]\.steps\[0\]: for_each cannot be nested/)]);
   });
 
+  it("should refuse a loop item's label that names an unknown value or is too long, and keep a good one", async () => {
+    const loop = (label: string) =>
+      `params: []\nsteps:\n  - id: read\n    title: Read\n    run: echo\n    parse: json\n    capture:\n      lbs: out\n  - id: each\n    title: Each\n    for_each: lbs\n    as: lb\n    label: ${JSON.stringify(label)}\n    env:\n      LB_ID: { value: lb.id, type: uuid }\n    steps:\n      - id: show\n        title: Show {LB_ID}\n        run: echo "$LB_ID"\n`;
+    const unknown = refusal(await parse(loop('load balancer {balancer.name}')));
+    expect(unknown.issues).toEqual([expect.stringMatching(/steps\[1\]\.label: .*balancer/)]);
+    const long = refusal(await parse(loop('x'.repeat(201))));
+    expect(long.issues).toEqual([expect.stringMatching(/steps\[1\]\.label: at most 200 characters/)]);
+    const sc = await scopes();
+    const good = parseRunbook(
+      '/runbooks/good.yaml',
+      `name: good\n${HEADER}${loop('load balancer {lb.name}, VIP {lb.vip} {LB_ID}')}`,
+      sc,
+    );
+    const each = good.steps[1];
+    expect(each?.kind === 'for_each' && each.label?.source).toBe(
+      'load balancer {lb.name}, VIP {lb.vip} {LB_ID}',
+    );
+  });
+
   it('should refuse a file whose name does not match its runbook name', async () => {
     const sc = await scopes();
     const err = refusal(() =>

@@ -59,6 +59,10 @@ steps:
     run: cat '${corpusFile}'
     capture:
       dump: out
+    # A finding gives the step its post in the thread, and its long output the log file scanned below.
+    decide:
+      - when: "true"
+        say: the credentials were printed
   - id: rotate
     title: Rotate on ${SERVER_NAME}
     destructive: true

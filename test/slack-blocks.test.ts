@@ -3,6 +3,7 @@ import { checkBlockKit } from '../dev/slack/block-kit.js';
 import type { ApprovalRequest, RunEvent } from '../src/engine/events.js';
 import { REDACTED } from '../src/redact.js';
 import type { StoredApproval } from '../src/runs/approvals.js';
+import { approvalStory } from '../src/slack/approval-story.js';
 import {
   APPROVE_ACTION_ID,
   approvalMessage,
@@ -13,6 +14,7 @@ import {
   type SlackMessage,
   stepContext,
   threadMessage,
+  threadPost,
 } from '../src/slack/blocks.js';
 import { BLOCK_KIT_LIMITS } from '../src/slack/limits.js';
 import { foldRunView, type RunView } from '../src/slack/run-view.js';
@@ -24,6 +26,8 @@ import {
   recoverStarted,
   ref,
   stepFinished,
+  stepOutput,
+  stepStarted,
   T0,
 } from './support/events.js';
 import { slackBot } from './support/secrets.js';
@@ -448,30 +452,35 @@ describe('threadMessage', () => {
     expect(allText(m)).toMatch(/and \d+ more in `\/capi timeline`/);
   });
 
-  it('should name the decider and the note when an approval is approved, denied or expires', () => {
-    const decided = (decision: Extract<RunEvent, { type: 'approval.decided' }>['decision']) =>
-      sectionTexts(
-        threadMessage(
-          entry({ ...inner1, type: 'approval.decided', approvalId: 'approval~x', decision }),
-        ) as SlackMessage,
-      )[0];
-    const date = `<!date^${epoch(30)}^{date_short_pretty} {time}|2024-05-01 10:00 UTC>`;
-    expect(decided({ approved: true, by: 'U0BOB0001', at: at(30) })).toBe(
-      `:white_check_mark: *Step 3 of 4* · item 1 of 2: \`lb-1\` approved by <@U0BOB0001> at ${date}`,
-    );
-    expect(
-      decided({ approved: false, by: 'U0BOB0001', at: at(30), reason: 'denied', note: 'freeze <!here>' }),
-    ).toBe(
-      `:no_entry: *Step 3 of 4* · item 1 of 2: \`lb-1\` denied by <@U0BOB0001> at ${date}: freeze &lt;!here&gt;`,
-    );
-    expect(decided({ approved: false, by: 'expiry', at: at(30), reason: 'expired' })).toBe(
-      `:hourglass: *Step 3 of 4* · item 1 of 2: \`lb-1\`: the approval expired unanswered at ${date} (counts as a denial)`,
-    );
+  it('should post nothing of its own when an approval is decided or voted, its attempt sent, or the run resumes: the approval message tells it', () => {
+    const decisions = [
+      { approved: true as const, by: 'U0BOB0001', at: at(30) },
+      { approved: false as const, by: 'U0BOB0001', at: at(30), reason: 'denied' as const, note: 'freeze' },
+      { approved: false as const, by: 'expiry', at: at(30), reason: 'expired' as const },
+    ];
+    for (const decision of decisions) {
+      expect(
+        threadMessage(entry({ ...inner1, type: 'approval.decided', approvalId: 'approval~x', decision })),
+      ).toBeUndefined();
+    }
+    const quiet: RunEvent[] = [
+      { type: 'approval.voted', approvalId: 'approval~x', by: 'U0BOB0001', count: 1, of: 2 },
+      { ...inner1, type: 'approval.superseded', approvalId: 'a~1', supersededBy: 'a~1~r2', why: 'stale' },
+      {
+        ...inner1,
+        type: 'attempt.started',
+        attemptId: 'a1',
+        approvalId: 'approval~x',
+        command: 'rm',
+        at: at(31),
+      },
+      { type: 'run.resumed', reason: 'approval decided', atStep: 'delete-lbs' },
+    ];
+    for (const e of quiet) expect(threadMessage(entry(e))).toBeUndefined();
   });
 
-  it('should post the total time from the request, the wait for approval apart, when a run resumes or ends', () => {
+  it('should post the total time from the request, the wait for approval apart, when a run ends', () => {
     const texts = [
-      threadMessage(entry({ type: 'run.resumed', reason: 'approval decided', atStep: 'delete-lbs' })),
       threadMessage(
         entry({
           type: 'run.finished',
@@ -492,7 +501,6 @@ describe('threadMessage', () => {
       ),
     ].map((m) => sectionTexts(m as SlackMessage).join('\n'));
     expect(texts).toEqual([
-      ':arrow_forward: Run resumed at step delete-lbs: approval decided',
       ':white_check_mark: *Run succeeded* after 1m 27s, 1m 11s of it waiting for approval\n> recover finished: every step passed',
       ':no_entry_sign: *Run CANCELLED* after 5.0s\n> cancelled by U0ALICE01\n*Failed step* wait-ready',
     ]);
@@ -529,21 +537,6 @@ describe('exactly-once events in the thread', () => {
     expect(allText(m)).toContain('*Outcome unknown*');
     expect(allText(m)).toContain('was sent at 2024-05-01T10:00:05.000Z');
     expect(allText(m)).toContain('Check by hand: openstack loadbalancer show lb-1');
-  });
-
-  it('should tell the thread that an approval no longer stands and a new one follows when it is superseded', () => {
-    const m = threadMessage(
-      entry({
-        ...inner1,
-        type: 'approval.superseded',
-        approvalId: 'a~1',
-        supersededBy: 'a~1~r2',
-        why: 'stale',
-      }),
-    ) as SlackMessage;
-    expectWithinLimits(m);
-    expect(allText(m)).toContain('approved too long ago');
-    expect(allText(m)).toContain('Nothing was run on the old one');
   });
 });
 
@@ -647,7 +640,12 @@ describe('approvalMessage', () => {
       const blocks = blocksOf(m);
       expect(m.text).toBe(c.text);
       expect(blocks.some((b) => b.type === 'actions')).toBe(false);
-      expect(blocks.slice(0, -1)).toEqual(undecided.slice(0, -1));
+      // The header says where the decision stands; everything else the request said stays as it was.
+      expect(blocks[0]).toEqual({
+        type: 'header',
+        text: { type: 'plain_text', text: `${c.text.split(':')[0]}: Delete load balancer lb-1`, emoji: true },
+      });
+      expect(blocks.slice(1, -1)).toEqual(undecided.slice(1, -1));
       expect(blocks.at(-1)).toEqual({ type: 'context', elements: [{ type: 'mrkdwn', text: c.line }] });
     }
   });
@@ -837,3 +835,239 @@ describe('Block Kit limits for any input', () => {
     expect(escapeSlack('a & b < c > d "e" \'f\'')).toBe('a &amp; b &lt; c &gt; d "e" \'f\'');
   });
 });
+
+describe("the decision's story on its approval message", () => {
+  const id = 'approval~r-recover-1~delete-lbs%2Fdelete-lb~0';
+  const now = new Date(T0 + 120_000);
+  const approved = { approved: true as const, by: 'U0BOB0001', at: at(30) };
+  const asked: RunEvent[] = [
+    started,
+    stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
+    stepStarted(inner1, 'Delete load balancer lb-1', 'run', true),
+    { ...inner1, type: 'approval.requested', approvalId: id, request: request() },
+    { type: 'run.resumed', reason: 'approval decided', atStep: 'delete-lbs' },
+    // A resumed run finds the decision it was parked on: no new request, the round is still this approval's.
+    stepStarted(inner1, 'Delete load balancer lb-1', 'run', true),
+    { ...inner1, type: 'approval.decided', approvalId: id, decision: approved },
+  ];
+  const sent: RunEvent = {
+    ...inner1,
+    type: 'attempt.started',
+    attemptId: 'at-1',
+    approvalId: id,
+    command: 'rm',
+    at: at(31),
+  };
+  const told = (events: readonly RunEvent[], decision: StoredApproval['decision'] = approved) => {
+    const tl = entries(events);
+    return approvalMessage(approval(decision ? { decision } : {}), now, { story: approvalStory(tl, id) });
+  };
+
+  it('should tell asked, decided, sent and done in one message, and give no post of their own', () => {
+    const events = [
+      ...asked,
+      sent,
+      stepOutput(inner1, 'deleted'),
+      { ...(stepFinished(inner1, 'ok', 1200) as object), summary: 'lb-1 is gone' } as RunEvent,
+    ];
+    const m = told(events);
+    expectWithinLimits(m);
+    expect(m.text).toBe('Approved: Delete load balancer lb-1 (run r-recover-1) · done in 1.2s');
+    const t = allText(m);
+    expect(t).toContain(`:white_check_mark: *Approved* by <@U0BOB0001> at <!date^${epoch(30)}^`);
+    expect(t).toContain(`:rocket: *Sent* at <!date^${epoch(31)}^`);
+    expect(t).toContain(':white_check_mark: *Done*: exit 0 in 1.2s · lb-1 is gone');
+    const tl = entries(events);
+    for (const i of [6, 7, 9]) expect(threadPost(tl, i)).toMatchObject({ kind: 'approval', approvalId: id });
+  });
+
+  it("should tell what the item's next steps read after the action, there and not in posts of their own", () => {
+    const watch = ref('delete-lbs/watch', 3, 4, { n: 1, of: 2, label: 'lb-1' });
+    const events: RunEvent[] = [
+      ...asked,
+      sent,
+      stepFinished(inner1, 'ok', 1200),
+      stepStarted(watch, 'Watch lb-1 until ACTIVE', 'poll'),
+      { ...watch, type: 'poll.attempt', attempt: 3, of: 60, summary: 'prov=ACTIVE op=ONLINE' },
+      stepFinished(watch, 'ok', 30_000),
+    ];
+    const m = told(events);
+    expect(allText(m)).toContain(
+      ':white_check_mark: *Then* Watch lb-1 until ACTIVE: done in 30.0s · attempt 3 of 60: prov=ACTIVE op=ONLINE',
+    );
+    expect(threadPost(entries(events), events.length - 1)).toMatchObject({
+      kind: 'approval',
+      approvalId: id,
+    });
+    const failed = told([
+      ...events.slice(0, -1),
+      stepFinished(watch, 'failed', 15_000, null, 'failover of lb-1 FAILED: read octavia-worker.log'),
+    ]);
+    expect(failed.text).toMatch(/· Watch lb-1 until ACTIVE: failed$/);
+    expect(allText(failed)).toContain(
+      ':x: *Then* Watch lb-1 until ACTIVE: FAILED in 15.0s · attempt 3 of 60: prov=ACTIVE op=ONLINE · failover of lb-1 FAILED: read octavia-worker.log',
+    );
+    // The next item is its own story.
+    const inner2 = ref('delete-lbs/delete-lb', 3, 4, { n: 2, of: 2, label: 'lb-2' });
+    const next = entries([
+      ...events,
+      stepStarted(inner2, 'Delete lb-2', 'run', true),
+      stepFinished(inner2, 'skipped', 5, null, 'gone'),
+    ]);
+    expect(threadPost(next, next.length - 1)?.kind).toBe('post');
+  });
+
+  it('should say FAILED with the exit and why, or that the check right before acting found it unneeded', () => {
+    const failed = told([
+      ...asked,
+      sent,
+      stepFinished(inner1, 'failed', 900, 2, 'delete-lbs/delete-lb: exited 2; it is not retried'),
+    ]);
+    expect(failed.text).toMatch(/· failed$/);
+    expect(allText(failed)).toContain(
+      ':x: *FAILED*: exit 2 in 900ms · delete-lbs/delete-lb: exited 2; it is not retried',
+    );
+    const skipped = told([...asked, stepFinished(inner1, 'skipped', 300, null, 'lb-1 is already gone')]);
+    expect(allText(skipped)).toContain(
+      ':fast_forward: *Not run*: the check right before acting found lb-1 is already gone',
+    );
+    expect(allText(skipped)).not.toContain('*Sent*');
+  });
+
+  it('should say OUTCOME UNKNOWN with how to check when reading back cannot tell, or the run ended before the command returned', () => {
+    const message =
+      'OUTCOME UNKNOWN: `rm` was sent at 2024-05-01T10:00:31.000Z by an agent that stopped. Check by hand: openstack loadbalancer show lb-1';
+    const verified = told([
+      ...asked,
+      sent,
+      { type: 'run.resumed', reason: 'agent restarted', atStep: 'delete-lbs' },
+      stepStarted(inner1, 'Delete load balancer lb-1', 'run', true),
+      { ...inner1, type: 'attempt.verified', attemptId: 'at-1', tookEffect: false, message },
+      stepFinished(inner1, 'failed', 50, null, `delete-lbs/delete-lb: ${message}`),
+    ]);
+    expect(verified.text).toMatch(/· OUTCOME UNKNOWN$/);
+    expect(allText(verified)).toContain(
+      `:rotating_light: *OUTCOME UNKNOWN*: ${message.slice('OUTCOME UNKNOWN: '.length)}`,
+    );
+    // A failure on record before the take-over is known, not unknown: never sent again, and said so.
+    const onRecord =
+      'openstack loadbalancer failover lb-1 was sent at 10:00:31 and exited 1; it is not retried';
+    const known = told([
+      ...asked,
+      sent,
+      stepStarted(inner1, 'Delete load balancer lb-1', 'run', true),
+      { ...inner1, type: 'attempt.verified', attemptId: 'at-1', tookEffect: false, message: onRecord },
+    ]);
+    expect(known.text).toMatch(/· failed$/);
+    expect(allText(known)).toContain(`:x: *FAILED* before a take-over: ${onRecord}`);
+    expect(allText(known)).not.toContain('OUTCOME UNKNOWN');
+    const ended = told([
+      ...asked,
+      sent,
+      { type: 'run.finished', status: 'failed', message: 'agent lost', durationMs: 60_000 },
+    ]);
+    expect(ended.text).toMatch(/· OUTCOME UNKNOWN$/);
+    expect(allText(ended)).toContain(
+      ':rotating_light: *OUTCOME UNKNOWN*: the run ended before the command reported back',
+    );
+  });
+
+  it('should never say Approved by when the agent refused the decision on record, and say why', () => {
+    for (const by of ['U0MALLORY1', 'S0APPROVERS']) {
+      const m = told(
+        [
+          ...asked.slice(0, 6),
+          { ...inner1, type: 'approval.rejected', approvalId: id, by, reason: 'it carries no signature' },
+          stepFinished(inner1, 'failed', 10, null, 'refused by the agent'),
+        ],
+        { approved: true, by, at: at(30) },
+      );
+      expectWithinLimits(m);
+      expect(m.text).toBe('Refused by the agent: Delete load balancer lb-1 (run r-recover-1)');
+      const t = allText(m);
+      expect(t).not.toMatch(/Approved|\*Sent\*|\*Done\*|FAILED|subteam/);
+      expect(t).toContain('*Decision refused by the agent*');
+      expect(t).toContain(`was not accepted (it carries no signature). Nothing destructive was run`);
+      expect(t).toContain(
+        by === 'U0MALLORY1' ? "recorded as <@U0MALLORY1>'s" : "recorded as `S0APPROVERS`'s",
+      );
+    }
+  });
+});
+
+describe('threadPost: a post when something was found or changed', () => {
+  const finished = (r: typeof inspect, status: Parameters<typeof stepFinished>[1], more: object = {}) =>
+    ({ ...(stepFinished(r, status, 500, status === 'ok' ? 0 : 1) as object), ...more }) as RunEvent;
+
+  it('should leave to the checklist a check that passed with its summary and a wait that converged', () => {
+    const tl = entries([
+      started,
+      stepStarted(inspect, 'Inspect the cluster'),
+      finished(inspect, 'ok', { summary: '3 of 3 nodes Ready' }),
+      stepStarted(wait, 'Wait for the control plane', 'poll'),
+      { ...wait, type: 'poll.attempt', attempt: 2, of: 30, summary: 'ready' },
+      finished(wait, 'ok'),
+    ]);
+    expect(threadPost(tl, 2)).toBeUndefined();
+    expect(threadPost(tl, 5)).toBeUndefined();
+    const root = checklist(rootMessage(view(tl.map((e) => e.event)), now()));
+    expect(root[0]).toMatch(
+      /^:white_check_mark: Inspect the cluster · step 1 of 4 · 500ms · 3 of 3 nodes Ready$/,
+    );
+  });
+
+  it('should post a step that decided something or did not pass', () => {
+    const tl = entries([
+      started,
+      stepStarted(inspect, 'Inspect the cluster'),
+      { ...inspect, type: 'decision', message: '2 LBs in ERROR -> repair' },
+      finished(inspect, 'ok'),
+      stepStarted(wait, 'Wait for the control plane', 'poll'),
+      finished(wait, 'failed', { message: 'wait-ready: never Ready' }),
+    ]);
+    expect(threadPost(tl, 3)).toMatchObject({
+      kind: 'post',
+      message: { text: expect.stringContaining('2 LBs in ERROR') },
+    });
+    expect(threadPost(tl, 5)).toMatchObject({
+      kind: 'post',
+      message: { text: expect.stringContaining('never Ready') },
+    });
+  });
+
+  it("should not repeat a loop's end that one of its items already told", () => {
+    const why = 'delete-lbs/delete-lb: denied by U0BOB0001; nothing destructive was run';
+    const tl = entries([
+      started,
+      stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
+      stepStarted(inner1, 'Delete load balancer lb-1', 'run', true),
+      stepFinished(inner1, 'failed', 10, 1, why),
+      stepFinished(loop, 'failed', 20, null, why),
+      stepStarted(loop, 'Delete stale load balancers', 'for_each', true),
+      stepStarted(inner1, 'Delete load balancer lb-1', 'run', true),
+      stepFinished(inner1, 'ok', 10),
+      stepFinished(loop, 'failed', 20, null, 'delete-lbs: for_each `lbs` is not a list'),
+    ]);
+    expect(threadPost(tl, 3)?.kind).toBe('post');
+    expect(threadPost(tl, 4)).toBeUndefined();
+    expect(threadPost(tl, 8)?.kind).toBe('post');
+  });
+
+  it('should name a loop item as a person knows it, its ids in a code span after it', () => {
+    const named = ref('delete-lbs/delete-lb', 3, 4, {
+      n: 1,
+      of: 2,
+      label: 'lb-1-id',
+      name: 'kube-api LB, VIP 10.0.0.5',
+    });
+    const post = threadMessage(
+      entry(stepFinished(named, 'skipped', 5, null, 'already gone')),
+    ) as SlackMessage;
+    expect(allText(post)).toContain('item 1 of 2: kube-api LB, VIP 10.0.0.5 `lb-1-id`');
+    expect(
+      allText(threadMessage(entry(stepFinished(inner1, 'skipped', 5, null, 'gone'))) as SlackMessage),
+    ).toContain('item 1 of 2: `lb-1`');
+  });
+});
+
+const now = () => new Date(T0 + 60_000);

@@ -285,3 +285,32 @@ describe('foldRunView', () => {
     expect(view?.steps.slice(1).map((s) => s.status)).toEqual(['pending', 'pending', 'pending']);
   });
 });
+
+describe('what a step found, for the checklist', () => {
+  it("should keep a finished step's summary and forget it when the step runs again", () => {
+    const found: RunEvent[] = [
+      recoverStarted,
+      stepStarted(inspect, 'Inspect prod-k8s'),
+      { ...(stepFinished(inspect, 'ok', 2300) as object), summary: '3 of 3 nodes Ready' } as RunEvent,
+    ];
+    expect(foldRunView(entries(found))?.steps[0]).toMatchObject({
+      status: 'ok',
+      summary: '3 of 3 nodes Ready',
+    });
+    const again = foldRunView(entries([...found, stepStarted(inspect, 'Inspect prod-k8s')]))?.steps[0];
+    expect(again?.status).toBe('running');
+    expect(again?.summary).toBeUndefined();
+  });
+
+  it("should keep a loop item's name with its ids while the item runs", () => {
+    const named = ref('delete-lbs/delete-lb', 3, 4, { n: 1, of: 2, label: 'lb-1-id', name: 'kube-api LB' });
+    const v = foldRunView(
+      entries([
+        recoverStarted,
+        stepStarted(loop, 'Delete', 'for_each', true),
+        stepStarted(named, 'Delete lb-1'),
+      ]),
+    );
+    expect(v?.steps[2]?.iteration).toEqual({ n: 1, of: 2, label: 'lb-1-id', name: 'kube-api LB' });
+  });
+});

@@ -8,7 +8,7 @@ import { formatRunDuration } from '../src/fronts/format.js';
 import { renderMarkdown } from '../src/fronts/postmortem.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
-import { stepContext } from '../src/slack/blocks.js';
+import { stepContext, threadPost } from '../src/slack/blocks.js';
 import { threadApprovalPlaces } from '../src/slack/click-place.js';
 import { ThreadPoster, type ThreadPosterOptions } from '../src/slack/poster.js';
 import { ThreadCursors } from '../src/slack/thread-cursors.js';
@@ -157,7 +157,7 @@ function threadOf(fake: FakeSlack): { root: FakeMessage; replies: FakeMessage[];
 }
 
 describe('a thread people can read in an incident', () => {
-  it("should post recover's steps once each before its first approval, say what they found, attach the raw output, and time the run from its request", async () => {
+  it("should post recover's steps that found something once each before its first approval, leave the rest to the checklist, attach long raw output, and time the run from its request", async () => {
     const w = await world({
       postRatePerChannelPerS: 50,
       poster: { minPostIntervalMs: 30, rootUpdateIntervalMs: 150 },
@@ -187,37 +187,46 @@ describe('a thread people can read in an incident', () => {
     const { root, replies, posts } = threadOf(w.fake);
     const first = posts.findIndex(isApproval);
     const before = posts.slice(0, first);
-    // One post per step before the first approval, and nothing else: no "started", no decision of its own.
+    // One post per step that found something before the first approval, and nothing else: no "started", no
+    // decision of its own, no post for a step that only confirmed what was expected.
+    const telling = entries
+      .slice(0, firstAsk)
+      .filter((e, n) => e.event.type === 'step.finished' && threadPost(entries, n)?.kind === 'post');
+    expect(telling.map((e) => (e.event.type === 'step.finished' ? e.event.stepId : ''))).toEqual([
+      'mgmt-vm-state',
+      'lb-state',
+      'find-orphans',
+    ]);
     expect(before.every(isStepPost)).toBe(true);
     const caughtUp = posts[first + 1] !== undefined && isCatchUp(posts[first + 1] as FakeMessage);
-    expect(before.length + (caughtUp ? stepsIn(posts[first + 1] as FakeMessage) : 0)).toBe(stepsBefore);
-    expect(before.length).toBeLessThanOrEqual(stepsBefore);
+    expect(before.length + (caughtUp ? stepsIn(posts[first + 1] as FakeMessage) : 0)).toBe(telling.length);
 
-    // What the steps found, not the raw output.
+    // What the steps found, not the raw output: in their posts, or in the root's checklist.
     const all = posts.map(text).join('\n');
     for (const fact of [
-      /\d+ of \d+ controller pods Running/,
-      /\d+ of \d+ Machines Running/,
       /\d+ LB\(s\): \d+ ACTIVE, \d+ in ERROR/,
       /LB\(s\) provisioning=ERROR/,
       /orphaned amphora server/,
     ]) {
       expect(all).toMatch(fact);
     }
+    for (const fact of [/\d+ of \d+ controller pods Running/, /\d+ of \d+ Machines Running/]) {
+      expect(all).not.toMatch(fact);
+      expect(text(root)).toMatch(fact);
+    }
     for (const post of posts) expect(text(post)).not.toMatch(RAW_OUTPUT);
 
-    // The raw output is in the log file after the step's post.
-    const i = entries.findIndex(
-      (e) => e.event.type === 'step.finished' && e.event.stepId === 'controllers-running',
-    );
+    // The raw output of a step with a post, too long for it, is in the log file after that post.
+    const i = entries.findIndex((e) => e.event.type === 'step.finished' && e.event.stepId === 'find-orphans');
     const ev = entries[i]?.event;
-    if (ev?.type !== 'step.finished') throw new Error('controllers-running did not finish');
+    if (ev?.type !== 'step.finished') throw new Error('find-orphans did not finish');
     const output = stepContext(entries.slice(0, i + 1), ev).output ?? [];
-    expect(output.join('\n')).toMatch(/"items"/);
-    const file = w.fake.files().find((f) => f.filename === `${run.runId}-controllers-running.log`);
+    expect(output.join('\n')).toMatch(/Image Name: amphora-haproxy/);
+    const file = w.fake.files().find((f) => f.filename === `${run.runId}-find-orphans.log`);
     expect(file?.bytes.toString('utf8')).toBe(`${output.join('\n')}\n`);
     expect(file?.thread_ts).toBe(root.ts);
-    expect(replies.some((m) => m.files?.includes(file?.id ?? ''))).toBe(true);
+    const share = replies.findIndex((m) => m.files?.includes(file?.id ?? ''));
+    expect(replies[share - 1]?.text).toMatch(/^Step \d+ of \d+ ok: Compare with nova's amphora servers/);
 
     // The run's time counts from its request, across the three resumes, with the waits for people apart.
     const record = await w.h.service.getRun(run.runId);
@@ -282,7 +291,8 @@ describe('an approval is urgent', () => {
     const decided = await waitForEvent(w.h.service, run.runId, isType('approval.decided'));
     expect(decided.decision).toMatchObject({ approved: true, by: APPROVER });
 
-    // What was waiting follows in one post that says it came before the approval.
+    // What was waiting and found something follows in one post that says it came before the approval; the
+    // steps that only confirmed are in the root's checklist. No file with it.
     const catchUp = await eventually('the catch-up post', () =>
       w.fake.messages(CHANNEL).find((m) => isCatchUp(m)),
     );
@@ -290,8 +300,11 @@ describe('an approval is urgent', () => {
     expect(JSON.stringify(catchUp.blocks)).toContain('before the approval above');
     const entries = await w.h.service.readTimeline(run.runId);
     const until = entries.findIndex((e) => e.event.type === 'approval.requested');
-    const stepsBefore = entries.slice(0, until).filter((e) => e.event.type === 'step.finished').length;
-    expect(stepsIn(catchUp)).toBe(stepsBefore);
+    const telling = entries
+      .slice(0, until)
+      .filter((e, n) => e.event.type === 'step.finished' && threadPost(entries, n)?.kind === 'post').length;
+    expect(telling).toBe(3);
+    expect(stepsIn(catchUp)).toBe(telling);
 
     // The rest of the run: the later approvals, asked with the same short timeout, are decided in time too.
     for (let i = 0; i < 2; i++) await decideNext(w.h.service, run.runId, true, APPROVER);
@@ -306,6 +319,10 @@ describe('an approval is urgent', () => {
       'Approved',
     ]);
     expect(JSON.stringify(thread.map((m) => m.blocks))).not.toContain('capi_approve');
+    const shared = w.fake.messages(CHANNEL).filter((m) => m.files !== undefined);
+    const catchUpAt = w.fake.messages(CHANNEL).indexOf(catchUp);
+    expect(shared.every((m) => w.fake.messages(CHANNEL).indexOf(m) !== catchUpAt + 1)).toBe(true);
+    expect(w.fake.files().filter((f) => /catching up/i.test(f.title))).toEqual([]);
   }, 120_000);
 
   it('should owe the catch-up across a restart: a second poster posts it once, and the approval not again', async () => {

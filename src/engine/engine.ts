@@ -376,6 +376,7 @@ class Interpreter {
         bindEnv(step.env, { ...this.scope(), ...loopVars }, env, step.id);
         Object.assign(loopVars, pickEnv(env, step.env));
         const label = step.env.map((b) => env[b.name]).join(' ') || `#${n + 1}`;
+        const name = this.itemName(step, loopVars);
         const key = itemKey(item, Object.fromEntries(step.env.map((b) => [b.name, env[b.name] ?? ''])));
         const firstInner = resumed && n === resumed.n ? resumed.inner : 0;
         for (let inner = firstInner; inner < step.steps.length; inner++) {
@@ -385,7 +386,7 @@ class Interpreter {
           const innerRef: StepRef = {
             ...ref,
             stepId: `${step.id}/${leaf.id}`,
-            iteration: { n: n + 1, of: items.length, label, key },
+            iteration: { n: n + 1, of: items.length, label, ...(name ? { name } : {}), key },
           };
           const notObservable = this.unobserved.steps.get(innerRef.stepId);
           if (notObservable !== undefined) await this.runUnobservable(innerRef, leaf, notObservable);
@@ -407,6 +408,19 @@ class Interpreter {
     this.loop = undefined;
     await finished('ok');
     return undefined;
+  }
+
+  /**
+   * What people call a loop's item (its runbook `label:`), or undefined: a name is for people only, so one
+   * that cannot be rendered (a field the item lacks) leaves the item shown by its ids, never fails the loop.
+   */
+  private itemName(step: ForEachStep, loopVars: Vars): string | undefined {
+    if (step.label === undefined) return undefined;
+    try {
+      return render(step.label, { ...this.scope(), ...loopVars }) || undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private async runReport(ref: StepRef, step: ReportStep): Promise<undefined> {

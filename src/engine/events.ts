@@ -35,6 +35,8 @@ export interface StepRef {
     readonly n: number;
     readonly of: number;
     readonly label: string;
+    /** What a person calls the item (the runbook's `label:`): fronts show it before the ids in `label`. */
+    readonly name?: string;
     readonly key?: string;
   };
 }

@@ -24,6 +24,11 @@ export function formatRunDuration(durationMs: number, waitingMs?: number): strin
     : total;
 }
 
+/** A loop's item as a person knows it (its runbook `label:`), then its ids; the ids alone without one. */
+export function itemText(iteration: { readonly label: string; readonly name?: string }): string {
+  return iteration.name === undefined ? iteration.label : `${iteration.name} [${iteration.label}]`;
+}
+
 /** A step's outcome in one word; the ones that need a look are in capitals. */
 export const STEP_LABEL: Readonly<Record<StepStatus, string>> = {
   ok: 'ok',

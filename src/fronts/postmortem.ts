@@ -5,7 +5,7 @@
 import type { ApprovalDecision, RunEvent, StepRef } from '../engine/events.js';
 import type { TimelineEntry } from '../queue/service.js';
 import { notOnPath } from '../runbook/tools.js';
-import { formatDuration, formatRunDuration, STEP_LABEL } from './format.js';
+import { formatDuration, formatRunDuration, itemText, STEP_LABEL } from './format.js';
 import { terminalText } from './sanitize.js';
 
 /** `HH:MM:SS` in UTC: the document says so in its header, and a postmortem mixes people in several zones. */
@@ -57,7 +57,7 @@ function fenced(lines: readonly string[], info = ''): string[] {
 
 /** Already Markdown: the item label is a name from the cloud. */
 function stepLabel(ref: StepRef): string {
-  const it = ref.iteration ? ` (${ref.iteration.n}/${ref.iteration.of} ${md(ref.iteration.label)})` : '';
+  const it = ref.iteration ? ` (${ref.iteration.n}/${ref.iteration.of} ${md(itemText(ref.iteration))})` : '';
   return `${md(ref.stepId)}${it}`;
 }
 

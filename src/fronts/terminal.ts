@@ -11,7 +11,7 @@ import type {
 import { inProcessApprovals } from '../engine/in-process.js';
 import { redactText } from '../redact.js';
 import { notOnPath } from '../runbook/tools.js';
-import { formatDuration, formatRunDuration, STEP_LABEL } from './format.js';
+import { formatDuration, formatRunDuration, itemText, STEP_LABEL } from './format.js';
 import { terminalText } from './sanitize.js';
 
 /**
@@ -51,7 +51,7 @@ export function createTerminalTimeline(out: Writable, opts: { readonly verbose?:
 const TERMINAL_OUTPUT_LINES = 15;
 
 function where(ref: StepRef): string {
-  const it = ref.iteration ? ` (${ref.iteration.n}/${ref.iteration.of} ${ref.iteration.label})` : '';
+  const it = ref.iteration ? ` (${ref.iteration.n}/${ref.iteration.of} ${itemText(ref.iteration)})` : '';
   return `[${ref.index}/${ref.total}] ${ref.stepId}${it}`;
 }
 

@@ -493,6 +493,7 @@ function forEachStep(ctx: Ctx, path: Path, raw: unknown): ForEachStep | undefine
   const inner: Ctx = { ...ctx, known: new Set([...ctx.known, s.as]), inLoop: true };
   const env = envBindings(inner, [...path, 'env'], s.env);
   for (const b of env) inner.known.add(b.name);
+  const label = s.label === undefined ? undefined : tpl(inner, [...path, 'label'], s.label);
   const steps = s.steps.flatMap((rawStep, i) => {
     const step = leafStep(inner, [...path, 'steps', i], rawStep);
     return step ? [step] : [];
@@ -505,6 +506,7 @@ function forEachStep(ctx: Ctx, path: Path, raw: unknown): ForEachStep | undefine
     ...(s.note !== undefined ? { note: s.note } : {}),
     items,
     as: s.as,
+    ...(label ? { label } : {}),
     ...(empty ? { empty } : {}),
     env,
     steps,

@@ -120,6 +120,8 @@ export interface ForEachStep {
   readonly note?: string;
   readonly items: CompiledExpr;
   readonly as: string;
+  /** What a person calls an item (rendered with the loop variable and env); shown before its ids. */
+  readonly label?: CompiledTemplate;
   readonly empty?: CompiledTemplate;
   readonly env: readonly EnvBinding[];
   readonly steps: readonly LeafStep[];

@@ -193,6 +193,11 @@ export const ForEachStepSchema = z.strictObject({
   note: z.string().optional(),
   for_each: expr,
   as: varName,
+  /**
+   * What a person calls an item (`"{lb.name}, VIP {lb.vip_address}"`): the fronts show it, with the item's ids
+   * (its env values) in a code span after it. Without it an item is shown by its ids alone.
+   */
+  label: template.max(200, { error: 'at most 200 characters: it names one item in a line' }).optional(),
   empty: template.optional(),
   env: z.record(envName, envValue).optional(),
   steps: z.array(z.unknown()).min(1),

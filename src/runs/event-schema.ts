@@ -19,7 +19,13 @@ export const stepRefSchema = z.object({
   index: int,
   total: int,
   iteration: z
-    .object({ n: int, of: int, label: z.string(), key: z.string().exactOptional() })
+    .object({
+      n: int,
+      of: int,
+      label: z.string(),
+      name: z.string().exactOptional(),
+      key: z.string().exactOptional(),
+    })
     .exactOptional(),
 }) satisfies z.ZodType<StepRef>;
 

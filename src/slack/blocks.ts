@@ -1,17 +1,19 @@
 /**
- * Block Kit messages for a run: the root message (a live checklist, edited in place), one thread post per
- * event worth a notification, and the approval request with its buttons. Pure functions of state: they make
- * no Slack calls, so a restarted front rebuilds the same messages from the timeline.
+ * Block Kit messages for a run: the root message (a live checklist, edited in place), a thread post when
+ * something was found or changed (threadPost), and the approval request with its buttons, which tells its
+ * decision's story. Pure functions of state: they make no Slack calls, so a restarted front rebuilds the
+ * same messages from the timeline.
  *
  * Every string that came from a command, a runbook or a person is redacted (again: redaction is idempotent,
  * and a builder must not trust that its caller did it), Slack-escaped so it cannot mention @channel, link or
  * forge a `<!date>`, and clipped so that every message stays within the Block Kit limits for any input.
  */
 
-import type { StepRef } from '../engine/events.js';
-import { formatDuration, formatRunDuration } from '../fronts/format.js';
+import type { StepRef, StepStatus } from '../engine/events.js';
+import { formatDuration, formatRunDuration, STEP_LABEL } from '../fronts/format.js';
 import type { StoredApproval, TimelineEntry } from '../queue/service.js';
 import { createLineRedactor, redactText } from '../redact.js';
+import { type ApprovalStory, storyOwner } from './approval-story.js';
 import { clipEscaped, escapedTotal, oneLine, slackName, slackText } from './escape.js';
 
 export { escapeSlack } from './escape.js';
@@ -389,7 +391,7 @@ function stepLine(
   const time = s.durationMs ?? (open ? elapsedSince(s.startedAt, now) : undefined);
   if (time !== undefined) parts.push(formatDuration(time));
   if (open && s.iteration) {
-    const label = level.detail > 0 ? `: ${slackName(s.iteration.label, Math.min(level.detail, 60))}` : '';
+    const label = level.detail > 0 ? `: ${itemName(s.iteration, Math.min(level.detail, 60))}` : '';
     parts.push(`item ${s.iteration.n} of ${s.iteration.of}${label}`);
   }
   if (open && s.poll) {
@@ -402,6 +404,9 @@ function stepLine(
     parts.push(`_${s.status}_`);
     if (s.message !== undefined && level.detail > 0) parts.push(inline(s.message, level.detail));
   }
+  // A step that only confirmed what was expected has no post of its own: what it read is said here.
+  const found = s.summary ?? s.message;
+  if (s.status === 'ok' && found !== undefined && level.detail > 0) parts.push(inline(found, level.detail));
   return parts.join(' · ');
 }
 
@@ -451,9 +456,18 @@ export function stepContext(entries: readonly TimelineEntry[], ref: StepRef): Th
 
 function where(ref: StepRef): string {
   const it = ref.iteration
-    ? ` · item ${ref.iteration.n} of ${ref.iteration.of}: ${slackName(ref.iteration.label, 80)}`
+    ? ` · item ${ref.iteration.n} of ${ref.iteration.of}: ${itemName(ref.iteration, 200)}`
     : '';
   return `*Step ${ref.index} of ${ref.total}*${it}`;
+}
+
+/**
+ * A loop's item as a person knows it: its runbook `label:` (the server's name, the LB's name and VIP), then
+ * its ids in a code span; only the ids (in a code span) when the runbook names it no other way.
+ */
+export function itemName(iteration: NonNullable<StepRef['iteration']>, max: number): string {
+  const ids = slackName(iteration.label, Math.min(max, 80));
+  return iteration.name === undefined ? ids : `${inline(iteration.name, max)} ${ids}`;
 }
 
 /** The notification text: a whole line composed from event strings, redacted and escaped like any other. */
@@ -465,9 +479,14 @@ function post(fallback: string, blocks: Record<string, unknown>[]): SlackMessage
   return { text: fallbackText(fallback), blocks };
 }
 
-/** Events the thread shows no post of their own for (threadMessage answers undefined). */
+/**
+ * Events the thread shows no post of their own for (threadMessage answers undefined): the root's checklist
+ * shows them, or the approval message they belong to does (a decision, a vote, a superseded request, the
+ * attempt sent), or nobody needs them (a resume is the run going on as the approval message said).
+ */
 const QUIET_EVENTS: ReadonlySet<string> = new Set([
   'run.started',
+  'run.resumed',
   'preflight',
   'step.started',
   'step.output',
@@ -475,12 +494,64 @@ const QUIET_EVENTS: ReadonlySet<string> = new Set([
   'decision',
   'guard.skipped',
   'approval.requested',
+  'approval.decided',
+  'approval.voted',
+  'approval.superseded',
   'approval.refused',
+  'attempt.started',
 ]);
 
-/** Whether threadMessage makes a post of this event (without building it). */
+/** Whether threadMessage may make a post of this event (without building it). */
 export function postsInThread(type: TimelineEntry['event']['type']): boolean {
   return !QUIET_EVENTS.has(type);
+}
+
+/**
+ * What the thread shows for the event at `index` of the run's timeline:
+ * - `approval`: it is part of that approval's story, told by editing its message (approval-story.ts);
+ *   `fallback` is the post to make instead when that message is not in the thread (Slack refused it);
+ * - `post`: a post of its own. A step gets one when it found something (a decision, a guard's reason), did
+ *   not pass, or changed something no approval message tells; a step that only confirmed what was expected
+ *   (a wait that converged, a check that passed) is told by the root's checklist alone;
+ * - undefined: nothing in the thread.
+ */
+export type ThreadPost =
+  | { readonly kind: 'approval'; readonly approvalId: string; readonly fallback?: SlackMessage }
+  | { readonly kind: 'post'; readonly message: SlackMessage; readonly context: ThreadContext };
+
+export function threadPost(entries: readonly TimelineEntry[], index: number): ThreadPost | undefined {
+  const entry = entries[index];
+  if (entry === undefined) return undefined;
+  const e = entry.event;
+  const ctx = e.type === 'step.finished' ? stepContext(entries.slice(0, index + 1), e) : {};
+  const owner = storyOwner(entries, index);
+  if (owner !== undefined) {
+    const fallback = threadMessage(entry, ctx);
+    return { kind: 'approval', approvalId: owner, ...(fallback ? { fallback } : {}) };
+  }
+  if (e.type === 'step.finished' && !stepTells(entries, index, e, ctx)) return undefined;
+  const message = threadMessage(entry, ctx);
+  return message === undefined ? undefined : { kind: 'post', message, context: ctx };
+}
+
+type StepFinished = Extract<TimelineEntry['event'], { type: 'step.finished' }>;
+
+/** A finished step worth a post: it found something or did not pass, and no other post said so already. */
+function stepTells(
+  entries: readonly TimelineEntry[],
+  index: number,
+  e: StepFinished,
+  ctx: ThreadContext,
+): boolean {
+  if (e.status === 'ok') return (ctx.findings?.length ?? 0) > 0;
+  if (ctx.items === undefined || e.message === undefined) return true;
+  // A loop that ended on one of its items' ends: that item's post (or approval message) said it already.
+  for (let i = index - 1; i >= 0; i--) {
+    const x = (entries[i] as TimelineEntry).event;
+    if (x.type === 'step.started' && x.stepId === e.stepId) break;
+    if (x.type === 'step.finished' && x.stepId.startsWith(`${e.stepId}/`)) return x.message !== e.message;
+  }
+  return true;
 }
 
 /** One thread post for an event worth a notification; undefined for events the root checklist shows instead. */
@@ -489,6 +560,7 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
   switch (e.type) {
     // The root's checklist shows a step running; its one post comes when it finished, with what it found.
     case 'run.started':
+    case 'run.resumed':
     case 'preflight':
     case 'step.started':
     case 'step.output':
@@ -496,31 +568,13 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
     case 'decision':
     case 'guard.skipped':
     case 'approval.requested':
+    case 'approval.decided':
+    case 'approval.voted':
+    case 'approval.superseded':
+    case 'attempt.started':
       return undefined;
     case 'step.finished':
       return stepPost(e, ctx);
-    case 'approval.decided': {
-      const d = e.decision;
-      const text = d.approved
-        ? `:white_check_mark: ${where(e)} approved by ${mention(d.by)} at ${slackDate(d.at)}` +
-          (d.note !== undefined ? `: ${inline(d.note, 500)}` : '')
-        : d.reason === 'expired'
-          ? `:hourglass: ${where(e)}: the approval expired unanswered at ${slackDate(d.at)} (counts as a denial)`
-          : `:no_entry: ${where(e)} denied by ${mention(d.by)} at ${slackDate(d.at)}` +
-            (d.note !== undefined ? `: ${inline(d.note, 500)}` : '');
-      const word = d.approved ? 'approved' : d.reason === 'expired' ? 'approval expired' : 'denied';
-      return post(`Step ${e.index} of ${e.total} ${word}`, [section(text)]);
-    }
-    case 'approval.voted': {
-      const left = e.of - e.count;
-      return post(`Approved by one of ${e.of} approvers (${e.count} of ${e.of})`, [
-        section(
-          `:ballot_box_with_check: Approved by ${mention(e.by)}: *${e.count} of ${e.of} approvals*` +
-            (left > 0 ? `, waiting for ${left} more` : '') +
-            (e.note !== undefined ? `\n> ${inline(e.note, 500)}` : ''),
-        ),
-      ]);
-    }
     case 'approval.rejected':
       // The decision in the store is one the agent that would run the command does not accept.
       return post(`Step ${e.index} of ${e.total}: decision refused, nothing was run`, [
@@ -528,22 +582,6 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
           // Who the refused record names is unverified: a person's id is shown as them, anything else (a
           // group id included: it would notify the whole group) as a code span.
           `:no_entry: ${where(e)}: the agent refused the decision recorded as ${/^[UW][A-Z0-9]{2,20}$/.test(e.by) ? mention(e.by) : slackName(e.by, 80)}'s: ${inline(e.reason, 500)}. Nothing destructive was run; the run stops here.`,
-        ),
-      ]);
-    case 'approval.superseded':
-      return post(`Step ${e.index} of ${e.total}: approval asked again`, [
-        section(
-          `:arrows_counterclockwise: ${where(e)}: the earlier approval request no longer stands (${
-            e.why === 'stale'
-              ? 'it was approved too long ago to still hold'
-              : 'the action it approved has changed'
-          }); a new request follows. Nothing was run on the old one.`,
-        ),
-      ]);
-    case 'attempt.started':
-      return post(`Step ${e.index} of ${e.total}: sending the approved command`, [
-        section(
-          `:rocket: ${where(e)}: sending the approved command (attempt recorded at ${slackDate(e.at)}; it is never sent twice)`,
         ),
       ]);
     case 'attempt.verified':
@@ -567,10 +605,6 @@ export function threadMessage(entry: TimelineEntry, ctx: ThreadContext = {}): Sl
         ),
       ]);
     }
-    case 'run.resumed':
-      return post(`Run resumed at ${e.atStep}`, [
-        section(`:arrow_forward: Run resumed at step ${inline(e.atStep, 100)}: ${inline(e.reason, 1000)}`),
-      ]);
     case 'run.finished': {
       const took = formatRunDuration(e.durationMs, e.waitingMs);
       const lines = [`${RUN_EMOJI[e.status]} *Run ${RUN_WORD[e.status]}* after ${took}`];
@@ -650,8 +684,10 @@ function clipEscapedLine(line: string): string {
 
 /**
  * What a thread that fell behind shows in one post, after an approval request that was posted ahead of it:
- * every post its events would have made, in their order, under a line that says they came before the
- * approval. `entries` is the run's timeline, `from`..`to` (exclusive) the events it covers.
+ * every post its events would have made (threadPost: the steps that found something or did not pass), in
+ * their order, under a line that says they came before the approval; undefined when none would have (the
+ * root's checklist says the rest). No log file: a catch-up is read, the timeline holds every line.
+ * `entries` is the run's timeline, `from`..`to` (exclusive) the events it covers.
  */
 export function catchUpMessage(
   entries: readonly TimelineEntry[],
@@ -662,16 +698,17 @@ export function catchUpMessage(
   const parts: string[] = [];
   const steps = new Set<number>();
   for (let i = from; i < to; i++) {
-    const entry = entries[i] as TimelineEntry;
-    const e = entry.event;
-    const ctx = e.type === 'step.finished' ? stepContext(entries.slice(0, i + 1), e) : {};
-    const m = threadMessage(entry, ctx);
-    if (m === undefined) continue;
+    const e = (entries[i] as TimelineEntry).event;
+    const shown = threadPost(entries, i);
+    if (shown?.kind !== 'post') continue;
+    const m = shown.message;
     if ('index' in e) steps.add(e.index);
-    // A short output shown as a step's finding stays in its log file here: a code block cannot be split.
+    // A step's output is not repeated here (a code block cannot be split); `/capi timeline` has it.
     parts.push(
       sectionTextsOf(m)
         .filter((t) => !t.startsWith('```'))
+        .flatMap((t) => t.split('\n'))
+        .filter((l) => !l.startsWith('_Output: '))
         .join('\n'),
     );
   }
@@ -707,18 +744,40 @@ function sectionTextsOf(m: SlackMessage): string[] {
 // ---------------------------------------------------------------------------------------------------------
 // Approval
 
-/** The approval request: what will run, on what, why; buttons until decided, then who decided. */
 /**
+ * The approval request, the decision's whole story in one message edited in place: what will run, on what,
+ * why, until when (buttons until decided); then who decided, when and why; then that the command was sent,
+ * and its outcome (exit, duration, what it found or what reading back showed), or OUTCOME UNKNOWN with how
+ * to check. A decision the agent refused is never shown as an approval.
+ *
  * `runEnded`: the run stopped (cancelled, failed) while this approval was still open; the buttons
- * go, because a click could only be refused.
+ * go, because a click could only be refused. `story`: what the timeline says happened since it was asked.
  */
 export function approvalMessage(
   approval: StoredApproval,
   now: Date,
-  opts: { readonly runEnded?: boolean } = {},
+  opts: { readonly runEnded?: boolean; readonly story?: ApprovalStory } = {},
 ): SlackMessage {
   const r = approval.request;
-  const blocks: Record<string, unknown>[] = [header(`Approval needed: ${r.title}`)];
+  const d = approval.decision;
+  const story = opts.story;
+  const refused = story?.refused;
+  const state =
+    refused !== undefined
+      ? 'Refused by the agent'
+      : d === undefined
+        ? approval.superseded !== undefined
+          ? 'Superseded'
+          : opts.runEnded === true
+            ? 'Closed without a decision'
+            : 'Approval needed'
+        : d.approved
+          ? 'Approved'
+          : d.reason === 'expired'
+            ? 'Expired'
+            : 'Denied';
+  // The header says where the decision stands: the first thing anyone reads of it, as it changes.
+  const blocks: Record<string, unknown>[] = [header(`${state}: ${r.title}`)];
 
   const about = [
     inline(r.summary, 1200),
@@ -743,10 +802,18 @@ export function approvalMessage(
     context(`Requested by ${mention(r.requestedBy)} at ${slackDate(approval.requestedAt)}${expiry}`),
   );
 
-  const d = approval.decision;
   const quorum = r.quorum ?? 1;
-  if (quorum > 1 && d === undefined) blocks.push(context(quorumLine(approval, quorum)));
-  if (d !== undefined) {
+  if (quorum > 1 && d === undefined && refused === undefined)
+    blocks.push(context(quorumLine(approval, quorum)));
+  if (refused !== undefined) {
+    // The agent that would run the command did not accept the decision on record (forged, unsigned, for
+    // another action, by someone its policy does not allow): whatever that record says, nothing was approved.
+    blocks.push(
+      section(
+        `:no_entry: *Decision refused by the agent* at ${slackDate(refused.at)}: the decision recorded as ${recordedBy(refused.by)}'s was not accepted (${inline(refused.reason, 500)}). Nothing destructive was run; the run stops here.`,
+      ),
+    );
+  } else if (d !== undefined) {
     const via = approval.decidedVia !== undefined ? ` via ${inline(approval.decidedVia, 40)}` : '';
     const approvers = d.approved && d.approvers !== undefined ? d.approvers : [d.by];
     blocks.push(
@@ -763,6 +830,10 @@ export function approvalMessage(
               (d.note !== undefined ? `: ${inline(d.note, 500)}` : ''),
       ),
     );
+    if (d.approved && story !== undefined) {
+      const lines = storyLines(story);
+      if (lines.length > 0) blocks.push(...packSections(lines.map(clipEscapedLine)));
+    }
   } else if (approval.superseded !== undefined) {
     blocks.push(
       context(
@@ -822,22 +893,101 @@ export function approvalMessage(
     });
   }
 
-  const state =
-    d === undefined
-      ? approval.superseded !== undefined
-        ? 'Superseded'
-        : opts.runEnded === true
-          ? 'Closed without a decision'
-          : 'Approval needed'
-      : d.approved
-        ? 'Approved'
-        : d.reason === 'expired'
-          ? 'Expired'
-          : 'Denied';
+  const outcome = refused === undefined && d?.approved === true && story ? outcomeWord(story) : undefined;
   return {
-    text: fallbackText(`${state}: ${r.title} (run ${r.runId})`),
+    text: fallbackText(`${state}: ${r.title} (run ${r.runId})${outcome ? ` · ${outcome}` : ''}`),
     blocks,
   };
+}
+
+/** Who a refused decision record names: unverified, so a person's id is shown as them, anything else as code. */
+function recordedBy(by: string): string {
+  return /^[UW][A-Z0-9]{2,20}$/.test(by) ? mention(by) : slackName(by, 80);
+}
+
+/** After an approval: the send, then the outcome or what reading back found, or that nobody knows it. */
+function storyLines(story: ApprovalStory): string[] {
+  const lines: string[] = [];
+  if (story.sent) {
+    lines.push(
+      `:rocket: *Sent* at ${slackDate(story.sent.at)} (recorded before sending: it is never sent twice)`,
+    );
+  }
+  const v = story.verified;
+  if (v) {
+    const unknown = UNKNOWN_PREFIX.exec(v.message);
+    lines.push(
+      v.tookEffect
+        ? `:mag: *Read back after a take-over*: ${inline(v.message, 2000)}`
+        : unknown
+          ? `:rotating_light: *OUTCOME UNKNOWN*: ${inline(v.message.slice(unknown[0].length), 2500)}`
+          : // An attempt whose failure was on record before a take-over: known, and never sent again.
+            `:x: *FAILED* before a take-over: ${inline(v.message, 2000)}`,
+    );
+  }
+  const f = story.finished;
+  if (f) {
+    const code =
+      f.exitCode !== null ? `exit ${f.exitCode}` : f.signal !== null ? `signal ${inline(f.signal, 20)}` : '';
+    const took = [code, `in ${formatDuration(f.durationMs)}`].filter((x) => x !== '').join(' ');
+    const said = [f.summary, f.message === v?.message ? undefined : f.message]
+      .filter((x): x is string => x !== undefined)
+      .map((x) => inline(x, 1500));
+    const head: Partial<Record<StepStatus, string>> = {
+      ok: ':white_check_mark: *Done*',
+      failed: ':x: *FAILED*',
+      skipped: ':fast_forward: *Not run*: the check right before acting found',
+      cancelled: ':no_entry_sign: *Cancelled*',
+      interrupted: ':double_vertical_bar: *Interrupted*',
+      unobservable: ':grey_question: *Not observable*',
+    };
+    const word = head[f.status];
+    if (word !== undefined) {
+      lines.push(
+        f.status === 'skipped'
+          ? `${word} ${said.join(' · ')}`
+          : `${word}${story.sent || f.exitCode !== null ? `: ${took}` : ''}${said.length > 0 ? ` · ${said.join(' · ')}` : ''}`,
+      );
+    }
+    for (const t of story.then) {
+      const facts = [
+        t.summary,
+        t.poll ? `attempt ${t.poll.attempt} of ${t.poll.of}: ${t.poll.summary}` : undefined,
+        t.message,
+      ]
+        .filter((x): x is string => x !== undefined)
+        .map((x) => inline(x, 1000));
+      const word = t.status === 'ok' ? 'done' : STEP_LABEL[t.status];
+      lines.push(
+        `${STEP_EMOJI[t.status]} *Then* ${inline(t.title, 200)}: ${word} in ${formatDuration(t.durationMs)}${facts.length > 0 ? ` · ${facts.join(' · ')}` : ''}`,
+      );
+    }
+  } else if (story.sent && !v && story.runEnded) {
+    lines.push(
+      ':rotating_light: *OUTCOME UNKNOWN*: the run ended before the command reported back. Read the target back before doing anything else; `/capi timeline` shows what was sent and when.',
+    );
+  }
+  return lines;
+}
+
+/** How the engine starts a read-back's message when it cannot show the action took effect. */
+const UNKNOWN_PREFIX = /^OUTCOME UNKNOWN: /;
+
+/** The outcome in a word or two, for the notification text. */
+function outcomeWord(story: ApprovalStory): string | undefined {
+  const v = story.verified;
+  if (v && !v.tookEffect) return UNKNOWN_PREFIX.test(v.message) ? 'OUTCOME UNKNOWN' : 'failed';
+  const f = story.finished;
+  const then = story.then.find((t) => t.status !== 'ok');
+  if (f?.status === 'ok' && then !== undefined) return `${then.title}: ${then.status}`;
+  if (f)
+    return f.status === 'ok'
+      ? `done in ${formatDuration(f.durationMs)}`
+      : f.status === 'skipped'
+        ? 'not run'
+        : f.status;
+  if (story.sent) return story.runEnded ? 'OUTCOME UNKNOWN' : 'sent';
+  return undefined;
 }
 
 /** "1 of 2 approvals: @a (their reason)": who approved so far a step that needs several approvers. */

@@ -1,8 +1,9 @@
 /**
  * One run's timeline, mirrored into a Slack thread: a root message (the live checklist, edited in place) in
- * the run's channel, and under it one post per finished step (what it found) and per event worth a
- * notification, the approval requests with their buttons (edited in place once decided) and the raw outputs
- * as log files.
+ * the run's channel, and under it a post when something was found or changed (a step's findings, a step
+ * that failed, the run's end; blocks.ts threadPost decides), each approval request with its buttons, edited
+ * in place as its decision's story goes on (decided, sent, outcome: approval-story.ts), and a log file after
+ * a post whose step printed more than the post can show.
  *
  * Exactly once, in order, across restarts: each run has one serial worker that reads its timeline in stream
  * order and posts one message at a time; a post's place in the timeline (the cursor) is written to Redis only
@@ -26,16 +27,18 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RunEvent } from '../engine/events.js';
 import type { RunService, StoredApproval, TimelineEntry } from '../queue/service.js';
+import { approvalStory } from './approval-story.js';
 import {
   approvalMessage,
   catchUpMessage,
+  outputPlace,
   postsInThread,
   rootMessage,
   type SlackMessage,
-  stepContext,
   threadMessage,
+  threadPost,
 } from './blocks.js';
-import { catchUpLogFile, stepLogFile, wantsLogFile } from './log-file.js';
+import { stepLogFile } from './log-file.js';
 import { Closed, describe, PacedSlack, RETRY_DELAYS_MS, sleepUnlessClosed } from './paced-slack.js';
 import { foldRunView } from './run-view.js';
 import { type ThreadCursor, ThreadCursors } from './thread-cursors.js';
@@ -154,6 +157,8 @@ interface RunState {
   scanned: number;
   /** An approval request whose post ahead of its backlog failed: it is posted in its turn instead. */
   notAhead: string | undefined;
+  /** Approval id -> the message it was last edited to (this worker's memory: saves repeating an edit). */
+  readonly shown: Map<string, string>;
   waker: (() => void) | undefined;
   follower: AbortController | undefined;
 }
@@ -401,6 +406,7 @@ export class ThreadPoster {
       lastApprovalCheck: 0,
       scanned: 0,
       notAhead: undefined,
+      shown: new Map(),
       waker: undefined,
       follower: undefined,
     };
@@ -538,31 +544,28 @@ export class ThreadPoster {
       if (e.type === 'run.started') return;
     }
     if (e.type !== 'step.output') run.rootDirty = true;
-
-    switch (e.type) {
-      case 'approval.requested':
-        await this.postApproval(run, entry, e);
-        return;
-      case 'approval.decided':
-        await this.refreshApproval(run, e.approvalId, e.decision);
-        break;
-      case 'approval.superseded':
-        await this.refreshApproval(run, e.approvalId);
-        break;
-      case 'approval.voted':
-        await this.refreshApproval(run, e.approvalId, undefined, { onVote: true });
-        break;
-      default:
-        break;
+    if (e.type === 'approval.requested') {
+      await this.postApproval(run, entry, e);
+      return;
     }
 
-    const ctx = e.type === 'step.finished' ? stepContext(run.entries.slice(0, index + 1), e) : {};
-    const message = threadMessage(entry, ctx);
+    const shown = threadPost(run.entries, index);
+    let message: SlackMessage | undefined;
+    let wantsFile = false;
+    if (shown?.kind === 'approval') {
+      // Part of a decision's story: its approval message says it, edited in place. Only when that message is
+      // not in the thread (Slack would not take it) does the event get a post of its own.
+      const decision = e.type === 'approval.decided' ? e.decision : undefined;
+      if (!(await this.tellApproval(run, shown.approvalId, decision))) message = shown.fallback;
+    } else if (shown?.kind === 'post') {
+      message = shown.message;
+      // A log file only when the step's own output is too long for its post.
+      wantsFile = e.type === 'step.finished' && outputPlace(shown.context, e.summary) === 'file';
+    }
     if (message === undefined) {
       this.advance(run, entry);
       return;
     }
-    const wantsFile = wantsLogFile(run.entries, index);
     const ts = await this.postInThread(run, message, entry);
     // Slack confirmed (or the post was given up on: the thread goes on with the next event); only now does
     // the cursor move. A crash right here posts this message again after a restart: at-least-once's one
@@ -618,29 +621,27 @@ export class ThreadPoster {
       run.rootDirty = true;
     }
     const from = run.next;
+    // Earlier approvals' stories went on in the backlog (sent, done): their messages say so first. Edits are
+    // repeat-safe, so a crash before the cursor below only repeats them.
+    const told = new Set<string>();
+    for (let i = from; i < index; i++) {
+      const shown = threadPost(run.entries, i);
+      if (shown?.kind !== 'approval' || told.has(shown.approvalId)) continue;
+      told.add(shown.approvalId);
+      await this.tellApproval(run, shown.approvalId);
+    }
     const message = catchUpMessage(run.entries, from, index, e);
     run.lease.assertHeld();
-    const ts =
-      message === undefined
-        ? undefined
-        : await this.slack.post(run.log, run.channel, message, run.cursor.rootTs, `catch-up ${entry.id}`);
-    const file =
-      ts !== undefined && catchUpLogFile(run.runId, run.entries, from, index) !== undefined
-        ? `${(run.entries[from] as TimelineEntry).id}..${entry.id}`
-        : undefined;
+    if (message !== undefined) {
+      await this.slack.post(run.log, run.channel, message, run.cursor.rootTs, `catch-up ${entry.id}`);
+    }
     run.next = index + 1;
     this.advance(run, entry);
     run.rootDirty = true;
-    const fields: Record<string, string> = { lastId: entry.id };
-    if (file !== undefined) fields.file = file;
     run.lease.assertHeld();
-    await this.cursors.caughtUp(run.runId, fields);
+    await this.cursors.caughtUp(run.runId, { lastId: entry.id });
     delete run.cursor.ahead;
     run.cursorDirty = false;
-    if (file !== undefined) {
-      run.cursor.file = file;
-      await this.uploadPendingFile(run);
-    }
   }
 
   private advance(run: RunState, entry: TimelineEntry): void {
@@ -798,34 +799,73 @@ export class ThreadPoster {
     }
   }
 
-  /** Edits the approval message to its decided variant (buttons gone) once the approval has a decision. */
-  private async refreshApproval(
+  /**
+   * Edits the approval message to its decided variant (buttons gone) once the approval has a decision (or
+   * was superseded); until then nothing changes.
+   */
+  private async refreshApproval(run: RunState, id: string): Promise<void> {
+    if (!run.cursor.approvals.has(id) || run.cursor.decided.has(id)) return;
+    const stored = await this.storedApproval(run, id);
+    if (stored === null || (stored.decision === undefined && stored.superseded === undefined)) return;
+    await this.tellApproval(run, id);
+  }
+
+  /**
+   * Edits the approval message to tell the decision's story so far: the request, its votes or decision, and
+   * what the timeline says happened since (approval-story.ts). False when the message is not in the thread.
+   * `fromEvent`: the decision as the agent's event carries it, for a store that does not show it (yet).
+   */
+  private async tellApproval(
     run: RunState,
     id: string,
     fromEvent?: StoredApproval['decision'],
-    opts: { readonly onVote?: boolean } = {},
-  ): Promise<void> {
+    opts: { readonly runEnded?: boolean } = {},
+  ): Promise<boolean> {
     const ts = run.cursor.approvals.get(id);
-    if (ts === undefined || run.cursor.decided.has(id)) return;
-    const stored = await this.storedApproval(run, id);
-    const decision = stored?.decision ?? fromEvent;
-    if (stored === null) return;
-    // Final once decided, or superseded by a newer request (which gets its own message); a request that
-    // needs several approvers is also updated, not final, on each approval.voted (its "1 of 2" line).
-    const final = decision !== undefined || stored.superseded !== undefined;
-    if (!final && opts.onVote !== true) return;
+    if (ts === undefined) return false;
+    const stored = (await this.storedApproval(run, id)) ?? this.approvalFromTimeline(run, id);
+    if (stored === undefined) return true;
+    const decision = stored.decision ?? fromEvent;
+    const approval = decision === undefined ? stored : { ...stored, decision };
+    const final = decision !== undefined || stored.superseded !== undefined || opts.runEnded === true;
+    const message = approvalMessage(approval, this.now(), {
+      story: approvalStory(run.entries, id),
+      ...(opts.runEnded === true ? { runEnded: true } : {}),
+    });
+    // The same story told again (a restart, a click and the agent's event): no edit.
+    const said = JSON.stringify(message);
+    if (run.shown.get(id) === said) return true;
     run.lease.assertHeld();
-    const ok = await this.slack.update(
-      run.log,
-      run.channel,
-      ts,
-      approvalMessage(decision === undefined ? stored : { ...stored, decision }, this.now()),
-      `approval ${id}`,
-    );
-    if (!ok || !final) return;
-    run.cursor.decided.add(id);
-    run.lease.assertHeld();
-    await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });
+    const ok = await this.slack.update(run.log, run.channel, ts, message, `approval ${id}`);
+    if (!ok) return true;
+    run.shown.set(id, said);
+    if (final && !run.cursor.decided.has(id)) {
+      run.cursor.decided.add(id);
+      run.lease.assertHeld();
+      await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });
+    }
+    return true;
+  }
+
+  /** The approval as the timeline has it, when the store cannot be read: its request, and its decision. */
+  private approvalFromTimeline(run: RunState, id: string): StoredApproval | undefined {
+    let approval: StoredApproval | undefined;
+    for (const { event: e, at } of run.entries) {
+      if (e.type === 'approval.requested' && e.approvalId === id && approval === undefined) {
+        // Unknown expiry: the message then shows none rather than a made-up one.
+        approval = {
+          approvalId: id,
+          runId: run.runId,
+          stepId: e.stepId,
+          request: e.request,
+          requestedAt: at,
+          expiresAt: '',
+        };
+      } else if (e.type === 'approval.decided' && e.approvalId === id && approval !== undefined) {
+        approval = { ...approval, decision: e.decision };
+      }
+    }
+    return approval;
   }
 
   /**
@@ -833,24 +873,11 @@ export class ThreadPoster {
    * behind: the message loses them and says why. The decision, if one was taken after all, wins.
    */
   private async closeOpenApprovals(run: RunState): Promise<void> {
-    for (const [id, ts] of run.cursor.approvals) {
+    for (const id of run.cursor.approvals.keys()) {
       if (run.cursor.decided.has(id)) continue;
       await this.refreshApproval(run, id);
       if (run.cursor.decided.has(id)) continue;
-      const stored = await this.storedApproval(run, id);
-      if (stored === null) continue;
-      run.lease.assertHeld();
-      const ok = await this.slack.update(
-        run.log,
-        run.channel,
-        ts,
-        approvalMessage(stored, this.now(), { runEnded: true }),
-        `approval ${id}`,
-      );
-      if (!ok) continue;
-      run.cursor.decided.add(id);
-      run.lease.assertHeld();
-      await this.cursors.save(run.runId, { [`decided:${id}`]: '1' });
+      await this.tellApproval(run, id, undefined, { runEnded: true });
     }
   }
 
@@ -888,12 +915,14 @@ export class ThreadPoster {
   private async uploadPendingFile(run: RunState): Promise<void> {
     const fileId = run.cursor.file;
     if (fileId === undefined) return;
-    const at = (id: string) => run.entries.findIndex((x) => x.id === id);
-    const [from, to] = fileId.split('..');
-    const file =
-      to === undefined
-        ? stepLogFile(run.runId, run.entries, at(fileId))
-        : catchUpLogFile(run.runId, run.entries, at(from as string), at(to));
+    // A `<from>..<to>` range is a catch-up's file owed by an older version: catch-ups have no file now.
+    const file = fileId.includes('..')
+      ? undefined
+      : stepLogFile(
+          run.runId,
+          run.entries,
+          run.entries.findIndex((x) => x.id === fileId),
+        );
     if (file !== undefined && run.cursor.rootTs !== undefined) {
       run.lease.assertHeld();
       await this.slack.upload(run.log, run.channel, run.cursor.rootTs, file);

@@ -19,11 +19,13 @@ export interface StepView {
   exitCode?: number | null;
   poll?: { attempt: number; of: number; summary: string };
   /** Inside a for_each: which item the loop is on. */
-  iteration?: { n: number; of: number; label: string };
+  iteration?: { n: number; of: number; label: string; name?: string };
   /** Inside a for_each: the title of the inner step running now. */
   activity?: string;
   /** The last thing said about the step: a decision, a guard's reason, or why it failed. */
   message?: string;
+  /** What the step found, in the runbook's words (its `summary:`): the checklist shows it. */
+  summary?: string;
 }
 
 export type RunViewStatus = 'running' | 'waiting_approval' | RunStatus;
@@ -153,6 +155,7 @@ export function foldRunView(entries: readonly TimelineEntry[]): RunView | undefi
         row.durationMs = e.durationMs;
         row.exitCode = e.exitCode;
         if (e.message !== undefined) row.message = e.message;
+        if (e.summary !== undefined) row.summary = e.summary;
         delete row.activity;
         if (view.currentStep === row.id) delete view.currentStep;
         break;
@@ -211,4 +214,5 @@ function restart(row: StepView, at: string): void {
   delete row.iteration;
   delete row.activity;
   delete row.message;
+  delete row.summary;
 }

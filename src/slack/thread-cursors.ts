@@ -9,11 +9,12 @@
  *                                                          nothing to post)
  *                             `rootId`, `rootUpdatedAt`    the event the root last showed, and when (epoch ms)
  *                             `approval:<approvalId>`      ts of the approval message
- *                             `decided:<approvalId>`       '1' once that message shows its final state (the
- *                                                          decision, or closed when the run ended without one)
+ *                             `decided:<approvalId>`       '1' once that message shows the decision (or closed
+ *                                                          when the run ended without one); what follows (sent,
+ *                                                          outcome) is edited in as its events are handled
  *                             `file`                       stream id of a step.finished whose log file is still
- *                                                          to upload (its message is posted), or `<from>..<to>`:
- *                                                          the events a catch-up post covered (to exclusive)
+ *                                                          to upload (its message is posted); a `<from>..<to>`
+ *                                                          range (an older version's catch-up file) is dropped
  *                             `ahead`                      stream id of an approval.requested posted ahead of
  *                                                          the events before it: their catch-up post is owed
  *                             `done`                       '1' once run.finished is posted and the root final

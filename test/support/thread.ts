@@ -1,10 +1,10 @@
 /**
- * What a run's Slack thread must show, as the one poster writes it: each event's post (threadMessage) in
- * timeline order, except where the thread fell behind an approval request: the request is posted ahead and
+ * What a run's Slack thread must show, as the one poster writes it: each event's post (threadPost: the
+ * events that get a post of their own, not those an approval message tells) in timeline order, except where the thread fell behind an approval request: the request is posted ahead and
  * the posts waiting before it come after it as one catch-up post (catchUpMessage).
  */
 import type { TimelineEntry } from '../../src/runs/timeline.js';
-import { catchUpMessage, stepContext, threadMessage } from '../../src/slack/blocks.js';
+import { catchUpMessage, threadPost } from '../../src/slack/blocks.js';
 
 export interface ExpectedPost {
   /** Index of the event in the timeline (the first covered one, for a catch-up). */
@@ -13,12 +13,11 @@ export interface ExpectedPost {
   readonly catchUp: boolean;
 }
 
-/** Every event's own post, in timeline order (no approval requests: their text changes with the clock). */
+/** Every event's own post, in timeline order (no approval messages: their text changes with the clock and the story). */
 export function eventPosts(entries: readonly TimelineEntry[]): ExpectedPost[] {
-  return entries.flatMap((e, i) => {
-    const ctx = e.event.type === 'step.finished' ? stepContext(entries.slice(0, i + 1), e.event) : {};
-    const message = threadMessage(e, ctx);
-    return message ? [{ index: i, text: message.text, catchUp: false }] : [];
+  return entries.flatMap((_, i) => {
+    const shown = threadPost(entries, i);
+    return shown?.kind === 'post' ? [{ index: i, text: shown.message.text, catchUp: false }] : [];
   });
 }
 
