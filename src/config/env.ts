@@ -5,6 +5,10 @@
  *
  * Messages never echo a value: several variables are secrets (tokens, REDIS_URL with a password), and a
  * config error ends up in journald and in CI logs.
+ *
+ * This file is the composition: the defaults, the one schema and the AppConfig it yields. Amounts (durations,
+ * sizes, counts) are read by units.ts, the REDIS_* variables by redis-target.ts, Slack ids and terminal users by
+ * slack-ids.ts, and the runbook directory is found by commands-dir.ts.
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
