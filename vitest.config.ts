@@ -11,6 +11,8 @@ const UNIT = [
   'architecture',
   'bench-system-report',
   'config-env',
+  'config-redis-target',
+  'config-units',
   'engine-interpreter',
   'expr',
   'fake-slack',

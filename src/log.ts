@@ -102,26 +102,45 @@ function redactChildBindings(logger: pino.Logger): void {
 
 const MAX_DEPTH = 20;
 
-/** A redacted copy of `value` shaped like what JSON.stringify would print. The caller's object is not touched. */
-function redactValue(value: unknown, seen: WeakSet<object>, depth = 0): unknown {
+/** The prototype of what pino's error serializer returns, nested errors (`original`, `errors`) included. */
+const SERIALIZED_ERROR = Object.getPrototypeOf(pino.stdSerializers.err(new Error('probe'))) as object;
+
+/**
+ * A redacted copy of `value` shaped like what JSON.stringify would print. The caller's object is not touched.
+ * An error is printed as pino's standard serializer has it (type, message and stack, with their causes, and its
+ * own fields), with two limits on those fields (`inError`), which libraries fill with more than data:
+ * ioredis puts the failed command's arguments there (an AUTH password, a stored run's text), so `args` is
+ * censored; an HTTP client puts its request, response and sockets there, so an object that is neither plain
+ * data nor an error is only named.
+ */
+function redactValue(value: unknown, seen: WeakSet<object>, depth = 0, inError = false): unknown {
   if (typeof value === 'string') return redactText(value);
   if (typeof value !== 'object' || value === null) return value;
   if (seen.has(value)) return '[Circular]';
   if (depth >= MAX_DEPTH) return '[Too deep]';
   seen.add(value);
   try {
-    if (Array.isArray(value)) return value.map((item) => redactValue(item, seen, depth + 1));
-    if (value instanceof Error) return redactValue(pino.stdSerializers.err(value), seen, depth + 1);
+    if (Array.isArray(value)) return value.map((item) => redactValue(item, seen, depth + 1, inError));
+    if (value instanceof Error) return redactValue(pino.stdSerializers.err(value), seen, depth + 1, true);
     const toJSON = (value as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') return redactValue(toJSON.call(value), seen, depth + 1);
+    if (typeof toJSON === 'function') return redactValue(toJSON.call(value), seen, depth + 1, inError);
+    if (inError && !isPlainData(value)) return `[${value.constructor?.name ?? 'Object'}]`;
     const out: Record<string, unknown> = {};
     for (const [key, field] of Object.entries(value)) {
-      out[key] = isSecretKey(key) && isCensorable(field) ? REDACTED : redactValue(field, seen, depth + 1);
+      out[key] =
+        (isSecretKey(key) || (inError && key === 'args')) && isCensorable(field)
+          ? REDACTED
+          : redactValue(field, seen, depth + 1, inError);
     }
     return out;
   } finally {
     seen.delete(value);
   }
+}
+
+function isPlainData(value: object): boolean {
+  const proto = Object.getPrototypeOf(value) as object | null;
+  return proto === null || proto === Object.prototype || proto === SERIALIZED_ERROR;
 }
 
 /** Booleans and nulls under a secret-looking key (`{ password: null }`) carry no secret and help debugging. */

@@ -3,13 +3,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { agentOptions } from '../src/cli/agent.js';
-import {
-  DEFAULT_APPROVAL_TIMEOUT_MS,
-  defaultCommandsDir,
-  loadConfig,
-  parseDuration,
-} from '../src/config/env.js';
+import { defaultCommandsDir } from '../src/config/commands-dir.js';
+import { DEFAULT_APPROVAL_TIMEOUT_MS, loadConfig } from '../src/config/env.js';
 import { mgmtHostKeyTrustNotice, parseSiteProfile, siteEnv } from '../src/config/site.js';
+import { parseDuration } from '../src/config/units.js';
 import { CapiError, ConfigError, ErrorCode } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { PEM } from './support/secrets.js';

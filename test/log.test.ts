@@ -100,6 +100,42 @@ describe('createLogger', () => {
     expect(bare?.msg).toBe(`ssh exec failed: OS_PASSWORD=${REDACTED}`);
   });
 
+  it('should log the stack and its cause redacted when an error and its cause carry a token', () => {
+    const { logger, text, records } = capture();
+    const cause = new Error(`slack refused ${slackBot}`);
+    const err = new Error(`posting failed with ${slackBot}`, { cause });
+    logger.warn({ err }, 'posting failed');
+    expect(text()).not.toContain(slackBot);
+    const logged = records()[0]?.err as { type: string; message: string; stack: string };
+    expect(logged.type).toBe('Error');
+    expect(logged.message).toBe(`posting failed with ${REDACTED}: slack refused ${REDACTED}`);
+    // The frames say where it was thrown: this file, and the cause's own stack after "caused by".
+    expect(logged.stack.startsWith(`Error: posting failed with ${REDACTED}\n    at `)).toBe(true);
+    expect(logged.stack).toContain('log.test.ts:');
+    expect(logged.stack).toContain(`caused by: Error: slack refused ${REDACTED}\n`);
+  });
+
+  it('should censor the command arguments and name an HTTP request when a library error carries them', () => {
+    class ClientRequest {
+      readonly header = 'Authorization: Bearer plain-value';
+    }
+    const { logger, text, records } = capture();
+    // ioredis puts the failed command on its errors, AUTH's password included.
+    const redis = Object.assign(new Error('WRONGPASS invalid username-password pair'), {
+      command: { name: 'auth', args: ['default', 'hunter2'] },
+    });
+    const http = Object.assign(new Error('socket hang up'), {
+      code: 'ECONNRESET',
+      request: new ClientRequest(),
+    });
+    logger.error({ err: redis }, 'redis connection error');
+    logger.error({ err: http }, 'slack call failed');
+    expect(text()).not.toMatch(/hunter2|plain-value/);
+    const [fromRedis, fromHttp] = records();
+    expect(fromRedis?.err).toMatchObject({ command: { name: 'auth', args: REDACTED } });
+    expect(fromHttp?.err).toMatchObject({ code: 'ECONNRESET', request: '[ClientRequest]' });
+  });
+
   it('should redact child bindings when a child logger is bound to command text', () => {
     const { logger, text, records } = capture();
     const grandchild = logger

@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { fingerprintOfPublicKeyLine } from '../../src/ssh/hostkey.js';
+import { fingerprintOfPublicKeyLine } from '../../src/host-key.js';
 import type { JumphostTarget } from '../../src/ssh/types.js';
 import { freePort } from '../net.js';
 

@@ -119,7 +119,7 @@ export async function doctorCommand(opts: { readonly sites: readonly string[] })
       if (redisUp) {
         await new DoctorReports(redis, config.queue.prefix)
           .save(report)
-          .catch((err: unknown) => logger.warn({ err: asCodedError(err).message }, 'report not kept'));
+          .catch((err: unknown) => logger.warn({ err }, 'report not kept'));
       }
       worst = Math.max(worst, doctorExitCode(worstLevel(report.lines)));
     }

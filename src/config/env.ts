@@ -5,17 +5,25 @@
  *
  * Messages never echo a value: several variables are secrets (tokens, REDIS_URL with a password), and a
  * config error ends up in journald and in CI logs.
+ *
+ * This file is the composition: the defaults, the one schema and the AppConfig it yields. Amounts (durations,
+ * sizes, counts) are read by units.ts, the REDIS_* variables by redis-target.ts, Slack ids and terminal users by
+ * slack-ids.ts, and the runbook directory is found by commands-dir.ts.
  */
-import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { CapiError, ConfigError, ErrorCode } from '../errors.js';
+import { ConfigError, ErrorCode } from '../errors.js';
+import { FINGERPRINT_PATTERN } from '../host-key.js';
+import type { JumphostTarget } from '../jumphost-target.js';
 import { DEFAULT_READONLY_LIMITS } from '../runs/readonly-runs.js';
-import { FINGERPRINT_PATTERN } from '../ssh/hostkey.js';
-import type { JumphostTarget } from '../ssh/types.js';
 import { describeZodIssues } from '../validation.js';
+import { defaultCommandsDir } from './commands-dir.js';
+import { booleanSchema, pathSchema, portSchema } from './env-fields.js';
+import { type RedisTarget, redisEnvShape, resolveRedisTarget } from './redis-target.js';
+import { slackIdListSchema, terminalUsersSchema } from './slack-ids.js';
+import { byteSizeSchema, countSchema, retentionSchema, timerSchema } from './units.js';
+
+export type { RedisNode, RedisTarget } from './redis-target.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -25,7 +33,6 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
  * override it when the two are merged. Apply it after merging.
  */
 export const DEFAULT_JUMPHOST_PORT = 22;
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 export const DEFAULT_QUEUE_PREFIX = 'capi';
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_SITE_LOCK_TTL_MS = 60_000;
@@ -42,9 +49,6 @@ export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 /** How long the attempt journal waits for its replicas before a destructive command is refused. */
 export const DEFAULT_WAIT_REPLICAS_TIMEOUT_MS = 5_000;
 export const DEFAULT_AGENT_CONCURRENCY = 2;
-
-/** Node's timers fire at once for delays above this (about 24.8 days), so a longer timeout would never wait. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface AppConfig {
   /** Absolute path of the site profile YAML, when SITE_FILE is set. */
@@ -136,232 +140,9 @@ export interface AppConfig {
   };
 }
 
-export interface RedisNode {
-  readonly host: string;
-  readonly port: number;
-}
-
-/**
- * Where Redis is: one server (REDIS_URL), a Sentinel-monitored master (REDIS_SENTINELS + REDIS_SENTINEL_NAME)
- * or a Cluster (REDIS_CLUSTER_NODES). `waitReplicas`: how many replicas must hold a destructive attempt's
- * record before its command is sent (WAIT), so a failover cannot lose it and send the command twice.
- */
-export type RedisTarget =
-  | { readonly mode: 'single'; readonly url: string; readonly waitReplicas: number }
-  | {
-      readonly mode: 'sentinel';
-      readonly sentinels: readonly RedisNode[];
-      readonly name: string;
-      readonly password?: string;
-      readonly sentinelPassword?: string;
-      readonly tls: boolean;
-      readonly waitReplicas: number;
-    }
-  | {
-      readonly mode: 'cluster';
-      readonly nodes: readonly RedisNode[];
-      readonly password?: string;
-      readonly tls: boolean;
-      readonly waitReplicas: 0;
-    };
-
-/** A duration a Node timer can wait for: more than 0, at most MAX_TIMER_MS. */
-function timerDuration(example: string) {
-  return z.string().transform((v, ctx) => {
-    const ms = tryParseDuration(v);
-    if (ms === undefined || ms <= 0 || ms > MAX_TIMER_MS) {
-      ctx.addIssue({
-        code: 'custom',
-        message:
-          ms === undefined
-            ? `must be a duration: ${DURATION_FORMS}`
-            : `must be more than 0 and at most 596h (Node timers cannot wait longer), e.g. ${example}`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
-}
-
 /** A whole number 1-1000 of `what`. */
-function countSchema(what: string, fallback: number) {
-  return z
-    .string()
-    .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
-      error: `must be a whole number 1-1000 of ${what} (default ${fallback})`,
-    })
-    .transform(Number);
-}
-
-const DURATION = /^(\d+)(ms|s|m|h)$/;
-const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const DURATION_FORMS = 'a whole number followed by ms, s, m or h, e.g. 500ms, 90s, 30m or 2h';
-
-function tryParseDuration(text: string): number | undefined {
-  const match = DURATION.exec(text.trim());
-  if (match === null) return undefined;
-  const [, amount = '', unit = ''] = match;
-  const ms = Number(amount) * (DURATION_UNITS_MS[unit] ?? Number.NaN);
-  return Number.isSafeInteger(ms) ? ms : undefined;
-}
-
-/** Parses `500ms`, `90s`, `30m` or `2h` into milliseconds. */
-export function parseDuration(text: string): number {
-  const ms = tryParseDuration(text);
-  if (ms === undefined) {
-    throw new CapiError(ErrorCode.ConfigInvalid, `invalid duration "${text}": use ${DURATION_FORMS}`);
-  }
-  return ms;
-}
-
-/**
- * The runbooks live in `<package root>/commands`. A fixed `../../../commands/` relative to this module only
- * works from `dist/src/config/`: from `src/config/` (vitest) it lands one directory above the package. So walk
- * up to the nearest package.json, which is the same directory from both places and from an installed copy.
- */
-export function defaultCommandsDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'commands');
-    const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new CapiError(
-        ErrorCode.ConfigInvalid,
-        'cannot find the runbook directory: no package.json above this module; set COMMANDS_DIR',
-      );
-    }
-    dir = parent;
-  }
-}
-
-const portSchema = (example: number) =>
-  z
-    .string()
-    .refine((v) => /^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535, {
-      error: `must be a TCP port 1-65535, e.g. ${example}`,
-    })
-    .transform(Number);
-
-const pathSchema = (what: string) =>
-  z
-    .string()
-    .refine((v) => !/[\r\n]/.test(v) && !v.includes('-----BEGIN'), {
-      error: `must be the path of ${what}, not its contents`,
-    })
-    .refine((v) => !v.startsWith('~'), {
-      error: 'must not start with ~: it is not expanded here; use an absolute path such as /home/ubuntu/...',
-    })
-    .transform((v) => path.resolve(v));
-
-const SLACK_ID = /^[UWS][A-Z0-9]{6,20}$/;
-
-const slackIdListSchema = z.string().transform((value, ctx) => {
-  const ids: string[] = [];
-  for (const entry of value.split(/[\s,]+/)) {
-    if (entry === '') continue;
-    if (!SLACK_ID.test(entry)) {
-      ctx.addIssue({
-        code: 'custom',
-        message:
-          `"${entry}" is not a Slack user id (U… or W…) or user-group id (S…); ` +
-          'use ids, not names: profile > ⋮ > Copy member ID, e.g. U0123ABCD',
-      });
-      continue;
-    }
-    if (!ids.includes(entry)) ids.push(entry);
-  }
-  return ids;
-});
-
-const UNIX_USER = /^[a-z_][a-z0-9_.-]{0,31}$/;
-const SLACK_USER_ID = /^[UW][A-Z0-9]{6,20}$/;
-const TERMINAL_USERS_EXAMPLE = 'alice=U0123ABCD,bob=U0456EFGH';
-
-/** `alice=U0123ABCD,bob=U0456EFGH`: each Unix account that may use the terminal front, and the Slack user it is. */
-const terminalUsersSchema = z.string().transform((value, ctx) => {
-  const users = new Map<string, string>();
-  for (const entry of value.split(/[\s,]+/)) {
-    if (entry === '') continue;
-    const [unix = '', slack = '', ...extra] = entry.split('=');
-    if (extra.length > 0 || !entry.includes('=') || !UNIX_USER.test(unix)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${entry.slice(0, 60)}" is not unixuser=SlackUserId; list them comma separated, e.g. ${TERMINAL_USERS_EXAMPLE}`,
-      });
-    } else if (!SLACK_USER_ID.test(slack)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `${unix} must map to one person's Slack user id (U… or W…, not a group), e.g. ${unix}=U0123ABCD (profile > ⋮ > Copy member ID)`,
-      });
-    } else if (users.has(unix)) {
-      ctx.addIssue({ code: 'custom', message: `${unix} is listed twice: keep one entry per Unix user` });
-    } else {
-      users.set(unix, slack);
-    }
-  }
-  return users;
-});
-
-const booleanSchema = z
-  .enum(['true', 'false'], { error: 'must be true or false' })
-  .transform((v) => v === 'true');
-
-const nodeListSchema = (example: string) =>
-  z.string().transform((value, ctx) => {
-    const nodes: RedisNode[] = [];
-    let bad = false;
-    for (const entry of value.split(/[\s,]+/)) {
-      if (entry === '') continue;
-      const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
-      const port = Number(m?.[2]);
-      if (!m || port < 1 || port > 65535) {
-        bad = true;
-        ctx.addIssue({
-          code: 'custom',
-          message: `"${entry}" is not host:port; list them comma separated, e.g. ${example}`,
-        });
-        continue;
-      }
-      nodes.push({ host: (m[1] as string).replace(/^\[|\]$/g, ''), port });
-    }
-    if (nodes.length === 0 && !bad) {
-      ctx.addIssue({ code: 'custom', message: `lists no host:port, e.g. ${example}` });
-    }
-    return nodes;
-  });
-
-const RETENTION = /^(\d+)(m|h|d)$/;
-const RETENTION_UNITS_MS: Readonly<Record<string, number>> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** Redis expiries, not Node timers: days are allowed and there is no 24.8-day ceiling. */
-const retentionSchema = z.string().transform((v, ctx) => {
-  const m = RETENTION.exec(v);
-  const ms = m ? Number(m[1]) * (RETENTION_UNITS_MS[m[2] as string] ?? Number.NaN) : Number.NaN;
-  if (!Number.isSafeInteger(ms) || ms < 60 * 60_000 || ms > 3650 * 86_400_000) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must be a duration from 1h to 3650d as a whole number followed by m, h or d, e.g. 30d',
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
-
-const SIZE = /^(\d+)(b|kb|mb)?$/i;
-const SIZE_UNITS: Readonly<Record<string, number>> = { b: 1, kb: 1024, mb: 1024 * 1024 };
-
-const byteSizeSchema = z.string().transform((v, ctx) => {
-  const m = SIZE.exec(v);
-  const bytes = m ? Number(m[1]) * (SIZE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? Number.NaN) : Number.NaN;
-  if (!Number.isSafeInteger(bytes) || bytes < 1024 || bytes > 512 * 1024 * 1024) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must be a size from 1kb to 512mb: a whole number of bytes, or followed by kb or mb, e.g. 4mb',
-    });
-    return z.NEVER;
-  }
-  return bytes;
-});
+const countOf = (what: string, fallback: number) =>
+  countSchema(`must be a whole number 1-1000 of ${what} (default ${fallback})`);
 
 function validUrl(value: string, protocols: readonly string[]): URL | undefined {
   try {
@@ -414,54 +195,31 @@ const envSchema = z.object({
     })
     .optional(),
 
-  REDIS_URL: z
-    .string()
-    .refine((v) => validUrl(v, ['redis:', 'rediss:']) !== undefined, {
-      error: `must be a redis:// or rediss:// URL, e.g. ${DEFAULT_REDIS_URL} (with a password: redis://:PASSWORD@host:6379)`,
-    })
-    .optional(),
-  REDIS_SENTINELS: nodeListSchema('sentinel-1:26379,sentinel-2:26379,sentinel-3:26379').optional(),
-  REDIS_SENTINEL_NAME: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]+$/, { error: 'must be the master name the sentinels monitor, e.g. mymaster' })
-    .optional(),
-  REDIS_SENTINEL_PASSWORD: z.string().optional(),
-  REDIS_CLUSTER_NODES: nodeListSchema('redis-1:6379,redis-2:6379,redis-3:6379').optional(),
-  REDIS_PASSWORD: z.string().optional(),
-  REDIS_TLS: booleanSchema.optional(),
-  REDIS_WAIT_REPLICAS: z
-    .string()
-    .regex(/^\d{1,2}$/, { error: 'must be a whole number of replicas, e.g. 1 (0 turns the wait off)' })
-    .transform(Number)
-    .optional(),
+  ...redisEnvShape,
   QUEUE_PREFIX: z
     .string()
     .regex(/^([a-z0-9-]+|\{[a-z0-9-]+\})$/, {
       error: `must be lowercase letters, digits and dashes, e.g. ${DEFAULT_QUEUE_PREFIX}, or such a name in braces (a Redis Cluster hash tag), e.g. ${DEFAULT_CLUSTER_QUEUE_PREFIX}`,
     })
     .optional(),
-  APPROVAL_TIMEOUT: timerDuration('30m').optional(),
-  SITE_LOCK_TTL: timerDuration('60s').optional(),
-  THREAD_LEASE_TTL: timerDuration('15s').optional(),
-  SLACK_FLOOD_REFUSALS: countSchema('refused clicks and commands per user per window', 5).optional(),
-  SLACK_FLOOD_UPLOADS: countSchema('/capi timeline uploads per user per window', 3).optional(),
-  SLACK_FLOOD_WINDOW: timerDuration('1m').optional(),
-  CAPI_READONLY_PER_PERSON: countSchema(
+  APPROVAL_TIMEOUT: timerSchema('30m').optional(),
+  SITE_LOCK_TTL: timerSchema('60s').optional(),
+  THREAD_LEASE_TTL: timerSchema('15s').optional(),
+  SLACK_FLOOD_REFUSALS: countOf('refused clicks and commands per user per window', 5).optional(),
+  SLACK_FLOOD_UPLOADS: countOf('/capi timeline uploads per user per window', 3).optional(),
+  SLACK_FLOOD_WINDOW: timerSchema('1m').optional(),
+  CAPI_READONLY_PER_PERSON: countOf(
     'read-only runs one person may start per CAPI_READONLY_WINDOW',
     DEFAULT_READONLY_LIMITS.perPerson,
   ).optional(),
-  CAPI_READONLY_PER_SITE: countSchema(
+  CAPI_READONLY_PER_SITE: countOf(
     'read-only runs started on one site per CAPI_READONLY_WINDOW, by anyone or any alert',
     DEFAULT_READONLY_LIMITS.perSite,
   ).optional(),
-  CAPI_READONLY_WINDOW: timerDuration('10m').optional(),
-  AGENT_CONCURRENCY: z
-    .string()
-    .refine((v) => /^\d{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 1000, {
-      error: `must be a whole number of runs 1-1000, e.g. 20 for an agent serving 20 sites (default ${DEFAULT_AGENT_CONCURRENCY})`,
-    })
-    .transform(Number)
-    .optional(),
+  CAPI_READONLY_WINDOW: timerSchema('10m').optional(),
+  AGENT_CONCURRENCY: countSchema(
+    `must be a whole number of runs 1-1000, e.g. 20 for an agent serving 20 sites (default ${DEFAULT_AGENT_CONCURRENCY})`,
+  ).optional(),
   CAPI_APPROVERS: slackIdListSchema.optional(),
   CAPI_OPERATORS: slackIdListSchema.optional(),
   CAPI_ALLOW_SELF_APPROVAL: booleanSchema.optional(),
@@ -557,7 +315,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     throw new ConfigError(ErrorCode.ConfigInvalid, 'environment', describeZodIssues(parsed.error));
   }
   const e = parsed.data;
-  const redis = redisTarget(e, raw);
+  const redis = resolveRedisTarget(e, e.QUEUE_PREFIX);
 
   const jumphost: { -readonly [K in keyof JumphostTarget]?: JumphostTarget[K] } = {};
   if (e.JUMPHOST_HOST !== undefined) jumphost.host = e.JUMPHOST_HOST;
@@ -623,65 +381,4 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       maxLineBytes: e.RUN_MAX_LINE_BYTES ?? DEFAULT_MAX_LINE_BYTES,
     },
   };
-}
-
-type ParsedEnv = z.infer<typeof envSchema>;
-
-/** One Redis topology, chosen by which variables are set; mixing them is an error naming both. */
-function redisTarget(e: ParsedEnv, raw: Partial<Record<EnvName, string>>): RedisTarget {
-  const issues: string[] = [];
-  const chosen = (['REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const).filter((n) => raw[n] !== undefined);
-  if (chosen.length === 2)
-    issues.push('REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: set one of them');
-  if (chosen.length > 0 && raw.REDIS_URL !== undefined) {
-    issues.push(`REDIS_URL and ${chosen[0]} are both set: unset REDIS_URL (it names a single server)`);
-  }
-  const sentinels = e.REDIS_SENTINELS;
-  const clusterNodes = e.REDIS_CLUSTER_NODES;
-  if (sentinels !== undefined && e.REDIS_SENTINEL_NAME === undefined) {
-    issues.push(
-      'REDIS_SENTINEL_NAME: must be set with REDIS_SENTINELS: the master name the sentinels monitor, e.g. mymaster',
-    );
-  }
-  if (sentinels === undefined && e.REDIS_SENTINEL_NAME !== undefined) {
-    issues.push('REDIS_SENTINEL_NAME is set without REDIS_SENTINELS: list the sentinels as host:port,...');
-  }
-  if (clusterNodes !== undefined) {
-    if (e.QUEUE_PREFIX !== undefined && !e.QUEUE_PREFIX.startsWith('{')) {
-      issues.push(
-        `QUEUE_PREFIX: must be a hash tag in braces under Redis Cluster, e.g. {${e.QUEUE_PREFIX}}, so that every key (BullMQ's and the run store's) lands in one slot and every multi-key script works`,
-      );
-    }
-    if ((e.REDIS_WAIT_REPLICAS ?? 0) > 0) {
-      issues.push('REDIS_WAIT_REPLICAS: is not supported with REDIS_CLUSTER_NODES; leave it unset');
-    }
-  }
-  if (chosen.length === 0) {
-    for (const n of ['REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD', 'REDIS_TLS'] as const) {
-      if (raw[n] !== undefined) {
-        issues.push(
-          `${n} is only used with REDIS_SENTINELS or REDIS_CLUSTER_NODES; with one server put it in REDIS_URL`,
-        );
-      }
-    }
-  }
-  if (issues.length > 0) throw new ConfigError(ErrorCode.ConfigInvalid, 'environment', issues);
-
-  const auth = e.REDIS_PASSWORD !== undefined ? { password: e.REDIS_PASSWORD } : {};
-  if (sentinels !== undefined) {
-    return {
-      mode: 'sentinel',
-      sentinels,
-      name: e.REDIS_SENTINEL_NAME as string,
-      ...auth,
-      ...(e.REDIS_SENTINEL_PASSWORD !== undefined ? { sentinelPassword: e.REDIS_SENTINEL_PASSWORD } : {}),
-      tls: e.REDIS_TLS ?? false,
-      // Replication is asynchronous: a failover may lose the last writes unless a replica confirmed them.
-      waitReplicas: e.REDIS_WAIT_REPLICAS ?? 1,
-    };
-  }
-  if (clusterNodes !== undefined) {
-    return { mode: 'cluster', nodes: clusterNodes, ...auth, tls: e.REDIS_TLS ?? false, waitReplicas: 0 };
-  }
-  return { mode: 'single', url: e.REDIS_URL ?? DEFAULT_REDIS_URL, waitReplicas: e.REDIS_WAIT_REPLICAS ?? 0 };
 }

@@ -1,5 +1,5 @@
 import { ConfigError, ErrorCode } from '../errors.js';
-import type { JumphostTarget } from '../ssh/types.js';
+import type { JumphostTarget } from '../jumphost-target.js';
 import type { SiteProfile } from './site.js';
 
 /** The site profile's jumphost block wins field by field; JUMPHOST_* env fills the rest. */

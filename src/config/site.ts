@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, ErrorCode } from '../errors.js';
-import { FINGERPRINT_PATTERN, openSshPublicKey } from '../ssh/hostkey.js';
+import { FINGERPRINT_PATTERN, openSshPublicKey } from '../host-key.js';
 import { describeZodIssues } from '../validation.js';
 
 const projectId = z.string().regex(/^[0-9a-f]{32}$/, {

@@ -57,7 +57,7 @@ export function connectRedis(target: RedisTarget, role: RedisRole, logger: Logge
       break;
   }
   // Without a listener ioredis prints unhandled-error noise for every reconnect attempt.
-  redis.on('error', (err: Error) => logger.warn({ role, err: err.message }, 'redis connection error'));
+  redis.on('error', (err: Error) => logger.warn({ role, err }, 'redis connection error'));
   return redis;
 }
 

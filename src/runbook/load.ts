@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type Document, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { parseDuration } from '../config/env.js';
+import { parseDuration } from '../config/units.js';
 import { RunbookError } from '../errors.js';
 import {
   type CompiledExpr,

@@ -10,7 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ConfigError, ErrorCode } from '../errors.js';
-import { fingerprintOf } from '../ssh/hostkey.js';
+import { fingerprintOf } from '../host-key.js';
 import { publicKeyFromBlob, verifySshSignature } from './sshsig.js';
 import { DECISION_NAMESPACE } from './statement.js';
 

@@ -110,10 +110,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
       // listener could ack; Bolt would answer 500 and Slack would show the person an error. It is acked
       // instead: nothing was done, and no listener saw it.
       processEventErrorHandler: async ({ error, response }) => {
-        logger.warn(
-          { err: asCodedError(error).message },
-          'request Bolt could not process: acked, nothing done',
-        );
+        logger.warn({ err: error }, 'request Bolt could not process: acked, nothing done');
         if (!response.headersSent) {
           response.writeHead(200);
           response.end();
@@ -179,7 +176,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
     try {
       await dispatchCapi(ctx, commands, text, isOperator);
     } catch (err) {
-      logger.error({ err: asCodedError(err).message }, '/capi failed');
+      logger.error({ err }, '/capi failed');
       await ctx
         .reply(`Something went wrong: ${slackText(asCodedError(err).message, 1000)}`)
         .catch(() => undefined);
@@ -252,7 +249,7 @@ export function createSlackApp(opts: SlackFrontOptions): App {
   });
 
   app.error(async (err) => {
-    logger.error({ err: err.message }, 'slack listener error');
+    logger.error({ err }, 'slack listener error');
   });
   return app;
 }
@@ -278,7 +275,7 @@ function replyTo(
     try {
       await respond({ response_type: 'ephemeral', text });
     } catch (err) {
-      logger.warn({ err: asCodedError(err).message }, 'response_url refused the reply: sent as an ephemeral');
+      logger.warn({ err }, 'response_url refused the reply: sent as an ephemeral');
       await ephemeral(text);
     }
   };
@@ -303,7 +300,7 @@ function workspaceOf(
         return undefined;
       },
       (err: unknown) => {
-        logger.error({ err: asCodedError(err).message }, 'auth.test failed: the workspace is not known yet');
+        logger.error({ err }, 'auth.test failed: the workspace is not known yet');
         asked = undefined;
         return undefined;
       },

@@ -294,7 +294,7 @@ export class HomeTab {
         await this.opts.client.views.publish({ user_id: userId, view: view as never });
       }
     } catch (err) {
-      this.opts.logger.warn({ err: (err as Error).message }, 'the Home tab was not published');
+      this.opts.logger.warn({ err }, 'the Home tab was not published');
     }
   }
 }

@@ -252,13 +252,13 @@ export class PacedSlack {
         if (!retryable || delay === undefined) {
           // Give up on this call and go on: a run must not be blocked by Slack.
           log.error(
-            { method, err: describe(err), tries: failures + 1 },
+            { method, err, tries: failures + 1 },
             retryable ? 'slack call failed on every try; skipped' : 'slack call failed; skipped',
           );
           return { ok: false };
         }
         failures += 1;
-        log.warn({ method, err: describe(err), retryInMs: delay }, 'slack call failed; trying again');
+        log.warn({ method, err, retryInMs: delay }, 'slack call failed; trying again');
         await sleepUnlessClosed(delay, signal);
       }
     }

@@ -137,6 +137,6 @@ async function tellClicker(client: WebClient, body: unknown, text: string, logge
   try {
     await client.chat.postEphemeral({ channel, user, text });
   } catch (err) {
-    logger.warn({ err: (err as Error).message }, 'could not tell the clicker why nothing happened');
+    logger.warn({ err }, 'could not tell the clicker why nothing happened');
   }
 }

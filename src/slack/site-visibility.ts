@@ -77,7 +77,7 @@ export class SiteVisibility {
     } catch (err) {
       // Not cached: the next Home opening asks again.
       this.cache.delete(channel);
-      this.logger.warn({ channel, err: (err as Error).message }, 'the channel members could not be read');
+      this.logger.warn({ channel, err }, 'the channel members could not be read');
       return new Set();
     }
   }

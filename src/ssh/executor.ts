@@ -7,8 +7,9 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import ssh2, { type ClientChannel, type Client as SshClient } from 'ssh2';
 import { CapiError, ErrorCode, HostKeyMismatchError, SshError } from '../errors.js';
+import { FINGERPRINT_HOW_TO, fingerprintOf, isFingerprint } from '../host-key.js';
 import { throwIfOnRecord, withAttemptMarker } from './attempt-marker.js';
-import { FINGERPRINT_HOW_TO, fingerprintOf, isFingerprint } from './hostkey.js';
+import { connectError } from './connect-error.js';
 import { LineSplitter } from './line-splitter.js';
 import { buildRemoteCommand, killCommand, MARKER_LINE } from './remote-command.js';
 import { throwIfFenced, withRemoteFence } from './remote-fence.js';
@@ -151,45 +152,6 @@ export async function connectSsh(opts: SshExecutorOptions): Promise<RemoteExecut
   });
 
   return new SshExecutor(client, opts, where);
-}
-
-function connectError(
-  err: Error & { level?: string; code?: string },
-  target: JumphostTarget,
-  where: string,
-  readyTimeoutMs: number,
-  presentedKey: string | undefined,
-): Error {
-  if (presentedKey !== undefined && presentedKey !== target.hostKey) {
-    return new HostKeyMismatchError(`${target.host}:${target.port}`, target.hostKey, presentedKey);
-  }
-  const cause = { cause: err };
-  if (err.code === 'ECONNREFUSED') {
-    return new SshError(
-      ErrorCode.SshConnect,
-      `cannot connect to ${where}: connection refused. Check the jumphost host and port, and that sshd is running there.`,
-      cause,
-    );
-  }
-  if (err.level === 'client-authentication') {
-    return new SshError(
-      ErrorCode.SshConnect,
-      `${where} did not accept the key ${target.privateKeyPath}: add its public key to ~${target.user}/.ssh/authorized_keys on the jumphost, or fix the user name.`,
-      cause,
-    );
-  }
-  if (err.level === 'client-timeout') {
-    return new SshError(
-      ErrorCode.SshConnect,
-      `no SSH handshake with ${where} within ${readyTimeoutMs} ms: check that the host is reachable from here (firewall, VPN) and that the port runs sshd.`,
-      cause,
-    );
-  }
-  return new SshError(
-    ErrorCode.SshConnect,
-    `SSH connection to ${where} failed: ${err.message}${err.code ? ` (${err.code})` : ''}. Check the jumphost host, port and network path.`,
-    cause,
-  );
 }
 
 type KillReason = 'timeout' | 'abort' | 'output' | 'callback';

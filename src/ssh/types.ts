@@ -2,6 +2,7 @@
 import type { AttemptMarker } from './attempt-marker.js';
 import type { RemoteFence } from './remote-fence.js';
 
+export type { JumphostTarget } from '../jumphost-target.js';
 export type { AttemptMarker } from './attempt-marker.js';
 export type { RemoteFence } from './remote-fence.js';
 
@@ -45,13 +46,4 @@ export interface RemoteExecutor {
   exec(req: ExecRequest): Promise<ExecResult>;
   /** Idempotent: returns the same promise when called twice. */
   close(): Promise<void>;
-}
-
-export interface JumphostTarget {
-  readonly host: string;
-  readonly port: number;
-  readonly user: string;
-  readonly privateKeyPath: string;
-  /** OpenSSH fingerprint, `SHA256:<base64 without padding>`. */
-  readonly hostKey: string;
 }

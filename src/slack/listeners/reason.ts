@@ -83,7 +83,7 @@ export function registerReasonDialogs(
     try {
       answer = await submitReason(deps, body);
     } catch (err) {
-      deps.logger.error({ err: (err as Error).message }, 'reason submission failed');
+      deps.logger.error({ err }, 'reason submission failed');
       answer = {
         response_action: 'errors',
         errors: { capi_reason: 'Something went wrong; nothing was recorded. Try again.' },
