@@ -121,7 +121,7 @@ describe('a run whose agent loses its hold during a destructive command', () => 
     // The site lock is confirmed every 500 ms.
     const agent = await agentProcess(h, dir, { env: { SITE_LOCK_TTL: '1500ms' } });
     const run = await h.submit('zap');
-    await decideNext(h.service, run.runId, true, 'U_APPROVER', 60_000);
+    await decideNext(h.service, run.runId, true, 'U0APPROVER', 60_000);
     await waitForEvent(h.service, run.runId, startedLine, 60_000);
     expect(await db.redis.del(`${db.prefix}:lock:site:site-0`)).toBe(1);
 
@@ -186,7 +186,7 @@ describe('a run whose agent loses its hold during a destructive command', () => 
     h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
     const a = await agentProcess(h, dir);
     const run = await h.submit('zap');
-    await decideNext(h.service, run.runId, true, 'U_APPROVER', 60_000);
+    await decideNext(h.service, run.runId, true, 'U0APPROVER', 60_000);
     await waitForEvent(h.service, run.runId, startedLine, 60_000);
     a.child.kill('SIGKILL');
     await a.exited;
@@ -257,7 +257,7 @@ ${destructive('zap-it', 'echo zap-v2 >> ~/zaps', 'zap-v2')}  - id: final
     await agentProcess(h, dir);
     const decided = await h.service.decide(
       asked.approvalId,
-      { userId: 'U_APPROVER', groupIds: [] },
+      { userId: 'U0APPROVER', groupIds: [] },
       true,
       'test',
     );
@@ -286,7 +286,7 @@ ${destructive('zap-it', 'echo zap-v2 >> ~/zaps', 'zap-v2')}  - id: final
     const asked = await waitForEvent(h.service, run.runId, isType('approval.requested'));
     await parked(h, run.runId);
     await db.redis.set(`${db.prefix}:run:${run.runId}:runbook`, '{"format":"capi-chatops-runbook/1"');
-    await h.service.decide(asked.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'test');
+    await h.service.decide(asked.approvalId, { userId: 'U0APPROVER', groupIds: [] }, true, 'test');
     const finished = await waitForEvent(h.service, run.runId, isType('run.finished'));
     expect(finished).toMatchObject({
       status: 'failed',
@@ -309,7 +309,7 @@ describe('a run whose checkpoint is lost', () => {
     });
     await agentProcess(h, dir);
     const run = await h.submit('twice');
-    const first = await decideNext(h.service, run.runId, true, 'U_APPROVER', 60_000);
+    const first = await decideNext(h.service, run.runId, true, 'U0APPROVER', 60_000);
     const second = await waitForEvent(
       h.service,
       run.runId,
@@ -319,7 +319,7 @@ describe('a run whose checkpoint is lost', () => {
     );
     await parked(h, run.runId);
     expect(await db.redis.del(`${db.prefix}:run:${run.runId}:checkpoint`)).toBe(1);
-    await h.service.decide(second.approvalId, { userId: 'U_APPROVER', groupIds: [] }, true, 'test');
+    await h.service.decide(second.approvalId, { userId: 'U0APPROVER', groupIds: [] }, true, 'test');
 
     const finished = await waitForEvent(h.service, run.runId, isType('run.finished'), 60_000);
     expect(finished.status).toBe('failed');
