@@ -14,7 +14,7 @@ export interface AgentThreadOptions {
   readonly logger: Logger;
   /** The thread stopped without being asked to (an uncaught error): serve fails loudly, once. */
   readonly onCrash: (why: string) => void;
-  /** How long a question (readiness, metrics) may wait for its answer. Default 2 s. */
+  /** How long a question (readiness, metrics) may wait for its answer: within /readyz's own 2 s. Default 1 s. */
   readonly answerTimeoutMs?: number;
   /**
    * How long close() waits for the agent to hand its runs over before the thread is stopped (its runs are then
@@ -52,7 +52,7 @@ const ENTRY = new URL('./agent-thread-main.js', import.meta.url);
 /** Starts the thread and resolves once its agent takes jobs; rejects with the thread's own start-up error. */
 export function startAgentThread(opts: AgentThreadOptions): Promise<AgentThread> {
   const { logger } = opts;
-  const answerTimeoutMs = opts.answerTimeoutMs ?? 2_000;
+  const answerTimeoutMs = opts.answerTimeoutMs ?? 1_000;
   const data: AgentThreadData = { siteFiles: [...opts.siteFiles] };
   const worker = new Worker(ENTRY, { workerData: data, name: 'capi-agent' });
   const waiting = new Map<number, (value: unknown) => void>();
