@@ -30,52 +30,66 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** serve on a simulated site with the fake Slack, `extraEnv` added; its stdout is collected. */
+async function startServe(extraEnv: Record<string, string>) {
+  const fake = await startFakeSlack({
+    token: TOKEN,
+    channels: [CHANNEL],
+    users: { U0OPERATOR: { groups: [] } },
+  });
+  cleanups.push(() => fake.close());
+  const sim = await startSimJumphost({ scenario: 'healthy', timeScale: 0.002 });
+  cleanups.push(() => sim.stop());
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-serve-thread-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const siteFile = path.join(dir, 'site.yaml');
+  await writeFile(siteFile, stringify({ ...sim.site, name: 'lab1', slack_channels: [CHANNEL] }));
+  const port = await freePort();
+  const opsPort = await freePort();
+  const child = spawn(process.execPath, [BIN, 'serve'], {
+    env: {
+      ...process.env,
+      SITE_FILE: siteFile,
+      REDIS_URL,
+      QUEUE_PREFIX: db.prefix,
+      SLACK_BOT_TOKEN: TOKEN,
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: fake.url,
+      PORT: String(port),
+      METRICS_PORT: String(opsPort),
+      CAPI_OPERATORS: 'U0OPERATOR',
+      CAPI_APPROVERS: 'U0APPROVER',
+      CAPI_DECISION_SIGNING_KEY: testDecisionKeys().privateFile,
+      ...extraEnv,
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  cleanups.push(async () => {
+    child.kill('SIGKILL');
+    await exited;
+  });
+  let log = '';
+  child.stdout.on('data', (d) => {
+    log += d;
+  });
+  return { child, exited, port, opsPort, log: () => log };
+}
+
 describe("serve's agent thread", () => {
   it("should ack /capi while the agent thread's event loop is blocked, and stop cleanly after", async () => {
-    const fake = await startFakeSlack({
-      token: TOKEN,
-      channels: [CHANNEL],
-      users: { U0OPERATOR: { groups: [] } },
-    });
-    cleanups.push(() => fake.close());
-    const sim = await startSimJumphost({ scenario: 'healthy', timeScale: 0.002 });
-    cleanups.push(() => sim.stop());
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'capi-serve-thread-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const siteFile = path.join(dir, 'site.yaml');
-    await writeFile(siteFile, stringify({ ...sim.site, name: 'lab1', slack_channels: [CHANNEL] }));
-    const port = await freePort();
-    const opsPort = await freePort();
-    const child = spawn(process.execPath, [BIN, 'serve'], {
-      env: {
-        ...process.env,
-        SITE_FILE: siteFile,
-        REDIS_URL,
-        QUEUE_PREFIX: db.prefix,
-        SLACK_BOT_TOKEN: TOKEN,
-        SLACK_SIGNING_SECRET: SECRET,
-        SLACK_API_URL: fake.url,
-        PORT: String(port),
-        METRICS_PORT: String(opsPort),
-        CAPI_OPERATORS: 'U0OPERATOR',
-        CAPI_APPROVERS: 'U0APPROVER',
-        CAPI_DECISION_SIGNING_KEY: testDecisionKeys().privateFile,
-        CAPI_TEST_BLOCK_AGENT_THREAD_MS: String(BLOCK_MS),
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-    cleanups.push(async () => {
-      child.kill('SIGKILL');
-      await exited;
-    });
-    let log = '';
-    child.stdout.on('data', (d) => {
-      log += d;
+    const {
+      child,
+      exited,
+      port,
+      opsPort,
+      log: output,
+    } = await startServe({
+      CAPI_TEST_BLOCK_AGENT_THREAD_MS: String(BLOCK_MS),
     });
     await eventually('serve to be up with its agent thread blocked', () =>
-      log.includes('capi-chatops ready') && log.includes('the agent thread blocks its event loop')
+      output().includes('capi-chatops ready') && output().includes('the agent thread blocks its event loop')
         ? true
         : undefined,
     );
@@ -110,6 +124,13 @@ describe("serve's agent thread", () => {
 
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-    expect(log).toMatch(/"msg":"agent stopped"|shutting down/);
+    expect(output()).toMatch(/shutting down/);
+  });
+
+  it('should stop serve with exit code 1, saying why, when its agent thread fails', async () => {
+    const { exited, log } = await startServe({ CAPI_TEST_CRASH_AGENT_THREAD: '1' });
+    expect(await exited).toBe(1);
+    expect(log()).toMatch(/"msg":"the agent thread stopped with code 1 without being asked to"/);
+    expect(log()).toMatch(/"msg":"serve stopped because its agent thread stopped"/);
   });
 });

@@ -59,8 +59,13 @@ port.on('message', (raw: unknown) => {
 });
 port.postMessage({ type: 'ready', queueNames: [...agent.queueNames] });
 
-// A test hook (test/serve-agent-thread.test.ts): this thread's loop stops for that long, to show that serve's
-// Slack front answers all the same. Never set in a deployment.
+// Test hooks (test/serve-agent-thread.test.ts), never set in a deployment: this thread's loop stops for that
+// long, to show that serve's Slack front answers all the same; or this thread fails, to show serve stops.
+if (process.env.CAPI_TEST_CRASH_AGENT_THREAD === '1') {
+  setImmediate(() => {
+    throw new Error('the agent thread fails (CAPI_TEST_CRASH_AGENT_THREAD)');
+  });
+}
 const blockMs = Number(process.env.CAPI_TEST_BLOCK_AGENT_THREAD_MS ?? 0);
 if (blockMs > 0) {
   port.postMessage({ type: 'blocking', ms: blockMs });
