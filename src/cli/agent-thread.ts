@@ -71,6 +71,7 @@ export function startAgentThread(opts: AgentThreadOptions): Promise<AgentThread>
   let closing: Promise<void> | undefined;
   let exited = false;
   let closed: (() => void) | undefined;
+  const gone = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
 
   const ask = (type: 'check' | 'metrics'): Promise<unknown> => {
     if (exited) return Promise.reject(new Error('the agent thread has stopped'));
@@ -167,6 +168,11 @@ export function startAgentThread(opts: AgentThreadOptions): Promise<AgentThread>
     clearTimeout(timer);
     if (outcome === 'late') {
       logger.warn({ timeoutMs }, 'the agent thread did not close in time: stopped; its runs are taken over');
+    } else {
+      // Closed: the thread ends by itself once its last log lines are written; stopped if anything lingers.
+      let linger: NodeJS.Timeout | undefined;
+      await Promise.race([gone, new Promise((r) => (linger = setTimeout(r, 2_000)))]);
+      clearTimeout(linger);
     }
     await worker.terminate();
   }
