@@ -171,7 +171,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   // in the run record); nothing polls. Pub/sub loses only what is published while the subscriber is away, so
   // after a reconnect, once subscribed again, every running run reads its record once; a run that starts
   // reads it once after it is registered here.
-  const cancels = dedicatedConnection(store, 'capi-chatops:cancels');
+  // Named for CLIENT LIST, like the timeline followers.
+  const cancels = dedicatedConnection(store, `${opts.prefix}:cancels`);
   cancels.on('message', (_channel: string, runId: string) => cancelChecks.get(runId)?.());
   cancels.on('ready', () => {
     cancels.subscribe(cancelChannel(opts.prefix)).then(
