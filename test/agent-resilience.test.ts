@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import { freePort } from '../dev/net.js';
 import type { RunEvent } from '../src/engine/events.js';
 import { loadRunbooks, parseRunbook, type RunbookSet } from '../src/runbook/load.js';
+import { RunRegistry } from '../src/runs/registry.js';
 import { connectSsh } from '../src/ssh/executor.js';
 import { approveEverything, type Harness, isType, startHarness, waitForEvent } from './support/agent.js';
 import { decisionEnv } from './support/decision-keys.js';
@@ -81,8 +82,8 @@ function expectCoherent(events: RunEvent[]): void {
 describe('runs that outlive trouble', () => {
   it('should kill the running remote command and record who cancelled when a running run is cancelled', async () => {
     h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
-    // No fallback poll within the test's time: the cancel must arrive through pub/sub.
-    await h.startAgent({ cancelPollMs: 600_000 });
+    // Nothing polls the record: the cancel arrives through pub/sub.
+    await h.startAgent();
     const run = await h.submit('sleepy');
     await waitForEvent(
       h.service,
@@ -108,6 +109,31 @@ describe('runs that outlive trouble', () => {
     } finally {
       await ex.close();
     }
+  });
+
+  it('should stop a run cancelled while its agent was not subscribed to cancels, once it is again', async () => {
+    h = await startHarness({ redis: db.redis, prefix: db.prefix, runbooks, scenarios: ['healthy'] });
+    await h.startAgent();
+    const run = await h.submit('sleepy');
+    await waitForEvent(
+      h.service,
+      run.runId,
+      (e): e is RunEvent => e.type === 'step.output' && e.line === 'started',
+    );
+    // Recorded, but its message lost: as if published while the agent's subscription was reconnecting.
+    await new RunRegistry(db.redis, db.prefix).requestCancel(run.runId, 'U0LEAD0001');
+    const subscriber = String(await db.redis.client('LIST'))
+      .split('\n')
+      .filter((line) => line.includes(` name=${db.prefix}:cancels `));
+    expect(subscriber).toHaveLength(1);
+    const id = /^id=(\d+) /.exec(subscriber[0] ?? '')?.[1];
+    await db.redis.client('KILL', 'ID', String(id));
+    // Nothing polls the record: the agent reads it once it is subscribed again.
+    const finished = await waitForEvent(h.service, run.runId, isType('run.finished'));
+    expect(finished).toMatchObject({
+      status: 'cancelled',
+      message: expect.stringContaining('cancelled by U0LEAD0001'),
+    });
   });
 
   it('should let the running step finish and hand the run over when its agent shuts down', async () => {

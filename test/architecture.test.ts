@@ -48,6 +48,8 @@ function violations(files: readonly string[], forbidden: (target: string) => boo
 const COMPOSITION_ROOTS = [
   'src/cli/agent.ts',
   'src/cli/serve.ts',
+  // Serve's agent thread: the agent, wired as `agent` wires it.
+  'src/cli/agent-thread-main.ts',
   'src/cli/session.ts',
   // Checks SSH, Redis and Slack themselves, so it wires all three (and keeps each site's last report).
   'src/cli/doctor.ts',

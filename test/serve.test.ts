@@ -141,6 +141,10 @@ describe('npm start', () => {
       /all good: ubuntu-jammy-kube-v1\.32\.13 .* carries kube_version=v1\.32\.13/,
     );
 
+    // The agent runs on serve's agent thread and logs there, the same JSON on the same stdout.
+    await eventually('the agent thread to log the end of the run', () =>
+      log.split('\n').find((l) => l.includes('"thread":"agent"') && l.includes('"msg":"run finished"')),
+    );
     const metrics = await (await fetch(`${ops}/metrics`)).text();
     expect(metrics).toMatch(/^capi_runs_finished_total\{runbook="image-check",status="succeeded"\} 1$/m);
     expect(metrics).toMatch(/^capi_slack_api_calls_total\{method="auth.test",result="ok"\} [1-9]/m);

@@ -51,6 +51,9 @@ interface Context {
 const STEPS_CHANNELS = (n: number) => Array.from({ length: n }, (_, i) => channelId('steps', i + 1));
 const LIFE_CHANNELS = (n: number) => Array.from({ length: n }, (_, i) => channelId('life', i + 1));
 const LEVEL_CHANNELS = (n: number) => Array.from({ length: n }, (_, i) => channelId(`n${n}`, i + 1));
+/** The channels of a level's `bench-steps` runs, one per turn. */
+const LEVEL_STEPS_CHANNELS = (n: number, turns: number) =>
+  Array.from({ length: turns }, (_, i) => channelId(`n${n}steps`, i + 1));
 const BARE_CHANNEL = channelId('bare', 1);
 
 /** The product's runbooks plus two of trivial steps: `bench-steps` (N x `true`) and `bench-one`. */
@@ -77,6 +80,41 @@ async function prepareRunbooks(dir: string, steps: number): Promise<void> {
 function ackFigures(latencies: readonly number[], errors: number): AckFigures {
   const s = summarize(latencies);
   return { n: s.n, p50: s.p50, p99: s.p99, max: s.max, errors };
+}
+
+/**
+ * The product (A) and the bare Bolt app (B) in turns, A B A B, under whatever load is on the machine: one
+ * warm-up each (discarded), then `turns` measured windows each, measureS split between them.
+ */
+async function ackTurns(
+  ctx: Context,
+  product: { base: string; channel: string },
+  bare: { base: string; channel: string },
+): Promise<{ product: AckFigures; bare: AckFigures }> {
+  const { ack, turns } = ctx.settings;
+  const load = (base: string, channel: string, durationS: number) =>
+    openLoop({
+      base,
+      secret: SIGNING_SECRET,
+      ratePerS: ack.ratePerS,
+      durationS,
+      body: () => slashCommand(OPERATOR, channel, ack.text),
+    });
+  await load(product.base, product.channel, ack.warmupS);
+  await load(bare.base, bare.channel, ack.warmupS);
+  const a = { latencies: [] as number[], errors: 0 };
+  const b = { latencies: [] as number[], errors: 0 };
+  for (let t = 0; t < turns; t++) {
+    for (const [side, into] of [
+      [product, a],
+      [bare, b],
+    ] as const) {
+      const r = await load(side.base, side.channel, ack.measureS / turns);
+      into.latencies.push(...r.latenciesMs);
+      into.errors += r.errors;
+    }
+  }
+  return { product: ackFigures(a.latencies, a.errors), bare: ackFigures(b.latencies, b.errors) };
 }
 
 /** Warm-up (discarded), then the measured window, of signed `/capi <text>` at the configured rate. */
@@ -168,60 +206,98 @@ async function benchSteps(ctx: Context): Promise<{ steps: SystemResults['steps']
   }
 }
 
+/**
+ * `count` concurrent recover runs, each on its own simulated site and channel. While they go, the product
+ * and its floors take turns (A B A B): /capi acks against the bare Bolt app, then a `bench-steps` run
+ * against the ssh2 exec floor on the same plain sshd, so each floor is measured under the same load.
+ */
 async function benchLevel(ctx: Context, count: number): Promise<LevelResult> {
   const { settings } = ctx;
   say(`(4) ${count} concurrent recover runs: starting ${count} simulated sites`);
   const dir = path.join(ctx.root, `level-${count}`);
   await mkdir(dir, { recursive: true });
-  const sims = await startSimSites({
-    count,
-    scenario: settings.recover.scenario,
-    timeScale: settings.recover.timeScale,
-    nice: settings.simNice,
-    dir,
-    tag: `n${count}`,
-  });
-  const prefix = `bench-n${count}`;
-  const serve = await startServe(
-    {
-      redisUrl: ctx.redis.url,
-      prefix,
-      siteFiles: sims.sites.map((s) => s.file),
-      commandsDir: ctx.commandsDir,
-      slackApiUrl: ctx.slack.url,
-      concurrency: Math.max(2, count),
-      logFile: path.join(dir, 'serve.log'),
-    },
-    ctx.children,
-  ).catch(async (err: unknown) => {
-    await sims.stop();
-    throw err;
-  });
-  const runs = new RunsView(ctx.redis.client, prefix);
-  const approver = startApprover(serve.base, ctx.slack);
+  const stops: (() => Promise<void>)[] = [];
   try {
+    const sims = await startSimSites({
+      count,
+      scenario: settings.recover.scenario,
+      timeScale: settings.recover.timeScale,
+      nice: settings.simNice,
+      dir,
+      tag: `n${count}`,
+    });
+    stops.push(() => sims.stop());
+    const stepsHome = path.join(dir, 'steps-home');
+    await mkdir(stepsHome, { recursive: true });
+    const sshd = await startSshd({ dir: path.join(dir, 'steps-sshd'), homeDir: stepsHome, pathPrepend: [] });
+    stops.push(() => sshd.stop());
+    const stepsChannels = LEVEL_STEPS_CHANNELS(count, settings.turns);
+    const stepsSite = await writePlainSite(dir, `n${count}-steps`, sshd.target, stepsChannels);
+    const prefix = `bench-n${count}`;
+    const serve = await startServe(
+      {
+        redisUrl: ctx.redis.url,
+        prefix,
+        siteFiles: [...sims.sites.map((s) => s.file), stepsSite],
+        commandsDir: ctx.commandsDir,
+        slackApiUrl: ctx.slack.url,
+        concurrency: Math.max(2, count),
+        logFile: path.join(dir, 'serve.log'),
+      },
+      ctx.children,
+    );
+    stops.push(() => serve.stop());
+    const bolt = await startBareBolt(ctx.slack.url, path.join(dir, 'bare-bolt.log'), ctx.children);
+    stops.push(() => bolt.stop());
+    const runs = new RunsView(ctx.redis.client, prefix);
+    const approver = startApprover(serve.base, ctx.slack);
+    stops.push(() => approver.stop());
+
     const bytesBefore = await ctx.redis.bytesUnder(prefix);
     const callsBefore = await ctx.slack.calls();
+    const loadBefore = os.loadavg()[0] ?? Number.NaN;
     serve.rss.reset();
     const started = await Promise.all(sims.sites.map((s) => runs.start(serve.base, s.channel, 'recover')));
     const ids = started.map((r) => r.runId);
+    const going = async () =>
+      (await runs.registry.list({ active: true, limit: 1000 })).filter((r) => ids.includes(r.runId)).length;
 
-    say(`(4) ${count} runs started; /capi ${settings.ack.text} at ${settings.ack.ratePerS}/s while they run`);
+    say(
+      `(4) ${count} runs started; /capi ${settings.ack.text} at ${settings.ack.ratePerS}/s, product and bare Bolt in turns`,
+    );
     const active: number[] = [];
     const sampler = setInterval(() => {
-      void runs.registry.list({ active: true, limit: 1000 }).then((l) => active.push(l.length));
+      void going().then((n) => active.push(n));
     }, 1000);
-    const ack = await ackLoad(ctx, serve.base, sims.sites[0]?.channel ?? BARE_CHANNEL);
+    const acks = await ackTurns(
+      ctx,
+      { base: serve.base, channel: sims.sites[0]?.channel ?? BARE_CHANNEL },
+      { base: bolt.base, channel: BARE_CHANNEL },
+    );
     clearInterval(sampler);
     const rssUnderLoad = serve.rss.peak;
     // From here on the process only runs the runs and mirrors them: the agent's own footprint.
     serve.rss.reset();
+
+    const n = settings.steps.count;
+    say(`(4) ${count} runs: ${n} steps of \`true\`, product and ssh2 exec floor in turns`);
+    const stepsActive: number[] = [await going()];
+    const productPerStepMs: number[] = [];
+    const floorTotalsMs: number[] = [];
+    for (const channel of stepsChannels) {
+      const run = await runs.start(serve.base, channel, 'bench-steps');
+      await runs.finished([run.runId], settings.runTimeoutS * 1000);
+      productPerStepMs.push(perStepMs(await runs.timeline.read(run.runId), n));
+      floorTotalsMs.push(await ssh2ExecFloor(sshd.target, n));
+      stepsActive.push(await going());
+    }
 
     const records = await runs.finished(ids, settings.runTimeoutS * 1000).catch(async (err: unknown) => {
       say(`(4) ${(err as Error).message}; going on with what finished`);
       return (await Promise.all(ids.map((id) => runs.registry.get(id)))).filter((r) => r !== null);
     });
     const finishedAt = Date.now();
+    const loadAfter = os.loadavg()[0] ?? Number.NaN;
     const rssRunsOnly = serve.rss.peak;
     say(
       `(4) ${records.length} runs ended (${records.filter((r) => r.status === 'succeeded').length} succeeded); waiting for their threads`,
@@ -286,18 +362,21 @@ async function benchLevel(ctx: Context, count: number): Promise<LevelResult> {
       limitedByMethod: Object.fromEntries(Object.keys(callsAfter).map((m) => [m, limited(m)])),
       gapMeanMs: gapSummary.mean,
       gapP99Ms: gapSummary.p99,
-      ack,
+      ack: acks.product,
+      bareAck: acks.bare,
       activeDuringLoad: { min: Math.min(...active), max: Math.max(...active) },
+      steps: { count: n, productPerStepMs, floorTotalsMs },
+      activeDuringSteps: { min: Math.min(...stepsActive), max: Math.max(...stepsActive) },
       lifeMedianMs: median(lifeMs),
       rssPeakMb: Math.max(rssUnderLoad, rssRunsOnly),
       rssRunsOnlyMb: rssRunsOnly,
+      // Bench-steps runs are in the prefix too: a few KB beside the recover runs.
       redisPerRunKb: (bytesAfter - bytesBefore) / count / 1024,
       runMedianS: median(durations),
+      load: { before: loadBefore, after: loadAfter },
     };
   } finally {
-    await approver.stop();
-    await serve.stop();
-    await sims.stop();
+    for (const stop of stops.reverse()) await stop();
   }
 }
 
@@ -350,6 +429,7 @@ async function main(): Promise<number> {
       ...STEPS_CHANNELS(settings.steps.repeats),
       ...LIFE_CHANNELS(settings.lifeSamples),
       ...settings.levels.flatMap(LEVEL_CHANNELS),
+      ...settings.levels.flatMap((n) => LEVEL_STEPS_CHANNELS(n, settings.turns)),
     ];
     slack = await startFakeSlackProcess(
       {

@@ -15,6 +15,11 @@ export interface SystemBenchSettings {
   /** (4) concurrent `recover` runs, one per simulated site and channel; (1) uses the level `ackRunsLevel`. */
   readonly levels: readonly number[];
   readonly ackRunsLevel: number;
+  /**
+   * At each level, the product and its floors take turns (A B A B) while the runs go: this many turns each,
+   * for the /capi load (measureS split between them) and for the steps (one `bench-steps` run, one floor).
+   */
+  readonly turns: number;
   readonly recover: { readonly scenario: string; readonly timeScale: number };
   /** Niceness of every simulated site's sshd and what it forks (the simulated cloud's CLIs). */
   readonly simNice: number;
@@ -34,6 +39,7 @@ export const FULL: SystemBenchSettings = {
   lifeSamples: 10,
   levels: [1, 5, 20, 50],
   ackRunsLevel: 20,
+  turns: 2,
   recover: { scenario: 'outage', timeScale: 0.02 },
   simNice: 19,
   slack: {

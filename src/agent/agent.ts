@@ -84,8 +84,6 @@ export interface AgentOptions {
    * approval, queued or handed over), so it lapses only when no agent is left. Default 60 s.
    */
   readonly siteLockTtlMs?: number;
-  /** How often a running job reads its record for a cancel that pub/sub did not deliver. Default 2000. */
-  readonly cancelPollMs?: number;
   /** Read-only runs (diagnose) handled at once, on their own worker: they never delay a recovery. Default 2. */
   readonly readOnlyConcurrency?: number;
   readonly metrics?: Metrics;
@@ -111,12 +109,6 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-/**
- * A cancel reaches a running job at once through Redis pub/sub (RunService publishes it); pub/sub is not
- * durable (a message sent while the subscriber reconnects is lost), so the run record is also read this
- * often as the fallback.
- */
-const DEFAULT_CANCEL_POLL_MS = 2000;
 /**
  * A SIGKILLed agent's run is taken over within lockDuration + stalledInterval (plus the new agent's SSH
  * connect): its job lock lapses at most 10 s after the agent's last renewal, and the next stalled-job check
@@ -175,8 +167,21 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const running = new Map<string, AbortController>();
   /** Each running run's "read the record for a cancel now", for the cancels published on pub/sub. */
   const cancelChecks = new Map<string, () => void>();
-  const cancels = dedicatedConnection(store, 'capi-chatops:cancels');
+  // A cancel reaches a running job at once through Redis pub/sub (RunService publishes it after recording it
+  // in the run record); nothing polls. Pub/sub loses only what is published while the subscriber is away, so
+  // after a reconnect, once subscribed again, every running run reads its record once; a run that starts
+  // reads it once after it is registered here.
+  // Named for CLIENT LIST, like the timeline followers.
+  const cancels = dedicatedConnection(store, `${opts.prefix}:cancels`);
   cancels.on('message', (_channel: string, runId: string) => cancelChecks.get(runId)?.());
+  cancels.on('ready', () => {
+    cancels.subscribe(cancelChannel(opts.prefix)).then(
+      () => {
+        for (const check of cancelChecks.values()) check();
+      },
+      (err: unknown) => logger.warn({ err: asCodedError(err).message }, 'cannot subscribe to cancels'),
+    );
+  });
   await cancels.subscribe(cancelChannel(opts.prefix));
   let stopping = false;
 
@@ -545,8 +550,17 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         (err: unknown) => log.warn({ err: asCodedError(err).message }, 'cannot read the run record'),
       );
     cancelChecks.set(data.runId, checkCancel);
-    const watcher = setInterval(checkCancel, opts.cancelPollMs ?? DEFAULT_CANCEL_POLL_MS);
+    // A cancel published before this run was registered above found nothing to tell.
+    void checkCancel();
 
+    const sink = timelineSink(fence, {
+      redis: store,
+      timeline,
+      registry,
+      checkpoints,
+      onFinished: (e) => finishRecord(data, fence, e.status, e.message),
+      onStored: observe(data),
+    });
     let outcome: RunOutcome;
     try {
       outcome = await runRunbook({
@@ -558,21 +572,15 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         executor: leasedExecutor(ssh, fence, lease),
         approvals: new RedisApprovalPort(approvals, opts.approvalTimeoutMs, fence, opts.decisions),
         attempts: new RedisAttemptPort(attempts, fence, opts.approvalTimeoutMs, audit, writes),
-        emit: timelineSink(fence, {
-          timeline,
-          registry,
-          onFinished: (e) => finishRecord(data, fence, e.status, e.message),
-          onStored: observe(data),
-        }),
+        emit: sink.emit,
         signal: abort.signal,
         ...(resume ? { resume } : {}),
-        onCheckpoint: (cp) => checkpoints.save(data.runId, cp, fence),
+        onCheckpoint: sink.checkpoint,
         pauseRequested: () => stopping,
         requestedAt: record.createdAt,
         waitingMs: () => waitingMs(data.runId),
       });
     } finally {
-      clearInterval(watcher);
       cancelChecks.delete(data.runId);
       lease.stop();
       running.delete(data.runId);

@@ -1,6 +1,5 @@
 import type { Server } from 'node:http';
 import { WebClient } from '@slack/web-api';
-import { type Agent, startAgent } from '../agent/agent.js';
 import { loadDeployment } from '../config/deployment.js';
 import { asCodedError } from '../errors.js';
 import { alertWebhookRoute } from '../fronts/alert-webhook.js';
@@ -21,12 +20,15 @@ import { ThreadPoster } from '../slack/poster.js';
 import { SeenSignatures } from '../slack/replay-guard.js';
 import { SiteVisibility } from '../slack/site-visibility.js';
 import { ThreadCursors } from '../slack/thread-cursors.js';
-import { agentCheck, agentOptions, loadSites, siteFilesFrom } from './agent.js';
+import { loadSites, siteFilesFrom } from './agent.js';
+import { type AgentThread, startAgentThread } from './agent-thread.js';
 
 /**
- * `npm start`: the Slack front (commands, approval buttons, run threads) and an agent in one process.
- * Shutdown is repeat-safe and closes each part in its own try/catch, so one failing part does not
- * leave the others running.
+ * `npm start`: the Slack front (commands, approval buttons, run threads) and an agent in one process, the
+ * agent on a thread of its own (agent-thread.ts) so that no run ever delays an ack. Shutdown is repeat-safe
+ * and closes each part in its own try/catch, so one failing part does not leave the others running. The
+ * agent thread stopping by itself stops serve with exit code 1: a front without its agent would take
+ * commands that nothing runs.
  */
 export async function serveCommand(siteFiles: readonly string[]): Promise<number> {
   const { config, sites, keys } = await loadDeployment('serve', (c) =>
@@ -91,12 +93,12 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     leaseTtlMs: config.threadLeaseTtlMs,
     rescanIntervalMs: Math.ceil(config.threadLeaseTtlMs / 2),
   });
-  let agent: Agent | undefined;
+  let agent: AgentThread | undefined;
   let slackAuth: true | string = 'auth.test has not answered yet';
   const checks: Record<string, ReadinessCheck> = {
     redis: redisCheck(redis),
     slack: async () => slackAuth,
-    agent: async () => (agent ? agentCheck(agent)() : 'the agent has not started yet'),
+    agent: async () => (agent ? agent.check() : 'the agent has not started yet'),
   };
   // Alertmanager's webhook, when ALERT_WEBHOOK_TOKEN is set: a firing alert group gets a diagnose run.
   const alertRoutes =
@@ -126,11 +128,13 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     home,
   });
   // The Slack config is checked (createSlackApp) before an agent starts taking jobs.
-  agent = await startAgent({
-    ...agentOptions(config, sites, runbooks, keys, logger),
-    metrics: ops.metrics,
-    audit: ops.audit,
+  let crashed: ((why: string) => void) | undefined;
+  const crash = new Promise<string>((resolve) => {
+    crashed = resolve;
   });
+  agent = await startAgentThread({ siteFiles, logger, onCrash: (why) => crashed?.(why) });
+  const thread = agent;
+  ops.metrics.mergeFrom(() => thread.metrics());
   try {
     const auth = await posterClient.auth.test();
     if (auth.url !== undefined) workspaceUrl = auth.url;
@@ -159,10 +163,13 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
       : `http on :${((started as Server).address() as { port: number }).port}/slack/events`;
   logger.info({ sites: [...sites.keys()], queues: agent.queueNames, slack: where }, 'capi-chatops ready');
 
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
+  const stopped = await Promise.race([
+    crash,
+    new Promise<undefined>((resolve) => {
+      process.once('SIGINT', () => resolve(undefined));
+      process.once('SIGTERM', () => resolve(undefined));
+    }),
+  ]);
   logger.info('shutting down: Slack first (no new commands), then the agent hands its runs over');
   for (const [what, close] of [
     ['slack', () => app.stop()],
@@ -178,6 +185,10 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
     } catch (err) {
       logger.warn({ part: what, err: asCodedError(err).message }, 'closing failed');
     }
+  }
+  if (stopped !== undefined) {
+    logger.fatal({ why: stopped }, 'serve stopped because its agent thread stopped');
+    return 1;
   }
   return 0;
 }

@@ -5,6 +5,7 @@
  */
 import type { FetchFunction } from '@slack/web-api';
 import {
+  AggregatorRegistry,
   type CollectFunction,
   Counter,
   collectDefaultMetrics,
@@ -64,6 +65,7 @@ export class Metrics {
   readonly agentWorkers: Gauge<'queue'>;
   private source: (() => Promise<RedisSnapshot>) | undefined;
   private cached: { at: number; snapshot: Promise<RedisSnapshot> } | undefined;
+  private readonly others: (() => Promise<object[]>)[] = [];
 
   constructor(opts: { readonly processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -195,8 +197,21 @@ export class Metrics {
     }
   }
 
+  /**
+   * Metrics kept elsewhere in this process (serve's agent thread), as getMetricsAsJSON() gives them: exported
+   * with these on every scrape, summed by name and labels. One that does not answer is left out of that scrape.
+   */
+  mergeFrom(source: () => Promise<object[]>): void {
+    this.others.push(source);
+  }
+
   async text(): Promise<string> {
-    return this.registry.metrics();
+    if (this.others.length === 0) return this.registry.metrics();
+    const all = await Promise.all([
+      this.registry.getMetricsAsJSON(),
+      ...this.others.map((other) => other().catch(() => [])),
+    ]);
+    return AggregatorRegistry.aggregate(all).metrics();
   }
 
   get contentType(): string {

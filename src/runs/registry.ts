@@ -161,20 +161,32 @@ if not final[redis.call('HGET', KEYS[1], 'status')] then redis.call('ZADD', KEYS
 return 1
 `;
 
-// KEYS: record, active index. ARGV: runId, now (ISO), new status or '', then field/value pairs.
-// Returns {'not_found'} | {'final', current status} | {'ok', flat hash}.
-const UPDATE = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
-local final = ${FINAL_LUA_TABLE}
-local current = redis.call('HGET', KEYS[1], 'status')
-local wanted = ARGV[3]
-if final[current] and wanted ~= '' and wanted ~= current then return {'final', current} end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-redis.call('HSET', KEYS[1], 'updatedAt', ARGV[2])
-if final[redis.call('HGET', KEYS[1], 'status')] then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[2])
+/**
+ * capi_update(record, active index, a): a = {runId, now (ISO), new status or '', then field/value pairs}.
+ * Returns {'not_found'} | {'final', current status} | {'ok'}. A Lua function, so that the agent's step write
+ * (src/agent/timeline-sink.ts) updates the record in the same script as the timeline.
+ */
+export const UPDATE_LUA_FUNCTION = `
+local function capi_update(record, active, a)
+  if redis.call('EXISTS', record) == 0 then return {'not_found'} end
+  local final = ${FINAL_LUA_TABLE}
+  local current = redis.call('HGET', record, 'status')
+  local wanted = a[3]
+  if final[current] and wanted ~= '' and wanted ~= current then return {'final', current} end
+  if #a > 3 then redis.call('HSET', record, unpack(a, 4)) end
+  redis.call('HSET', record, 'updatedAt', a[2])
+  if final[redis.call('HGET', record, 'status')] then
+    redis.call('ZREM', active, a[1])
+    redis.call('HSETNX', record, 'finishedAt', a[2])
+  end
+  return {'ok'}
 end
+`;
+
+// KEYS: record, active index. ARGV: capi_update's arguments. Returns capi_update's refusal or {'ok', flat hash}.
+const UPDATE = `${UPDATE_LUA_FUNCTION}
+local r = capi_update(KEYS[1], KEYS[2], ARGV)
+if r[1] ~= 'ok' then return r end
 return {'ok', redis.call('HGETALL', KEYS[1])}
 `;
 
@@ -308,6 +320,13 @@ export class RunRegistry {
    * write happens only while that fence is the run's newest (else RunFencedError, nothing written).
    */
   async update(runId: string, patch: RunRecordPatch, fence?: Fence): Promise<RunRecord> {
+    const { keys, args } = this.updateCall(runId, patch);
+    const reply = (await evalFenced(this.redis, UPDATE, keys, args, fence)) as ScriptReply;
+    return this.recordFromReply(runId, reply, `cannot set run ${runId} to ${patch.status}`);
+  }
+
+  /** The keys and capi_update arguments that apply `patch` (validated), for a script of one's own. */
+  updateCall(runId: string, patch: RunRecordPatch): { keys: string[]; args: string[] } {
     assertRunId(runId);
     const parsed = patchSchema.safeParse(patch);
     if (!parsed.success) {
@@ -318,14 +337,16 @@ export class RunRegistry {
           .join('\n')}`,
       );
     }
-    const reply = (await evalFenced(
-      this.redis,
-      UPDATE,
-      [this.recordKey(runId), this.activeKey],
-      [runId, this.now().toISOString(), parsed.data.status ?? '', ...toFields(parsed.data)],
-      fence,
-    )) as ScriptReply;
-    return this.recordFromReply(runId, reply, `cannot set run ${runId} to ${patch.status}`);
+    return {
+      keys: [this.recordKey(runId), this.activeKey],
+      args: [runId, this.now().toISOString(), parsed.data.status ?? '', ...toFields(parsed.data)],
+    };
+  }
+
+  /** Throws what update() throws for a capi_update refusal ({'not_found'}, {'final', status}). */
+  throwIfRefused(runId: string, reply: readonly unknown[], patch: RunRecordPatch): void {
+    if (reply[0] === 'ok') return;
+    this.recordFromReply(runId, reply as ScriptReply, `cannot set run ${runId} to ${patch.status}`);
   }
 
   /**

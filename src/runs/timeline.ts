@@ -61,38 +61,49 @@ export function truncationLine(notStored: number, droppedBytes?: number): string
 }
 
 /**
- * KEYS: stream, meta. ARGV: event JSON, has dedupe key ('1'/'0'), dedupe key, is output ('1'/'0'),
- * max output lines, truncation marker JSON, max output bytes, the line's bytes. Returns the new stream id, or nil when nothing
- * new was stored (a duplicate, or an output line past a limit).
+ * capi_append(stream, meta, a): a = {event JSON, has dedupe key ('1'/'0'), dedupe key, is output ('1'/'0'),
+ * max output lines, truncation marker JSON, max output bytes, the line's bytes}. Returns the new stream id, or
+ * false when nothing new was stored (a duplicate, or an output line past a limit). A Lua function, so that
+ * the agent's step write (src/agent/timeline-sink.ts) runs it in the same script as the checkpoint and record.
  *
  * Dedupe is checked before the output counter so that a resumed run re-emitting its output neither
  * duplicates lines nor uses up the output budget twice. Once one line is over a limit, no later line is
  * stored: the output stops at the marker instead of skipping around it.
  */
-const APPEND = `
-local field = 'dedupe:' .. ARGV[3]
-if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[2], field) == 1 then return false end
-local id
-if ARGV[4] == '1' then
-  local n = redis.call('HINCRBY', KEYS[2], 'output', 1)
-  local bytes = tonumber(redis.call('HGET', KEYS[2], 'outputBytes') or '0') + #ARGV[1]
-  local over = n > tonumber(ARGV[5]) or bytes > tonumber(ARGV[7])
-  if over or redis.call('HEXISTS', KEYS[2], 'truncated') == 1 then
-    redis.call('HINCRBY', KEYS[2], 'droppedBytes', tonumber(ARGV[8]))
-    if redis.call('HSETNX', KEYS[2], 'truncated', '1') == 1 then
-      id = redis.call('XADD', KEYS[1], '*', 'v', '1', 'e', ARGV[6], 'k', 'truncated')
+export const APPEND_LUA_FUNCTION = `
+local function capi_append(stream, meta, a)
+  local field = 'dedupe:' .. a[3]
+  if a[2] == '1' and redis.call('HEXISTS', meta, field) == 1 then return false end
+  local id
+  if a[4] == '1' then
+    local n = redis.call('HINCRBY', meta, 'output', 1)
+    local bytes = tonumber(redis.call('HGET', meta, 'outputBytes') or '0') + #a[1]
+    local over = n > tonumber(a[5]) or bytes > tonumber(a[7])
+    if over or redis.call('HEXISTS', meta, 'truncated') == 1 then
+      redis.call('HINCRBY', meta, 'droppedBytes', tonumber(a[8]))
+      if redis.call('HSETNX', meta, 'truncated', '1') == 1 then
+        id = redis.call('XADD', stream, '*', 'v', '1', 'e', a[6], 'k', 'truncated')
+      else
+        id = ''
+      end
     else
-      id = ''
+      redis.call('HSET', meta, 'outputBytes', bytes)
+      redis.call('HINCRBY', meta, 'outputStored', 1)
     end
-  else
-    redis.call('HSET', KEYS[2], 'outputBytes', bytes)
-    redis.call('HINCRBY', KEYS[2], 'outputStored', 1)
   end
+  if not id then id = redis.call('XADD', stream, '*', 'v', '1', 'e', a[1]) end
+  if a[2] == '1' then redis.call('HSET', meta, field, id) end
+  if id == '' then return false end
+  return id
 end
-if not id then id = redis.call('XADD', KEYS[1], '*', 'v', '1', 'e', ARGV[1]) end
-if ARGV[2] == '1' then redis.call('HSET', KEYS[2], field, id) end
-if id == '' then return false end
-return id
+`;
+
+/** The number of arguments capi_append takes. */
+export const APPEND_ARG_COUNT = 8;
+
+/** KEYS: stream, meta. ARGV: capi_append's arguments. */
+const APPEND = `${APPEND_LUA_FUNCTION}
+return capi_append(KEYS[1], KEYS[2], ARGV)
 `;
 
 type StreamEntry = [id: string, fields: string[]];
@@ -140,15 +151,20 @@ export class RunTimeline {
    * append (RunFencedError otherwise).
    */
   async append(runId: string, event: RunEvent, dedupeKey?: string, fence?: Fence): Promise<string | null> {
+    const { keys, args } = this.appendCall(runId, event, dedupeKey);
+    const id = await evalFenced(this.redis, APPEND, keys, args, fence);
+    return typeof id === 'string' ? id : null;
+  }
+
+  /** The keys and capi_append arguments that store `event` (redacted again), for a script of one's own. */
+  appendCall(runId: string, event: RunEvent, dedupeKey?: string): { keys: string[]; args: string[] } {
     assertRunId(runId);
     const safe = redactDeep(event);
     const isOutput = safe.type === 'step.output';
     const marker = isOutput ? JSON.stringify({ ...safe, line: TRUNCATION_PLACEHOLDER }) : '';
-    const id = await evalFenced(
-      this.redis,
-      APPEND,
-      [this.streamKey(runId), this.metaKey(runId)],
-      [
+    return {
+      keys: [this.streamKey(runId), this.metaKey(runId)],
+      args: [
         JSON.stringify(safe),
         dedupeKey === undefined ? '0' : '1',
         dedupeKey ?? '',
@@ -158,9 +174,7 @@ export class RunTimeline {
         String(this.maxOutputBytes),
         String(isOutput && safe.type === 'step.output' ? Buffer.byteLength(safe.line) : 0),
       ],
-      fence,
-    );
-    return typeof id === 'string' ? id : null;
+    };
   }
 
   /** Entries after `afterId` (exclusive; from the start when omitted), oldest first. */
