@@ -13,6 +13,7 @@ import { HomeTab, threadPermalink } from '../../src/slack/home.js';
 import { GroupMembership } from '../../src/slack/membership.js';
 import { pacedWebClient } from '../../src/slack/paced-slack.js';
 import { ThreadPoster, type ThreadPosterOptions } from '../../src/slack/poster.js';
+import { SeenSignatures } from '../../src/slack/replay-guard.js';
 import { SiteVisibility } from '../../src/slack/site-visibility.js';
 import { ThreadCursors } from '../../src/slack/thread-cursors.js';
 import { type Harness, quietLogger, startHarness } from './agent.js';
@@ -61,8 +62,10 @@ export interface SlackFrontOptions {
   readonly home?: boolean;
   /** The Bolt app (default on); `false` for a test of another front that shares the poster. */
   readonly app?: boolean;
-  /** More createSlackApp options (flood, seen, slack.teamId via `teamId`). */
-  readonly appOptions?: Partial<Omit<AppOptions, 'slack'>> & { readonly teamId?: string };
+  /** More createSlackApp options (flood, slack.teamId via `teamId`). */
+  readonly appOptions?: Partial<Omit<AppOptions, 'slack' | 'seen'>> & { readonly teamId?: string };
+  /** Refuse a signed request seen before, on any replica (serve's replay check, in Redis). */
+  readonly replayGuard?: boolean;
   /** For the poster, the app and the Home tab (default silent). */
   readonly logger?: Logger;
 }
@@ -228,6 +231,7 @@ async function build(
       ...(poster !== undefined ? { threads: poster } : {}),
       ...(home !== undefined ? { home } : {}),
       webApiRetries: 0,
+      ...(opts.replayGuard === true ? { seen: new SeenSignatures(db.redis, db.prefix) } : {}),
       ...appOptions,
     });
     const server = (await app.start(0)) as Server;
