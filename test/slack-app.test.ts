@@ -8,7 +8,7 @@ import { FOREIGN_TEAM_REPLY, UNKNOWN_CLICK_REPLY } from '../src/slack/request-gu
 import { type Harness, isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { FRONT_SECRET, type SlackFront, useSlackFronts } from './support/slack-front.js';
+import { ephemeralTo, FRONT_SECRET, type SlackFront, useSlackFronts } from './support/slack-front.js';
 import {
   buttonClickBody,
   postToBolt,
@@ -74,19 +74,6 @@ const clickBody = (
   more: Partial<Parameters<typeof buttonClickBody>[0]> = {},
 ) => buttonClickBody({ user, channel: CHANNEL, actionId, value, ...more });
 const post = (body: string, headers = signed(body)) => postToBolt((front as SlackFront).base, body, headers);
-
-/** A reply only its reader sees: a command's goes to its response_url, a click's by chat.postEphemeral. */
-const REPLY_METHODS = new Set(['chat.postEphemeral', 'response_url']);
-
-/** The text of the next ephemeral the fake delivered to `user` (after call number `from`). */
-function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
-  return eventually(`an ephemeral to ${user}`, () => {
-    const hit = slack.calls
-      .slice(from)
-      .find((c) => REPLY_METHODS.has(c.method) && c.args.user === user && c.status === 200);
-    return hit ? String(hit.args.text) : undefined;
-  });
-}
 
 /** The ts of the approval message the poster posted for `approvalId` (the message its buttons are on). */
 function approvalMessageTs(slack: FakeSlack, approvalId: string): Promise<string> {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { FakeSlack, FakeView } from '../dev/slack/fake-slack.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { useSlackFronts } from './support/slack-front.js';
+import { ephemeralTo, useSlackFronts } from './support/slack-front.js';
 import { slashCommandBody, viewSubmissionBody } from './support/slack-requests.js';
 
 /**
@@ -44,18 +44,6 @@ const loaded = (slack: FakeSlack) =>
   eventually('the picker with its list', () => slack.modals().find((m) => m.updates > 0), {
     timeoutMs: 30_000,
   });
-
-/** A typed command's replies go to its response_url; a picker's choice has none and goes by chat.postEphemeral. */
-const REPLY_METHODS = new Set(['chat.postEphemeral', 'response_url']);
-
-function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
-  return eventually(`an ephemeral to ${user}`, () => {
-    const hit = slack.calls
-      .slice(from)
-      .find((c) => REPLY_METHODS.has(c.method) && c.args.user === user && c.status === 200);
-    return hit ? String(hit.args.text) : undefined;
-  });
-}
 
 describe('pickers', () => {
   it('should list the load balancers in ERROR and start the failover with the one chosen, as if typed', async () => {

@@ -4,7 +4,7 @@ import type { AuditEvent } from '../src/ops/audit.js';
 import { isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { useSlackFronts } from './support/slack-front.js';
+import { ephemeralTo, useSlackFronts } from './support/slack-front.js';
 import { approvalMessageTs, buttonClickBody, slashCommandBody } from './support/slack-requests.js';
 
 /** A site that needs two approvers for `park`: clicks through signed requests, the thread in the strict fake. */
@@ -41,20 +41,6 @@ async function world() {
     );
   };
   return { slack, h, audit, poster, send, approve };
-}
-
-function ephemeralTo(slack: FakeSlack, user: string, from: number): Promise<string> {
-  return eventually(`an ephemeral to ${user}`, () => {
-    const hit = slack.calls
-      .slice(from)
-      .find(
-        (c) =>
-          (c.method === 'chat.postEphemeral' || c.method === 'response_url') &&
-          c.args.user === user &&
-          c.status === 200,
-      );
-    return hit ? String(hit.args.text) : undefined;
-  });
 }
 
 const approvalText = (slack: FakeSlack) =>

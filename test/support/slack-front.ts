@@ -17,6 +17,7 @@ import { SeenSignatures } from '../../src/slack/replay-guard.js';
 import { SiteVisibility } from '../../src/slack/site-visibility.js';
 import { ThreadCursors } from '../../src/slack/thread-cursors.js';
 import { type Harness, quietLogger, startHarness } from './agent.js';
+import { eventually } from './eventually.js';
 import type { TestRedis } from './redis.js';
 import { FAST_FAKE_SLACK, FAST_POSTER } from './slack-pace.js';
 import { eventCallbackBody, postToBolt, signedHeaders, signedJsonHeaders } from './slack-requests.js';
@@ -90,6 +91,19 @@ export interface SlackFront {
   /** Another replica of the app on the same Redis, service and poster: its base URL; stopped with the rest. */
   replica(): Promise<string>;
   stop(): Promise<void>;
+}
+
+/** A reply only its reader sees: a command's goes to its response_url, a click's (or a choice's) by chat.postEphemeral. */
+const REPLY_METHODS = new Set(['chat.postEphemeral', 'response_url']);
+
+/** The text of the next reply only `user` sees, made after call number `from`, however it was sent. */
+export function ephemeralTo(fake: FakeSlack, user: string, from = 0): Promise<string> {
+  return eventually(`an ephemeral to ${user}`, () => {
+    const hit = fake.calls
+      .slice(from)
+      .find((c) => REPLY_METHODS.has(c.method) && c.args.user === user && c.status === 200);
+    return hit ? String(hit.args.text) : undefined;
+  });
 }
 
 /**
