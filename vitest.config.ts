@@ -20,6 +20,7 @@ const UNIT = [
   'fault-matrix',
   'fronts-format',
   'log',
+  'paced-slack',
   'playground-mrkdwn',
   'redact',
   'runbook-load',

@@ -1,60 +1,35 @@
-import { WebClient } from '@slack/web-api';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeSlack } from '../dev/slack/fake-slack.js';
+import { afterEach, describe, expect, it } from 'vitest';
 import { CapiError } from '../src/errors.js';
 import { ALERT_WEBHOOK_PATH, alertWebhookRoute } from '../src/fronts/alert-webhook.js';
 import { startOpsServer } from '../src/ops/http.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { ThreadPoster } from '../src/slack/poster.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { isType, quietLogger, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
+import { useSlackFronts } from './support/slack-front.js';
 
 /** Alertmanager's webhook on serve's ops server (METRICS_PORT, as serve wires it). */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '3434343434', '5656565656565', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
 const WEBHOOK_TOKEN = 'alertmanager-token-0123456789abcdef0123456789';
 const CHANNEL = 'C0INCIDENT';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
+const startSlackFront = useSlackFronts(db);
 const stops: (() => Promise<unknown>)[] = [];
 
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
 afterEach(async () => {
   for (const stop of stops.splice(0).reverse()) await stop();
 });
 
 /** `agent: false` leaves the runs queued (the thread starts once an agent is started with `h.startAgent`). */
 async function world(opts: { readonly agent?: boolean } = {}) {
-  const slack = await startFakeSlack({ token: TOKEN, channels: [CHANNEL], ...FAST_FAKE_SLACK });
-  stops.push(() => slack.close());
-  const h: Harness = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios: ['healthy'],
+  // The webhook shares serve's thread poster; Bolt is not needed here.
+  const front = await startSlackFront({
+    channels: [CHANNEL],
     siteFields: { slack_channels: [CHANNEL] },
+    agent: opts.agent ?? true,
+    app: false,
   });
-  stops.push(() => h.stop());
-  if (opts.agent ?? true) await h.startAgent();
-  const poster = new ThreadPoster({
-    client: new WebClient(TOKEN, {
-      slackApiUrl: slack.url,
-      rejectRateLimitedCalls: true,
-      retryConfig: { retries: 0 },
-    }),
-    redis: db.redis,
-    prefix: db.prefix,
-    service: h.service,
-    logger: quietLogger,
-    ...FAST_POSTER,
-  });
-  stops.push(() => poster.close());
+  const { fake: slack, harness: h, poster } = front;
   const server = await startOpsServer(
     [
       alertWebhookRoute({

@@ -1,20 +1,12 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { App } from '@slack/bolt';
-import { WebClient } from '@slack/web-api';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeSlack } from '../dev/slack/fake-slack.js';
 import type { ReadOnlyLimits } from '../src/runs/readonly-runs.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
-import { ThreadPoster } from '../src/slack/poster.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import type { ThreadPoster } from '../src/slack/poster.js';
+import { type Harness, isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
-import { postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+import { useSlackFronts } from './support/slack-front.js';
+import { slashCommandBody } from './support/slack-requests.js';
 
 /**
  * Read-only runs in Slack: replies through the command's response_url even with many runs going, an identical
@@ -22,9 +14,6 @@ import { postToBolt, signedHeaders, slashCommandBody } from './support/slack-req
  * runs stay queued, which is "going" for everything tested (a join, a limit, a status list).
  */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '7878787878', '9090909090909', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
 const CHANNEL = 'C0INCIDENT';
 const ALICE = 'U0ALICE001';
 const BOB = 'U0BOB00001';
@@ -32,15 +21,7 @@ const CAROL = 'U0CAROL001';
 const OPERATOR = 'U0OPERATOR';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-});
+const startSlackFront = useSlackFronts(db);
 
 interface World {
   readonly slack: FakeSlack;
@@ -55,57 +36,22 @@ interface World {
 }
 
 async function world(limits?: ReadOnlyLimits): Promise<World> {
-  const slack = await startFakeSlack({
-    token: TOKEN,
+  const front = await startSlackFront({
     channels: [CHANNEL],
-    users: Object.fromEntries([ALICE, BOB, CAROL, OPERATOR].map((u) => [u, { groups: [] }])),
-    ...FAST_FAKE_SLACK,
-  });
-  stops.push(() => slack.close());
-  const h = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios: ['healthy'],
+    users: [ALICE, BOB, CAROL, OPERATOR],
     siteFields: { slack_channels: [CHANNEL] },
     ...(limits !== undefined ? { service: { readOnlyLimits: limits } } : {}),
-  });
-  stops.push(() => h.stop());
-  const poster = new ThreadPoster({
-    client: new WebClient(TOKEN, {
-      slackApiUrl: slack.url,
-      rejectRateLimitedCalls: true,
-      retryConfig: { retries: 0 },
-    }),
-    redis: db.redis,
-    prefix: db.prefix,
-    service: h.service,
-    logger: quietLogger,
-    ...FAST_POSTER,
-  });
-  stops.push(() => poster.close());
-  const app: App = createSlackApp({
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
-    approvers: [],
+    agent: false,
     operators: [OPERATOR],
-    service: h.service,
-    sites: h.sites,
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    logger: quietLogger,
-    threads: poster,
-    webApiRetries: 0,
   });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { fake: slack, harness: h, poster } = front;
   return {
     slack,
     h,
     poster,
     async send(user, text, more = {}) {
       const mark = slack.calls.length;
-      const body = slashCommandBody({ user, channel: CHANNEL, text, slack, ...more });
-      expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
+      await front.send(slashCommandBody({ user, channel: CHANNEL, text, slack, ...more }));
       return mark;
     },
     async reply(user, mark) {

@@ -2,14 +2,11 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { WebClient } from '@slack/web-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeSlack } from '../dev/slack/fake-slack.js';
 import { createLogger } from '../src/log.js';
-import { loadRunbooks } from '../src/runbook/load.js';
-import { ThreadPoster } from '../src/slack/poster.js';
-import { events, isType, startHarness, waitForEvent } from './support/agent.js';
+import { events, isType, waitForEvent } from './support/agent.js';
 import { useTestRedis } from './support/redis.js';
+import { useSlackFronts } from './support/slack-front.js';
 
 /**
  * `sensitive: true` through the whole product: an agent runs the steps on a real sshd, the thread poster
@@ -18,7 +15,6 @@ import { useTestRedis } from './support/redis.js';
  * shaped like a secret, so redaction would not hide them: only the steps' `sensitive: true` does.
  */
 
-const TOKEN = ['xoxb', '5555555555', '6666666666666', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
 const CHANNEL = 'C0INCIDENT';
 const WORD = 'kangaroo-VIOLET-29';
 const OTHER = 'wombat-AMBER-31';
@@ -50,6 +46,7 @@ steps:
 `;
 
 const db = useTestRedis();
+const startSlackFront = useSlackFronts(db);
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'capi-sensitive-'));
@@ -76,7 +73,6 @@ async function redisText(prefix: string): Promise<string> {
 
 describe('a sensitive step', () => {
   it('should keep its output out of the timeline, Slack and the logs, and show only its summary', async () => {
-    const stops: (() => Promise<unknown>)[] = [];
     const logLines: string[] = [];
     const logger = createLogger({
       level: 'debug',
@@ -87,54 +83,40 @@ describe('a sensitive step', () => {
         },
       }),
     });
-    try {
-      const fake = await startFakeSlack({ token: TOKEN, channels: [CHANNEL] });
-      stops.push(() => fake.close());
-      const h = await startHarness({
-        redis: db.redis,
-        prefix: db.prefix,
-        runbooks: await loadRunbooks(dir),
-        scenarios: ['healthy'],
-        service: { logger },
-      });
-      stops.push(() => h.stop());
-      await h.startAgent({ logger });
-      const poster = new ThreadPoster({
-        client: new WebClient(TOKEN, { slackApiUrl: fake.url, retryConfig: { retries: 0 } }),
-        redis: db.redis,
-        prefix: db.prefix,
-        service: h.service,
-        logger,
-      });
-      stops.push(() => poster.close());
+    const front = await startSlackFront({
+      runbooks: dir,
+      channels: [CHANNEL],
+      service: { logger },
+      agent: { logger },
+      logger,
+      app: false,
+    });
+    const { fake, harness: h, poster } = front;
 
-      const { runId } = await h.submit('peek', { channel: CHANNEL });
-      poster.watch(runId);
-      const finished = await waitForEvent(h.service, runId, isType('run.finished'), 60_000);
-      await poster.settled(runId);
+    const { runId } = await h.submit('peek', { channel: CHANNEL });
+    poster.watch(runId);
+    const finished = await waitForEvent(h.service, runId, isType('run.finished'), 60_000);
+    await poster.settled(runId);
 
-      // What people are told: the first step's summary, and why the second failed, without its output.
-      expect(finished.status).toBe('failed');
-      expect(finished.message).toBe('check: exited 3: (output not shown: the step is sensitive)');
-      const timeline = events(await h.service.readTimeline(runId));
-      expect(timeline.filter((e) => e.type === 'step.output')).toEqual([]);
-      expect(timeline.find((e) => e.type === 'step.finished' && e.stepId === 'read')).toMatchObject({
-        status: 'ok',
-        summary: 'read 2 line(s)',
-      });
-      const slack = JSON.stringify(fake.calls.map((c) => c.args));
-      expect(slack).toContain('read 2 line(s)');
+    // What people are told: the first step's summary, and why the second failed, without its output.
+    expect(finished.status).toBe('failed');
+    expect(finished.message).toBe('check: exited 3: (output not shown: the step is sensitive)');
+    const timeline = events(await h.service.readTimeline(runId));
+    expect(timeline.filter((e) => e.type === 'step.output')).toEqual([]);
+    expect(timeline.find((e) => e.type === 'step.finished' && e.stepId === 'read')).toMatchObject({
+      status: 'ok',
+      summary: 'read 2 line(s)',
+    });
+    const slack = JSON.stringify(fake.calls.map((c) => c.args));
+    expect(slack).toContain('read 2 line(s)');
 
-      for (const [where, text] of [
-        ['Slack API calls', slack],
-        ['log lines', logLines.join('')],
-        ['Redis (timeline, checkpoint, records)', await redisText(db.prefix)],
-      ] as const) {
-        expect(text.includes(WORD), `${where} hold the first step's output`).toBe(false);
-        expect(text.includes(OTHER), `${where} hold the failed step's output`).toBe(false);
-      }
-    } finally {
-      for (const stop of stops.reverse()) await stop();
+    for (const [where, text] of [
+      ['Slack API calls', slack],
+      ['log lines', logLines.join('')],
+      ['Redis (timeline, checkpoint, records)', await redisText(db.prefix)],
+    ] as const) {
+      expect(text.includes(WORD), `${where} hold the first step's output`).toBe(false);
+      expect(text.includes(OTHER), `${where} hold the failed step's output`).toBe(false);
     }
   }, 90_000);
 });

@@ -1,23 +1,14 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { App } from '@slack/bolt';
-import { WebClient } from '@slack/web-api';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
-import type { SiteProfile } from '../src/config/site.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { FakeSlack } from '../dev/slack/fake-slack.js';
 import { RunFences } from '../src/runs/fence.js';
 import { TargetLock, targetKey } from '../src/runs/lock.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { MISPLACED_CLICK_REPLY, threadApprovalPlaces } from '../src/slack/click-place.js';
-import { ThreadPoster } from '../src/slack/poster.js';
-import { REPLAYED_REPLY, SeenSignatures } from '../src/slack/replay-guard.js';
+import { MISPLACED_CLICK_REPLY } from '../src/slack/click-place.js';
+import { REPLAYED_REPLY } from '../src/slack/replay-guard.js';
 import { FOREIGN_TEAM_REPLY, UNKNOWN_CLICK_REPLY } from '../src/slack/request-guard.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { type Harness, isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
+import { ephemeralTo, FRONT_SECRET, type SlackFront, useSlackFronts } from './support/slack-front.js';
 import {
   buttonClickBody,
   postToBolt,
@@ -26,9 +17,6 @@ import {
   TEAM_ID,
 } from './support/slack-requests.js';
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '1111111111', '2222222222222', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = 'f0e1d2c3b4a5968778695a4b3c2d1e0f';
 const CHANNEL = 'C0INCIDENT';
 const ELSEWHERE = 'C0ELSEWHERE';
 const OPERATOR = 'U0OPERATOR';
@@ -38,25 +26,10 @@ const STRANGER = 'U0STRANGER';
 const VISITOR = 'U0VISITOR1';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-let h: Harness | undefined;
-let fake: FakeSlack | undefined;
-let app: App | undefined;
-let poster: ThreadPoster | undefined;
-let base = '';
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  await app?.stop();
-  app = undefined;
-  await poster?.close();
-  poster = undefined;
-  await h?.stop();
-  h = undefined;
-  await fake?.close();
-  fake = undefined;
+const startSlackFront = useSlackFronts(db);
+let front: SlackFront | undefined;
+afterEach(() => {
+  front = undefined;
 });
 
 /**
@@ -65,9 +38,9 @@ afterEach(async () => {
  */
 async function start(
   opts: { scenarios?: string[]; links?: string[][]; teamId?: string } = {},
-): Promise<{ harness: Harness; slack: FakeSlack; replica: () => App }> {
-  fake = await startFakeSlack({
-    token: TOKEN,
+): Promise<{ harness: Harness; slack: FakeSlack; replica: () => Promise<string> }> {
+  front = await startSlackFront({
+    scenarios: opts.scenarios ?? ['healthy'],
     channels: [CHANNEL, ELSEWHERE],
     users: {
       [OPERATOR]: { groups: [] },
@@ -75,62 +48,21 @@ async function start(
       [STRANGER]: { groups: [] },
       [VISITOR]: { groups: ['S0APPROVERS'] },
     },
-    ...FAST_FAKE_SLACK,
-  });
-  h = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios: opts.scenarios ?? ['healthy'],
     approvers: ['S0APPROVERS'],
+    operators: [OPERATOR],
+    siteChannels: opts.links ?? [],
+    replayGuard: true,
+    ...(opts.teamId !== undefined ? { appOptions: { teamId: opts.teamId } } : {}),
   });
-  await h.startAgent();
-  poster = new ThreadPoster({
-    client: new WebClient(TOKEN, {
-      slackApiUrl: fake.url,
-      rejectRateLimitedCalls: true,
-      retryConfig: { retries: 0 },
-    }),
-    redis: db.redis,
-    prefix: db.prefix,
-    service: h.service,
-    logger: quietLogger,
-    ...FAST_POSTER,
-  });
-  const sites = new Map<string, SiteProfile>(
-    [...h.sites.values()].map((site, i) => [site.name, { ...site, slack_channels: opts.links?.[i] ?? [] }]),
-  );
-  const replica = () =>
-    createSlackApp({
-      slack: {
-        botToken: TOKEN,
-        signingSecret: SECRET,
-        apiUrl: (fake as FakeSlack).url,
-        port: 0,
-        ...(opts.teamId !== undefined ? { teamId: opts.teamId } : {}),
-      },
-      approvers: ['S0APPROVERS'],
-      operators: [OPERATOR],
-      service: (h as Harness).service,
-      sites,
-      approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-      logger: quietLogger,
-      ...(poster !== undefined ? { threads: poster } : {}),
-      webApiRetries: 0,
-      seen: new SeenSignatures(db.redis, db.prefix),
-    });
-  app = replica();
-  const server = (await app.start(0)) as Server;
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { harness: h, slack: fake, replica };
+  return { harness: front.harness, slack: front.fake, replica: front.replica };
 }
 
-const signed = (body: string, ts?: number, secret = SECRET) => signedHeaders(body, secret, ts);
+const signed = (body: string, ts?: number, secret = FRONT_SECRET) => signedHeaders(body, secret, ts);
 /** The fake of the running test: where each command's response_url points. */
 const responseUrls = {
   issueResponseUrl: (user: string, channel: string) => {
-    if (fake === undefined) throw new Error('start() the fake Slack before building a command');
-    return fake.issueResponseUrl(user, channel);
+    if (front === undefined) throw new Error('start() the fake Slack before building a command');
+    return front.fake.issueResponseUrl(user, channel);
   },
 };
 const commandBody = (user: string, text: string) =>
@@ -141,20 +73,7 @@ const clickBody = (
   value: string,
   more: Partial<Parameters<typeof buttonClickBody>[0]> = {},
 ) => buttonClickBody({ user, channel: CHANNEL, actionId, value, ...more });
-const post = (body: string, headers = signed(body)) => postToBolt(base, body, headers);
-
-/** A reply only its reader sees: a command's goes to its response_url, a click's by chat.postEphemeral. */
-const REPLY_METHODS = new Set(['chat.postEphemeral', 'response_url']);
-
-/** The text of the next ephemeral the fake delivered to `user` (after call number `from`). */
-function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
-  return eventually(`an ephemeral to ${user}`, () => {
-    const hit = slack.calls
-      .slice(from)
-      .find((c) => REPLY_METHODS.has(c.method) && c.args.user === user && c.status === 200);
-    return hit ? String(hit.args.text) : undefined;
-  });
-}
+const post = (body: string, headers = signed(body)) => postToBolt((front as SlackFront).base, body, headers);
 
 /** The ts of the approval message the poster posted for `approvalId` (the message its buttons are on). */
 function approvalMessageTs(slack: FakeSlack, approvalId: string): Promise<string> {
@@ -207,15 +126,8 @@ describe('the Slack front over HTTP', () => {
     const again = await post(body, headers);
     expect(again.status).toBe(200);
     expect(await again.json()).toEqual({ response_type: 'ephemeral', text: REPLAYED_REPLY });
-    const other = replica();
-    const otherServer = (await other.start(0)) as Server;
-    try {
-      const otherBase = `http://127.0.0.1:${(otherServer.address() as AddressInfo).port}`;
-      const elsewhere = await postToBolt(otherBase, body, headers);
-      expect(await elsewhere.json()).toEqual({ response_type: 'ephemeral', text: REPLAYED_REPLY });
-    } finally {
-      await other.stop();
-    }
+    const elsewhere = await postToBolt(await replica(), body, headers);
+    expect(await elsewhere.json()).toEqual({ response_type: 'ephemeral', text: REPLAYED_REPLY });
     expect((await harness.service.listRuns({})).map((r) => r.runId)).toEqual([run?.runId]);
 
     // The same command typed again is a new request (its own trigger id and timestamp) and is taken.

@@ -1,18 +1,8 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { WebClient } from '@slack/web-api';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeSlack } from '../dev/slack/fake-slack.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
-import { HomeTab } from '../src/slack/home.js';
-import { GroupMembership } from '../src/slack/membership.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
-import { quietLogger, startHarness } from './support/agent.js';
+import { describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+import { useSlackFronts } from './support/slack-front.js';
+import { slashCommandBody } from './support/slack-requests.js';
 
 /**
  * `/capi doctor` in the incident channel: one message, posted at once and updated in place with the report
@@ -20,67 +10,26 @@ import { postToBolt, signedHeaders, slashCommandBody } from './support/slack-req
  * last report on the Home tab.
  */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '2323232323', '4545454545454', 'doctorDOCTORdoctorDOCTOR'].join('-');
-const SECRET = 'abcdefabcdef01234567890123456789';
 const CHANNEL = 'C0INCIDENT';
 const VISITOR = 'U0VISITOR';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-});
+const startSlackFront = useSlackFronts(db);
 
 async function world(scenario: string, opts: { readonly agent: boolean; readonly waitMs: number }) {
-  const slack = await startFakeSlack({
-    token: TOKEN,
-    channels: [CHANNEL],
-    users: { [VISITOR]: { groups: [] } },
-  });
-  stops.push(() => slack.close());
-  const h = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
+  const front = await startSlackFront({
     scenarios: [scenario],
+    channels: [CHANNEL],
+    users: [VISITOR],
     siteFields: { slack_channels: [CHANNEL] },
     service: { doctorTimeoutMs: opts.waitMs },
+    agent: opts.agent,
+    poster: false,
+    home: true,
   });
-  stops.push(() => h.stop());
-  if (opts.agent) await h.startAgent();
-  const client = new WebClient(TOKEN, { slackApiUrl: slack.url, retryConfig: { retries: 0 } });
-  const home = new HomeTab({
-    client,
-    service: h.service,
-    membership: new GroupMembership(client),
-    approvers: [],
-    logger: quietLogger,
-    coalesceMs: 50,
-  });
-  stops.push(() => home.close());
-  const app = createSlackApp({
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
-    approvers: [],
-    operators: [],
-    service: h.service,
-    sites: h.sites,
-    logger: quietLogger,
-    webApiRetries: 0,
-    home,
-  });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { fake: slack, home } = front;
   const doctor = async () => {
-    const body = slashCommandBody({ user: VISITOR, channel: CHANNEL, text: 'doctor', slack });
-    expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
+    await front.send(slashCommandBody({ user: VISITOR, channel: CHANNEL, text: 'doctor', slack }));
   };
   return { slack, home, doctor };
 }

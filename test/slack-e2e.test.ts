@@ -1,23 +1,12 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { App } from '@slack/bolt';
-import { WebClient } from '@slack/web-api';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeMessage, type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
-import { ThreadPoster } from '../src/slack/poster.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeMessage } from '../dev/slack/fake-slack.js';
+import { isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
+import { type SlackFront, useSlackFronts } from './support/slack-front.js';
 import {
   approvalMessageTs,
   buttonClickBody,
-  postToBolt,
-  signedHeaders,
   slashCommandBody,
   viewSubmissionBody,
 } from './support/slack-requests.js';
@@ -28,80 +17,33 @@ import {
  * bot posted.
  */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '5555555555', '6666666666666', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
 const CHANNEL = 'C0INCIDENT';
 const LEAD = 'U0LEAD0001';
 const APPROVER = 'U0APPROVER';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-});
+const startSlackFront = useSlackFronts(db);
 
 interface World {
-  readonly h: Harness;
-  readonly fake: FakeSlack;
-  readonly poster: ThreadPoster;
-  readonly base: string;
+  readonly h: SlackFront['harness'];
+  readonly fake: SlackFront['fake'];
+  readonly poster: SlackFront['poster'];
+  readonly front: SlackFront;
 }
 
 async function world(scenario: string): Promise<World> {
-  const fake = await startFakeSlack({
-    token: TOKEN,
-    channels: [CHANNEL],
-    users: { [LEAD]: { groups: [] }, [APPROVER]: { groups: [] } },
-    ...FAST_FAKE_SLACK,
-  });
-  stops.push(() => fake.close());
-  const h = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
+  const front = await startSlackFront({
     scenarios: [scenario],
-    approvers: [LEAD, APPROVER],
-  });
-  stops.push(() => h.stop());
-  await h.startAgent();
-  const poster = new ThreadPoster({
-    client: new WebClient(TOKEN, {
-      slackApiUrl: fake.url,
-      rejectRateLimitedCalls: true,
-      retryConfig: { retries: 0 },
-    }),
-    redis: db.redis,
-    prefix: db.prefix,
-    service: h.service,
-    logger: quietLogger,
-    ...FAST_POSTER,
-  });
-  stops.push(() => poster.close());
-  const app: App = createSlackApp({
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: fake.url, port: 0 },
+    channels: [CHANNEL],
+    users: [LEAD, APPROVER],
     approvers: [LEAD, APPROVER],
     operators: [LEAD],
-    service: h.service,
-    sites: h.sites,
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    logger: quietLogger,
-    threads: poster,
-    webApiRetries: 0,
   });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  return { h, fake, poster, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  return { h: front.harness, fake: front.fake, poster: front.poster, front };
 }
 
 async function slash(w: World, user: string, text: string): Promise<void> {
-  const body = slashCommandBody({ user, channel: CHANNEL, text, slack: w.fake });
-  expect((await postToBolt(w.base, body, signedHeaders(body, SECRET))).status).toBe(200);
+  await w.front.send(slashCommandBody({ user, channel: CHANNEL, text, slack: w.fake }));
 }
 
 /** A click on the button of the message that carries it, as Slack sends it (its channel and ts). */
@@ -114,7 +56,7 @@ async function click(w: World, user: string, actionId: string, value: string): P
     value,
     ...(message ? { messageTs: message.ts } : {}),
   });
-  expect((await postToBolt(w.base, body, signedHeaders(body, SECRET))).status).toBe(200);
+  await w.front.send(body);
 }
 
 /** Reads the fake channel until `pick` finds `what` (the fake is in-process state, not a network peer). */
@@ -196,11 +138,11 @@ describe('the Slack front end to end', () => {
       triggerId: w.fake.issueTrigger(APPROVER),
       messageTs: approvalMessageTs(w.fake, CHANNEL, approvalId) as string,
     });
-    expect((await postToBolt(w.base, deny, signedHeaders(deny, SECRET))).status).toBe(200);
+    await w.front.send(deny);
     const dialog = await eventually('the reason dialog', () => w.fake.modals()[0]);
     const reason = 'not during the <!here> change window';
     const submit = viewSubmissionBody({ user: APPROVER, view: dialog, values: { capi_reason: { reason } } });
-    expect((await postToBolt(w.base, submit, signedHeaders(submit, SECRET))).status).toBe(200);
+    await w.front.send(submit);
     expect((await waitForEvent(w.h.service, runId, isType('run.finished'))).status).toBe('denied');
     await w.poster.settled(runId);
     expect((await w.h.sims[0]?.journal())?.filter((j) => j.action === 'server.stop')).toEqual([]);

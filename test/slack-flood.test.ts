@@ -1,21 +1,15 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import type { App } from '@slack/bolt';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeSlack } from '../dev/slack/fake-slack.js';
 import { createAuditLog } from '../src/ops/audit.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { createSlackApp } from '../src/slack/app.js';
 import { FloodLimit } from '../src/slack/flood-limit.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { type Harness, isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { useSlackFronts } from './support/slack-front.js';
 import {
   approvalsPostedIn,
   buttonClickBody,
-  postToBolt,
-  signedHeaders,
   slashCommandBody,
   viewSubmissionBody,
 } from './support/slack-requests.js';
@@ -25,9 +19,6 @@ import {
  * Limits are small (3 refusals, 2 uploads per minute) so a flood is a handful of requests.
  */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '3333333333', '4444444444444', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = 'c0d1e2f3a4b5968778695a4b3c2d1e0f';
 const CHANNEL = 'C0INCIDENT';
 const OPERATOR = 'U0OPERATOR';
 const APPROVER = 'U0APPROVER';
@@ -35,15 +26,7 @@ const STRANGER = 'U0STRANGER';
 const LIMITS = { refusals: 3, uploads: 2, windowMs: 60_000 };
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-});
+const startSlackFront = useSlackFronts(db);
 
 interface World {
   readonly slack: FakeSlack;
@@ -55,12 +38,6 @@ interface World {
 }
 
 async function world(): Promise<World> {
-  const slack = await startFakeSlack({
-    token: TOKEN,
-    channels: [CHANNEL],
-    users: { [OPERATOR]: { groups: [] }, [APPROVER]: { groups: [] }, [STRANGER]: { groups: [] } },
-  });
-  stops.push(() => slack.close());
   const audit: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, done) {
@@ -68,40 +45,25 @@ async function world(): Promise<World> {
       done();
     },
   });
-  const harness = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios: ['healthy'],
-    approvers: [APPROVER],
-    service: { audit: createAuditLog({ destination: sink }) },
-  });
-  stops.push(() => harness.stop());
-  await harness.startAgent();
-  const app: App = createSlackApp({
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
+  const front = await startSlackFront({
+    channels: [CHANNEL],
+    users: [OPERATOR, APPROVER, STRANGER],
     approvers: [APPROVER],
     operators: [OPERATOR],
-    service: harness.service,
-    sites: harness.sites,
-    logger: quietLogger,
+    service: { audit: createAuditLog({ destination: sink }) },
+    poster: false,
     approvalPlaces: approvalsPostedIn(CHANNEL),
-    webApiRetries: 0,
-    flood: new FloodLimit(db.redis, db.prefix, LIMITS),
+    appOptions: { flood: new FloodLimit(db.redis, db.prefix, LIMITS) },
   });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    slack,
-    harness,
+    slack: front.fake,
+    harness: front.harness,
     audit,
     send: async (body) => {
-      expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
+      await front.send(body);
     },
     answer: async (body) => {
-      const res = await postToBolt(base, body, signedHeaders(body, SECRET));
-      expect(res.status).toBe(200);
+      const res = await front.send(body);
       const text = await res.text();
       return text === '' ? undefined : JSON.parse(text);
     },

@@ -4,26 +4,16 @@
  * approval. Every request must be answered 2xx within Slack's 3 s, the app must keep working, and nothing
  * may be started, decided or sent to the jumphost. CAPI_FUZZ_SEED=<n> replays a failing seed (printed).
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { App } from '@slack/bolt';
-import { WebClient } from '@slack/web-api';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
-import { loadRunbooks } from '../src/runbook/load.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeSlack } from '../dev/slack/fake-slack.js';
 import { capiCommands } from '../src/slack/command.js';
-import { ThreadPoster } from '../src/slack/poster.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import type { ThreadPoster } from '../src/slack/poster.js';
+import { type Harness, isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { buttonClickBody, postToBolt, signedHeaders, slashCommandBody } from './support/slack-requests.js';
+import { type SlackFront, useSlackFronts } from './support/slack-front.js';
+import { buttonClickBody, slashCommandBody } from './support/slack-requests.js';
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '6666666666', '7777777777777', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = '9a8b7c6d5e4f30211203f4e5d6c7b8a9';
 const CHANNEL = 'C0INCIDENT';
 const ELSEWHERE = 'C0ELSEWHERE';
 const OPERATOR = 'U0OPERATOR';
@@ -65,70 +55,32 @@ const ODD = [
 ];
 
 const db = useTestRedis();
+const startSlackFront = useSlackFronts(db);
 let h: Harness;
 let fake: FakeSlack;
-let app: App;
 let poster: ThreadPoster;
-let base = '';
+let front: SlackFront;
 
 /** One app instance, its agent and its thread poster for the whole suite. */
 async function setUp(): Promise<void> {
-  const runbooks = await loadRunbooks(COMMANDS);
-  fake = await startFakeSlack({
-    token: TOKEN,
+  front = await startSlackFront({
     channels: [CHANNEL, ELSEWHERE],
     users: {
       [OPERATOR]: { groups: [] },
       [APPROVER]: { groups: ['S0APPROVERS'] },
       [STRANGER]: { groups: [] },
     },
-    postRatePerChannelPerS: 100,
-  });
-  h = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios: ['healthy'],
-    approvers: ['S0APPROVERS', OPERATOR],
-  });
-  await h.startAgent();
-  poster = new ThreadPoster({
-    client: new WebClient(TOKEN, {
-      slackApiUrl: fake.url,
-      rejectRateLimitedCalls: true,
-      retryConfig: { retries: 0 },
-    }),
-    redis: db.redis,
-    prefix: db.prefix,
-    service: h.service,
-    logger: quietLogger,
-    minPostIntervalMs: 10,
-  });
-  app = createSlackApp({
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: fake.url, port: 0 },
+    fake: { postRatePerChannelPerS: 100 },
     approvers: ['S0APPROVERS', OPERATOR],
     operators: [OPERATOR],
-    service: h.service,
-    sites: h.sites,
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    logger: quietLogger,
-    threads: poster,
-    webApiRetries: 0,
+    poster: { minPostIntervalMs: 10 },
   });
-  const server = (await app.start(0)) as Server;
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  ({ harness: h, fake, poster } = front);
 }
-
-afterEach(async () => {
-  await app?.stop();
-  await poster?.close();
-  await h?.stop();
-  await fake?.close();
-});
 
 async function send(body: string): Promise<{ status: number; ms: number }> {
   const t0 = Date.now();
-  const res = await postToBolt(base, body, signedHeaders(body, SECRET));
+  const res = await front.post(body);
   await res.arrayBuffer();
   return { status: res.status, ms: Date.now() - t0 };
 }

@@ -1,53 +1,25 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { WebClient } from '@slack/web-api';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeSlack } from '../dev/slack/fake-slack.js';
 import { findViewViolations } from '../dev/slack/views.js';
 import type { SiteHold } from '../src/queue/service.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { TargetLock, targetKey } from '../src/runs/lock.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
-import { HomeTab, homeView, threadPermalink } from '../src/slack/home.js';
-import { GroupMembership } from '../src/slack/membership.js';
-import { ThreadPoster } from '../src/slack/poster.js';
-import { SiteVisibility } from '../src/slack/site-visibility.js';
+import { homeView } from '../src/slack/home.js';
 import { ThreadCursors } from '../src/slack/thread-cursors.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
-import {
-  approvalMessageTs,
-  buttonClickBody,
-  eventCallbackBody,
-  postToBolt,
-  signedHeaders,
-  signedJsonHeaders,
-  slashCommandBody,
-} from './support/slack-requests.js';
+import { useSlackFronts } from './support/slack-front.js';
+import { approvalMessageTs, buttonClickBody, slashCommandBody } from './support/slack-requests.js';
 
 /** The App Home tab: published on app_home_opened (a signed Events API request), republished as runs change. */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '9999999999', '1212121212121', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = '99887766554433221100ffeeddccbbaa';
 const CHANNEL = 'C0INCIDENT';
 const OPERATOR = 'U0OPERATOR';
 const APPROVER = 'U0APPROVER';
 const VISITOR = 'U0VISITOR1';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-});
+const startSlackFront = useSlackFronts(db);
 
 /**
  * `links`: each site's slack_channels, by site index (one site per entry; default one site without any);
@@ -55,84 +27,23 @@ afterEach(async () => {
  */
 async function world(opts: { links?: string[][]; members?: Record<string, string[]> } = {}) {
   const links = opts.links ?? [[]];
-  const slack = await startFakeSlack({
-    token: TOKEN,
+  const front = await startSlackFront({
+    scenarios: links.map(() => 'healthy'),
     channels: [CHANNEL, ...links.flat().filter((c) => c !== CHANNEL)],
     users: { [OPERATOR]: { groups: [] }, [APPROVER]: { groups: ['S0APPROVERS'] }, [VISITOR]: { groups: [] } },
-    ...(opts.members !== undefined ? { members: opts.members } : {}),
-    ...FAST_FAKE_SLACK,
-  });
-  stops.push(() => slack.close());
-  const h: Harness = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios: links.map(() => 'healthy'),
-    approvers: ['S0APPROVERS'],
-  });
-  const sites = new Map(
-    [...h.sites.values()].map((site, i) => [site.name, { ...site, slack_channels: links[i] ?? [] }]),
-  );
-  stops.push(() => h.stop());
-  await h.startAgent();
-  const client = new WebClient(TOKEN, {
-    slackApiUrl: slack.url,
-    rejectRateLimitedCalls: true,
-    retryConfig: { retries: 0 },
-  });
-  const cursors = new ThreadCursors(db.redis, db.prefix);
-  const visibility = new SiteVisibility(client, sites, quietLogger);
-  const home = new HomeTab({
-    client,
-    service: h.service,
-    membership: new GroupMembership(client),
-    approvers: ['S0APPROVERS'],
-    logger: quietLogger,
-    coalesceMs: 50,
-    sitesFor: (userId) => visibility.sitesFor(userId),
-    permalink: async (runId) => {
-      const c = await cursors.load(runId);
-      return c.channel && c.rootTs
-        ? threadPermalink('https://ops.slack.test/', c.channel, c.rootTs)
-        : undefined;
-    },
-  });
-  stops.push(() => home.close());
-  const poster = new ThreadPoster({
-    client,
-    redis: db.redis,
-    prefix: db.prefix,
-    service: h.service,
-    logger: quietLogger,
-    onRunEvent: (_runId, type) => home.runEvent(type),
-    ...FAST_POSTER,
-  });
-  stops.push(() => poster.close());
-  const app = createSlackApp({
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
+    ...(opts.members !== undefined ? { fake: { members: opts.members } } : {}),
     approvers: ['S0APPROVERS'],
     operators: [OPERATOR],
-    service: h.service,
-    sites,
-    logger: quietLogger,
-    threads: poster,
-    home,
-    webApiRetries: 0,
+    siteChannels: links,
+    home: true,
   });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    slack,
-    h,
+    slack: front.fake,
+    h: front.harness,
     async form(body: string) {
-      expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
+      await front.send(body);
     },
-    async openHome(user: string, tab = 'home') {
-      const body = eventCallbackBody({ type: 'app_home_opened', user, channel: 'D0HOME0001', tab });
-      expect((await postToBolt(base, body, signedJsonHeaders(body, SECRET))).status).toBe(200);
-    },
+    openHome: front.openHome,
   };
 }
 

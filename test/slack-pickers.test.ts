@@ -1,73 +1,32 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlack, type FakeView, startFakeSlack } from '../dev/slack/fake-slack.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
-import { type Harness, quietLogger, startHarness } from './support/agent.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeSlack, FakeView } from '../dev/slack/fake-slack.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { postToBolt, signedHeaders, slashCommandBody, viewSubmissionBody } from './support/slack-requests.js';
+import { ephemeralTo, useSlackFronts } from './support/slack-front.js';
+import { slashCommandBody, viewSubmissionBody } from './support/slack-requests.js';
 
 /**
  * Pick, don't type: `/capi failover` and `/capi stuck-delete` without their argument list the candidates
  * (read by an agent on the jumphost of the simulated site) in a dialog; the choice starts the run as typed.
  */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '2323232323', '4545454545454', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = 'abcdefabcdef01234567890123456789';
 const CHANNEL = 'C0INCIDENT';
 const OPERATOR = 'U0OPERATOR';
 const STRANGER = 'U0STRANGER';
 const LB = '1b000000-0000-4000-8000-000000000001';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-});
+const startSlackFront = useSlackFronts(db);
 
 async function world(scenario: string) {
-  const slack = await startFakeSlack({
-    token: TOKEN,
-    channels: [CHANNEL],
-    users: { [OPERATOR]: { groups: [] }, [STRANGER]: { groups: [] } },
-  });
-  stops.push(() => slack.close());
-  const h: Harness = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
+  const front = await startSlackFront({
     scenarios: [scenario],
-  });
-  stops.push(() => h.stop());
-  await h.startAgent();
-  const app = createSlackApp({
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
-    approvers: ['U0APPROVER'],
+    channels: [CHANNEL],
+    users: [OPERATOR, STRANGER],
     operators: [OPERATOR],
-    service: h.service,
-    sites: h.sites,
-    logger: quietLogger,
-    webApiRetries: 0,
+    poster: false,
   });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const send = async (body: string) => {
-    const res = await postToBolt(base, body, signedHeaders(body, SECRET));
-    expect(res.status).toBe(200);
-    return res;
-  };
+  const { fake: slack, harness: h, send } = front;
   return {
     slack,
     h,
@@ -85,18 +44,6 @@ const loaded = (slack: FakeSlack) =>
   eventually('the picker with its list', () => slack.modals().find((m) => m.updates > 0), {
     timeoutMs: 30_000,
   });
-
-/** A typed command's replies go to its response_url; a picker's choice has none and goes by chat.postEphemeral. */
-const REPLY_METHODS = new Set(['chat.postEphemeral', 'response_url']);
-
-function ephemeralTo(slack: FakeSlack, user: string, from = 0): Promise<string> {
-  return eventually(`an ephemeral to ${user}`, () => {
-    const hit = slack.calls
-      .slice(from)
-      .find((c) => REPLY_METHODS.has(c.method) && c.args.user === user && c.status === 200);
-    return hit ? String(hit.args.text) : undefined;
-  });
-}
 
 describe('pickers', () => {
   it('should list the load balancers in ERROR and start the failover with the one chosen, as if typed', async () => {

@@ -1,96 +1,36 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { WebClient } from '@slack/web-api';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlack, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeSlack } from '../dev/slack/fake-slack.js';
 import type { AuditEvent } from '../src/ops/audit.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { createSlackApp } from '../src/slack/app.js';
-import { threadApprovalPlaces } from '../src/slack/click-place.js';
-import { ThreadPoster } from '../src/slack/poster.js';
-import { ThreadCursors } from '../src/slack/thread-cursors.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
-import { FAST_FAKE_SLACK, FAST_POSTER } from './support/slack-pace.js';
-import {
-  approvalMessageTs,
-  buttonClickBody,
-  postToBolt,
-  signedHeaders,
-  slashCommandBody,
-} from './support/slack-requests.js';
+import { ephemeralTo, useSlackFronts } from './support/slack-front.js';
+import { approvalMessageTs, buttonClickBody, slashCommandBody } from './support/slack-requests.js';
 
 /** A site that needs two approvers for `park`: clicks through signed requests, the thread in the strict fake. */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '7777777777', '8888888888888', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = '1a2b3c4d5e6f708192a3b4c5d6e7f809';
 const CHANNEL = 'C0INCIDENT';
 const LEAD = 'U0LEAD0001';
 const ALICE = 'U0ALICE001';
 const BOB = 'U0BOB00001';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-});
+const startSlackFront = useSlackFronts(db);
 
 async function world() {
-  const slack = await startFakeSlack({
-    token: TOKEN,
-    channels: [CHANNEL],
-    users: { [LEAD]: { groups: [] }, [ALICE]: { groups: [] }, [BOB]: { groups: [] } },
-    ...FAST_FAKE_SLACK,
-  });
-  stops.push(() => slack.close());
   const audit: AuditEvent[] = [];
-  const h: Harness = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios: ['healthy'],
+  const front = await startSlackFront({
+    channels: [CHANNEL],
+    users: [LEAD, ALICE, BOB],
     approvers: [LEAD, ALICE, BOB],
+    operators: [LEAD],
     service: { audit: { record: (e) => audit.push(e) }, allowSelfApproval: true },
     siteFields: { approval_quorum: { park: 2 } },
   });
-  stops.push(() => h.stop());
-  await h.startAgent();
-  const poster = new ThreadPoster({
-    client: new WebClient(TOKEN, {
-      slackApiUrl: slack.url,
-      rejectRateLimitedCalls: true,
-      retryConfig: { retries: 0 },
-    }),
-    redis: db.redis,
-    prefix: db.prefix,
-    service: h.service,
-    logger: quietLogger,
-    ...FAST_POSTER,
-  });
-  stops.push(() => poster.close());
-  const app = createSlackApp({
-    approvalPlaces: threadApprovalPlaces(new ThreadCursors(db.redis, db.prefix)),
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
-    approvers: [LEAD, ALICE, BOB],
-    operators: [LEAD],
-    service: h.service,
-    sites: h.sites,
-    logger: quietLogger,
-    threads: poster,
-    webApiRetries: 0,
-  });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const send = async (body: string) =>
-    expect((await postToBolt(base, body, signedHeaders(body, SECRET))).status).toBe(200);
+  const { fake: slack, harness: h, poster } = front;
+  const send = async (body: string) => {
+    await front.send(body);
+  };
   const approve = async (user: string, approvalId: string) => {
     // Clicked where a person clicks it: on the approval message the poster posted.
     const messageTs = await eventually('the approval message in the channel', () =>
@@ -101,20 +41,6 @@ async function world() {
     );
   };
   return { slack, h, audit, poster, send, approve };
-}
-
-function ephemeralTo(slack: FakeSlack, user: string, from: number): Promise<string> {
-  return eventually(`an ephemeral to ${user}`, () => {
-    const hit = slack.calls
-      .slice(from)
-      .find(
-        (c) =>
-          (c.method === 'chat.postEphemeral' || c.method === 'response_url') &&
-          c.args.user === user &&
-          c.status === 200,
-      );
-    return hit ? String(hit.args.text) : undefined;
-  });
 }
 
 const approvalText = (slack: FakeSlack) =>

@@ -1,93 +1,55 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { App } from '@slack/bolt';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlack, type FakeView, startFakeSlack } from '../dev/slack/fake-slack.js';
+import { describe, expect, it } from 'vitest';
+import type { FakeSlack, FakeView } from '../dev/slack/fake-slack.js';
 import type { AuditEvent } from '../src/ops/audit.js';
-import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
-import { createSlackApp } from '../src/slack/app.js';
 import { approvalMessage } from '../src/slack/blocks.js';
-import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
+import { type Harness, isType, waitForEvent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { type SlackFront, useSlackFronts } from './support/slack-front.js';
 import {
   approvalsPostedIn,
   buttonClickBody,
-  postToBolt,
-  signedHeaders,
   slashCommandBody,
   viewSubmissionBody,
 } from './support/slack-requests.js';
 
 /** Deny's reason dialog and "Approve with reason", through signed requests and the strict fake Web API. */
 
-const COMMANDS = new URL('../commands/', import.meta.url).pathname;
-const TOKEN = ['xoxb', '3333333333', '4444444444444', 'fakeFAKEfakeFAKEfakeFAKE'].join('-');
-const SECRET = '0f1e2d3c4b5a69788796a5b4c3d2e1f0';
 const CHANNEL = 'C0INCIDENT';
 const OPERATOR = 'U0OPERATOR';
 const APPROVER = 'U0APPROVER';
 const STRANGER = 'U0STRANGER';
 
 const db = useTestRedis();
-let runbooks: RunbookSet;
-const stops: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  runbooks = await loadRunbooks(COMMANDS);
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-});
+const startSlackFront = useSlackFronts(db);
 
 interface World {
   readonly h: Harness;
   readonly slack: FakeSlack;
   readonly audit: AuditEvent[];
-  readonly base: string;
+  readonly front: SlackFront;
 }
 
 async function world(): Promise<World> {
-  const slack = await startFakeSlack({
-    token: TOKEN,
+  const audit: AuditEvent[] = [];
+  const front = await startSlackFront({
     channels: [CHANNEL],
     users: {
       [OPERATOR]: { groups: ['S0APPROVERS'] },
       [APPROVER]: { groups: ['S0APPROVERS'] },
       [STRANGER]: { groups: [] },
     },
-  });
-  stops.push(() => slack.close());
-  const audit: AuditEvent[] = [];
-  const h = await startHarness({
-    redis: db.redis,
-    prefix: db.prefix,
-    runbooks,
-    scenarios: ['healthy'],
-    approvers: ['S0APPROVERS'],
-    service: { audit: { record: (e) => audit.push(e) } },
-  });
-  stops.push(() => h.stop());
-  await h.startAgent();
-  const app: App = createSlackApp({
-    approvalPlaces: approvalsPostedIn(CHANNEL),
-    slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
     approvers: ['S0APPROVERS'],
     operators: [OPERATOR],
-    service: h.service,
-    sites: h.sites,
-    logger: quietLogger,
-    webApiRetries: 0,
+    service: { audit: { record: (e) => audit.push(e) } },
+    poster: false,
+    approvalPlaces: approvalsPostedIn(CHANNEL),
   });
-  const server = (await app.start(0)) as Server;
-  stops.push(() => app.stop());
-  return { h, slack, audit, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  return { h: front.harness, slack: front.fake, audit, front };
 }
 
-async function send(w: World, body: string): Promise<Response> {
-  const res = await postToBolt(w.base, body, signedHeaders(body, SECRET));
-  expect(res.status).toBe(200);
-  return res;
+function send(w: World, body: string): Promise<Response> {
+  return w.front.send(body);
 }
 
 /** `park` as the operator, parked at its approval: the approval id. */
@@ -273,35 +235,15 @@ describe('the reason dialog', () => {
 
   it('should say so privately and decide nothing when the click comes after its trigger expired', async () => {
     let now = Date.now();
-    const slack = await startFakeSlack({
-      token: TOKEN,
+    const front = await startSlackFront({
       channels: [CHANNEL],
       users: { [APPROVER]: { groups: ['S0APPROVERS'] } },
-      clock: () => now,
-    });
-    stops.push(() => slack.close());
-    const h = await startHarness({
-      redis: db.redis,
-      prefix: db.prefix,
-      runbooks,
-      scenarios: ['healthy'],
+      fake: { clock: () => now },
       approvers: ['S0APPROVERS'],
-    });
-    stops.push(() => h.stop());
-    await h.startAgent();
-    const app = createSlackApp({
+      poster: false,
       approvalPlaces: approvalsPostedIn(CHANNEL),
-      slack: { botToken: TOKEN, signingSecret: SECRET, apiUrl: slack.url, port: 0 },
-      approvers: ['S0APPROVERS'],
-      operators: [],
-      service: h.service,
-      sites: h.sites,
-      logger: quietLogger,
-      webApiRetries: 0,
     });
-    const server = (await app.start(0)) as Server;
-    stops.push(() => app.stop());
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { fake: slack, harness: h } = front;
     const run = await h.submit('park', { channel: CHANNEL });
     await waitForEvent(h.service, run.runId, isType('approval.requested'));
     const [pending] = await h.service.pendingApprovals(run.runId);
@@ -314,7 +256,7 @@ describe('the reason dialog', () => {
       value: pending?.approvalId as string,
       triggerId: trigger,
     });
-    await postToBolt(base, body, signedHeaders(body, SECRET));
+    await front.post(body);
     const told = await eventually('an ephemeral', () =>
       slack.calls.find((c) => c.method === 'chat.postEphemeral' && c.status === 200),
     );

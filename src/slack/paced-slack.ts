@@ -1,8 +1,9 @@
 /**
  * The thread poster's way to Slack: posts, edits and file uploads with its own rate limit and failure rules,
- * not the WebClient's. The caller creates the client with `rejectRateLimitedCalls: true` and
- * `retryConfig: { retries: 0 }`: with the client's own defaults a 429 pauses the client's whole queue (every
- * run at once) and a 5xx is retried for about 30 minutes, both out of order with the poster's serial queues.
+ * not the WebClient's. The client must be created with `rejectRateLimitedCalls: true` and
+ * `retryConfig: { retries: 0 }` (pacedWebClient builds one; the constructor refuses any other): with the
+ * client's own defaults a 429 pauses the client's whole queue (every run at once) and a 5xx is retried for
+ * about 30 minutes, both out of order with the poster's serial queues.
  * Here:
  * - 429: wait Retry-After, then send the SAME message again (the run's queue waits: order is kept; the
  *   channel's other runs wait too: pacing is per channel; for chat.update every run waits: that limit is the
@@ -18,8 +19,14 @@
  *   plain-text post so the thread still shows the event.
  */
 import { setTimeout as sleepFor } from 'node:timers/promises';
-import { type ChatPostMessageArguments, ErrorCode as SlackErrorCode, type WebClient } from '@slack/web-api';
+import {
+  type ChatPostMessageArguments,
+  ErrorCode as SlackErrorCode,
+  WebClient,
+  type WebClientOptions,
+} from '@slack/web-api';
 import type { Logger } from 'pino';
+import { CapiError, ErrorCode } from '../errors.js';
 import type { SlackMessage } from './blocks.js';
 
 /** Waits between tries of a call that failed with a 5xx or a network error: 5 tries over about 30 s. */
@@ -41,6 +48,41 @@ export async function sleepUnlessClosed(ms: number, signal: AbortSignal): Promis
   } catch {
     throw new Closed();
   }
+}
+
+/** A WebClient for PacedSlack: 429s and 5xx are thrown to it at once (its own rules above), never retried inside. */
+export function pacedWebClient(
+  token: string,
+  opts: Pick<WebClientOptions, 'slackApiUrl' | 'fetch' | 'logLevel'> = {},
+): WebClient {
+  return new WebClient(token, { ...opts, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } });
+}
+
+/** Thrown at construction when the WebClient given would pause or retry on its own (see pacedWebClient). */
+export class PacedClientError extends CapiError {
+  constructor(readonly missing: readonly string[]) {
+    super(
+      ErrorCode.ConfigInvalid,
+      `the thread poster's WebClient must hand 429s and 5xx to the poster: create it with ${missing.join(
+        ' and ',
+      )} (pacedWebClient(token, { slackApiUrl }) does)`,
+    );
+  }
+}
+
+/**
+ * The options PacedSlack needs, read from the client: WebClient keeps them as fields (private to TypeScript
+ * only). A client that does not show them (another version, another class) is refused too.
+ */
+function missingPacedOptions(client: WebClient): string[] {
+  const fields = client as unknown as {
+    readonly rejectRateLimitedCalls?: unknown;
+    readonly retryConfig?: { readonly retries?: unknown };
+  };
+  return [
+    ...(fields.rejectRateLimitedCalls === true ? [] : ['rejectRateLimitedCalls: true']),
+    ...(fields.retryConfig?.retries === 0 ? [] : ['retryConfig: { retries: 0 }']),
+  ];
 }
 
 export interface PacedSlackOptions {
@@ -84,7 +126,10 @@ export class PacedSlack {
   /** No chat.update before this time (epoch ms): a 429's Retry-After holds every run, not only the refused one. */
   private updateHoldUntil = 0;
 
-  constructor(private readonly opts: PacedSlackOptions) {}
+  constructor(private readonly opts: PacedSlackOptions) {
+    const missing = missingPacedOptions(opts.client);
+    if (missing.length > 0) throw new PacedClientError(missing);
+  }
 
   /**
    * Posts a message (in the thread when threadTs is set); its ts, or undefined when Slack would not take it.
