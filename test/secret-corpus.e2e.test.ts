@@ -4,7 +4,6 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { WebClient } from '@slack/web-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlack } from '../dev/slack/fake-slack.js';
 import { createLogger } from '../src/log.js';
@@ -12,6 +11,7 @@ import { createAuditLog } from '../src/ops/audit.js';
 import { loadRunbooks } from '../src/runbook/load.js';
 import { createSlackApp } from '../src/slack/app.js';
 import { threadApprovalPlaces } from '../src/slack/click-place.js';
+import { pacedWebClient } from '../src/slack/paced-slack.js';
 import { ThreadPoster } from '../src/slack/poster.js';
 import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { isType, startHarness, waitForEvent } from './support/agent.js';
@@ -148,7 +148,7 @@ describe('the secret corpus through a real run', () => {
       stops.push(() => h.stop());
       await h.startAgent({ logger, audit });
       const poster = new ThreadPoster({
-        client: new WebClient(TOKEN, { slackApiUrl: fake.url, retryConfig: { retries: 0 } }),
+        client: pacedWebClient(TOKEN, { slackApiUrl: fake.url }),
         redis: db.redis,
         prefix: db.prefix,
         service: h.service,

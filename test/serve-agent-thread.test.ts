@@ -74,7 +74,7 @@ async function startServe(extraEnv: Record<string, string>) {
   child.stdout.on('data', (d) => {
     log += d;
   });
-  return { child, exited, port, opsPort, log: () => log };
+  return { child, exited, port, opsPort, fake, log: () => log };
 }
 
 describe("serve's agent thread", () => {
@@ -84,6 +84,7 @@ describe("serve's agent thread", () => {
       exited,
       port,
       opsPort,
+      fake,
       log: output,
     } = await startServe({
       CAPI_TEST_BLOCK_AGENT_THREAD_MS: String(BLOCK_MS),
@@ -94,7 +95,7 @@ describe("serve's agent thread", () => {
         : undefined,
     );
 
-    const body = slashCommandBody({ user: 'U0OPERATOR', channel: CHANNEL, text: 'help' });
+    const body = slashCommandBody({ user: 'U0OPERATOR', channel: CHANNEL, text: 'help', slack: fake });
     const res = await fetch(`http://127.0.0.1:${port}/slack/events`, {
       method: 'POST',
       headers: signedHeaders(body, SECRET),
