@@ -21,6 +21,7 @@
  * No secrets: every message comes from blocks.ts, which redacts; log files come from the timeline (redacted
  * when stored) and are redacted again here.
  */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { WebClient } from '@slack/web-api';
 import type { Cluster, Redis } from 'ioredis';
@@ -209,6 +210,11 @@ export class ThreadPoster {
     if (!(Number.isInteger(updateLimit.count) && updateLimit.count > 0 && updateLimit.perMs > 0)) {
       throw new RangeError('updateLimit needs a count >= 1 and perMs > 0');
     }
+    // Every wait of every run's worker (its channel's pacing, an update slot, a Retry-After, a lease, a restart)
+    // ends at once on close(): one listener on this signal per waiting worker, so as many as runs are mirrored
+    // (a region-wide incident: 20-50). Each is removed when its wait ends; the count is bounded by the runs,
+    // which Node's default of 10 (a leak warning past it) is not.
+    setMaxListeners(0, this.stop.signal);
     this.slack = new PacedSlack({
       client: opts.client,
       minPostIntervalMs,
@@ -476,27 +482,24 @@ export class ThreadPoster {
 
   /** Feeds new timeline entries to the worker until run.finished; follows again after a Redis error. */
   private async follow(run: RunState): Promise<void> {
+    // Its own controller, aborted by close() (every run's follower) or when the worker stops: no listener on
+    // the poster's stop signal per followed run (20 runs were 20 listeners, past Node's leak warning).
     const abort = new AbortController();
     run.follower = abort;
-    const onStop = () => abort.abort();
-    this.stop.signal.addEventListener('abort', onStop, { once: true });
-    try {
-      while (!abort.signal.aborted && !run.sawFinished) {
-        const after = run.entries.at(-1)?.id ?? '0-0';
-        try {
-          for await (const entry of this.service.followTimeline(run.runId, after, abort.signal)) {
-            run.entries.push(entry);
-            if (entry.event.type === 'run.finished') run.sawFinished = true;
-            run.waker?.();
-          }
-        } catch (err) {
-          if (abort.signal.aborted) return;
-          run.log.warn({ err: describe(err) }, 'following the timeline failed; following again');
-          await sleepFor(FOLLOW_RETRY_MS, undefined, { signal: abort.signal }).catch(() => {});
+    if (this.closed) return;
+    while (!abort.signal.aborted && !run.sawFinished) {
+      const after = run.entries.at(-1)?.id ?? '0-0';
+      try {
+        for await (const entry of this.service.followTimeline(run.runId, after, abort.signal)) {
+          run.entries.push(entry);
+          if (entry.event.type === 'run.finished') run.sawFinished = true;
+          run.waker?.();
         }
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        run.log.warn({ err: describe(err) }, 'following the timeline failed; following again');
+        await sleepFor(FOLLOW_RETRY_MS, undefined, { signal: abort.signal }).catch(() => {});
       }
-    } finally {
-      this.stop.signal.removeEventListener('abort', onStop);
     }
   }
 
