@@ -535,6 +535,11 @@ export class ThreadPoster {
     if (run.cursor.rootTs === undefined) {
       const view = foldRunView(run.entries.slice(0, index + 1));
       // Before run.started there is no step list to show, and without a root there is no thread to post in.
+      if (view === undefined && e.type !== 'run.finished') {
+        // Not handled yet as far as the cursor knows: a join made while the run was queued is posted with the
+        // root, and a restart before then must find it still ahead of the cursor.
+        return;
+      }
       if (
         view === undefined ||
         !(await this.postRoot(run, rootMessage(view, this.now(), run.requestedVia), entry))
@@ -544,7 +549,11 @@ export class ThreadPoster {
         return;
       }
       await this.postEarlyJoins(run, index);
-      if (e.type === 'run.started') return;
+      if (e.type === 'run.started') {
+        this.advance(run, entry);
+        await this.saveCursor(run, {});
+        return;
+      }
     }
     if (e.type !== 'step.output') run.rootDirty = true;
     if (e.type === 'approval.requested') {
@@ -684,11 +693,8 @@ export class ThreadPoster {
       rootId: entry.id,
       rootUpdatedAt: String(run.cursor.rootUpdatedAt),
     };
-    if (entry.event.type === 'run.started') {
-      run.cursor.lastId = entry.id;
-      run.cursorDirty = false;
-    }
-    if (run.cursor.lastId !== undefined) fields.lastId = run.cursor.lastId;
+    // The cursor stays where it was: the joins made while the run was queued (before run.started) are posted
+    // next, each moving it past itself, so that a restart in between posts the rest of them, not none.
     run.lease.assertHeld();
     await this.cursors.save(run.runId, fields);
     return true;
@@ -696,12 +702,16 @@ export class ThreadPoster {
 
   /**
    * Who joined the run while it was queued (an identical ask, an alert group) came before run.started, when
-   * there was no thread yet: their posts go in the thread right after its root.
+   * there was no thread yet: their posts go in the thread right after its root, each moving the cursor past it
+   * (the cursor stayed before them until now: a restart in between posts the rest, in order).
    */
   private async postEarlyJoins(run: RunState, index: number): Promise<void> {
     for (const early of run.entries.slice(0, index)) {
       const message = early.event.type === 'run.joined' ? threadMessage(early) : undefined;
-      if (message !== undefined) await this.postInThread(run, message, early);
+      if (message === undefined) continue;
+      await this.postInThread(run, message, early);
+      this.advance(run, early);
+      await this.saveCursor(run, {});
     }
   }
 
