@@ -798,7 +798,7 @@ export class RunService {
       await job.promote();
     } catch (err) {
       // Two fronts waking the same job: the second finds it no longer delayed, which is fine.
-      this.opts.logger.debug({ runId: record.runId, err: (err as Error).message }, 'job already woken');
+      this.opts.logger.debug({ runId: record.runId, err }, 'job already woken');
     }
   }
 
@@ -808,7 +808,7 @@ export class RunService {
         try {
           await q.close();
         } catch (err) {
-          this.opts.logger.warn({ err: (err as Error).message }, 'closing a queue failed');
+          this.opts.logger.warn({ err }, 'closing a queue failed');
         }
       }
     })();
