@@ -6,7 +6,7 @@
 import { Worker } from 'bullmq';
 import { mgmtHostKeyTrustNotice } from '../config/site.js';
 import { RunInterrupted } from '../engine/outcome.js';
-import { asCodedError, RunFencedError } from '../errors.js';
+import { RunFencedError } from '../errors.js';
 import { NO_AUDIT } from '../ops/audit.js';
 import { readOnlyQueue } from '../queue/queues.js';
 import { connectRedis } from '../queue/redis.js';
@@ -87,8 +87,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         // A run is resumable from its checkpoint, so a stall is not a reason to give it up.
         maxStalledCount: 10,
       });
-      worker.on('error', (err) => logger.error({ queue, err: err.message }, 'worker error'));
-      worker.on('failed', (job, err) => logger.error({ runId: job?.id, err: err.message }, 'run job failed'));
+      worker.on('error', (err) => logger.error({ queue, err }, 'worker error'));
+      worker.on('failed', (job, err) => logger.error({ runId: job?.id, err }, 'run job failed'));
       // Another agent may already hold the job: stop acting on it here at once.
       worker.on('lockRenewalFailed', (jobIds) => {
         for (const id of jobIds) {
@@ -121,7 +121,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         try {
           await worker.close();
         } catch (err) {
-          logger.warn({ err: asCodedError(err).message }, 'closing a worker failed');
+          logger.warn({ err }, 'closing a worker failed');
         }
       }
       clearTimeout(grace);
@@ -131,7 +131,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         try {
           await conn.quit();
         } catch (err) {
-          logger.warn({ err: asCodedError(err).message }, 'closing a redis connection failed');
+          logger.warn({ err }, 'closing a redis connection failed');
         }
       }
     })();

@@ -5,7 +5,6 @@
  * once after it is watched here (see run-job.ts).
  */
 import type { Logger } from 'pino';
-import { asCodedError } from '../errors.js';
 import { cancelChannel } from '../queue/queues.js';
 import { dedicatedConnection, type RedisClient } from '../queue/redis.js';
 
@@ -29,7 +28,7 @@ export class CancelSubscription {
         () => {
           for (const check of cancels.checks.values()) check();
         },
-        (err: unknown) => logger.warn({ err: asCodedError(err).message }, 'cannot subscribe to cancels'),
+        (err: unknown) => logger.warn({ err }, 'cannot subscribe to cancels'),
       );
     });
     await conn.subscribe(cancelChannel(prefix));

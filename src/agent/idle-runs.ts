@@ -6,7 +6,6 @@
  */
 import { Queue } from 'bullmq';
 import { publicSite } from '../engine/scope.js';
-import { asCodedError } from '../errors.js';
 import { readOnlyQueue } from '../queue/queues.js';
 import { restoreRunbook } from '../runbook/copy.js';
 import type { Runbook } from '../runbook/model.js';
@@ -41,7 +40,7 @@ export class IdleRuns {
         .map((name) => [name, new Queue(name, { connection: stores.redis, prefix: opts.prefix })] as const),
     );
     for (const [name, q] of this.stateQueues) {
-      q.on('error', (err) => opts.logger.warn({ queue: name, err: err.message }, 'queue error'));
+      q.on('error', (err) => opts.logger.warn({ queue: name, err }, 'queue error'));
     }
     this.orphans = new OrphanWatch({
       graceMs: opts.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS,
@@ -74,7 +73,7 @@ export class IdleRuns {
       try {
         await q.close();
       } catch (err) {
-        this.deps.opts.logger.warn({ err: asCodedError(err).message }, 'closing a queue failed');
+        this.deps.opts.logger.warn({ err }, 'closing a queue failed');
       }
     }
   }
@@ -95,7 +94,7 @@ export class IdleRuns {
       }
       await this.orphans.look(active);
     } catch (err) {
-      this.deps.opts.logger.warn({ err: asCodedError(err).message }, 'cannot look after the idle runs');
+      this.deps.opts.logger.warn({ err }, 'cannot look after the idle runs');
     }
   }
 

@@ -6,7 +6,6 @@
  */
 import type { Logger } from 'pino';
 import type { Vars } from '../engine/scope.js';
-import { asCodedError } from '../errors.js';
 import type { AuditLog } from '../ops/audit.js';
 import type { Metrics } from '../ops/metrics.js';
 import { runObserver } from '../ops/run-observer.js';
@@ -135,8 +134,7 @@ export class RunEnds {
         const a = await this.deps.stores.approvals.get(approvalId);
         return a ? Date.parse(a.requestedAt) : undefined;
       },
-      onError: (err) =>
-        this.deps.logger.debug({ err: asCodedError(err).message }, 'cannot read an approval for metrics'),
+      onError: (err) => this.deps.logger.debug({ err }, 'cannot read an approval for metrics'),
     });
   }
 

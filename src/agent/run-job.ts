@@ -278,7 +278,7 @@ class JobRun {
         (r) => {
           if (r?.cancelRequestedBy !== undefined && !abort.signal.aborted) abort.abort(r.cancelRequestedBy);
         },
-        (err: unknown) => log.warn({ err: asCodedError(err).message }, 'cannot read the run record'),
+        (err: unknown) => log.warn({ err }, 'cannot read the run record'),
       );
     cancels.watch(data.runId, checkCancel);
     // A cancel published before this run was watched above found nothing to tell.
