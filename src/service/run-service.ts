@@ -6,6 +6,19 @@ import { type DoctorReport, type DoctorResult, DoctorResultSchema } from '../doc
 import { CapiError, ErrorCode } from '../errors.js';
 import { type AuditLog, NO_AUDIT } from '../ops/audit.js';
 import type { Metrics } from '../ops/metrics.js';
+import {
+  DOCTOR_JOB_NAME,
+  DoctorJobSchema,
+  PICK_JOB_NAME,
+  PickJobSchema,
+  type PickResult,
+  PickResultSchema,
+  RUN_JOB_NAME,
+  type RunJob,
+  RunJobSchema,
+} from '../queue/job.js';
+import { cancelChannel, readOnlyQueue } from '../queue/queues.js';
+import type { RedisClient } from '../redis/connection.js';
 import { newRunId } from '../run-id.js';
 import { copyOfRunbook } from '../runbook/copy.js';
 import type { RunbookSet } from '../runbook/load.js';
@@ -29,19 +42,6 @@ import { RedisWriteConfirm, type WriteConfirm } from '../runs/redis-durability.j
 import { isFinalStatus, type RunRecord, RunRegistry } from '../runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../runs/timeline.js';
 import { type DecisionSigner, statementText } from '../signing/statement.js';
-import {
-  DOCTOR_JOB_NAME,
-  DoctorJobSchema,
-  PICK_JOB_NAME,
-  PickJobSchema,
-  type PickResult,
-  PickResultSchema,
-  RUN_JOB_NAME,
-  type RunJob,
-  RunJobSchema,
-} from './job.js';
-import { cancelChannel, readOnlyQueue } from './queues.js';
-import type { RedisClient } from './redis.js';
 
 export { decisionReasonSchema, REASON_MAX_CHARS } from '../runs/decision-reason.js';
 // What the fronts see of runs: the door's own vocabulary, so no front imports src/runs or src/queue internals.
