@@ -9,7 +9,7 @@ import { RunInterrupted } from '../engine/outcome.js';
 import { RunFencedError } from '../errors.js';
 import { NO_AUDIT } from '../ops/audit.js';
 import { readOnlyQueue } from '../queue/queues.js';
-import { connectRedis } from '../queue/redis.js';
+import { connectRedis } from '../redis/connection.js';
 import { CancelSubscription } from './cancels.js';
 import { IdleRuns } from './idle-runs.js';
 import { jobProcessor } from './jobs.js';

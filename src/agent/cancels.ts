@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { cancelChannel } from '../queue/queues.js';
-import { dedicatedConnection, type RedisClient } from '../queue/redis.js';
+import { dedicatedConnection, type RedisClient } from '../redis/connection.js';
 
 export class CancelSubscription {
   /** Each running run's "read the record for a cancel now", by run id. */

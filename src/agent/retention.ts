@@ -6,7 +6,7 @@
  * existed, and for the Slack cursor of a run mirrored only after it finished.
  */
 import type { Logger } from 'pino';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { ApprovalStore } from '../runs/approvals.js';
 import type { AttemptJournal } from '../runs/attempts.js';
 import { evalFenced, type Fence, type RunFences } from '../runs/fence.js';

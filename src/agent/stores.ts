@@ -2,7 +2,7 @@
  * The run stores an agent reads and writes, all on its one store connection: the writes a destructive attempt
  * must confirm (WAITAOF, WAIT) were made on that connection, so the confirmation runs there too.
  */
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { ApprovalStore } from '../runs/approvals.js';
 import { AttemptJournal } from '../runs/attempts.js';
 import { RunFences } from '../runs/fence.js';

@@ -1,5 +1,5 @@
 import type { AppConfig } from '../config/env.js';
-import type { RunServiceOptions } from '../queue/service.js';
+import type { RunServiceOptions } from '../service/run-service.js';
 
 /**
  * What the deployment's configuration says about runs, for every front that builds a RunService (serve and the
