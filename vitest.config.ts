@@ -26,6 +26,7 @@ const UNIT = [
   'runbook-load',
   'runs-policy',
   'secret-corpus',
+  'service-settings',
   'slack-approval-message',
   'slack-blocks',
   'slack-command',

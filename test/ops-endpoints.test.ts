@@ -8,7 +8,7 @@ import { freePort } from '../dev/net.js';
 import { startFakeSlack } from '../dev/slack/fake-slack.js';
 import { opsRoutes, redisCheck, startOpsServer } from '../src/ops/http.js';
 import { Metrics, meteredFetch } from '../src/ops/metrics.js';
-import { connectRedis } from '../src/queue/redis.js';
+import { connectRedis } from '../src/redis/connection.js';
 import { quietLogger, spawnAgent } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisTarget } from '../src/config/env.js';
 import { redisSnapshotSource } from '../src/ops/redis-snapshot.js';
-import { connectRedis } from '../src/queue/redis.js';
+import { connectRedis } from '../src/redis/connection.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import { ApprovalStore } from '../src/runs/approvals.js';
 import { RunRegistry } from '../src/runs/registry.js';

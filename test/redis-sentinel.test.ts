@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisTarget } from '../src/config/env.js';
-import { connectRedis } from '../src/queue/redis.js';
+import { connectRedis } from '../src/redis/connection.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
 import {
   approveEverything,

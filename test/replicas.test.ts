@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RunService } from '../src/queue/service.js';
 import { loadRunbooks, type RunbookSet } from '../src/runbook/load.js';
+import { RunService } from '../src/service/run-service.js';
 import { type Harness, isType, quietLogger, startHarness, waitForEvent } from './support/agent.js';
 import { testDecisionKeys } from './support/decision-keys.js';
 import { REDIS_URL, useTestRedis } from './support/redis.js';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { FakeSlack } from '../dev/slack/fake-slack.js';
 import { findViewViolations } from '../dev/slack/views.js';
-import type { SiteHold } from '../src/queue/service.js';
 import { TargetLock, targetKey } from '../src/runs/lock.js';
+import type { SiteHold } from '../src/service/run-service.js';
 import { homeView } from '../src/slack/home.js';
 import { ThreadCursors } from '../src/slack/thread-cursors.js';
 import { isType, waitForEvent } from './support/agent.js';

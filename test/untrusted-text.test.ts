@@ -4,7 +4,7 @@ import type { ApprovalRequest, RunEvent } from '../src/engine/events.js';
 import { renderMarkdown } from '../src/fronts/postmortem.js';
 import { revealInvisible, terminalText } from '../src/fronts/sanitize.js';
 import { createTerminalTimeline, formatEvent } from '../src/fronts/terminal.js';
-import type { RunRecord, StoredApproval } from '../src/queue/service.js';
+import type { RunRecord, StoredApproval } from '../src/service/run-service.js';
 import { approvalMessage, threadMessage } from '../src/slack/blocks.js';
 import { capiCommands } from '../src/slack/command.js';
 import type { CapiContext } from '../src/slack/context.js';

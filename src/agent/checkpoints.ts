@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Checkpoint } from '../engine/outcome.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { evalFenced, type Fence } from '../runs/fence.js';
 
 const CheckpointSchema = z.object({

@@ -5,7 +5,7 @@ import { redisChecks } from '../doctor/redis.js';
 import type { DoctorResult } from '../doctor/report.js';
 import { asCodedError } from '../errors.js';
 import type { DoctorJob } from '../queue/job.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { RunbookSet } from '../runbook/load.js';
 import type { JumphostTarget } from '../ssh/types.js';
 

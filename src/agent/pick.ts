@@ -78,7 +78,7 @@ export async function runPick(deps: PickDeps, job: PickJob, jobId: string): Prom
     }
     return { items, skipped };
   } catch (err) {
-    deps.logger.warn({ runbook: runbook.name, err: asCodedError(err).message }, 'pick listing failed');
+    deps.logger.warn({ runbook: runbook.name, err }, 'pick listing failed');
     return { error: `listing failed: ${asCodedError(err).message}`.slice(0, 500) };
   } finally {
     await ssh.close();

@@ -6,8 +6,7 @@
  * existed, and for the Slack cursor of a run mirrored only after it finished.
  */
 import type { Logger } from 'pino';
-import { asCodedError } from '../errors.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { ApprovalStore } from '../runs/approvals.js';
 import type { AttemptJournal } from '../runs/attempts.js';
 import { evalFenced, type Fence, type RunFences } from '../runs/fence.js';
@@ -117,7 +116,7 @@ export class RunRetention {
           (r) => {
             if (r.forgotten + r.expired > 0) logger.info(r, 'retention sweep');
           },
-          (err: unknown) => logger.warn({ err: asCodedError(err).message }, 'retention sweep failed'),
+          (err: unknown) => logger.warn({ err }, 'retention sweep failed'),
         )
         .finally(() => {
           running = false;

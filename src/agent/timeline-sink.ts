@@ -1,6 +1,6 @@
 import type { EventSink, RunEvent } from '../engine/events.js';
 import type { Checkpoint } from '../engine/outcome.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { evalFenced, type Fence } from '../runs/fence.js';
 import { type RunRecordPatch, type RunRegistry, UPDATE_LUA_FUNCTION } from '../runs/registry.js';
 import { APPEND_ARG_COUNT, APPEND_LUA_FUNCTION, type RunTimeline } from '../runs/timeline.js';

@@ -44,7 +44,7 @@ port.on('message', (raw: unknown) => {
         port.close();
       },
       (err: unknown) => {
-        logger.error({ err: (err as Error).message }, 'the agent did not close cleanly');
+        logger.error({ err }, 'the agent did not close cleanly');
         port.postMessage({ type: 'closed' });
         port.close();
       },

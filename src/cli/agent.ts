@@ -7,7 +7,7 @@ import { CapiError, ErrorCode } from '../errors.js';
 import { createLogger } from '../log.js';
 import { type ReadinessCheck, redisCheck } from '../ops/http.js';
 import { processOps } from '../ops/process-ops.js';
-import { connectRedis } from '../queue/redis.js';
+import { connectRedis } from '../redis/connection.js';
 import { loadRunbooks, type RunbookSet } from '../runbook/load.js';
 import { reportRedisAtStartup } from '../runs/redis-checks.js';
 import type { DecisionKeys } from '../signing/keys.js';

@@ -23,7 +23,7 @@ import { slackChecks } from '../doctor/slack.js';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
 import { terminalText } from '../fronts/sanitize.js';
 import { createLogger } from '../log.js';
-import { connectRedis } from '../queue/redis.js';
+import { connectRedis } from '../redis/connection.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { DoctorReports } from '../runs/doctor-reports.js';
 import { loadSites, siteFilesFrom } from './agent.js';

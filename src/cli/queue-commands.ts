@@ -9,7 +9,7 @@ import { describeRefusal, unconfirmedNotice } from '../fronts/format.js';
 import { renderMarkdown } from '../fronts/postmortem.js';
 import { terminalText } from '../fronts/sanitize.js';
 import { createTerminalTimeline } from '../fronts/terminal.js';
-import type { RunRecord, RunService } from '../queue/service.js';
+import type { RunRecord, RunService } from '../service/run-service.js';
 import { signingKeyFile, sshKeygenSigner } from '../signing/ssh-keygen.js';
 import type { DecisionSigner, SignedDecision } from '../signing/statement.js';
 import { EXIT_CODES } from './run.js';

@@ -1,5 +1,4 @@
 import type { Server } from 'node:http';
-import { WebClient } from '@slack/web-api';
 import { loadDeployment } from '../config/deployment.js';
 import { asCodedError } from '../errors.js';
 import { alertWebhookRoute } from '../fronts/alert-webhook.js';
@@ -7,21 +6,23 @@ import { createLogger } from '../log.js';
 import { type ReadinessCheck, redisCheck } from '../ops/http.js';
 import { meteredFetch } from '../ops/metrics.js';
 import { processOps } from '../ops/process-ops.js';
-import { connectRedis } from '../queue/redis.js';
-import { RunService } from '../queue/service.js';
+import { connectRedis } from '../redis/connection.js';
 import { loadRunbooks } from '../runbook/load.js';
 import { reportRedisAtStartup } from '../runs/redis-checks.js';
+import { RunService } from '../service/run-service.js';
 import { createSlackApp } from '../slack/app.js';
 import { threadApprovalPlaces } from '../slack/click-place.js';
 import { FloodLimit } from '../slack/flood-limit.js';
 import { HomeTab, threadPermalink } from '../slack/home.js';
 import { GroupMembership } from '../slack/membership.js';
+import { pacedWebClient } from '../slack/paced-slack.js';
 import { ThreadPoster } from '../slack/poster.js';
 import { SeenSignatures } from '../slack/replay-guard.js';
 import { SiteVisibility } from '../slack/site-visibility.js';
 import { ThreadCursors } from '../slack/thread-cursors.js';
 import { loadSites, siteFilesFrom } from './agent.js';
 import { type AgentThread, startAgentThread } from './agent-thread.js';
+import { runServiceSettings } from './service-settings.js';
 
 /**
  * `npm start`: the Slack front (commands, approval buttons, run threads) and an agent in one process, the
@@ -41,27 +42,19 @@ export async function serveCommand(siteFiles: readonly string[]): Promise<number
   const ops = processOps({ config, redis, sites, logger });
 
   const service = new RunService({
+    ...runServiceSettings(config),
     redis,
-    prefix: config.queue.prefix,
     runbooks,
     sites,
-    approvalTimeoutMs: config.approval.timeoutMs,
-    approvers: config.approval.approvers,
-    allowSelfApproval: config.approval.allowSelfApproval,
-    trustSlackGroups: config.approval.trustSlackGroups,
-    readOnlyLimits: config.readOnlyLimits,
     // Every decision taken in Slack is signed with serve's key: the agents accept no unsigned one.
     ...(keys.signer !== undefined ? { decisionSigner: keys.signer } : {}),
     logger,
     audit: ops.audit,
     metrics: ops.metrics,
-    waitReplicas: config.redis.waitReplicas,
   });
   // The poster handles 429s itself (Retry-After, order kept), so its client must not retry behind its back.
-  const posterClient = new WebClient(config.slack.botToken, {
+  const posterClient = pacedWebClient(config.slack.botToken, {
     slackApiUrl: config.slack.apiUrl,
-    rejectRateLimitedCalls: true,
-    retryConfig: { retries: 0 },
     fetch: meteredFetch(ops.metrics),
   });
   // The App Home tab links each run to its thread (the poster's cursor); auth.test tells the workspace's URL.

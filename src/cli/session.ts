@@ -3,12 +3,13 @@ import { pino } from 'pino';
 import { loadTerminalConfig, type PolicySource } from '../config/terminal.js';
 import { createLogger } from '../log.js';
 import { createAuditLog } from '../ops/audit.js';
-import { connectRedis } from '../queue/redis.js';
-import { RunService } from '../queue/service.js';
+import { connectRedis } from '../redis/connection.js';
 import { loadRunbooks } from '../runbook/load.js';
+import { RunService } from '../service/run-service.js';
 import { type AllowedSigners, loadAllowedSigners } from '../signing/allowed-signers.js';
 import { GroupMembership } from '../slack/membership.js';
 import { loadSites, siteFilesFrom } from './agent.js';
+import { runServiceSettings } from './service-settings.js';
 import {
   type TerminalPerson,
   terminalPerson,
@@ -66,22 +67,16 @@ export async function withRunService<T>(
       : undefined;
   const redis = connectRedis(config.redis, 'store', logger);
   const service = new RunService({
+    ...runServiceSettings(config),
     redis,
-    prefix: config.queue.prefix,
     runbooks: await loadRunbooks(config.commandsDir),
     sites,
-    approvalTimeoutMs: config.approval.timeoutMs,
-    approvers: config.approval.approvers,
-    allowSelfApproval: config.approval.allowSelfApproval,
-    trustSlackGroups: config.approval.trustSlackGroups,
-    readOnlyLimits: config.readOnlyLimits,
     logger,
     // Runs asked for, decisions and cancels from a terminal are audited like Slack's; stdout is the user's.
     audit: createAuditLog({
       destination: pino.destination({ dest: 2, sync: true }),
       ...(config.ops.auditLogFile !== undefined ? { file: config.ops.auditLogFile } : {}),
     }),
-    waitReplicas: config.redis.waitReplicas,
   });
   // Group membership is read from Slack, as the Slack front reads it; never typed on the command line.
   const membership =

@@ -3,7 +3,7 @@
  * product relies on (BullMQ's minimum, src/runs/redis-checks.ts). Stricter than the start-up warnings: RDB
  * snapshots alone lose every run, lock and approval written since the last one, so AOF off is a failure.
  */
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { configGet, isReplyError, MIN_REDIS_VERSION, versionAtLeast } from '../runs/redis-checks.js';
 import { durabilityOf } from '../runs/redis-durability.js';
 import { type DoctorLine, line } from './report.js';

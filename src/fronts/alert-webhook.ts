@@ -13,7 +13,7 @@ import { z } from 'zod';
 import type { SiteProfile } from '../config/site.js';
 import { asCodedError, ErrorCode } from '../errors.js';
 import type { OpsRoute } from '../ops/http.js';
-import type { RunService } from '../queue/service.js';
+import type { RunService } from '../service/run-service.js';
 import { describeZodIssues } from '../validation.js';
 
 export const ALERT_WEBHOOK_PATH = '/alerts/alertmanager';

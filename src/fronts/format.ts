@@ -1,6 +1,6 @@
 /** How every front writes durations and step outcomes for people (terminal, Slack, the postmortem). */
 import type { StepStatus } from '../engine/events.js';
-import type { Refusal } from '../queue/service.js';
+import type { Refusal } from '../service/run-service.js';
 
 /** `850ms`, `4.2s`, `3m 5s`, `1h 2m 3s`. */
 export function formatDuration(ms: number): string {

@@ -3,8 +3,8 @@
  * terminal (`capi-chatops timeline`) prints it and Slack (`/capi timeline`) uploads it.
  */
 import type { ApprovalDecision, RunEvent, StepRef } from '../engine/events.js';
-import type { TimelineEntry } from '../queue/service.js';
 import { notOnPath } from '../runbook/tools.js';
+import type { TimelineEntry } from '../service/run-service.js';
 import { formatDuration, formatRunDuration, itemText, STEP_LABEL } from './format.js';
 import { terminalText } from './sanitize.js';
 

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { AppConfig } from '../config/env.js';
 import type { SiteProfile } from '../config/site.js';
 import { readOnlyQueue } from '../queue/queues.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { ApprovalStore } from '../runs/approvals.js';
 import { RunRegistry } from '../runs/registry.js';
 import { type AuditLog, createAuditLog } from './audit.js';

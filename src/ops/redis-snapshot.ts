@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import type { ApprovalStore } from '../runs/approvals.js';
 import type { RunRegistry } from '../runs/registry.js';
 import type { RedisSnapshot } from './metrics.js';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseAmount, TIMER } from '../config/units.js';
 import { compileRegex } from '../expr/index.js';
 import { PARAM_TYPE_NAMES } from './params.js';
 import { JUMPHOST_TOOLS } from './tools.js';
@@ -18,9 +19,10 @@ const envName = z
   .string()
   .regex(/^[A-Z][A-Z0-9_]*$/, { error: 'must be an UPPER_CASE environment variable name' });
 const varName = z.string().regex(/^[a-z_][a-z0-9_]*$/, { error: 'must be a lower_snake_case variable name' });
-const duration = z
-  .string()
-  .regex(/^\d+(ms|s|m|h)$/, { error: 'must be a duration such as 500ms, 10s, 2m or 1h' });
+// The one timer grammar the environment's durations use too (config/units.ts).
+const duration = z.string().refine((text) => text === text.trim() && parseAmount(text, TIMER) !== undefined, {
+  error: 'must be a duration such as 500ms, 10s, 2m or 1h',
+});
 const expr = z.string().min(1, { error: 'must be an expression, e.g. stdout == "ACTIVE"' });
 const template = z.string().min(1);
 const script = z.string().min(1, { error: 'must be a shell block' });

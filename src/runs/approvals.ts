@@ -31,7 +31,7 @@ import { z } from 'zod';
 import type { ApprovalDecision, ApprovalRequest } from '../engine/events.js';
 import { stepSlot } from '../engine/slot.js';
 import { CapiError, ErrorCode } from '../errors.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { type SignedDecision, signedDecisionSchema } from '../signing/statement.js';
 import { describeZodIssues } from '../validation.js';
 import { approvalRequestSchema } from './event-schema.js';

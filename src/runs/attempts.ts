@@ -13,7 +13,7 @@
 
 import { z } from 'zod';
 import { CapiError, ErrorCode } from '../errors.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { evalFenced, type Fence } from './fence.js';
 import { assertRunId } from './registry.js';
 

@@ -3,7 +3,7 @@
  * per site, replaced by the next report. Read back through its schema: anything in Redis is untrusted.
  */
 import { type DoctorReport, DoctorReportSchema } from '../doctor/report.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 
 export class DoctorReports {
   constructor(

@@ -13,7 +13,7 @@
  */
 
 import { RunFencedError } from '../errors.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { assertRunId } from './registry.js';
 
 export interface Fence {

@@ -12,7 +12,7 @@
 
 import { z } from 'zod';
 import { ParamError } from '../errors.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { evalFenced, type Fence } from './fence.js';
 
 /**

@@ -14,7 +14,7 @@
  * - `p:readonly:person:<user>`, `p:readonly:site:<site>` sorted sets: start times (ms) in the window
  */
 import { createHash } from 'node:crypto';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 
 export interface ReadOnlyLimits {
   /** Read-only runs one person may start per window (CAPI_READONLY_PER_PERSON). */

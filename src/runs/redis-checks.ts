@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { RedisTarget } from '../config/env.js';
-import { describeRedis, type RedisClient } from '../queue/redis.js';
+import { describeRedis, type RedisClient } from '../redis/connection.js';
 import { confirmPlan, durabilityOf, type RedisDurability } from './redis-durability.js';
 
 export const MIN_REDIS_VERSION = '6.2.0';

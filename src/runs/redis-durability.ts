@@ -12,7 +12,7 @@
  * says so once, and the jumphost's attempt marker still refuses a second send (src/ssh/attempt-marker.ts).
  */
 import { Cluster } from 'ioredis';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 
 /** What this connection's Redis can keep and confirm, found once per connection (again after a reconnect). */
 export interface RedisDurability {

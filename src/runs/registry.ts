@@ -14,7 +14,7 @@
 import { z } from 'zod';
 import { RUN_STATUSES } from '../engine/events.js';
 import { CapiError, ErrorCode } from '../errors.js';
-import type { RedisClient } from '../queue/redis.js';
+import type { RedisClient } from '../redis/connection.js';
 import { RUN_ID_PATTERN } from '../run-id.js';
 import { describeZodIssues } from '../validation.js';
 import { evalFenced, type Fence } from './fence.js';

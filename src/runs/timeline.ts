@@ -19,8 +19,8 @@
  */
 import { DEFAULT_MAX_OUTPUT_BYTES_PER_RUN } from '../config/env.js';
 import type { RunEvent } from '../engine/events.js';
-import { dedicatedConnection, type RedisClient } from '../queue/redis.js';
 import { redactText } from '../redact.js';
+import { dedicatedConnection, type RedisClient } from '../redis/connection.js';
 import { describeZodIssues } from '../validation.js';
 import { runEventSchema } from './event-schema.js';
 import { evalFenced, type Fence } from './fence.js';

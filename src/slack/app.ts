@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { AppConfig } from '../config/env.js';
 import type { SiteProfile } from '../config/site.js';
 import { asCodedError, CapiError, ErrorCode } from '../errors.js';
-import type { RunService } from '../queue/service.js';
+import type { RunService } from '../service/run-service.js';
 import { validationMessage } from '../validation.js';
 import { APPROVE_ACTION_ID } from './blocks.js';
 import type { ApprovalPlaces } from './click-place.js';

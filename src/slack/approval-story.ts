@@ -5,7 +5,7 @@
  * own. Pure functions of the timeline, so a restarted poster tells the same story.
  */
 import type { StepStatus } from '../engine/events.js';
-import type { TimelineEntry } from '../queue/service.js';
+import type { TimelineEntry } from '../service/run-service.js';
 
 /** What happened to an approved (or refused) action after its request, as far as the timeline says. */
 export interface ApprovalStory {

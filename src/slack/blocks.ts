@@ -11,8 +11,8 @@
 
 import type { StepRef, StepStatus } from '../engine/events.js';
 import { formatDuration, formatRunDuration, STEP_LABEL } from '../fronts/format.js';
-import type { StoredApproval, TimelineEntry } from '../queue/service.js';
 import { createLineRedactor, redactText } from '../redact.js';
+import type { StoredApproval, TimelineEntry } from '../service/run-service.js';
 import { type ApprovalStory, storyOwner } from './approval-story.js';
 import { clipEscaped, escapedTotal, oneLine, slackName, slackText } from './escape.js';
 

@@ -1,7 +1,7 @@
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import type { SiteProfile } from '../config/site.js';
-import type { RunService } from '../queue/service.js';
+import type { RunService } from '../service/run-service.js';
 
 /** What every /capi handler gets: who asked, where, and the services behind the front. */
 export interface CapiContext {

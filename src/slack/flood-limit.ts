@@ -8,7 +8,7 @@
  * Counters live in Redis (every `serve` replica shares them) and are read and bumped in one script, so two
  * replicas answering the same flood cannot both let the limit-crossing request through.
  */
-import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 
 export type FloodKind = 'refusal' | 'upload';
 
@@ -43,7 +43,7 @@ return 0
 
 export class FloodLimit {
   constructor(
-    private readonly redis: Redis | Cluster,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     readonly limits: FloodLimits = DEFAULT_FLOOD_LIMITS,
   ) {}

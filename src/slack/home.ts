@@ -9,7 +9,13 @@
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { countsText, worstLevel } from '../doctor/report.js';
-import type { DoctorReport, RunRecord, RunService, SiteHold, StoredApproval } from '../queue/service.js';
+import type {
+  DoctorReport,
+  RunRecord,
+  RunService,
+  SiteHold,
+  StoredApproval,
+} from '../service/run-service.js';
 import { escapeSlack, mention } from './blocks.js';
 import { DOCTOR_EMOJI } from './doctor-message.js';
 import { slackName } from './escape.js';

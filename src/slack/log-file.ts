@@ -4,8 +4,8 @@
  */
 import type { StepRef } from '../engine/events.js';
 import { revealControls, terminalText } from '../fronts/sanitize.js';
-import type { TimelineEntry } from '../queue/service.js';
 import { redactText } from '../redact.js';
+import type { TimelineEntry } from '../service/run-service.js';
 import { stepContext } from './blocks.js';
 import type { ThreadFile } from './paced-slack.js';
 

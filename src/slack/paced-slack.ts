@@ -52,7 +52,7 @@ export async function sleepUnlessClosed(ms: number, signal: AbortSignal): Promis
 
 /** A WebClient for PacedSlack: 429s and 5xx are thrown to it at once (its own rules above), never retried inside. */
 export function pacedWebClient(
-  token: string,
+  token: string | undefined,
   opts: Pick<WebClientOptions, 'slackApiUrl' | 'fetch' | 'logLevel'> = {},
 ): WebClient {
   return new WebClient(token, { ...opts, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } });

@@ -4,7 +4,7 @@
  * trigger_id lasts 3 s), then updated with the list. Pure builders and parsers.
  */
 import { z } from 'zod';
-import type { PickResult } from '../queue/service.js';
+import type { PickResult } from '../service/run-service.js';
 import { escapeSlack } from './blocks.js';
 
 export const PICK_CALLBACK_ID = 'capi_pick';

@@ -24,10 +24,10 @@
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { WebClient } from '@slack/web-api';
-import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RunEvent } from '../engine/events.js';
-import type { RunService, StoredApproval, TimelineEntry } from '../queue/service.js';
+import type { RedisClient } from '../redis/connection.js';
+import type { RunService, StoredApproval, TimelineEntry } from '../service/run-service.js';
 import { approvalStory } from './approval-story.js';
 import {
   approvalMessage,
@@ -52,7 +52,7 @@ export interface ThreadPosterOptions {
    */
   readonly client: WebClient;
   /** For the poster's own cursors: one server, a Sentinel-monitored master or a Cluster. */
-  readonly redis: Redis | Cluster;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly service: RunService;
   readonly logger: Logger;

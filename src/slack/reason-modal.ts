@@ -8,7 +8,7 @@
  * Slack returns private_metadata as we sent it, but it is parsed like any other input.
  */
 import { z } from 'zod';
-import { REASON_MAX_CHARS, type StoredApproval } from '../queue/service.js';
+import { REASON_MAX_CHARS, type StoredApproval } from '../service/run-service.js';
 import { confirmText } from './blocks.js';
 
 export const REASON_CALLBACK_ID = 'capi_reason';

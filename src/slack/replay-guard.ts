@@ -10,8 +10,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { AnyMiddlewareArgs, Middleware } from '@slack/bolt';
-import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { RedisClient } from '../redis/connection.js';
 
 /** Bolt refuses a request whose timestamp is older than this (verify-request.ts, five minutes). */
 export const SIGNATURE_WINDOW_MS = 5 * 60_000;
@@ -43,7 +43,7 @@ export function signedRequestHeaders(req: {
 
 export class SeenSignatures {
   constructor(
-    private readonly redis: Redis | Cluster,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 

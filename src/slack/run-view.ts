@@ -3,7 +3,7 @@
  * entries always give the same view, so a front that restarts rebuilds the message from Redis alone.
  */
 import { RUN_STATUSES, type RunStatus, type StepRef, type StepStatus } from '../engine/events.js';
-import type { TimelineEntry } from '../queue/service.js';
+import type { TimelineEntry } from '../service/run-service.js';
 
 /** A step not reported finished yet, or how it finished. */
 export type StepViewStatus = 'pending' | 'running' | 'waiting_approval' | StepStatus;

@@ -21,7 +21,7 @@
  * - `p:slack:runs:open`       set of the run ids being mirrored and not done: the poster's resumeAll()
  *                             finishes them (a run id never holds `:`, so this key cannot be a run's cursor)
  */
-import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 
 /** A run's cursor as loaded; the poster keeps it in step with what it writes. */
 export interface ThreadCursor {
@@ -42,7 +42,7 @@ export interface ThreadCursor {
 
 export class ThreadCursors {
   constructor(
-    private readonly redis: Redis | Cluster,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 

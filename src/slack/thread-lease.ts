@@ -8,7 +8,7 @@
  * never holds `:`, so this key cannot be a run's cursor `p:slack:<runId>`).
  */
 import { randomBytes } from 'node:crypto';
-import type { Cluster, Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 
 const ACQUIRE = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
@@ -46,7 +46,7 @@ export class ThreadLeases {
   readonly holder = `${process.pid}-${randomBytes(4).toString('hex')}`;
 
   constructor(
-    private readonly redis: Redis | Cluster,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly ttlMs: number,
   ) {

@@ -3,15 +3,15 @@ import { type SimJumphost, startSimJumphost } from '../../dev/sim/jumphost.js';
 import { type Agent, type AgentOptions, startAgent } from '../../src/agent/agent.js';
 import { parseSiteProfile, type SiteProfile } from '../../src/config/site.js';
 import type { RunEvent } from '../../src/engine/events.js';
-import type { RedisClient } from '../../src/queue/redis.js';
+import type { RedisClient } from '../../src/redis/connection.js';
+import type { RunbookSet } from '../../src/runbook/load.js';
+import type { TimelineEntry } from '../../src/runs/timeline.js';
 import {
   type RunRecord,
   type RunRequest,
   RunService,
   type RunServiceOptions,
-} from '../../src/queue/service.js';
-import type { RunbookSet } from '../../src/runbook/load.js';
-import type { TimelineEntry } from '../../src/runs/timeline.js';
+} from '../../src/service/run-service.js';
 import { decisionEnv, testDecisionKeys, testJudge } from './decision-keys.js';
 import { REDIS_URL } from './redis.js';
 

@@ -1,7 +1,7 @@
 import type { App } from '@slack/bolt';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { RunService } from '../../queue/service.js';
+import type { RunService } from '../../service/run-service.js';
 import { validationMessage } from '../../validation.js';
 import { APPROVE_WITH_REASON_ACTION_ID, DENY_ACTION_ID } from '../blocks.js';
 import type { ApprovalPlaces } from '../click-place.js';

@@ -1,7 +1,7 @@
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import { describeRefusal, unconfirmedNotice } from '../../../fronts/format.js';
-import type { RunService } from '../../../queue/service.js';
+import type { RunService } from '../../../service/run-service.js';
 import { mention, quorumNotice } from '../../blocks.js';
 import { type ApprovalPlaces, clickPlaceProblem } from '../../click-place.js';
 import type { FloodLimit } from '../../flood-limit.js';

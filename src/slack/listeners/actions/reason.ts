@@ -1,6 +1,6 @@
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
-import type { RunService } from '../../../queue/service.js';
+import type { RunService } from '../../../service/run-service.js';
 import { mention } from '../../blocks.js';
 import { type ApprovalPlaces, clickPlaceProblem } from '../../click-place.js';
 import type { FloodLimit } from '../../flood-limit.js';

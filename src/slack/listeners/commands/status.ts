@@ -1,4 +1,4 @@
-import type { RunRecord } from '../../../queue/service.js';
+import type { RunRecord } from '../../../service/run-service.js';
 import { mention } from '../../blocks.js';
 import { type CapiContext, runIsHere } from '../../context.js';
 import { slackName, slackText } from '../../escape.js';

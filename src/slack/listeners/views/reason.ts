@@ -2,7 +2,7 @@ import type { ViewResponseAction } from '@slack/bolt';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { describeRefusal, unconfirmedNotice } from '../../../fronts/format.js';
-import { decisionReasonSchema, type RunService } from '../../../queue/service.js';
+import { decisionReasonSchema, type RunService } from '../../../service/run-service.js';
 import { validationMessage } from '../../../validation.js';
 import { quorumNotice } from '../../blocks.js';
 import type { FloodLimit } from '../../flood-limit.js';
