@@ -24,6 +24,7 @@ import {
 } from './support/agent.js';
 import { eventually } from './support/eventually.js';
 import { useTestRedis } from './support/redis.js';
+import { checkThread } from './support/thread.js';
 
 const COMMANDS = new URL('../commands/', import.meta.url).pathname;
 const TOKEN = 'xoxb-poster-test';
@@ -341,6 +342,53 @@ describe('ThreadPoster', () => {
     const approvals = thread.posts.filter((m) => /^(Approval needed|Approved):/.test(m.text));
     expect(approvals.map((m) => m.text.split(':')[0])).toEqual(['Approved', 'Approved', 'Approved']);
     expect(approvals.some(hasButtons)).toBe(false);
+  });
+
+  it('should post every join made while the run was queued after a restart right after its root', async () => {
+    const { hh, slack } = await setup(['healthy']);
+    const client = slackClient(slack);
+    const first = newPoster(hh, client);
+    const ask = (requestedBy: string) =>
+      hh.service.start({ runbook: 'diagnose', args: [], site: 'site-0', requestedBy, channel: INCIDENT });
+    const run = (await ask('U_REQUESTER')).record;
+    // Two more people ask for the same diagnosis while it is queued: they join it.
+    expect((await ask('U0LEAD0001')).kind).toBe('joined');
+    expect((await ask('U0LEAD0002')).kind).toBe('joined');
+    first.watch(run.runId);
+    // The poster stops the moment Slack took the root, before the joins' posts.
+    const off = slack.onCall((c) => {
+      if (c.method === 'chat.postMessage' && c.status === 200 && c.args.thread_ts === undefined) {
+        void first.close();
+      }
+    });
+    await hh.startAgent();
+    await expect(first.settled(run.runId)).rejects.toThrow(/closed/);
+    off();
+    expect(threadOf(slack, INCIDENT).posts).toEqual([]);
+
+    await waitForEvent(hh.service, run.runId, isType('run.finished'));
+    const second = newPoster(hh, client);
+    await second.resumeAll();
+    await second.settled(run.runId);
+    const thread = threadOf(slack, INCIDENT);
+    const entries = await hh.service.readTimeline(run.runId);
+    const check = checkThread(
+      run.runId,
+      entries,
+      thread.posts.map((m) => m.text),
+    );
+    expect({ missing: check.missing, extra: check.extra, inOrder: check.inOrder }).toEqual({
+      missing: [],
+      extra: [],
+      inOrder: true,
+    });
+    const joins = thread.posts.filter((m) => m.text.includes('asked for this run again'));
+    expect(joins.map((m) => JSON.stringify(m.blocks).match(/<@(U\w+)>/)?.[1])).toEqual([
+      'U0LEAD0001',
+      'U0LEAD0002',
+    ]);
+    // Right after the root, before anything the run posted.
+    expect(thread.posts.slice(0, 2)).toEqual(joins);
   });
 
   it('should resume an active run mid-way when the poster restarts while it runs', async () => {

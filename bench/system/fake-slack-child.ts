@@ -66,6 +66,8 @@ function channelView(channel: string): ChannelView {
         }
       : {}),
     posts: thread.filter((m) => m.files === undefined).length,
+    thread: thread.filter((m) => m.files === undefined).map((m) => m.text),
+    liveButtons: messages.filter((m) => approveValues(m.blocks).length > 0).length,
     files: thread.filter((m) => m.files !== undefined).length,
   };
 }
@@ -82,6 +84,8 @@ function answer(req: SlackRequest): unknown {
       });
     case 'channels':
       return Object.fromEntries(req.channels.map((c) => [c, channelView(c)]));
+    case 'responseUrls':
+      return Array.from({ length: req.count }, () => fake.issueResponseUrl(req.user, req.channel));
   }
 }
 

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startSshd } from '../../dev/sim/sshd.js';
+import { checkThread } from '../../dev/slack/thread-check.js';
 import { opensshVersion, ssh2ExecFloor, sshProcessLoop } from './floors.js';
 import { openLoop } from './load.js';
 import { Children, until } from './processes.js';
@@ -26,7 +27,7 @@ import {
   type SystemResults,
   withSection,
 } from './report.js';
-import { betweenStepGaps, entryMs, expectedPosts, perStepMs, RunsView, startApprover } from './runs.js';
+import { betweenStepGaps, entryMs, perStepMs, RunsView, startApprover } from './runs.js';
 import { APPROVER, BOT_TOKEN, OPERATOR, SIGNING_SECRET, startBareBolt, startServe } from './serve.js';
 import { FULL, QUICK, type SystemBenchSettings } from './settings.js';
 import { slashCommand } from './signed.js';
@@ -92,14 +93,16 @@ async function ackTurns(
   bare: { base: string; channel: string },
 ): Promise<{ product: AckFigures; bare: AckFigures }> {
   const { ack, turns } = ctx.settings;
-  const load = (base: string, channel: string, durationS: number) =>
-    openLoop({
+  const load = async (base: string, channel: string, durationS: number) => {
+    const urls = await ctx.slack.responseUrls(OPERATOR, channel, Math.round(ack.ratePerS * durationS));
+    return openLoop({
       base,
       secret: SIGNING_SECRET,
       ratePerS: ack.ratePerS,
       durationS,
-      body: () => slashCommand(OPERATOR, channel, ack.text),
+      body: (i) => slashCommand(OPERATOR, channel, ack.text, urls[i] as string),
     });
+  };
   await load(product.base, product.channel, ack.warmupS);
   await load(bare.base, bare.channel, ack.warmupS);
   const a = { latencies: [] as number[], errors: 0 };
@@ -120,15 +123,19 @@ async function ackTurns(
 /** Warm-up (discarded), then the measured window, of signed `/capi <text>` at the configured rate. */
 async function ackLoad(ctx: Context, base: string, channel: string): Promise<AckFigures> {
   const { ack } = ctx.settings;
-  const body = () => slashCommand(OPERATOR, channel, ack.text);
-  await openLoop({ base, secret: SIGNING_SECRET, ratePerS: ack.ratePerS, durationS: ack.warmupS, body });
-  const r = await openLoop({
-    base,
-    secret: SIGNING_SECRET,
-    ratePerS: ack.ratePerS,
-    durationS: ack.measureS,
-    body,
-  });
+  // Each command carries its own response_url, issued before the load so that the fake's IPC is not timed.
+  const load = async (durationS: number) => {
+    const urls = await ctx.slack.responseUrls(OPERATOR, channel, Math.round(ack.ratePerS * durationS));
+    return openLoop({
+      base,
+      secret: SIGNING_SECRET,
+      ratePerS: ack.ratePerS,
+      durationS,
+      body: (i) => slashCommand(OPERATOR, channel, ack.text, urls[i] as string),
+    });
+  };
+  await load(ack.warmupS);
+  const r = await load(ack.measureS);
   return ackFigures(r.latenciesMs, r.errors);
 }
 
@@ -170,7 +177,7 @@ async function benchSteps(ctx: Context): Promise<{ steps: SystemResults['steps']
     await sshd.stop();
     throw err;
   });
-  const runs = new RunsView(ctx.redis.client, prefix);
+  const runs = new RunsView(ctx.redis.client, prefix, ctx.slack);
   try {
     const floorTotalsMs: number[] = [];
     const productPerStepMs: number[] = [];
@@ -249,7 +256,7 @@ async function benchLevel(ctx: Context, count: number): Promise<LevelResult> {
     stops.push(() => serve.stop());
     const bolt = await startBareBolt(ctx.slack.url, path.join(dir, 'bare-bolt.log'), ctx.children);
     stops.push(() => bolt.stop());
-    const runs = new RunsView(ctx.redis.client, prefix);
+    const runs = new RunsView(ctx.redis.client, prefix, ctx.slack);
     const approver = startApprover(serve.base, ctx.slack);
     stops.push(() => approver.stop());
 
@@ -309,27 +316,38 @@ async function benchLevel(ctx: Context, count: number): Promise<LevelResult> {
     const settleDeadline = finishedAt + settings.settleTimeoutS * 1000;
     let lost = 0;
     let duplicates = 0;
+    let outOfOrder = 0;
     let settled = false;
+    let incomplete: string[] = [];
     for (;;) {
       const views = await ctx.slack.channels(channels);
       lost = 0;
       duplicates = 0;
-      let complete = 0;
+      outOfOrder = 0;
+      incomplete = [];
       for (const r of started) {
-        const want = expectedPosts(timelines.get(r.runId) ?? []);
         const view = views[r.channel];
-        const got = view?.posts ?? 0;
-        lost += Math.max(0, want - got);
-        duplicates += Math.max(0, got - want);
-        if (got >= want && view?.root?.final === true) complete += 1;
+        // What the thread is designed to show (dev/slack/thread-check.ts): the posts of the events that get
+        // one (not a step that only confirmed: the root's checklist tells it), one message per approval.
+        const check = checkThread(r.runId, timelines.get(r.runId) ?? [], view?.thread ?? []);
+        lost += check.missing.length;
+        duplicates += check.extra.length;
+        if (!check.inOrder) outOfOrder += 1;
+        const final = view?.root?.final === true && view.liveButtons === 0;
+        if (!(check.complete && final)) {
+          incomplete.push(
+            `${r.channel} (run ${r.runId}): ${check.missing.length} missing${check.missing.length > 0 ? ` [${check.missing.slice(0, 3).join(' | ')}]` : ''}, ${check.extra.length} extra${check.extra.length > 0 ? ` [${check.extra.slice(0, 3).join(' | ')}]` : ''}${check.inOrder ? '' : ', out of order'}${view?.root?.final === true ? '' : ', root not final'}${(view?.liveButtons ?? 0) > 0 ? `, ${view?.liveButtons} live approval buttons` : ''}`,
+          );
+        }
       }
-      if (complete === started.length) {
+      if (incomplete.length === 0) {
         settled = true;
         break;
       }
       if (Date.now() > settleDeadline) break;
       await sleep(2000);
     }
+    for (const line of incomplete) say(`(4) thread not complete: ${line}`);
     const settleS = (Date.now() - finishedAt) / 1000;
     const views = await ctx.slack.channels(channels);
     const lifeMs = started.map((r) => (views[r.channel]?.root?.at ?? Number.NaN) - r.ackAt);
@@ -337,7 +355,8 @@ async function benchLevel(ctx: Context, count: number): Promise<LevelResult> {
     const callsAfter = await ctx.slack.calls();
     const limited = (method: string) =>
       (callsAfter[method]?.limited ?? 0) - (callsBefore[method]?.limited ?? 0);
-    const replyMethods = new Set(['chat.postEphemeral']);
+    // A /capi reply goes to the command's response_url (no app-wide limit), else by chat.postEphemeral.
+    const replyMethods = new Set(['response_url', 'chat.postEphemeral']);
     const threadLimited = Object.keys(callsAfter)
       .filter((m) => !replyMethods.has(m))
       .reduce((a, m) => a + limited(m), 0);
@@ -355,10 +374,14 @@ async function benchLevel(ctx: Context, count: number): Promise<LevelResult> {
       succeeded: records.filter((r) => r.status === 'succeeded').length,
       eventsLost: lost,
       duplicates,
+      outOfOrder,
       settled,
       settleS,
       limitedThreads: threadLimited,
-      limitedReplies: limited('chat.postEphemeral'),
+      limitedReplies: [...replyMethods].reduce((a, m) => a + limited(m), 0),
+      repliesByMethod: Object.fromEntries(
+        [...replyMethods].map((m) => [m, (callsAfter[m]?.ok ?? 0) - (callsBefore[m]?.ok ?? 0)]),
+      ),
       limitedByMethod: Object.fromEntries(Object.keys(callsAfter).map((m) => [m, limited(m)])),
       gapMeanMs: gapSummary.mean,
       gapP99Ms: gapSummary.p99,

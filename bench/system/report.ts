@@ -16,10 +16,13 @@ export interface AckFigures {
 export interface LevelResult {
   readonly runs: number;
   readonly succeeded: number;
-  /** Thread posts the timeline called for that were not in Slack when the threads settled (or at the deadline). */
+  /** Thread posts the design makes for the timeline (dev/slack/thread-check.ts) that were not in Slack when the
+   * threads settled (or at the deadline); a step that only confirmed has none: the root's checklist tells it. */
   readonly eventsLost: number;
   /** Posts beyond what the timeline called for (at-least-once repeats). */
   readonly duplicates: number;
+  /** Threads whose posts are not in timeline order. */
+  readonly outOfOrder: number;
   /** Every thread complete and every root final before the deadline. */
   readonly settled: boolean;
   /** From the last run's end until every thread was complete (or the deadline). */
@@ -27,6 +30,8 @@ export interface LevelResult {
   /** 429s on the thread poster's calls (posts, edits, uploads), and on the /capi replies. */
   readonly limitedThreads: number;
   readonly limitedReplies: number;
+  /** /capi replies answered ok, by how they went: `response_url`, or `chat.postEphemeral` without one. */
+  readonly repliesByMethod: Readonly<Record<string, number>>;
   /** 429s by method, for the reader who wants to know which limit bit. */
   readonly limitedByMethod: Readonly<Record<string, number>>;
   readonly gapMeanMs: number;
@@ -242,7 +247,7 @@ export function levelsTable(levels: readonly LevelResult[]): string {
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...levels.map((l) => {
       const floorPerStep = medianOf(l.steps.floorTotalsMs) / l.steps.count;
-      return `| ${l.runs} | ${round(l.load.before, 2)} · ${round(l.load.after, 2)} | ${l.succeeded} | ${l.eventsLost}${l.duplicates > 0 ? ` (+${l.duplicates} repeated)` : ''} | ${l.limitedThreads} · ${l.limitedReplies} | ${round(l.gapMeanMs, 2)} · ${round(l.gapP99Ms, 0)} ms | ${round(l.ack.p50, 1)} · ${round(l.ack.p99, 1)} ms (${round(l.bareAck.p50, 1)} · ${round(l.bareAck.p99, 1)} ms; ${l.activeDuringLoad.min}-${l.activeDuringLoad.max} runs going) | ${ms(medianOf(l.steps.productPerStepMs))} (${ms(floorPerStep)}; ${l.activeDuringSteps.min}-${l.activeDuringSteps.max} runs going) | ${round(l.lifeMedianMs, 0)} ms | ${round(l.rssPeakMb, 0)} MB (${round(l.rssRunsOnlyMb, 0)} MB) | ${round(l.redisPerRunKb, 1)} KB | ${round(l.runMedianS, 1)} s | ${l.settled ? `${round(l.settleS, 0)} s after the last run` : `NOT after ${round(l.settleS, 0)} s`} |`;
+      return `| ${l.runs} | ${round(l.load.before, 2)} · ${round(l.load.after, 2)} | ${l.succeeded} | ${l.eventsLost}${l.duplicates > 0 ? ` (+${l.duplicates} repeated)` : ''}${l.outOfOrder > 0 ? ` (${l.outOfOrder} out of order)` : ''} | ${l.limitedThreads} · ${l.limitedReplies} | ${round(l.gapMeanMs, 2)} · ${round(l.gapP99Ms, 0)} ms | ${round(l.ack.p50, 1)} · ${round(l.ack.p99, 1)} ms (${round(l.bareAck.p50, 1)} · ${round(l.bareAck.p99, 1)} ms; ${l.activeDuringLoad.min}-${l.activeDuringLoad.max} runs going) | ${ms(medianOf(l.steps.productPerStepMs))} (${ms(floorPerStep)}; ${l.activeDuringSteps.min}-${l.activeDuringSteps.max} runs going) | ${round(l.lifeMedianMs, 0)} ms | ${round(l.rssPeakMb, 0)} MB (${round(l.rssRunsOnlyMb, 0)} MB) | ${round(l.redisPerRunKb, 1)} KB | ${round(l.runMedianS, 1)} s | ${l.settled ? `${round(l.settleS, 0)} s after the last run` : `NOT after ${round(l.settleS, 0)} s`} |`;
     }),
     '',
     ...levels.map(
@@ -250,6 +255,10 @@ export function levelsTable(levels: readonly LevelResult[]): string {
         `- 429s at ${l.runs} runs by method: ${
           Object.entries(l.limitedByMethod)
             .filter(([, n]) => n > 0)
+            .map(([m, n]) => `${m} ${n}`)
+            .join(', ') || 'none'
+        }; /capi replies by ${
+          Object.entries(l.repliesByMethod)
             .map(([m, n]) => `${m} ${n}`)
             .join(', ') || 'none'
         }`,

@@ -3,7 +3,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { type RunRecord, RunRegistry } from '../../src/runs/registry.js';
 import { RunTimeline, type TimelineEntry } from '../../src/runs/timeline.js';
-import { threadMessage } from '../../src/slack/blocks.js';
 import { until } from './processes.js';
 import { OPERATOR, SIGNING_SECRET } from './serve.js';
 import { approveClick, postSigned, slashCommand } from './signed.js';
@@ -20,14 +19,23 @@ export class RunsView {
   readonly registry: RunRegistry;
   readonly timeline: RunTimeline;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(
+    redis: Redis,
+    prefix: string,
+    private readonly slack: FakeSlackProcess,
+  ) {
     this.registry = new RunRegistry(redis, prefix);
     this.timeline = new RunTimeline(redis, prefix);
   }
 
   /** `/capi <text>` in `channel` as the operator; resolves once the product stored the run it started. */
   async start(base: string, channel: string, text: string): Promise<StartedRun> {
-    const status = await postSigned(base, SIGNING_SECRET, slashCommand(OPERATOR, channel, text));
+    const [url] = await this.slack.responseUrls(OPERATOR, channel, 1);
+    const status = await postSigned(
+      base,
+      SIGNING_SECRET,
+      slashCommand(OPERATOR, channel, text, url as string),
+    );
     const ackAt = Date.now();
     if (status !== 200) throw new Error(`/capi ${text} in ${channel} was answered ${status}`);
     const record = await until(
@@ -58,12 +66,6 @@ export class RunsView {
 
 /** Stream ids carry Redis's clock in ms: one clock for every writer. */
 export const entryMs = (e: TimelineEntry): number => Number(e.id.split('-')[0]);
-
-/** What the thread poster promises to post for these events: one message per event worth one. */
-export function expectedPosts(entries: readonly TimelineEntry[]): number {
-  return entries.filter((e) => e.event.type === 'approval.requested' || threadMessage(e) !== undefined)
-    .length;
-}
 
 /**
  * The time from one step's end to the next step's start (checkpoint, timeline, run record: the product's

@@ -22,7 +22,11 @@ export function signedHeaders(body: string, secret: string): Record<string, stri
   };
 }
 
-export function slashCommand(user: string, channel: string, text: string): string {
+/**
+ * `/capi <text>` as Slack sends it; `responseUrl` from the fake Slack (FakeSlackProcess.responseUrls): the
+ * product replies there, as it does in Slack, and falls back to chat.postEphemeral only without one.
+ */
+export function slashCommand(user: string, channel: string, text: string, responseUrl: string): string {
   return new URLSearchParams({
     token: 'legacy',
     team_id: TEAM_ID,
@@ -34,7 +38,7 @@ export function slashCommand(user: string, channel: string, text: string): strin
     command: '/capi',
     text,
     api_app_id: 'A0BENCH01',
-    response_url: 'http://127.0.0.1:9/unused',
+    response_url: responseUrl,
     trigger_id: freshTriggerId(),
   }).toString();
 }

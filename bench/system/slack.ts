@@ -18,6 +18,10 @@ export interface ChannelView {
   };
   /** Thread replies that are messages (file shares apart). */
   readonly posts: number;
+  /** Their notification texts, oldest first (dev/slack/thread-check.ts compares them with the timeline). */
+  readonly thread: readonly string[];
+  /** Messages in the channel that still show Approve buttons (none once every decision is in its message). */
+  readonly liveButtons: number;
   readonly files: number;
 }
 
@@ -28,7 +32,8 @@ export interface SlackSnapshot {
 export type SlackRequest =
   | { readonly op: 'calls' }
   | { readonly op: 'approvals' }
-  | { readonly op: 'channels'; readonly channels: readonly string[] };
+  | { readonly op: 'channels'; readonly channels: readonly string[] }
+  | { readonly op: 'responseUrls'; readonly user: string; readonly channel: string; readonly count: number };
 
 export interface FakeSlackProcess {
   readonly url: string;
@@ -37,6 +42,8 @@ export interface FakeSlackProcess {
   /** Approval ids that have an Approve button in Slack right now (or had, until the message is edited). */
   approvals(): Promise<{ channel: string; ts: string; id: string }[]>;
   channels(channels: readonly string[]): Promise<Record<string, ChannelView>>;
+  /** `count` fresh response_urls, as Slack puts one in each slash command by `user` in `channel`. */
+  responseUrls(user: string, channel: string, count: number): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -73,6 +80,7 @@ export async function startFakeSlackProcess(
     calls: () => ask({ op: 'calls' }),
     approvals: () => ask({ op: 'approvals' }),
     channels: (channels) => ask({ op: 'channels', channels }),
+    responseUrls: (user, channel, count) => ask({ op: 'responseUrls', user, channel, count }),
     stop: () => children.stop(child, 3000),
   };
 }

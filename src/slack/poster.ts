@@ -21,6 +21,7 @@
  * No secrets: every message comes from blocks.ts, which redacts; log files come from the timeline (redacted
  * when stored) and are redacted again here.
  */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
@@ -209,6 +210,11 @@ export class ThreadPoster {
     if (!(Number.isInteger(updateLimit.count) && updateLimit.count > 0 && updateLimit.perMs > 0)) {
       throw new RangeError('updateLimit needs a count >= 1 and perMs > 0');
     }
+    // Every wait of every run's worker (its channel's pacing, an update slot, a Retry-After, a lease, a restart)
+    // ends at once on close(): one listener on this signal per waiting worker, so as many as runs are mirrored
+    // (a region-wide incident: 20-50). Each is removed when its wait ends; the count is bounded by the runs,
+    // which Node's default of 10 (a leak warning past it) is not.
+    setMaxListeners(0, this.stop.signal);
     this.slack = new PacedSlack({
       client: opts.client,
       minPostIntervalMs,
@@ -476,27 +482,24 @@ export class ThreadPoster {
 
   /** Feeds new timeline entries to the worker until run.finished; follows again after a Redis error. */
   private async follow(run: RunState): Promise<void> {
+    // Its own controller, aborted by close() (every run's follower) or when the worker stops: no listener on
+    // the poster's stop signal per followed run (20 runs were 20 listeners, past Node's leak warning).
     const abort = new AbortController();
     run.follower = abort;
-    const onStop = () => abort.abort();
-    this.stop.signal.addEventListener('abort', onStop, { once: true });
-    try {
-      while (!abort.signal.aborted && !run.sawFinished) {
-        const after = run.entries.at(-1)?.id ?? '0-0';
-        try {
-          for await (const entry of this.service.followTimeline(run.runId, after, abort.signal)) {
-            run.entries.push(entry);
-            if (entry.event.type === 'run.finished') run.sawFinished = true;
-            run.waker?.();
-          }
-        } catch (err) {
-          if (abort.signal.aborted) return;
-          run.log.warn({ err: describe(err) }, 'following the timeline failed; following again');
-          await sleepFor(FOLLOW_RETRY_MS, undefined, { signal: abort.signal }).catch(() => {});
+    if (this.closed) return;
+    while (!abort.signal.aborted && !run.sawFinished) {
+      const after = run.entries.at(-1)?.id ?? '0-0';
+      try {
+        for await (const entry of this.service.followTimeline(run.runId, after, abort.signal)) {
+          run.entries.push(entry);
+          if (entry.event.type === 'run.finished') run.sawFinished = true;
+          run.waker?.();
         }
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        run.log.warn({ err: describe(err) }, 'following the timeline failed; following again');
+        await sleepFor(FOLLOW_RETRY_MS, undefined, { signal: abort.signal }).catch(() => {});
       }
-    } finally {
-      this.stop.signal.removeEventListener('abort', onStop);
     }
   }
 
@@ -532,6 +535,11 @@ export class ThreadPoster {
     if (run.cursor.rootTs === undefined) {
       const view = foldRunView(run.entries.slice(0, index + 1));
       // Before run.started there is no step list to show, and without a root there is no thread to post in.
+      if (view === undefined && e.type !== 'run.finished') {
+        // Not handled yet as far as the cursor knows: a join made while the run was queued is posted with the
+        // root, and a restart before then must find it still ahead of the cursor.
+        return;
+      }
       if (
         view === undefined ||
         !(await this.postRoot(run, rootMessage(view, this.now(), run.requestedVia), entry))
@@ -541,7 +549,11 @@ export class ThreadPoster {
         return;
       }
       await this.postEarlyJoins(run, index);
-      if (e.type === 'run.started') return;
+      if (e.type === 'run.started') {
+        this.advance(run, entry);
+        await this.saveCursor(run, {});
+        return;
+      }
     }
     if (e.type !== 'step.output') run.rootDirty = true;
     if (e.type === 'approval.requested') {
@@ -681,11 +693,8 @@ export class ThreadPoster {
       rootId: entry.id,
       rootUpdatedAt: String(run.cursor.rootUpdatedAt),
     };
-    if (entry.event.type === 'run.started') {
-      run.cursor.lastId = entry.id;
-      run.cursorDirty = false;
-    }
-    if (run.cursor.lastId !== undefined) fields.lastId = run.cursor.lastId;
+    // The cursor stays where it was: the joins made while the run was queued (before run.started) are posted
+    // next, each moving it past itself, so that a restart in between posts the rest of them, not none.
     run.lease.assertHeld();
     await this.cursors.save(run.runId, fields);
     return true;
@@ -693,12 +702,16 @@ export class ThreadPoster {
 
   /**
    * Who joined the run while it was queued (an identical ask, an alert group) came before run.started, when
-   * there was no thread yet: their posts go in the thread right after its root.
+   * there was no thread yet: their posts go in the thread right after its root, each moving the cursor past it
+   * (the cursor stayed before them until now: a restart in between posts the rest, in order).
    */
   private async postEarlyJoins(run: RunState, index: number): Promise<void> {
     for (const early of run.entries.slice(0, index)) {
       const message = early.event.type === 'run.joined' ? threadMessage(early) : undefined;
-      if (message !== undefined) await this.postInThread(run, message, early);
+      if (message === undefined) continue;
+      await this.postInThread(run, message, early);
+      this.advance(run, early);
+      await this.saveCursor(run, {});
     }
   }
 

@@ -45,18 +45,24 @@ export async function startHarness(opts: {
   readonly service?: Partial<RunServiceOptions>;
   /** Extra site profile fields for every site (e.g. approval_quorum), validated like a profile file. */
   readonly siteFields?: Readonly<Record<string, unknown>>;
+  /** Site profiles per simulated jumphost (default 1): many sites (one run each) for little machine. */
+  readonly sitesPerSim?: number;
 }): Promise<Harness> {
   const sims = await Promise.all(
     opts.scenarios.map((scenario) => startSimJumphost({ scenario, timeScale: 0.002 })),
   );
+  const perSim = opts.sitesPerSim ?? 1;
   const sites = new Map(
-    sims.map((sim, i) => {
-      const site = parseSiteProfile(
-        { ...sim.site, ...opts.siteFields, name: `site-${i}` },
-        `simulated site-${i}`,
-      );
-      return [site.name, site] as const;
-    }),
+    sims.flatMap((sim, n) =>
+      Array.from({ length: perSim }, (_, k) => {
+        const i = n * perSim + k;
+        const site = parseSiteProfile(
+          { ...sim.site, ...opts.siteFields, name: `site-${i}` },
+          `simulated site-${i}`,
+        );
+        return [site.name, site] as const;
+      }),
+    ),
   );
   const approvalTimeoutMs = opts.approvalTimeoutMs ?? 60_000;
   const approvers = opts.approvers ?? ['U0APPROVER'];
