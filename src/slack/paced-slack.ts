@@ -342,10 +342,6 @@ function errorCode(err: unknown): unknown {
   return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
 }
 
-export function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** The message's own notification text (redacted, escaped, short) and why the formatting is missing. */
 function fallbackText(message: SlackMessage, error: string): string {
   return `${message.text}\n_(shown as plain text: Slack refused the formatted message with ${error})_`;

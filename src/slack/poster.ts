@@ -40,7 +40,7 @@ import {
   threadPost,
 } from './blocks.js';
 import { stepLogFile } from './log-file.js';
-import { Closed, describe, PacedSlack, RETRY_DELAYS_MS, sleepUnlessClosed } from './paced-slack.js';
+import { Closed, PacedSlack, RETRY_DELAYS_MS, sleepUnlessClosed } from './paced-slack.js';
 import { foldRunView } from './run-view.js';
 import { type ThreadCursor, ThreadCursors } from './thread-cursors.js';
 import { type HeldLease, LeaseLost, ThreadLeases } from './thread-lease.js';
@@ -256,7 +256,7 @@ export class ThreadPoster {
     await this.scan();
     this.rescan ??= setInterval(() => {
       this.scan().catch((err: unknown) =>
-        this.logger.warn({ err: describe(err) }, 'looking for threads to take over failed'),
+        this.logger.warn({ err }, 'looking for threads to take over failed'),
       );
     }, this.rescanIntervalMs);
   }
@@ -343,7 +343,7 @@ export class ThreadPoster {
           log.warn({ err: err.message }, 'slack thread lease lost: another replica continues the thread');
           continue;
         }
-        log.error({ err: describe(err) }, 'slack thread worker failed; starting again from its cursor');
+        log.error({ err }, 'slack thread worker failed; starting again from its cursor');
         try {
           await sleepUnlessClosed(RESTART_DELAY_MS, this.stop.signal);
         } catch {
@@ -497,7 +497,7 @@ export class ThreadPoster {
         }
       } catch (err) {
         if (abort.signal.aborted) return;
-        run.log.warn({ err: describe(err) }, 'following the timeline failed; following again');
+        run.log.warn({ err }, 'following the timeline failed; following again');
         await sleepFor(FOLLOW_RETRY_MS, undefined, { signal: abort.signal }).catch(() => {});
       }
     }
@@ -760,7 +760,7 @@ export class ThreadPoster {
       const shown =
         approval.decision === undefined
           ? await this.service.approvalShown(id).catch((err: unknown) => {
-              run.log.warn({ approvalId: id, err: describe(err) }, 'cannot restart the expiry at posting');
+              run.log.warn({ approvalId: id, err }, 'cannot restart the expiry at posting');
               return null;
             })
           : null;
@@ -794,7 +794,7 @@ export class ThreadPoster {
     try {
       return await this.service.getApproval(id);
     } catch (err) {
-      run.log.warn({ approvalId: id, err: describe(err) }, 'stored approval unreadable');
+      run.log.warn({ approvalId: id, err }, 'stored approval unreadable');
       return null;
     }
   }
